@@ -1,0 +1,36 @@
+// Compiled kernels by content key. Every load re-checks the blob's SHA-256:
+// a corrupt or truncated blob is reported, deleted and reported as a miss, so
+// the caller rebuilds it. Thread-safe; processes share the file through
+// SQLite locking.
+#pragma once
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/sqlite_store.hpp"
+
+namespace samoyeds {
+
+struct BinaryRecord {
+  std::string key;          // sha256 of source, templates, NVRTC version, arch, options
+  std::string arch, nvrtc, library, kernel_name, description;
+  int registers = -1, spill_bytes = -1;
+  double compile_ms = 0.0;
+  std::vector<char> blob;
+};
+
+class BinaryCache {
+ public:
+  explicit BinaryCache(SqliteStore& store) : store_(store) {}
+  std::optional<BinaryRecord> get(const std::string& key);
+  // First writer of a key wins; the same key always means the same content.
+  void put(const BinaryRecord& record);
+  std::vector<BinaryRecord> list(bool with_blobs = false);
+
+ private:
+  SqliteStore& store_;
+  std::mutex mu_;  // one connection, many compiling threads
+};
+
+}  // namespace samoyeds

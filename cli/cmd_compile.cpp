@@ -1,0 +1,128 @@
+// samoyeds compile: ahead-of-time generation and NVRTC compilation of a
+// model's expert kernels into the binary cache. Needs no GPU.
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cache/binary_cache.hpp"
+#include "cli/cli_args.hpp"
+#include "generator/kernel_family.hpp"
+#include "runtime/kernel_builder.hpp"
+#include "samoyeds/environment.hpp"
+#include "samoyeds/model_preset.hpp"
+
+namespace samoyeds::cli {
+
+namespace {
+const char* kHelp =
+    "usage: samoyeds compile [options]\n"
+    "  --model NAME|FILE   model preset or YAML file (default mixtral-8x7b)\n"
+    "  --arch ARCH         sm_80, sm_86, sm_89, sm_90 or sm_90a (default sm_90a)\n"
+    "  --dtype T           f16, bf16 or all (default all)\n"
+    "  --rows N:M          row pattern (default 1:2)\n"
+    "  --segment V         segment length 32|64|128|256 (default 128)\n"
+    "  --configs WHICH     default (heuristic per token range) or all (whole search space)\n"
+    "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n"
+    "  --jobs N            parallel NVRTC compiles (default: hardware threads)\n";
+
+SparsityParams parse_rows(const std::string& rows, const std::string& segment) {
+  SparsityParams sp;
+  if (std::sscanf(rows.c_str(), "%d:%d", &sp.N, &sp.M) != 2)
+    throw Error(ErrorCode::InvalidArgument, "--rows expects N:M, got '" + rows + "'");
+  sp.V = std::stoi(segment);
+  sp.validate();
+  return sp;
+}
+}  // namespace
+
+int cmd_compile(const std::vector<std::string>& argv) {
+  for (const auto& a : argv)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+  Args args(argv, {"--model", "--arch", "--dtype", "--rows", "--segment", "--configs", "--cache", "--jobs"}, {});
+  const ModelPreset model = load_model(args.get("--model", "mixtral-8x7b"));
+  const std::string arch = args.get("--arch", "sm_90a");
+  const SparsityParams sp = parse_rows(args.get("--rows", "1:2"), args.get("--segment", "128"));
+  const std::string dtype_arg = args.get("--dtype", "all");
+  std::vector<DType> dtypes = dtype_arg == "all" ? std::vector<DType>{DType::f16, DType::bf16}
+                                                 : std::vector<DType>{parse_dtype(dtype_arg)};
+  const std::string which = args.get("--configs", "default");
+  if (which != "default" && which != "all")
+    throw Error(ErrorCode::InvalidArgument, "--configs expects default or all");
+
+  struct Job {
+    KernelSpec spec;
+    TileConfig config;
+  };
+  std::vector<Job> jobs;
+  for (DType dt : dtypes)
+    for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sp)) {
+      const auto& family = kernel_family(spec.backend);
+      std::vector<TileConfig> configs;
+      if (which == "all") {
+        configs = family.search_space(spec);
+      } else {
+        for (int64_t tokens : {16, 64, 1024}) {
+          const TileConfig c = family.default_config(spec, tokens);
+          bool seen = false;
+          for (const auto& d : configs) seen |= d == c;
+          if (!seen) configs.push_back(c);
+        }
+      }
+      for (const auto& c : configs) jobs.push_back({spec, c});
+    }
+
+  const std::string cache_path = args.get("--cache", default_cache_path());
+  SqliteStore store(cache_path);
+  BinaryCache cache(store);
+  fmt::print("samoyeds compile: {} ({}), {} kernels for {} (no GPU needed), cache {}\n", model.display_name,
+             model.name, jobs.size(), arch, cache_path);
+  fmt::print("{:<36} {:<26} {:>10} {:>11} {:>5} {:>6}  {}\n", "spec", "config", "compile ms", "cubin bytes", "regs",
+             "spills", "source");
+
+  const int n_threads =
+      std::max(1, args.has("--jobs") ? std::stoi(args.get("--jobs", "1")) : int(std::thread::hardware_concurrency()));
+  std::atomic<size_t> next{0};
+  std::atomic<int> failures{0}, compiled{0};
+  std::mutex print_mu;
+  double total_ms = 0.0, max_ms = 0.0;
+  auto worker = [&] {
+    for (size_t i; (i = next++) < jobs.size();) {
+      const Job& job = jobs[i];
+      const std::string name = fmt::format("{} {} {}x{}", op_name(job.spec.op), dtype_name(job.spec.dtype),
+                                           job.spec.m, job.spec.k);
+      try {
+        const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
+        std::lock_guard<std::mutex> lock(print_mu);
+        if (!b.from_cache) {
+          ++compiled;
+          total_ms += b.binary.compile_ms;
+          max_ms = std::max(max_ms, b.binary.compile_ms);
+        }
+        fmt::print("{:<36} {:<26} {:>10.0f} {:>11} {:>5} {:>6}  {}\n", name, job.config.to_string(),
+                   b.binary.compile_ms, b.binary.blob.size(), b.binary.registers, b.binary.spill_bytes,
+                   b.from_cache ? "cache" : "nvrtc");
+        if (b.binary.spill_bytes > 0)
+          log(LogLevel::Warn, fmt::format("{} {} spills {} bytes", name, job.config.to_string(), b.binary.spill_bytes));
+      } catch (const Error& e) {
+        ++failures;
+        std::lock_guard<std::mutex> lock(print_mu);
+        fmt::print(stderr, "FAILED {} {}: {}\n", name, job.config.to_string(), e.what());
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < n_threads; ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  fmt::print("compiled {} new kernels ({} from cache, {} failed); compile time mean {:.0f} ms, max {:.0f} ms\n",
+             compiled.load(), jobs.size() - size_t(compiled.load()) - size_t(failures.load()), failures.load(),
+             compiled ? total_ms / compiled : 0.0, max_ms);
+  return failures ? 1 : 0;
+}
+
+}  // namespace samoyeds::cli

@@ -1,0 +1,14 @@
+#include "generator/kernel_family.hpp"
+#include "generator/mma_sp_family.hpp"
+
+namespace samoyeds {
+
+const KernelFamily& kernel_family(Backend backend) {
+  static const MmaSpFamily mma_sp;
+  switch (backend) {
+    case Backend::MmaSp: return mma_sp;
+  }
+  return mma_sp;
+}
+
+}  // namespace samoyeds

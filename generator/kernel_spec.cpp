@@ -1,0 +1,80 @@
+#include "samoyeds/kernel_spec.hpp"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Ssmm: return "ssmm";
+    case Op::GatedUp: return "gated_up";
+    case Op::Down: return "down";
+  }
+  return "?";
+}
+
+Op parse_op(const std::string& name) {
+  if (name == "ssmm") return Op::Ssmm;
+  if (name == "gated_up" || name == "up") return Op::GatedUp;
+  if (name == "down") return Op::Down;
+  throw Error(ErrorCode::InvalidArgument, "unknown op '" + name + "' (expected ssmm, gated_up or down)");
+}
+
+const char* backend_name(Backend b) { return b == Backend::MmaSp ? "mma_sp" : "?"; }
+
+int arch_number(const std::string& arch) {
+  int n = 0;
+  char suffix = 0;
+  if (std::sscanf(arch.c_str(), "sm_%d%c", &n, &suffix) < 1 || n < 10)
+    throw Error(ErrorCode::InvalidArgument, "bad architecture '" + arch + "' (expected e.g. sm_80, sm_90a)");
+  if (suffix != 0 && !(suffix == 'a' && arch.size() == 6))
+    throw Error(ErrorCode::InvalidArgument, "bad architecture '" + arch + "'");
+  return n;
+}
+
+int max_smem_per_block(const std::string& arch) {
+  const int n = arch_number(arch);
+  if (n == 80 || n == 87) return 163 * 1024;
+  if (n >= 90) return 227 * 1024;
+  return 99 * 1024;  // sm_86, sm_89
+}
+
+void KernelSpec::validate() const {
+  sparsity.validate();
+  const int n = arch_number(arch);
+  if (n < 80) throw Error(ErrorCode::Unsupported, "sparse tensor cores need sm_80 or newer, got " + arch);
+  if (m <= 0 || k <= 0) throw Error(ErrorCode::InvalidArgument, fmt::format("shape m={} k={} is empty", m, k));
+  if (k % 8 != 0)
+    throw Error(ErrorCode::Unsupported,
+                fmt::format("k={} must be a multiple of 8 (token rows are read in 16-byte pieces)", k));
+  if (experts < 1) throw Error(ErrorCode::InvalidArgument, "experts must be >= 1");
+  const bool gated = epilogue == Epilogue::GatedSilu;
+  if ((op == Op::GatedUp) != gated)
+    throw Error(ErrorCode::InvalidArgument, "the gated_silu epilogue belongs to the gated_up op and only to it");
+  if (op == Op::Down && epilogue != Epilogue::None)
+    throw Error(ErrorCode::InvalidArgument, "the down op has no activation");
+}
+
+std::string KernelSpec::to_string() const {
+  return fmt::format("{}/{}/{}/{} m{} k{} {} E{} {}", op_name(op), backend_name(backend), arch, dtype_name(dtype), m,
+                     k, sparsity.to_string(), experts, epilogue_name(epilogue));
+}
+
+std::string TileConfig::to_string() const {
+  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}", block_m, block_n, block_k, warps_m, warps_n, stages);
+}
+
+TileConfig TileConfig::parse(const std::string& text) {
+  TileConfig c;
+  char tail = 0;
+  if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%c", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
+                  &c.warps_n, &c.stages, &tail) != 6)
+    throw Error(ErrorCode::InvalidArgument, "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3)");
+  return c;
+}
+
+}  // namespace samoyeds

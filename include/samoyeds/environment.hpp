@@ -1,0 +1,19 @@
+// Environment knobs, read in one place (documented in README.md):
+//   SAMOYEDS_CACHE_DIR  folder of the cache file (default $XDG_CACHE_HOME/samoyeds
+//                       or ~/.cache/samoyeds)
+//   SAMOYEDS_LOG        error | warn (default) | info | debug
+#pragma once
+#include <string>
+
+namespace samoyeds {
+
+enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+
+std::string default_cache_dir();
+std::string default_cache_path();  // <dir>/samoyeds.sqlite
+LogLevel log_level();
+
+// Printed to stderr when `level` is enabled.
+void log(LogLevel level, const std::string& message);
+
+}  // namespace samoyeds

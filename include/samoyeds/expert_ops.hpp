@@ -1,0 +1,69 @@
+// Single-expert building blocks on the GPU (DESIGN.md op 4): sparse weights x
+// index-selected activation rows, with fused epilogues. Pointers are device
+// pointers; shapes are element counts.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "samoyeds/device.hpp"
+#include "samoyeds/format.hpp"
+#include "samoyeds/kernel_runtime.hpp"
+
+namespace samoyeds {
+
+// Packed weights on the device, in one backend's physical layout. Knows its
+// layout, dtype and parameters; ops refuse mismatched uses.
+class PackedExpertWeights {
+ public:
+  static PackedExpertWeights upload(const PackedWeights& packed);
+  static PackedExpertWeights pack(const uint16_t* host_dense, int64_t m, int64_t k, DType dtype,
+                                  const SparsityParams& sparsity, PackMode mode = PackMode::Magnitude);
+  // Dense weights already on the device: copied to the host, packed, uploaded.
+  static PackedExpertWeights pack_device(const void* device_dense, int64_t m, int64_t k, DType dtype,
+                                         const SparsityParams& sparsity, PackMode mode = PackMode::Magnitude);
+
+  const std::string& layout_id() const { return layout_id_; }
+  DType dtype() const { return dtype_; }
+  const SparsityParams& sparsity() const { return sparsity_; }
+  int64_t m() const { return m_; }
+  int64_t k() const { return k_; }
+  int64_t device_bytes() const { return int64_t(values_.bytes() + meta_.bytes() + sel_.bytes()); }
+
+  // For the launch code.
+  const void* values() const { return values_.data(); }
+  const void* meta() const { return meta_.data(); }
+  const void* sel() const { return sel_.data(); }
+  int64_t rows() const { return rows_; }
+  int64_t rows_pad() const { return rows_pad_; }
+  int64_t k_phys() const { return k_phys_; }
+
+ private:
+  std::string layout_id_;
+  DType dtype_ = DType::f16;
+  SparsityParams sparsity_;
+  int64_t m_ = 0, k_ = 0, rows_ = 0, rows_pad_ = 0, k_phys_ = 0;
+  DeviceBuffer values_, meta_, sel_;
+};
+
+struct LaunchOptions {
+  void* stream = nullptr;                 // CUstream; null = the legacy default stream
+  std::optional<TileConfig> config;       // default: the backend's heuristic
+  int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
+};
+
+// y[i, :] = epi(x[ids[i], :] . W^T) for i < n; ids == null means row i.
+// x: [x_rows, k], y: [n, m] compact. epi: None or Silu.
+void ssmm(KernelRuntime& rt, const PackedExpertWeights& w, const void* x, int64_t x_rows, const int32_t* ids,
+          int64_t n, void* y, Epilogue epi, const LaunchOptions& opt = {});
+
+// h[i, :] = silu(x[ids[i]] . W1^T) * (x[ids[i]] . W3^T), one pass over x.
+void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpertWeights& w3, const void* x,
+              int64_t x_rows, const int32_t* ids, int64_t n, void* h, const LaunchOptions& opt = {});
+
+// z[i, :] = p[i] * (h[i, :] . W2^T): the down projection with routing weights,
+// compact, ready for a deterministic combine.
+void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p,
+                 void* z, const LaunchOptions& opt = {});
+
+}  // namespace samoyeds

@@ -1,0 +1,49 @@
+// JIT on first call: in-memory table -> SQLite binary cache -> NVRTC. Many
+// threads asking for the same new kernel compile it once; later calls cost a
+// hash-table lookup.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "samoyeds/device.hpp"
+#include "samoyeds/kernel_spec.hpp"
+
+namespace samoyeds {
+
+struct LoadedKernel {
+  KernelSpec spec;
+  TileConfig config;
+  void* function = nullptr;  // CUfunction
+  int threads = 0;
+  int smem_bytes = 0;
+  std::string layout_id;
+  int registers = -1, spill_bytes = -1;
+  bool from_disk_cache = false;
+  double load_ms = 0.0;  // generate + cache lookup or compile + module load
+};
+
+class KernelRuntime {
+ public:
+  // cache_path "" = default cache file; "none" = no disk cache.
+  explicit KernelRuntime(Device& device, const std::string& cache_path = "");
+  ~KernelRuntime();
+  KernelRuntime(const KernelRuntime&) = delete;
+  KernelRuntime& operator=(const KernelRuntime&) = delete;
+
+  // spec.arch is replaced by the device's arch.
+  const LoadedKernel& get(const KernelSpec& spec, const TileConfig& config);
+  Device& device() { return device_; }
+  size_t loaded_count() const;
+
+ private:
+  struct Slot;
+  struct DiskCache;
+  Device& device_;
+  std::unique_ptr<DiskCache> disk_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Slot>> table_;
+};
+
+}  // namespace samoyeds

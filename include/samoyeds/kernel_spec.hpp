@@ -1,0 +1,58 @@
+// What a kernel computes (KernelSpec) and how it is tiled (TileConfig): the
+// generator's whole input. Both are printable and hashable.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "samoyeds/dtype.hpp"
+#include "samoyeds/format.hpp"
+#include "samoyeds/reference.hpp"
+
+namespace samoyeds {
+
+enum class Op {
+  Ssmm,     // y = epi(x[ids] . W^T), epi none or silu
+  GatedUp,  // h = silu(x[ids] . W1^T) * (x[ids] . W3^T)
+  Down,     // z = p[i] * (h[i] . W2^T), compact; combined into y elsewhere
+};
+const char* op_name(Op op);
+Op parse_op(const std::string& name);
+
+enum class Backend { MmaSp };
+const char* backend_name(Backend b);
+
+struct KernelSpec {
+  Op op = Op::Ssmm;
+  Backend backend = Backend::MmaSp;
+  std::string arch = "sm_90a";  // sm_80, sm_86, sm_89, sm_90, sm_90a
+  DType dtype = DType::bf16;
+  int64_t m = 0, k = 0;  // the projection's shape (output features, input features)
+  SparsityParams sparsity;
+  int experts = 1;
+  Epilogue epilogue = Epilogue::None;
+
+  void validate() const;  // throws Error on an inconsistent spec
+  std::string to_string() const;
+};
+
+struct TileConfig {
+  int block_m = 128;  // condensed weight rows per block
+  int block_n = 64;   // tokens per block
+  int block_k = 64;   // k columns per pipeline stage
+  int warps_m = 2, warps_n = 2;
+  int stages = 3;
+
+  int threads() const { return warps_m * warps_n * 32; }
+  std::string to_string() const;  // "bm128_bn64_bk64_w2x2_s3"
+  static TileConfig parse(const std::string& text);
+  bool operator==(const TileConfig& o) const {
+    return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
+           warps_n == o.warps_n && stages == o.stages;
+  }
+};
+
+// Largest dynamic shared memory one block may opt into, per architecture.
+int max_smem_per_block(const std::string& arch);
+int arch_number(const std::string& arch);  // "sm_90a" -> 90
+
+}  // namespace samoyeds

@@ -1,0 +1,37 @@
+// Float64 CPU reference of the expert ops, computed from decoded weights.
+// Everything the GPU produces is checked against these.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "samoyeds/dtype.hpp"
+
+namespace samoyeds {
+
+enum class Epilogue { None, Silu, GatedSilu };
+const char* epilogue_name(Epilogue e);
+
+struct DenseF64 {  // row-major
+  int64_t rows = 0, cols = 0;
+  std::vector<double> data;
+  double at(int64_t r, int64_t c) const { return data[r * cols + c]; }
+};
+
+DenseF64 to_f64(const uint16_t* bits, int64_t rows, int64_t cols, DType dtype);
+
+// Y[i, :] = epi(X[ids[i], :] . W^T), W [m, k], X [T, k]; Y is [ids.size(), m].
+// GatedSilu: silu(X[ids] . W^T) * (X[ids] . W_gate^T), w_gate required.
+DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<int32_t>& ids,
+                        Epilogue epi, const DenseF64* w_gate = nullptr);
+
+// Down projection with routing weights: Y[ids[i], :] += p[i] * (H[i, :] . W^T);
+// y is [T, m] and is updated in place.
+void reference_down_combine(const DenseF64& w, const DenseF64& h, const std::vector<int32_t>& ids,
+                            const std::vector<float>& p, DenseF64& y);
+
+double silu(double x);
+
+// ||a - b||_F / ||b||_F (b is the reference); 0 when both are zero.
+double relative_frobenius_error(const std::vector<double>& a, const std::vector<double>& b);
+
+}  // namespace samoyeds

@@ -1,0 +1,117 @@
+// Launch code of the expert ops: argument checks, config choice, the kernel
+// argument block, grid shape.
+#include <fmt/format.h>
+
+#include "generator/kernel_family.hpp"
+#include "runtime/cuda_driver.hpp"
+#include "runtime/format/mma_sp_layout.hpp"
+#include "samoyeds/error.hpp"
+#include "samoyeds/expert_ops.hpp"
+#include "templates/kernel_args.cuh"
+
+namespace samoyeds {
+namespace {
+
+constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::InvalidArgument, what);
+}
+void require_aligned(const void* p, size_t align, const char* name) {
+  require(p != nullptr, fmt::format("{} is null", name));
+  require(reinterpret_cast<uintptr_t>(p) % align == 0,
+          fmt::format("{} ({}) must be {}-byte aligned", name, p, align));
+}
+
+
+void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* const* ws, int n_w, const void* x,
+            int64_t x_rows, int64_t ldx, const int32_t* ids, int64_t n, const float* row_scale, void* y,
+            const LaunchOptions& opt) {
+  const PackedExpertWeights& w0 = *ws[0];
+  for (int i = 0; i < n_w; ++i) {
+    const PackedExpertWeights& w = *ws[i];
+    require(w.layout_id() == MmaSpLayout::kLayoutId,
+            fmt::format("weights are in layout '{}', the mma_sp kernels read '{}'", w.layout_id(),
+                        MmaSpLayout::kLayoutId));
+    require(w.dtype() == w0.dtype() && w.sparsity() == w0.sparsity() && w.m() == w0.m() && w.k() == w0.k(),
+            "gate and up weights must have the same shape, dtype and sparsity");
+  }
+  require(n >= 0 && n <= kMaxDim, fmt::format("token count {} out of range", n));
+  require(x_rows >= 1 && x_rows <= kMaxDim, fmt::format("x_rows {} out of range", x_rows));
+  require(w0.m() <= kMaxDim && w0.k() <= kMaxDim, "weight shape too large");
+  if (n == 0) return;
+  require_aligned(x, 16, "x");
+  require_aligned(y, 16, "y");
+  if (ids) require_aligned(ids, 4, "ids");
+  if (row_scale) require_aligned(row_scale, 4, "row scale");
+
+  KernelSpec spec;
+  spec.op = op;
+  spec.backend = Backend::MmaSp;
+  spec.arch = rt.device().info().arch();
+  spec.dtype = w0.dtype();
+  spec.m = w0.m();
+  spec.k = w0.k();
+  spec.sparsity = w0.sparsity();
+  spec.epilogue = epi;
+  spec.validate();
+  const KernelFamily& family = kernel_family(spec.backend);
+  const TileConfig cfg = opt.config ? *opt.config : family.default_config(spec, n);
+  if (auto why = family.invalid_reason(spec, cfg))
+    throw Error(ErrorCode::Unsupported, fmt::format("config {}: {}", cfg.to_string(), *why));
+  const LoadedKernel& kernel = rt.get(spec, cfg);
+
+  SsmmArgs a{};
+  for (int i = 0; i < 2; ++i) {
+    const PackedExpertWeights& w = *ws[i < n_w ? i : 0];
+    a.values[i] = static_cast<const unsigned short*>(w.values());
+    a.meta[i] = static_cast<const unsigned int*>(w.meta());
+    a.sel[i] = static_cast<const unsigned char*>(w.sel());
+  }
+  a.x = static_cast<const unsigned short*>(x);
+  a.ids = ids;
+  a.row_scale = row_scale;
+  a.y = static_cast<unsigned short*>(y);
+  a.error_flag = opt.error_flag;
+  a.m = int(w0.m());
+  a.k = int(w0.k());
+  a.n = int(n);
+  a.x_rows = int(x_rows);
+  a.ldx = int(ldx);
+  a.ldy = int(w0.m());
+  a.rows_pad = int(w0.rows_pad());
+  a.k_phys = int(w0.k_phys());
+
+  const unsigned grid_x = unsigned((w0.rows() + cfg.block_m - 1) / cfg.block_m);
+  const unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
+  require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
+  void* params[] = {&a};
+  rt.device().make_current();
+  check(driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, 1, unsigned(kernel.threads),
+                                1, 1, unsigned(kernel.smem_bytes), static_cast<CUstream>(opt.stream), params, nullptr),
+        fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
+}
+
+}  // namespace
+
+void ssmm(KernelRuntime& rt, const PackedExpertWeights& w, const void* x, int64_t x_rows, const int32_t* ids,
+          int64_t n, void* y, Epilogue epi, const LaunchOptions& opt) {
+  require(epi == Epilogue::None || epi == Epilogue::Silu, "ssmm takes the none or silu epilogue; use gated_up");
+  const PackedExpertWeights* ws[] = {&w};
+  launch(rt, Op::Ssmm, epi, ws, 1, x, x_rows, w.k(), ids, n, nullptr, y, opt);
+}
+
+void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpertWeights& w3, const void* x,
+              int64_t x_rows, const int32_t* ids, int64_t n, void* h, const LaunchOptions& opt) {
+  const PackedExpertWeights* ws[] = {&w1, &w3};
+  launch(rt, Op::GatedUp, Epilogue::GatedSilu, ws, 2, x, x_rows, w1.k(), ids, n, nullptr, h, opt);
+}
+
+void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p, void* z,
+                 const LaunchOptions& opt) {
+  require(p != nullptr, "routing weights are null");
+  const PackedExpertWeights* ws[] = {&w2};
+  launch(rt, Op::Down, Epilogue::None, ws, 1, h, n > 0 ? n : 1, w2.k(), nullptr, n, p, z, opt);
+}
+
+}  // namespace samoyeds

@@ -1,0 +1,55 @@
+#include "runtime/kernel_builder.hpp"
+
+#include <fmt/format.h>
+
+#include "cache/sha256.hpp"
+#include "generator/template_library.hpp"
+
+namespace samoyeds {
+
+std::string binary_key(const GeneratedKernel& kernel, const std::string& arch) {
+  Sha256 h;
+  auto field = [&](const std::string& s) {
+    h.update(s);
+    h.update(std::string(1, '\0'));
+  };
+  field(kernel.source);
+  field(template_library_digest());
+  field(nvrtc_version());
+  field(arch);
+  for (const auto& o : nvrtc_options(arch)) field(o);
+  return h.hex_digest();
+}
+
+BuiltKernel build_kernel(const KernelSpec& spec, const TileConfig& config, BinaryCache* cache) {
+  BuiltKernel out;
+  out.spec = spec;
+  out.config = config;
+  out.generated = kernel_family(spec.backend).generate(spec, config);
+  const std::string key = binary_key(out.generated, spec.arch);
+  if (cache) {
+    if (auto hit = cache->get(key)) {
+      out.binary = std::move(*hit);
+      out.from_cache = true;
+      return out;
+    }
+  }
+  CompiledBinary c = nvrtc_compile(out.generated, spec.arch);
+  BinaryRecord& r = out.binary;
+  r.key = key;
+  r.arch = spec.arch;
+  r.nvrtc = nvrtc_version();
+  r.library = SAMOYEDS_VERSION;
+  r.kernel_name = out.generated.kernel_name;
+  r.description = fmt::format("{} {} {} {}", backend_name(spec.backend), dtype_name(spec.dtype),
+                              spec.sparsity.to_string(), epilogue_name(spec.epilogue)) +
+                  " " + config.to_string();
+  r.registers = c.registers;
+  r.spill_bytes = c.spill_bytes;
+  r.compile_ms = c.compile_ms;
+  r.blob = std::move(c.cubin);
+  if (cache) cache->put(r);
+  return out;
+}
+
+}  // namespace samoyeds

@@ -1,0 +1,28 @@
+// spec + config -> loadable binary: generate, look the content key up in the
+// binary cache, compile with NVRTC on a miss and store the result. The one
+// path by which the CLI, the tuner and the runtime obtain kernels.
+#pragma once
+#include <string>
+
+#include "cache/binary_cache.hpp"
+#include "generator/kernel_family.hpp"
+#include "runtime/nvrtc_compiler.hpp"
+
+namespace samoyeds {
+
+struct BuiltKernel {
+  KernelSpec spec;
+  TileConfig config;
+  GeneratedKernel generated;
+  BinaryRecord binary;
+  bool from_cache = false;
+};
+
+// sha256 over the source, the template library, the NVRTC version, the arch
+// and the compile options. No paths, no shapes unless the source holds them.
+std::string binary_key(const GeneratedKernel& kernel, const std::string& arch);
+
+// cache may be null (compile only).
+BuiltKernel build_kernel(const KernelSpec& spec, const TileConfig& config, BinaryCache* cache);
+
+}  // namespace samoyeds

@@ -1,0 +1,56 @@
+// Basic types, 16-bit element conversions and small PTX helpers. No CUDA
+// toolkit headers: NVRTC at run time needs nothing but these embedded files.
+#pragma once
+
+namespace samoyeds {
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+typedef unsigned long long u64;
+
+template <int A, int B>
+struct ConstMax {
+  static constexpr int value = A > B ? A : B;
+};
+
+struct F16 {};
+struct BF16 {};
+
+template <class T>
+struct Elem;
+
+template <>
+struct Elem<F16> {
+  static constexpr const char* mma_type = "f16";
+  // cvt packs its first source into the upper half.
+  static __device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+  }
+};
+
+template <>
+struct Elem<BF16> {
+  static constexpr const char* mma_type = "bf16";
+  static __device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+  }
+};
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+  u32 r;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ void global_or(int* p, int bits) {
+  asm volatile("red.global.or.b32 [%0], %1;" ::"l"(p), "r"(bits) : "memory");
+}
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+}  // namespace samoyeds

@@ -1,0 +1,27 @@
+// Kernel argument block shared by host C++ and device code: the one definition
+// of what a launch passes, so the two sides cannot drift apart.
+#pragma once
+
+namespace samoyeds {
+
+// Expert projection over index-selected token rows:
+//   y[i, :] = epilogue(x[ids[i], :] . W^T)  for i < n   (ids == null: row i)
+// W is given in the mma_sp physical layout (one per weight operand; the gated
+// op reads W1 then W3).
+struct SsmmArgs {
+  const unsigned short* values[2];  // [rows_pad, k_phys/2]
+  const unsigned int* meta[2];      // [rows_pad/16][k_phys/64][32]
+  const unsigned char* sel[2];      // [k_phys/V][rows_pad]
+  const unsigned short* x;          // [x_rows, ldx], k valid columns
+  const int* ids;                   // [n] or null
+  const float* row_scale;           // [n] or null: output row i scaled by row_scale[i]
+  unsigned short* y;                // [n, ldy], m valid columns
+  int* error_flag;                  // bit 0: an id was out of range (its row read as zeros)
+  int m, k, n;
+  int x_rows, ldx, ldy;
+  int rows_pad, k_phys;
+};
+
+enum SsmmErrorBits { kErrorBadTokenId = 1 };
+
+}  // namespace samoyeds

@@ -1,0 +1,293 @@
+// Expert projection over index-selected tokens on the warp-level sparse MMA
+// (sm_80+). One block computes BM condensed weight rows x BN tokens:
+//   main loop   multistage cp.async pipeline over k (weights, metadata and
+//               selectors of every operand, plus the gathered token rows),
+//               mma.sp into the slot-0 accumulators, row selection at every
+//               V-column segment boundary (row_select.cuh);
+//   epilogue    accumulators -> f32 tile in shared memory at their original
+//               rows -> epilogue function -> 16-byte stores into y[token, row].
+#pragma once
+#include "samoyeds/common.cuh"
+#include "samoyeds/cp_async.cuh"
+#include "samoyeds/epilogue.cuh"
+#include "samoyeds/kernel_args.cuh"
+#include "samoyeds/mma_sp_sm80.cuh"
+#include "samoyeds/row_select.cuh"
+#include "samoyeds/smem_layout.cuh"
+
+namespace samoyeds {
+
+template <class T, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int V, int NKEEP,
+          int MGROUP, int EPI>
+struct SsmmMmaSp {
+  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+  static constexpr int kW = Epilogue<EPI>::kOperands;  // weight operands
+  static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+  static constexpr int MT = WM / 16, NT = WN / 8;
+  static constexpr bool kSelect = NKEEP < MGROUP;
+  static constexpr int kSlots = kSelect ? MGROUP : 1;
+  static constexpr int kSteps = BK / 32;
+  static constexpr int kSegsPerTile = BK >= V ? BK / V : 1;
+  static constexpr int kOutRows = BM / NKEEP * MGROUP;  // original rows covered by the tile
+
+  // Shared memory of one pipeline stage, per weight operand then the tokens.
+  static constexpr int kABytes = BM * BK;  // BK/2 values of 2 bytes per row
+  static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
+  static constexpr int kSelBytes = kSegsPerTile * BM;
+  static constexpr int kWBytes = kABytes + kMetaBytes + kSelBytes;
+  static constexpr int kBBytes = BN * BK * 2;
+  static constexpr int kStageBytes = kW * kWBytes + kBBytes;
+  static constexpr int kEpiLd = kOutRows + 4;  // floats; the pad staggers banks
+  static constexpr int kEpiBytes = kW * BN * kEpiLd * 4;
+  static constexpr int kMainBytes = ConstMax<STAGES * kStageBytes, kEpiBytes>::value;
+  static constexpr int kSmemBytes = kMainBytes + BN * 4;  // + token ids
+
+  typedef SwizzledTile<BK> ATile;      // BK/2 values x 2 bytes
+  typedef SwizzledTile<BK * 2> BTile;  // BK values x 2 bytes
+
+  static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must be a multiple of 16x8");
+  static_assert(BK % 64 == 0, "metadata is laid out in 64-column slabs");
+  static_assert(BM % NKEEP == 0, "a block tile must hold whole row groups");
+  static_assert(kOutRows % 8 == 0, "epilogue stores 8 rows at a time");
+
+  float acc[kW][kSlots][MT][NT][4];
+  SlotMap map[kW][MT][2];
+
+  __device__ __forceinline__ void run(const SsmmArgs& args, unsigned char* smem) {
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int warp_m = warp % WARPS_M, warp_n = warp / WARPS_M;
+    const int row0 = blockIdx.x * BM;  // condensed rows
+    const int tok0 = blockIdx.y * BN;
+    int* s_ids = reinterpret_cast<int*>(smem + kMainBytes);
+
+    for (int t = tid; t < BN; t += kThreads) {
+      const int i = tok0 + t;
+      int id = -1;
+      if (i < args.n) {
+        id = args.ids ? args.ids[i] : i;
+        if (id < 0 || id >= args.x_rows) {
+          if (args.error_flag) global_or(args.error_flag, kErrorBadTokenId);
+          id = -1;
+        }
+      }
+      s_ids[t] = id;
+    }
+#pragma unroll
+    for (int w = 0; w < kW; ++w)
+#pragma unroll
+      for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[w][s][mt][nt][e] = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kW; ++w)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) map[w][mt][0] = map[w][mt][1] = SlotMap::identity(kSlots);
+    __syncthreads();
+
+    const int k_tiles = args.k_phys / BK;
+    const u32 smem_base = smem_addr(smem);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < k_tiles) load_stage(args, smem_base + s * kStageBytes, s, row0, s_ids);
+      cp_async_commit();
+    }
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int next = kt + STAGES - 1;
+      if (next < k_tiles) load_stage(args, smem_base + (next % STAGES) * kStageBytes, next, row0, s_ids);
+      cp_async_commit();
+      compute_stage(smem + (kt % STAGES) * kStageBytes, smem_base + (kt % STAGES) * kStageBytes, kt,
+                    warp_m, warp_n, lane);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    epilogue(args, reinterpret_cast<float*>(smem), row0, tok0, warp_m, warp_n, lane);
+  }
+
+  __device__ __forceinline__ void load_stage(const SsmmArgs& args, u32 stage, int kt, int row0,
+                                             const int* s_ids) {
+    const int tid = threadIdx.x;
+    const int k0 = kt * BK;
+    const int half_k = args.k_phys / 2;
+#pragma unroll
+    for (int w = 0; w < kW; ++w) {
+      const u32 a_base = stage + w * kWBytes;
+      constexpr int kAChunks = BM * (BK / 16);
+#pragma unroll
+      for (int c = tid; c < kAChunks; c += kThreads) {
+        const int r = c / (BK / 16), ch = c % (BK / 16);
+        const u16* src = args.values[w] + u64(row0 + r) * half_k + k0 / 2 + ch * 8;
+        cp_async_16(a_base + ATile::offset(r, ch), src, true);
+      }
+      const u32 meta_base = a_base + kABytes;
+      constexpr int kMetaChunks = kMetaBytes / 16;
+      const int slabs = args.k_phys / 64;
+#pragma unroll
+      for (int c = tid; c < kMetaChunks; c += kThreads) {
+        const int tile = c / ((BK / 64) * 8), slab = (c / 8) % (BK / 64), part = c % 8;
+        const u32* src = args.meta[w] + (u64(row0 / 16 + tile) * slabs + k0 / 64 + slab) * 32 + part * 4;
+        cp_async_16(meta_base + c * 16, src, true);
+      }
+      const u32 sel_base = meta_base + kMetaBytes;
+      constexpr int kSelChunks = kSelBytes / 16;
+#pragma unroll
+      for (int c = tid; c < kSelChunks; c += kThreads) {
+        const int seg = c / (BM / 16), part = c % (BM / 16);
+        const u8* src = args.sel[w] + u64(k0 / V + seg) * args.rows_pad + row0 + part * 16;
+        cp_async_16(sel_base + c * 16, src, true);
+      }
+    }
+    const u32 b_base = stage + kW * kWBytes;
+    constexpr int kBChunks = BN * (BK / 8);
+#pragma unroll
+    for (int c = tid; c < kBChunks; c += kThreads) {
+      const int t = c / (BK / 8), ch = c % (BK / 8);
+      const int id = s_ids[t];
+      const int col = k0 + ch * 8;
+      const bool valid = id >= 0 && col < args.k;
+      const u16* src = valid ? args.x + u64(id) * args.ldx + col : args.x;
+      cp_async_16(b_base + BTile::offset(t, ch), src, valid);
+    }
+  }
+
+  __device__ __forceinline__ void select_segment(const unsigned char* stage, int seg, int warp_m, int lane) {
+#pragma unroll
+    for (int w = 0; w < kW; ++w) {
+      const u8* sel = stage + w * kWBytes + kABytes + kMetaBytes + seg * BM;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;
+          float view[kSlots][NT * 2];
+#pragma unroll
+          for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              view[s][2 * nt] = acc[w][s][mt][nt][2 * h];
+              view[s][2 * nt + 1] = acc[w][s][mt][nt][2 * h + 1];
+            }
+          select_row<kSlots, NT * 2>(view, map[w][mt][h], sel[r]);
+#pragma unroll
+          for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              acc[w][s][mt][nt][2 * h] = view[s][2 * nt];
+              acc[w][s][mt][nt][2 * h + 1] = view[s][2 * nt + 1];
+            }
+        }
+    }
+  }
+
+  __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
+                                                int warp_m, int warp_n, int lane) {
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks) {
+      if (kSelect) {
+        if (BK >= V) {
+          if ((ks * 32) % V == 0) select_segment(stage, (ks * 32) / V, warp_m, lane);
+        } else if (ks == 0 && (kt * BK) % V == 0) {
+          select_segment(stage, 0, warp_m, lane);
+        }
+      }
+      u32 a[kW][MT][4], meta[kW][MT], b[NT][4];
+#pragma unroll
+      for (int w = 0; w < kW; ++w)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const int r = warp_m * WM + mt * 16 + lane % 16;
+          ldmatrix_x4(a[w][mt], stage_addr + w * kWBytes + ATile::offset(r, ks * 2 + lane / 16));
+          const u32* m = reinterpret_cast<const u32*>(stage + w * kWBytes + kABytes);
+          meta[w][mt] = m[((warp_m * WM / 16 + mt) * (BK / 64) + ks / 2) * 32 + lane];
+        }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int t = warp_n * WN + nt * 8 + lane % 8;
+        ldmatrix_x4(b[nt], stage_addr + kW * kWBytes + BTile::offset(t, ks * 4 + lane / 8));
+      }
+#pragma unroll
+      for (int w = 0; w < kW; ++w)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            if (ks % 2 == 0)
+              MmaSp16832<T, 0>::run(acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+            else
+              MmaSp16832<T, 1>::run(acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+          }
+    }
+  }
+
+  // Accumulators -> f32 tile [BN][kOutRows] at original rows. With N > 1 the N
+  // condensed rows of a group all hold slots for every original row of the
+  // group; they are summed pass by pass in a fixed order (deterministic).
+  __device__ __forceinline__ void epilogue(const SsmmArgs& args, float* tile, int row0, int tok0, int warp_m,
+                                           int warp_n, int lane) {
+#pragma unroll
+    for (int pass = 0; pass < (kSelect ? NKEEP : 1); ++pass) {
+#pragma unroll
+      for (int w = 0; w < kW; ++w)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
+            if (kSelect && r % NKEEP != pass) continue;
+#pragma unroll
+            for (int s = 0; s < kSlots; ++s) {
+              const int out_row = kSelect ? (r / NKEEP) * MGROUP + map[w][mt][h].row_of(s) : r;
+#pragma unroll
+              for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  const int t = warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+                  float* dst = tile + (w * BN + t) * kEpiLd + out_row;
+                  const float v = acc[w][s][mt][nt][2 * h + e];
+                  *dst = pass == 0 ? v : *dst + v;
+                }
+            }
+          }
+      __syncthreads();
+    }
+
+    const int out_row0 = row0 / NKEEP * MGROUP;
+    const bool vec_ok = (args.ldy % 8) == 0;
+    constexpr int kChunksPerTok = kOutRows / 8;
+    for (int c = threadIdx.x; c < BN * kChunksPerTok; c += kThreads) {
+      const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
+      const int tok = tok0 + t, row = out_row0 + r8;
+      if (tok >= args.n || row >= args.m) continue;
+      const float scale = args.row_scale ? args.row_scale[tok] : 1.0f;
+      float v[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float a = tile[t * kEpiLd + r8 + j];
+        const float b = kW > 1 ? tile[(BN + t) * kEpiLd + r8 + j] : 0.0f;
+        v[j] = Epilogue<EPI>::apply(a, b) * scale;
+      }
+      u16* dst = args.y + u64(tok) * args.ldy + row;
+      if (vec_ok && row + 8 <= args.m) {
+        uint4_like out;
+        out.x = Elem<T>::pack2(v[0], v[1]);
+        out.y = Elem<T>::pack2(v[2], v[3]);
+        out.z = Elem<T>::pack2(v[4], v[5]);
+        out.w = Elem<T>::pack2(v[6], v[7]);
+        *reinterpret_cast<uint4_like*>(dst) = out;
+      } else {
+        for (int j = 0; j < 8 && row + j < args.m; ++j) dst[j] = u16(Elem<T>::pack2(v[j], 0.0f) & 0xffffu);
+      }
+    }
+  }
+
+  struct alignas(16) uint4_like {
+    u32 x, y, z, w;
+  };
+};
+
+}  // namespace samoyeds

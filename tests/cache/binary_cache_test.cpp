@@ -1,0 +1,163 @@
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "cache/binary_cache.hpp"
+#include "cache/sha256.hpp"
+#include "generator/kernel_family.hpp"
+#include "runtime/kernel_builder.hpp"
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fresh_path(const std::string& name) {
+  const fs::path dir = fs::path(::testing::TempDir()) / fmt::format("samoyeds_cache_{}_{}", name, getpid());
+  fs::remove_all(dir);
+  return (dir / "samoyeds.sqlite").string();
+}
+
+BinaryRecord record(const std::string& key, size_t bytes) {
+  BinaryRecord r;
+  r.key = key;
+  r.arch = "sm_90a";
+  r.nvrtc = "13.0";
+  r.library = "test";
+  r.kernel_name = "k";
+  r.description = "test blob " + key;
+  r.blob.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i) r.blob[i] = char((i * 131 + key.size()) & 0xff);
+  return r;
+}
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(BinaryCache, StoresAndLoadsABlob) {
+  SqliteStore store(fresh_path("roundtrip"));
+  BinaryCache cache(store);
+  EXPECT_FALSE(cache.get("k1"));
+  cache.put(record("k1", 5000));
+  auto got = cache.get("k1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->blob, record("k1", 5000).blob);
+  EXPECT_EQ(got->arch, "sm_90a");
+  EXPECT_EQ(cache.list().size(), 1u);
+}
+
+TEST(BinaryCache, CacheSurvivesTruncatedBlob) {
+  const std::string path = fresh_path("truncated");
+  {
+    SqliteStore store(path);
+    BinaryCache(store).put(record("k1", 4096));
+    // Damage the stored bytes behind the cache's back.
+    store.exec("UPDATE binaries SET blob = substr(blob, 1, 100) WHERE key = 'k1'");
+  }
+  SqliteStore store(path);
+  BinaryCache cache(store);
+  EXPECT_FALSE(cache.get("k1")) << "a truncated blob was served";
+  EXPECT_TRUE(cache.list().empty()) << "the corrupt row was not deleted";
+  cache.put(record("k1", 4096));
+  ASSERT_TRUE(cache.get("k1"));
+}
+
+TEST(BinaryCache, CacheSurvivesFlippedBitInBlob) {
+  const std::string path = fresh_path("flipped");
+  SqliteStore store(path);
+  BinaryCache cache(store);
+  cache.put(record("k1", 4096));
+  store.exec("UPDATE binaries SET blob = zeroblob(4096) WHERE key = 'k1'");  // same size, other bytes
+  EXPECT_FALSE(cache.get("k1"));
+}
+
+TEST(BinaryCache, BuildKernelRebuildsACorruptEntryAndThenHitsTheCache) {
+  const std::string path = fresh_path("rebuild");
+  SqliteStore store(path);
+  BinaryCache cache(store);
+  KernelSpec s;
+  s.arch = "sm_90a";
+  s.m = s.k = 256;
+  const TileConfig c{64, 32, 64, 2, 2, 2};
+  const BuiltKernel first = build_kernel(s, c, &cache);
+  EXPECT_FALSE(first.from_cache);
+  const BuiltKernel second = build_kernel(s, c, &cache);
+  EXPECT_TRUE(second.from_cache);
+  EXPECT_EQ(first.binary.blob, second.binary.blob);
+  store.exec("UPDATE binaries SET blob = substr(blob, 1, 10)");
+  const BuiltKernel third = build_kernel(s, c, &cache);
+  EXPECT_FALSE(third.from_cache);
+  EXPECT_EQ(third.binary.blob.size(), first.binary.blob.size());
+}
+
+TEST(BinaryCache, NonDatabaseFileIsReportedByName) {
+  const std::string path = fresh_path("garbage");
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path) << std::string(8192, 'x');
+  try {
+    SqliteStore store(path);
+    FAIL() << "opened a garbage file";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::CacheError);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+TEST(BinaryCache, NewerSchemaIsRefused) {
+  const std::string path = fresh_path("schema");
+  { SqliteStore(path).exec("UPDATE schema_info SET value = '99' WHERE name = 'version'"); }
+  EXPECT_THROW(SqliteStore store(path), Error);
+}
+
+TEST(BinaryCache, ConcurrentProcessesLoseNothing) {
+  const std::string path = fresh_path("processes");
+  { SqliteStore init(path); }
+  constexpr int kProcs = 4, kEach = 40;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        SqliteStore store(path);
+        BinaryCache cache(store);
+        for (int i = 0; i < kEach; ++i) {
+          cache.put(record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)));
+          cache.put(record("shared", 3000));  // everyone writes one common key too
+        }
+      } catch (...) {
+        rc = 1;
+      }
+      _exit(rc);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer process failed";
+  }
+  SqliteStore store(path);
+  BinaryCache cache(store);
+  EXPECT_EQ(cache.list().size(), size_t(kProcs * kEach + 1));
+  for (int p = 0; p < kProcs; ++p)
+    for (int i = 0; i < kEach; ++i) {
+      auto r = cache.get(fmt::format("p{}_{}", p, i));
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->blob, record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)).blob);
+    }
+}
+
+}  // namespace
+}  // namespace samoyeds

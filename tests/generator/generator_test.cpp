@@ -1,0 +1,119 @@
+#include <gtest/gtest.h>
+
+#include "generator/kernel_family.hpp"
+#include "runtime/kernel_builder.hpp"
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+namespace {
+
+KernelSpec spec() {
+  KernelSpec s;
+  s.op = Op::Ssmm;
+  s.arch = "sm_90a";
+  s.dtype = DType::bf16;
+  s.m = 14336;
+  s.k = 4096;
+  s.sparsity = {128, 1, 2};
+  return s;
+}
+
+const KernelFamily& fam() { return kernel_family(Backend::MmaSp); }
+
+TEST(Generator, SameSpecGivesSameSourceAndKey) {
+  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const auto a = fam().generate(spec(), c), b = fam().generate(spec(), c);
+  EXPECT_EQ(a.source, b.source);
+  EXPECT_EQ(binary_key(a, "sm_90a"), binary_key(b, "sm_90a"));
+  EXPECT_EQ(binary_key(a, "sm_90a").size(), 64u);
+}
+
+TEST(Generator, EveryCodeRelevantChangeChangesTheKey) {
+  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const std::string base = binary_key(fam().generate(spec(), c), "sm_90a");
+  KernelSpec f16 = spec();
+  f16.dtype = DType::f16;
+  KernelSpec sp = spec();
+  sp.sparsity = {64, 1, 2};
+  KernelSpec silu = spec();
+  silu.epilogue = Epilogue::Silu;
+  TileConfig c2 = c;
+  c2.stages = 4;
+  EXPECT_NE(base, binary_key(fam().generate(f16, c), "sm_90a"));
+  EXPECT_NE(base, binary_key(fam().generate(sp, c), "sm_90a"));
+  EXPECT_NE(base, binary_key(fam().generate(silu, c), "sm_90a"));
+  EXPECT_NE(base, binary_key(fam().generate(spec(), c2), "sm_90a"));
+  EXPECT_NE(base, binary_key(fam().generate(spec(), c), "sm_80"));
+}
+
+TEST(Generator, ShapeDoesNotEnterTheSourceSoShapesShareBinaries) {
+  const TileConfig c{128, 64, 64, 2, 2, 3};
+  KernelSpec other = spec();
+  other.m = 1408;
+  other.k = 2048;
+  EXPECT_EQ(fam().generate(spec(), c).source, fam().generate(other, c).source);
+}
+
+TEST(Generator, KeysHoldNoPaths) {
+  const auto g = fam().generate(spec(), {128, 64, 64, 2, 2, 3});
+  EXPECT_EQ(g.source.find("/work"), std::string::npos);
+  EXPECT_EQ(g.source.find("/home"), std::string::npos);
+}
+
+TEST(Generator, InvalidConfigsAreRejectedWithAReason) {
+  EXPECT_TRUE(fam().invalid_reason(spec(), {96, 64, 64, 2, 2, 3}).has_value());
+  EXPECT_TRUE(fam().invalid_reason(spec(), {128, 64, 64, 16, 1, 3}).has_value());  // warp tile < 16 rows
+  EXPECT_TRUE(fam().invalid_reason(spec(), {128, 256, 128, 1, 1, 4}).has_value());  // registers
+  KernelSpec s80 = spec();
+  s80.arch = "sm_86";
+  EXPECT_TRUE(fam().invalid_reason(s80, {128, 128, 128, 2, 4, 4}).has_value());  // 99 KB smem
+  EXPECT_THROW(fam().generate(spec(), {96, 64, 64, 2, 2, 3}), Error);
+  for (const auto& c : fam().search_space(spec())) EXPECT_FALSE(fam().invalid_reason(spec(), c)) << c.to_string();
+}
+
+TEST(Generator, SpecValidationNamesTheProblem) {
+  KernelSpec s = spec();
+  s.k = 4100;
+  EXPECT_THROW(s.validate(), Error);
+  s = spec();
+  s.arch = "sm_75";
+  EXPECT_THROW(s.validate(), Error);
+  s = spec();
+  s.arch = "banana";
+  EXPECT_THROW(s.validate(), Error);
+  s = spec();
+  s.op = Op::GatedUp;  // without the gated epilogue
+  EXPECT_THROW(s.validate(), Error);
+}
+
+TEST(Generator, RowPatternsNoTileCanHoldAreReportedUnsupported) {
+  KernelSpec s = spec();
+  s.sparsity = {128, 3, 8};  // a valid format, but no block tile holds whole groups of 3 rows
+  EXPECT_TRUE(fam().search_space(s).empty());
+  try {
+    fam().default_config(s, 64);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+  }
+}
+
+TEST(Generator, TileConfigTextRoundTrips) {
+  const TileConfig c{64, 32, 128, 4, 1, 2};
+  EXPECT_EQ(TileConfig::parse(c.to_string()), c);
+  EXPECT_THROW(TileConfig::parse("bm64_bn32"), Error);
+  EXPECT_THROW(TileConfig::parse("bm64_bn32_bk128_w4x1_s2junk"), Error);
+}
+
+TEST(Generator, DefaultConfigsAreValid) {
+  for (int64_t n : {1, 16, 64, 256, 4096}) {
+    KernelSpec g = spec();
+    g.op = Op::GatedUp;
+    g.epilogue = Epilogue::GatedSilu;
+    for (const KernelSpec& s : {spec(), g})
+      EXPECT_FALSE(fam().invalid_reason(s, fam().default_config(s, n)));
+  }
+}
+
+}  // namespace
+}  // namespace samoyeds

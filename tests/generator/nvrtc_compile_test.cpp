@@ -1,0 +1,153 @@
+// NVRTC compiles every valid config of the mma_sp search space for sm_80,
+// sm_90 and sm_90a, without spills; the SASS holds the sparse MMA.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "generator/kernel_family.hpp"
+#include "runtime/nvrtc_compiler.hpp"
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+namespace {
+
+KernelSpec spec(const std::string& arch, DType dt, SparsityParams sp, Epilogue epi) {
+  KernelSpec s;
+  s.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
+  s.arch = arch;
+  s.dtype = dt;
+  s.m = 4096;
+  s.k = 4096;
+  s.sparsity = sp;
+  s.epilogue = epi;
+  return s;
+}
+
+// Compiles configs on all cores; every one must succeed without spills.
+void compile_all(const KernelSpec& s, const std::vector<TileConfig>& configs) {
+  std::atomic<size_t> next{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> pool;
+  const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned t = 0; t < n; ++t)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < configs.size();) {
+        try {
+          const auto g = kernel_family(s.backend).generate(s, configs[i]);
+          const CompiledBinary b = nvrtc_compile(g, s.arch);
+          if (b.cubin.empty() || b.spill_bytes != 0 || b.registers <= 0 || b.registers > 255) {
+            ++failures;
+            ADD_FAILURE() << configs[i].to_string() << ": cubin " << b.cubin.size() << " bytes, " << b.registers
+                          << " registers, " << b.spill_bytes << " spill bytes";
+          }
+        } catch (const std::exception& e) {
+          ++failures;
+          ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0) << "of " << configs.size() << " configs for " << s.to_string();
+}
+
+class NvrtcSearchSpace : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NvrtcSearchSpace, EveryValidConfigCompilesWithoutSpills) {
+  const KernelSpec s = spec(GetParam(), DType::bf16, {128, 1, 2}, Epilogue::None);
+  const auto configs = kernel_family(Backend::MmaSp).search_space(s);
+  ASSERT_GT(configs.size(), 20u);
+  compile_all(s, configs);
+}
+
+TEST_P(NvrtcSearchSpace, EveryKernelVariantCompilesAtItsDefaultConfigs) {
+  std::vector<std::pair<KernelSpec, TileConfig>> jobs;
+  for (DType dt : {DType::f16, DType::bf16})
+    for (SparsityParams sp : {SparsityParams{32, 1, 2}, SparsityParams{64, 2, 4}, SparsityParams{256, 1, 4},
+                              SparsityParams{128, 1, 1}})
+      for (Epilogue epi : {Epilogue::None, Epilogue::Silu, Epilogue::GatedSilu}) {
+        const KernelSpec s = spec(GetParam(), dt, sp, epi);
+        std::vector<TileConfig> cfgs;
+        for (int64_t n : {16, 1024}) {
+          const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n);
+          if (cfgs.empty() || !(cfgs.back() == c)) cfgs.push_back(c);
+        }
+        compile_all(s, cfgs);
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, NvrtcSearchSpace, ::testing::Values("sm_80", "sm_90", "sm_90a"));
+
+TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
+  GeneratedKernel g;
+  g.kernel_name = "broken";
+  g.source = "extern \"C\" __global__ void broken() { this_is_not_declared(); }\n";
+  try {
+    nvrtc_compile(g, "sm_90a");
+    FAIL() << "compiled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::CompileError);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("this_is_not_declared"), std::string::npos) << what;
+    EXPECT_NE(what.find("generated source"), std::string::npos) << what;
+  }
+}
+
+TEST(Nvrtc, CompileTimeIsUnderTwoSecondsPerKernel) {
+  const KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
+  const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096));
+  const CompiledBinary b = nvrtc_compile(g, "sm_90a");
+  EXPECT_LT(b.compile_ms, 2000.0);
+}
+
+std::string find_cuobjdump() {
+  if (const char* e = std::getenv("SAMOYEDS_CUOBJDUMP")) return e;
+  for (const char* p : {"/usr/local/cuda/bin/cuobjdump", "/usr/bin/cuobjdump"})
+    if (std::ifstream(p)) return p;
+  return "";
+}
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
+
+class Sass : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  for (Epilogue epi : {Epilogue::None, Epilogue::GatedSilu}) {
+    const KernelSpec s = spec(GetParam(), DType::bf16, {128, 1, 2}, epi);
+    for (int64_t n : {16, 4096}) {
+      const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n);
+      const CompiledBinary b = nvrtc_compile(kernel_family(Backend::MmaSp).generate(s, c), s.arch);
+      const std::string path = fmt::format("{}/samoyeds_sass_{}_{}.cubin", ::testing::TempDir(), GetParam(), n);
+      std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+      const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+      std::remove(path.c_str());
+      ASSERT_NE(sass.find("HMMA"), std::string::npos) << "no SASS from " << tool << ":\n" << sass.substr(0, 2000);
+      EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HMMA\.SP\.16832\.F32\.BF16)")))
+          << c.to_string() << " has no sparse MMA";
+      EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
+          << c.to_string() << " uses local memory";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, Sass, ::testing::Values("sm_80", "sm_90a"));
+
+}  // namespace
+}  // namespace samoyeds

@@ -1,0 +1,225 @@
+// The expert ops on the GPU against the float64 reference of the decoded
+// weights: fresh random data per case, NaN-poisoned outputs with guard zones,
+// every element checked.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "generator/kernel_family.hpp"
+#include "samoyeds/error.hpp"
+#include "samoyeds/expert_ops.hpp"
+#include "test_util/gpu_check.hpp"
+#include "test_util/random_data.hpp"
+
+namespace samoyeds::test {
+namespace {
+
+KernelRuntime& runtime() {
+  static KernelRuntime rt(Device::get());
+  return rt;
+}
+
+struct Case {
+  DType dtype;
+  SparsityParams sp;
+  int64_t m, k, n, x_rows;
+  Epilogue epi;  // None/Silu: ssmm; GatedSilu: gated_up
+  std::optional<TileConfig> config;
+  std::string name() const {
+    return fmt::format("{} {} m{} k{} n{} T{} {} {}", dtype_name(dtype), sp.to_string(), m, k, n, x_rows,
+                       epilogue_name(epi), config ? config->to_string() : "default");
+  }
+};
+
+struct Expert {
+  PackedWeights packed;
+  DenseF64 decoded;
+  PackedExpertWeights device;
+};
+
+Expert make_expert(const Case& c) {
+  auto dense = random_matrix(c.m, c.k, c.dtype, 1.0f / std::sqrt(float(c.k)) * 2.0f);
+  Expert e{pack_weights(dense.data(), c.m, c.k, c.dtype, c.sp), {}, {}};
+  e.decoded = DenseF64{c.m, c.k, decode_weights_f64(e.packed)};
+  e.device = PackedExpertWeights::upload(e.packed);
+  return e;
+}
+
+// Runs one case; returns the comparison so callers can add expectations.
+Comparison run_case(const Case& c) {
+  SCOPED_TRACE(c.name());
+  const bool gated = c.epi == Epilogue::GatedSilu;
+  Expert w1 = make_expert(c);
+  std::optional<Expert> w3;
+  if (gated) w3 = make_expert(c);
+  auto x = random_matrix(c.x_rows, c.k, c.dtype);
+  auto ids = random_ids(c.n, c.x_rows);
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(ids);
+  PoisonedOutput y(c.n * c.m);
+  LaunchOptions opt;
+  opt.config = c.config;
+  if (gated)
+    gated_up(runtime(), w1.device, w3->device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n,
+             y.data(), opt);
+  else
+    ssmm(runtime(), w1.device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n, y.data(), c.epi,
+         opt);
+  Device::get().synchronize();
+  auto got = y.read();
+  const DenseF64 xf = to_f64(x.data(), c.x_rows, c.k, c.dtype);
+  const DenseF64 ref = reference_ssmm(w1.decoded, xf, ids, c.epi, gated ? &w3->decoded : nullptr);
+  Comparison cmp = compare(got, c.dtype, ref);
+  EXPECT_EQ(cmp.non_finite, 0) << "first: " << cmp.first_non_finite;
+  EXPECT_LE(cmp.rel_error, tolerance(c.dtype));
+  return cmp;
+}
+
+class ExpertOpsGpu : public ::testing::Test {
+ protected:
+  void SetUp() override { SAMOYEDS_REQUIRE_GPU(); }
+};
+
+TEST_F(ExpertOpsGpu, SsmmMatchesReferenceAcrossSparsityShapesAndDtypes) {
+  const SparsityParams sps[] = {{128, 1, 2}, {64, 2, 4}, {256, 1, 4}, {128, 1, 1}, {32, 1, 2}};
+  struct Shape {
+    int64_t m, k, n, x_rows;
+  };
+  const Shape shapes[] = {{256, 512, 64, 256}, {200, 136, 7, 29}, {1408, 2048, 130, 300}, {33, 64, 1, 5}};
+  int i = 0;
+  for (DType dt : {DType::f16, DType::bf16})
+    for (const auto& sp : sps)
+      for (const auto& s : shapes) {
+        const Epilogue epi = (i++ % 2) ? Epilogue::Silu : Epilogue::None;
+        run_case({dt, sp, s.m, s.k, s.n, s.x_rows, epi, std::nullopt});
+      }
+}
+
+TEST_F(ExpertOpsGpu, GatedUpMatchesReference) {
+  for (DType dt : {DType::f16, DType::bf16})
+    for (const SparsityParams& sp : {SparsityParams{128, 1, 2}, SparsityParams{64, 2, 4}, SparsityParams{128, 1, 1}}) {
+      run_case({dt, sp, 384, 256, 50, 80, Epilogue::GatedSilu, std::nullopt});
+      run_case({dt, sp, 1408, 2048, 257, 400, Epilogue::GatedSilu, std::nullopt});
+    }
+}
+
+TEST_F(ExpertOpsGpu, ZeroTokensLaunchNothingAndWriteNothing) {
+  run_case({DType::bf16, {128, 1, 2}, 256, 256, 0, 16, Epilogue::None, std::nullopt});
+}
+
+TEST_F(ExpertOpsGpu, LargeTokenCountsWithManyTokenTiles) {
+  run_case({DType::f16, {128, 1, 2}, 512, 1024, 4096, 4096, Epilogue::None, std::nullopt});
+}
+
+// Every config the validity check accepts must produce correct results: one
+// shape with partial row and token tiles per family variant.
+void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
+  KernelSpec spec;
+  spec.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
+  spec.arch = Device::get().info().arch();
+  spec.dtype = dt;
+  spec.m = 320;
+  spec.k = 384;
+  spec.sparsity = sp;
+  spec.epilogue = epi;
+  const auto configs = kernel_family(Backend::MmaSp).search_space(spec);
+  ASSERT_FALSE(configs.empty());
+  // Load them all first from several threads: exercises compile-once under contention.
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  std::atomic<int> load_failures{0};
+  for (int t = 0; t < 8; ++t)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < configs.size();) try {
+          runtime().get(spec, configs[i]);
+        } catch (const std::exception& e) {
+          ++load_failures;
+          ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
+        }
+    });
+  for (auto& t : pool) t.join();
+  ASSERT_EQ(load_failures.load(), 0);
+  for (const auto& cfg : configs) run_case({dt, sp, spec.m, spec.k, 100, 150, epi, cfg});
+}
+
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesBf16OneOfTwo) { check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::None); }
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesF16TwoOfFour) { check_all_configs(DType::f16, {64, 2, 4}, Epilogue::Silu); }
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesGatedF16) { check_all_configs(DType::f16, {128, 1, 2}, Epilogue::GatedSilu); }
+
+TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
+  for (DType dt : {DType::f16, DType::bf16}) {
+    const int64_t m = 512, k = 1408, n = 77;
+    Case c{dt, {128, 1, 2}, m, k, n, n, Epilogue::None, std::nullopt};
+    SCOPED_TRACE(c.name());
+    Expert w = make_expert(c);
+    auto h = random_matrix(n, k, dt);
+    auto p = random_probs(n);
+    DeviceBuffer d_h = to_device(h), d_p = to_device(p);
+    PoisonedOutput z1(n * m), z2(n * m);
+    down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z1.data());
+    down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z2.data());
+    Device::get().synchronize();
+    auto got1 = z1.read(), got2 = z2.read();
+    EXPECT_EQ(got1, got2) << "down projection is not deterministic";
+    std::vector<int32_t> iota(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) iota[size_t(i)] = int32_t(i);
+    DenseF64 ref = reference_ssmm(w.decoded, to_f64(h.data(), n, k, dt), iota, Epilogue::None);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
+    Comparison cmp = compare(got1, dt, ref);
+    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+    EXPECT_LE(cmp.rel_error, tolerance(dt));
+  }
+}
+
+TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
+  Case c{DType::bf16, {128, 1, 2}, 256, 256, 32, 40, Epilogue::None, std::nullopt};
+  Expert w = make_expert(c);
+  auto x = random_matrix(c.x_rows, c.k, c.dtype);
+  auto ids = random_ids(c.n, c.x_rows);
+  ids[5] = 1 << 30;
+  ids[9] = -3;
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(ids), flag(4);
+  flag.fill_bytes(0);
+  PoisonedOutput y(c.n * c.m);
+  LaunchOptions opt;
+  opt.error_flag = static_cast<int*>(flag.data());
+  ssmm(runtime(), w.device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n, y.data(),
+       Epilogue::None, opt);
+  Device::get().synchronize();
+  int f = 0;
+  flag.download(&f, 4);
+  EXPECT_EQ(f & 1, 1);
+  auto got = y.read();
+  // The bad rows read as zeros; every other row is right.
+  std::vector<int32_t> fixed = ids;
+  fixed[5] = fixed[9] = 0;
+  DenseF64 ref = reference_ssmm(w.decoded, to_f64(x.data(), c.x_rows, c.k, c.dtype), fixed, Epilogue::None);
+  for (int64_t r = 0; r < c.m; ++r) ref.data[size_t(5 * c.m + r)] = ref.data[size_t(9 * c.m + r)] = 0.0;
+  EXPECT_LE(compare(got, c.dtype, ref).rel_error, tolerance(c.dtype));
+}
+
+TEST_F(ExpertOpsGpu, MisalignedOrMismatchedArgumentsAreRejected) {
+  Case c{DType::bf16, {128, 1, 2}, 128, 128, 8, 8, Epilogue::None, std::nullopt};
+  Expert w = make_expert(c);
+  Case c16 = c;
+  c16.dtype = DType::f16;
+  Expert w16 = make_expert(c16);
+  DeviceBuffer x(8 * 128 * 2 + 64), y(8 * 128 * 2 + 64);
+  auto* xb = static_cast<char*>(x.data());
+  try {
+    ssmm(runtime(), w.device, xb + 2, 8, nullptr, 8, y.data(), Epilogue::None);
+    FAIL() << "misaligned x accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("aligned"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(gated_up(runtime(), w.device, w16.device, x.data(), 8, nullptr, 8, y.data()), Error);
+  EXPECT_THROW(ssmm(runtime(), w.device, x.data(), 8, nullptr, 8, y.data(), Epilogue::GatedSilu), Error);
+  EXPECT_THROW(ssmm(runtime(), w.device, x.data(), 0, nullptr, 8, y.data(), Epilogue::None), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test
