@@ -1,6 +1,8 @@
 // samoyeds compile: ahead-of-time generation and NVRTC compilation of a
 // model's expert kernels into the binary cache. Needs no GPU.
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -26,7 +28,8 @@ const char* kHelp =
     "  --segment V         segment length 32|64|128|256 (default 128)\n"
     "  --configs WHICH     default (heuristic per token range) or all (whole search space)\n"
     "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n"
-    "  --jobs N            parallel NVRTC compiles (default: hardware threads)\n";
+    "  --jobs N            parallel NVRTC compiles (default: hardware threads)\n"
+    "  --emit-cubins DIR   also write each binary to DIR (for cuobjdump/nvdisasm)\n";
 
 SparsityParams parse_rows(const std::string& rows, const std::string& segment) {
   SparsityParams sp;
@@ -44,7 +47,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
       std::fputs(kHelp, stdout);
       return 0;
     }
-  Args args(argv, {"--model", "--arch", "--dtype", "--rows", "--segment", "--configs", "--cache", "--jobs"}, {});
+  Args args(argv, {"--model", "--arch", "--dtype", "--rows", "--segment", "--configs", "--cache", "--jobs", "--emit-cubins"}, {});
   const ModelPreset model = load_model(args.get("--model", "mixtral-8x7b"));
   const std::string arch = args.get("--arch", "sm_90a");
   const SparsityParams sp = parse_rows(args.get("--rows", "1:2"), args.get("--segment", "128"));
@@ -77,6 +80,8 @@ int cmd_compile(const std::vector<std::string>& argv) {
       for (const auto& c : configs) jobs.push_back({spec, c});
     }
 
+  const std::string emit_dir = args.get("--emit-cubins", "");
+  if (!emit_dir.empty()) std::filesystem::create_directories(emit_dir);
   const std::string cache_path = args.get("--cache", default_cache_path());
   SqliteStore store(cache_path);
   BinaryCache cache(store);
@@ -98,6 +103,12 @@ int cmd_compile(const std::vector<std::string>& argv) {
                                            job.spec.m, job.spec.k);
       try {
         const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
+        if (!emit_dir.empty()) {
+          const std::string file = fmt::format("{}/{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
+                                               dtype_name(job.spec.dtype), job.spec.m, job.spec.k,
+                                               job.config.to_string());
+          std::ofstream(file, std::ios::binary).write(b.binary.blob.data(), std::streamsize(b.binary.blob.size()));
+        }
         std::lock_guard<std::mutex> lock(print_mu);
         if (!b.from_cache) {
           ++compiled;

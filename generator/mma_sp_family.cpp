@@ -42,13 +42,14 @@ MmaSpResources MmaSpFamily::resources(const KernelSpec& spec, const TileConfig& 
   r.smem_bytes = std::max(c.stages * stage, epi) + c.block_n * 4;
   const int wm = c.block_m / c.warps_m, wn = c.block_n / c.warps_n;
   r.accumulator_regs = w * slots * (wm / 16) * (wn / 8) * 4;
+  r.operand_regs = r.accumulator_regs + w * (wm / 16) * 5 + (wn / 8) * 4;
   return r;
 }
 
-int MmaSpFamily::max_accumulator_regs(const KernelSpec& spec) {
+int MmaSpFamily::max_operand_regs(const KernelSpec& spec, const TileConfig& cfg) {
   const auto& sp = spec.sparsity;
   const int slots = sp.N < sp.M ? sp.M : 1;
-  return (sp.V >= 64 && slots <= 2) ? 128 : 96;
+  return (sp.V >= 64 && slots <= 2 && cfg.block_k == 64) ? 160 : 112;
 }
 
 std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
@@ -65,9 +66,9 @@ std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, c
   if (c.block_m % sp.N != 0) return fmt::format("block_m must hold whole groups of {} condensed rows", sp.N);
   if ((c.block_m / sp.N * sp.M) % 8 != 0) return "output rows per tile must be a multiple of 8";
   const MmaSpResources r = resources(spec, c);
-  if (r.accumulator_regs > max_accumulator_regs(spec))
-    return fmt::format("{} accumulator registers per thread (limit {})", r.accumulator_regs,
-                       max_accumulator_regs(spec));
+  if (r.operand_regs > max_operand_regs(spec, c))
+    return fmt::format("{} accumulator and fragment registers per thread (limit {})", r.operand_regs,
+                       max_operand_regs(spec, c));
   const int smem_limit = max_smem_per_block(spec.arch);
   if (r.smem_bytes > smem_limit)
     return fmt::format("{} bytes of shared memory (limit {} on {})", r.smem_bytes, smem_limit, spec.arch);

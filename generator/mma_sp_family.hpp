@@ -9,6 +9,7 @@ struct MmaSpResources {  // what a config costs, computed the way the device str
   int threads = 0;
   int smem_bytes = 0;
   int accumulator_regs = 0;  // f32 accumulators per thread
+  int operand_regs = 0;      // accumulators + A, B and metadata fragments of one k32 step
 };
 
 class MmaSpFamily final : public KernelFamily {
@@ -20,11 +21,13 @@ class MmaSpFamily final : public KernelFamily {
   TileConfig default_config(const KernelSpec& spec, int64_t tokens) const override;
 
   static MmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
-  // f32 accumulators a thread may hold before ptxas spills under the
-  // 255-register cap. Row selection every k32 step (V = 32) or over more than
-  // two slots keeps extra copies live: ptxas reports showed 32-232 spill bytes
-  // at 128 accumulators there, none at 96; with V >= 64 and two slots 128 fit.
-  static int max_accumulator_regs(const KernelSpec& spec);
+  // Registers a thread may give to accumulators plus MMA fragments
+  // (MmaSpResources::operand_regs) before ptxas spills under the 255 cap.
+  // From ptxas reports over the search space: 160 fit with block_k = 64,
+  // V >= 64 and two slots; 152-196 spilled 8-264 bytes with block_k = 128
+  // (four unrolled k32 steps keep more live), V = 32 (selection every step)
+  // or four slots, where 112 and below never spilled.
+  static int max_operand_regs(const KernelSpec& spec, const TileConfig& cfg);
 };
 
 // Heuristic default tile config (generator/mma_sp_heuristics.cpp).

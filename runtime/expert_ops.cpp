@@ -87,9 +87,11 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   void* params[] = {&a};
   rt.device().make_current();
-  check(driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, 1, unsigned(kernel.threads),
-                                1, 1, unsigned(kernel.smem_bytes), static_cast<CUstream>(opt.stream), params, nullptr),
-        fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
+  const CUresult rc =
+      driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, 1, unsigned(kernel.threads), 1,
+                              1, unsigned(kernel.smem_bytes), static_cast<CUstream>(opt.stream), params, nullptr);
+  if (rc != CUDA_SUCCESS)  // the message is built only on failure: this is the hot path
+    check(rc, fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
 }
 
 }  // namespace
@@ -112,6 +114,35 @@ void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h
   require(p != nullptr, "routing weights are null");
   const PackedExpertWeights* ws[] = {&w2};
   launch(rt, Op::Down, Epilogue::None, ws, 1, h, n > 0 ? n : 1, w2.k(), nullptr, n, p, z, opt);
+}
+
+size_t down_combine_workspace_bytes(const PackedExpertWeights& w2, int64_t n) {
+  return size_t((n * w2.m() * 2 + 15) / 16 * 16);
+}
+
+void down_combine(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const int32_t* ids,
+                  const float* p, void* y, int64_t y_rows, void* workspace, const LaunchOptions& opt) {
+  require(y_rows >= 1 && y_rows <= kMaxDim, fmt::format("y_rows {} out of range", y_rows));
+  if (n == 0) return;
+  require_aligned(ids, 4, "ids");
+  require_aligned(y, 2, "y");
+  require_aligned(workspace, 16, "workspace");
+  down_scaled(rt, w2, h, n, p, workspace, opt);
+  const LoadedKernel& k = rt.get_scatter_add(w2.dtype());
+  ScatterAddArgs a{};
+  a.z = static_cast<const unsigned short*>(workspace);
+  a.ids = ids;
+  a.y = static_cast<unsigned short*>(y);
+  a.error_flag = opt.error_flag;
+  a.n = int(n);
+  a.m = int(w2.m());
+  a.y_rows = int(y_rows);
+  a.ldy = int(w2.m());
+  void* params[] = {&a};
+  const unsigned grid = unsigned((w2.m() + k.threads - 1) / k.threads);
+  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(k.function), grid, 1, 1, unsigned(k.threads), 1,
+                                              1, 0, static_cast<CUstream>(opt.stream), params, nullptr);
+  if (rc != CUDA_SUCCESS) check(rc, "launch scatter_add_rows");
 }
 
 }  // namespace samoyeds

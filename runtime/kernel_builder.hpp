@@ -22,7 +22,12 @@ struct BuiltKernel {
 // and the compile options. No paths, no shapes unless the source holds them.
 std::string binary_key(const GeneratedKernel& kernel, const std::string& arch);
 
-// cache may be null (compile only).
+// Looks the generated kernel's key up in the cache, compiles on a miss and
+// stores the result. cache may be null (compile only).
+BinaryRecord build_binary(const GeneratedKernel& kernel, const std::string& arch, const std::string& description,
+                          BinaryCache* cache, bool* from_cache);
+
+// A family kernel: generate, then build_binary.
 BuiltKernel build_kernel(const KernelSpec& spec, const TileConfig& config, BinaryCache* cache);
 
 }  // namespace samoyeds

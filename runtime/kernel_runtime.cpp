@@ -6,6 +6,7 @@
 
 #include "cache/binary_cache.hpp"
 #include "runtime/cuda_driver.hpp"
+#include "generator/utility_kernels.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
@@ -39,6 +40,62 @@ KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path) : de
 KernelRuntime::~KernelRuntime() {
   for (auto& kv : table_)
     if (kv.second->module) driver().cuModuleUnload(kv.second->module);
+  for (auto& s : scatter_add_)
+    if (s && s->module) driver().cuModuleUnload(s->module);
+}
+
+std::shared_ptr<KernelRuntime::Slot> KernelRuntime::slot_for(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& s = table_[key];
+  if (!s) s = std::make_shared<Slot>();
+  return s;
+}
+
+// Binary (memory miss -> disk cache -> NVRTC), module load, launch attributes.
+void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std::string& description) {
+  const auto start = std::chrono::steady_clock::now();
+  bool from_cache = false;
+  BinaryRecord binary =
+      build_binary(generated, device_.info().arch(), description, disk_ ? &disk_->binaries : nullptr, &from_cache);
+  device_.make_current();
+  const DriverApi& d = driver();
+  if (generated.smem_bytes > device_.info().max_smem_optin)
+    throw Error(ErrorCode::Unsupported, fmt::format("{} needs {} bytes of shared memory, device allows {}",
+                                                    description, generated.smem_bytes,
+                                                    device_.info().max_smem_optin));
+  CUmodule module;
+  check(d.cuModuleLoadData(&module, binary.blob.data()), ("cuModuleLoadData(" + description + ")").c_str());
+  CUfunction fn;
+  check(d.cuModuleGetFunction(&fn, module, generated.kernel_name.c_str()), "cuModuleGetFunction");
+  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, generated.smem_bytes),
+        "cuFuncSetAttribute(max dynamic shared memory)");
+  LoadedKernel& k = slot.kernel;
+  k.function = fn;
+  k.threads = generated.threads;
+  k.smem_bytes = generated.smem_bytes;
+  k.layout_id = generated.layout_id;
+  k.registers = binary.registers;
+  k.spill_bytes = binary.spill_bytes;
+  k.from_disk_cache = from_cache;
+  slot.module = module;
+  k.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  log(LogLevel::Info, fmt::format("loaded {} from {} in {:.1f} ms", description, from_cache ? "cache" : "NVRTC",
+                                  k.load_ms));
+}
+
+const LoadedKernel& KernelRuntime::get_scatter_add(DType dtype) {
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& s = scatter_add_[int(dtype)];
+    if (!s) s = std::make_shared<Slot>();
+    slot = s;
+  }
+  std::call_once(slot->once, [&] {
+    load(*slot, generate_utility_kernel(UtilityKernel::ScatterAddRows, dtype),
+         std::string("scatter_add_rows ") + dtype_name(dtype));
+  });
+  return slot->kernel;
 }
 
 size_t KernelRuntime::loaded_count() const {
@@ -49,51 +106,42 @@ size_t KernelRuntime::loaded_count() const {
 const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConfig& config) {
   KernelSpec spec = spec_in;
   spec.arch = device_.info().arch();
-  // Everything the generated source depends on, nothing else.
-  const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}", int(spec.backend), spec.arch, int(spec.dtype),
-                                      spec.sparsity.to_string(), int(spec.epilogue), config.to_string(), int(spec.op));
-  std::shared_ptr<Slot> slot;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& s = table_[key];
-    if (!s) s = std::make_shared<Slot>();
-    slot = s;
-  }
+  // Everything the generated source depends on (the arch is the device's),
+  // bit-packed into one integer: warm dispatch is a hash lookup with no
+  // formatting. Packing is exact (fields are range-checked), so two different
+  // kernels can never share a key.
+  const auto& sp = spec.sparsity;
+  uint64_t key = 0;
+  auto pack = [&](int64_t value, int bits) {
+    if (value < 0 || value >= (int64_t(1) << bits))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("kernel request out of range: {} {}", spec.to_string(), config.to_string()));
+    key = (key << bits) | uint64_t(value);
+  };
+  pack(int(spec.backend), 2);
+  pack(int(spec.op), 2);
+  pack(int(spec.dtype), 1);
+  pack(int(spec.epilogue), 2);
+  pack(sp.V, 9);
+  pack(sp.N, 4);
+  pack(sp.M, 4);
+  pack(config.block_m, 9);
+  pack(config.block_n, 9);
+  pack(config.block_k, 9);
+  pack(config.warps_m, 5);
+  pack(config.warps_n, 5);
+  pack(config.stages, 3);
+  std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
-    const auto start = std::chrono::steady_clock::now();
-    BuiltKernel built = build_kernel(spec, config, disk_ ? &disk_->binaries : nullptr);
-    device_.make_current();
-    const DriverApi& d = driver();
-    CUmodule module;
-    check(d.cuModuleLoadData(&module, built.binary.blob.data()),
-          fmt::format("cuModuleLoadData({} {})", spec.to_string(), config.to_string()).c_str());
-    CUfunction fn;
-    check(d.cuModuleGetFunction(&fn, module, built.generated.kernel_name.c_str()), "cuModuleGetFunction");
-    if (built.generated.smem_bytes > device_.info().max_smem_optin)
-      throw Error(ErrorCode::Unsupported, fmt::format("{} needs {} bytes of shared memory, device allows {}",
-                                                      config.to_string(), built.generated.smem_bytes,
-                                                      device_.info().max_smem_optin));
-    check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, built.generated.smem_bytes),
-          "cuFuncSetAttribute(max dynamic shared memory)");
-    LoadedKernel& k = slot->kernel;
-    k.spec = spec;
-    k.config = config;
-    k.function = fn;
-    k.threads = built.generated.threads;
-    k.smem_bytes = built.generated.smem_bytes;
-    k.layout_id = built.generated.layout_id;
-    k.registers = built.binary.registers;
-    k.spill_bytes = built.binary.spill_bytes;
-    k.from_disk_cache = built.from_cache;
-    slot->module = module;
-    k.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    log(LogLevel::Info, fmt::format("loaded {} {} from {} in {:.1f} ms", spec.to_string(), config.to_string(),
-                                    built.from_cache ? "cache" : "NVRTC", k.load_ms));
+    const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);
+    load(*slot, generated, spec.to_string() + " " + config.to_string());
+    slot->kernel.spec = spec;
+    slot->kernel.config = config;
   });
   if (!slot->kernel.function) {
     // A failed first attempt leaves the once_flag unset (call_once rethrew);
     // reaching here means a concurrent success was not published: retry.
-    throw Error(ErrorCode::CudaError, "kernel load did not complete for " + key);
+    throw Error(ErrorCode::CudaError, "kernel load did not complete for " + spec.to_string());
   }
   return slot->kernel;
 }

@@ -1,21 +1,64 @@
 #!/usr/bin/env bash
-# One device call: GPU tests, sanitizer, SASS check, benchmarks, summary last.
-# Run from the repository root on the GPU machine with the build folder built
-# here (scripts/build.sh) and carried along:  bash scripts/gpu_check.sh [build]
+# One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
+# benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
+# carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
+# parts: any of tests,sanitize,sass,bench (default all).
 set -uo pipefail
 BUILD=${1:-build}
+PARTS=${2:-tests,sanitize,sass,bench}
 OUT=${OUT:-/tmp/samoyeds-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export SAMOYEDS_CACHE_DIR=${SAMOYEDS_CACHE_DIR:-/tmp/samoyeds-cache}
+# cuSPARSELt ships inside the PyTorch environment there.
+if [ -z "${SAMOYEDS_CUSPARSELT_LIB:-}" ]; then
+  lt=$(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)
+  lt=$(find "${lt:-/nonexistent}" -name 'libcusparseLt.so*' 2>/dev/null | head -1)
+  [ -n "$lt" ] && export SAMOYEDS_CUSPARSELT_LIB=$lt
+fi
 summary=()
+has() { [[ ",$PARTS," == *",$1,"* ]]; }
+gtest_line() { grep -E '^\[  (PASSED|FAILED) ' "$1" | head -2 | tr '\n' ' '; }
 
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 
-# 1. GPU correctness suite.
-"$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} 2>&1 | tee "$OUT/gpu_tests.log"
-rc=${PIPESTATUS[0]}
-summary+=("gpu tests: rc=$rc, $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/gpu_tests.log" | tr '\n' ' ')")
+if has tests; then
+  "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} >"$OUT/gpu_tests.log" 2>&1
+  rc=$?
+  grep -E '^\[  FAILED|Failure|error' "$OUT/gpu_tests.log" | head -40
+  summary+=("gpu tests: rc=$rc $(gtest_line "$OUT/gpu_tests.log")")
+fi
+
+if has sanitize; then
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/samoyeds_gpu_tests" \
+      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases' >"$OUT/sanitize_$tool.log" 2>&1
+    rc=$?
+    summary+=("compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)")
+  done
+fi
+
+if has sass; then
+  rm -rf /tmp/samoyeds-cubins
+  "$BUILD/samoyeds" compile --model mixtral-8x7b --arch sm_90a --emit-cubins /tmp/samoyeds-cubins >"$OUT/sass_compile.log" 2>&1
+  total=0; with_sp=0; with_local=0
+  for f in /tmp/samoyeds-cubins/*.cubin; do
+    total=$((total + 1))
+    sass=$(cuobjdump --dump-sass "$f")
+    grep -q 'HMMA.SP' <<<"$sass" && with_sp=$((with_sp + 1))
+    grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass" && with_local=$((with_local + 1))
+  done
+  first=$(ls /tmp/samoyeds-cubins/*.cubin | head -1)
+  cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$OUT/sass_sample.txt"
+  summary+=("sass: $with_sp of $total shipped kernels have HMMA.SP, $with_local use local memory; e.g. $(head -1 "$OUT/sass_sample.txt" | sed 's/  */ /g')")
+fi
+
+if has bench; then
+  "$BUILD/bench/samoyeds_expert_bench" --csv "$OUT/expert_bench.csv" ${BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
+  rc=$?
+  tail -60 "$OUT/bench.log"
+  summary+=("bench: rc=$rc, $(grep -c . "$OUT/expert_bench.csv") csv lines; $(grep 'warm dispatch' "$OUT/bench.log")")
+fi
 
 echo "===== summary ====="
 printf '%s\n' "${summary[@]}"

@@ -22,6 +22,15 @@ struct SsmmArgs {
   int rows_pad, k_phys;
 };
 
+// y[ids[i], :] += z[i, :], i in order (templates/scatter_add_rows.cuh).
+struct ScatterAddArgs {
+  const unsigned short* z;  // [n, m]
+  const int* ids;           // [n]
+  unsigned short* y;        // [y_rows, ldy]
+  int* error_flag;
+  int n, m, y_rows, ldy;
+};
+
 enum SsmmErrorBits { kErrorBadTokenId = 1 };
 
 }  // namespace samoyeds

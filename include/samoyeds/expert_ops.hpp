@@ -66,4 +66,13 @@ void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpe
 void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p,
                  void* z, const LaunchOptions& opt = {});
 
+// Bytes of device workspace down_combine needs for n tokens (16-byte aligned).
+size_t down_combine_workspace_bytes(const PackedExpertWeights& w2, int64_t n);
+
+// y[ids[i], :] += p[i] * (h[i, :] . W2^T) for i = 0 .. n-1 in that order:
+// deterministic (same bits every run; repeated ids allowed, no atomics).
+// y: [y_rows, w2.m()]; workspace: down_combine_workspace_bytes(w2, n) bytes.
+void down_combine(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const int32_t* ids,
+                  const float* p, void* y, int64_t y_rows, void* workspace, const LaunchOptions& opt = {});
+
 }  // namespace samoyeds

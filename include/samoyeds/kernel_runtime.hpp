@@ -12,6 +12,8 @@
 
 namespace samoyeds {
 
+struct GeneratedKernel;  // generator/kernel_family.hpp
+
 struct LoadedKernel {
   KernelSpec spec;
   TileConfig config;
@@ -34,16 +36,21 @@ class KernelRuntime {
 
   // spec.arch is replaced by the device's arch.
   const LoadedKernel& get(const KernelSpec& spec, const TileConfig& config);
+  // The combine kernel for a dtype (generator/utility_kernels.hpp).
+  const LoadedKernel& get_scatter_add(DType dtype);
   Device& device() { return device_; }
   size_t loaded_count() const;
 
  private:
   struct Slot;
   struct DiskCache;
+  std::shared_ptr<Slot> slot_for(uint64_t key);
+  void load(Slot& slot, const GeneratedKernel& generated, const std::string& description);
   Device& device_;
   std::unique_ptr<DiskCache> disk_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<Slot>> table_;
+  std::unordered_map<uint64_t, std::shared_ptr<Slot>> table_;  // family kernels
+  std::shared_ptr<Slot> scatter_add_[2];                         // per dtype
 };
 
 }  // namespace samoyeds

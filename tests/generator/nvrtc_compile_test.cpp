@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/error.hpp"
 
@@ -83,6 +84,34 @@ TEST_P(NvrtcSearchSpace, EveryKernelVariantCompilesAtItsDefaultConfigs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, NvrtcSearchSpace, ::testing::Values("sm_80", "sm_90", "sm_90a"));
+
+// The other kernel variants' whole search spaces, for the Hopper target.
+TEST(NvrtcSearchSpaceVariants, EveryValidConfigOfEveryVariantCompilesWithoutSpillsForSm90a) {
+  const struct {
+    DType dt;
+    SparsityParams sp;
+    Epilogue epi;
+  } variants[] = {{DType::bf16, {128, 1, 2}, Epilogue::GatedSilu},
+                  {DType::f16, {64, 2, 4}, Epilogue::Silu},
+                  {DType::f16, {128, 1, 1}, Epilogue::None},
+                  {DType::bf16, {32, 1, 2}, Epilogue::None},
+                  {DType::f16, {256, 1, 4}, Epilogue::GatedSilu}};
+  for (const auto& v : variants) {
+    const KernelSpec s = spec("sm_90a", v.dt, v.sp, v.epi);
+    const auto configs = kernel_family(Backend::MmaSp).search_space(s);
+    ASSERT_FALSE(configs.empty()) << s.to_string();
+    compile_all(s, configs);
+  }
+}
+
+TEST(Nvrtc, UtilityKernelsCompileForEveryArch) {
+  for (const char* arch : {"sm_80", "sm_90", "sm_90a"})
+    for (DType dt : {DType::f16, DType::bf16}) {
+      const CompiledBinary b = nvrtc_compile(generate_utility_kernel(UtilityKernel::ScatterAddRows, dt), arch);
+      EXPECT_FALSE(b.cubin.empty());
+      EXPECT_EQ(b.spill_bytes, 0) << arch;
+    }
+}
 
 TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
   GeneratedKernel g;

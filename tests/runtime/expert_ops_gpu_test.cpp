@@ -11,6 +11,7 @@
 #include "generator/kernel_family.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
+#include "samoyeds/samoyeds.h"
 #include "test_util/gpu_check.hpp"
 #include "test_util/random_data.hpp"
 
@@ -109,6 +110,15 @@ TEST_F(ExpertOpsGpu, ZeroTokensLaunchNothingAndWriteNothing) {
   run_case({DType::bf16, {128, 1, 2}, 256, 256, 0, 16, Epilogue::None, std::nullopt});
 }
 
+// Small enough for compute-sanitizer (scripts/gpu_check.sh runs memcheck and
+// racecheck on exactly this test).
+TEST_F(ExpertOpsGpu, SanitizerSmallCases) {
+  run_case({DType::bf16, {128, 1, 2}, 200, 136, 37, 50, Epilogue::None, std::nullopt});
+  run_case({DType::f16, {64, 2, 4}, 96, 128, 9, 20, Epilogue::Silu, std::nullopt});
+  run_case({DType::bf16, {32, 1, 2}, 130, 256, 70, 90, Epilogue::GatedSilu, std::nullopt});
+  run_case({DType::f16, {128, 1, 2}, 256, 256, 1, 1, Epilogue::None, TileConfig{128, 128, 64, 2, 4, 3}});
+}
+
 TEST_F(ExpertOpsGpu, LargeTokenCountsWithManyTokenTiles) {
   run_case({DType::f16, {128, 1, 2}, 512, 1024, 4096, 4096, Epilogue::None, std::nullopt});
 }
@@ -172,6 +182,64 @@ TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
     EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
     EXPECT_LE(cmp.rel_error, tolerance(dt));
   }
+}
+
+TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
+  for (DType dt : {DType::f16, DType::bf16}) {
+    const int64_t m = 384, k = 512, n = 300, T = 120;  // ids repeat: several slots per token
+    Case c{dt, {128, 1, 2}, m, k, n, n, Epilogue::None, std::nullopt};
+    SCOPED_TRACE(c.name());
+    Expert w = make_expert(c);
+    auto h = random_matrix(n, k, dt);
+    auto p = random_probs(n);
+    auto ids = random_ids(n, T);
+    auto y0 = random_matrix(T, m, dt);
+    DeviceBuffer d_h = to_device(h), d_p = to_device(p), d_ids = to_device(ids);
+    DeviceBuffer ws(down_combine_workspace_bytes(w.device, n));
+    std::vector<std::vector<uint16_t>> runs;
+    for (int run = 0; run < 2; ++run) {
+      DeviceBuffer d_y = to_device(y0);
+      down_combine(runtime(), w.device, d_h.data(), n, static_cast<const int32_t*>(d_ids.data()),
+                   static_cast<const float*>(d_p.data()), d_y.data(), T, ws.data());
+      Device::get().synchronize();
+      runs.emplace_back(size_t(T * m));
+      d_y.download(runs.back().data(), runs.back().size() * 2);
+    }
+    EXPECT_EQ(runs[0], runs[1]) << "combine is not bit-identical across runs";
+    DenseF64 ref = to_f64(y0.data(), T, m, dt);
+    reference_down_combine(w.decoded, to_f64(h.data(), n, k, dt), ids, p, ref);
+    Comparison cmp = compare(runs[0], dt, ref);
+    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+    EXPECT_LE(cmp.rel_error, tolerance(dt));
+  }
+}
+
+TEST_F(ExpertOpsGpu, CApiGivesTheSameBitsAsTheCppApi) {
+  const int64_t m = 256, k = 384, n = 40, T = 64;
+  auto dense = random_matrix(m, k, DType::bf16, 0.1f);
+  auto x = random_matrix(T, k, DType::bf16);
+  auto ids = random_ids(n, T);
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(ids), d_dense = to_device(dense);
+  samoyeds_runtime* crt = nullptr;
+  samoyeds_weights* cw = nullptr;
+  ASSERT_EQ(samoyeds_runtime_create(0, nullptr, &crt), SAMOYEDS_OK) << samoyeds_last_error();
+  ASSERT_EQ(samoyeds_weights_pack_device(d_dense.data(), m, k, SAMOYEDS_BF16, 128, 1, 2, 0, &cw), SAMOYEDS_OK)
+      << samoyeds_last_error();
+  EXPECT_GT(samoyeds_weights_device_bytes(cw), 0);
+  PoisonedOutput y_c(n * m), y_cpp(n * m);
+  ASSERT_EQ(samoyeds_ssmm(crt, cw, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()), n, y_c.data(), 1, nullptr),
+            SAMOYEDS_OK)
+      << samoyeds_last_error();
+  auto w = PackedExpertWeights::pack(dense.data(), m, k, DType::bf16, {128, 1, 2});
+  ssmm(runtime(), w, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()), n, y_cpp.data(), Epilogue::Silu);
+  Device::get().synchronize();
+  EXPECT_EQ(y_c.read(), y_cpp.read());
+  // A misaligned pointer is an error code with a message, not a fault.
+  EXPECT_EQ(samoyeds_ssmm(crt, cw, static_cast<char*>(d_x.data()) + 2, T, nullptr, n, y_c.data(), 0, nullptr),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(samoyeds_last_error()).find("aligned"), std::string::npos);
+  samoyeds_weights_destroy(cw);
+  samoyeds_runtime_destroy(crt);
 }
 
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {

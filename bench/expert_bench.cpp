@@ -1,0 +1,253 @@
+// Expert projection benchmark: ours (best config of the mma_sp search space
+// per shape and token count) against cuBLAS dense and cuSPARSELt 2:4, all in
+// the same run, CUDA-event medians over rotated inputs larger than L2.
+// Writes CSV and prints a summary table; timing never decides pass/fail.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "bench/cublas_baseline.hpp"
+#include "bench/cusparselt_baseline.hpp"
+#include "bench/timing.hpp"
+#include "generator/kernel_family.hpp"
+#include "runtime/cuda_driver.hpp"
+#include "samoyeds/error.hpp"
+#include "samoyeds/expert_ops.hpp"
+
+using namespace samoyeds;
+using namespace samoyeds::bench;
+
+namespace {
+
+struct Shape {
+  const char* model;
+  int64_t m, k;
+  double seed_tflops_1024;  // ANCHORS.md seed kernel at n = 1024 (0 = shape unsupported there)
+};
+const Shape kShapes[] = {{"Mixtral-8x7B", 14336, 4096, 353},   {"Mixtral-8x22B", 16384, 6144, 406},
+                         {"OpenMoE-34B", 12288, 3072, 387},    {"OpenMoE-8B", 8192, 2048, 323},
+                         {"MiniCPM-MoE", 5760, 2304, 0},       {"DeepSeek/Qwen-MoE", 1408, 2048, 0}};
+
+std::vector<uint16_t> fast_random(int64_t count, DType dt, float scale, uint64_t seed) {
+  std::vector<uint16_t> v(static_cast<size_t>(count));
+  uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (auto& e : v) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    const float u = float(int64_t(s >> 40) - (1 << 23)) / float(1 << 23);  // [-1, 1)
+    e = from_float(dt, (u == 0.0f ? 0.5f : u) * scale);
+  }
+  return v;
+}
+
+double tflops(int64_t m, int64_t n, int64_t k, double ms) { return 2.0 * m * n * k / (ms * 1e-3) / 1e12; }
+
+struct Args {
+  std::vector<int64_t> tokens = {64, 256, 1024, 4096};
+  std::vector<DType> dtypes = {DType::f16, DType::bf16};
+  std::vector<int> shapes = {0, 1, 2, 3, 4, 5};
+  std::string csv = "expert_bench.csv";
+  int max_configs = 1000;
+  std::string config;  // time only this config (e.g. for ncu)
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error(ErrorCode::InvalidArgument, f + " needs a value");
+      return argv[++i];
+    };
+    auto ints = [&](const std::string& s) {
+      std::vector<int64_t> v;
+      size_t p = 0;
+      while (p < s.size()) {
+        size_t q = s.find(',', p);
+        v.push_back(std::stoll(s.substr(p, q - p)));
+        p = q == std::string::npos ? s.size() : q + 1;
+      }
+      return v;
+    };
+    if (f == "--tokens") a.tokens = ints(next());
+    else if (f == "--shapes") { a.shapes.clear(); for (auto s : ints(next())) a.shapes.push_back(int(s)); }
+    else if (f == "--dtype") a.dtypes = {parse_dtype(next())};
+    else if (f == "--csv") a.csv = next();
+    else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));
+    else if (f == "--config") a.config = next();
+    else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
+                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG)");
+  }
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args args = parse(argc, argv);
+  std::string why;
+  if (!gpu_available(&why)) {
+    std::fprintf(stderr, "expert_bench needs a GPU: %s\n", why.c_str());
+    return 1;
+  }
+  Device& dev = Device::get();
+  KernelRuntime rt(dev);
+  CUstream stream;
+  check(driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  CublasBaseline cublas;
+  std::string lt_why;
+  auto lt = CusparseLtBaseline::create(&lt_why);
+  fmt::print("device {} ({} SMs, driver {}), arch {}; cuSPARSELt: {}\n", dev.info().name, dev.info().sm_count,
+             dev.info().driver_version, dev.info().arch(), lt ? "found" : "absent: " + lt_why);
+
+  std::ofstream csv(args.csv);
+  csv << "model,m,k,n,dtype,ours_ms,ours_tflops,cublas_ms,cublas_tflops,cusparselt_ms,cusparselt_tflops,"
+         "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes\n";
+  std::vector<std::string> table;
+  const SparsityParams sp{128, 1, 2};
+
+  for (DType dt : args.dtypes)
+    for (int si : args.shapes) {
+      const Shape& sh = kShapes[si];
+      const int64_t m = sh.m, k = sh.k;
+      auto dense = fast_random(m * k, dt, 0.05f, uint64_t(m * 31 + k));
+      PackedWeights packed = pack_weights(dense.data(), m, k, dt, sp);
+      const int copies_sparse = rotation_copies(size_t(packed.payload_bytes()));
+      std::vector<PackedExpertWeights> ws;
+      for (int c = 0; c < copies_sparse; ++c) ws.push_back(PackedExpertWeights::upload(packed));
+      const int copies_dense = rotation_copies(size_t(m * k * 2));
+      std::vector<DeviceBuffer> wd;
+      for (int c = 0; c < copies_dense; ++c) {
+        wd.emplace_back(size_t(m * k * 2));
+        wd.back().upload(dense.data(), size_t(m * k * 2));
+      }
+      KernelSpec spec;
+      spec.op = Op::Ssmm;
+      spec.arch = dev.info().arch();
+      spec.dtype = dt;
+      spec.m = m;
+      spec.k = k;
+      spec.sparsity = sp;
+      std::vector<TileConfig> configs = kernel_family(Backend::MmaSp).search_space(spec);
+      if (!args.config.empty()) configs = {TileConfig::parse(args.config)};
+      if (int(configs.size()) > args.max_configs) configs.resize(size_t(args.max_configs));
+      {  // compile the whole search space in parallel before timing anything
+        std::atomic<size_t> next{0};
+        std::vector<std::thread> pool;
+        for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
+          pool.emplace_back([&] {
+            dev.make_current();
+            for (size_t i; (i = next++) < configs.size();) rt.get(spec, configs[i]);
+          });
+        for (auto& t : pool) t.join();
+      }
+      for (int64_t n : args.tokens) {
+        const int64_t batch_rows = 4 * n;
+        auto x = fast_random(batch_rows * k, dt, 1.0f, uint64_t(n * 7 + k));
+        std::vector<int32_t> perm(static_cast<size_t>(batch_rows));
+        for (int64_t i = 0; i < batch_rows; ++i) perm[size_t(i)] = int32_t(i);
+        std::shuffle(perm.begin(), perm.end(), std::mt19937(uint32_t(n)));
+        std::vector<int32_t> ids(perm.begin(), perm.begin() + n);
+        std::vector<uint16_t> xg(static_cast<size_t>(n * k));
+        for (int64_t i = 0; i < n; ++i)
+          std::copy_n(&x[size_t(ids[size_t(i)] * k)], k, &xg[size_t(i * k)]);
+        DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4), d_xg(xg.size() * 2), d_y(size_t(n * m * 2));
+        d_x.upload(x.data(), x.size() * 2);
+        d_ids.upload(ids.data(), ids.size() * 4);
+        d_xg.upload(xg.data(), xg.size() * 2);
+
+        const double cublas_ms = median_ms(stream, [&](int i) {
+          cublas.gemm(stream, dt, m, n, k, wd[size_t(i % copies_dense)].data(), d_xg.data(), d_y.data());
+        }, copies_dense);
+        double lt_ms = 0.0;
+        if (lt) {
+          auto plan = lt->prepare(stream, dt, m, n, k, wd[0].data(), d_xg.data(), d_y.data());
+          const size_t cbytes = lt->compressed_bytes(*plan);
+          const int copies_lt = rotation_copies(cbytes);
+          std::vector<DeviceBuffer> cws;
+          for (int c = 0; c < copies_lt; ++c) cws.emplace_back(cbytes);
+          std::vector<char> host(cbytes);
+          copy_to_host(host.data(), lt->compressed(*plan), cbytes);
+          for (auto& c : cws) c.upload(host.data(), cbytes);
+          lt_ms = median_ms(stream, [&](int i) {
+            lt->matmul(stream, *plan, cws[size_t(i % copies_lt)].data(), d_xg.data(), d_y.data());
+          }, copies_lt);
+        }
+        // Ours: quick pass over every config, then the best three re-timed.
+        std::vector<std::pair<double, TileConfig>> timed;
+        for (const auto& cfg : configs) {
+          if (cfg.block_n > 2 * std::max<int64_t>(n, 32)) continue;
+          LaunchOptions opt;
+          opt.stream = stream;
+          opt.config = cfg;
+          const double ms = median_ms(stream, [&](int i) {
+            ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows, static_cast<const int32_t*>(d_ids.data()),
+                 n, d_y.data(), Epilogue::None, opt);
+          }, copies_sparse, 3, 2);
+          timed.push_back({ms, cfg});
+        }
+        std::sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
+        const size_t top = std::min<size_t>(3, timed.size());
+        for (size_t t = 0; t < top; ++t) {
+          LaunchOptions opt;
+          opt.stream = stream;
+          opt.config = timed[t].second;
+          timed[t].first = median_ms(stream, [&](int i) {
+            ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows, static_cast<const int32_t*>(d_ids.data()),
+                 n, d_y.data(), Epilogue::None, opt);
+          }, copies_sparse, 9, 3);
+        }
+        std::sort(timed.begin(), timed.begin() + long(top), [](auto& a, auto& b) { return a.first < b.first; });
+        const double ours_ms = timed[0].first;
+        const TileConfig best = timed[0].second;
+        const LoadedKernel& bk = rt.get(spec, best);
+        const double x_cublas = cublas_ms / ours_ms, x_lt = lt_ms > 0 ? lt_ms / ours_ms : 0.0;
+        csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{}\n",
+                           sh.model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
+                           tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
+                           best.to_string(), top > 1 ? timed[1].first : 0.0, top > 2 ? timed[2].first : 0.0,
+                           bk.registers, bk.spill_bytes);
+        csv.flush();
+        table.push_back(fmt::format("{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x {}",
+                                    sh.model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms),
+                                    tflops(m, n, k, cublas_ms), lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas,
+                                    x_lt, best.to_string()));
+        fmt::print("{}\n", table.back());
+        std::fflush(stdout);
+      }
+    }
+
+  // Warm dispatch: host time of one ssmm() call once its kernel is loaded.
+  {
+    const Shape& sh = kShapes[5];
+    auto dense = fast_random(sh.m * sh.k, DType::bf16, 0.05f, 3);
+    auto w = PackedExpertWeights::pack(dense.data(), sh.m, sh.k, DType::bf16, sp);
+    DeviceBuffer d_x(size_t(64 * sh.k * 2)), d_y(size_t(64 * sh.m * 2));
+    LaunchOptions opt;
+    opt.stream = stream;
+    ssmm(rt, w, d_x.data(), 64, nullptr, 64, d_y.data(), Epilogue::None, opt);
+    check(driver().cuStreamSynchronize(stream), "sync");
+    const int calls = 2000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) ssmm(rt, w, d_x.data(), 64, nullptr, 64, d_y.data(), Epilogue::None, opt);
+    const auto t1 = std::chrono::steady_clock::now();
+    check(driver().cuStreamSynchronize(stream), "sync");
+    fmt::print("warm dispatch: {:.2f} us host time per ssmm() call (incl. cuLaunchKernel), {} calls\n",
+               std::chrono::duration<double, std::micro>(t1 - t0).count() / calls, calls);
+  }
+  fmt::print("\n{:<18} {:>11} {:>5} {:<4} {:>7} {:>7} {:>7} {:>7} {:>7} {}\n", "model", "m x k", "n", "type", "ours",
+             "cuBLAS", "cuSPLt", "/cuBLAS", "/cuSPLt", "best config   (effective TFLOP/s)");
+  for (const auto& t : table) fmt::print("{}\n", t);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "expert_bench: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,65 @@
+/* samoyeds C ABI: opaque handles, status codes, and a per-thread last-error
+ * message, so any language that can load a shared library can use the
+ * expert ops. Pointers named x, y, h, ids, p, workspace are device pointers;
+ * `stream` is a CUstream (NULL = legacy default stream). */
+#ifndef SAMOYEDS_H_
+#define SAMOYEDS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  SAMOYEDS_OK = 0,
+  SAMOYEDS_INVALID_ARGUMENT = 1,
+  SAMOYEDS_PATTERN_VIOLATION = 2,
+  SAMOYEDS_NON_FINITE_INPUT = 3,
+  SAMOYEDS_UNSUPPORTED = 4,
+  SAMOYEDS_COMPILE_ERROR = 5,
+  SAMOYEDS_CUDA_ERROR = 6,
+  SAMOYEDS_CACHE_ERROR = 7,
+  SAMOYEDS_IO_ERROR = 8,
+  SAMOYEDS_INTERNAL_ERROR = 99
+} samoyeds_status;
+
+typedef enum { SAMOYEDS_F16 = 0, SAMOYEDS_BF16 = 1 } samoyeds_dtype;
+
+typedef struct samoyeds_runtime samoyeds_runtime;
+typedef struct samoyeds_weights samoyeds_weights;
+
+/* Message of the last failed call on this thread ("" if none). */
+const char* samoyeds_last_error(void);
+
+/* cache_path: NULL or "" = default cache file, "none" = no disk cache. */
+samoyeds_status samoyeds_runtime_create(int device, const char* cache_path, samoyeds_runtime** out);
+void samoyeds_runtime_destroy(samoyeds_runtime* rt);
+
+/* Packs dense row-major [m, k] 16-bit weights (host memory) with N:M rows per
+ * V columns and 2:4; strict != 0 verifies instead of pruning. */
+samoyeds_status samoyeds_weights_pack(const uint16_t* host_dense, int64_t m, int64_t k, samoyeds_dtype dtype, int V,
+                                      int N, int M, int strict, samoyeds_weights** out);
+/* The same from dense weights in device memory. */
+samoyeds_status samoyeds_weights_pack_device(const void* device_dense, int64_t m, int64_t k, samoyeds_dtype dtype,
+                                             int V, int N, int M, int strict, samoyeds_weights** out);
+void samoyeds_weights_destroy(samoyeds_weights* w);
+int64_t samoyeds_weights_device_bytes(const samoyeds_weights* w);
+
+/* y[i] = x[ids[i]] . W^T (silu != 0: then SiLU); ids NULL = row i. */
+samoyeds_status samoyeds_ssmm(samoyeds_runtime* rt, const samoyeds_weights* w, const void* x, int64_t x_rows,
+                              const int32_t* ids, int64_t n, void* y, int silu, void* stream);
+/* h[i] = silu(x[ids[i]] . W1^T) * (x[ids[i]] . W3^T). */
+samoyeds_status samoyeds_gated_up(samoyeds_runtime* rt, const samoyeds_weights* w1, const samoyeds_weights* w3,
+                                  const void* x, int64_t x_rows, const int32_t* ids, int64_t n, void* h, void* stream);
+/* y[ids[i]] += p[i] * (h[i] . W2^T), deterministic. */
+size_t samoyeds_down_combine_workspace_bytes(const samoyeds_weights* w2, int64_t n);
+samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weights* w2, const void* h, int64_t n,
+                                      const int32_t* ids, const float* p, void* y, int64_t y_rows, void* workspace,
+                                      void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SAMOYEDS_H_ */

@@ -1,0 +1,133 @@
+// The C ABI over the C++ API: every entry point catches, maps the error to a
+// status code and keeps the message for samoyeds_last_error().
+#include "samoyeds/samoyeds.h"
+
+#include <memory>
+#include <string>
+
+#include "samoyeds/error.hpp"
+#include "samoyeds/expert_ops.hpp"
+
+struct samoyeds_runtime {
+  std::unique_ptr<samoyeds::KernelRuntime> rt;
+};
+struct samoyeds_weights {
+  samoyeds::PackedExpertWeights w;
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+template <class F>
+samoyeds_status guarded(F&& f) {
+  try {
+    f();
+    g_last_error.clear();
+    return SAMOYEDS_OK;
+  } catch (const samoyeds::Error& e) {
+    g_last_error = e.what();
+    return static_cast<samoyeds_status>(static_cast<int>(e.code()));
+  } catch (const std::exception& e) {
+    g_last_error = std::string("samoyeds: internal error: ") + e.what();
+    return SAMOYEDS_INTERNAL_ERROR;
+  } catch (...) {
+    g_last_error = "samoyeds: unknown internal error";
+    return SAMOYEDS_INTERNAL_ERROR;
+  }
+}
+
+void require(bool ok, const char* what) {
+  if (!ok) throw samoyeds::Error(samoyeds::ErrorCode::InvalidArgument, what);
+}
+
+samoyeds::DType dtype_of(samoyeds_dtype d) {
+  require(d == SAMOYEDS_F16 || d == SAMOYEDS_BF16, "dtype must be SAMOYEDS_F16 or SAMOYEDS_BF16");
+  return d == SAMOYEDS_F16 ? samoyeds::DType::f16 : samoyeds::DType::bf16;
+}
+
+samoyeds::LaunchOptions on(void* stream) {
+  samoyeds::LaunchOptions o;
+  o.stream = stream;
+  return o;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* samoyeds_last_error(void) { return g_last_error.c_str(); }
+
+samoyeds_status samoyeds_runtime_create(int device, const char* cache_path, samoyeds_runtime** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    auto r = std::make_unique<samoyeds_runtime>();
+    r->rt = std::make_unique<samoyeds::KernelRuntime>(samoyeds::Device::get(device), cache_path ? cache_path : "");
+    *out = r.release();
+  });
+}
+
+void samoyeds_runtime_destroy(samoyeds_runtime* rt) { delete rt; }
+
+samoyeds_status samoyeds_weights_pack(const uint16_t* host_dense, int64_t m, int64_t k, samoyeds_dtype dtype, int V,
+                                      int N, int M, int strict, samoyeds_weights** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    auto w = std::make_unique<samoyeds_weights>();
+    w->w = samoyeds::PackedExpertWeights::pack(host_dense, m, k, dtype_of(dtype), {V, N, M},
+                                               strict ? samoyeds::PackMode::Strict : samoyeds::PackMode::Magnitude);
+    *out = w.release();
+  });
+}
+
+samoyeds_status samoyeds_weights_pack_device(const void* device_dense, int64_t m, int64_t k, samoyeds_dtype dtype,
+                                             int V, int N, int M, int strict, samoyeds_weights** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    auto w = std::make_unique<samoyeds_weights>();
+    w->w = samoyeds::PackedExpertWeights::pack_device(
+        device_dense, m, k, dtype_of(dtype), {V, N, M},
+        strict ? samoyeds::PackMode::Strict : samoyeds::PackMode::Magnitude);
+    *out = w.release();
+  });
+}
+
+void samoyeds_weights_destroy(samoyeds_weights* w) { delete w; }
+
+int64_t samoyeds_weights_device_bytes(const samoyeds_weights* w) { return w ? w->w.device_bytes() : 0; }
+
+samoyeds_status samoyeds_ssmm(samoyeds_runtime* rt, const samoyeds_weights* w, const void* x, int64_t x_rows,
+                              const int32_t* ids, int64_t n, void* y, int silu, void* stream) {
+  return guarded([&] {
+    require(rt && w, "runtime or weights handle is null");
+    samoyeds::ssmm(*rt->rt, w->w, x, x_rows, ids, n, y,
+                   silu ? samoyeds::Epilogue::Silu : samoyeds::Epilogue::None, on(stream));
+  });
+}
+
+samoyeds_status samoyeds_gated_up(samoyeds_runtime* rt, const samoyeds_weights* w1, const samoyeds_weights* w3,
+                                  const void* x, int64_t x_rows, const int32_t* ids, int64_t n, void* h,
+                                  void* stream) {
+  return guarded([&] {
+    require(rt && w1 && w3, "runtime or weights handle is null");
+    samoyeds::gated_up(*rt->rt, w1->w, w3->w, x, x_rows, ids, n, h, on(stream));
+  });
+}
+
+size_t samoyeds_down_combine_workspace_bytes(const samoyeds_weights* w2, int64_t n) {
+  return w2 && n > 0 ? samoyeds::down_combine_workspace_bytes(w2->w, n) : 0;
+}
+
+samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weights* w2, const void* h, int64_t n,
+                                      const int32_t* ids, const float* p, void* y, int64_t y_rows, void* workspace,
+                                      void* stream) {
+  return guarded([&] {
+    require(rt && w2, "runtime or weights handle is null");
+    samoyeds::down_combine(*rt->rt, w2->w, h, n, ids, p, y, y_rows, workspace, on(stream));
+  });
+}
+
+}  // extern "C"
