@@ -57,6 +57,7 @@ struct Args {
   std::string csv = "expert_bench.csv";
   int max_configs = 1000;
   std::string config;  // time only this config (e.g. for ncu)
+  SparsityParams sparsity{128, 1, 2};
 };
 
 Args parse(int argc, char** argv) {
@@ -83,8 +84,14 @@ Args parse(int argc, char** argv) {
     else if (f == "--csv") a.csv = next();
     else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));
     else if (f == "--config") a.config = next();
+    else if (f == "--rows") {
+      const std::string r = next();
+      if (std::sscanf(r.c_str(), "%d:%d", &a.sparsity.N, &a.sparsity.M) != 2)
+        throw Error(ErrorCode::InvalidArgument, "--rows expects N:M");
+      a.sparsity.validate();
+    }
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
-                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG)");
+                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M)");
   }
   return a;
 }
@@ -110,9 +117,9 @@ int main(int argc, char** argv) try {
 
   std::ofstream csv(args.csv);
   csv << "model,m,k,n,dtype,ours_ms,ours_tflops,cublas_ms,cublas_tflops,cusparselt_ms,cusparselt_tflops,"
-         "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes\n";
+         "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes,rows,mma_sp_tflops\n";
   std::vector<std::string> table;
-  const SparsityParams sp{128, 1, 2};
+  const SparsityParams sp = args.sparsity;
 
   for (DType dt : args.dtypes)
     for (int si : args.shapes) {
@@ -210,11 +217,12 @@ int main(int argc, char** argv) try {
         const TileConfig best = timed[0].second;
         const LoadedKernel& bk = rt.get(spec, best);
         const double x_cublas = cublas_ms / ours_ms, x_lt = lt_ms > 0 ? lt_ms / ours_ms : 0.0;
-        csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{}\n",
+        csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f}\n",
                            sh.model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
                            tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
                            best.to_string(), top > 1 ? timed[1].first : 0.0, top > 2 ? timed[2].first : 0.0,
-                           bk.registers, bk.spill_bytes);
+                           bk.registers, bk.spill_bytes, fmt::format("{}:{}", sp.N, sp.M),
+                           tflops(m, n, k, ours_ms) * sp.N / sp.M);
         csv.flush();
         table.push_back(fmt::format("{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x {}",
                                     sh.model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms),

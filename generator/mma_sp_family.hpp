@@ -23,10 +23,10 @@ class MmaSpFamily final : public KernelFamily {
   static MmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // Registers a thread may give to accumulators plus MMA fragments
   // (MmaSpResources::operand_regs) before ptxas spills under the 255 cap.
-  // From ptxas reports over the search space: 160 fit with block_k = 64,
-  // V >= 64 and two slots; 152-196 spilled 8-264 bytes with block_k = 128
-  // (four unrolled k32 steps keep more live), V = 32 (selection every step)
-  // or four slots, where 112 and below never spilled.
+  // From ptxas reports over the search spaces (sm_80, sm_90, sm_90a): with
+  // V >= 64 and two slots, 164 fit except with two weight operands (gated)
+  // and block_k = 128, which spilled 8 bytes; V = 32 (selection every step) or four slots spilled at
+  // 152-160, never at 112 or below.
   static int max_operand_regs(const KernelSpec& spec, const TileConfig& cfg);
 };
 

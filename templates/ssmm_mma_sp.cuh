@@ -31,24 +31,42 @@ struct SsmmMmaSp {
   static constexpr int kOutRows = BM / NKEEP * MGROUP;  // original rows covered by the tile
 
   // Shared memory of one pipeline stage, per weight operand then the tokens.
-  static constexpr int kABytes = BM * BK;  // BK/2 values of 2 bytes per row
+  typedef PaddedTile<BK> ATile;      // BK/2 values x 2 bytes per row
+  typedef PaddedTile<BK * 2> BTile;  // BK values x 2 bytes per row
+  static constexpr int kABytes = BM * ATile::kStride;
   static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
   static constexpr int kWBytes = kABytes + kMetaBytes + kSelBytes;
-  static constexpr int kBBytes = BN * BK * 2;
+  static constexpr int kBBytes = BN * BTile::kStride;
   static constexpr int kStageBytes = kW * kWBytes + kBBytes;
   static constexpr int kEpiLd = kOutRows + 4;  // floats; the pad staggers banks
   static constexpr int kEpiBytes = kW * BN * kEpiLd * 4;
   static constexpr int kMainBytes = ConstMax<STAGES * kStageBytes, kEpiBytes>::value;
   static constexpr int kSmemBytes = kMainBytes + BN * 4;  // + token ids
 
-  typedef SwizzledTile<BK> ATile;      // BK/2 values x 2 bytes
-  typedef SwizzledTile<BK * 2> BTile;  // BK values x 2 bytes
-
   static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must be a multiple of 16x8");
   static_assert(BK % 64 == 0, "metadata is laid out in 64-column slabs");
   static_assert(BM % NKEEP == 0, "a block tile must hold whole row groups");
   static_assert(kOutRows % 8 == 0, "epilogue stores 8 rows at a time");
+
+  // Visits the ROWS x CHUNKS 16-byte chunks of a tile, spread over the block.
+  // When they divide evenly, each thread takes consecutive chunks of one row,
+  // so a thread needs one source row address per stage (with block_k = 128 the
+  // strided assignment kept eight gathered token-row pointers live and pushed
+  // 128-accumulator configs into spills).
+  template <int ROWS, int CHUNKS, class F>
+  static __device__ __forceinline__ void for_each_chunk(int tid, F&& f) {
+    constexpr int kTotal = ROWS * CHUNKS;
+    constexpr int kPer = kTotal / kThreads;
+    if (kTotal % kThreads == 0 && kPer > 0 && CHUNKS % kPer == 0) {
+      const int first = tid * kPer;
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) f(first / CHUNKS, first % CHUNKS + j);
+    } else {
+#pragma unroll
+      for (int c = tid; c < kTotal; c += kThreads) f(c / CHUNKS, c % CHUNKS);
+    }
+  }
 
   float acc[kW][kSlots][MT][NT][4];
   SlotMap map[kW][MT][2];
@@ -117,13 +135,10 @@ struct SsmmMmaSp {
 #pragma unroll
     for (int w = 0; w < kW; ++w) {
       const u32 a_base = stage + w * kWBytes;
-      constexpr int kAChunks = BM * (BK / 16);
-#pragma unroll
-      for (int c = tid; c < kAChunks; c += kThreads) {
-        const int r = c / (BK / 16), ch = c % (BK / 16);
+      for_each_chunk<BM, BK / 16>(tid, [&](int r, int ch) {
         const u16* src = args.values[w] + u64(row0 + r) * half_k + k0 / 2 + ch * 8;
         cp_async_16(a_base + ATile::offset(r, ch), src, true);
-      }
+      });
       const u32 meta_base = a_base + kABytes;
       constexpr int kMetaChunks = kMetaBytes / 16;
       const int slabs = args.k_phys / 64;
@@ -143,16 +158,13 @@ struct SsmmMmaSp {
       }
     }
     const u32 b_base = stage + kW * kWBytes;
-    constexpr int kBChunks = BN * (BK / 8);
-#pragma unroll
-    for (int c = tid; c < kBChunks; c += kThreads) {
-      const int t = c / (BK / 8), ch = c % (BK / 8);
+    for_each_chunk<BN, BK / 8>(tid, [&](int t, int ch) {
       const int id = s_ids[t];
       const int col = k0 + ch * 8;
       const bool valid = id >= 0 && col < args.k;
       const u16* src = valid ? args.x + u64(id) * args.ldx + col : args.x;
       cp_async_16(b_base + BTile::offset(t, ch), src, valid);
-    }
+    });
   }
 
   __device__ __forceinline__ void select_segment(const unsigned char* stage, int seg, int warp_m, int lane) {
