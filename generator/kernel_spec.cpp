@@ -27,13 +27,12 @@ Op parse_op(const std::string& name) {
 const char* backend_name(Backend b) { return b == Backend::MmaSp ? "mma_sp" : "?"; }
 
 int arch_number(const std::string& arch) {
-  int n = 0;
-  char suffix = 0;
-  if (std::sscanf(arch.c_str(), "sm_%d%c", &n, &suffix) < 1 || n < 10)
-    throw Error(ErrorCode::InvalidArgument, "bad architecture '" + arch + "' (expected e.g. sm_80, sm_90a)");
-  if (suffix != 0 && !(suffix == 'a' && arch.size() == 6))
-    throw Error(ErrorCode::InvalidArgument, "bad architecture '" + arch + "'");
-  return n;
+  // "sm_" + two digits + optional 'a'; parsed by hand (it runs per launch).
+  const size_t n = arch.size();
+  const bool ok = (n == 5 || (n == 6 && arch[5] == 'a')) && arch.compare(0, 3, "sm_") == 0 &&
+                  arch[3] >= '1' && arch[3] <= '9' && arch[4] >= '0' && arch[4] <= '9';
+  if (!ok) throw Error(ErrorCode::InvalidArgument, "bad architecture '" + arch + "' (expected e.g. sm_80, sm_90a)");
+  return (arch[3] - '0') * 10 + (arch[4] - '0');
 }
 
 int max_smem_per_block(const std::string& arch) {

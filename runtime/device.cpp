@@ -11,10 +11,6 @@
 
 namespace samoyeds {
 
-std::string DeviceInfo::arch() const {
-  return fmt::format("sm_{}{}{}", cc_major, cc_minor, cc_major == 9 && cc_minor == 0 ? "a" : "");
-}
-
 namespace {
 // Memory calls need a current context; a thread that never touched a Device
 // gets device 0's primary context (what the CUDA runtime would do).
@@ -43,6 +39,8 @@ Device::Device(int ordinal) {
   check(d.cuDeviceGetAttribute(&info_.max_smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev),
         "attribute");
   check(d.cuDriverGetVersion(&info_.driver_version), "cuDriverGetVersion");
+  info_.arch_name = fmt::format("sm_{}{}{}", info_.cc_major, info_.cc_minor,
+                                info_.cc_major == 9 && info_.cc_minor == 0 ? "a" : "");
   CUcontext ctx;
   check(d.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
   ctx_ = ctx;

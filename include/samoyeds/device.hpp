@@ -16,7 +16,9 @@ struct DeviceInfo {
   int max_smem_optin = 0;  // bytes per block
   // Target our kernels are compiled for: sm_90a on Hopper (wgmma needs the
   // 'a' target, and sm_90a code runs only on 9.0 devices), else sm_XY.
-  std::string arch() const;
+  // Filled once when the device is opened (the launch path reads it).
+  std::string arch_name;
+  const std::string& arch() const { return arch_name; }
 };
 
 // True when a CUDA driver and a device exist; `why_not` says otherwise.
