@@ -31,10 +31,10 @@ MmaSpResources MmaSpFamily::resources(const KernelSpec& spec, const TileConfig& 
   const bool select = sp.N < sp.M;
   const int slots = select ? sp.M : 1;
   const int segs = c.block_k >= sp.V ? c.block_k / sp.V : 1;
-  const int a_bytes = c.block_m * (c.block_k + 16);  // PaddedTile rows: +16 bytes
+  const int a_bytes = c.block_m * c.block_k;
   const int meta_bytes = (c.block_m / 16) * (c.block_k / 64) * 128;
   const int sel_bytes = segs * c.block_m;
-  const int stage = w * (a_bytes + meta_bytes + sel_bytes) + c.block_n * (c.block_k * 2 + 16);
+  const int stage = w * (a_bytes + meta_bytes + sel_bytes) + c.block_n * c.block_k * 2;
   const int out_rows = c.block_m / sp.N * sp.M;
   const int epi = w * c.block_n * (out_rows + 4) * 4;
   MmaSpResources r;

@@ -1,23 +1,27 @@
-// Shared-memory tile layout for ldmatrix operands. Each row of ROW_BYTES is
-// followed by 16 bytes of padding: eight consecutive rows read at the same
-// column then fall into eight different 16-byte bank groups (row stride is
-// one group more than a multiple of 128 bytes), so ldmatrix is conflict-free.
-// Unlike an XOR swizzle, the address of a later k-step is the first one plus
-// a constant, which the compiler folds into the instruction's immediate: a
-// thread keeps one address per fragment row instead of one per (row, k-step)
-// (with block_k = 128 the swizzle kept 32 addresses live and forced spills).
+// Shared-memory tile layout for ldmatrix operands: rows of ROW_BYTES, 16-byte
+// chunks XOR-swizzled with the row so the eight rows of one ldmatrix phase hit
+// eight different bank groups. Fragment rows a thread reads sit at multiples
+// of 16 (A) or 8 (B) rows apart, so the XOR term depends on the lane alone:
+// a thread computes it once and applies it to every k-step's chunk. (Keeping
+// the XOR per (row, k-step) held 32 addresses live and spilled at
+// block_k = 128; 16-byte row padding avoided that too but ran 10-16% slower
+// than this layout on the H200, docs/perf-log.md.)
 #pragma once
 #include "samoyeds/common.cuh"
 
 namespace samoyeds {
 
 template <int ROW_BYTES>
-struct PaddedTile {
-  static_assert(ROW_BYTES % 128 == 0 || ROW_BYTES == 64, "rows of 64 bytes or a multiple of 128");
-  // Strides of 80, 144 or 272 bytes: 5, 9 or 17 bank groups, all odd, so
-  // eight consecutive rows start in eight different groups.
-  static constexpr int kStride = ROW_BYTES + 16;
-  static __device__ __forceinline__ int offset(int row, int chunk) { return row * kStride + chunk * 16; }
+struct SwizzledTile {
+  static_assert(ROW_BYTES % 64 == 0, "rows must be a multiple of 64 bytes");
+  static constexpr int kStride = ROW_BYTES;
+  static constexpr int kChunks = ROW_BYTES / 16;
+  static constexpr int kRowsPerLine = ROW_BYTES >= 128 ? 1 : 128 / ROW_BYTES;
+  static constexpr int kXorSpan = kChunks < 8 ? kChunks : 8;
+  static __device__ __forceinline__ int row_xor(int row) { return (row / kRowsPerLine) % kXorSpan; }
+  static __device__ __forceinline__ int offset(int row, int chunk) {
+    return row * ROW_BYTES + ((chunk ^ row_xor(row)) * 16);
+  }
 };
 
 }  // namespace samoyeds

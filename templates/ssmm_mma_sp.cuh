@@ -31,8 +31,8 @@ struct SsmmMmaSp {
   static constexpr int kOutRows = BM / NKEEP * MGROUP;  // original rows covered by the tile
 
   // Shared memory of one pipeline stage, per weight operand then the tokens.
-  typedef PaddedTile<BK> ATile;      // BK/2 values x 2 bytes per row
-  typedef PaddedTile<BK * 2> BTile;  // BK values x 2 bytes per row
+  typedef SwizzledTile<BK> ATile;      // BK/2 values x 2 bytes per row
+  typedef SwizzledTile<BK * 2> BTile;  // BK values x 2 bytes per row
   static constexpr int kABytes = BM * ATile::kStride;
   static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
@@ -50,12 +50,11 @@ struct SsmmMmaSp {
   static_assert(kOutRows % 8 == 0, "epilogue stores 8 rows at a time");
 
   // Visits the ROWS x CHUNKS 16-byte chunks of a tile, spread over the block.
-  // When they divide evenly, each thread stays on one row (one source row
-  // address per stage: with block_k = 128 the plain strided assignment kept
-  // eight gathered token-row pointers live and forced spills), and the
+  // When they divide evenly, each thread stays on one row, so it needs one
+  // source row address per stage (a gathered token row for B), and the
   // threads sharing a row take interleaved chunks, so every copy instruction
-  // still reads whole 32-byte sectors (consecutive chunks per thread halved
-  // the sector efficiency and cost 10-20% in the benchmark).
+  // still reads whole 32-byte sectors (giving each thread consecutive chunks
+  // instead halved the sector efficiency and cost 10-20% in the benchmark).
   template <int ROWS, int CHUNKS, class F>
   static __device__ __forceinline__ void for_each_chunk(int tid, F&& f) {
     constexpr int kTotal = ROWS * CHUNKS;
@@ -216,14 +215,17 @@ struct SsmmMmaSp {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           const int r = warp_m * WM + mt * 16 + lane % 16;
-          ldmatrix_x4(a[w][mt], stage_addr + w * kWBytes + ATile::offset(r, ks * 2 + lane / 16));
+          // chunk ks*2 + lane/16 == (ks*2) ^ (lane/16); the row's XOR term is lane-only.
+          const int a_xor = (lane / 16) ^ ATile::row_xor(lane % 16);
+          ldmatrix_x4(a[w][mt], stage_addr + w * kWBytes + r * ATile::kStride + (((ks * 2) ^ a_xor) * 16));
           const u32* m = reinterpret_cast<const u32*>(stage + w * kWBytes + kABytes);
           meta[w][mt] = m[((warp_m * WM / 16 + mt) * (BK / 64) + ks / 2) * 32 + lane];
         }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const int t = warp_n * WN + nt * 8 + lane % 8;
-        ldmatrix_x4(b[nt], stage_addr + kW * kWBytes + BTile::offset(t, ks * 4 + lane / 8));
+        const int b_xor = (lane / 8) ^ BTile::row_xor(lane % 8);
+        ldmatrix_x4(b[nt], stage_addr + kW * kWBytes + t * BTile::kStride + (((ks * 4) ^ b_xor) * 16));
       }
 #pragma unroll
       for (int w = 0; w < kW; ++w)
