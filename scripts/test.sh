@@ -6,11 +6,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 TOOLS=$BUILD/.tools
 if [ -z "${SAMOYEDS_CUOBJDUMP:-}" ]; then
-  if [ ! -x "$TOOLS/nvidia/cu13/bin/cuobjdump" ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS" 'nvidia-cuda-cuobjdump>=13,<14' \
-      || echo "samoyeds test: could not install cuobjdump from PyPI; SASS tests will say so" >&2
+  bin=$TOOLS/nvidia/cu13/bin
+  if [ ! -x "$bin/cuobjdump" ] || [ ! -x "$bin/nvdisasm" ]; then
+    rm -rf "$TOOLS"
+    # cuobjdump hands the disassembly to nvdisasm: both are needed.
+    python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS" \
+      'nvidia-cuda-cuobjdump>=13,<14' 'nvidia-cuda-nvdisasm>=13,<14' \
+      || echo "samoyeds test: could not install cuobjdump/nvdisasm from PyPI; SASS tests will say so" >&2
   fi
-  [ -x "$TOOLS/nvidia/cu13/bin/cuobjdump" ] && export SAMOYEDS_CUOBJDUMP=$TOOLS/nvidia/cu13/bin/cuobjdump
+  if [ -x "$bin/cuobjdump" ]; then
+    export SAMOYEDS_CUOBJDUMP=$bin/cuobjdump PATH=$bin:$PATH
+  fi
 fi
 
 cd "$BUILD"

@@ -64,7 +64,9 @@ TEST(Pack, MagnitudePruningYieldsThePatternAndKeepsOriginalValues) {
     ASSERT_EQ(dec.size(), dense.size());
     expect_pattern(dec, p.m, p.k, dt, p.sp);
     for (size_t i = 0; i < dec.size(); ++i)
-      if (dec[i] != 0) ASSERT_EQ(dec[i], dense[i]) << "decoded value differs from the original at " << i;
+      if (dec[i] != 0) {
+        ASSERT_EQ(dec[i], dense[i]) << "decoded value differs from the original at " << i;
+      }
     EXPECT_GT(pw.retained_magnitude, 0.0);
     EXPECT_LE(pw.retained_magnitude, 1.0 + 1e-12);
   }

@@ -157,6 +157,11 @@ void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesBf16OneOfTwo) { check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::None); }
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesF16TwoOfFour) { check_all_configs(DType::f16, {64, 2, 4}, Epilogue::Silu); }
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesGatedF16) { check_all_configs(DType::f16, {128, 1, 2}, Epilogue::GatedSilu); }
+// The remaining main-loop paths: no selection, four slots with V > block_k,
+// and selection at every k32 step (V < block_k).
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesOneOfOneBf16) { check_all_configs(DType::bf16, {128, 1, 1}, Epilogue::None); }
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesOneOfFourV256) { check_all_configs(DType::bf16, {256, 1, 4}, Epilogue::Silu); }
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesV32) { check_all_configs(DType::f16, {32, 1, 2}, Epilogue::None); }
 
 TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
   for (DType dt : {DType::f16, DType::bf16}) {
