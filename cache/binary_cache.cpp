@@ -9,31 +9,43 @@
 
 namespace samoyeds {
 
+namespace {
+// Columns every query reads, in this order, then whatever it adds.
+constexpr const char* kRecordColumns =
+    "key, arch, nvrtc, library, kernel_name, description, registers, spill_bytes, compile_ms";
+constexpr int kRecordColumnCount = 9;
+
+BinaryRecord read_record(const Statement& q) {
+  BinaryRecord r;
+  r.key = q.text(0);
+  r.arch = q.text(1);
+  r.nvrtc = q.text(2);
+  r.library = q.text(3);
+  r.kernel_name = q.text(4);
+  r.description = q.text(5);
+  r.registers = int(q.integer(6));
+  r.spill_bytes = int(q.integer(7));
+  r.compile_ms = q.real(8);
+  return r;
+}
+}  // namespace
+
 std::optional<BinaryRecord> BinaryCache::get(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement q(store_,
-              "SELECT arch, nvrtc, library, kernel_name, description, registers, spill_bytes, compile_ms, size,"
-              " checksum, blob FROM binaries WHERE key = ?");
+              fmt::format("SELECT {}, size, checksum, blob FROM binaries WHERE key = ?", kRecordColumns).c_str());
   q.bind(1, key);
   if (!q.step()) return std::nullopt;
-  BinaryRecord r;
-  r.key = key;
-  r.arch = q.text(0);
-  r.nvrtc = q.text(1);
-  r.library = q.text(2);
-  r.kernel_name = q.text(3);
-  r.description = q.text(4);
-  r.registers = int(q.integer(5));
-  r.spill_bytes = int(q.integer(6));
-  r.compile_ms = q.real(7);
-  const int64_t size = q.integer(8);
-  const std::string checksum = q.text(9);
-  r.blob = q.blob(10);
-  if (int64_t(r.blob.size()) != size || sha256_hex(r.blob.data(), r.blob.size()) != checksum) {
+  BinaryRecord r = read_record(q);
+  const int64_t size = q.integer(kRecordColumnCount);
+  const std::string checksum = q.text(kRecordColumnCount + 1);
+  r.blob = q.blob(kRecordColumnCount + 2);
+  const std::string actual = sha256_hex(r.blob.data(), r.blob.size());
+  if (int64_t(r.blob.size()) != size || actual != checksum) {
     log(LogLevel::Warn, fmt::format("cache '{}': binary {} is corrupt ({} of {} bytes, checksum {}); deleting it "
                                     "so it is rebuilt",
                                     store_.path(), key.substr(0, 16), r.blob.size(), size,
-                                    sha256_hex(r.blob.data(), r.blob.size()) == checksum ? "ok" : "mismatch"));
+                                    actual == checksum ? "ok" : "mismatch"));
     if (!store_.read_only()) {
       Statement del(store_, "DELETE FROM binaries WHERE key = ?");
       del.bind(1, key).run();
@@ -61,24 +73,13 @@ void BinaryCache::put(const BinaryRecord& r) {
 
 std::vector<BinaryRecord> BinaryCache::list(bool with_blobs) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement q(store_, with_blobs ? "SELECT key, arch, nvrtc, library, kernel_name, description, registers,"
-                                   " spill_bytes, compile_ms, blob FROM binaries ORDER BY description"
-                                 : "SELECT key, arch, nvrtc, library, kernel_name, description, registers,"
-                                   " spill_bytes, compile_ms FROM binaries ORDER BY description");
+  Statement q(store_, fmt::format("SELECT {}{} FROM binaries ORDER BY description", kRecordColumns,
+                                  with_blobs ? ", blob" : "")
+                          .c_str());
   std::vector<BinaryRecord> out;
   while (q.step()) {
-    BinaryRecord r;
-    r.key = q.text(0);
-    r.arch = q.text(1);
-    r.nvrtc = q.text(2);
-    r.library = q.text(3);
-    r.kernel_name = q.text(4);
-    r.description = q.text(5);
-    r.registers = int(q.integer(6));
-    r.spill_bytes = int(q.integer(7));
-    r.compile_ms = q.real(8);
-    if (with_blobs) r.blob = q.blob(9);
-    out.push_back(std::move(r));
+    out.push_back(read_record(q));
+    if (with_blobs) out.back().blob = q.blob(kRecordColumnCount);
   }
   return out;
 }
