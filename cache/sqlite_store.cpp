@@ -124,6 +124,19 @@ void SqliteStore::init_schema() {
           " kernel_name TEXT NOT NULL, description TEXT NOT NULL, registers INTEGER, spill_bytes INTEGER,"
           " compile_ms REAL, size INTEGER NOT NULL, checksum TEXT NOT NULL, created_unix INTEGER NOT NULL,"
           " blob BLOB NOT NULL)");
+      // Version 2 added tuning records; a version 1 file gains the table here.
+      exec(
+          "CREATE TABLE IF NOT EXISTS tuning_records ("
+          " gpu TEXT NOT NULL, cc TEXT NOT NULL, sm_count INTEGER NOT NULL, driver INTEGER NOT NULL,"
+          " nvrtc TEXT NOT NULL, library TEXT NOT NULL, op TEXT NOT NULL, dtype TEXT NOT NULL,"
+          " m INTEGER NOT NULL, k INTEGER NOT NULL, sparsity TEXT NOT NULL, experts INTEGER NOT NULL,"
+          " epilogue TEXT NOT NULL, bucket INTEGER NOT NULL, backend TEXT NOT NULL, config TEXT NOT NULL,"
+          " time_ms REAL NOT NULL, runner_up_ms TEXT NOT NULL, baseline_ms REAL NOT NULL,"
+          " created_unix INTEGER NOT NULL,"
+          " PRIMARY KEY (gpu, cc, sm_count, driver, nvrtc, library, op, dtype, m, k, sparsity, experts, epilogue,"
+          " bucket))");
+      exec(fmt::format("UPDATE schema_info SET value = '{}' WHERE name = 'version' AND value = '1'", kSchemaVersion)
+               .c_str());
     });
   }
   Statement v(*this, "SELECT value FROM schema_info WHERE name = 'version'");

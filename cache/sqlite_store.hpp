@@ -38,7 +38,7 @@ class Statement {
 
 class SqliteStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;  // 1: binaries; 2: + tuning_records
 
   // Creates the file and its folder if needed. Falls back to read-only when
   // the file cannot be written. Throws Error(CacheError) naming the file.

@@ -56,7 +56,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   spec.epilogue = epi;
   spec.validate();
   const KernelFamily& family = kernel_family(spec.backend);
-  const TileConfig cfg = opt.config ? *opt.config : family.default_config(spec, n);
+  const TileConfig cfg = opt.config ? *opt.config : rt.choose_config(spec, n).config;
   if (auto why = family.invalid_reason(spec, cfg))
     throw Error(ErrorCode::Unsupported, fmt::format("config {}: {}", cfg.to_string(), *why));
   const LoadedKernel& kernel = rt.get(spec, cfg);

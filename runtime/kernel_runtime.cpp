@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cache/binary_cache.hpp"
+#include "cache/record_store.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/kernel_builder.hpp"
@@ -20,9 +21,10 @@ struct KernelRuntime::Slot {
 };
 
 struct KernelRuntime::DiskCache {
-  explicit DiskCache(const std::string& path) : store(path), binaries(store) {}
+  explicit DiskCache(const std::string& path) : store(path), binaries(store), records(store) {}
   SqliteStore store;
   BinaryCache binaries;
+  RecordStore records;
 };
 
 KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path) : device_(device) {
@@ -35,6 +37,11 @@ KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path) : de
       log(LogLevel::Warn, std::string(e.what()) + "; continuing without the disk cache");
     }
   }
+  selector_ = std::make_unique<ConfigSelector>(disk_ ? &disk_->records : nullptr, current_fingerprint(device.info().ordinal));
+}
+
+ConfigChoice KernelRuntime::choose_config(const KernelSpec& spec, int64_t tokens) {
+  return selector_->choose(spec, tokens);
 }
 
 KernelRuntime::~KernelRuntime() {

@@ -48,7 +48,7 @@ class PackedExpertWeights {
 
 struct LaunchOptions {
   void* stream = nullptr;                 // CUstream; null = the legacy default stream
-  std::optional<TileConfig> config;       // default: the backend's heuristic
+  std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
   int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "samoyeds/config_selector.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/kernel_spec.hpp"
 
@@ -38,6 +39,9 @@ class KernelRuntime {
   const LoadedKernel& get(const KernelSpec& spec, const TileConfig& config);
   // The combine kernel for a dtype (generator/utility_kernels.hpp).
   const LoadedKernel& get_scatter_add(DType dtype);
+  // The config a launch of `tokens` tokens uses when the caller names none:
+  // tuning records of this device from the cache file, else heuristics.
+  ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens);
   Device& device() { return device_; }
   size_t loaded_count() const;
 
@@ -48,6 +52,7 @@ class KernelRuntime {
   void load(Slot& slot, const GeneratedKernel& generated, const std::string& description);
   Device& device_;
   std::unique_ptr<DiskCache> disk_;
+  std::unique_ptr<ConfigSelector> selector_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Slot>> table_;  // family kernels
   std::shared_ptr<Slot> scatter_add_[2];                         // per dtype

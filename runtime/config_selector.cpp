@@ -1,0 +1,92 @@
+#include "samoyeds/config_selector.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "cache/record_store.hpp"
+#include "generator/kernel_family.hpp"
+#include "samoyeds/environment.hpp"
+
+namespace samoyeds {
+
+const char* choice_source_name(ConfigChoice::Source s) {
+  switch (s) {
+    case ConfigChoice::Source::Tuned: return "tuned";
+    case ConfigChoice::Source::NearestBucket: return "nearest tuned bucket";
+    case ConfigChoice::Source::Heuristic: return "heuristic";
+  }
+  return "?";
+}
+
+ConfigSelector::ConfigSelector(RecordStore* records, DeviceFingerprint device, std::vector<int64_t> buckets)
+    : records_(records), device_(std::move(device)), buckets_(std::move(buckets)) {}
+
+ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens) {
+  const int64_t bucket = token_bucket(tokens, buckets_);
+  const MemoKey memo_key{int(spec.op),      int(spec.dtype),    int(spec.epilogue), int(spec.backend),
+                         spec.sparsity.V,    spec.sparsity.N,    spec.sparsity.M,    spec.experts,
+                         spec.m,             spec.k,             bucket};
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = memo_.find(memo_key);
+  if (it != memo_.end()) return it->second;
+  ConfigChoice c = lookup(spec, bucket);
+  memo_.emplace(memo_key, c);
+  return c;
+}
+
+ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
+  const KernelFamily& family = kernel_family(spec.backend);
+  TuningKey key;
+  key.device = device_;
+  key.op = spec.op;
+  key.dtype = spec.dtype;
+  key.m = spec.m;
+  key.k = spec.k;
+  key.sparsity = spec.sparsity;
+  key.experts = spec.experts;
+  key.epilogue = spec.epilogue;
+  key.bucket = bucket;
+  const std::string kernel = fmt::format("{} {} m{} k{} {}", op_name(spec.op), dtype_name(spec.dtype), spec.m, spec.k,
+                                         spec.sparsity.to_string());
+  if (records_) {
+    const auto all = records_->same_kernel(key);
+    const TuningRecord* best = nullptr;
+    double best_distance = 0.0;
+    int foreign = 0;
+    std::string foreign_why;
+    for (const auto& r : all) {
+      if (r.key.device != device_) {
+        if (foreign++ == 0) foreign_why = r.key.device.differences(device_);
+        continue;
+      }
+      if (family.invalid_reason(spec, r.config)) continue;  // e.g. a record for another arch's limits
+      const double d = std::fabs(std::log2(double(r.key.bucket)) - std::log2(double(bucket)));
+      // Nearest in log2(tokens); on a tie the larger bucket (its tiles are safer for more tokens).
+      if (!best || d < best_distance || (d == best_distance && r.key.bucket > best->key.bucket)) {
+        best = &r;
+        best_distance = d;
+      }
+    }
+    if (foreign && warned_.insert("foreign|" + kernel).second)
+      log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} from another device or version ({})",
+                                      foreign, kernel, foreign_why));
+    if (best) {
+      ConfigChoice c;
+      c.config = best->config;
+      c.bucket = best->key.bucket;
+      c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;
+      return c;
+    }
+  }
+  if (warned_.insert("heuristic|" + kernel).second)
+    log(LogLevel::Warn, fmt::format("no tuning record for {} on this device: using the heuristic default "
+                                    "(run 'samoyeds tune' to tune it)",
+                                    kernel));
+  ConfigChoice c;
+  c.config = family.default_config(spec, bucket);
+  c.source = ConfigChoice::Source::Heuristic;
+  return c;
+}
+
+}  // namespace samoyeds

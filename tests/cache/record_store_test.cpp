@@ -1,0 +1,185 @@
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cache/record_store.hpp"
+#include "samoyeds/config_selector.hpp"
+
+namespace samoyeds {
+namespace {
+
+std::string fresh(const std::string& name) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_rec_{}_{}", name, getpid());
+  std::filesystem::remove_all(dir);
+  return (dir / "samoyeds.sqlite").string();
+}
+
+DeviceFingerprint h200() {
+  return {"NVIDIA H200", 9, 0, 132, 13000, "13.0", library_version()};
+}
+
+KernelSpec spec() {
+  KernelSpec s;
+  s.op = Op::GatedUp;
+  s.epilogue = Epilogue::GatedSilu;
+  s.dtype = DType::bf16;
+  s.m = 14336;
+  s.k = 4096;
+  s.sparsity = {128, 1, 2};
+  s.experts = 8;
+  return s;
+}
+
+TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFingerprint dev = h200()) {
+  TuningRecord r;
+  r.key.device = dev;
+  const KernelSpec s = spec();
+  r.key.op = s.op;
+  r.key.dtype = s.dtype;
+  r.key.m = s.m;
+  r.key.k = s.k;
+  r.key.sparsity = s.sparsity;
+  r.key.experts = s.experts;
+  r.key.epilogue = s.epilogue;
+  r.key.bucket = bucket;
+  r.config = cfg;
+  r.time_ms = ms;
+  r.runner_up_ms = {ms * 1.1, ms * 1.2};
+  r.baseline_ms = ms * 1.5;
+  return r;
+}
+
+const TileConfig kA{64, 32, 64, 4, 1, 4}, kB{64, 64, 64, 2, 2, 3}, kC{64, 128, 64, 2, 4, 3};
+
+TEST(RecordStore, RoundTripsEveryField) {
+  SqliteStore db(fresh("roundtrip"));
+  RecordStore rs(db);
+  const TuningRecord r = record(64, kB, 0.25);
+  EXPECT_TRUE(rs.put(r));
+  auto got = rs.get(r.key);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->config, kB);
+  EXPECT_DOUBLE_EQ(got->time_ms, 0.25);
+  ASSERT_EQ(got->runner_up_ms.size(), 2u);
+  EXPECT_NEAR(got->runner_up_ms[1], 0.3, 1e-9);
+  EXPECT_NEAR(got->baseline_ms, 0.375, 1e-12);
+  EXPECT_EQ(got->key.device, h200());
+  EXPECT_EQ(got->key.sparsity, spec().sparsity);
+}
+
+TEST(RecordStore, EveryKeyFieldSeparatesRecords) {
+  SqliteStore db(fresh("keys"));
+  RecordStore rs(db);
+  TuningRecord base = record(64, kA, 1.0);
+  rs.put(base);
+  std::vector<TuningRecord> variants(7, base);
+  variants[0].key.device.driver_version = 12080;
+  variants[1].key.device.nvrtc_version = "12.9";
+  variants[2].key.device.library_version = "9.9.9";
+  variants[3].key.dtype = DType::f16;
+  variants[4].key.bucket = 128;
+  variants[5].key.sparsity.V = 64;
+  variants[6].key.experts = 64;
+  for (auto& v : variants) {
+    v.config = kC;
+    rs.put(v);
+  }
+  EXPECT_EQ(rs.list().size(), 8u);
+  EXPECT_EQ(rs.get(base.key)->config, kA);
+}
+
+TEST(RecordStore, KeepFasterKeepsTheFasterRecord) {
+  SqliteStore db(fresh("faster"));
+  RecordStore rs(db);
+  rs.put(record(64, kA, 1.0));
+  EXPECT_FALSE(rs.put(record(64, kB, 2.0), RecordStore::PutPolicy::KeepFaster));
+  EXPECT_EQ(rs.get(record(64, kA, 1.0).key)->config, kA);
+  EXPECT_TRUE(rs.put(record(64, kC, 0.5), RecordStore::PutPolicy::KeepFaster));
+  EXPECT_EQ(rs.get(record(64, kA, 1.0).key)->config, kC);
+}
+
+TEST(RecordStore, VersionOneFileGainsTheRecordsTable) {
+  const std::string path = fresh("migrate");
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "CREATE TABLE schema_info (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                         "INSERT INTO schema_info VALUES ('version', '1');",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  SqliteStore db(path);
+  RecordStore rs(db);
+  EXPECT_TRUE(rs.put(record(8, kA, 1.0)));
+  Statement v(db, "SELECT value FROM schema_info WHERE name = 'version'");
+  ASSERT_TRUE(v.step());
+  EXPECT_EQ(v.text(0), std::to_string(SqliteStore::kSchemaVersion));
+}
+
+TEST(ConfigSelector, ExactBucketThenNearestThenHeuristic) {
+  SqliteStore db(fresh("selector"));
+  RecordStore rs(db);
+  rs.put(record(64, kA, 1.0));
+  rs.put(record(1024, kC, 1.0));
+  ConfigSelector sel(&rs, h200());
+  auto c = sel.choose(spec(), 50);  // bucket 64
+  EXPECT_EQ(c.source, ConfigChoice::Source::Tuned);
+  EXPECT_EQ(c.config, kA);
+  c = sel.choose(spec(), 100);  // bucket 128: nearest tuned is 64
+  EXPECT_EQ(c.source, ConfigChoice::Source::NearestBucket);
+  EXPECT_EQ(c.bucket, 64);
+  EXPECT_EQ(c.config, kA);
+  c = sel.choose(spec(), 300);  // bucket 512: nearest is 1024
+  EXPECT_EQ(c.config, kC);
+  c = sel.choose(spec(), 256);  // bucket 256: 64 and 1024 are both 2 octaves away -> the larger
+  EXPECT_EQ(c.bucket, 1024);
+  KernelSpec other = spec();
+  other.m = 1408;
+  c = sel.choose(other, 64);
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+}
+
+TEST(ConfigSelector, RecordsOfAnotherDeviceOrVersionAreNeverUsed) {
+  SqliteStore db(fresh("foreign"));
+  RecordStore rs(db);
+  DeviceFingerprint h100 = h200();
+  h100.gpu_name = "NVIDIA H100";
+  h100.sm_count = 114;
+  rs.put(record(64, kC, 1.0, h100));
+  DeviceFingerprint old_lib = h200();
+  old_lib.library_version = "0.0.1";
+  rs.put(record(64, kC, 1.0, old_lib));
+  ConfigSelector sel(&rs, h200());
+  const ConfigChoice c = sel.choose(spec(), 64);
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+}
+
+TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
+  SqliteStore db(fresh("pinned"));
+  RecordStore rs(db);
+  rs.put(record(64, kA, 1.0));
+  ConfigSelector sel(&rs, h200());
+  EXPECT_EQ(sel.choose(spec(), 64).config, kA);
+  rs.put(record(64, kC, 0.5));  // another process tunes meanwhile
+  EXPECT_EQ(sel.choose(spec(), 64).config, kA);
+  ConfigSelector fresh_process(&rs, h200());
+  EXPECT_EQ(fresh_process.choose(spec(), 64).config, kC);
+}
+
+TEST(TokenBuckets, RoundUpToTheGridAndClampAtTheTop) {
+  const auto b = default_token_buckets();
+  EXPECT_EQ(b.front(), 1);
+  EXPECT_EQ(b.back(), 8192);
+  EXPECT_EQ(token_bucket(1, b), 1);
+  EXPECT_EQ(token_bucket(3, b), 4);
+  EXPECT_EQ(token_bucket(1024, b), 1024);
+  EXPECT_EQ(token_bucket(100000, b), 8192);
+}
+
+}  // namespace
+}  // namespace samoyeds

@@ -1,0 +1,154 @@
+// The tuner's logic with an injected backend: timing is a deterministic
+// function of the config, one candidate fails to compile and the fastest one
+// computes wrong answers.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "generator/kernel_family.hpp"
+#include "samoyeds/error.hpp"
+#include "tuner/autotuner.hpp"
+
+namespace samoyeds {
+namespace {
+
+KernelSpec spec(int64_t m = 4096) {
+  KernelSpec s;
+  s.op = Op::Ssmm;
+  s.dtype = DType::bf16;
+  s.m = m;
+  s.k = 4096;
+  s.sparsity = {128, 1, 2};
+  return s;
+}
+
+class FakeBackend : public TuningBackend {
+ public:
+  explicit FakeBackend(const KernelSpec& s) {
+    const auto all = kernel_family(Backend::MmaSp).search_space(s);
+    broken = all[0];
+    wrong = all[1];
+  }
+  DeviceFingerprint device() override { return {"Fake GPU", 9, 0, 132, 13000, "13.0", library_version()}; }
+  void prepare(const KernelSpec&, const TileConfig& c) override {
+    std::lock_guard<std::mutex> lock(mu);
+    prepared.insert(c.to_string());
+    if (c == broken) throw Error(ErrorCode::CompileError, "NVRTC failed\nlong log");
+  }
+  bool verify(const KernelSpec&, const TileConfig& c, int64_t, std::string* why) override {
+    if (c == wrong) {
+      *why = "relative error 0.4";
+      return false;
+    }
+    return true;
+  }
+  // Fastest: the wrong config, then large tiles matching the bucket.
+  double time_ms(const KernelSpec&, const TileConfig& c, int64_t tokens) override {
+    ++timings;
+    if (c == wrong) return 0.001;
+    return 1.0 + std::abs(c.block_n - std::min<int64_t>(tokens, 128)) * 0.01 + (128 - c.block_m) * 0.001 +
+           c.stages * 0.0001 + c.block_k * 1e-6 + c.warps_m * 1e-7;
+  }
+  double baseline_ms(const KernelSpec&, int64_t) override { return 2.0; }
+
+  TileConfig broken, wrong;
+  std::mutex mu;
+  std::set<std::string> prepared;
+  int timings = 0;
+};
+
+std::string fresh(const std::string& name) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_tune_{}_{}", name, getpid());
+  std::filesystem::remove_all(dir);
+  return (dir / "samoyeds.sqlite").string();
+}
+
+TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
+  SqliteStore db(fresh("winner"));
+  RecordStore rs(db);
+  FakeBackend fake(spec());
+  TuneOptions opt;
+  opt.buckets = {16, 64, 1024};
+  opt.jobs = 4;
+  std::vector<std::string> lines;
+  TuneLog log;
+  log.line = [&](const std::string& l) { lines.push_back(l); };
+  const TuneReport rep = tune_spec(spec(), fake, rs, opt, log);
+  EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(spec()).size()));
+  EXPECT_EQ(int(fake.prepared.size()), rep.candidates) << "every candidate is compiled";
+  EXPECT_EQ(rep.compile_failures, 1);
+  EXPECT_EQ(rep.wrong_answers, 1);
+  ASSERT_EQ(rep.records.size(), 3u);
+  for (const auto& r : rep.records) {
+    EXPECT_FALSE(r.config == fake.wrong) << "a candidate with wrong output won";
+    EXPECT_FALSE(r.config == fake.broken);
+    ASSERT_FALSE(r.runner_up_ms.empty());
+    EXPECT_LE(r.time_ms, r.runner_up_ms[0]);
+    EXPECT_TRUE(std::is_sorted(r.runner_up_ms.begin(), r.runner_up_ms.end()));
+    EXPECT_DOUBLE_EQ(r.baseline_ms, 2.0);
+    auto stored = rs.get(r.key);
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(stored->config, r.config);
+  }
+  EXPECT_EQ(rep.records[0].config.block_n, 32);  // 16 tokens: narrowest tiles
+  EXPECT_EQ(rep.records[2].config.block_n, 128);
+  bool mentions_skip = false;
+  for (const auto& l : lines) mentions_skip |= l.find("skip " + fake.broken.to_string()) != std::string::npos;
+  EXPECT_TRUE(mentions_skip);
+}
+
+TEST(Autotuner, NothingUsableIsAnError) {
+  SqliteStore db(fresh("nothing"));
+  RecordStore rs(db);
+  struct AllBroken : FakeBackend {
+    using FakeBackend::FakeBackend;
+    void prepare(const KernelSpec&, const TileConfig&) override { throw Error(ErrorCode::CompileError, "no"); }
+  } fake(spec());
+  TuneOptions opt;
+  opt.buckets = {64};
+  EXPECT_THROW(tune_spec(spec(), fake, rs, opt, {}), Error);
+  EXPECT_TRUE(rs.list().empty());
+}
+
+TEST(Autotuner, TwoProcessesTuningIntoOneFileLoseNothing) {
+  const std::string path = fresh("two_processes");
+  { SqliteStore init(path); }
+  std::vector<pid_t> kids;
+  for (int p = 0; p < 2; ++p) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        SqliteStore db(path);
+        RecordStore rs(db);
+        FakeBackend fake(spec(4096 + 1024 * p));
+        TuneOptions opt;
+        opt.buckets = default_token_buckets();
+        opt.jobs = 1;
+        tune_spec(spec(4096 + 1024 * p), fake, rs, opt, {});
+      } catch (...) {
+        rc = 1;
+      }
+      _exit(rc);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  SqliteStore db(path);
+  RecordStore rs(db);
+  EXPECT_EQ(rs.list().size(), 2 * default_token_buckets().size());
+}
+
+}  // namespace
+}  // namespace samoyeds

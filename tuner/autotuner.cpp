@@ -1,0 +1,131 @@
+#include "tuner/autotuner.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "generator/kernel_family.hpp"
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Token count the candidates are verified at: partial row and token tiles.
+constexpr int64_t kVerifyTokens = 100;
+
+}  // namespace
+
+TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore& store, const TuneOptions& opt,
+                     const TuneLog& log) {
+  const auto start = std::chrono::steady_clock::now();
+  spec.validate();
+  if (opt.buckets.empty()) throw Error(ErrorCode::InvalidArgument, "no token buckets to tune");
+  const KernelFamily& family = kernel_family(spec.backend);
+  std::vector<TileConfig> configs = family.search_space(spec);
+  if (opt.max_configs > 0 && int(configs.size()) > opt.max_configs) configs.resize(size_t(opt.max_configs));
+  TuneReport report;
+  report.candidates = int(configs.size());
+  if (configs.empty()) throw Error(ErrorCode::Unsupported, "no valid config to tune for " + spec.to_string());
+
+  // 1. Compile every candidate in parallel; a failure skips that candidate.
+  std::vector<char> usable(configs.size(), 0);
+  {
+    std::atomic<size_t> next{0};
+    std::atomic<int> done{0};
+    std::mutex mu;
+    const int jobs = opt.jobs > 0 ? opt.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (int t = 0; t < jobs; ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < configs.size();) {
+          try {
+            backend.prepare(spec, configs[i]);
+            usable[i] = 1;
+          } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(mu);
+            ++report.compile_failures;
+            log.line(fmt::format("skip {}: {}", configs[i].to_string(), first_line(e.what())));
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          log.progress("compile", ++done, int(configs.size()));
+        }
+      });
+    for (auto& t : pool) t.join();
+  }
+
+  // 2. Only candidates whose output matches the reference may compete.
+  std::vector<TileConfig> survivors;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (!usable[i]) continue;
+    std::string why;
+    bool ok = false;
+    try {
+      ok = backend.verify(spec, configs[i], kVerifyTokens, &why);
+    } catch (const std::exception& e) {
+      why = first_line(e.what());
+    }
+    if (ok) {
+      survivors.push_back(configs[i]);
+    } else {
+      ++report.wrong_answers;
+      log.line(fmt::format("skip {}: output check failed: {}", configs[i].to_string(), why));
+    }
+    log.progress("verify", int(i + 1), int(configs.size()));
+  }
+  if (survivors.empty()) throw Error(ErrorCode::Unsupported, "no candidate compiled and verified for " + spec.to_string());
+
+  // 3. Per bucket: time everyone once, re-time the best few, record the winner.
+  int bucket_index = 0;
+  for (int64_t bucket : opt.buckets) {
+    std::vector<std::pair<double, TileConfig>> timed;
+    for (const auto& c : survivors) {
+      // Token tiles far wider than the bucket only waste work.
+      if (c.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
+      try {
+        timed.push_back({backend.time_ms(spec, c, bucket), c});
+      } catch (const std::exception& e) {
+        log.line(fmt::format("skip {} at {} tokens: {}", c.to_string(), bucket, first_line(e.what())));
+      }
+    }
+    if (timed.empty())
+      for (const auto& c : survivors) timed.push_back({backend.time_ms(spec, c, bucket), c});
+    auto by_time = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::sort(timed.begin(), timed.end(), by_time);
+    const size_t top = std::min(timed.size(), size_t(std::max(1, opt.retime_top)));
+    for (size_t i = 0; i < top; ++i) timed[i].first = backend.time_ms(spec, timed[i].second, bucket);
+    std::sort(timed.begin(), timed.begin() + long(top), by_time);
+
+    TuningRecord r;
+    r.key.device = backend.device();
+    r.key.op = spec.op;
+    r.key.dtype = spec.dtype;
+    r.key.m = spec.m;
+    r.key.k = spec.k;
+    r.key.sparsity = spec.sparsity;
+    r.key.experts = spec.experts;
+    r.key.epilogue = spec.epilogue;
+    r.key.bucket = bucket;
+    r.backend = spec.backend;
+    r.config = timed[0].second;
+    r.time_ms = timed[0].first;
+    for (size_t i = 1; i < timed.size() && int(i) <= opt.runner_ups; ++i) r.runner_up_ms.push_back(timed[i].first);
+    r.baseline_ms = backend.baseline_ms(spec, bucket);
+    store.put(r);
+    report.records.push_back(r);
+    log.line(fmt::format("{} {} m{} k{} bucket {:>5}: {} {:.4f} ms ({:.2f}x cuBLAS {:.4f} ms){}", op_name(spec.op),
+                         dtype_name(spec.dtype), spec.m, spec.k, bucket, r.config.to_string(), r.time_ms,
+                         r.baseline_ms / r.time_ms, r.baseline_ms,
+                         r.runner_up_ms.empty() ? "" : fmt::format(", next {:.4f} ms", r.runner_up_ms[0])));
+    log.progress("time", ++bucket_index, int(opt.buckets.size()));
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace samoyeds

@@ -1,0 +1,60 @@
+// The autotuner: for a kernel spec and a grid of token buckets, enumerate the
+// backend's valid configs, compile them in parallel, let only candidates whose
+// output matches the reference compete, time the survivors and record the
+// winner with the runner-ups and the baseline measured beside it.
+//
+// The tuner knows nothing about PTX or devices: it talks to a TuningBackend
+// (compile / verify / time). tuner/gpu_tuning_backend.hpp is the real one;
+// tests inject a fake.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cache/record_store.hpp"
+#include "samoyeds/tuning_record.hpp"
+
+namespace samoyeds {
+
+class TuningBackend {
+ public:
+  virtual ~TuningBackend() = default;
+  virtual DeviceFingerprint device() = 0;
+  // Compile and load; throws Error on failure. Called from several threads.
+  virtual void prepare(const KernelSpec& spec, const TileConfig& config) = 0;
+  // Output against the reference on fresh data; false (with why) = wrong answer.
+  virtual bool verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) = 0;
+  // Median time of one launch, ms.
+  virtual double time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) = 0;
+  // The dense baseline (cuBLAS) on the same tokens, ms.
+  virtual double baseline_ms(const KernelSpec& spec, int64_t tokens) = 0;
+};
+
+struct TuneOptions {
+  std::vector<int64_t> buckets = default_token_buckets();
+  int jobs = 0;          // parallel compiles; 0 = hardware threads
+  int max_configs = 0;   // 0 = the whole search space
+  int retime_top = 3;    // candidates re-timed before a winner is picked
+  int runner_ups = 3;    // runner-up times kept in the record
+};
+
+// How the tuner reports: lines (winners, skipped candidates) and progress
+// (phase, done, total); the CLI draws a bar on a terminal, plain lines elsewhere.
+struct TuneLog {
+  std::function<void(const std::string&)> line = [](const std::string&) {};
+  std::function<void(const std::string& phase, int done, int total)> progress = [](const std::string&, int, int) {};
+};
+
+struct TuneReport {
+  std::vector<TuningRecord> records;  // one per bucket, as stored
+  int candidates = 0;
+  int compile_failures = 0;
+  int wrong_answers = 0;
+  double seconds = 0.0;
+};
+
+TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore& store, const TuneOptions& options,
+                     const TuneLog& log);
+
+}  // namespace samoyeds
