@@ -14,9 +14,10 @@
 
 #include <fmt/format.h>
 
-#include "bench/cublas_baseline.hpp"
+#include "tuner/cublas_baseline.hpp"
 #include "bench/cusparselt_baseline.hpp"
-#include "bench/timing.hpp"
+#include "tuner/random_fill.hpp"
+#include "tuner/timing.hpp"
 #include "generator/kernel_family.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
@@ -27,6 +28,7 @@
 
 using namespace samoyeds;
 using namespace samoyeds::bench;
+using namespace samoyeds::tuning;
 
 namespace {
 
@@ -38,19 +40,6 @@ struct Shape {
 const Shape kShapes[] = {{"Mixtral-8x7B", 14336, 4096, 353},   {"Mixtral-8x22B", 16384, 6144, 406},
                          {"OpenMoE-34B", 12288, 3072, 387},    {"OpenMoE-8B", 8192, 2048, 323},
                          {"MiniCPM-MoE", 5760, 2304, 0},       {"DeepSeek/Qwen-MoE", 1408, 2048, 0}};
-
-std::vector<uint16_t> fast_random(int64_t count, DType dt, float scale, uint64_t seed) {
-  std::vector<uint16_t> v(static_cast<size_t>(count));
-  uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
-  for (auto& e : v) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    const float u = float(int64_t(s >> 40) - (1 << 23)) / float(1 << 23);  // [-1, 1)
-    e = from_float(dt, (u == 0.0f ? 0.5f : u) * scale);
-  }
-  return v;
-}
 
 double tflops(int64_t m, int64_t n, int64_t k, double ms) { return 2.0 * m * n * k / (ms * 1e-3) / 1e12; }
 
@@ -131,7 +120,7 @@ int main(int argc, char** argv) try {
     for (int si : args.shapes) {
       const Shape& sh = kShapes[si];
       const int64_t m = sh.m, k = sh.k;
-      auto dense = fast_random(m * k, dt, 0.05f, uint64_t(m * 31 + k));
+      auto dense = random_fill(m * k, dt, 0.05f, uint64_t(m * 31 + k));
       PackedWeights packed = pack_weights(dense.data(), m, k, dt, sp);
       const int copies_sparse = rotation_copies(size_t(packed.payload_bytes()));
       std::vector<PackedExpertWeights> ws;
@@ -164,7 +153,7 @@ int main(int argc, char** argv) try {
       }
       for (int64_t n : args.tokens) {
         const int64_t batch_rows = 4 * n;
-        auto x = fast_random(batch_rows * k, dt, 1.0f, uint64_t(n * 7 + k));
+        auto x = random_fill(batch_rows * k, dt, 1.0f, uint64_t(n * 7 + k));
         std::vector<int32_t> perm(static_cast<size_t>(batch_rows));
         for (int64_t i = 0; i < batch_rows; ++i) perm[size_t(i)] = int32_t(i);
         std::shuffle(perm.begin(), perm.end(), std::mt19937(uint32_t(n)));
@@ -253,7 +242,7 @@ int main(int argc, char** argv) try {
   // Warm dispatch: host time of one ssmm() call once its kernel is loaded.
   {
     const Shape& sh = kShapes[5];
-    auto dense = fast_random(sh.m * sh.k, DType::bf16, 0.05f, 3);
+    auto dense = random_fill(sh.m * sh.k, DType::bf16, 0.05f, 3);
     auto w = PackedExpertWeights::pack(dense.data(), sh.m, sh.k, DType::bf16, sp);
     DeviceBuffer d_x(size_t(64 * sh.k * 2)), d_y(size_t(64 * sh.m * 2));
     LaunchOptions opt;

@@ -84,4 +84,28 @@ std::vector<BinaryRecord> BinaryCache::list(bool with_blobs) {
   return out;
 }
 
+std::vector<std::string> BinaryCache::corrupt_keys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement q(store_, "SELECT key, size, checksum, blob FROM binaries");
+  std::vector<std::string> bad;
+  while (q.step()) {
+    const std::vector<char> blob = q.blob(3);
+    if (int64_t(blob.size()) != q.integer(1) || sha256_hex(blob.data(), blob.size()) != q.text(2))
+      bad.push_back(q.text(0));
+  }
+  return bad;
+}
+
+int BinaryCache::remove(const std::vector<std::string>& keys) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_.read_only() || keys.empty()) return 0;
+  store_.transaction([&] {
+    for (const auto& k : keys) {
+      Statement del(store_, "DELETE FROM binaries WHERE key = ?");
+      del.bind(1, k).run();
+    }
+  });
+  return int(keys.size());
+}
+
 }  // namespace samoyeds

@@ -27,6 +27,10 @@ class BinaryCache {
   // First writer of a key wins; the same key always means the same content.
   void put(const BinaryRecord& record);
   std::vector<BinaryRecord> list(bool with_blobs = false);
+  // Keys whose stored blob no longer matches its size and checksum (read-only scan).
+  std::vector<std::string> corrupt_keys();
+  // Deletes these keys; returns how many were removed.
+  int remove(const std::vector<std::string>& keys);
 
  private:
   SqliteStore& store_;

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -70,20 +72,148 @@ ModelPreset parse_model_yaml(const std::string& text, const std::string& origin)
   return m;
 }
 
+ModelPreset parse_hf_config(const std::string& json, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(json);  // JSON is YAML
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: JSON syntax error: {}", origin, e.mark.line + 1, e.msg));
+  }
+  if (!root.IsMap()) throw Error(ErrorCode::InvalidArgument, origin + ": expected a JSON object");
+  auto first_int = [&](std::initializer_list<const char*> keys, bool required) -> int64_t {
+    for (const char* k : keys)
+      if (root[k] && !root[k].IsNull()) {
+        try {
+          return root[k].as<int64_t>();
+        } catch (const YAML::Exception&) {
+          throw Error(ErrorCode::InvalidArgument,
+                      fmt::format("{}:{}: '{}' must be an integer", origin, root[k].Mark().line + 1, k));
+        }
+      }
+    if (required) {
+      std::string names;
+      for (const char* k : keys) names += (names.empty() ? "" : " or ") + std::string(k);
+      throw Error(ErrorCode::InvalidArgument, fmt::format("{}: not an MoE config: no {}", origin, names));
+    }
+    return 0;
+  };
+  ModelPreset m;
+  m.name = root["_name_or_path"] ? root["_name_or_path"].as<std::string>()
+                                  : (root["model_type"] ? root["model_type"].as<std::string>() : origin);
+  m.display_name = m.name;
+  m.hidden_size = first_int({"hidden_size", "d_model"}, true);
+  m.ffn_size = first_int({"moe_intermediate_size", "expert_intermediate_size", "intermediate_size", "ffn_dim"}, true);
+  m.experts = int(first_int({"num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts"}, true));
+  m.top_k = int(first_int({"num_experts_per_tok", "moe_top_k", "top_k"}, true));
+  m.shared_experts = int(first_int({"n_shared_experts", "num_shared_experts"}, false));
+  m.shared_ffn_size = first_int({"shared_expert_intermediate_size"}, false);
+  if (m.shared_ffn_size > 0 && m.shared_experts == 0) m.shared_experts = 1;
+  if (m.shared_experts > 0 && m.shared_ffn_size == 0) m.shared_ffn_size = m.ffn_size;
+  if (m.hidden_size < 1 || m.ffn_size < 1 || m.experts < 1 || m.top_k < 1 || m.top_k > m.experts)
+    throw Error(ErrorCode::InvalidArgument, origin + ": inconsistent MoE sizes");
+  return m;
+}
+
+static std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorCode::IoError, "cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 ModelPreset load_model(const std::string& name_or_path) {
   for (const detail::EmbeddedFile* f = detail::kEmbeddedModelPresets; f->name; ++f)
     if (name_or_path + ".yaml" == f->name) return parse_model_yaml(f->text, "configs/models/" + std::string(f->name));
-  std::ifstream in(name_or_path);
-  if (!in) {
+  if (!std::ifstream(name_or_path)) {
     std::string known;
     for (const auto& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
     throw Error(ErrorCode::InvalidArgument,
-                fmt::format("unknown model '{}' (presets: {}; or give a .yaml file)", name_or_path, known));
+                fmt::format("unknown model '{}' (presets: {}; or give a .yaml or config.json file)", name_or_path,
+                            known));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_model_yaml(ss.str(), name_or_path);
+  const std::string text = read_file(name_or_path);
+  const bool json = name_or_path.size() >= 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".json") == 0;
+  return json ? parse_hf_config(text, name_or_path) : parse_model_yaml(text, name_or_path);
 }
+
+TuningSweep parse_sweep_yaml(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
+  }
+  if (!root.IsMap()) throw Error(ErrorCode::InvalidArgument, origin + ": expected a mapping");
+  static const std::set<std::string> known = {"models", "dtypes", "ops", "buckets", "rows", "segment", "max_configs"};
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (!known.count(key))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("{}:{}: unknown key '{}' (known: models, dtypes, ops, buckets, rows, segment, "
+                              "max_configs)",
+                              origin, kv.first.Mark().line + 1, key));
+  }
+  // Errors from parsing a value carry its line.
+  auto at = [&](const YAML::Node& n, const auto& fn) {
+    try {
+      return fn();
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("{}:{}: {}", origin, n.Mark().line + 1, e.what()));
+    } catch (const YAML::Exception& e) {
+      throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: {}", origin, n.Mark().line + 1, e.msg));
+    }
+  };
+  auto list = [&](const char* key) {
+    const YAML::Node n = root[key];
+    if (n && !n.IsSequence())
+      throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: '{}' must be a list", origin, n.Mark().line + 1, key));
+    return n;
+  };
+  TuningSweep sw;
+  const YAML::Node models = list("models");
+  if (!models || models.size() == 0) throw Error(ErrorCode::InvalidArgument, origin + ": 'models' lists no model");
+  for (const auto& m : models) sw.models.push_back(at(m, [&] { return load_model(m.as<std::string>()); }));
+  if (const YAML::Node d = list("dtypes")) {
+    sw.dtypes.clear();
+    for (const auto& v : d) sw.dtypes.push_back(at(v, [&] { return parse_dtype(v.as<std::string>()); }));
+  }
+  if (const YAML::Node o = list("ops")) {
+    sw.ops.clear();
+    for (const auto& v : o) {
+      const Op op = at(v, [&] { return parse_op(v.as<std::string>()); });
+      if (op == Op::Ssmm)
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("{}:{}: a model sweep tunes gated_up and down", origin, v.Mark().line + 1));
+      sw.ops.push_back(op);
+    }
+  }
+  if (const YAML::Node b = list("buckets"))
+    for (const auto& v : b) {
+      const int64_t t = at(v, [&] { return v.as<int64_t>(); });
+      if (t < 1 || t > (1 << 20))
+        throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: bucket {} out of range", origin, v.Mark().line + 1, t));
+      sw.buckets.push_back(t);
+    }
+  std::sort(sw.buckets.begin(), sw.buckets.end());
+  sw.buckets.erase(std::unique(sw.buckets.begin(), sw.buckets.end()), sw.buckets.end());
+  if (const YAML::Node r = root["rows"]) {
+    at(r, [&] {
+      if (std::sscanf(r.as<std::string>().c_str(), "%d:%d", &sw.sparsity.N, &sw.sparsity.M) != 2)
+        throw Error(ErrorCode::InvalidArgument, "'rows' expects N:M");
+      return 0;
+    });
+  }
+  if (const YAML::Node v = root["segment"]) sw.sparsity.V = at(v, [&] { return v.as<int>(); });
+  at(root["segment"] ? root["segment"] : root, [&] {
+    sw.sparsity.validate();
+    return 0;
+  });
+  if (const YAML::Node v = root["max_configs"]) sw.max_configs = at(v, [&] { return v.as<int>(); });
+  return sw;
+}
+
+TuningSweep load_sweep(const std::string& path) { return parse_sweep_yaml(read_file(path), path); }
 
 std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::string& arch, DType dtype,
                                            const SparsityParams& sparsity) {

@@ -18,10 +18,25 @@ struct ModelPreset {
 };
 
 std::vector<std::string> model_preset_names();
-// A preset name ("mixtral-8x7b") or a path to a .yaml file. Unknown names,
-// unknown keys and bad values throw Error naming the file and line.
+// A preset name ("mixtral-8x7b"), a path to a preset-style .yaml file, or a
+// Hugging Face config.json of an MoE model. Unknown names, unknown keys and
+// bad values throw Error naming the file and line.
 ModelPreset load_model(const std::string& name_or_path);
 ModelPreset parse_model_yaml(const std::string& text, const std::string& origin);
+// Hugging Face config.json (Mixtral, Qwen-MoE, DeepSeek-MoE, OpenMoE ... field names).
+ModelPreset parse_hf_config(const std::string& json, const std::string& origin);
+
+// A tuning sweep (samoyeds tune --sweep FILE.yaml).
+struct TuningSweep {
+  std::vector<ModelPreset> models;
+  std::vector<DType> dtypes = {DType::bf16};
+  std::vector<Op> ops = {Op::GatedUp, Op::Down};
+  std::vector<int64_t> buckets;  // empty: the default grid
+  SparsityParams sparsity;
+  int max_configs = 0;  // 0: the whole search space
+};
+TuningSweep parse_sweep_yaml(const std::string& text, const std::string& origin);
+TuningSweep load_sweep(const std::string& path);
 
 // The expert kernels a model needs: gated up-projection [ffn, hidden] and
 // down-projection [hidden, ffn].

@@ -70,6 +70,66 @@ TEST(ModelPresets, UnknownKeysAndBadValuesNameTheLine) {
   EXPECT_THROW(parse_model_yaml("name: x\nhidden_size: 8\nffn_size: 8\nexperts: 2\ntop_k: 3\n", "m.yaml"), Error);
 }
 
+TEST(ModelPresets, HuggingFaceConfigsOfMoeModelsAreRead) {
+  const ModelPreset mix = parse_hf_config(
+      R"({"architectures": ["MixtralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+          "num_local_experts": 8, "num_experts_per_tok": 2, "model_type": "mixtral"})",
+      "mixtral/config.json");
+  EXPECT_EQ(mix.hidden_size, 4096);
+  EXPECT_EQ(mix.ffn_size, 14336);
+  EXPECT_EQ(mix.experts, 8);
+  EXPECT_EQ(mix.top_k, 2);
+  const ModelPreset ds = parse_hf_config(
+      R"({"hidden_size": 2048, "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 64,
+          "num_experts_per_tok": 6, "n_shared_experts": 2, "model_type": "deepseek"})",
+      "ds/config.json");
+  EXPECT_EQ(ds.ffn_size, 1408);  // the experts', not the dense layers'
+  EXPECT_EQ(ds.experts, 64);
+  EXPECT_EQ(ds.shared_experts, 2);
+  EXPECT_EQ(ds.shared_ffn_size, 1408);
+  const ModelPreset qw = parse_hf_config(
+      R"({"hidden_size": 2048, "moe_intermediate_size": 1408, "num_experts": 60, "num_experts_per_tok": 4,
+          "shared_expert_intermediate_size": 5632})",
+      "qwen/config.json");
+  EXPECT_EQ(qw.shared_experts, 1);
+  EXPECT_EQ(qw.shared_ffn_size, 5632);
+  try {
+    parse_hf_config(R"({"hidden_size": 4096, "intermediate_size": 11008})", "llama/config.json");
+    FAIL() << "a dense model was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not an MoE config"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sweeps, ParseAndNameTheLineOfEveryMistake) {
+  const TuningSweep sw = parse_sweep_yaml(
+      "models: [mixtral-8x7b, deepseek-moe-16b]\ndtypes: [bf16, f16]\nops: [gated_up]\nbuckets: [64, 1, 8, 64]\n"
+      "rows: \"2:4\"\nsegment: 64\nmax_configs: 12\n",
+      "s.yaml");
+  EXPECT_EQ(sw.models.size(), 2u);
+  EXPECT_EQ(sw.dtypes.size(), 2u);
+  ASSERT_EQ(sw.ops.size(), 1u);
+  EXPECT_EQ(sw.buckets, (std::vector<int64_t>{1, 8, 64}));
+  EXPECT_EQ(sw.sparsity, (SparsityParams{64, 2, 4}));
+  EXPECT_EQ(sw.max_configs, 12);
+  auto error_of = [](const std::string& text) {
+    try {
+      parse_sweep_yaml(text, "s.yaml");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("models: [mixtral-8x7b]\ndtype: [bf16]\n").find("s.yaml:2: unknown key 'dtype'"),
+            std::string::npos);
+  EXPECT_NE(error_of("models: [mixtral-8x7b]\ndtypes: [fp8]\n").find("s.yaml:2"), std::string::npos);
+  EXPECT_NE(error_of("models: [mixtral-8x7b]\nbuckets: [0]\n").find("s.yaml:2"), std::string::npos);
+  EXPECT_NE(error_of("models: [no-such-model]\n").find("s.yaml:1"), std::string::npos);
+  EXPECT_NE(error_of("models: [mixtral-8x7b]\nsegment: 48\n").find("s.yaml:2"), std::string::npos);
+  EXPECT_NE(error_of("dtypes: [bf16]\n").find("no model"), std::string::npos);
+  EXPECT_NE(error_of("models: [mixtral-8x7b\n").find("s.yaml:"), std::string::npos);
+}
+
 std::string run(const std::string& cmd, int* rc) {
   std::string out;
   FILE* f = popen((cmd + " 2>&1").c_str(), "r");

@@ -4,7 +4,7 @@
 
 #include "samoyeds/dtype.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 class CublasBaseline {
  public:
@@ -17,4 +17,4 @@ class CublasBaseline {
   void* handle_ = nullptr;
 };
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

@@ -1,10 +1,10 @@
-#include "bench/timing.hpp"
+#include "tuner/timing.hpp"
 
 #include <algorithm>
 
 #include "runtime/cuda_driver.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 int rotation_copies(size_t bytes, int max_copies) {
   if (bytes == 0) return 1;
@@ -36,4 +36,4 @@ double median_ms(void* stream, const std::function<void(int)>& launch, int batch
   return times[times.size() / 2];
 }
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

@@ -1,4 +1,4 @@
-#include "bench/cublas_baseline.hpp"
+#include "tuner/cublas_baseline.hpp"
 
 #include <cublas_v2.h>
 
@@ -6,7 +6,7 @@
 
 #include "samoyeds/error.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 static void cublas_check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
@@ -32,4 +32,4 @@ void CublasBaseline::gemm(void* stream, DType dtype, int64_t m, int64_t n, int64
                "cublasGemmEx");
 }
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

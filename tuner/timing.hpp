@@ -4,7 +4,7 @@
 #include <functional>
 #include <vector>
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 constexpr size_t kL2Bytes = 60u << 20;  // H200: 60 MB (METHOD.md); rotate past 3x that
 
@@ -15,4 +15,4 @@ int rotation_copies(size_t bytes, int max_copies = 64);
 // `stream`, after `warmup` launches; returns the median time per launch in ms.
 double median_ms(void* stream, const std::function<void(int)>& launch, int batch, int batches = 7, int warmup = 3);
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

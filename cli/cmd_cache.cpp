@@ -1,0 +1,223 @@
+// samoyeds cache ls|export|import|verify|prune: inspect and move the tuned
+// records (and optionally the binaries) between machines of one GPU kind.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "cache/binary_cache.hpp"
+#include "cache/record_store.hpp"
+#include "cli/cli_args.hpp"
+#include "runtime/nvrtc_compiler.hpp"
+#include "samoyeds/device.hpp"
+#include "samoyeds/environment.hpp"
+#include "samoyeds/tuning_record.hpp"
+
+namespace samoyeds::cli {
+namespace {
+
+const char* kHelp =
+    "usage: samoyeds cache <ls|export|import|verify|prune> [options]\n"
+    "  ls                      list tuning records and binaries\n"
+    "  export FILE [--binaries] [--force]\n"
+    "                          write the records (and binaries) into a new portable file\n"
+    "  import FILE [--force]   merge a file: faster record wins a conflict; records or binaries of\n"
+    "                          another GPU, driver, NVRTC or library version are refused unless --force\n"
+    "  verify                  check every binary's checksum and report stale records; exit 1 on problems\n"
+    "  prune                   delete corrupt binaries and entries of other NVRTC or library versions\n"
+    "  --cache FILE            the cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
+
+// What this machine can check imported entries against. The GPU parts are
+// known only where a GPU is.
+struct Here {
+  bool have_gpu = false;
+  DeviceFingerprint device;
+  std::string nvrtc = nvrtc_version(), library = library_version();
+};
+Here here() {
+  Here h;
+  if (gpu_available()) {
+    h.have_gpu = true;
+    h.device = current_fingerprint();
+  }
+  return h;
+}
+
+// Why a record may not be used here, or "" if it may.
+std::string mismatch(const TuningRecord& r, const Here& h) {
+  if (h.have_gpu) return r.key.device.differences(h.device);
+  std::string why;
+  if (r.key.device.nvrtc_version != h.nvrtc) why += fmt::format("NVRTC {} vs {}", r.key.device.nvrtc_version, h.nvrtc);
+  if (r.key.device.library_version != h.library)
+    why += fmt::format("{}samoyeds {} vs {}", why.empty() ? "" : ", ", r.key.device.library_version, h.library);
+  return why;
+}
+
+int cmd_ls(SqliteStore& db) {
+  RecordStore records(db);
+  BinaryCache binaries(db);
+  const auto bins = binaries.list();
+  const auto recs = records.list();
+  fmt::print("cache {}: {} binaries, {} tuning records\n", db.path(), bins.size(), recs.size());
+  if (!recs.empty())
+    fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<26} {:>9} {:>8}\n", "gpu", "op", "type", "m x k", "sparsity",
+               "bucket", "config", "ms", "/cuBLAS");
+  for (const auto& r : recs)
+    fmt::print("{:<14} {:<8} {:<5} {:>6}x{:<6} {:<14} {:>6} {:<26} {:>9.4f} {:>7.2f}x\n",
+               r.key.device.gpu_name.substr(0, 14), op_name(r.key.op), dtype_name(r.key.dtype), r.key.m, r.key.k,
+               r.key.sparsity.to_string(), r.key.bucket, r.config.to_string(), r.time_ms,
+               r.time_ms > 0 ? r.baseline_ms / r.time_ms : 0.0);
+  return 0;
+}
+
+int cmd_export(SqliteStore& db, const std::string& file, bool with_binaries, bool force) {
+  namespace fs = std::filesystem;
+  if (fs::exists(file)) {
+    if (!force) throw Error(ErrorCode::IoError, "'" + file + "' exists (use --force to replace it)");
+    fs::remove(file);
+  }
+  // Written to a temporary name and renamed: an interrupted export leaves nothing half-written.
+  const std::string tmp = file + ".partial";
+  fs::remove(tmp);
+  fs::remove(tmp + "-wal");
+  fs::remove(tmp + "-shm");
+  size_t n_rec = 0, n_bin = 0;
+  {
+    SqliteStore out(tmp);
+    RecordStore dst(out);
+    for (const auto& r : RecordStore(db).list()) n_rec += dst.put(r);
+    if (with_binaries) {
+      BinaryCache src(db), dst_bins(out);
+      for (const auto& b : src.list())
+        if (auto full = src.get(b.key)) {  // checksum-verified
+          dst_bins.put(*full);
+          ++n_bin;
+        }
+    }
+    out.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    out.exec("PRAGMA journal_mode=DELETE");  // one self-contained file
+  }
+  fs::rename(tmp, file);
+  fmt::print("exported {} tuning records and {} binaries to {} (samoyeds {}, NVRTC {})\n", n_rec, n_bin, file,
+             library_version(), nvrtc_version());
+  return 0;
+}
+
+int cmd_import(SqliteStore& db, const std::string& file, bool force) {
+  if (!std::filesystem::exists(file)) throw Error(ErrorCode::IoError, "'" + file + "' does not exist");
+  SqliteStore in(file);
+  const Here h = here();
+  if (!h.have_gpu)
+    fmt::print("no GPU here: checking NVRTC and library versions only (GPU and driver are checked at use)\n");
+  RecordStore src(in), dst(db);
+  int took = 0, kept = 0, refused = 0;
+  for (const auto& r : src.list()) {
+    const std::string why = mismatch(r, h);
+    if (!why.empty() && !force) {
+      ++refused;
+      fmt::print("refused {}: {}\n", r.key.to_string(), why);
+      continue;
+    }
+    if (dst.put(r, RecordStore::PutPolicy::KeepFaster)) {
+      ++took;
+    } else {
+      ++kept;
+      fmt::print("kept the existing, faster record for {}\n", r.key.to_string());
+    }
+  }
+  BinaryCache src_bins(in), dst_bins(db);
+  int bins = 0, bins_refused = 0, bins_corrupt = 0;
+  for (const auto& b : src_bins.list()) {
+    if ((b.nvrtc != h.nvrtc || b.library != h.library) && !force) {
+      ++bins_refused;
+      continue;
+    }
+    if (auto full = src_bins.get(b.key)) {
+      dst_bins.put(*full);
+      ++bins;
+    } else {
+      ++bins_corrupt;
+    }
+  }
+  fmt::print("imported {} records ({} kept existing faster ones, {} refused), {} binaries ({} refused, {} corrupt)\n",
+             took, kept, refused, bins, bins_refused, bins_corrupt);
+  return refused || bins_refused || bins_corrupt ? 1 : 0;
+}
+
+int cmd_verify(SqliteStore& db) {
+  BinaryCache bins(db);
+  RecordStore recs(db);
+  const Here h = here();
+  int problems = 0;
+  for (const auto& k : bins.corrupt_keys()) {
+    ++problems;
+    fmt::print("corrupt binary {}\n", k.substr(0, 16));
+  }
+  for (const auto& b : bins.list())
+    if (b.nvrtc != h.nvrtc || b.library != h.library) {
+      ++problems;
+      fmt::print("stale binary {} ({}): NVRTC {} samoyeds {}\n", b.key.substr(0, 16), b.description, b.nvrtc,
+                 b.library);
+    }
+  for (const auto& r : recs.list()) {
+    const std::string why = mismatch(r, h);
+    if (!why.empty()) {
+      ++problems;
+      fmt::print("record not usable here: {} ({})\n", r.key.to_string(), why);
+    }
+  }
+  fmt::print("{}: {} problem(s)\n", db.path(), problems);
+  return problems ? 1 : 0;
+}
+
+int cmd_prune(SqliteStore& db) {
+  BinaryCache bins(db);
+  RecordStore recs(db);
+  const Here h = here();
+  std::vector<std::string> gone = bins.corrupt_keys();
+  for (const auto& b : bins.list())
+    if (b.nvrtc != h.nvrtc || b.library != h.library) gone.push_back(b.key);
+  const int n_bins = bins.remove(gone);
+  const int n_recs = recs.prune([&](const TuningRecord& r) {
+    return r.key.device.nvrtc_version == h.nvrtc && r.key.device.library_version == h.library;
+  });
+  fmt::print("pruned {} binaries and {} tuning records\n", n_bins, n_recs);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_cache(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
+    std::fputs(kHelp, stdout);
+    return argv.empty() ? 2 : 0;
+  }
+  const std::string verb = argv[0];
+  std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  std::string file;
+  if ((verb == "export" || verb == "import") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+    file = rest[0];
+    rest.erase(rest.begin());
+  }
+  for (const auto& a : rest)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+  Args args(rest, {"--cache"}, {"--binaries", "--force"});
+  SqliteStore db(args.get("--cache", default_cache_path()));
+  if (verb == "ls") return cmd_ls(db);
+  if (verb == "verify") return cmd_verify(db);
+  if (verb == "prune") return cmd_prune(db);
+  if (verb == "export" || verb == "import") {
+    if (file.empty()) throw Error(ErrorCode::InvalidArgument, "cache " + verb + " needs a FILE");
+    return verb == "export" ? cmd_export(db, file, args.has("--binaries"), args.has("--force"))
+                            : cmd_import(db, file, args.has("--force"));
+  }
+  throw Error(ErrorCode::InvalidArgument, "unknown cache command '" + verb + "' (ls, export, import, verify, prune)");
+}
+
+}  // namespace samoyeds::cli

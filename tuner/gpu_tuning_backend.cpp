@@ -1,0 +1,176 @@
+#include "tuner/gpu_tuning_backend.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "runtime/cuda_driver.hpp"
+#include "samoyeds/error.hpp"
+#include "samoyeds/expert_ops.hpp"
+#include "samoyeds/reference.hpp"
+#include "tuner/random_fill.hpp"
+#include "tuner/timing.hpp"
+
+namespace samoyeds {
+
+using tuning::random_fill;
+
+// Device data for timing one spec: weights in rotated copies, a token batch
+// four times the largest bucket, ids into it, gathered rows for cuBLAS.
+struct GpuTuningBackend::Problem {
+  int operands = 1;
+  std::vector<std::vector<PackedExpertWeights>> sparse;  // [operand][copy]
+  std::vector<std::vector<DeviceBuffer>> dense;          // [operand][copy]
+  DeviceBuffer x, ids, x_gathered, y, y2, p;
+  int64_t batch_rows = 0;
+};
+
+GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens) : rt_(rt), max_tokens_(max_tokens) {
+  rt_.device().make_current();
+  CUstream s;
+  check(driver().cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  stream_ = s;
+}
+
+GpuTuningBackend::~GpuTuningBackend() { driver().cuStreamDestroy(static_cast<CUstream>(stream_)); }
+
+DeviceFingerprint GpuTuningBackend::device() { return current_fingerprint(rt_.device().info().ordinal); }
+
+void GpuTuningBackend::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.get(spec, config); }
+
+bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
+  const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2), rows = tokens + 37;
+  const bool gated = spec.op == Op::GatedUp;
+  std::vector<PackedWeights> packed;
+  std::vector<PackedExpertWeights> dev;
+  std::vector<DenseF64> decoded;
+  for (int w = 0; w < (gated ? 2 : 1); ++w) {
+    auto dense = random_fill(m * k, spec.dtype, 0.1f, uint64_t(17 + w));
+    packed.push_back(pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity));
+    decoded.push_back(DenseF64{m, k, decode_weights_f64(packed.back())});
+    dev.push_back(PackedExpertWeights::upload(packed.back()));
+  }
+  auto x = random_fill(rows * k, spec.dtype, 1.0f, 99);
+  std::vector<int32_t> ids(static_cast<size_t>(tokens));
+  std::mt19937 gen(7);
+  for (auto& i : ids) i = int32_t(gen() % uint32_t(rows));
+  std::vector<float> p(static_cast<size_t>(tokens));
+  for (auto& v : p) v = 0.25f + float(gen() % 100) / 100.0f;
+  DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4 + 16), d_p(p.size() * 4 + 16), d_y(size_t(tokens * m * 2));
+  d_x.upload(x.data(), x.size() * 2);
+  d_ids.upload(ids.data(), ids.size() * 4);
+  d_p.upload(p.data(), p.size() * 4);
+  d_y.fill_bytes(0xff);  // NaN: anything not written shows up
+  LaunchOptions opt;
+  opt.config = config;
+  const auto* id_ptr = static_cast<const int32_t*>(d_ids.data());
+  if (spec.op == Op::GatedUp)
+    gated_up(rt_, dev[0], dev[1], d_x.data(), rows, id_ptr, tokens, d_y.data(), opt);
+  else if (spec.op == Op::Down)
+    down_scaled(rt_, dev[0], d_x.data(), tokens, static_cast<const float*>(d_p.data()), d_y.data(), opt);
+  else
+    ssmm(rt_, dev[0], d_x.data(), rows, id_ptr, tokens, d_y.data(), spec.epilogue, opt);
+  rt_.device().synchronize();
+  std::vector<uint16_t> got(size_t(tokens * m));
+  d_y.download(got.data(), got.size() * 2);
+
+  const DenseF64 xf = to_f64(x.data(), rows, k, spec.dtype);
+  std::vector<int32_t> rows_used = ids;
+  if (spec.op == Op::Down) std::iota(rows_used.begin(), rows_used.end(), 0);
+  DenseF64 ref = reference_ssmm(decoded[0], xf, rows_used, spec.op == Op::Down ? Epilogue::None : spec.epilogue,
+                                gated ? &decoded[1] : nullptr);
+  if (spec.op == Op::Down)
+    for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
+  std::vector<double> g(got.size());
+  for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(spec.dtype, got[i]);
+  const double err = relative_frobenius_error(g, ref.data);
+  const double tol = spec.dtype == DType::f16 ? 1e-3 : 8e-3;
+  if (!(err <= tol)) {  // NaN fails too
+    *why = fmt::format("relative error {:.3g} > {:.0e}", err, tol);
+    return false;
+  }
+  return true;
+}
+
+GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
+  const std::string key = spec.to_string();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = problems_[key];
+  if (slot) return *slot;
+  auto p = std::make_unique<Problem>();
+  p->operands = spec.op == Op::GatedUp ? 2 : 1;
+  const int64_t m = spec.m, k = spec.k;
+  for (int w = 0; w < p->operands; ++w) {
+    auto dense = random_fill(m * k, spec.dtype, 0.05f, uint64_t(m * 31 + k + w));
+    const PackedWeights packed = pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity);
+    const int copies = tuning::rotation_copies(size_t(packed.payload_bytes()));
+    p->sparse.emplace_back();
+    for (int c = 0; c < copies; ++c) p->sparse.back().push_back(PackedExpertWeights::upload(packed));
+    const int dense_copies = tuning::rotation_copies(size_t(m * k * 2));
+    p->dense.emplace_back();
+    for (int c = 0; c < dense_copies; ++c) {
+      p->dense.back().emplace_back(size_t(m * k * 2));
+      p->dense.back().back().upload(dense.data(), size_t(m * k * 2));
+    }
+  }
+  p->batch_rows = spec.op == Op::Down ? max_tokens_ : 4 * max_tokens_;
+  auto x = random_fill(p->batch_rows * k, spec.dtype, 1.0f, 5);
+  std::vector<int32_t> perm(static_cast<size_t>(p->batch_rows));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(11));
+  perm.resize(static_cast<size_t>(max_tokens_));
+  std::vector<uint16_t> xg(static_cast<size_t>(max_tokens_ * k));
+  for (int64_t i = 0; i < max_tokens_; ++i)
+    std::copy_n(&x[size_t(int64_t(perm[size_t(i)]) * k)], k, &xg[size_t(i * k)]);
+  std::vector<float> probs(static_cast<size_t>(max_tokens_), 0.5f);
+  p->x = DeviceBuffer(x.size() * 2);
+  p->x.upload(x.data(), x.size() * 2);
+  p->ids = DeviceBuffer(perm.size() * 4);
+  p->ids.upload(perm.data(), perm.size() * 4);
+  p->x_gathered = DeviceBuffer(xg.size() * 2);
+  p->x_gathered.upload(xg.data(), xg.size() * 2);
+  p->p = DeviceBuffer(probs.size() * 4);
+  p->p.upload(probs.data(), probs.size() * 4);
+  p->y = DeviceBuffer(size_t(max_tokens_ * m * 2));
+  p->y2 = DeviceBuffer(size_t(max_tokens_ * m * 2));
+  slot = std::move(p);
+  return *slot;
+}
+
+void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
+  LaunchOptions opt;
+  opt.stream = stream_;
+  opt.config = config;
+  const auto& w0 = p.sparse[0][size_t(copy) % p.sparse[0].size()];
+  const auto* ids = static_cast<const int32_t*>(p.ids.data());
+  if (spec.op == Op::GatedUp)
+    gated_up(rt_, w0, p.sparse[1][size_t(copy) % p.sparse[1].size()], p.x.data(), p.batch_rows, ids, tokens,
+             p.y.data(), opt);
+  else if (spec.op == Op::Down)
+    down_scaled(rt_, w0, p.x.data(), tokens, static_cast<const float*>(p.p.data()), p.y.data(), opt);
+  else
+    ssmm(rt_, w0, p.x.data(), p.batch_rows, ids, tokens, p.y.data(), spec.epilogue, opt);
+}
+
+double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
+  if (tokens > max_tokens_) throw Error(ErrorCode::InvalidArgument, "bucket larger than the tuner's buffers");
+  Problem& p = problem(spec);
+  const int batch = int(p.sparse[0].size());
+  return tuning::median_ms(stream_, [&](int i) { launch(spec, config, p, i, tokens); }, batch, 5, 2);
+}
+
+double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
+  Problem& p = problem(spec);
+  const int batch = int(p.dense[0].size());
+  // The dense job: every weight operand times the gathered tokens.
+  return tuning::median_ms(stream_, [&](int i) {
+    for (int w = 0; w < p.operands; ++w)
+      cublas_.gemm(stream_, spec.dtype, spec.m, tokens, spec.k, p.dense[size_t(w)][size_t(i) % p.dense[size_t(w)].size()].data(),
+                   p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
+  }, batch, 5, 2);
+}
+
+}  // namespace samoyeds

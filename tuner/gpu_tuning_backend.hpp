@@ -1,0 +1,43 @@
+// The tuner's backend on a real GPU: kernels through the KernelRuntime (JIT
+// and binary cache), correctness against the float64 reference, CUDA-event
+// medians over weights rotated past L2, cuBLAS measured beside them.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "samoyeds/kernel_runtime.hpp"
+#include "tuner/autotuner.hpp"
+#include "tuner/cublas_baseline.hpp"
+
+namespace samoyeds {
+
+class GpuTuningBackend final : public TuningBackend {
+ public:
+  // max_tokens: the largest bucket that will be timed (sizes the buffers).
+  GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens);
+  ~GpuTuningBackend() override;
+
+  DeviceFingerprint device() override;
+  void prepare(const KernelSpec& spec, const TileConfig& config) override;
+  // On a small shape with partial row and token tiles: the kernels take the
+  // shape at run time (it is not in their source), so a config that is right
+  // there runs the same machine code on the real shape.
+  bool verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) override;
+  double time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) override;
+  double baseline_ms(const KernelSpec& spec, int64_t tokens) override;
+
+ private:
+  struct Problem;
+  Problem& problem(const KernelSpec& spec);
+  void launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens);
+
+  KernelRuntime& rt_;
+  int64_t max_tokens_;
+  void* stream_ = nullptr;
+  tuning::CublasBaseline cublas_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Problem>> problems_;
+};
+
+}  // namespace samoyeds
