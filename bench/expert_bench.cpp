@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "tuner/cublas_baseline.hpp"
-#include "bench/cusparselt_baseline.hpp"
+#include "tuner/cusparselt_baseline.hpp"
 #include "tuner/random_fill.hpp"
 #include "tuner/timing.hpp"
 #include "generator/kernel_family.hpp"
@@ -27,7 +27,6 @@
 #include "templates/kernel_args.cuh"
 
 using namespace samoyeds;
-using namespace samoyeds::bench;
 using namespace samoyeds::tuning;
 
 namespace {

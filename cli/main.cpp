@@ -10,6 +10,7 @@ namespace samoyeds::cli {
 int cmd_compile(const std::vector<std::string>& args);
 int cmd_tune(const std::vector<std::string>& args);
 int cmd_cache(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
 }
 
 static void usage() {
@@ -20,6 +21,7 @@ static void usage() {
       "  compile   generate and NVRTC-compile a model's expert kernels into the cache (no GPU needed)\n"
       "  tune      tune a model's (or a YAML sweep's) expert kernels on this GPU into the cache\n"
       "  cache     ls | export | import | verify | prune the cache file\n"
+      "  bench     time a model's kernels as dispatch picks them (tuned or heuristic) against cuBLAS\n"
       "\n"
       "Run 'samoyeds <command> --help' for a command's options.\n"
       "Environment: SAMOYEDS_CACHE_DIR (cache folder), SAMOYEDS_LOG (error|warn|info|debug).");
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
     if (cmd == "compile") return samoyeds::cli::cmd_compile(rest);
     if (cmd == "tune") return samoyeds::cli::cmd_tune(rest);
     if (cmd == "cache") return samoyeds::cli::cmd_cache(rest);
+    if (cmd == "bench") return samoyeds::cli::cmd_bench(rest);
     std::fprintf(stderr, "samoyeds: unknown command '%s'\n", cmd.c_str());
     usage();
     return 2;

@@ -20,6 +20,11 @@ using tuning::random_fill;
 // Device data for timing one spec: weights in rotated copies, a token batch
 // four times the largest bucket, ids into it, gathered rows for cuBLAS.
 struct GpuTuningBackend::Problem {
+  struct LtRun {  // cuSPARSELt for one token count: a plan and rotated compressed weights per operand
+    std::vector<std::shared_ptr<tuning::CusparseLtBaseline::Plan>> plans;
+    std::vector<std::vector<DeviceBuffer>> compressed;
+  };
+  std::map<int64_t, LtRun> lt;
   int operands = 1;
   std::vector<std::vector<PackedExpertWeights>> sparse;  // [operand][copy]
   std::vector<std::vector<DeviceBuffer>> dense;          // [operand][copy]
@@ -170,6 +175,41 @@ double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
     for (int w = 0; w < p.operands; ++w)
       cublas_.gemm(stream_, spec.dtype, spec.m, tokens, spec.k, p.dense[size_t(w)][size_t(i) % p.dense[size_t(w)].size()].data(),
                    p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
+  }, batch, 5, 2);
+}
+
+double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why) {
+  if (!cusparselt_looked_) {
+    cusparselt_looked_ = true;
+    cusparselt_ = tuning::CusparseLtBaseline::create(&cusparselt_absent_);
+  }
+  if (!cusparselt_) {
+    *why = cusparselt_absent_;
+    return -1.0;
+  }
+  Problem& p = problem(spec);
+  auto& run = p.lt[tokens];
+  if (run.plans.empty()) {
+    for (int w = 0; w < p.operands; ++w) {
+      auto plan = cusparselt_->prepare(stream_, spec.dtype, spec.m, tokens, spec.k, p.dense[size_t(w)][0].data(),
+                                       p.x_gathered.data(), p.y.data());
+      const size_t bytes = cusparselt_->compressed_bytes(*plan);
+      std::vector<char> host(bytes);
+      copy_to_host(host.data(), cusparselt_->compressed(*plan), bytes);
+      run.compressed.emplace_back();
+      for (int c = 0; c < tuning::rotation_copies(bytes); ++c) {
+        run.compressed.back().emplace_back(bytes);
+        run.compressed.back().back().upload(host.data(), bytes);
+      }
+      run.plans.push_back(std::move(plan));
+    }
+  }
+  const int batch = int(run.compressed[0].size());
+  return tuning::median_ms(stream_, [&](int i) {
+    for (int w = 0; w < p.operands; ++w)
+      cusparselt_->matmul(stream_, *run.plans[size_t(w)],
+                          run.compressed[size_t(w)][size_t(i) % run.compressed[size_t(w)].size()].data(),
+                          p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
   }, batch, 5, 2);
 }
 

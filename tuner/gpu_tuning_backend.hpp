@@ -9,6 +9,7 @@
 #include "samoyeds/kernel_runtime.hpp"
 #include "tuner/autotuner.hpp"
 #include "tuner/cublas_baseline.hpp"
+#include "tuner/cusparselt_baseline.hpp"
 
 namespace samoyeds {
 
@@ -26,6 +27,10 @@ class GpuTuningBackend final : public TuningBackend {
   bool verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) override;
   double time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) override;
   double baseline_ms(const KernelSpec& spec, int64_t tokens) override;
+  // cuSPARSELt 2:4 on the same dense weights and gathered tokens (plan built
+  // and algorithm searched once per shape); negative when the library is
+  // absent, with the reason in *why.
+  double cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why);
 
  private:
   struct Problem;
@@ -36,6 +41,9 @@ class GpuTuningBackend final : public TuningBackend {
   int64_t max_tokens_;
   void* stream_ = nullptr;
   tuning::CublasBaseline cublas_;
+  std::unique_ptr<tuning::CusparseLtBaseline> cusparselt_;
+  std::string cusparselt_absent_;  // why it is absent, once looked for
+  bool cusparselt_looked_ = false;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Problem>> problems_;
 };

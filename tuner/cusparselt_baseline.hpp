@@ -8,7 +8,7 @@
 
 #include "samoyeds/dtype.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 class CusparseLtBaseline {
  public:
@@ -32,4 +32,4 @@ class CusparseLtBaseline {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

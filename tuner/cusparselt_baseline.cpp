@@ -1,4 +1,4 @@
-#include "bench/cusparselt_baseline.hpp"
+#include "tuner/cusparselt_baseline.hpp"
 
 #include <dlfcn.h>
 
@@ -11,7 +11,7 @@
 #include "samoyeds/device.hpp"
 #include "samoyeds/error.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 #define SAMOYEDS_LT_FUNCS(X)                                                                          \
   X(cusparseLtInit) X(cusparseLtDestroy) X(cusparseLtDenseDescriptorInit) X(cusparseLtStructuredDescriptorInit) \
@@ -122,4 +122,4 @@ void CusparseLtBaseline::matmul(void* stream, Plan& p, const void* cw, const voi
   lt_check(I.cusparseLtMatmul(&I.handle, &p.plan, &alpha, cw, x, &beta, y, y, p.workspace.data(), &s, 1), "matmul");
 }
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

@@ -1,7 +1,7 @@
 // Built when cusparseLt.h was not found: the baseline reports itself absent.
-#include "bench/cusparselt_baseline.hpp"
+#include "tuner/cusparselt_baseline.hpp"
 
-namespace samoyeds::bench {
+namespace samoyeds::tuning {
 
 struct CusparseLtBaseline::Impl {};
 struct CusparseLtBaseline::Plan {};
@@ -19,4 +19,4 @@ size_t CusparseLtBaseline::compressed_bytes(const Plan&) const { return 0; }
 const void* CusparseLtBaseline::compressed(const Plan&) const { return nullptr; }
 void CusparseLtBaseline::matmul(void*, Plan&, const void*, const void*, void*) {}
 
-}  // namespace samoyeds::bench
+}  // namespace samoyeds::tuning

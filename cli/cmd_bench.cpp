@@ -1,0 +1,66 @@
+// samoyeds bench: a model's expert kernels as dispatch would run them (tuned
+// record, nearest bucket or heuristic), how long loading each took in this
+// process, and their time against cuBLAS measured beside them.
+#include <cstdio>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "cli/cli_args.hpp"
+#include "samoyeds/device.hpp"
+#include "samoyeds/environment.hpp"
+#include "samoyeds/model_preset.hpp"
+#include "tuner/gpu_tuning_backend.hpp"
+
+namespace samoyeds::cli {
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  for (const auto& a : argv)
+    if (a == "--help" || a == "-h") {
+      std::fputs(
+          "usage: samoyeds bench --model NAME|FILE [--tokens 16,64,1024] [--dtype bf16|f16] [--rows 1:2]\n"
+          "                      [--segment 128] [--cache FILE]\n",
+          stdout);
+      return 0;
+    }
+  Args args(argv, {"--model", "--tokens", "--dtype", "--rows", "--segment", "--cache"}, {});
+  if (!args.has("--model")) throw Error(ErrorCode::InvalidArgument, "bench needs --model");
+  const ModelPreset model = load_model(args.get("--model", ""));
+  std::vector<int64_t> tokens;
+  std::stringstream ss(args.get("--tokens", "16,64,256,1024,4096"));
+  for (std::string t; std::getline(ss, t, ',');) tokens.push_back(std::stoll(t));
+  SparsityParams sp;
+  if (std::sscanf(args.get("--rows", "1:2").c_str(), "%d:%d", &sp.N, &sp.M) != 2)
+    throw Error(ErrorCode::InvalidArgument, "--rows expects N:M");
+  sp.V = std::stoi(args.get("--segment", "128"));
+  sp.validate();
+  std::string why;
+  if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "bench needs a GPU: " + why);
+  KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));
+  int64_t max_tokens = 1;
+  for (int64_t t : tokens) max_tokens = std::max(max_tokens, t);
+  GpuTuningBackend backend(rt, max_tokens);
+  const DType dt = parse_dtype(args.get("--dtype", "bf16"));
+  fmt::print("{} on {}\n", model.display_name, backend.device().to_string());
+  fmt::print("{:<9} {:>13} {:>6} {:<26} {:<22} {:>8} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "op", "m x k", "tokens",
+             "config", "chosen by", "load ms", "from", "ours ms", "cuBLAS ms", "/cuBLAS", "cuSPLt", "/cuSPLt");
+  std::string lt_absent;
+  for (const KernelSpec& spec : model_expert_specs(model, rt.device().info().arch(), dt, sp))
+    for (int64_t n : tokens) {
+      const ConfigChoice choice = rt.choose_config(spec, n);
+      const LoadedKernel& k = rt.get(spec, choice.config);
+      const double ours = backend.time_ms(spec, choice.config, n), dense = backend.baseline_ms(spec, n);
+      const double lt = backend.cusparselt_ms(spec, n, &lt_absent);
+      fmt::print("{:<9} {:>6}x{:<6} {:>6} {:<26} {:<22} {:>8.2f} {:>5} {:>8.4f} {:>9.4f} {:>7.2f}x {:>8} {:>8}\n",
+                 op_name(spec.op), spec.m, spec.k, n, choice.config.to_string(),
+                 choice.source == ConfigChoice::Source::Heuristic
+                     ? std::string("heuristic")
+                     : fmt::format("{} ({})", choice_source_name(choice.source), choice.bucket),
+                 k.load_ms, k.from_disk_cache ? "cache" : "nvrtc", ours, dense, dense / ours,
+                 lt > 0 ? fmt::format("{:.4f}", lt) : "-", lt > 0 ? fmt::format("{:.2f}x", lt / ours) : "-");
+    }
+  if (!lt_absent.empty()) fmt::print("cuSPARSELt absent: {}\n", lt_absent);
+  return 0;
+}
+
+}  // namespace samoyeds::cli
