@@ -59,7 +59,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
                  k.load_ms, k.from_disk_cache ? "cache" : "nvrtc", ours, dense, dense / ours,
                  lt > 0 ? fmt::format("{:.4f}", lt) : "-", lt > 0 ? fmt::format("{:.2f}x", lt / ours) : "-");
     }
-  if (!lt_absent.empty()) fmt::print("cuSPARSELt absent: {}\n", lt_absent);
+  if (!lt_absent.empty()) fmt::print("cuSPARSELt not measured where '-': {}\n", lt_absent);
   return 0;
 }
 

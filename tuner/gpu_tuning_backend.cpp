@@ -189,7 +189,7 @@ double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, s
   }
   Problem& p = problem(spec);
   auto& run = p.lt[tokens];
-  if (run.plans.empty()) {
+  if (run.plans.empty()) try {
     for (int w = 0; w < p.operands; ++w) {
       auto plan = cusparselt_->prepare(stream_, spec.dtype, spec.m, tokens, spec.k, p.dense[size_t(w)][0].data(),
                                        p.x_gathered.data(), p.y.data());
@@ -203,6 +203,12 @@ double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, s
       }
       run.plans.push_back(std::move(plan));
     }
+  } catch (const Error& e) {
+    // Not every shape is one cuSPARSELt takes (e.g. a single token): say so
+    // for this row instead of ending the run.
+    run = Problem::LtRun{};
+    *why = fmt::format("{} tokens: {}", tokens, e.what());
+    return -1.0;
   }
   const int batch = int(run.compressed[0].size());
   return tuning::median_ms(stream_, [&](int i) {
