@@ -78,12 +78,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));
     else if (f == "--config") a.config = next();
     else if (f == "--dump-cubins") a.cubin_dir = next();
-    else if (f == "--rows") {
-      const std::string r = next();
-      if (std::sscanf(r.c_str(), "%d:%d", &a.sparsity.N, &a.sparsity.M) != 2)
-        throw Error(ErrorCode::InvalidArgument, "--rows expects N:M");
-      a.sparsity.validate();
-    }
+    else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
                      " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M --dump-cubins DIR)");
   }

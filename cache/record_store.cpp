@@ -37,13 +37,6 @@ Epilogue parse_epilogue(const std::string& s) {
   throw Error(ErrorCode::CacheError, "unknown epilogue '" + s + "' in a tuning record");
 }
 
-SparsityParams parse_sparsity(const std::string& s) {
-  SparsityParams sp;
-  if (std::sscanf(s.c_str(), "%d:%dx2:4/V%d", &sp.N, &sp.M, &sp.V) != 3)
-    throw Error(ErrorCode::CacheError, "bad sparsity '" + s + "' in a tuning record");
-  return sp;
-}
-
 TuningRecord read(const Statement& q) {
   TuningRecord r;
   TuningKey& k = r.key;
@@ -57,7 +50,7 @@ TuningRecord read(const Statement& q) {
   k.dtype = parse_dtype(q.text(7));
   k.m = q.integer(8);
   k.k = q.integer(9);
-  k.sparsity = parse_sparsity(q.text(10));
+  k.sparsity = SparsityParams::parse(q.text(10));
   k.experts = int(q.integer(11));
   k.epilogue = parse_epilogue(q.text(12));
   k.bucket = q.integer(13);

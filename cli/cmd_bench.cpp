@@ -29,11 +29,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::vector<int64_t> tokens;
   std::stringstream ss(args.get("--tokens", "16,64,256,1024,4096"));
   for (std::string t; std::getline(ss, t, ',');) tokens.push_back(std::stoll(t));
-  SparsityParams sp;
-  if (std::sscanf(args.get("--rows", "1:2").c_str(), "%d:%d", &sp.N, &sp.M) != 2)
-    throw Error(ErrorCode::InvalidArgument, "--rows expects N:M");
-  sp.V = std::stoi(args.get("--segment", "128"));
-  sp.validate();
+  const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "bench needs a GPU: " + why);
   KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));

@@ -31,14 +31,6 @@ const char* kHelp =
     "  --jobs N            parallel NVRTC compiles (default: hardware threads)\n"
     "  --emit-cubins DIR   also write each binary to DIR (for cuobjdump/nvdisasm)\n";
 
-SparsityParams parse_rows(const std::string& rows, const std::string& segment) {
-  SparsityParams sp;
-  if (std::sscanf(rows.c_str(), "%d:%d", &sp.N, &sp.M) != 2)
-    throw Error(ErrorCode::InvalidArgument, "--rows expects N:M, got '" + rows + "'");
-  sp.V = std::stoi(segment);
-  sp.validate();
-  return sp;
-}
 }  // namespace
 
 int cmd_compile(const std::vector<std::string>& argv) {
@@ -50,7 +42,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   Args args(argv, {"--model", "--arch", "--dtype", "--rows", "--segment", "--configs", "--cache", "--jobs", "--emit-cubins"}, {});
   const ModelPreset model = load_model(args.get("--model", "mixtral-8x7b"));
   const std::string arch = args.get("--arch", "sm_90a");
-  const SparsityParams sp = parse_rows(args.get("--rows", "1:2"), args.get("--segment", "128"));
+  const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   const std::string dtype_arg = args.get("--dtype", "all");
   std::vector<DType> dtypes = dtype_arg == "all" ? std::vector<DType>{DType::f16, DType::bf16}
                                                  : std::vector<DType>{parse_dtype(dtype_arg)};

@@ -88,10 +88,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
     sweep.models = {load_model(args.get("--model", ""))};
     const std::string dt = args.get("--dtype", "bf16");
     sweep.dtypes = dt == "all" ? std::vector<DType>{DType::f16, DType::bf16} : std::vector<DType>{parse_dtype(dt)};
-    if (std::sscanf(args.get("--rows", "1:2").c_str(), "%d:%d", &sweep.sparsity.N, &sweep.sparsity.M) != 2)
-      throw Error(ErrorCode::InvalidArgument, "--rows expects N:M");
-    sweep.sparsity.V = std::stoi(args.get("--segment", "128"));
-    sweep.sparsity.validate();
+    sweep.sparsity = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   }
   if (args.has("--buckets")) sweep.buckets = parse_list(args.get("--buckets", ""));
   if (sweep.buckets.empty()) sweep.buckets = default_token_buckets();

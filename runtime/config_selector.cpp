@@ -37,16 +37,7 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens) {
 
 ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
   const KernelFamily& family = kernel_family(spec.backend);
-  TuningKey key;
-  key.device = device_;
-  key.op = spec.op;
-  key.dtype = spec.dtype;
-  key.m = spec.m;
-  key.k = spec.k;
-  key.sparsity = spec.sparsity;
-  key.experts = spec.experts;
-  key.epilogue = spec.epilogue;
-  key.bucket = bucket;
+  const TuningKey key = TuningKey::of(device_, spec, bucket);
   const std::string kernel = fmt::format("{} {} m{} k{} {}", op_name(spec.op), dtype_name(spec.dtype), spec.m, spec.k,
                                          spec.sparsity.to_string());
   if (records_) {

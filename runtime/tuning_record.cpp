@@ -55,6 +55,20 @@ int64_t token_bucket(int64_t tokens, const std::vector<int64_t>& buckets) {
   return buckets.empty() ? tokens : buckets.back();
 }
 
+TuningKey TuningKey::of(const DeviceFingerprint& device, const KernelSpec& spec, int64_t bucket) {
+  TuningKey k;
+  k.device = device;
+  k.op = spec.op;
+  k.dtype = spec.dtype;
+  k.m = spec.m;
+  k.k = spec.k;
+  k.sparsity = spec.sparsity;
+  k.experts = spec.experts;
+  k.epilogue = spec.epilogue;
+  k.bucket = bucket;
+  return k;
+}
+
 std::string TuningKey::to_string() const {
   return fmt::format("{} {} m{} k{} {} E{} {} bucket {} on {}", op_name(op), dtype_name(dtype), m, k,
                      sparsity.to_string(), experts, epilogue_name(epilogue), bucket, device.to_string());

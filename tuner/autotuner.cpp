@@ -102,15 +102,7 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     std::sort(timed.begin(), timed.begin() + long(top), by_time);
 
     TuningRecord r;
-    r.key.device = backend.device();
-    r.key.op = spec.op;
-    r.key.dtype = spec.dtype;
-    r.key.m = spec.m;
-    r.key.k = spec.k;
-    r.key.sparsity = spec.sparsity;
-    r.key.experts = spec.experts;
-    r.key.epilogue = spec.epilogue;
-    r.key.bucket = bucket;
+    r.key = TuningKey::of(backend.device(), spec, bucket);
     r.backend = spec.backend;
     r.config = timed[0].second;
     r.time_ms = timed[0].first;

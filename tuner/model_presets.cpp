@@ -197,18 +197,12 @@ TuningSweep parse_sweep_yaml(const std::string& text, const std::string& origin)
     }
   std::sort(sw.buckets.begin(), sw.buckets.end());
   sw.buckets.erase(std::unique(sw.buckets.begin(), sw.buckets.end()), sw.buckets.end());
-  if (const YAML::Node r = root["rows"]) {
-    at(r, [&] {
-      if (std::sscanf(r.as<std::string>().c_str(), "%d:%d", &sw.sparsity.N, &sw.sparsity.M) != 2)
-        throw Error(ErrorCode::InvalidArgument, "'rows' expects N:M");
-      return 0;
-    });
+  {
+    const YAML::Node r = root["rows"], v = root["segment"];
+    const std::string rows = r ? at(r, [&] { return r.as<std::string>(); }) : "1:2";
+    const int segment = v ? at(v, [&] { return v.as<int>(); }) : 128;
+    sw.sparsity = at(r ? r : (v ? v : root), [&] { return SparsityParams::from_rows(rows, segment); });
   }
-  if (const YAML::Node v = root["segment"]) sw.sparsity.V = at(v, [&] { return v.as<int>(); });
-  at(root["segment"] ? root["segment"] : root, [&] {
-    sw.sparsity.validate();
-    return 0;
-  });
   if (const YAML::Node v = root["max_configs"]) sw.max_configs = at(v, [&] { return v.as<int>(); });
   return sw;
 }

@@ -16,6 +16,10 @@ struct SparsityParams {
 
   void validate() const;  // V in {32,64,128,256}, 1 <= N <= M <= 8
   std::string to_string() const;  // "1:2x2:4/V128"
+  // From to_string()'s text, or from a row pattern "N:M" and a segment length
+  // (command lines, sweep files). Validated; throws Error(InvalidArgument).
+  static SparsityParams parse(const std::string& text);
+  static SparsityParams from_rows(const std::string& n_m, int V);
   bool row_selection() const { return N < M; }
   bool operator==(const SparsityParams& o) const { return V == o.V && N == o.N && M == o.M; }
 };

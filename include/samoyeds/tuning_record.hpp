@@ -51,6 +51,7 @@ struct TuningKey {
   Epilogue epilogue = Epilogue::None;
   int64_t bucket = 0;
   std::string to_string() const;
+  static TuningKey of(const DeviceFingerprint& device, const KernelSpec& spec, int64_t bucket);
 };
 
 struct TuningRecord {

@@ -1,3 +1,5 @@
+#include <cstdio>
+
 #include <fmt/format.h>
 
 #include "samoyeds/error.hpp"
@@ -15,6 +17,25 @@ void SparsityParams::validate() const {
 }
 
 std::string SparsityParams::to_string() const { return fmt::format("{}:{}x2:4/V{}", N, M, V); }
+
+SparsityParams SparsityParams::parse(const std::string& text) {
+  SparsityParams sp;
+  char tail = 0;
+  if (std::sscanf(text.c_str(), "%d:%dx2:4/V%d%c", &sp.N, &sp.M, &sp.V, &tail) != 3)
+    throw Error(ErrorCode::InvalidArgument, "bad sparsity '" + text + "' (expected e.g. 1:2x2:4/V128)");
+  sp.validate();
+  return sp;
+}
+
+SparsityParams SparsityParams::from_rows(const std::string& n_m, int V) {
+  SparsityParams sp;
+  sp.V = V;
+  char tail = 0;
+  if (std::sscanf(n_m.c_str(), "%d:%d%c", &sp.N, &sp.M, &tail) != 2)
+    throw Error(ErrorCode::InvalidArgument, "row pattern '" + n_m + "' (expected N:M, e.g. 1:2)");
+  sp.validate();
+  return sp;
+}
 
 int64_t PackedWeights::payload_bytes() const {
   return int64_t(values.size()) * 2 + int64_t(meta.size()) + int64_t(sel.size());

@@ -12,6 +12,7 @@
 #include "generator/kernel_family.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/processes.hpp"
 
 namespace samoyeds {
 namespace {
@@ -123,31 +124,15 @@ TEST(BinaryCache, ConcurrentProcessesLoseNothing) {
   const std::string path = fresh_path("processes");
   { SqliteStore init(path); }
   constexpr int kProcs = 4, kEach = 40;
-  std::vector<pid_t> kids;
-  for (int p = 0; p < kProcs; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      int rc = 0;
-      try {
-        SqliteStore store(path);
-        BinaryCache cache(store);
-        for (int i = 0; i < kEach; ++i) {
-          cache.put(record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)));
-          cache.put(record("shared", 3000));  // everyone writes one common key too
-        }
-      } catch (...) {
-        rc = 1;
-      }
-      _exit(rc);
+  const int failed = test::run_in_processes(kProcs, [&](int p) {
+    SqliteStore store(path);
+    BinaryCache cache(store);
+    for (int i = 0; i < kEach; ++i) {
+      cache.put(record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)));
+      cache.put(record("shared", 3000));  // everyone writes one common key too
     }
-    kids.push_back(pid);
-  }
-  for (pid_t pid : kids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer process failed";
-  }
+  });
+  EXPECT_EQ(failed, 0) << "a writer process failed";
   SqliteStore store(path);
   BinaryCache cache(store);
   EXPECT_EQ(cache.list().size(), size_t(kProcs * kEach + 1));

@@ -36,16 +36,7 @@ KernelSpec spec() {
 
 TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFingerprint dev = h200()) {
   TuningRecord r;
-  r.key.device = dev;
-  const KernelSpec s = spec();
-  r.key.op = s.op;
-  r.key.dtype = s.dtype;
-  r.key.m = s.m;
-  r.key.k = s.k;
-  r.key.sparsity = s.sparsity;
-  r.key.experts = s.experts;
-  r.key.epilogue = s.epilogue;
-  r.key.bucket = bucket;
+  r.key = TuningKey::of(dev, spec(), bucket);
   r.config = cfg;
   r.time_ms = ms;
   r.runner_up_ms = {ms * 1.1, ms * 1.2};

@@ -13,6 +13,7 @@
 
 #include "generator/kernel_family.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/processes.hpp"
 #include "tuner/autotuner.hpp"
 
 namespace samoyeds {
@@ -119,32 +120,16 @@ TEST(Autotuner, NothingUsableIsAnError) {
 TEST(Autotuner, TwoProcessesTuningIntoOneFileLoseNothing) {
   const std::string path = fresh("two_processes");
   { SqliteStore init(path); }
-  std::vector<pid_t> kids;
-  for (int p = 0; p < 2; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      int rc = 0;
-      try {
-        SqliteStore db(path);
-        RecordStore rs(db);
-        FakeBackend fake(spec(4096 + 1024 * p));
-        TuneOptions opt;
-        opt.buckets = default_token_buckets();
-        opt.jobs = 1;
-        tune_spec(spec(4096 + 1024 * p), fake, rs, opt, {});
-      } catch (...) {
-        rc = 1;
-      }
-      _exit(rc);
-    }
-    kids.push_back(pid);
-  }
-  for (pid_t pid : kids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
+  const int failed = test::run_in_processes(2, [&](int p) {
+    SqliteStore db(path);
+    RecordStore rs(db);
+    FakeBackend fake(spec(4096 + 1024 * p));
+    TuneOptions opt;
+    opt.buckets = default_token_buckets();
+    opt.jobs = 1;
+    tune_spec(spec(4096 + 1024 * p), fake, rs, opt, {});
+  });
+  EXPECT_EQ(failed, 0);
   SqliteStore db(path);
   RecordStore rs(db);
   EXPECT_EQ(rs.list().size(), 2 * default_token_buckets().size());
