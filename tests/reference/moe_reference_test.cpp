@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "samoyeds/error.hpp"
+#include "samoyeds/moe_reference.hpp"
+#include "test_util/random_data.hpp"
+
+namespace samoyeds {
+namespace {
+
+DenseF64 random_f64(int64_t r, int64_t c, double scale) {
+  std::normal_distribution<double> d(0.0, scale);
+  DenseF64 m{r, c, std::vector<double>(size_t(r * c))};
+  for (auto& v : m.data) v = d(test::rng());
+  return m;
+}
+
+TEST(MoeReference, RoutingTakesTheLargestProbabilitiesWithTiesToTheLowerExpert) {
+  const DenseF64 logits{2, 4, {0.0, 2.0, 1.0, 2.0, /**/ 3.0, -1.0, 3.0, 0.0}};
+  const Routing r = reference_route(logits, 2, false);
+  EXPECT_EQ(r.expert, (std::vector<int32_t>{1, 3, 0, 2}));
+  const double z0 = 1 + 2 * std::exp(2.0) + std::exp(1.0);
+  EXPECT_NEAR(r.weight[0], std::exp(2.0) / z0, 1e-7);
+  const Routing rn = reference_route(logits, 2, true);
+  EXPECT_NEAR(rn.weight[0] + rn.weight[1], 1.0, 1e-6);
+  EXPECT_NEAR(rn.weight[0], 0.5, 1e-6);
+  EXPECT_THROW(reference_route(logits, 5, true), Error);
+}
+
+TEST(MoeReference, TokenListsHoldEveryTokenOnceInIncreasingOrder) {
+  const DenseF64 logits = random_f64(50, 8, 1.0);
+  const Routing r = reference_route(logits, 3, true);
+  const ExpertTokenLists l = build_token_lists(r, 8);
+  ASSERT_EQ(l.offsets.back(), 150);
+  for (int e = 0; e < 8; ++e)
+    for (int64_t i = l.offsets[size_t(e)]; i < l.offsets[size_t(e) + 1]; ++i) {
+      if (i > l.offsets[size_t(e)]) {
+        EXPECT_LT(l.token[size_t(i) - 1], l.token[size_t(i)]);
+      }
+      EXPECT_EQ(r.expert[size_t(l.token[size_t(i)] * 3 + l.slot[size_t(i)])], e);
+    }
+}
+
+// The per-token layer against the same layer assembled per expert from the
+// single-expert references (gather by token list, gated up, weighted down).
+TEST(MoeReference, LayerEqualsThePerExpertComposition) {
+  const int64_t T = 23, H = 32, I = 48;
+  const int E = 6, K = 2;
+  const DenseF64 x = random_f64(T, H, 1.0);
+  std::vector<ExpertWeightsF64> experts, shared;
+  for (int e = 0; e < E + 1; ++e) {
+    ExpertWeightsF64 w{random_f64(I, H, 0.2), random_f64(I, H, 0.2), random_f64(H, I, 0.2)};
+    (e < E ? experts : shared).push_back(w);
+  }
+  const Routing r = reference_route(random_f64(T, E, 2.0), K, true);
+  const DenseF64 y = reference_moe_layer(x, r, experts, shared);
+
+  const ExpertTokenLists l = build_token_lists(r, E);
+  DenseF64 y2{T, H, std::vector<double>(size_t(T * H), 0.0)};
+  for (int e = 0; e < E; ++e) {
+    std::vector<int32_t> ids(l.token.begin() + l.offsets[size_t(e)], l.token.begin() + l.offsets[size_t(e) + 1]);
+    if (ids.empty()) continue;
+    std::vector<float> p;
+    for (int64_t i = l.offsets[size_t(e)]; i < l.offsets[size_t(e) + 1]; ++i)
+      p.push_back(r.weight[size_t(l.token[size_t(i)] * K + l.slot[size_t(i)])]);
+    const DenseF64 h = reference_ssmm(experts[size_t(e)].w1, x, ids, Epilogue::GatedSilu, &experts[size_t(e)].w3);
+    reference_down_combine(experts[size_t(e)].w2, h, ids, p, y2);
+  }
+  std::vector<int32_t> all(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) all[size_t(t)] = int32_t(t);
+  const DenseF64 hs = reference_ssmm(shared[0].w1, x, all, Epilogue::GatedSilu, &shared[0].w3);
+  reference_down_combine(shared[0].w2, hs, all, std::vector<float>(size_t(T), 1.0f), y2);
+  EXPECT_LT(relative_frobenius_error(y.data, y2.data), 1e-7);
+}
+
+}  // namespace
+}  // namespace samoyeds
