@@ -59,8 +59,8 @@ void KernelSpec::validate() const {
 }
 
 std::string KernelSpec::to_string() const {
-  return fmt::format("{}/{}/{}/{} m{} k{} {} E{} {}", op_name(op), backend_name(backend), arch, dtype_name(dtype), m,
-                     k, sparsity.to_string(), experts, epilogue_name(epilogue));
+  return fmt::format("{}/{}/{}/{} m{} k{} {} E{}{} {}", op_name(op), backend_name(backend), arch, dtype_name(dtype), m,
+                     k, sparsity.to_string(), experts, grouped ? " grouped" : "", epilogue_name(epilogue));
 }
 
 std::string TileConfig::to_string() const {

@@ -100,32 +100,44 @@ GeneratedKernel MmaSpFamily::generate(const KernelSpec& spec, const TileConfig& 
   const auto& sp = spec.sparsity;
   const MmaSpResources r = resources(spec, c);
   GeneratedKernel g;
-  g.kernel_name = "samoyeds_ssmm_mma_sp";
+  g.kernel_name = spec.grouped ? "samoyeds_grouped_ssmm_mma_sp" : "samoyeds_ssmm_mma_sp";
   g.threads = r.threads;
   g.smem_bytes = r.smem_bytes;
   g.layout_id = MmaSpLayout::kLayoutId;
+  // The grouped entry point picks its expert's slice, then runs the same body.
+  const std::string entry =
+      spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped) {{\n"
+                                 "  extern __shared__ __align__(128) unsigned char smem[];\n"
+                                 "  samoyeds::SsmmArgs args;\n"
+                                 "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
+                                 g.kernel_name, c.block_n)
+                   : fmt::format("{}(const samoyeds::SsmmArgs args) {{\n"
+                                 "  extern __shared__ __align__(128) unsigned char smem[];\n",
+                                 g.kernel_name);
   // Only what changes the machine code goes into the text (no shape, no op
   // name): identical kernels share one binary in the cache.
   g.source = fmt::format(
-      "// samoyeds mma_sp kernel: {dtype} {sparsity} epilogue={epi} {cfg}\n"
+      "// samoyeds mma_sp kernel: {dtype} {sparsity} epilogue={epi} {cfg}{grouped}\n"
       "#include \"samoyeds/ssmm_mma_sp.cuh\"\n"
+      "{grouped_include}"
       "typedef samoyeds::SsmmMmaSp<samoyeds::{elem}, {bm}, {bn}, {bk}, {wm}, {wn}, {stages}, {V}, {N}, {M}, {epic}>\n"
       "    Kernel;\n"
       "static_assert(Kernel::kSmemBytes == {smem}, \"host and device disagree on shared memory\");\n"
       "static_assert(Kernel::kThreads == {threads}, \"host and device disagree on threads\");\n"
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1)\n"
-      "{name}(const samoyeds::SsmmArgs args) {{\n"
-      "  extern __shared__ __align__(128) unsigned char smem[];\n"
+      "{entry}"
       "  Kernel kernel;\n"
       "  kernel.run(args, smem);\n"
       "}}\n",
       fmt::arg("dtype", dtype_name(spec.dtype)), fmt::arg("sparsity", sp.to_string()),
       fmt::arg("epi", epilogue_name(spec.epilogue)), fmt::arg("cfg", c.to_string()),
+      fmt::arg("grouped", spec.grouped ? " grouped" : ""),
+      fmt::arg("grouped_include", spec.grouped ? "#include \"samoyeds/grouped_experts.cuh\"\n" : ""),
       fmt::arg("elem", spec.dtype == DType::f16 ? "F16" : "BF16"), fmt::arg("bm", c.block_m),
       fmt::arg("bn", c.block_n), fmt::arg("bk", c.block_k), fmt::arg("wm", c.warps_m), fmt::arg("wn", c.warps_n),
       fmt::arg("stages", c.stages), fmt::arg("V", sp.V), fmt::arg("N", sp.N), fmt::arg("M", sp.M),
       fmt::arg("epic", epilogue_constant(spec.epilogue)), fmt::arg("smem", r.smem_bytes),
-      fmt::arg("threads", r.threads), fmt::arg("name", g.kernel_name));
+      fmt::arg("threads", r.threads), fmt::arg("entry", entry));
   return g;
 }
 

@@ -24,9 +24,16 @@ void require_aligned(const void* p, size_t align, const char* name) {
 }
 
 
+// Set for the grouped launch: one kernel over all experts (blockIdx.z).
+struct Grouping {
+  const GroupedExpertWeights* ws[2];
+  const int32_t* offsets;  // device, [experts + 1]
+  bool x_is_compact;       // x rows follow the token list (down projection)
+};
+
 void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* const* ws, int n_w, const void* x,
             int64_t x_rows, int64_t ldx, const int32_t* ids, int64_t n, const float* row_scale, void* y,
-            const LaunchOptions& opt) {
+            const LaunchOptions& opt, const Grouping* grouping = nullptr) {
   const PackedExpertWeights& w0 = *ws[0];
   for (int i = 0; i < n_w; ++i) {
     const PackedExpertWeights& w = *ws[i];
@@ -54,6 +61,10 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   spec.k = w0.k();
   spec.sparsity = w0.sparsity();
   spec.epilogue = epi;
+  if (grouping) {
+    spec.grouped = true;
+    spec.experts = grouping->ws[0]->experts();
+  }
   spec.validate();
   const KernelFamily& family = kernel_family(spec.backend);
   const TileConfig cfg = opt.config ? *opt.config : rt.choose_config(spec, n).config;
@@ -63,10 +74,16 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
 
   SsmmArgs a{};
   for (int i = 0; i < 2; ++i) {
-    const PackedExpertWeights& w = *ws[i < n_w ? i : 0];
-    a.values[i] = static_cast<const unsigned short*>(w.values());
-    a.meta[i] = static_cast<const unsigned int*>(w.meta());
-    a.sel[i] = static_cast<const unsigned char*>(w.sel());
+    const int w = i < n_w ? i : 0;
+    if (grouping) {
+      a.values[i] = static_cast<const unsigned short*>(grouping->ws[w]->values());
+      a.meta[i] = static_cast<const unsigned int*>(grouping->ws[w]->meta());
+      a.sel[i] = static_cast<const unsigned char*>(grouping->ws[w]->sel());
+    } else {
+      a.values[i] = static_cast<const unsigned short*>(ws[w]->values());
+      a.meta[i] = static_cast<const unsigned int*>(ws[w]->meta());
+      a.sel[i] = static_cast<const unsigned char*>(ws[w]->sel());
+    }
   }
   a.x = static_cast<const unsigned short*>(x);
   a.ids = ids;
@@ -85,11 +102,24 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   const unsigned grid_x = unsigned((w0.rows() + cfg.block_m - 1) / cfg.block_m);
   const unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
   require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
+  GroupedSsmmArgs g{};
   void* params[] = {&a};
+  unsigned grid_z = 1;
+  if (grouping) {
+    g.base = a;
+    g.offsets = grouping->offsets;
+    g.values_stride = grouping->ws[0]->values_stride();
+    g.meta_stride = grouping->ws[0]->meta_stride();
+    g.sel_stride = grouping->ws[0]->sel_stride();
+    g.x_is_compact = grouping->x_is_compact ? 1 : 0;
+    params[0] = &g;
+    grid_z = unsigned(spec.experts);
+  }
   rt.device().make_current();
   const CUresult rc =
-      driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, 1, unsigned(kernel.threads), 1,
-                              1, unsigned(kernel.smem_bytes), static_cast<CUstream>(opt.stream), params, nullptr);
+      driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, grid_z,
+                              unsigned(kernel.threads), 1, 1, unsigned(kernel.smem_bytes),
+                              static_cast<CUstream>(opt.stream), params, nullptr);
   if (rc != CUDA_SUCCESS)  // the message is built only on failure: this is the hot path
     check(rc, fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
 }
@@ -114,6 +144,28 @@ void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h
   require(p != nullptr, "routing weights are null");
   const PackedExpertWeights* ws[] = {&w2};
   launch(rt, Op::Down, Epilogue::None, ws, 1, h, n > 0 ? n : 1, w2.k(), nullptr, n, p, z, opt);
+}
+
+void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const GroupedExpertWeights& w3,
+                      const void* x, int64_t x_rows, const int32_t* list_tokens, const int32_t* offsets,
+                      int64_t max_rows, void* h, const LaunchOptions& opt) {
+  require(w1.experts() == w3.experts(), "gate and up weights have different expert counts");
+  require_aligned(offsets, 4, "offsets");
+  require_aligned(list_tokens, 4, "token list");
+  const Grouping grouping{{&w1, &w3}, offsets, false};
+  const PackedExpertWeights* ws[] = {&w1.layout(), &w3.layout()};
+  launch(rt, Op::GatedUp, Epilogue::GatedSilu, ws, 2, x, x_rows, w1.layout().k(), list_tokens, max_rows, nullptr, h,
+         opt, &grouping);
+}
+
+void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, const int32_t* offsets,
+                         int64_t max_rows, const float* list_weights, void* z, const LaunchOptions& opt) {
+  require_aligned(offsets, 4, "offsets");
+  require(list_weights != nullptr, "routing weights are null");
+  const Grouping grouping{{&w2, &w2}, offsets, true};
+  const PackedExpertWeights* ws[] = {&w2.layout()};
+  launch(rt, Op::Down, Epilogue::None, ws, 1, h, max_rows > 0 ? max_rows : 1, w2.layout().k(), nullptr, max_rows,
+         list_weights, z, opt, &grouping);
 }
 
 size_t down_combine_workspace_bytes(const PackedExpertWeights& w2, int64_t n) {

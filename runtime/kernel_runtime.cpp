@@ -129,7 +129,8 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(int(spec.op), 2);
   pack(int(spec.dtype), 1);
   pack(int(spec.epilogue), 2);
-  pack(sp.V, 9);
+  pack(spec.grouped ? 1 : 0, 1);
+  pack(sp.V == 32 ? 0 : sp.V == 64 ? 1 : sp.V == 128 ? 2 : sp.V == 256 ? 3 : 4, 2);  // validated V values
   pack(sp.N, 4);
   pack(sp.M, 4);
   pack(config.block_m, 9);

@@ -41,4 +41,40 @@ PackedExpertWeights PackedExpertWeights::pack_device(const void* device_dense, i
   return pack(host.data(), m, k, dtype, sparsity, mode);
 }
 
+GroupedExpertWeights GroupedExpertWeights::upload(const std::vector<PackedWeights>& experts) {
+  if (experts.empty()) throw Error(ErrorCode::InvalidArgument, "no experts to upload");
+  std::vector<MmaSpLayout> layouts;
+  for (const auto& p : experts) {
+    validate_packed(p);
+    if (p.dtype != experts[0].dtype || !(p.sparsity == experts[0].sparsity) || p.m != experts[0].m ||
+        p.k != experts[0].k)
+      throw Error(ErrorCode::InvalidArgument, "grouped experts must share shape, dtype and sparsity");
+    layouts.push_back(to_mma_sp_layout(p));
+  }
+  const MmaSpLayout& L = layouts[0];
+  GroupedExpertWeights g;
+  g.experts_ = int(experts.size());
+  g.first_.layout_id_ = MmaSpLayout::kLayoutId;
+  g.first_.dtype_ = L.dtype;
+  g.first_.sparsity_ = L.sparsity;
+  g.first_.m_ = L.m;
+  g.first_.k_ = L.k;
+  g.first_.rows_ = L.rows;
+  g.first_.rows_pad_ = L.rows_pad;
+  g.first_.k_phys_ = L.k_phys;
+  g.values_stride_ = int64_t(L.values.size());
+  g.meta_stride_ = int64_t(L.meta.size());
+  g.sel_stride_ = int64_t(L.sel.size());
+  const size_t E = experts.size();
+  g.values_ = DeviceBuffer(E * L.values.size() * 2);
+  g.meta_ = DeviceBuffer(E * L.meta.size() * 4);
+  g.sel_ = DeviceBuffer(E * L.sel.size() + 16);  // keeps 16-byte copies of the last expert in bounds
+  for (size_t e = 0; e < E; ++e) {
+    g.values_.upload(layouts[e].values.data(), L.values.size() * 2, e * L.values.size() * 2);
+    g.meta_.upload(layouts[e].meta.data(), L.meta.size() * 4, e * L.meta.size() * 4);
+    g.sel_.upload(layouts[e].sel.data(), L.sel.size(), e * L.sel.size());
+  }
+  return g;
+}
+
 }  // namespace samoyeds

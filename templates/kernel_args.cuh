@@ -22,6 +22,16 @@ struct SsmmArgs {
   int rows_pad, k_phys;
 };
 
+// All experts of one projection in one launch: blockIdx.z is the expert.
+// Expert e owns rows offsets[e] .. offsets[e+1]-1 of the token list and of the
+// compact output; its weights sit `*_stride` elements after expert e-1's.
+struct GroupedSsmmArgs {
+  SsmmArgs base;        // expert 0's weights; ids = the token list; n unused
+  const int* offsets;   // [experts + 1], on the device (no host round trip)
+  long long values_stride, meta_stride, sel_stride;
+  int x_is_compact;     // 1: x rows follow the list (down projection reads h)
+};
+
 // y[ids[i], :] += z[i, :], i in order (templates/scatter_add_rows.cuh).
 struct ScatterAddArgs {
   const unsigned short* z;  // [n, m]

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "samoyeds/device.hpp"
@@ -24,6 +25,7 @@ class PackedExpertWeights {
                                          const SparsityParams& sparsity, PackMode mode = PackMode::Magnitude);
 
   const std::string& layout_id() const { return layout_id_; }
+  friend class GroupedExpertWeights;
   DType dtype() const { return dtype_; }
   const SparsityParams& sparsity() const { return sparsity_; }
   int64_t m() const { return m_; }
@@ -46,6 +48,30 @@ class PackedExpertWeights {
   DeviceBuffer values_, meta_, sel_;
 };
 
+// Every expert of one projection in one device allocation per part (values,
+// metadata, selectors), expert e at e * stride: what the grouped kernels read.
+class GroupedExpertWeights {
+ public:
+  // All experts must share shape, dtype and sparsity.
+  static GroupedExpertWeights upload(const std::vector<PackedWeights>& experts);
+
+  int experts() const { return experts_; }
+  const PackedExpertWeights& layout() const { return first_; }  // expert 0, for shape and pointers
+  int64_t values_stride() const { return values_stride_; }    // elements
+  int64_t meta_stride() const { return meta_stride_; }
+  int64_t sel_stride() const { return sel_stride_; }
+  int64_t device_bytes() const { return int64_t(values_.bytes() + meta_.bytes() + sel_.bytes()); }
+  const void* values() const { return values_.data(); }
+  const void* meta() const { return meta_.data(); }
+  const void* sel() const { return sel_.data(); }
+
+ private:
+  int experts_ = 0;
+  PackedExpertWeights first_;  // shape and parameters only (its buffers are empty)
+  int64_t values_stride_ = 0, meta_stride_ = 0, sel_stride_ = 0;
+  DeviceBuffer values_, meta_, sel_;
+};
+
 struct LaunchOptions {
   void* stream = nullptr;                 // CUstream; null = the legacy default stream
   std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
@@ -65,6 +91,17 @@ void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpe
 // compact, ready for a deterministic combine.
 void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p,
                  void* z, const LaunchOptions& opt = {});
+
+// Grouped over all experts in one launch each, with the token lists built on
+// the device: expert e's tokens are list_tokens[offsets[e] .. offsets[e+1]),
+// and its compact output rows are the same range. max_rows bounds any
+// expert's token count (the batch size T); offsets stay on the device.
+void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const GroupedExpertWeights& w3,
+                      const void* x, int64_t x_rows, const int32_t* list_tokens, const int32_t* offsets,
+                      int64_t max_rows, void* h, const LaunchOptions& opt = {});
+// z[i, :] = list_weights[i] * (h[i, :] . W2[e]^T) for the rows i of expert e.
+void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, const int32_t* offsets,
+                         int64_t max_rows, const float* list_weights, void* z, const LaunchOptions& opt = {});
 
 // Bytes of device workspace down_combine needs for n tokens (16-byte aligned).
 size_t down_combine_workspace_bytes(const PackedExpertWeights& w2, int64_t n);

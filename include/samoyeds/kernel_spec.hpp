@@ -29,6 +29,9 @@ struct KernelSpec {
   int64_t m = 0, k = 0;  // the projection's shape (output features, input features)
   SparsityParams sparsity;
   int experts = 1;
+  // One launch over all experts (blockIdx.z), token slices from device-side
+  // offsets (templates/grouped_experts.cuh); changes the entry point only.
+  bool grouped = false;
   Epilogue epilogue = Epilogue::None;
 
   void validate() const;  // throws Error on an inconsistent spec

@@ -54,6 +54,22 @@ TEST(Generator, ShapeDoesNotEnterTheSourceSoShapesShareBinaries) {
   EXPECT_EQ(fam().generate(spec(), c).source, fam().generate(other, c).source);
 }
 
+TEST(Generator, GroupingChangesOnlyTheEntryPoint) {
+  const TileConfig c{128, 64, 64, 2, 2, 3};
+  KernelSpec g = spec();
+  g.grouped = true;
+  g.experts = 8;
+  const auto single = fam().generate(spec(), c), grouped = fam().generate(g, c);
+  EXPECT_NE(single.kernel_name, grouped.kernel_name);
+  EXPECT_NE(binary_key(single, "sm_90a"), binary_key(grouped, "sm_90a"));
+  EXPECT_NE(grouped.source.find("select_expert<64>"), std::string::npos);
+  EXPECT_EQ(single.source.find("select_expert"), std::string::npos);
+  EXPECT_EQ(single.smem_bytes, grouped.smem_bytes);
+  KernelSpec g64 = g;
+  g64.experts = 64;  // the expert count is a launch parameter, not code
+  EXPECT_EQ(fam().generate(g64, c).source, grouped.source);
+}
+
 TEST(Generator, KeysHoldNoPaths) {
   const auto g = fam().generate(spec(), {128, 64, 64, 2, 2, 3});
   EXPECT_EQ(g.source.find("/work"), std::string::npos);

@@ -104,6 +104,19 @@ TEST(NvrtcSearchSpaceVariants, EveryValidConfigOfEveryVariantCompilesWithoutSpil
   }
 }
 
+TEST(Nvrtc, GroupedEntryPointsCompileForEveryArchWithoutSpills) {
+  for (const char* arch : {"sm_80", "sm_90", "sm_90a"})
+    for (Epilogue epi : {Epilogue::GatedSilu, Epilogue::None}) {
+      KernelSpec s = spec(arch, DType::bf16, {128, 1, 2}, epi);
+      if (epi == Epilogue::None) s.op = Op::Down;
+      s.grouped = true;
+      s.experts = 8;
+      std::vector<TileConfig> cfgs;
+      for (int64_t n : {16, 1024}) cfgs.push_back(kernel_family(Backend::MmaSp).default_config(s, n));
+      compile_all(s, cfgs);
+    }
+}
+
 TEST(Nvrtc, UtilityKernelsCompileForEveryArch) {
   for (const char* arch : {"sm_80", "sm_90", "sm_90a"})
     for (DType dt : {DType::f16, DType::bf16}) {

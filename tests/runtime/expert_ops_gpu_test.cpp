@@ -247,6 +247,69 @@ TEST_F(ExpertOpsGpu, CApiGivesTheSameBitsAsTheCppApi) {
   samoyeds_runtime_destroy(crt);
 }
 
+// The grouped launch over all experts gives exactly the bits of one launch
+// per expert (same config): each output row depends only on its own token.
+TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
+  const int E = 5;
+  const int64_t H = 256, I = 384, T = 70;
+  const DType dt = DType::bf16;
+  const SparsityParams sp{128, 1, 2};
+  std::vector<PackedWeights> w1, w3, w2;
+  for (int e = 0; e < E; ++e) {
+    auto a = random_matrix(I, H, dt, 0.1f), b = random_matrix(I, H, dt, 0.1f), c = random_matrix(H, I, dt, 0.1f);
+    w1.push_back(pack_weights(a.data(), I, H, dt, sp));
+    w3.push_back(pack_weights(b.data(), I, H, dt, sp));
+    w2.push_back(pack_weights(c.data(), H, I, dt, sp));
+  }
+  const auto g1 = GroupedExpertWeights::upload(w1), g3 = GroupedExpertWeights::upload(w3),
+             g2 = GroupedExpertWeights::upload(w2);
+  // Token lists: expert 3 gets nothing, expert 0 gets every token.
+  std::vector<int32_t> offsets{0}, list;
+  for (int e = 0; e < E; ++e) {
+    for (int64_t t = 0; t < T; ++t)
+      if (e == 0 || (e != 3 && (t * 7 + e) % 3 == 0)) list.push_back(int32_t(t));
+    offsets.push_back(int32_t(list.size()));
+  }
+  const int64_t rows = int64_t(list.size());
+  auto x = random_matrix(T, H, dt);
+  auto p = random_probs(rows);
+  DeviceBuffer d_x = to_device(x), d_list = to_device(list), d_off = to_device(offsets), d_p = to_device(p);
+  DeviceBuffer h(size_t(rows * I * 2)), z(size_t(rows * H * 2));
+  LaunchOptions opt;
+  opt.config = TileConfig{64, 32, 64, 2, 2, 3};
+  grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
+                   static_cast<const int32_t*>(d_off.data()), T, h.data(), opt);
+  grouped_down_scaled(runtime(), g2, h.data(), static_cast<const int32_t*>(d_off.data()), T,
+                      static_cast<const float*>(d_p.data()), z.data(), opt);
+  Device::get().synchronize();
+  std::vector<uint16_t> got_h(size_t(rows * I)), got_z(size_t(rows * H));
+  h.download(got_h.data(), got_h.size() * 2);
+  z.download(got_z.data(), got_z.size() * 2);
+  for (int e = 0; e < E; ++e) {
+    const int64_t n = offsets[size_t(e) + 1] - offsets[size_t(e)];
+    if (n == 0) continue;
+    SCOPED_TRACE(testing::Message() << "expert " << e);
+    const auto e1 = PackedExpertWeights::upload(w1[size_t(e)]), e3 = PackedExpertWeights::upload(w3[size_t(e)]),
+               e2 = PackedExpertWeights::upload(w2[size_t(e)]);
+    PoisonedOutput he(n * I), ze(n * H);
+    const auto* ids = static_cast<const int32_t*>(d_list.data()) + offsets[size_t(e)];
+    gated_up(runtime(), e1, e3, d_x.data(), T, ids, n, he.data(), opt);
+    const auto* h_e = static_cast<const char*>(h.data()) + offsets[size_t(e)] * I * 2;
+    down_scaled(runtime(), e2, h_e, n, static_cast<const float*>(d_p.data()) + offsets[size_t(e)], ze.data(), opt);
+    Device::get().synchronize();
+    const auto ref_h = he.read(), ref_z = ze.read();
+    EXPECT_TRUE(std::equal(ref_h.begin(), ref_h.end(), got_h.begin() + offsets[size_t(e)] * I));
+    EXPECT_TRUE(std::equal(ref_z.begin(), ref_z.end(), got_z.begin() + offsets[size_t(e)] * H));
+  }
+  // And against the float64 reference for expert 0 (every token).
+  const DenseF64 xf = to_f64(x.data(), T, H, dt);
+  std::vector<int32_t> all(list.begin(), list.begin() + offsets[1]);
+  const DenseF64 up0{I, H, decode_weights_f64(w3[0])};
+  const DenseF64 ref = reference_ssmm(DenseF64{I, H, decode_weights_f64(w1[0])}, xf, all, Epilogue::GatedSilu, &up0);
+  std::vector<uint16_t> h0(got_h.begin(), got_h.begin() + offsets[1] * I);
+  EXPECT_LE(compare(h0, dt, ref).rel_error, tolerance(dt));
+}
+
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
   Case c{DType::bf16, {128, 1, 2}, 256, 256, 32, 40, Epilogue::None, std::nullopt};
   Expert w = make_expert(c);

@@ -1,0 +1,37 @@
+// Grouped launch over experts: each block finds its expert's slice of the
+// token list and output, then runs the single-expert kernel body unchanged.
+// Blocks past an expert's token count leave at once, so an expert with no
+// tokens costs only its empty blocks.
+#pragma once
+#include "samoyeds/common.cuh"
+#include "samoyeds/kernel_args.cuh"
+
+namespace samoyeds {
+
+template <int BN>
+__device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs& a) {
+  const int e = blockIdx.z;
+  const int begin = g.offsets[e];
+  const int n = g.offsets[e + 1] - begin;
+  if (int(blockIdx.y) * BN >= n) return false;
+  a = g.base;
+#pragma unroll
+  for (int w = 0; w < 2; ++w) {
+    a.values[w] += u64(e) * u64(g.values_stride);
+    a.meta[w] += u64(e) * u64(g.meta_stride);
+    a.sel[w] += u64(e) * u64(g.sel_stride);
+  }
+  a.n = n;
+  if (g.x_is_compact) {
+    a.x += u64(begin) * u64(a.ldx);
+    a.x_rows = n;
+    a.ids = nullptr;
+  } else {
+    a.ids += begin;
+  }
+  if (a.row_scale) a.row_scale += begin;
+  a.y += u64(begin) * u64(a.ldy);
+  return true;
+}
+
+}  // namespace samoyeds
