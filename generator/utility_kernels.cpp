@@ -7,6 +7,11 @@ namespace samoyeds {
 std::string utility_kernel_name(UtilityKernel which) {
   switch (which) {
     case UtilityKernel::ScatterAddRows: return "samoyeds_scatter_add_rows";
+    case UtilityKernel::RouteTopk: return "samoyeds_route_topk";
+    case UtilityKernel::CountExperts: return "samoyeds_count_experts";
+    case UtilityKernel::ScanOffsets: return "samoyeds_scan_offsets";
+    case UtilityKernel::WriteExpertLists: return "samoyeds_write_expert_lists";
+    case UtilityKernel::MoeCombine: return "samoyeds_moe_combine";
   }
   return "?";
 }
@@ -14,16 +19,47 @@ std::string utility_kernel_name(UtilityKernel which) {
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
   GeneratedKernel g;
   g.kernel_name = utility_kernel_name(which);
-  g.threads = 128;
+  g.threads = which == UtilityKernel::ScatterAddRows ? 128 : kUtilityThreads;
   g.smem_bytes = 0;
   g.layout_id = "";
-  // 16 rows per batch: 16 independent y loads in flight per thread.
-  g.source = fmt::format(
-      "#include \"samoyeds/scatter_add_rows.cuh\"\n"
-      "extern \"C\" __global__ void __launch_bounds__(128) {name}(const samoyeds::ScatterAddArgs args) {{\n"
-      "  samoyeds::scatter_add_rows<samoyeds::{elem}, 16>(args);\n"
-      "}}\n",
-      fmt::arg("name", g.kernel_name), fmt::arg("elem", dtype == DType::f16 ? "F16" : "BF16"));
+  const char* elem = dtype == DType::f16 ? "F16" : "BF16";
+  switch (which) {
+    case UtilityKernel::ScatterAddRows:
+      // 16 rows per batch: 16 independent y loads in flight per thread.
+      g.source = fmt::format(
+          "#include \"samoyeds/scatter_add_rows.cuh\"\n"
+          "extern \"C\" __global__ void __launch_bounds__(128) {}(const samoyeds::ScatterAddArgs args) {{\n"
+          "  samoyeds::scatter_add_rows<samoyeds::{}, 16>(args);\n"
+          "}}\n",
+          g.kernel_name, elem);
+      break;
+    case UtilityKernel::RouteTopk:
+    case UtilityKernel::MoeCombine: {
+      const bool route = which == UtilityKernel::RouteTopk;
+      g.source = fmt::format(
+          "#include \"samoyeds/moe_routing.cuh\"\n"
+          "extern \"C\" __global__ void __launch_bounds__({}) {}(const samoyeds::{} args) {{\n"
+          "  samoyeds::{}<samoyeds::{}>(args);\n"
+          "}}\n",
+          kUtilityThreads, g.kernel_name, route ? "RouteArgs" : "CombineArgs", route ? "route_topk" : "moe_combine",
+          elem);
+      break;
+    }
+    case UtilityKernel::CountExperts:
+    case UtilityKernel::ScanOffsets:
+    case UtilityKernel::WriteExpertLists: {
+      const char* body = which == UtilityKernel::CountExperts   ? "count_expert<{t}>"
+                         : which == UtilityKernel::ScanOffsets ? "scan_offsets"
+                                                                : "write_expert_list<{t}>";
+      g.source = fmt::format(
+          fmt::runtime("#include \"samoyeds/moe_routing.cuh\"\n"
+                       "extern \"C\" __global__ void __launch_bounds__({t}) {name}(const samoyeds::TokenListArgs args) {{\n"
+                       "  samoyeds::" + std::string(body) + "(args);\n"
+                       "}}\n"),
+          fmt::arg("t", kUtilityThreads), fmt::arg("name", g.kernel_name));
+      break;
+    }
+  }
   return g;
 }
 

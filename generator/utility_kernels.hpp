@@ -5,7 +5,17 @@
 
 namespace samoyeds {
 
-enum class UtilityKernel { ScatterAddRows };
+enum class UtilityKernel {
+  ScatterAddRows,   // single-expert deterministic combine
+  RouteTopk,        // MoE: softmax top-k, one warp per token (dtype of the logits)
+  CountExperts,     // MoE token lists, pass 1 (one block per expert)
+  ScanOffsets,      //                  pass 2 (one thread)
+  WriteExpertLists, //                  pass 3 (one block per expert)
+  MoeCombine,       // MoE: gather each token's expert outputs in slot order
+};
+constexpr int kUtilityKernelCount = 6;
+// Threads per block of the utility kernels that are launched with blocks of threads.
+constexpr int kUtilityThreads = 256;
 
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype);
 std::string utility_kernel_name(UtilityKernel which);

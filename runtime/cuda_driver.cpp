@@ -40,6 +40,15 @@ const Loaded& load() {
   }
 #include "runtime/cuda_driver_functions.inc"
 #undef SAMOYEDS_DRIVER_FN
+#define SAMOYEDS_DRIVER_FN(name)                                                                     \
+  {                                                                                                  \
+    void* fn = nullptr;                                                                              \
+    CUdriverProcAddressQueryResult status;                                                           \
+    if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status) == CUDA_SUCCESS)   \
+      l.api.name = reinterpret_cast<decltype(l.api.name)>(fn);                                      \
+  }
+#include "runtime/cuda_driver_optional_functions.inc"
+#undef SAMOYEDS_DRIVER_FN
     const CUresult rc = l.api.cuInit(0);
     if (rc != CUDA_SUCCESS) {
       const char* name = nullptr;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "generator/utility_kernels.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/format/mma_sp_layout.hpp"
 #include "samoyeds/error.hpp"
@@ -180,7 +181,7 @@ void down_combine(KernelRuntime& rt, const PackedExpertWeights& w2, const void* 
   require_aligned(y, 2, "y");
   require_aligned(workspace, 16, "workspace");
   down_scaled(rt, w2, h, n, p, workspace, opt);
-  const LoadedKernel& k = rt.get_scatter_add(w2.dtype());
+  const LoadedKernel& k = rt.get_utility(int(UtilityKernel::ScatterAddRows), w2.dtype());
   ScatterAddArgs a{};
   a.z = static_cast<const unsigned short*>(workspace);
   a.ids = ids;

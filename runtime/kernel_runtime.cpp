@@ -47,8 +47,9 @@ ConfigChoice KernelRuntime::choose_config(const KernelSpec& spec, int64_t tokens
 KernelRuntime::~KernelRuntime() {
   for (auto& kv : table_)
     if (kv.second->module) driver().cuModuleUnload(kv.second->module);
-  for (auto& s : scatter_add_)
-    if (s && s->module) driver().cuModuleUnload(s->module);
+  for (auto& per_dtype : utility_)
+    for (auto& s : per_dtype)
+      if (s && s->module) driver().cuModuleUnload(s->module);
 }
 
 std::shared_ptr<KernelRuntime::Slot> KernelRuntime::slot_for(uint64_t key) {
@@ -90,17 +91,21 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
                                   k.load_ms));
 }
 
-const LoadedKernel& KernelRuntime::get_scatter_add(DType dtype) {
+static_assert(kUtilityKernelCount <= 8, "KernelRuntime::utility_ has 8 rows");
+
+const LoadedKernel& KernelRuntime::get_utility(int which, DType dtype) {
+  if (which < 0 || which >= kUtilityKernelCount)
+    throw Error(ErrorCode::InvalidArgument, fmt::format("no utility kernel {}", which));
   std::shared_ptr<Slot> slot;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto& s = scatter_add_[int(dtype)];
+    auto& s = utility_[which][int(dtype)];
     if (!s) s = std::make_shared<Slot>();
     slot = s;
   }
   std::call_once(slot->once, [&] {
-    load(*slot, generate_utility_kernel(UtilityKernel::ScatterAddRows, dtype),
-         std::string("scatter_add_rows ") + dtype_name(dtype));
+    const auto kind = UtilityKernel(which);
+    load(*slot, generate_utility_kernel(kind, dtype), utility_kernel_name(kind) + " " + dtype_name(dtype));
   });
   return slot->kernel;
 }

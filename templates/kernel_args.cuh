@@ -41,6 +41,34 @@ struct ScatterAddArgs {
   int n, m, y_rows, ldy;
 };
 
+// MoE routing, token lists and combine (templates/moe_routing.cuh).
+struct RouteArgs {
+  const unsigned short* logits;  // [tokens, experts], the layer's dtype
+  int* topk_ids;                 // [tokens, top_k]
+  float* topk_weights;           // [tokens, top_k]
+  int tokens, experts, top_k, renormalize;
+};
+
+struct TokenListArgs {
+  const int* topk_ids;        // [tokens * top_k]
+  const float* topk_weights;  // [tokens * top_k]
+  int* counts;                // [experts]
+  int* offsets;               // [experts + 1]
+  int* list_token;            // [tokens * top_k]
+  float* list_weight;         // [tokens * top_k]
+  int* position;              // [tokens * top_k]: where (t, j) sits in the lists
+  int* error_flag;
+  int tokens, experts, top_k;
+};
+
+struct CombineArgs {
+  const unsigned short* z;       // [tokens * top_k, hidden]: weighted expert outputs, list order
+  const int* position;           // [tokens * top_k]
+  const unsigned short* shared;  // [tokens, hidden] or null: the shared experts' sum
+  unsigned short* y;             // [tokens, hidden]
+  int tokens, top_k, hidden;
+};
+
 enum SsmmErrorBits { kErrorBadTokenId = 1 };
 
 }  // namespace samoyeds

@@ -37,8 +37,9 @@ class KernelRuntime {
 
   // spec.arch is replaced by the device's arch.
   const LoadedKernel& get(const KernelSpec& spec, const TileConfig& config);
-  // The combine kernel for a dtype (generator/utility_kernels.hpp).
-  const LoadedKernel& get_scatter_add(DType dtype);
+  // A fixed utility kernel (generator/utility_kernels.hpp, by its enum value)
+  // for a dtype: the combine, MoE routing and token-list kernels.
+  const LoadedKernel& get_utility(int which, DType dtype);
   // The config a launch of `tokens` tokens uses when the caller names none:
   // tuning records of this device from the cache file, else heuristics.
   ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens);
@@ -55,7 +56,7 @@ class KernelRuntime {
   std::unique_ptr<ConfigSelector> selector_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Slot>> table_;  // family kernels
-  std::shared_ptr<Slot> scatter_add_[2];                         // per dtype
+  std::shared_ptr<Slot> utility_[8][2];                           // [which][dtype]
 };
 
 }  // namespace samoyeds

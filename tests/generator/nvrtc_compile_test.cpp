@@ -119,11 +119,13 @@ TEST(Nvrtc, GroupedEntryPointsCompileForEveryArchWithoutSpills) {
 
 TEST(Nvrtc, UtilityKernelsCompileForEveryArch) {
   for (const char* arch : {"sm_80", "sm_90", "sm_90a"})
-    for (DType dt : {DType::f16, DType::bf16}) {
-      const CompiledBinary b = nvrtc_compile(generate_utility_kernel(UtilityKernel::ScatterAddRows, dt), arch);
-      EXPECT_FALSE(b.cubin.empty());
-      EXPECT_EQ(b.spill_bytes, 0) << arch;
-    }
+    for (DType dt : {DType::f16, DType::bf16})
+      for (int which = 0; which < kUtilityKernelCount; ++which) {
+        const auto kind = UtilityKernel(which);
+        const CompiledBinary b = nvrtc_compile(generate_utility_kernel(kind, dt), arch);
+        EXPECT_FALSE(b.cubin.empty());
+        EXPECT_EQ(b.spill_bytes, 0) << utility_kernel_name(kind) << " " << arch;
+      }
 }
 
 TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {

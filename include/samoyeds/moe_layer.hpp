@@ -1,0 +1,69 @@
+// A whole MoE layer on the GPU (DESIGN.md op 3): routing, per-expert token
+// lists built on the device, the gated up-projection of all experts in one
+// launch, the weighted down-projection of all experts in one launch, and a
+// deterministic combine. No host synchronization and no device allocation in
+// forward (the caller passes a workspace sized by workspace_bytes), so a
+// forward can be captured in a CUDA graph.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "samoyeds/expert_ops.hpp"
+
+namespace samoyeds {
+
+struct MoeLayerSpec {
+  int64_t hidden = 0, ffn = 0;
+  int experts = 0, top_k = 0;
+  DType dtype = DType::bf16;
+  SparsityParams sparsity;
+  bool renormalize = true;  // divide the top-k softmax weights by their sum
+  void validate() const;
+};
+
+// One expert's dense weights in host memory, 16-bit row-major:
+// w1, w3 [ffn, hidden] (gate, up), w2 [hidden, ffn] (down).
+struct DenseExpert {
+  const uint16_t* w1 = nullptr;
+  const uint16_t* w3 = nullptr;
+  const uint16_t* w2 = nullptr;
+  int64_t ffn = 0;  // rows of w1/w3; 0 = the layer's ffn (shared experts may differ)
+};
+
+class MoeLayer {
+ public:
+  // Packs every expert once. Shared experts (always on, weight 1) are folded
+  // into one wide expert: a sum of gated experts is one expert with their
+  // rows stacked.
+  MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<DenseExpert>& experts,
+           const std::vector<DenseExpert>& shared = {}, PackMode mode = PackMode::Magnitude);
+
+  const MoeLayerSpec& spec() const { return spec_; }
+  // Device bytes of the packed weights.
+  int64_t weight_bytes() const;
+  // Workspace for up to max_tokens tokens: T*top_k*(ffn + hidden)*2 bytes of
+  // expert activations, 12*T*top_k of lists, O(experts), plus the shared
+  // experts' T*(shared ffn + hidden)*2.
+  size_t workspace_bytes(int64_t max_tokens) const;
+
+  // y[T, hidden] from x[T, hidden] and router logits [T, experts] (layer dtype).
+  void forward(const void* x, int64_t tokens, const void* router_logits, void* y, void* workspace,
+               size_t workspace_size, void* stream = nullptr, int* error_flag = nullptr) const;
+  // The same with routing done by the caller: topk_ids [T, top_k] int32,
+  // topk_weights [T, top_k] f32 (used as given).
+  void forward_routed(const void* x, int64_t tokens, const int32_t* topk_ids, const float* topk_weights, void* y,
+                      void* workspace, size_t workspace_size, void* stream = nullptr,
+                      int* error_flag = nullptr) const;
+
+ private:
+  struct Workspace;
+  Workspace carve(void* workspace, size_t size, int64_t tokens) const;
+  KernelRuntime& rt_;
+  MoeLayerSpec spec_;
+  GroupedExpertWeights w1_, w3_, w2_;
+  bool has_shared_ = false;
+  int64_t shared_ffn_ = 0;
+  PackedExpertWeights shared_w1_, shared_w3_, shared_w2_;
+};
+
+}  // namespace samoyeds

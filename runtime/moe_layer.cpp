@@ -1,0 +1,221 @@
+#include "samoyeds/moe_layer.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "generator/utility_kernels.hpp"
+#include "runtime/cuda_driver.hpp"
+#include "samoyeds/error.hpp"
+#include "templates/kernel_args.cuh"
+
+namespace samoyeds {
+namespace {
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::InvalidArgument, "MoE layer: " + what);
+}
+
+size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
+
+void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigned gx, unsigned gy, void* args,
+                    void* stream) {
+  const LoadedKernel& k = rt.get_utility(int(which), dtype);
+  void* params[] = {args};
+  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(k.function), gx, gy, 1, unsigned(k.threads), 1,
+                                              1, 0, static_cast<CUstream>(stream), params, nullptr);
+  if (rc != CUDA_SUCCESS) check(rc, ("launch " + utility_kernel_name(which)).c_str());
+}
+
+// Stacks expert matrices [rows_i, cols] (row-major, host) into one.
+std::vector<uint16_t> stack_rows(const std::vector<std::pair<const uint16_t*, int64_t>>& parts, int64_t cols) {
+  std::vector<uint16_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.first, p.first + p.second * cols);
+  return out;
+}
+// Concatenates [rows, cols_i] matrices side by side.
+std::vector<uint16_t> stack_cols(const std::vector<std::pair<const uint16_t*, int64_t>>& parts, int64_t rows) {
+  int64_t total = 0;
+  for (const auto& p : parts) total += p.second;
+  std::vector<uint16_t> out(size_t(rows * total));
+  int64_t c0 = 0;
+  for (const auto& p : parts) {
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(p.first + r * p.second, p.second, &out[size_t(r * total + c0)]);
+    c0 += p.second;
+  }
+  return out;
+}
+
+}  // namespace
+
+void MoeLayerSpec::validate() const {
+  sparsity.validate();
+  require(hidden > 0 && ffn > 0, fmt::format("empty shape hidden={} ffn={}", hidden, ffn));
+  require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
+  require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
+}
+
+struct MoeLayer::Workspace {
+  int* topk_ids;
+  float* topk_weights;
+  int* counts;
+  int* offsets;
+  int* list_token;
+  float* list_weight;
+  int* position;
+  void* h;         // [T*top_k, ffn]
+  void* z;         // [T*top_k, hidden]
+  void* shared_h;  // [T, shared ffn]
+  void* shared_z;  // [T, hidden]
+};
+
+MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<DenseExpert>& experts,
+                   const std::vector<DenseExpert>& shared, PackMode mode)
+    : rt_(rt), spec_(spec) {
+  spec_.validate();
+  require(int(experts.size()) == spec_.experts,
+          fmt::format("{} expert weight sets for {} experts", experts.size(), spec_.experts));
+  std::vector<PackedWeights> p1, p3, p2;
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const DenseExpert& d = experts[e];
+    require(d.w1 && d.w3 && d.w2, fmt::format("expert {} has a null weight pointer", e));
+    require(d.ffn == 0 || d.ffn == spec_.ffn, fmt::format("expert {} has ffn {}", e, d.ffn));
+    p1.push_back(pack_weights(d.w1, spec_.ffn, spec_.hidden, spec_.dtype, spec_.sparsity, mode));
+    p3.push_back(pack_weights(d.w3, spec_.ffn, spec_.hidden, spec_.dtype, spec_.sparsity, mode));
+    p2.push_back(pack_weights(d.w2, spec_.hidden, spec_.ffn, spec_.dtype, spec_.sparsity, mode));
+  }
+  w1_ = GroupedExpertWeights::upload(p1);
+  w3_ = GroupedExpertWeights::upload(p3);
+  w2_ = GroupedExpertWeights::upload(p2);
+  if (!shared.empty()) {
+    std::vector<std::pair<const uint16_t*, int64_t>> g, u, d;
+    for (const auto& s : shared) {
+      require(s.w1 && s.w3 && s.w2, "a shared expert has a null weight pointer");
+      const int64_t f = s.ffn ? s.ffn : spec_.ffn;
+      g.push_back({s.w1, f});
+      u.push_back({s.w3, f});
+      d.push_back({s.w2, f});
+      shared_ffn_ += f;
+    }
+    const auto sw1 = stack_rows(g, spec_.hidden), sw3 = stack_rows(u, spec_.hidden);
+    const auto sw2 = stack_cols(d, spec_.hidden);
+    shared_w1_ = PackedExpertWeights::pack(sw1.data(), shared_ffn_, spec_.hidden, spec_.dtype, spec_.sparsity, mode);
+    shared_w3_ = PackedExpertWeights::pack(sw3.data(), shared_ffn_, spec_.hidden, spec_.dtype, spec_.sparsity, mode);
+    shared_w2_ = PackedExpertWeights::pack(sw2.data(), spec_.hidden, shared_ffn_, spec_.dtype, spec_.sparsity, mode);
+    has_shared_ = true;
+  }
+}
+
+int64_t MoeLayer::weight_bytes() const {
+  int64_t b = w1_.device_bytes() + w3_.device_bytes() + w2_.device_bytes();
+  if (has_shared_) b += shared_w1_.device_bytes() + shared_w3_.device_bytes() + shared_w2_.device_bytes();
+  return b;
+}
+
+size_t MoeLayer::workspace_bytes(int64_t tokens) const {
+  const size_t tk = size_t(tokens) * size_t(spec_.top_k), E = size_t(spec_.experts);
+  size_t b = align_up(tk * 4) * 5 + align_up(E * 4) + align_up((E + 1) * 4);  // topk ids/weights, lists
+  b += align_up(tk * size_t(spec_.ffn) * 2) + align_up(tk * size_t(spec_.hidden) * 2);
+  if (has_shared_) b += align_up(size_t(tokens) * size_t(shared_ffn_) * 2) + align_up(size_t(tokens) * size_t(spec_.hidden) * 2);
+  return b;
+}
+
+MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens) const {
+  require(workspace != nullptr, "workspace is null");
+  require(reinterpret_cast<uintptr_t>(workspace) % 256 == 0, "workspace must be 256-byte aligned");
+  require(size >= workspace_bytes(tokens),
+          fmt::format("workspace of {} bytes, {} tokens need {}", size, tokens, workspace_bytes(tokens)));
+  char* p = static_cast<char*>(workspace);
+  auto take = [&](size_t bytes) {
+    void* r = p;
+    p += align_up(bytes);
+    return r;
+  };
+  const size_t tk = size_t(tokens) * size_t(spec_.top_k), E = size_t(spec_.experts);
+  Workspace w{};
+  w.topk_ids = static_cast<int*>(take(tk * 4));
+  w.topk_weights = static_cast<float*>(take(tk * 4));
+  w.counts = static_cast<int*>(take(E * 4));
+  w.offsets = static_cast<int*>(take((E + 1) * 4));
+  w.list_token = static_cast<int*>(take(tk * 4));
+  w.list_weight = static_cast<float*>(take(tk * 4));
+  w.position = static_cast<int*>(take(tk * 4));
+  w.h = take(tk * size_t(spec_.ffn) * 2);
+  w.z = take(tk * size_t(spec_.hidden) * 2);
+  if (has_shared_) {
+    w.shared_h = take(size_t(tokens) * size_t(shared_ffn_) * 2);
+    w.shared_z = take(size_t(tokens) * size_t(spec_.hidden) * 2);
+  }
+  return w;
+}
+
+void MoeLayer::forward(const void* x, int64_t tokens, const void* router_logits, void* y, void* workspace,
+                       size_t workspace_size, void* stream, int* error_flag) const {
+  if (tokens == 0) return;
+  require(router_logits != nullptr, "router logits are null");
+  const Workspace w = carve(workspace, workspace_size, tokens);
+  RouteArgs r{};
+  r.logits = static_cast<const unsigned short*>(router_logits);
+  r.topk_ids = w.topk_ids;
+  r.topk_weights = w.topk_weights;
+  r.tokens = int(tokens);
+  r.experts = spec_.experts;
+  r.top_k = spec_.top_k;
+  r.renormalize = spec_.renormalize ? 1 : 0;
+  const unsigned warps_per_block = kUtilityThreads / 32;
+  launch_utility(rt_, UtilityKernel::RouteTopk, spec_.dtype, unsigned((tokens + warps_per_block - 1) / warps_per_block),
+                 1, &r, stream);
+  forward_routed(x, tokens, w.topk_ids, w.topk_weights, y, workspace, workspace_size, stream, error_flag);
+}
+
+void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk_ids, const float* topk_weights,
+                              void* y, void* workspace, size_t workspace_size, void* stream, int* error_flag) const {
+  if (tokens == 0) return;
+  require(tokens > 0 && tokens <= (int64_t(1) << 31) / spec_.top_k, fmt::format("{} tokens", tokens));
+  require(x && y && topk_ids && topk_weights, "null input or output pointer");
+  require(reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0,
+          "x and y must be 16-byte aligned");
+  const Workspace w = carve(workspace, workspace_size, tokens);
+  rt_.device().make_current();
+  const int64_t tk = tokens * spec_.top_k;
+  // Entries with an out-of-range expert id stay at -1 and add nothing.
+  check(driver().cuMemsetD32Async(CUdeviceptr(w.position), 0xffffffffu, size_t(tk), static_cast<CUstream>(stream)),
+        "cuMemsetD32Async");
+  TokenListArgs l{};
+  l.topk_ids = topk_ids;
+  l.topk_weights = topk_weights;
+  l.counts = w.counts;
+  l.offsets = w.offsets;
+  l.list_token = w.list_token;
+  l.list_weight = w.list_weight;
+  l.position = w.position;
+  l.error_flag = error_flag;
+  l.tokens = int(tokens);
+  l.experts = spec_.experts;
+  l.top_k = spec_.top_k;
+  launch_utility(rt_, UtilityKernel::CountExperts, spec_.dtype, unsigned(spec_.experts), 1, &l, stream);
+  launch_utility(rt_, UtilityKernel::ScanOffsets, spec_.dtype, 1, 1, &l, stream);
+  launch_utility(rt_, UtilityKernel::WriteExpertLists, spec_.dtype, unsigned(spec_.experts), 1, &l, stream);
+
+  LaunchOptions opt;
+  opt.stream = stream;
+  opt.error_flag = error_flag;
+  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, opt);
+  grouped_down_scaled(rt_, w2_, w.h, w.offsets, tokens, w.list_weight, w.z, opt);
+  if (has_shared_) {
+    gated_up(rt_, shared_w1_, shared_w3_, x, tokens, nullptr, tokens, w.shared_h, opt);
+    ssmm(rt_, shared_w2_, w.shared_h, tokens, nullptr, tokens, w.shared_z, Epilogue::None, opt);
+  }
+  CombineArgs c{};
+  c.z = static_cast<const unsigned short*>(w.z);
+  c.position = w.position;
+  c.shared = has_shared_ ? static_cast<const unsigned short*>(w.shared_z) : nullptr;
+  c.y = static_cast<unsigned short*>(y);
+  c.tokens = int(tokens);
+  c.top_k = spec_.top_k;
+  c.hidden = int(spec_.hidden);
+  launch_utility(rt_, UtilityKernel::MoeCombine, spec_.dtype,
+                 unsigned((spec_.hidden + kUtilityThreads - 1) / kUtilityThreads), unsigned(tokens), &c, stream);
+}
+
+}  // namespace samoyeds

@@ -1,0 +1,195 @@
+// The whole MoE layer on the GPU against the float64 layer reference of the
+// decoded (pruned) weights: random routings, empty experts, every token to
+// one expert, bit-identical reruns, CUDA-graph capture.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "runtime/cuda_driver.hpp"
+#include "samoyeds/error.hpp"
+#include "samoyeds/moe_layer.hpp"
+#include "samoyeds/moe_reference.hpp"
+#include "test_util/gpu_check.hpp"
+#include "test_util/random_data.hpp"
+
+namespace samoyeds::test {
+namespace {
+
+KernelRuntime& runtime() {
+  static KernelRuntime rt(Device::get());
+  return rt;
+}
+
+struct HostExpert {
+  std::vector<uint16_t> w1, w3, w2;
+};
+
+// The layer's pruned weights as the reference sees them (same deterministic packing).
+ExpertWeightsF64 decoded(const HostExpert& e, const MoeLayerSpec& s, int64_t ffn) {
+  auto dec = [&](const std::vector<uint16_t>& w, int64_t rows, int64_t cols) {
+    return DenseF64{rows, cols, decode_weights_f64(pack_weights(w.data(), rows, cols, s.dtype, s.sparsity))};
+  };
+  return {dec(e.w1, ffn, s.hidden), dec(e.w3, ffn, s.hidden), dec(e.w2, s.hidden, ffn)};
+}
+
+struct Fixture {
+  MoeLayerSpec spec;
+  std::vector<HostExpert> experts, shared;
+  std::unique_ptr<MoeLayer> layer;
+  std::vector<ExpertWeightsF64> ref_experts, ref_shared;
+};
+
+Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, bool with_shared) {
+  Fixture f;
+  f.spec = {H, I, E, K, dt, {128, 1, 2}, true};
+  std::vector<DenseExpert> dense, dense_shared;
+  for (int e = 0; e < E + (with_shared ? 1 : 0); ++e) {
+    HostExpert h{random_matrix(I, H, dt, 0.08f), random_matrix(I, H, dt, 0.08f), random_matrix(H, I, dt, 0.08f)};
+    (e < E ? f.experts : f.shared).push_back(std::move(h));
+  }
+  for (auto& e : f.experts) dense.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  for (auto& e : f.shared) dense_shared.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  f.layer = std::make_unique<MoeLayer>(runtime(), f.spec, dense, dense_shared);
+  for (auto& e : f.experts) f.ref_experts.push_back(decoded(e, f.spec, I));
+  for (auto& e : f.shared) f.ref_shared.push_back(decoded(e, f.spec, I));
+  return f;
+}
+
+std::vector<uint16_t> run_routed(const Fixture& f, const std::vector<uint16_t>& x, const Routing& r) {
+  const int64_t T = r.tokens;
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
+  DeviceBuffer ws(f.layer->workspace_bytes(T) + 256);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 255) / 256 * 256);
+  PoisonedOutput y(T * f.spec.hidden);
+  f.layer->forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                          static_cast<const float*>(d_w.data()), y.data(), aligned, f.layer->workspace_bytes(T));
+  Device::get().synchronize();
+  return y.read();
+}
+
+class MoeLayerGpu : public ::testing::Test {
+ protected:
+  void SetUp() override { SAMOYEDS_REQUIRE_GPU(); }
+};
+
+TEST_F(MoeLayerGpu, MatchesTheReferenceOverRoutingsTokenCountsAndExpertCounts) {
+  struct Case {
+    int64_t T;
+    int E, K;
+    DType dt;
+    bool shared;
+  };
+  const Case cases[] = {{1, 8, 2, DType::bf16, false}, {7, 8, 1, DType::f16, true}, {64, 32, 6, DType::bf16, false},
+                        {1000, 8, 2, DType::f16, false}, {300, 64, 8, DType::bf16, true}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(fmt::format("T={} E={} top_k={} {} shared={}", c.T, c.E, c.K, dtype_name(c.dt), c.shared));
+    const Fixture f = make_layer(c.dt, c.E, c.K, 256, 384, c.shared);
+    const auto x = random_matrix(c.T, 256, c.dt);
+    DenseF64 logits{c.T, c.E, std::vector<double>(size_t(c.T * c.E))};
+    for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+    const Routing r = reference_route(logits, c.K, true);
+    const auto got = run_routed(f, x, r);
+    const DenseF64 ref = reference_moe_layer(to_f64(x.data(), c.T, 256, c.dt), r, f.ref_experts, f.ref_shared);
+    const Comparison cmp = compare(got, c.dt, ref);
+    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+    EXPECT_LE(cmp.rel_error, tolerance(c.dt));
+  }
+}
+
+TEST_F(MoeLayerGpu, EveryTokenToOneExpertLeavesTheOthersEmpty) {
+  const Fixture f = make_layer(DType::bf16, 8, 1, 256, 384, false);
+  const int64_t T = 64;
+  const auto x = random_matrix(T, 256, DType::bf16);
+  Routing r{T, 1, std::vector<int32_t>(size_t(T), 5), std::vector<float>(size_t(T), 1.0f)};
+  const auto got = run_routed(f, x, r);
+  const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), r, f.ref_experts);
+  EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
+}
+
+TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
+  const int64_t T = 100;
+  const int E = 32, K = 4;
+  const Fixture f = make_layer(DType::bf16, E, K, 256, 384, false);
+  const auto x = random_matrix(T, 256, DType::bf16);
+  // Well-separated logits (a shuffled ladder per token) so the top-k is unambiguous in bf16.
+  std::vector<uint16_t> logits(size_t(T * E));
+  DenseF64 logits_f64{T, E, std::vector<double>(size_t(T * E))};
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int> perm(static_cast<size_t>(E));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng());
+    for (int e = 0; e < E; ++e) {
+      const uint16_t b = float_to_bf16_bits(0.25f * float(perm[size_t(e)]));
+      logits[size_t(t * E + e)] = b;
+      logits_f64.data[size_t(t * E + e)] = bf16_bits_to_float(b);
+    }
+  }
+  DeviceBuffer d_x = to_device(x), d_logits = to_device(logits);
+  const size_t bytes = f.layer->workspace_bytes(T);
+  DeviceBuffer ws(bytes + 256);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 255) / 256 * 256);
+  PoisonedOutput y1(T * 256), y2(T * 256);
+  f.layer->forward(d_x.data(), T, d_logits.data(), y1.data(), aligned, bytes);
+  f.layer->forward(d_x.data(), T, d_logits.data(), y2.data(), aligned, bytes);
+  Device::get().synchronize();
+  const auto got = y1.read();
+  EXPECT_EQ(got, y2.read()) << "two runs differ";
+  const Routing r = reference_route(logits_f64, K, true);
+  const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), r, f.ref_experts);
+  EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
+}
+
+TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
+  const DriverApi& d = driver();
+  ASSERT_TRUE(d.cuStreamBeginCapture && d.cuStreamEndCapture && d.cuGraphInstantiate && d.cuGraphLaunch)
+      << "the driver resolved no CUDA graph entry points";
+  const int64_t T = 64;
+  const Fixture f = make_layer(DType::f16, 8, 2, 256, 384, true);
+  const auto x = random_matrix(T, 256, DType::f16);
+  DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
+  for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+  const Routing r = reference_route(logits, 2, true);
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
+  const size_t bytes = f.layer->workspace_bytes(T);
+  DeviceBuffer ws(bytes + 256);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 255) / 256 * 256);
+  PoisonedOutput eager(T * 256), graphed(T * 256);
+  CUstream s;
+  check(d.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  auto fwd = [&](void* y) {
+    f.layer->forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                            static_cast<const float*>(d_w.data()), y, aligned, bytes, s);
+  };
+  fwd(eager.data());  // also loads every kernel: nothing is compiled during capture
+  check(d.cuStreamSynchronize(s), "sync");
+  check(d.cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+  fwd(graphed.data());
+  CUgraph graph;
+  check(d.cuStreamEndCapture(s, &graph), "cuStreamEndCapture");
+  CUgraphExec exec;
+  check(d.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiate");
+  check(d.cuGraphLaunch(exec, s), "cuGraphLaunch");
+  check(d.cuStreamSynchronize(s), "sync");
+  EXPECT_EQ(eager.read(), graphed.read());
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+  d.cuStreamDestroy(s);
+}
+
+TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
+  const Fixture f = make_layer(DType::bf16, 8, 2, 256, 384, false);
+  DeviceBuffer x(64 * 256 * 2), y(64 * 256 * 2), ids(64 * 2 * 4), w(64 * 2 * 4), ws(f.layer->workspace_bytes(64));
+  EXPECT_THROW(f.layer->forward_routed(x.data(), 64, static_cast<const int32_t*>(ids.data()),
+                                       static_cast<const float*>(w.data()), y.data(), ws.data(),
+                                       f.layer->workspace_bytes(64) - 1),
+               Error);  // workspace too small
+  EXPECT_THROW(f.layer->forward(x.data(), 64, nullptr, y.data(), ws.data(), f.layer->workspace_bytes(64)), Error);
+  MoeLayerSpec bad = f.spec;
+  bad.top_k = 9;
+  EXPECT_THROW(bad.validate(), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test
