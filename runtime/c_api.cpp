@@ -7,12 +7,16 @@
 
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
+#include "samoyeds/moe_layer.hpp"
 
 struct samoyeds_runtime {
   std::unique_ptr<samoyeds::KernelRuntime> rt;
 };
 struct samoyeds_weights {
   samoyeds::PackedExpertWeights w;
+};
+struct samoyeds_moe_layer {
+  std::unique_ptr<samoyeds::MoeLayer> layer;
 };
 
 namespace {
@@ -127,6 +131,59 @@ samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weigh
   return guarded([&] {
     require(rt && w2, "runtime or weights handle is null");
     samoyeds::down_combine(*rt->rt, w2->w, h, n, ids, p, y, y_rows, workspace, on(stream));
+  });
+}
+
+samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                          const uint16_t* const* w1, const uint16_t* const* w3,
+                                          const uint16_t* const* w2, const uint16_t* const* shared_w1,
+                                          const uint16_t* const* shared_w3, const uint16_t* const* shared_w2,
+                                          samoyeds_moe_layer** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    require(rt && spec && w1 && w3 && w2, "runtime, spec or weight arrays are null");
+    samoyeds::MoeLayerSpec s;
+    s.hidden = spec->hidden;
+    s.ffn = spec->ffn;
+    s.experts = spec->experts;
+    s.top_k = spec->top_k;
+    s.dtype = dtype_of(spec->dtype);
+    s.sparsity = {spec->V, spec->N, spec->M};
+    s.renormalize = spec->renormalize != 0;
+    s.validate();
+    std::vector<samoyeds::DenseExpert> experts, shared;
+    for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0});
+    require(spec->n_shared >= 0, "n_shared is negative");
+    if (spec->n_shared > 0) require(shared_w1 && shared_w3 && shared_w2, "shared expert weight arrays are null");
+    for (int e = 0; e < spec->n_shared; ++e) shared.push_back({shared_w1[e], shared_w3[e], shared_w2[e], spec->shared_ffn});
+    auto l = std::make_unique<samoyeds_moe_layer>();
+    l->layer = std::make_unique<samoyeds::MoeLayer>(*rt->rt, s, experts, shared);
+    *out = l.release();
+  });
+}
+
+void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer) { delete layer; }
+
+size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens) {
+  return layer && max_tokens > 0 ? layer->layer->workspace_bytes(max_tokens) : 0;
+}
+
+samoyeds_status samoyeds_moe_forward(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
+                                     const void* router_logits, void* y, void* workspace, size_t workspace_size,
+                                     void* stream) {
+  return guarded([&] {
+    require(layer != nullptr, "layer handle is null");
+    layer->layer->forward(x, tokens, router_logits, y, workspace, workspace_size, stream);
+  });
+}
+
+samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
+                                            const int32_t* topk_ids, const float* topk_weights, void* y,
+                                            void* workspace, size_t workspace_size, void* stream) {
+  return guarded([&] {
+    require(layer != nullptr, "layer handle is null");
+    layer->layer->forward_routed(x, tokens, topk_ids, topk_weights, y, workspace, workspace_size, stream);
   });
 }
 

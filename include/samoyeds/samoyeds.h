@@ -59,6 +59,37 @@ samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weigh
                                       const int32_t* ids, const float* p, void* y, int64_t y_rows, void* workspace,
                                       void* stream);
 
+/* A whole MoE layer. Expert weights are host pointers to 16-bit row-major
+ * matrices: w1[e], w3[e] [ffn, hidden] (gate, up), w2[e] [hidden, ffn].
+ * Shared experts (always on) may be omitted: n_shared = 0. */
+typedef struct samoyeds_moe_layer samoyeds_moe_layer;
+typedef struct {
+  int64_t hidden, ffn;
+  int experts, top_k;
+  samoyeds_dtype dtype;
+  int V, N, M;
+  int renormalize;
+  int n_shared;
+  int64_t shared_ffn; /* per shared expert */
+} samoyeds_moe_spec;
+
+samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                          const uint16_t* const* w1, const uint16_t* const* w3,
+                                          const uint16_t* const* w2, const uint16_t* const* shared_w1,
+                                          const uint16_t* const* shared_w3, const uint16_t* const* shared_w2,
+                                          samoyeds_moe_layer** out);
+void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer);
+/* Workspace bytes for up to max_tokens tokens (pass a 256-byte aligned buffer). */
+size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens);
+/* y[T, hidden] = layer(x[T, hidden]) routed by router_logits [T, experts] (layer dtype). */
+samoyeds_status samoyeds_moe_forward(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
+                                     const void* router_logits, void* y, void* workspace, size_t workspace_size,
+                                     void* stream);
+/* The same with caller routing: topk_ids [T, top_k] int32, topk_weights [T, top_k] float. */
+samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
+                                            const int32_t* topk_ids, const float* topk_weights, void* y,
+                                            void* workspace, size_t workspace_size, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

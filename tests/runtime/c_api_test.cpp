@@ -24,6 +24,12 @@ TEST(CApi, BadArgumentsGiveACodeAndAMessage) {
             SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_EQ(samoyeds_ssmm(nullptr, nullptr, nullptr, 1, nullptr, 1, nullptr, 0, nullptr), SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_EQ(samoyeds_runtime_create(0, nullptr, nullptr), SAMOYEDS_INVALID_ARGUMENT);
+  samoyeds_moe_layer* layer = nullptr;
+  EXPECT_EQ(samoyeds_moe_layer_create(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &layer),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_EQ(layer, nullptr);
+  EXPECT_EQ(samoyeds_moe_forward(nullptr, nullptr, 1, nullptr, nullptr, nullptr, 0, nullptr), SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_EQ(samoyeds_moe_workspace_bytes(nullptr, 16), 0u);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/moe_layer.hpp"
 #include "samoyeds/moe_reference.hpp"
+#include "samoyeds/samoyeds.h"
 #include "test_util/gpu_check.hpp"
 #include "test_util/random_data.hpp"
 
@@ -176,6 +177,48 @@ TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
   d.cuGraphExecDestroy(exec);
   d.cuGraphDestroy(graph);
   d.cuStreamDestroy(s);
+}
+
+TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
+  const int64_t T = 40;
+  const Fixture f = make_layer(DType::bf16, 8, 2, 256, 384, true);
+  std::vector<const uint16_t*> w1, w3, w2;
+  for (const auto& e : f.experts) {
+    w1.push_back(e.w1.data());
+    w3.push_back(e.w3.data());
+    w2.push_back(e.w2.data());
+  }
+  const uint16_t* s1[] = {f.shared[0].w1.data()};
+  const uint16_t* s3[] = {f.shared[0].w3.data()};
+  const uint16_t* s2[] = {f.shared[0].w2.data()};
+  samoyeds_runtime* crt = nullptr;
+  ASSERT_EQ(samoyeds_runtime_create(0, nullptr, &crt), SAMOYEDS_OK) << samoyeds_last_error();
+  samoyeds_moe_spec spec{256, 384, 8, 2, SAMOYEDS_BF16, 128, 1, 2, 1, 1, 384};
+  samoyeds_moe_layer* layer = nullptr;
+  ASSERT_EQ(samoyeds_moe_layer_create(crt, &spec, w1.data(), w3.data(), w2.data(), s1, s3, s2, &layer), SAMOYEDS_OK)
+      << samoyeds_last_error();
+  const auto x = random_matrix(T, 256, DType::bf16);
+  DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
+  for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+  const Routing r = reference_route(logits, 2, true);
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
+  const size_t bytes = samoyeds_moe_workspace_bytes(layer, T);
+  ASSERT_EQ(bytes, f.layer->workspace_bytes(T));
+  DeviceBuffer ws(bytes);
+  PoisonedOutput y(T * 256);
+  ASSERT_EQ(samoyeds_moe_forward_routed(layer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                                        static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes, nullptr),
+            SAMOYEDS_OK)
+      << samoyeds_last_error();
+  Device::get().synchronize();
+  EXPECT_EQ(y.read(), run_routed(f, x, r));
+  EXPECT_EQ(samoyeds_moe_forward_routed(layer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                                        static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes - 1,
+                                        nullptr),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(samoyeds_last_error()).find("workspace"), std::string::npos);
+  samoyeds_moe_layer_destroy(layer);
+  samoyeds_runtime_destroy(crt);
 }
 
 TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
