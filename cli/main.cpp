@@ -11,6 +11,7 @@ int cmd_compile(const std::vector<std::string>& args);
 int cmd_tune(const std::vector<std::string>& args);
 int cmd_cache(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_run_moe(const std::vector<std::string>& args);
 }
 
 static void usage() {
@@ -22,6 +23,7 @@ static void usage() {
       "  tune      tune a model's (or a YAML sweep's) expert kernels on this GPU into the cache\n"
       "  cache     ls | export | import | verify | prune the cache file\n"
       "  bench     time a model's kernels as dispatch picks them (tuned or heuristic) against cuBLAS\n"
+      "  run-moe   build a model's whole MoE layer with random weights, check it, time it against dense cuBLAS\n"
       "\n"
       "Run 'samoyeds <command> --help' for a command's options.\n"
       "Environment: SAMOYEDS_CACHE_DIR (cache folder), SAMOYEDS_LOG (error|warn|info|debug).");
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
     if (cmd == "tune") return samoyeds::cli::cmd_tune(rest);
     if (cmd == "cache") return samoyeds::cli::cmd_cache(rest);
     if (cmd == "bench") return samoyeds::cli::cmd_bench(rest);
+    if (cmd == "run-moe") return samoyeds::cli::cmd_run_moe(rest);
     std::fprintf(stderr, "samoyeds: unknown command '%s'\n", cmd.c_str());
     usage();
     return 2;

@@ -2,10 +2,10 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,sass (default all).
+# parts: any of tests,sanitize,bench,sass,moe (default all).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,sass}
+PARTS=${2:-tests,sanitize,bench,sass,moe}
 OUT=${OUT:-/tmp/samoyeds-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
@@ -61,5 +61,14 @@ if has sass; then
   cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$OUT/sass_sample.txt"
   summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have HMMA.SP, $with_local use local memory; e.g. $(head -1 "$OUT/sass_sample.txt" | sed 's/  */ /g')")
 fi
+# The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
+if has moe; then
+  for spec in "mixtral-8x7b 8" "mixtral-8x7b 64" "mixtral-8x7b 4096" "deepseek-moe-16b 256" "openmoe-34b 256"; do
+    set -- $spec
+    "$BUILD/samoyeds" run-moe --model "$1" --tokens "$2" >"$OUT/moe_$1_$2.log" 2>&1
+    summary+=("run-moe $1 T=$2: rc=$? $(grep -E '^check:' "$OUT/moe_$1_$2.log" | cut -c1-60) | $(grep -E '^samoyeds layer' "$OUT/moe_$1_$2.log")")
+  done
+fi
+
 echo "===== summary ====="
 printf '%s\n' "${summary[@]}"
