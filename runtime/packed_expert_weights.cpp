@@ -6,9 +6,8 @@
 
 namespace samoyeds {
 
-PackedExpertWeights PackedExpertWeights::upload(const PackedWeights& packed) {
-  validate_packed(packed);
-  const MmaSpLayout L = to_mma_sp_layout(packed);
+// Layout, dtype and shape of a packed matrix, without its device buffers.
+PackedExpertWeights PackedExpertWeights::describe(const MmaSpLayout& L) {
   PackedExpertWeights w;
   w.layout_id_ = MmaSpLayout::kLayoutId;
   w.dtype_ = L.dtype;
@@ -18,6 +17,13 @@ PackedExpertWeights PackedExpertWeights::upload(const PackedWeights& packed) {
   w.rows_ = L.rows;
   w.rows_pad_ = L.rows_pad;
   w.k_phys_ = L.k_phys;
+  return w;
+}
+
+PackedExpertWeights PackedExpertWeights::upload(const PackedWeights& packed) {
+  validate_packed(packed);
+  const MmaSpLayout L = to_mma_sp_layout(packed);
+  PackedExpertWeights w = describe(L);
   w.values_ = DeviceBuffer(L.values.size() * 2);
   w.values_.upload(L.values.data(), L.values.size() * 2);
   w.meta_ = DeviceBuffer(L.meta.size() * 4);
@@ -54,14 +60,7 @@ GroupedExpertWeights GroupedExpertWeights::upload(const std::vector<PackedWeight
   const MmaSpLayout& L = layouts[0];
   GroupedExpertWeights g;
   g.experts_ = int(experts.size());
-  g.first_.layout_id_ = MmaSpLayout::kLayoutId;
-  g.first_.dtype_ = L.dtype;
-  g.first_.sparsity_ = L.sparsity;
-  g.first_.m_ = L.m;
-  g.first_.k_ = L.k;
-  g.first_.rows_ = L.rows;
-  g.first_.rows_pad_ = L.rows_pad;
-  g.first_.k_phys_ = L.k_phys;
+  g.first_ = PackedExpertWeights::describe(L);
   g.values_stride_ = int64_t(L.values.size());
   g.meta_stride_ = int64_t(L.meta.size());
   g.sel_stride_ = int64_t(L.sel.size());

@@ -13,6 +13,8 @@
 
 namespace samoyeds {
 
+struct MmaSpLayout;  // runtime/format/mma_sp_layout.hpp
+
 // Packed weights on the device, in one backend's physical layout. Knows its
 // layout, dtype and parameters; ops refuse mismatched uses.
 class PackedExpertWeights {
@@ -25,7 +27,7 @@ class PackedExpertWeights {
                                          const SparsityParams& sparsity, PackMode mode = PackMode::Magnitude);
 
   const std::string& layout_id() const { return layout_id_; }
-  friend class GroupedExpertWeights;
+  friend class GroupedExpertWeights;  // builds its shape-only description
   DType dtype() const { return dtype_; }
   const SparsityParams& sparsity() const { return sparsity_; }
   int64_t m() const { return m_; }
@@ -41,6 +43,7 @@ class PackedExpertWeights {
   int64_t k_phys() const { return k_phys_; }
 
  private:
+  static PackedExpertWeights describe(const MmaSpLayout& layout);
   std::string layout_id_;
   DType dtype_ = DType::f16;
   SparsityParams sparsity_;

@@ -18,10 +18,7 @@
 namespace samoyeds::test {
 namespace {
 
-KernelRuntime& runtime() {
-  static KernelRuntime rt(Device::get());
-  return rt;
-}
+KernelRuntime& runtime() { return shared_runtime(); }
 
 struct Case {
   DType dtype;

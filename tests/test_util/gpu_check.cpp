@@ -6,6 +6,11 @@
 
 namespace samoyeds::test {
 
+KernelRuntime& shared_runtime() {
+  static KernelRuntime rt(Device::get());
+  return rt;
+}
+
 PoisonedOutput::PoisonedOutput(int64_t elems) : elems_(elems), buf_(size_t(elems + 2 * kGuard) * 2) {
   buf_.fill_bytes(0xff);
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "samoyeds/device.hpp"
+#include "samoyeds/kernel_runtime.hpp"
 #include "samoyeds/reference.hpp"
 
 #define SAMOYEDS_REQUIRE_GPU()                                      \
@@ -17,6 +18,9 @@
   } while (0)
 
 namespace samoyeds::test {
+
+// One runtime (default cache file) for a whole GPU test binary.
+KernelRuntime& shared_runtime();
 
 // DESIGN.md tolerances on relative Frobenius error.
 inline double tolerance(DType dtype) { return dtype == DType::f16 ? 1e-3 : 8e-3; }
