@@ -18,6 +18,7 @@
 #include "tuner/cusparselt_baseline.hpp"
 #include "tuner/random_fill.hpp"
 #include "tuner/timing.hpp"
+#include "cli/cli_args.hpp"
 #include "generator/kernel_family.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
@@ -61,18 +62,15 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw Error(ErrorCode::InvalidArgument, f + " needs a value");
       return argv[++i];
     };
-    auto ints = [&](const std::string& s) {
-      std::vector<int64_t> v;
-      size_t p = 0;
-      while (p < s.size()) {
-        size_t q = s.find(',', p);
-        v.push_back(std::stoll(s.substr(p, q - p)));
-        p = q == std::string::npos ? s.size() : q + 1;
+    if (f == "--tokens") a.tokens = cli::parse_int_list(next(), "--tokens", 1);
+    else if (f == "--shapes") {
+      a.shapes.clear();
+      for (int64_t s : cli::parse_int_list(next(), "--shapes", 0)) {
+        if (s >= int64_t(std::size(kShapes)))
+          throw Error(ErrorCode::InvalidArgument, fmt::format("--shapes: no shape {} (0 to {})", s, std::size(kShapes) - 1));
+        a.shapes.push_back(int(s));
       }
-      return v;
-    };
-    if (f == "--tokens") a.tokens = ints(next());
-    else if (f == "--shapes") { a.shapes.clear(); for (auto s : ints(next())) a.shapes.push_back(int(s)); }
+    }
     else if (f == "--dtype") a.dtypes = {parse_dtype(next())};
     else if (f == "--csv") a.csv = next();
     else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));

@@ -1,7 +1,10 @@
 // Minimal "--flag value" parsing shared by the subcommands.
 #pragma once
+#include <cstdint>
+#include <cstdio>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,5 +38,37 @@ class Args {
  private:
   std::map<std::string, std::string> values_;
 };
+
+// Prints `help` and returns true when argv asks for it (--help or -h anywhere).
+inline bool print_help_if_asked(const std::vector<std::string>& argv, const char* help) {
+  for (const auto& a : argv)
+    if (a == "--help" || a == "-h") {
+      std::fputs(help, stdout);
+      return true;
+    }
+  return false;
+}
+
+// "1,2,64" -> {1, 2, 64}; any item that is not an integer >= min_value is a
+// usage error naming `what`.
+inline std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, int64_t min_value) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < min_value)
+      throw Error(ErrorCode::InvalidArgument,
+                  what + ": '" + item + "' is not an integer >= " + std::to_string(min_value));
+    out.push_back(v);
+  }
+  if (out.empty()) throw Error(ErrorCode::InvalidArgument, what + " is empty");
+  return out;
+}
 
 }  // namespace samoyeds::cli

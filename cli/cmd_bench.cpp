@@ -2,7 +2,6 @@
 // record, nearest bucket or heuristic), how long loading each took in this
 // process, and their time against cuBLAS measured beside them.
 #include <cstdio>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -15,20 +14,15 @@
 namespace samoyeds::cli {
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") {
-      std::fputs(
-          "usage: samoyeds bench --model NAME|FILE [--tokens 16,64,1024] [--dtype bf16|f16] [--rows 1:2]\n"
-          "                      [--segment 128] [--cache FILE]\n",
-          stdout);
-      return 0;
-    }
+  if (print_help_if_asked(argv,
+                          "usage: samoyeds bench --model NAME|FILE [--tokens 16,64,1024] [--dtype bf16|f16] "
+                          "[--rows 1:2]\n"
+                          "                      [--segment 128] [--cache FILE]\n"))
+    return 0;
   Args args(argv, {"--model", "--tokens", "--dtype", "--rows", "--segment", "--cache"}, {});
   if (!args.has("--model")) throw Error(ErrorCode::InvalidArgument, "bench needs --model");
   const ModelPreset model = load_model(args.get("--model", ""));
-  std::vector<int64_t> tokens;
-  std::stringstream ss(args.get("--tokens", "16,64,256,1024,4096"));
-  for (std::string t; std::getline(ss, t, ',');) tokens.push_back(std::stoll(t));
+  const std::vector<int64_t> tokens = parse_int_list(args.get("--tokens", "16,64,256,1024,4096"), "--tokens", 1);
   const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "bench needs a GPU: " + why);

@@ -202,11 +202,7 @@ int cmd_cache(const std::vector<std::string>& argv) {
     file = rest[0];
     rest.erase(rest.begin());
   }
-  for (const auto& a : rest)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kHelp, stdout);
-      return 0;
-    }
+  if (print_help_if_asked(rest, kHelp)) return 0;
   Args args(rest, {"--cache"}, {"--binaries", "--force"});
   SqliteStore db(args.get("--cache", default_cache_path()));
   if (verb == "ls") return cmd_ls(db);

@@ -34,11 +34,7 @@ const char* kHelp =
 }  // namespace
 
 int cmd_compile(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kHelp, stdout);
-      return 0;
-    }
+  if (print_help_if_asked(argv, kHelp)) return 0;
   Args args(argv, {"--model", "--arch", "--dtype", "--rows", "--segment", "--configs", "--cache", "--jobs", "--emit-cubins"}, {});
   const ModelPreset model = load_model(args.get("--model", "mixtral-8x7b"));
   const std::string arch = args.get("--arch", "sm_90a");

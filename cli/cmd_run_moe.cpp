@@ -43,22 +43,21 @@ std::vector<double> expert_row(const std::vector<uint16_t>& w1, const std::vecto
 }  // namespace
 
 int cmd_run_moe(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") {
-      std::fputs(
-          "usage: samoyeds run-moe --model NAME|FILE --tokens T [--dtype bf16|f16] [--rows 1:2] [--segment 128]\n"
-          "                        [--check 4] [--cache FILE]\n"
-          "Builds the model's MoE layer with random weights, checks --check sampled tokens against the\n"
-          "float64 reference, and times it against dense cuBLAS (per-expert loop and grouped GEMM).\n",
-          stdout);
-      return 0;
-    }
+  if (print_help_if_asked(argv,
+                          "usage: samoyeds run-moe --model NAME|FILE --tokens T [--dtype bf16|f16] [--rows 1:2] "
+                          "[--segment 128]\n"
+                          "                        [--check 4] [--cache FILE]\n"
+                          "Builds the model's MoE layer with random weights, checks --check sampled tokens against "
+                          "the\n"
+                          "float64 reference, and times it against dense cuBLAS (per-expert loop and grouped GEMM).\n"))
+    return 0;
   Args args(argv, {"--model", "--tokens", "--dtype", "--rows", "--segment", "--check", "--cache"}, {});
   if (!args.has("--model") || !args.has("--tokens"))
     throw Error(ErrorCode::InvalidArgument, "run-moe needs --model and --tokens");
   const ModelPreset model = load_model(args.get("--model", ""));
-  const int64_t T = std::stoll(args.get("--tokens", "0"));
-  if (T < 1) throw Error(ErrorCode::InvalidArgument, "--tokens must be >= 1");
+  const std::vector<int64_t> token_list = parse_int_list(args.get("--tokens", ""), "--tokens", 1);
+  if (token_list.size() != 1) throw Error(ErrorCode::InvalidArgument, "--tokens takes one count");
+  const int64_t T = token_list[0];
   const DType dt = parse_dtype(args.get("--dtype", "bf16"));
   const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   const int checks = std::stoi(args.get("--check", "4"));

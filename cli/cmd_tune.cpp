@@ -29,18 +29,6 @@ const char* kHelp =
     "  --jobs N            parallel compiles (default: hardware threads)\n"
     "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> v;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    size_t used = 0;
-    const int64_t x = std::stoll(item, &used);
-    if (used != item.size() || x < 1) throw Error(ErrorCode::InvalidArgument, "bad bucket '" + item + "'");
-    v.push_back(x);
-  }
-  return v;
-}
-
 // A bar on a terminal, a line per quarter elsewhere (logs stay short).
 TuneLog progress_log(const std::string& label) {
   TuneLog log;
@@ -71,11 +59,7 @@ TuneLog progress_log(const std::string& label) {
 }  // namespace
 
 int cmd_tune(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kHelp, stdout);
-      return 0;
-    }
+  if (print_help_if_asked(argv, kHelp)) return 0;
   Args args(argv, {"--model", "--sweep", "--dtype", "--buckets", "--rows", "--segment", "--max-configs", "--jobs",
                    "--cache"},
             {});
@@ -90,7 +74,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
     sweep.dtypes = dt == "all" ? std::vector<DType>{DType::f16, DType::bf16} : std::vector<DType>{parse_dtype(dt)};
     sweep.sparsity = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   }
-  if (args.has("--buckets")) sweep.buckets = parse_list(args.get("--buckets", ""));
+  if (args.has("--buckets")) sweep.buckets = parse_int_list(args.get("--buckets", ""), "--buckets", 1);
   if (sweep.buckets.empty()) sweep.buckets = default_token_buckets();
   if (args.has("--max-configs")) sweep.max_configs = std::stoi(args.get("--max-configs", "0"));
 
