@@ -4,13 +4,11 @@
 // Writes CSV and prints a summary table; timing never decides pass/fail.
 #include <algorithm>
 #include <filesystem>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <random>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -22,6 +20,7 @@
 #include "generator/kernel_family.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
+#include "runtime/parallel_for.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -134,14 +133,10 @@ int main(int argc, char** argv) try {
       if (!args.config.empty()) configs = {TileConfig::parse(args.config)};
       if (int(configs.size()) > args.max_configs) configs.resize(size_t(args.max_configs));
       {  // compile the whole search space in parallel before timing anything
-        std::atomic<size_t> next{0};
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
-          pool.emplace_back([&] {
-            dev.make_current();
-            for (size_t i; (i = next++) < configs.size();) rt.get(spec, configs[i]);
-          });
-        for (auto& t : pool) t.join();
+        parallel_for(configs.size(), 0, [&](size_t i) {
+          dev.make_current();  // each worker thread needs the context current
+          rt.get(spec, configs[i]);
+        });
       }
       for (int64_t n : args.tokens) {
         const int64_t batch_rows = 4 * n;

@@ -13,6 +13,7 @@
 #include "cli/cli_args.hpp"
 #include "generator/kernel_family.hpp"
 #include "runtime/kernel_builder.hpp"
+#include "runtime/parallel_for.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
 
@@ -80,44 +81,38 @@ int cmd_compile(const std::vector<std::string>& argv) {
 
   const int n_threads =
       std::max(1, args.has("--jobs") ? std::stoi(args.get("--jobs", "1")) : int(std::thread::hardware_concurrency()));
-  std::atomic<size_t> next{0};
   std::atomic<int> failures{0}, compiled{0};
   std::mutex print_mu;
   double total_ms = 0.0, max_ms = 0.0;
-  auto worker = [&] {
-    for (size_t i; (i = next++) < jobs.size();) {
-      const Job& job = jobs[i];
-      const std::string name = fmt::format("{} {} {}x{}", op_name(job.spec.op), dtype_name(job.spec.dtype),
-                                           job.spec.m, job.spec.k);
-      try {
-        const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
-        if (!emit_dir.empty()) {
-          const std::string file = fmt::format("{}/{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
-                                               dtype_name(job.spec.dtype), job.spec.m, job.spec.k,
-                                               job.config.to_string());
-          std::ofstream(file, std::ios::binary).write(b.binary.blob.data(), std::streamsize(b.binary.blob.size()));
-        }
-        std::lock_guard<std::mutex> lock(print_mu);
-        if (!b.from_cache) {
-          ++compiled;
-          total_ms += b.binary.compile_ms;
-          max_ms = std::max(max_ms, b.binary.compile_ms);
-        }
-        fmt::print("{:<36} {:<26} {:>10.0f} {:>11} {:>5} {:>6}  {}\n", name, job.config.to_string(),
-                   b.binary.compile_ms, b.binary.blob.size(), b.binary.registers, b.binary.spill_bytes,
-                   b.from_cache ? "cache" : "nvrtc");
-        if (b.binary.spill_bytes > 0)
-          log(LogLevel::Warn, fmt::format("{} {} spills {} bytes", name, job.config.to_string(), b.binary.spill_bytes));
-      } catch (const Error& e) {
-        ++failures;
-        std::lock_guard<std::mutex> lock(print_mu);
-        fmt::print(stderr, "FAILED {} {}: {}\n", name, job.config.to_string(), e.what());
+  parallel_for(jobs.size(), n_threads, [&](size_t i) {
+    const Job& job = jobs[i];
+    const std::string name = fmt::format("{} {} {}x{}", op_name(job.spec.op), dtype_name(job.spec.dtype),
+                                         job.spec.m, job.spec.k);
+    try {
+      const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
+      if (!emit_dir.empty()) {
+        const std::string file = fmt::format("{}/{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
+                                             dtype_name(job.spec.dtype), job.spec.m, job.spec.k,
+                                             job.config.to_string());
+        std::ofstream(file, std::ios::binary).write(b.binary.blob.data(), std::streamsize(b.binary.blob.size()));
       }
+      std::lock_guard<std::mutex> lock(print_mu);
+      if (!b.from_cache) {
+        ++compiled;
+        total_ms += b.binary.compile_ms;
+        max_ms = std::max(max_ms, b.binary.compile_ms);
+      }
+      fmt::print("{:<36} {:<26} {:>10.0f} {:>11} {:>5} {:>6}  {}\n", name, job.config.to_string(),
+                 b.binary.compile_ms, b.binary.blob.size(), b.binary.registers, b.binary.spill_bytes,
+                 b.from_cache ? "cache" : "nvrtc");
+      if (b.binary.spill_bytes > 0)
+        log(LogLevel::Warn, fmt::format("{} {} spills {} bytes", name, job.config.to_string(), b.binary.spill_bytes));
+    } catch (const Error& e) {
+      ++failures;
+      std::lock_guard<std::mutex> lock(print_mu);
+      fmt::print(stderr, "FAILED {} {}: {}\n", name, job.config.to_string(), e.what());
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < n_threads; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
+  });
   fmt::print("compiled {} new kernels ({} from cache, {} failed); compile time mean {:.0f} ms, max {:.0f} ms\n",
              compiled.load(), jobs.size() - size_t(compiled.load()) - size_t(failures.load()), failures.load(),
              compiled ? total_ms / compiled : 0.0, max_ms);

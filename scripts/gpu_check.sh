@@ -7,7 +7,10 @@ set -uo pipefail
 BUILD=${1:-build}
 PARTS=${2:-tests,sanitize,bench,sass,moe}
 OUT=${OUT:-/tmp/samoyeds-out}
-mkdir -p "$OUT"
+# The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
+# bundled into $OUT/logs.tgz at the end.
+LOGS=$OUT/logs
+mkdir -p "$LOGS"
 export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export SAMOYEDS_CACHE_DIR=${SAMOYEDS_CACHE_DIR:-/tmp/samoyeds-cache}
 # cuSPARSELt ships inside the PyTorch environment there.
@@ -20,21 +23,22 @@ summary=()
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 gtest_line() { grep -E '^\[  (PASSED|FAILED) ' "$1" | head -2 | tr '\n' ' '; }
 
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$LOGS/gpu.txt"
 
 if has tests; then
-  "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} >"$OUT/gpu_tests.log" 2>&1
+  "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} >"$LOGS/gpu_tests.log" 2>&1
   rc=$?
-  grep -E '^\[  FAILED|Failure|error' "$OUT/gpu_tests.log" | head -40
-  summary+=("gpu tests: rc=$rc $(gtest_line "$OUT/gpu_tests.log")")
+  grep -E '^\[  FAILED|Failure|error' "$LOGS/gpu_tests.log" | head -40
+  summary+=("gpu tests: rc=$rc $(gtest_line "$LOGS/gpu_tests.log")")
 fi
 
 if has sanitize; then
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/samoyeds_gpu_tests" \
-      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases' >"$OUT/sanitize_$tool.log" 2>&1
+      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases:MoeLayerGpu.EveryTokenToOneExpert*:MoeLayerGpu.GpuRouting*' \
+      >"$LOGS/sanitize_$tool.log" 2>&1
     rc=$?
-    summary+=("compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)")
+    summary+=("compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/sanitize_$tool.log" | tail -1)")
   done
 fi
 
@@ -42,14 +46,14 @@ fi
 # picks (its winners, dumped by the bench run, so run sass after bench).
 if has bench; then
   "$BUILD/bench/samoyeds_expert_bench" --csv "$OUT/expert_bench.csv" --dump-cubins /tmp/samoyeds-cubins \
-    ${BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
+    ${BENCH_ARGS:-} >"$LOGS/bench.log" 2>&1
   rc=$?
-  tail -60 "$OUT/bench.log"
-  summary+=("bench: rc=$rc, $(($(grep -c . "$OUT/expert_bench.csv") - 1)) rows; $(grep 'warm dispatch' "$OUT/bench.log")")
+  tail -60 "$LOGS/bench.log"
+  summary+=("bench: rc=$rc, $(($(grep -c . "$OUT/expert_bench.csv") - 1)) rows; $(grep 'warm dispatch' "$LOGS/bench.log")")
 fi
 
 if has sass; then
-  "$BUILD/samoyeds" compile --model mixtral-8x7b --arch sm_90a --emit-cubins /tmp/samoyeds-cubins >"$OUT/sass_compile.log" 2>&1
+  "$BUILD/samoyeds" compile --model mixtral-8x7b --arch sm_90a --emit-cubins /tmp/samoyeds-cubins >"$LOGS/sass_compile.log" 2>&1
   total=0; with_sp=0; with_local=0
   for f in /tmp/samoyeds-cubins/*.cubin; do
     total=$((total + 1))
@@ -58,17 +62,21 @@ if has sass; then
     if grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass"; then with_local=$((with_local + 1)); echo "local memory: $f"; fi
   done
   first=$(ls /tmp/samoyeds-cubins/*.cubin | head -1)
-  cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$OUT/sass_sample.txt"
-  summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have HMMA.SP, $with_local use local memory; e.g. $(head -1 "$OUT/sass_sample.txt" | sed 's/  */ /g')")
+  cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$LOGS/sass_sample.txt"
+  summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have HMMA.SP, $with_local use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
 fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
 if has moe; then
-  for spec in "mixtral-8x7b 8" "mixtral-8x7b 64" "mixtral-8x7b 4096" "deepseek-moe-16b 256" "openmoe-34b 256"; do
-    set -- $spec
-    "$BUILD/samoyeds" run-moe --model "$1" --tokens "$2" >"$OUT/moe_$1_$2.log" 2>&1
-    summary+=("run-moe $1 T=$2: rc=$? $(grep -E '^check:' "$OUT/moe_$1_$2.log" | cut -c1-60) | $(grep -E '^samoyeds layer' "$OUT/moe_$1_$2.log")")
+  # One process per model: the layer is built once, then run for every T.
+  for model in mixtral-8x7b openmoe-34b deepseek-moe-16b; do
+    "$BUILD/samoyeds" run-moe --model "$model" --tokens ${MOE_TOKENS:-8,64,256,1024,4096} --csv "$OUT/moe.csv" \
+      >"$LOGS/moe_$model.log" 2>&1
+    rc=$?
+    cat "$LOGS/moe_$model.log"
+    summary+=("run-moe $model: rc=$rc, $(grep -E '^check:' "$LOGS/moe_$model.log" | cut -d: -f3)")
   done
 fi
 
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
 echo "===== summary ====="
 printf '%s\n' "${summary[@]}"

@@ -1,14 +1,13 @@
 #include "tuner/autotuner.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <mutex>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "runtime/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
@@ -36,27 +35,20 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   // 1. Compile every candidate in parallel; a failure skips that candidate.
   std::vector<char> usable(configs.size(), 0);
   {
-    std::atomic<size_t> next{0};
-    std::atomic<int> done{0};
+    int done = 0;
     std::mutex mu;
-    const int jobs = opt.jobs > 0 ? opt.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (int t = 0; t < jobs; ++t)
-      pool.emplace_back([&] {
-        for (size_t i; (i = next++) < configs.size();) {
-          try {
-            backend.prepare(spec, configs[i]);
-            usable[i] = 1;
-          } catch (const std::exception& e) {
-            std::lock_guard<std::mutex> lock(mu);
-            ++report.compile_failures;
-            log.line(fmt::format("skip {}: {}", configs[i].to_string(), first_line(e.what())));
-          }
-          std::lock_guard<std::mutex> lock(mu);
-          log.progress("compile", ++done, int(configs.size()));
-        }
-      });
-    for (auto& t : pool) t.join();
+    parallel_for(configs.size(), opt.jobs, [&](size_t i) {
+      try {
+        backend.prepare(spec, configs[i]);
+        usable[i] = 1;
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++report.compile_failures;
+        log.line(fmt::format("skip {}: {}", configs[i].to_string(), first_line(e.what())));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      log.progress("compile", ++done, int(configs.size()));
+    });
   }
 
   // 2. Only candidates whose output matches the reference may compete.

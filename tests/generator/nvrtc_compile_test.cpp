@@ -7,13 +7,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
+#include "runtime/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
@@ -33,28 +33,21 @@ KernelSpec spec(const std::string& arch, DType dt, SparsityParams sp, Epilogue e
 
 // Compiles configs on all cores; every one must succeed without spills.
 void compile_all(const KernelSpec& s, const std::vector<TileConfig>& configs) {
-  std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
-  std::vector<std::thread> pool;
-  const unsigned n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned t = 0; t < n; ++t)
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < configs.size();) {
-        try {
-          const auto g = kernel_family(s.backend).generate(s, configs[i]);
-          const CompiledBinary b = nvrtc_compile(g, s.arch);
-          if (b.cubin.empty() || b.spill_bytes != 0 || b.registers <= 0 || b.registers > 255) {
-            ++failures;
-            ADD_FAILURE() << configs[i].to_string() << ": cubin " << b.cubin.size() << " bytes, " << b.registers
-                          << " registers, " << b.spill_bytes << " spill bytes";
-          }
-        } catch (const std::exception& e) {
-          ++failures;
-          ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
-        }
+  parallel_for(configs.size(), 0, [&](size_t i) {
+    try {
+      const auto g = kernel_family(s.backend).generate(s, configs[i]);
+      const CompiledBinary b = nvrtc_compile(g, s.arch);
+      if (b.cubin.empty() || b.spill_bytes != 0 || b.registers <= 0 || b.registers > 255) {
+        ++failures;
+        ADD_FAILURE() << configs[i].to_string() << ": cubin " << b.cubin.size() << " bytes, " << b.registers
+                      << " registers, " << b.spill_bytes << " spill bytes";
       }
-    });
-  for (auto& t : pool) t.join();
+    } catch (const std::exception& e) {
+      ++failures;
+      ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
+    }
+  });
   EXPECT_EQ(failures.load(), 0) << "of " << configs.size() << " configs for " << s.to_string();
 }
 

@@ -4,11 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "runtime/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/samoyeds.h"
@@ -134,19 +134,15 @@ void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
   const auto configs = kernel_family(Backend::MmaSp).search_space(spec);
   ASSERT_FALSE(configs.empty());
   // Load them all first from several threads: exercises compile-once under contention.
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
   std::atomic<int> load_failures{0};
-  for (int t = 0; t < 8; ++t)
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < configs.size();) try {
-          runtime().get(spec, configs[i]);
-        } catch (const std::exception& e) {
-          ++load_failures;
-          ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
-        }
-    });
-  for (auto& t : pool) t.join();
+  parallel_for(configs.size(), 8, [&](size_t i) {
+    try {
+      runtime().get(spec, configs[i]);
+    } catch (const std::exception& e) {
+      ++load_failures;
+      ADD_FAILURE() << configs[i].to_string() << ": " << e.what();
+    }
+  });
   ASSERT_EQ(load_failures.load(), 0);
   for (const auto& cfg : configs) run_case({dt, sp, spec.m, spec.k, 100, 150, epi, cfg});
 }

@@ -80,7 +80,8 @@ TEST_F(MoeLayerGpu, MatchesTheReferenceOverRoutingsTokenCountsAndExpertCounts) {
     bool shared;
   };
   const Case cases[] = {{1, 8, 2, DType::bf16, false}, {7, 8, 1, DType::f16, true}, {64, 32, 6, DType::bf16, false},
-                        {1000, 8, 2, DType::f16, false}, {300, 64, 8, DType::bf16, true}};
+                        {1000, 8, 2, DType::f16, false}, {300, 64, 8, DType::bf16, true},
+                        {4096, 128, 8, DType::bf16, true}, {4096, 8, 2, DType::f16, false}};
   for (const auto& c : cases) {
     SCOPED_TRACE(fmt::format("T={} E={} top_k={} {} shared={}", c.T, c.E, c.K, dtype_name(c.dt), c.shared));
     const Fixture f = make_layer(c.dt, c.E, c.K, 256, 384, c.shared);
@@ -141,7 +142,7 @@ TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
 
 TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
   const DriverApi& d = driver();
-  ASSERT_TRUE(d.cuStreamBeginCapture && d.cuStreamEndCapture && d.cuGraphInstantiate && d.cuGraphLaunch)
+  ASSERT_TRUE(d.cuStreamBeginCapture && d.cuStreamEndCapture && d.cuGraphInstantiateWithFlags && d.cuGraphLaunch)
       << "the driver resolved no CUDA graph entry points";
   const int64_t T = 64;
   const Fixture f = make_layer(DType::f16, 8, 2, 256, 384, true);
@@ -167,7 +168,7 @@ TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
   CUgraph graph;
   check(d.cuStreamEndCapture(s, &graph), "cuStreamEndCapture");
   CUgraphExec exec;
-  check(d.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiate");
+  check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
   check(d.cuGraphLaunch(exec, s), "cuGraphLaunch");
   check(d.cuStreamSynchronize(s), "sync");
   EXPECT_EQ(eager.read(), graphed.read());
