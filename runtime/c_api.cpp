@@ -153,10 +153,11 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     s.renormalize = spec->renormalize != 0;
     s.validate();
     std::vector<samoyeds::DenseExpert> experts, shared;
-    for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0});
+    for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0});
     require(spec->n_shared >= 0, "n_shared is negative");
     if (spec->n_shared > 0) require(shared_w1 && shared_w3 && shared_w2, "shared expert weight arrays are null");
-    for (int e = 0; e < spec->n_shared; ++e) shared.push_back({shared_w1[e], shared_w3[e], shared_w2[e], spec->shared_ffn});
+    for (int e = 0; e < spec->n_shared; ++e)
+      shared.push_back({shared_w1[e], shared_w3[e], shared_w2[e], spec->shared_ffn, spec->weights_on_device != 0});
     auto l = std::make_unique<samoyeds_moe_layer>();
     l->layer = std::make_unique<samoyeds::MoeLayer>(*rt->rt, s, experts, shared);
     *out = l.release();

@@ -47,6 +47,15 @@ std::vector<uint16_t> stack_cols(const std::vector<std::pair<const uint16_t*, in
   return out;
 }
 
+// Host pointer to `count` weights of expert e: the weights themselves, or
+// for device-resident weights a copy in `staging`.
+const uint16_t* host_view(const DenseExpert& e, const uint16_t* w, int64_t count, std::vector<uint16_t>& staging) {
+  if (!e.on_device) return w;
+  staging.resize(size_t(count));
+  copy_to_host(staging.data(), w, staging.size() * 2);
+  return staging.data();
+}
+
 }  // namespace
 
 void MoeLayerSpec::validate() const {
@@ -86,10 +95,19 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   std::vector<PackedWeights> p1(experts.size()), p3(experts.size()), p2(experts.size());
   parallel_for(3 * experts.size(), 0, [&](size_t i) {
     const DenseExpert& d = experts[i / 3];
+    std::vector<uint16_t> staging;
     switch (i % 3) {
-      case 0: p1[i / 3] = pack_weights(d.w1, spec_.ffn, spec_.hidden, spec_.dtype, spec_.sparsity, mode); break;
-      case 1: p3[i / 3] = pack_weights(d.w3, spec_.ffn, spec_.hidden, spec_.dtype, spec_.sparsity, mode); break;
-      default: p2[i / 3] = pack_weights(d.w2, spec_.hidden, spec_.ffn, spec_.dtype, spec_.sparsity, mode);
+      case 0:
+        p1[i / 3] = pack_weights(host_view(d, d.w1, spec_.ffn * spec_.hidden, staging), spec_.ffn, spec_.hidden,
+                                 spec_.dtype, spec_.sparsity, mode);
+        break;
+      case 1:
+        p3[i / 3] = pack_weights(host_view(d, d.w3, spec_.ffn * spec_.hidden, staging), spec_.ffn, spec_.hidden,
+                                 spec_.dtype, spec_.sparsity, mode);
+        break;
+      default:
+        p2[i / 3] = pack_weights(host_view(d, d.w2, spec_.hidden * spec_.ffn, staging), spec_.hidden, spec_.ffn,
+                                 spec_.dtype, spec_.sparsity, mode);
     }
   });
   w1_ = GroupedExpertWeights::upload(p1);
@@ -97,12 +115,14 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   w2_ = GroupedExpertWeights::upload(p2);
   if (!shared.empty()) {
     std::vector<std::pair<const uint16_t*, int64_t>> g, u, d;
-    for (const auto& s : shared) {
+    std::vector<std::vector<uint16_t>> staging(3 * shared.size());
+    for (size_t i = 0; i < shared.size(); ++i) {
+      const DenseExpert& s = shared[i];
       require(s.w1 && s.w3 && s.w2, "a shared expert has a null weight pointer");
       const int64_t f = s.ffn ? s.ffn : spec_.ffn;
-      g.push_back({s.w1, f});
-      u.push_back({s.w3, f});
-      d.push_back({s.w2, f});
+      g.push_back({host_view(s, s.w1, f * spec_.hidden, staging[3 * i]), f});
+      u.push_back({host_view(s, s.w3, f * spec_.hidden, staging[3 * i + 1]), f});
+      d.push_back({host_view(s, s.w2, f * spec_.hidden, staging[3 * i + 2]), f});
       shared_ffn_ += f;
     }
     const auto sw1 = stack_rows(g, spec_.hidden), sw3 = stack_rows(u, spec_.hidden);

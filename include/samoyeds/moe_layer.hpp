@@ -21,13 +21,15 @@ struct MoeLayerSpec {
   void validate() const;
 };
 
-// One expert's dense weights in host memory, 16-bit row-major:
-// w1, w3 [ffn, hidden] (gate, up), w2 [hidden, ffn] (down).
+// One expert's dense weights, 16-bit row-major: w1, w3 [ffn, hidden] (gate,
+// up), w2 [hidden, ffn] (down); in host memory, or in device memory of the
+// runtime's device (copied to the host for packing, one matrix at a time).
 struct DenseExpert {
   const uint16_t* w1 = nullptr;
   const uint16_t* w3 = nullptr;
   const uint16_t* w2 = nullptr;
   int64_t ffn = 0;  // rows of w1/w3; 0 = the layer's ffn (shared experts may differ)
+  bool on_device = false;
 };
 
 class MoeLayer {

@@ -59,8 +59,9 @@ samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weigh
                                       const int32_t* ids, const float* p, void* y, int64_t y_rows, void* workspace,
                                       void* stream);
 
-/* A whole MoE layer. Expert weights are host pointers to 16-bit row-major
- * matrices: w1[e], w3[e] [ffn, hidden] (gate, up), w2[e] [hidden, ffn].
+/* A whole MoE layer. Expert weights are pointers to 16-bit row-major
+ * matrices: w1[e], w3[e] [ffn, hidden] (gate, up), w2[e] [hidden, ffn]; host
+ * pointers, or device pointers when weights_on_device is nonzero.
  * Shared experts (always on) may be omitted: n_shared = 0. */
 typedef struct samoyeds_moe_layer samoyeds_moe_layer;
 typedef struct {
@@ -71,6 +72,7 @@ typedef struct {
   int renormalize;
   int n_shared;
   int64_t shared_ffn; /* per shared expert */
+  int weights_on_device;
 } samoyeds_moe_spec;
 
 samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,

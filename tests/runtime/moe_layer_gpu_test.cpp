@@ -107,6 +107,28 @@ TEST_F(MoeLayerGpu, EveryTokenToOneExpertLeavesTheOthersEmpty) {
   EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
 }
 
+TEST_F(MoeLayerGpu, WeightsInDeviceMemoryBuildTheSameLayer) {
+  const Fixture f = make_layer(DType::f16, 8, 2, 256, 384, true);
+  std::vector<DeviceBuffer> copies;
+  auto dev = [&](const std::vector<uint16_t>& w) {
+    copies.push_back(to_device(w));
+    return static_cast<const uint16_t*>(copies.back().data());
+  };
+  copies.reserve(3 * (f.experts.size() + f.shared.size()));
+  std::vector<DenseExpert> experts, shared;
+  for (const auto& e : f.experts) experts.push_back({dev(e.w1), dev(e.w3), dev(e.w2), 0, true});
+  for (const auto& e : f.shared) shared.push_back({dev(e.w1), dev(e.w3), dev(e.w2), 0, true});
+  Fixture g;
+  g.spec = f.spec;
+  g.layer = std::make_unique<MoeLayer>(runtime(), f.spec, experts, shared);
+  const int64_t T = 50;
+  const auto x = random_matrix(T, 256, DType::f16);
+  DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
+  for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+  const Routing r = reference_route(logits, 2, true);
+  EXPECT_EQ(run_routed(f, x, r), run_routed(g, x, r));
+}
+
 TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
   const int64_t T = 100;
   const int E = 32, K = 4;
@@ -191,7 +213,7 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   const uint16_t* s2[] = {f.shared[0].w2.data()};
   samoyeds_runtime* crt = nullptr;
   ASSERT_EQ(samoyeds_runtime_create(0, nullptr, &crt), SAMOYEDS_OK) << samoyeds_last_error();
-  samoyeds_moe_spec spec{256, 384, 8, 2, SAMOYEDS_BF16, 128, 1, 2, 1, 1, 384};
+  samoyeds_moe_spec spec{256, 384, 8, 2, SAMOYEDS_BF16, 128, 1, 2, 1, 1, 384, 0};
   samoyeds_moe_layer* layer = nullptr;
   ASSERT_EQ(samoyeds_moe_layer_create(crt, &spec, w1.data(), w3.data(), w2.data(), s1, s3, s2, &layer), SAMOYEDS_OK)
       << samoyeds_last_error();
