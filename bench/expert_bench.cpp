@@ -51,6 +51,7 @@ struct Args {
   std::string config;  // time only this config (e.g. for ncu)
   SparsityParams sparsity{128, 1, 2};
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
+  std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};  // those the device supports
 };
 
 Args parse(int argc, char** argv) {
@@ -76,8 +77,10 @@ Args parse(int argc, char** argv) {
     else if (f == "--config") a.config = next();
     else if (f == "--dump-cubins") a.cubin_dir = next();
     else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
+    else if (f == "--backend") a.backends = {parse_backend(next())};
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
-                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M --dump-cubins DIR)");
+                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M"
+                     " --backend B --dump-cubins DIR)");
   }
   return a;
 }
@@ -103,7 +106,8 @@ int main(int argc, char** argv) try {
 
   std::ofstream csv(args.csv);
   csv << "model,m,k,n,dtype,ours_ms,ours_tflops,cublas_ms,cublas_tflops,cusparselt_ms,cusparselt_tflops,"
-         "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes,rows,mma_sp_tflops\n";
+         "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes,rows,instruction_tflops,"
+         "backend,mma_sp_ms,wgmma_sp_ms,mma_sp_config,wgmma_sp_config\n";
   std::vector<std::string> table;
   const SparsityParams sp = args.sparsity;
 
@@ -129,15 +133,30 @@ int main(int argc, char** argv) try {
       spec.m = m;
       spec.k = k;
       spec.sparsity = sp;
-      std::vector<TileConfig> configs = kernel_family(Backend::MmaSp).search_space(spec);
-      if (!args.config.empty()) configs = {TileConfig::parse(args.config)};
-      if (int(configs.size()) > args.max_configs) configs.resize(size_t(args.max_configs));
-      {  // compile the whole search space in parallel before timing anything
-        parallel_for(configs.size(), 0, [&](size_t i) {
-          dev.make_current();  // each worker thread needs the context current
-          rt.get(spec, configs[i]);
-        });
+      // Every backend the device supports, each with its whole search space.
+      struct Candidate {
+        KernelSpec spec;
+        TileConfig config;
+      };
+      std::vector<Candidate> configs;
+      for (Backend b : args.backends) {
+        KernelSpec bs = spec;
+        bs.backend = b;
+        std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
+        if (!args.config.empty()) {
+          const TileConfig only = TileConfig::parse(args.config);
+          cs.clear();
+          if (!kernel_family(b).invalid_reason(bs, only)) cs.push_back(only);
+        }
+        if (int(cs.size()) > args.max_configs) cs.resize(size_t(args.max_configs));
+        for (const auto& c : cs) configs.push_back({bs, c});
       }
+      if (configs.empty()) throw Error(ErrorCode::InvalidArgument, "no config to time for " + spec.to_string());
+      // Compile every candidate in parallel before timing anything.
+      parallel_for(configs.size(), 0, [&](size_t i) {
+        dev.make_current();  // each worker thread needs the context current
+        rt.get(configs[i].spec, configs[i].config);
+      });
       for (int64_t n : args.tokens) {
         const int64_t batch_rows = 4 * n;
         auto x = random_fill(batch_rows * k, dt, 1.0f, uint64_t(n * 7 + k));
@@ -170,56 +189,70 @@ int main(int argc, char** argv) try {
             lt->matmul(stream, *plan, cws[size_t(i % copies_lt)].data(), d_xg.data(), d_y.data());
           }, copies_lt);
         }
-        // Ours: quick pass over every config, then the best three re-timed.
-        std::vector<std::pair<double, TileConfig>> timed;
-        for (const auto& cfg : configs) {
-          if (cfg.block_n > 2 * std::max<int64_t>(n, 32)) continue;
+        // Ours: quick pass over every config, then the best three of each backend re-timed.
+        auto time_ours = [&](const Candidate& c, int batches, int warmup) {
           LaunchOptions opt;
           opt.stream = stream;
-          opt.config = cfg;
-          const double ms = median_ms(stream, [&](int i) {
+          opt.backend = c.spec.backend;
+          opt.config = c.config;
+          return median_ms(stream, [&](int i) {
             ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows, static_cast<const int32_t*>(d_ids.data()),
                  n, d_y.data(), Epilogue::None, opt);
-          }, copies_sparse, 3, 2);
-          timed.push_back({ms, cfg});
+          }, copies_sparse, batches, warmup);
+        };
+        std::vector<std::pair<double, Candidate>> timed;
+        for (const auto& c : configs)
+          if (c.config.block_n <= 2 * std::max<int64_t>(n, 32)) timed.push_back({time_ours(c, 3, 2), c});
+        std::stable_sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
+        std::map<Backend, double> best_of;
+        std::map<Backend, std::string> best_config_of;
+        std::map<Backend, int> retimed;
+        for (auto& t : timed) {
+          const Backend b = t.second.spec.backend;
+          if (retimed[b]++ >= 3) continue;
+          t.first = time_ours(t.second, 9, 3);
+          if (!best_of.count(b) || t.first < best_of[b]) {
+            best_of[b] = t.first;
+            best_config_of[b] = t.second.config.to_string();
+          }
         }
-        std::sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
+        std::stable_sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
         const size_t top = std::min<size_t>(3, timed.size());
-        for (size_t t = 0; t < top; ++t) {
-          LaunchOptions opt;
-          opt.stream = stream;
-          opt.config = timed[t].second;
-          timed[t].first = median_ms(stream, [&](int i) {
-            ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows, static_cast<const int32_t*>(d_ids.data()),
-                 n, d_y.data(), Epilogue::None, opt);
-          }, copies_sparse, 9, 3);
-        }
-        std::sort(timed.begin(), timed.begin() + long(top), [](auto& a, auto& b) { return a.first < b.first; });
         const double ours_ms = timed[0].first;
-        const TileConfig best = timed[0].second;
-        const LoadedKernel& bk = rt.get(spec, best);
+        const TileConfig best = timed[0].second.config;
+        const KernelSpec best_spec = timed[0].second.spec;
+        const LoadedKernel& bk = rt.get(best_spec, best);
         const double x_cublas = cublas_ms / ours_ms, x_lt = lt_ms > 0 ? lt_ms / ours_ms : 0.0;
-        csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f}\n",
+        csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f},"
+                           "{},{:.4f},{:.4f},{},{}\n",
                            sh.model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
                            tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
                            best.to_string(), top > 1 ? timed[1].first : 0.0, top > 2 ? timed[2].first : 0.0,
                            bk.registers, bk.spill_bytes, fmt::format("{}:{}", sp.N, sp.M),
-                           tflops(m, n, k, ours_ms) * sp.N / sp.M);
+                           tflops(m, n, k, ours_ms) * sp.N / sp.M, backend_name(best_spec.backend),
+                           best_of.count(Backend::MmaSp) ? best_of[Backend::MmaSp] : 0.0,
+                           best_of.count(Backend::WgmmaSp) ? best_of[Backend::WgmmaSp] : 0.0,
+                           best_config_of[Backend::MmaSp], best_config_of[Backend::WgmmaSp]);
         csv.flush();
-        table.push_back(fmt::format("{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x {}",
-                                    sh.model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms),
-                                    tflops(m, n, k, cublas_ms), lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas,
-                                    x_lt, best.to_string()));
+        const auto backend_x = [&](Backend b) {
+          return best_of.count(b) ? fmt::format("{:.2f}x", cublas_ms / best_of[b]) : std::string("-");
+        };
+        table.push_back(fmt::format(
+            "{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x | mma_sp {} wgmma_sp {} | {} {}",
+            sh.model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms), tflops(m, n, k, cublas_ms),
+            lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt, backend_x(Backend::MmaSp),
+            backend_x(Backend::WgmmaSp), backend_name(best_spec.backend), best.to_string()));
         fmt::print("{}\n", table.back());
         std::fflush(stdout);
         if (!args.cubin_dir.empty()) {
           // The winner's binary, from the cache the runtime just filled.
           SqliteStore store(default_cache_path());
           BinaryCache cache(store);
-          const BuiltKernel built = build_kernel(spec, best, &cache);
+          const BuiltKernel built = build_kernel(best_spec, best, &cache);
           std::filesystem::create_directories(args.cubin_dir);
           const std::string file =
-              fmt::format("{}/ssmm_{}_{}.cubin", args.cubin_dir, dtype_name(dt), best.to_string());
+              fmt::format("{}/ssmm_{}_{}_{}.cubin", args.cubin_dir, backend_name(best_spec.backend), dtype_name(dt),
+                          best.to_string());
           std::ofstream(file, std::ios::binary)
               .write(built.binary.blob.data(), std::streamsize(built.binary.blob.size()));
         }
@@ -284,7 +317,8 @@ int main(int argc, char** argv) try {
                op_us, raw_us, bursts, calls);
   }
   fmt::print("\n{:<18} {:>11} {:>5} {:<4} {:>7} {:>7} {:>7} {:>7} {:>7} {}\n", "model", "m x k", "n", "type", "ours",
-             "cuBLAS", "cuSPLt", "/cuBLAS", "/cuSPLt", "best config   (effective TFLOP/s)");
+             "cuBLAS", "cuSPLt", "/cuBLAS", "/cuSPLt",
+             "| best of each backend /cuBLAS | winner (effective TFLOP/s)");
   for (const auto& t : table) fmt::print("{}\n", t);
   return 0;
 } catch (const std::exception& e) {

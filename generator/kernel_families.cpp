@@ -1,12 +1,15 @@
 #include "generator/kernel_family.hpp"
 #include "generator/mma_sp_family.hpp"
+#include "generator/wgmma_sp_family.hpp"
 
 namespace samoyeds {
 
 const KernelFamily& kernel_family(Backend backend) {
   static const MmaSpFamily mma_sp;
+  static const WgmmaSpFamily wgmma_sp;
   switch (backend) {
     case Backend::MmaSp: return mma_sp;
+    case Backend::WgmmaSp: return wgmma_sp;
   }
   return mma_sp;
 }

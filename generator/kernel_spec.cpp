@@ -24,7 +24,19 @@ Op parse_op(const std::string& name) {
   throw Error(ErrorCode::InvalidArgument, "unknown op '" + name + "' (expected ssmm, gated_up or down)");
 }
 
-const char* backend_name(Backend b) { return b == Backend::MmaSp ? "mma_sp" : "?"; }
+const char* backend_name(Backend b) {
+  switch (b) {
+    case Backend::MmaSp: return "mma_sp";
+    case Backend::WgmmaSp: return "wgmma_sp";
+  }
+  return "?";
+}
+
+Backend parse_backend(const std::string& name) {
+  for (Backend b : {Backend::MmaSp, Backend::WgmmaSp})
+    if (name == backend_name(b)) return b;
+  throw Error(ErrorCode::InvalidArgument, "unknown backend '" + name + "' (mma_sp or wgmma_sp)");
+}
 
 int arch_number(const std::string& arch) {
   // "sm_" + two digits + optional 'a'; parsed by hand (it runs per launch).

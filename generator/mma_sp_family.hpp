@@ -1,5 +1,6 @@
 // The mma_sp backend: warp-level mma.sp m16n8k32 kernels (sm_80 and newer),
-// device code in templates/ssmm_mma_sp.cuh.
+// device code: templates/ssmm_pipeline.cuh with the WarpMmaSpCore of
+// templates/mma_sp_sm80.cuh.
 #pragma once
 #include "generator/kernel_family.hpp"
 

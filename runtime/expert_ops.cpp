@@ -55,7 +55,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
 
   KernelSpec spec;
   spec.op = op;
-  spec.backend = Backend::MmaSp;
+  spec.backend = opt.backend ? *opt.backend : Backend::MmaSp;
   spec.arch = rt.device().info().arch();
   spec.dtype = w0.dtype();
   spec.m = w0.m();

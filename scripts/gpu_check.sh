@@ -26,7 +26,9 @@ gtest_line() { grep -E '^\[  (PASSED|FAILED) ' "$1" | head -2 | tr '\n' ' '; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$LOGS/gpu.txt"
 
 if has tests; then
-  "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} >"$LOGS/gpu_tests.log" 2>&1
+  # A hang must not eat the session's device time: every part has a time limit.
+  timeout "${TEST_TIMEOUT:-420}" "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
+    >"$LOGS/gpu_tests.log" 2>&1
   rc=$?
   grep -E '^\[  FAILED|Failure|error' "$LOGS/gpu_tests.log" | head -40
   summary+=("gpu tests: rc=$rc $(gtest_line "$LOGS/gpu_tests.log")")
@@ -34,8 +36,8 @@ fi
 
 if has sanitize; then
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/samoyeds_gpu_tests" \
-      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases:MoeLayerGpu.EveryTokenToOneExpert*:MoeLayerGpu.GpuRouting*' \
+    timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/samoyeds_gpu_tests" \
+      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases:WgmmaSpGpu.SanitizerSmallCases:MoeLayerGpu.EveryTokenToOneExpert*:MoeLayerGpu.GpuRouting*' \
       >"$LOGS/sanitize_$tool.log" 2>&1
     rc=$?
     summary+=("compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/sanitize_$tool.log" | tail -1)")
@@ -45,7 +47,7 @@ fi
 # SASS of what ships (a model's default kernels) and of what the benchmark
 # picks (its winners, dumped by the bench run, so run sass after bench).
 if has bench; then
-  "$BUILD/bench/samoyeds_expert_bench" --csv "$OUT/expert_bench.csv" --dump-cubins /tmp/samoyeds-cubins \
+  timeout "${BENCH_TIMEOUT:-300}" "$BUILD/bench/samoyeds_expert_bench" --csv "$OUT/expert_bench.csv" --dump-cubins /tmp/samoyeds-cubins \
     ${BENCH_ARGS:-} >"$LOGS/bench.log" 2>&1
   rc=$?
   tail -60 "$LOGS/bench.log"
@@ -54,22 +56,27 @@ fi
 
 if has sass; then
   "$BUILD/samoyeds" compile --model mixtral-8x7b --arch sm_90a --emit-cubins /tmp/samoyeds-cubins >"$LOGS/sass_compile.log" 2>&1
-  total=0; with_sp=0; with_local=0
+  total=0; with_sp=0; with_local=0; with_hgmma=0
   for f in /tmp/samoyeds-cubins/*.cubin; do
     total=$((total + 1))
     sass=$(cuobjdump --dump-sass "$f")
-    grep -q 'HMMA.SP' <<<"$sass" && with_sp=$((with_sp + 1))
+    # mma_sp kernels must show HMMA.SP, wgmma_sp kernels HGMMA.SP.
+    if [[ "$f" == *wgmma_sp* ]]; then
+      grep -q 'HGMMA\.SP' <<<"$sass" && { with_sp=$((with_sp + 1)); with_hgmma=$((with_hgmma + 1)); }
+    else
+      grep -q 'HMMA\.SP' <<<"$sass" && with_sp=$((with_sp + 1))
+    fi
     if grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass"; then with_local=$((with_local + 1)); echo "local memory: $f"; fi
   done
   first=$(ls /tmp/samoyeds-cubins/*.cubin | head -1)
   cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$LOGS/sass_sample.txt"
-  summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have HMMA.SP, $with_local use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
+  summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have their sparse MMA ($with_hgmma wgmma_sp with HGMMA.SP), $with_local use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
 fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
 if has moe; then
   # One process per model: the layer is built once, then run for every T.
   for model in mixtral-8x7b openmoe-34b deepseek-moe-16b; do
-    "$BUILD/samoyeds" run-moe --model "$model" --tokens ${MOE_TOKENS:-8,64,256,1024,4096} --csv "$OUT/moe.csv" \
+    timeout 300 "$BUILD/samoyeds" run-moe --model "$model" --tokens ${MOE_TOKENS:-8,64,256,1024,4096} --csv "$OUT/moe.csv" \
       >"$LOGS/moe_$model.log" 2>&1
     rc=$?
     cat "$LOGS/moe_$model.log"

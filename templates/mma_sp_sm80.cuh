@@ -5,6 +5,7 @@
 //   meta: one register per thread, SEL picks the lane pair that supplies it
 #pragma once
 #include "samoyeds/common.cuh"
+#include "samoyeds/smem_layout.cuh"
 
 namespace samoyeds {
 
@@ -33,5 +34,52 @@ struct MmaSp16832;
 SAMOYEDS_MMA_SP(F16, "f16")
 SAMOYEDS_MMA_SP(BF16, "bf16")
 #undef SAMOYEDS_MMA_SP
+
+// The warp-level core of SsmmPipeline: operands in XOR-swizzled tiles,
+// fragments by ldmatrix, one mma.sp per (operand, 16-row tile, 8 tokens).
+struct WarpMmaSpCore {
+  template <int ROWS, int ROW_BYTES>
+  using Tile = SwizzledTile<ROWS, ROW_BYTES>;
+  static __device__ __forceinline__ void stage_landed() {}
+  static __device__ __forceinline__ void begin() {}
+  static __device__ __forceinline__ void settle() {}
+
+  // One k32 step of the block's stage for this warp's tile.
+  template <class K>
+  static __device__ __forceinline__ void step(K& k, const unsigned char* stage, u32 stage_addr, int ks, int warp_m,
+                                              int warp_n, int lane) {
+    typedef typename K::ATile ATile;
+    typedef typename K::BTile BTile;
+    u32 a[K::kW][K::MT][4], meta[K::kW][K::MT], b[K::NT][4];
+#pragma unroll
+    for (int w = 0; w < K::kW; ++w)
+#pragma unroll
+      for (int mt = 0; mt < K::MT; ++mt) {
+        const int r = warp_m * K::WM + mt * 16 + lane % 16;
+        // chunk ks*2 + lane/16 == (ks*2) ^ (lane/16); the row's XOR term is lane-only.
+        const int a_xor = (lane / 16) ^ ATile::row_xor(lane % 16);
+        ldmatrix_x4(a[w][mt], stage_addr + w * K::kWBytes + r * ATile::kStride + (((ks * 2) ^ a_xor) * 16));
+        const u32* m = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes);
+        meta[w][mt] = m[((warp_m * K::WM / 16 + mt) * (K::kBK / 64) + ks / 2) * 32 + lane];
+      }
+#pragma unroll
+    for (int nt = 0; nt < K::NT; ++nt) {
+      const int t = warp_n * K::WN + nt * 8 + lane % 8;
+      const int b_xor = (lane / 8) ^ BTile::row_xor(lane % 8);
+      ldmatrix_x4(b[nt], stage_addr + K::kW * K::kWBytes + t * BTile::kStride + (((ks * 4) ^ b_xor) * 16));
+    }
+#pragma unroll
+    for (int w = 0; w < K::kW; ++w)
+#pragma unroll
+      for (int mt = 0; mt < K::MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < K::NT; ++nt) {
+          if (ks % 2 == 0)
+            MmaSp16832<typename K::ElemType, 0>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+          else
+            MmaSp16832<typename K::ElemType, 1>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+        }
+  }
+};
 
 }  // namespace samoyeds

@@ -11,9 +11,10 @@
 
 namespace samoyeds {
 
-template <int ROW_BYTES>
+template <int ROWS, int ROW_BYTES>
 struct SwizzledTile {
   static_assert(ROW_BYTES % 64 == 0, "rows must be a multiple of 64 bytes");
+  static constexpr int kBytes = ROWS * ROW_BYTES;
   static constexpr int kStride = ROW_BYTES;
   static constexpr int kChunks = ROW_BYTES / 16;
   static constexpr int kRowsPerLine = ROW_BYTES >= 128 ? 1 : 128 / ROW_BYTES;

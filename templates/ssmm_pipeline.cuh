@@ -1,25 +1,28 @@
-// Expert projection over index-selected tokens on the warp-level sparse MMA
-// (sm_80+). One block computes BM condensed weight rows x BN tokens:
+// Expert projection over index-selected tokens, generic over the sparse MMA
+// core (Core: WarpMmaSpCore, mma.sp on sm_80+, or WgmmaSpCore, wgmma.sp on
+// sm_90a). One block computes BM condensed weight rows x BN tokens:
 //   main loop   multistage cp.async pipeline over k (weights, metadata and
 //               selectors of every operand, plus the gathered token rows),
-//               mma.sp into the slot-0 accumulators, row selection at every
-//               V-column segment boundary (row_select.cuh);
+//               the core's MMAs into the slot-0 accumulators, row selection
+//               at every V-column segment boundary (row_select.cuh);
 //   epilogue    accumulators -> f32 tile in shared memory at their original
 //               rows -> epilogue function -> 16-byte stores into y[token, row].
+// Both cores leave each warp's accumulators in the m16n8 fragment layout, so
+// selection and epilogue are shared.
 #pragma once
 #include "samoyeds/common.cuh"
 #include "samoyeds/cp_async.cuh"
 #include "samoyeds/epilogue.cuh"
 #include "samoyeds/kernel_args.cuh"
-#include "samoyeds/mma_sp_sm80.cuh"
 #include "samoyeds/row_select.cuh"
-#include "samoyeds/smem_layout.cuh"
 
 namespace samoyeds {
 
-template <class T, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int V, int NKEEP,
+template <class Core, class T, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int V, int NKEEP,
           int MGROUP, int EPI>
-struct SsmmMmaSp {
+struct SsmmPipeline {
+  typedef T ElemType;
+  static constexpr int kBK = BK, kBN = BN, WARPS_N_ = WARPS_N;
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
   static constexpr int kW = Epilogue<EPI>::kOperands;  // weight operands
   static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
@@ -30,14 +33,15 @@ struct SsmmMmaSp {
   static constexpr int kSegsPerTile = BK >= V ? BK / V : 1;
   static constexpr int kOutRows = BM / NKEEP * MGROUP;  // original rows covered by the tile
 
-  // Shared memory of one pipeline stage, per weight operand then the tokens.
-  typedef SwizzledTile<BK> ATile;      // BK/2 values x 2 bytes per row
-  typedef SwizzledTile<BK * 2> BTile;  // BK values x 2 bytes per row
-  static constexpr int kABytes = BM * ATile::kStride;
+  // Shared memory of one pipeline stage, per weight operand then the tokens,
+  // in the core's operand layout.
+  typedef typename Core::template Tile<BM, BK> ATile;      // BK/2 values x 2 bytes per row
+  typedef typename Core::template Tile<BN, BK * 2> BTile;  // BK values x 2 bytes per row
+  static constexpr int kABytes = ATile::kBytes;
   static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
   static constexpr int kWBytes = kABytes + kMetaBytes + kSelBytes;
-  static constexpr int kBBytes = BN * BTile::kStride;
+  static constexpr int kBBytes = BTile::kBytes;
   static constexpr int kStageBytes = kW * kWBytes + kBBytes;
   static constexpr int kEpiLd = kOutRows + 4;  // floats; the pad staggers banks
   static constexpr int kEpiBytes = kW * BN * kEpiLd * 4;
@@ -55,18 +59,18 @@ struct SsmmMmaSp {
   // threads sharing a row take interleaved chunks, so every copy instruction
   // still reads whole 32-byte sectors (giving each thread consecutive chunks
   // instead halved the sector efficiency and cost 10-20% in the benchmark).
-  template <int ROWS, int CHUNKS, class F>
+  template <int NTHREADS, int ROWS, int CHUNKS, class F>
   static __device__ __forceinline__ void for_each_chunk(int tid, F&& f) {
     constexpr int kTotal = ROWS * CHUNKS;
-    constexpr int kPer = kTotal / kThreads;
-    if (kTotal % kThreads == 0 && kPer > 0 && CHUNKS % kPer == 0) {
+    constexpr int kPer = kTotal / NTHREADS;
+    if (kTotal % NTHREADS == 0 && kPer > 0 && CHUNKS % kPer == 0) {
       constexpr int kThreadsPerRow = CHUNKS / kPer;
       const int row = tid / kThreadsPerRow, lane_in_row = tid % kThreadsPerRow;
 #pragma unroll
       for (int j = 0; j < kPer; ++j) f(row, lane_in_row + j * kThreadsPerRow);
     } else {
 #pragma unroll
-      for (int c = tid; c < kTotal; c += kThreads) f(c / CHUNKS, c % CHUNKS);
+      for (int c = tid; c < kTotal; c += NTHREADS) f(c / CHUNKS, c % CHUNKS);
     }
   }
 
@@ -79,8 +83,38 @@ struct SsmmMmaSp {
     const int row0 = blockIdx.x * BM;  // condensed rows
     const int tok0 = blockIdx.y * BN;
     int* s_ids = reinterpret_cast<int*>(smem + kMainBytes);
+    load_token_ids(args, s_ids, tok0, tid, kThreads);
+    clear_accumulators();
+    __syncthreads();
 
-    for (int t = tid; t < BN; t += kThreads) {
+    const int k_tiles = args.k_phys / BK;
+    const u32 smem_base = smem_addr(smem);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < k_tiles) load_stage<kThreads>(args, smem_base + s * kStageBytes, s, row0, s_ids, tid);
+      cp_async_commit();
+    }
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      cp_async_wait<STAGES - 2>();
+      Core::stage_landed();
+      __syncthreads();
+      const int next = kt + STAGES - 1;
+      if (next < k_tiles) load_stage<kThreads>(args, smem_base + (next % STAGES) * kStageBytes, next, row0, s_ids, tid);
+      cp_async_commit();
+      compute_stage(smem + (kt % STAGES) * kStageBytes, smem_base + (kt % STAGES) * kStageBytes, kt,
+                    warp_m, warp_n, lane);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    float* tile = reinterpret_cast<float*>(smem);
+    stage_accumulators(tile, warp_m, warp_n, lane, [] { __syncthreads(); });
+    store_tile(args, tile, row0, tok0, tid, kThreads);
+  }
+
+  // The block's token ids (-1: none, or out of range with the error flag raised).
+  static __device__ __forceinline__ void load_token_ids(const SsmmArgs& args, int* s_ids, int tok0, int tid,
+                                                        int nthreads) {
+    for (int t = tid; t < BN; t += nthreads) {
       const int i = tok0 + t;
       int id = -1;
       if (i < args.n) {
@@ -92,6 +126,9 @@ struct SsmmMmaSp {
       }
       s_ids[t] = id;
     }
+  }
+
+  __device__ __forceinline__ void clear_accumulators() {
 #pragma unroll
     for (int w = 0; w < kW; ++w)
 #pragma unroll
@@ -106,38 +143,18 @@ struct SsmmMmaSp {
     for (int w = 0; w < kW; ++w)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) map[w][mt][0] = map[w][mt][1] = SlotMap::identity(kSlots);
-    __syncthreads();
-
-    const int k_tiles = args.k_phys / BK;
-    const u32 smem_base = smem_addr(smem);
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < k_tiles) load_stage(args, smem_base + s * kStageBytes, s, row0, s_ids);
-      cp_async_commit();
-    }
-    for (int kt = 0; kt < k_tiles; ++kt) {
-      cp_async_wait<STAGES - 2>();
-      __syncthreads();
-      const int next = kt + STAGES - 1;
-      if (next < k_tiles) load_stage(args, smem_base + (next % STAGES) * kStageBytes, next, row0, s_ids);
-      cp_async_commit();
-      compute_stage(smem + (kt % STAGES) * kStageBytes, smem_base + (kt % STAGES) * kStageBytes, kt,
-                    warp_m, warp_n, lane);
-    }
-    cp_async_wait<0>();
-    __syncthreads();
-    epilogue(args, reinterpret_cast<float*>(smem), row0, tok0, warp_m, warp_n, lane);
   }
 
-  __device__ __forceinline__ void load_stage(const SsmmArgs& args, u32 stage, int kt, int row0,
-                                             const int* s_ids) {
-    const int tid = threadIdx.x;
+  // One stage's copies, spread over NTHREADS threads (tid in [0, NTHREADS)).
+  template <int NTHREADS>
+  static __device__ __forceinline__ void load_stage(const SsmmArgs& args, u32 stage, int kt, int row0,
+                                                    const int* s_ids, int tid) {
     const int k0 = kt * BK;
     const int half_k = args.k_phys / 2;
 #pragma unroll
     for (int w = 0; w < kW; ++w) {
       const u32 a_base = stage + w * kWBytes;
-      for_each_chunk<BM, BK / 16>(tid, [&](int r, int ch) {
+      for_each_chunk<NTHREADS, BM, BK / 16>(tid, [&](int r, int ch) {
         const u16* src = args.values[w] + u64(row0 + r) * half_k + k0 / 2 + ch * 8;
         cp_async_16(a_base + ATile::offset(r, ch), src, true);
       });
@@ -145,7 +162,7 @@ struct SsmmMmaSp {
       constexpr int kMetaChunks = kMetaBytes / 16;
       const int slabs = args.k_phys / 64;
 #pragma unroll
-      for (int c = tid; c < kMetaChunks; c += kThreads) {
+      for (int c = tid; c < kMetaChunks; c += NTHREADS) {
         const int tile = c / ((BK / 64) * 8), slab = (c / 8) % (BK / 64), part = c % 8;
         const u32* src = args.meta[w] + (u64(row0 / 16 + tile) * slabs + k0 / 64 + slab) * 32 + part * 4;
         cp_async_16(meta_base + c * 16, src, true);
@@ -153,14 +170,14 @@ struct SsmmMmaSp {
       const u32 sel_base = meta_base + kMetaBytes;
       constexpr int kSelChunks = kSelBytes / 16;
 #pragma unroll
-      for (int c = tid; c < kSelChunks; c += kThreads) {
+      for (int c = tid; c < kSelChunks; c += NTHREADS) {
         const int seg = c / (BM / 16), part = c % (BM / 16);
         const u8* src = args.sel[w] + u64(k0 / V + seg) * args.rows_pad + row0 + part * 16;
         cp_async_16(sel_base + c * 16, src, true);
       }
     }
     const u32 b_base = stage + kW * kWBytes;
-    for_each_chunk<BN, BK / 8>(tid, [&](int t, int ch) {
+    for_each_chunk<NTHREADS, BN, BK / 8>(tid, [&](int t, int ch) {
       const int id = s_ids[t];
       const int col = k0 + ch * 8;
       const bool valid = id >= 0 && col < args.k;
@@ -200,52 +217,28 @@ struct SsmmMmaSp {
 
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
                                                 int warp_m, int warp_n, int lane) {
+    Core::begin();
 #pragma unroll
     for (int ks = 0; ks < kSteps; ++ks) {
       if (kSelect) {
-        if (BK >= V) {
-          if ((ks * 32) % V == 0) select_segment(stage, (ks * 32) / V, warp_m, lane);
-        } else if (ks == 0 && (kt * BK) % V == 0) {
-          select_segment(stage, 0, warp_m, lane);
+        const bool boundary = BK >= V ? (ks * 32) % V == 0 : ks == 0 && (kt * BK) % V == 0;
+        if (boundary) {
+          Core::settle();  // the accumulators must be at rest before they move
+          select_segment(stage, BK >= V ? (ks * 32) / V : 0, warp_m, lane);
+          Core::begin();
         }
       }
-      u32 a[kW][MT][4], meta[kW][MT], b[NT][4];
-#pragma unroll
-      for (int w = 0; w < kW; ++w)
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          const int r = warp_m * WM + mt * 16 + lane % 16;
-          // chunk ks*2 + lane/16 == (ks*2) ^ (lane/16); the row's XOR term is lane-only.
-          const int a_xor = (lane / 16) ^ ATile::row_xor(lane % 16);
-          ldmatrix_x4(a[w][mt], stage_addr + w * kWBytes + r * ATile::kStride + (((ks * 2) ^ a_xor) * 16));
-          const u32* m = reinterpret_cast<const u32*>(stage + w * kWBytes + kABytes);
-          meta[w][mt] = m[((warp_m * WM / 16 + mt) * (BK / 64) + ks / 2) * 32 + lane];
-        }
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        const int t = warp_n * WN + nt * 8 + lane % 8;
-        const int b_xor = (lane / 8) ^ BTile::row_xor(lane % 8);
-        ldmatrix_x4(b[nt], stage_addr + kW * kWBytes + t * BTile::kStride + (((ks * 4) ^ b_xor) * 16));
-      }
-#pragma unroll
-      for (int w = 0; w < kW; ++w)
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            if (ks % 2 == 0)
-              MmaSp16832<T, 0>::run(acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
-            else
-              MmaSp16832<T, 1>::run(acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
-          }
+      Core::step(*this, stage, stage_addr, ks, warp_m, warp_n, lane);
     }
+    Core::settle();  // this stage's shared memory is refilled after the next barrier
   }
 
   // Accumulators -> f32 tile [BN][kOutRows] at original rows. With N > 1 the N
   // condensed rows of a group all hold slots for every original row of the
   // group; they are summed pass by pass in a fixed order (deterministic).
-  __device__ __forceinline__ void epilogue(const SsmmArgs& args, float* tile, int row0, int tok0, int warp_m,
-                                           int warp_n, int lane) {
+  // `sync` is a barrier over every thread that holds accumulators.
+  template <class Sync>
+  __device__ __forceinline__ void stage_accumulators(float* tile, int warp_m, int warp_n, int lane, Sync&& sync) {
 #pragma unroll
     for (int pass = 0; pass < (kSelect ? NKEEP : 1); ++pass) {
 #pragma unroll
@@ -270,13 +263,17 @@ struct SsmmMmaSp {
                 }
             }
           }
-      __syncthreads();
+      sync();
     }
+  }
 
+  // f32 tile -> epilogue function -> 16-byte stores, spread over nthreads threads.
+  static __device__ __forceinline__ void store_tile(const SsmmArgs& args, const float* tile, int row0, int tok0,
+                                                    int tid, int nthreads) {
     const int out_row0 = row0 / NKEEP * MGROUP;
     const bool vec_ok = (args.ldy % 8) == 0;
     constexpr int kChunksPerTok = kOutRows / 8;
-    for (int c = threadIdx.x; c < BN * kChunksPerTok; c += kThreads) {
+    for (int c = tid; c < BN * kChunksPerTok; c += nthreads) {
       const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
       const int tok = tok0 + t, row = out_row0 + r8;
       if (tok >= args.n || row >= args.m) continue;

@@ -77,6 +77,7 @@ class GroupedExpertWeights {
 
 struct LaunchOptions {
   void* stream = nullptr;                 // CUstream; null = the legacy default stream
+  std::optional<Backend> backend;         // default: mma_sp (wgmma_sp is sm_90a only, opt-in while it is new)
   std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
   int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
 };

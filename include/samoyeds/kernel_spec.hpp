@@ -18,8 +18,12 @@ enum class Op {
 const char* op_name(Op op);
 Op parse_op(const std::string& name);
 
-enum class Backend { MmaSp };
+enum class Backend {
+  MmaSp,    // warp-level mma.sp (sm_80+)
+  WgmmaSp,  // warpgroup wgmma.sp (sm_90a only)
+};
 const char* backend_name(Backend b);
+Backend parse_backend(const std::string& name);
 
 struct KernelSpec {
   Op op = Op::Ssmm;

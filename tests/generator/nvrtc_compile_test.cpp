@@ -97,6 +97,40 @@ TEST(NvrtcSearchSpaceVariants, EveryValidConfigOfEveryVariantCompilesWithoutSpil
   }
 }
 
+// The wgmma_sp backend exists for sm_90a only; its whole search space for
+// every variant the mma_sp test covers, grouped entry points included.
+TEST(NvrtcWgmmaSp, EveryValidConfigOfEveryVariantCompilesWithoutSpills) {
+  const struct {
+    DType dt;
+    SparsityParams sp;
+    Epilogue epi;
+  } variants[] = {{DType::bf16, {128, 1, 2}, Epilogue::None},    {DType::bf16, {128, 1, 2}, Epilogue::GatedSilu},
+                  {DType::f16, {64, 2, 4}, Epilogue::Silu},      {DType::f16, {128, 1, 1}, Epilogue::None},
+                  {DType::bf16, {32, 1, 2}, Epilogue::None},     {DType::f16, {256, 1, 4}, Epilogue::GatedSilu}};
+  for (const auto& v : variants) {
+    KernelSpec s = spec("sm_90a", v.dt, v.sp, v.epi);
+    s.backend = Backend::WgmmaSp;
+    const auto configs = kernel_family(Backend::WgmmaSp).search_space(s);
+    ASSERT_FALSE(configs.empty()) << s.to_string();
+    compile_all(s, configs);
+  }
+  KernelSpec g = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
+  g.backend = Backend::WgmmaSp;
+  g.grouped = true;
+  g.experts = 8;
+  compile_all(g, {kernel_family(Backend::WgmmaSp).default_config(g, 16),
+                  kernel_family(Backend::WgmmaSp).default_config(g, 4096)});
+}
+
+TEST(NvrtcWgmmaSp, OtherArchitecturesAreRejectedWithAReason) {
+  KernelSpec s = spec("sm_90", DType::bf16, {128, 1, 2}, Epilogue::None);
+  s.backend = Backend::WgmmaSp;
+  EXPECT_TRUE(kernel_family(Backend::WgmmaSp).search_space(s).empty());
+  const auto why = kernel_family(Backend::WgmmaSp).invalid_reason(s, TileConfig{128, 64, 128, 8, 1, 3});
+  ASSERT_TRUE(why.has_value());
+  EXPECT_NE(why->find("sm_90a"), std::string::npos) << *why;
+}
+
 TEST(Nvrtc, GroupedEntryPointsCompileForEveryArchWithoutSpills) {
   for (const char* arch : {"sm_80", "sm_90", "sm_90a"})
     for (Epilogue epi : {Epilogue::GatedSilu, Epilogue::None}) {
@@ -185,6 +219,27 @@ TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, Sass, ::testing::Values("sm_80", "sm_90a"));
+
+TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  for (Epilogue epi : {Epilogue::None, Epilogue::GatedSilu}) {
+    KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, epi);
+    s.backend = Backend::WgmmaSp;
+    for (int64_t n : {16, 4096}) {
+      const TileConfig c = kernel_family(Backend::WgmmaSp).default_config(s, n);
+      const CompiledBinary b = nvrtc_compile(kernel_family(Backend::WgmmaSp).generate(s, c), s.arch);
+      const std::string path = fmt::format("{}/samoyeds_sass_wgmma_{}.cubin", ::testing::TempDir(), n);
+      std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+      const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+      std::remove(path.c_str());
+      EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x)")))
+          << c.to_string() << " has no sparse warpgroup MMA:\n" << sass.substr(0, 2000);
+      EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
+          << c.to_string() << " uses local memory";
+    }
+  }
+}
 
 }  // namespace
 }  // namespace samoyeds

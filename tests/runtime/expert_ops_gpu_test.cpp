@@ -26,9 +26,10 @@ struct Case {
   int64_t m, k, n, x_rows;
   Epilogue epi;  // None/Silu: ssmm; GatedSilu: gated_up
   std::optional<TileConfig> config;
+  Backend backend = Backend::MmaSp;
   std::string name() const {
-    return fmt::format("{} {} m{} k{} n{} T{} {} {}", dtype_name(dtype), sp.to_string(), m, k, n, x_rows,
-                       epilogue_name(epi), config ? config->to_string() : "default");
+    return fmt::format("{} {} {} m{} k{} n{} T{} {} {}", backend_name(backend), dtype_name(dtype), sp.to_string(), m,
+                       k, n, x_rows, epilogue_name(epi), config ? config->to_string() : "default");
   }
 };
 
@@ -59,6 +60,7 @@ Comparison run_case(const Case& c) {
   PoisonedOutput y(c.n * c.m);
   LaunchOptions opt;
   opt.config = c.config;
+  opt.backend = c.backend;
   if (gated)
     gated_up(runtime(), w1.device, w3->device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n,
              y.data(), opt);
@@ -80,19 +82,23 @@ class ExpertOpsGpu : public ::testing::Test {
   void SetUp() override { SAMOYEDS_REQUIRE_GPU(); }
 };
 
-TEST_F(ExpertOpsGpu, SsmmMatchesReferenceAcrossSparsityShapesAndDtypes) {
+// Both dtypes x five sparsities x four shapes (partial tiles, n = 1), the
+// epilogues taking turns.
+void run_reference_grid(Backend backend, const std::vector<Epilogue>& epilogues) {
   const SparsityParams sps[] = {{128, 1, 2}, {64, 2, 4}, {256, 1, 4}, {128, 1, 1}, {32, 1, 2}};
   struct Shape {
     int64_t m, k, n, x_rows;
   };
   const Shape shapes[] = {{256, 512, 64, 256}, {200, 136, 7, 29}, {1408, 2048, 130, 300}, {33, 64, 1, 5}};
-  int i = 0;
+  size_t i = 0;
   for (DType dt : {DType::f16, DType::bf16})
     for (const auto& sp : sps)
-      for (const auto& s : shapes) {
-        const Epilogue epi = (i++ % 2) ? Epilogue::Silu : Epilogue::None;
-        run_case({dt, sp, s.m, s.k, s.n, s.x_rows, epi, std::nullopt});
-      }
+      for (const auto& s : shapes)
+        run_case({dt, sp, s.m, s.k, s.n, s.x_rows, epilogues[i++ % epilogues.size()], std::nullopt, backend});
+}
+
+TEST_F(ExpertOpsGpu, SsmmMatchesReferenceAcrossSparsityShapesAndDtypes) {
+  run_reference_grid(Backend::MmaSp, {Epilogue::None, Epilogue::Silu});
 }
 
 TEST_F(ExpertOpsGpu, GatedUpMatchesReference) {
@@ -122,8 +128,9 @@ TEST_F(ExpertOpsGpu, LargeTokenCountsWithManyTokenTiles) {
 
 // Every config the validity check accepts must produce correct results: one
 // shape with partial row and token tiles per family variant.
-void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
+void check_all_configs(DType dt, SparsityParams sp, Epilogue epi, Backend backend = Backend::MmaSp) {
   KernelSpec spec;
+  spec.backend = backend;
   spec.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
   spec.arch = Device::get().info().arch();
   spec.dtype = dt;
@@ -131,7 +138,7 @@ void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
   spec.k = 384;
   spec.sparsity = sp;
   spec.epilogue = epi;
-  const auto configs = kernel_family(Backend::MmaSp).search_space(spec);
+  const auto configs = kernel_family(backend).search_space(spec);
   ASSERT_FALSE(configs.empty());
   // Load them all first from several threads: exercises compile-once under contention.
   std::atomic<int> load_failures{0};
@@ -144,7 +151,7 @@ void check_all_configs(DType dt, SparsityParams sp, Epilogue epi) {
     }
   });
   ASSERT_EQ(load_failures.load(), 0);
-  for (const auto& cfg : configs) run_case({dt, sp, spec.m, spec.k, 100, 150, epi, cfg});
+  for (const auto& cfg : configs) run_case({dt, sp, spec.m, spec.k, 100, 150, epi, cfg, backend});
 }
 
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesBf16OneOfTwo) { check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::None); }
@@ -155,6 +162,47 @@ TEST_F(ExpertOpsGpu, EveryValidConfigPassesGatedF16) { check_all_configs(DType::
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesOneOfOneBf16) { check_all_configs(DType::bf16, {128, 1, 1}, Epilogue::None); }
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesOneOfFourV256) { check_all_configs(DType::bf16, {256, 1, 4}, Epilogue::Silu); }
 TEST_F(ExpertOpsGpu, EveryValidConfigPassesV32) { check_all_configs(DType::f16, {32, 1, 2}, Epilogue::None); }
+
+// The wgmma_sp backend (sm_90a): the same reference grid and the same
+// main-loop paths over its whole search space.
+class WgmmaSpGpu : public ExpertOpsGpu {
+ protected:
+  void SetUp() override {
+    ExpertOpsGpu::SetUp();
+    if (IsSkipped()) return;  // no GPU: the base already said why
+    if (Device::get().info().arch() != "sm_90a")
+      GTEST_SKIP() << "wgmma_sp needs sm_90a; this device is " << Device::get().info().arch();
+  }
+};
+
+TEST_F(WgmmaSpGpu, SsmmAndGatedMatchReferenceAcrossSparsityShapesAndDtypes) {
+  run_reference_grid(Backend::WgmmaSp, {Epilogue::None, Epilogue::Silu, Epilogue::GatedSilu});
+  run_case({DType::bf16, {128, 1, 2}, 256, 256, 0, 16, Epilogue::None, std::nullopt, Backend::WgmmaSp});
+}
+
+TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
+  run_case({DType::bf16, {128, 1, 2}, 200, 136, 37, 50, Epilogue::None, std::nullopt, Backend::WgmmaSp});
+  run_case({DType::f16, {64, 2, 4}, 96, 128, 9, 20, Epilogue::GatedSilu, std::nullopt, Backend::WgmmaSp});
+}
+
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
+  check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::None, Backend::WgmmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesF16TwoOfFour) {
+  check_all_configs(DType::f16, {64, 2, 4}, Epilogue::Silu, Backend::WgmmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesGatedBf16) {
+  check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::GatedSilu, Backend::WgmmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesOneOfOneF16) {
+  check_all_configs(DType::f16, {128, 1, 1}, Epilogue::None, Backend::WgmmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesOneOfFourV256) {
+  check_all_configs(DType::bf16, {256, 1, 4}, Epilogue::Silu, Backend::WgmmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesV32) {
+  check_all_configs(DType::f16, {32, 1, 2}, Epilogue::None, Backend::WgmmaSp);
+}
 
 TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
   for (DType dt : {DType::f16, DType::bf16}) {

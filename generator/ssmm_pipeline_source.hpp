@@ -1,0 +1,38 @@
+// What the two sparse-MMA backends share: the cost of a tile config in the
+// SsmmPipeline device struct (templates/ssmm_pipeline.cuh) and the small
+// translation unit that instantiates it with one core.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "generator/kernel_family.hpp"
+
+namespace samoyeds {
+
+struct PipelineResources {  // computed the way the device struct does
+  int threads = 0;
+  int smem_bytes = 0;
+  int accumulator_regs = 0;  // f32 accumulators per thread
+};
+PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& cfg);
+
+// The checks every core needs (tile sizes the packed layout pads for, whole
+// row groups per tile, shared memory); nullopt when the config passes them.
+std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const TileConfig& cfg);
+
+// The device struct a backend instantiates: `kernel_type` is its full type
+// with every template argument, `headers` what defines it, in order.
+struct PipelineKernel {
+  const char* backend;               // "mma_sp": names the entry point
+  std::vector<std::string> headers;  // {"samoyeds/ssmm_pipeline.cuh", "samoyeds/mma_sp_sm80.cuh"}
+  std::string kernel_type;  // "samoyeds::SsmmPipeline<samoyeds::WarpMmaSpCore, samoyeds::BF16, ...>"
+  int threads = 0;
+  int smem_bytes = 0;
+};
+// Template arguments every SsmmPipeline-based struct takes, in its order:
+// "samoyeds::BF16, 128, 64, 128" (dtype, BM, BN, BK) and "128, 1, 2, samoyeds::kEpiNone" (V, N, M, epilogue).
+std::string pipeline_tile_args(const KernelSpec& spec, const TileConfig& cfg);
+std::string pipeline_sparsity_args(const KernelSpec& spec);
+GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig& cfg, const PipelineKernel& kernel);
+
+}  // namespace samoyeds

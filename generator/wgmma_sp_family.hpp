@@ -1,0 +1,41 @@
+// The wgmma_sp backend (sm_90a only): warpgroup wgmma.sp m64nNk32 kernels
+// (templates/wgmma_sp_sm90a.cuh). It reads the same packed layout as mma_sp
+// (mma_sp.v1: the metadata is already in the per-warp register order wgmma.sp
+// wants), so one packed layer serves both backends.
+//
+// Warp-specialized (templates/ssmm_wgmma_ws.cuh): a producer warpgroup fills
+// the stages with cp.async (no TMA yet), consumer warpgroups multiply. A
+// consumer warpgroup owns 64 condensed rows and the block's BN tokens;
+// TileConfig spells the consumers as warps_m = block_m / 16, warps_n = 1.
+#pragma once
+#include "generator/kernel_family.hpp"
+
+namespace samoyeds {
+
+struct WgmmaSpResources {
+  int threads = 0;
+  int smem_bytes = 0;
+  int accumulator_regs = 0;  // f32 accumulators per consumer thread
+};
+
+class WgmmaSpFamily final : public KernelFamily {
+ public:
+  Backend backend() const override { return Backend::WgmmaSp; }
+  std::vector<TileConfig> search_space(const KernelSpec& spec) const override;
+  std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
+  GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
+  TileConfig default_config(const KernelSpec& spec, int64_t tokens) const override;
+
+  static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
+  // f32 accumulators a consumer thread may hold (all slots of all operands).
+  // From ptxas reports: with one consumer warpgroup (256 threads, 255
+  // registers) 128 fit; with two (384 threads) ptxas allocates the whole
+  // kernel within 168 registers despite setmaxnreg: 128 spilled while 64 did
+  // not, except with selection at every k32 step (V = 32), where 64 spilled.
+  static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
+    if (cfg.block_m <= 64) return 128;
+    return spec.sparsity.V < 64 ? 32 : 64;
+  }
+};
+
+}  // namespace samoyeds
