@@ -54,9 +54,11 @@ TuningRecord read(const Statement& q) {
   k.experts = int(q.integer(11));
   k.epilogue = parse_epilogue(q.text(12));
   k.bucket = q.integer(13);
-  if (q.text(14) != backend_name(Backend::MmaSp))
+  try {
+    r.backend = parse_backend(q.text(14));
+  } catch (const Error&) {
     throw Error(ErrorCode::CacheError, "unknown backend '" + q.text(14) + "' in a tuning record");
-  r.backend = Backend::MmaSp;
+  }
   r.config = TileConfig::parse(q.text(15));
   r.time_ms = q.real(16);
   std::istringstream ups(q.text(17));

@@ -38,11 +38,14 @@ int cmd_bench(const std::vector<std::string>& argv) {
   for (const KernelSpec& spec : model_expert_specs(model, rt.device().info().arch(), dt, sp))
     for (int64_t n : tokens) {
       const ConfigChoice choice = rt.choose_config(spec, n);
-      const LoadedKernel& k = rt.get(spec, choice.config);
-      const double ours = backend.time_ms(spec, choice.config, n), dense = backend.baseline_ms(spec, n);
+      KernelSpec chosen = spec;
+      chosen.backend = choice.backend;
+      const LoadedKernel& k = rt.get(chosen, choice.config);
+      const double ours = backend.time_ms(chosen, choice.config, n), dense = backend.baseline_ms(spec, n);
       const double lt = backend.cusparselt_ms(spec, n, &lt_absent);
       fmt::print("{:<9} {:>6}x{:<6} {:>6} {:<26} {:<22} {:>8.2f} {:>5} {:>8.4f} {:>9.4f} {:>7.2f}x {:>8} {:>8}\n",
-                 op_name(spec.op), spec.m, spec.k, n, choice.config.to_string(),
+                 op_name(spec.op), spec.m, spec.k, n,
+                 fmt::format("{}{}", choice.backend == Backend::MmaSp ? "" : "wgmma_sp ", choice.config.to_string()),
                  choice.source == ConfigChoice::Source::Heuristic
                      ? std::string("heuristic")
                      : fmt::format("{} ({})", choice_source_name(choice.source), choice.bucket),

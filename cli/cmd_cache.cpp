@@ -63,12 +63,12 @@ int cmd_ls(SqliteStore& db) {
   const auto recs = records.list();
   fmt::print("cache {}: {} binaries, {} tuning records\n", db.path(), bins.size(), recs.size());
   if (!recs.empty())
-    fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<26} {:>9} {:>8}\n", "gpu", "op", "type", "m x k", "sparsity",
-               "bucket", "config", "ms", "/cuBLAS");
+    fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<8} {:<26} {:>9} {:>8}\n", "gpu", "op", "type", "m x k",
+               "sparsity", "bucket", "backend", "config", "ms", "/cuBLAS");
   for (const auto& r : recs)
-    fmt::print("{:<14} {:<8} {:<5} {:>6}x{:<6} {:<14} {:>6} {:<26} {:>9.4f} {:>7.2f}x\n",
+    fmt::print("{:<14} {:<8} {:<5} {:>6}x{:<6} {:<14} {:>6} {:<8} {:<26} {:>9.4f} {:>7.2f}x\n",
                r.key.device.gpu_name.substr(0, 14), op_name(r.key.op), dtype_name(r.key.dtype), r.key.m, r.key.k,
-               r.key.sparsity.to_string(), r.key.bucket, r.config.to_string(), r.time_ms,
+               r.key.sparsity.to_string(), r.key.bucket, backend_name(r.backend), r.config.to_string(), r.time_ms,
                r.time_ms > 0 ? r.baseline_ms / r.time_ms : 0.0);
   return 0;
 }

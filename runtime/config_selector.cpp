@@ -22,21 +22,26 @@ const char* choice_source_name(ConfigChoice::Source s) {
 ConfigSelector::ConfigSelector(RecordStore* records, DeviceFingerprint device, std::vector<int64_t> buckets)
     : records_(records), device_(std::move(device)), buckets_(std::move(buckets)) {}
 
-ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens) {
+ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only) {
   const int64_t bucket = token_bucket(tokens, buckets_);
-  const MemoKey memo_key{int(spec.op),      int(spec.dtype),    int(spec.epilogue), int(spec.backend),
-                         spec.sparsity.V,    spec.sparsity.N,    spec.sparsity.M,    spec.experts,
-                         spec.m,             spec.k,             bucket};
+  const int arch = 2 * arch_number(spec.arch) + (spec.arch.back() == 'a' ? 1 : 0);
+  const MemoKey memo_key{int(spec.op),   int(spec.dtype),  int(spec.epilogue), only ? int(*only) : -1,
+                         spec.sparsity.V, spec.sparsity.N, spec.sparsity.M,    spec.experts,
+                         arch,            spec.m,          spec.k,             bucket};
   std::lock_guard<std::mutex> lock(mu_);
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;
-  ConfigChoice c = lookup(spec, bucket);
+  ConfigChoice c = lookup(spec, bucket, only);
   memo_.emplace(memo_key, c);
   return c;
 }
 
-ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
-  const KernelFamily& family = kernel_family(spec.backend);
+ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only) {
+  auto with_backend = [&](Backend b) {
+    KernelSpec s = spec;
+    s.backend = b;
+    return s;
+  };
   const TuningKey key = TuningKey::of(device_, spec, bucket);
   const std::string kernel = fmt::format("{} {} m{} k{} {}", op_name(spec.op), dtype_name(spec.dtype), spec.m, spec.k,
                                          spec.sparsity.to_string());
@@ -51,7 +56,9 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
         if (foreign++ == 0) foreign_why = r.key.device.differences(device_);
         continue;
       }
-      if (family.invalid_reason(spec, r.config)) continue;  // e.g. a record for another arch's limits
+      if (only && r.backend != *only) continue;
+      // e.g. a record for another arch's limits, or a backend this arch lacks
+      if (kernel_family(r.backend).invalid_reason(with_backend(r.backend), r.config)) continue;
       const double d = std::fabs(std::log2(double(r.key.bucket)) - std::log2(double(bucket)));
       // Nearest in log2(tokens); on a tie the larger bucket (its tiles are safer for more tokens).
       if (!best || d < best_distance || (d == best_distance && r.key.bucket > best->key.bucket)) {
@@ -64,6 +71,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
                                       foreign, kernel, foreign_why));
     if (best) {
       ConfigChoice c;
+      c.backend = best->backend;
       c.config = best->config;
       c.bucket = best->key.bucket;
       c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;
@@ -75,7 +83,8 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket) {
                                     "(run 'samoyeds tune' to tune it)",
                                     kernel));
   ConfigChoice c;
-  c.config = family.default_config(spec, bucket);
+  c.backend = only.value_or(Backend::MmaSp);
+  c.config = kernel_family(c.backend).default_config(with_backend(c.backend), bucket);
   c.source = ConfigChoice::Source::Heuristic;
   return c;
 }

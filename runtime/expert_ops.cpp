@@ -67,8 +67,15 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     spec.experts = grouping->ws[0]->experts();
   }
   spec.validate();
+  TileConfig cfg;
+  if (opt.config) {
+    cfg = *opt.config;
+  } else {  // the tuning record's backend and config, unless the caller fixed the backend
+    const ConfigChoice choice = rt.choose_config(spec, n, opt.backend);
+    spec.backend = choice.backend;
+    cfg = choice.config;
+  }
   const KernelFamily& family = kernel_family(spec.backend);
-  const TileConfig cfg = opt.config ? *opt.config : rt.choose_config(spec, n).config;
   if (auto why = family.invalid_reason(spec, cfg))
     throw Error(ErrorCode::Unsupported, fmt::format("config {}: {}", cfg.to_string(), *why));
   const LoadedKernel& kernel = rt.get(spec, cfg);

@@ -40,8 +40,8 @@ KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path) : de
   selector_ = std::make_unique<ConfigSelector>(disk_ ? &disk_->records : nullptr, current_fingerprint(device.info().ordinal));
 }
 
-ConfigChoice KernelRuntime::choose_config(const KernelSpec& spec, int64_t tokens) {
-  return selector_->choose(spec, tokens);
+ConfigChoice KernelRuntime::choose_config(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only) {
+  return selector_->choose(spec, tokens, only);
 }
 
 KernelRuntime::~KernelRuntime() {

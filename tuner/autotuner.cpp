@@ -25,9 +25,25 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   if (opt.buckets.empty()) throw Error(ErrorCode::InvalidArgument, "no token buckets to tune");
-  const KernelFamily& family = kernel_family(spec.backend);
-  std::vector<TileConfig> configs = family.search_space(spec);
-  if (opt.max_configs > 0 && int(configs.size()) > opt.max_configs) configs.resize(size_t(opt.max_configs));
+  if (opt.backends.empty()) throw Error(ErrorCode::InvalidArgument, "no backend to tune");
+  // Candidates: every valid config of every backend this arch supports
+  // (wgmma_sp's search space is empty below sm_90a).
+  struct Candidate {
+    KernelSpec spec;
+    TileConfig config;
+    std::string name() const {
+      return spec.backend == Backend::MmaSp ? config.to_string()
+                                            : fmt::format("{}/{}", backend_name(spec.backend), config.to_string());
+    }
+  };
+  std::vector<Candidate> configs;
+  for (Backend b : opt.backends) {
+    KernelSpec bs = spec;
+    bs.backend = b;
+    std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
+    if (opt.max_configs > 0 && int(cs.size()) > opt.max_configs) cs.resize(size_t(opt.max_configs));
+    for (const auto& c : cs) configs.push_back({bs, c});
+  }
   TuneReport report;
   report.candidates = int(configs.size());
   if (configs.empty()) throw Error(ErrorCode::Unsupported, "no valid config to tune for " + spec.to_string());
@@ -39,12 +55,12 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     std::mutex mu;
     parallel_for(configs.size(), opt.jobs, [&](size_t i) {
       try {
-        backend.prepare(spec, configs[i]);
+        backend.prepare(configs[i].spec, configs[i].config);
         usable[i] = 1;
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu);
         ++report.compile_failures;
-        log.line(fmt::format("skip {}: {}", configs[i].to_string(), first_line(e.what())));
+        log.line(fmt::format("skip {}: {}", configs[i].name(), first_line(e.what())));
       }
       std::lock_guard<std::mutex> lock(mu);
       log.progress("compile", ++done, int(configs.size()));
@@ -52,13 +68,13 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   }
 
   // 2. Only candidates whose output matches the reference may compete.
-  std::vector<TileConfig> survivors;
+  std::vector<Candidate> survivors;
   for (size_t i = 0; i < configs.size(); ++i) {
     if (!usable[i]) continue;
     std::string why;
     bool ok = false;
     try {
-      ok = backend.verify(spec, configs[i], kVerifyTokens, &why);
+      ok = backend.verify(configs[i].spec, configs[i].config, kVerifyTokens, &why);
     } catch (const std::exception& e) {
       why = first_line(e.what());
     }
@@ -66,44 +82,46 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
       survivors.push_back(configs[i]);
     } else {
       ++report.wrong_answers;
-      log.line(fmt::format("skip {}: output check failed: {}", configs[i].to_string(), why));
+      log.line(fmt::format("skip {}: output check failed: {}", configs[i].name(), why));
     }
     log.progress("verify", int(i + 1), int(configs.size()));
   }
   if (survivors.empty()) throw Error(ErrorCode::Unsupported, "no candidate compiled and verified for " + spec.to_string());
 
-  // 3. Per bucket: time everyone once, re-time the best few, record the winner.
+  // 3. Per bucket: time everyone once, re-time the best few, record the winner
+  //    (whichever backend it belongs to).
   int bucket_index = 0;
   for (int64_t bucket : opt.buckets) {
-    std::vector<std::pair<double, TileConfig>> timed;
+    std::vector<std::pair<double, Candidate>> timed;
     for (const auto& c : survivors) {
       // Token tiles far wider than the bucket only waste work.
-      if (c.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
+      if (c.config.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
       try {
-        timed.push_back({backend.time_ms(spec, c, bucket), c});
+        timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
       } catch (const std::exception& e) {
-        log.line(fmt::format("skip {} at {} tokens: {}", c.to_string(), bucket, first_line(e.what())));
+        log.line(fmt::format("skip {} at {} tokens: {}", c.name(), bucket, first_line(e.what())));
       }
     }
     if (timed.empty())
-      for (const auto& c : survivors) timed.push_back({backend.time_ms(spec, c, bucket), c});
+      for (const auto& c : survivors) timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
     auto by_time = [](const auto& a, const auto& b) { return a.first < b.first; };
-    std::sort(timed.begin(), timed.end(), by_time);
+    std::stable_sort(timed.begin(), timed.end(), by_time);
     const size_t top = std::min(timed.size(), size_t(std::max(1, opt.retime_top)));
-    for (size_t i = 0; i < top; ++i) timed[i].first = backend.time_ms(spec, timed[i].second, bucket);
-    std::sort(timed.begin(), timed.begin() + long(top), by_time);
+    for (size_t i = 0; i < top; ++i) timed[i].first = backend.time_ms(timed[i].second.spec, timed[i].second.config, bucket);
+    std::stable_sort(timed.begin(), timed.begin() + long(top), by_time);
 
+    const Candidate& win = timed[0].second;
     TuningRecord r;
     r.key = TuningKey::of(backend.device(), spec, bucket);
-    r.backend = spec.backend;
-    r.config = timed[0].second;
+    r.backend = win.spec.backend;
+    r.config = win.config;
     r.time_ms = timed[0].first;
     for (size_t i = 1; i < timed.size() && int(i) <= opt.runner_ups; ++i) r.runner_up_ms.push_back(timed[i].first);
     r.baseline_ms = backend.baseline_ms(spec, bucket);
     store.put(r);
     report.records.push_back(r);
     log.line(fmt::format("{} {} m{} k{} bucket {:>5}: {} {:.4f} ms ({:.2f}x cuBLAS {:.4f} ms){}", op_name(spec.op),
-                         dtype_name(spec.dtype), spec.m, spec.k, bucket, r.config.to_string(), r.time_ms,
+                         dtype_name(spec.dtype), spec.m, spec.k, bucket, win.name(), r.time_ms,
                          r.baseline_ms / r.time_ms, r.baseline_ms,
                          r.runner_up_ms.empty() ? "" : fmt::format(", next {:.4f} ms", r.runner_up_ms[0])));
     log.progress("time", ++bucket_index, int(opt.buckets.size()));

@@ -1,5 +1,5 @@
 // The autotuner: for a kernel spec and a grid of token buckets, enumerate the
-// backend's valid configs, compile them in parallel, let only candidates whose
+// valid configs of every backend, compile them in parallel, let only candidates whose
 // output matches the reference compete, time the survivors and record the
 // winner with the runner-ups and the baseline measured beside it.
 //
@@ -33,6 +33,9 @@ class TuningBackend {
 
 struct TuneOptions {
   std::vector<int64_t> buckets = default_token_buckets();
+  // Backends whose search spaces compete; each bucket's record keeps the
+  // winner's backend. Those the arch lacks contribute nothing.
+  std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};
   int jobs = 0;          // parallel compiles; 0 = hardware threads
   int max_configs = 0;   // 0 = the whole search space
   int retime_top = 3;    // candidates re-timed before a winner is picked

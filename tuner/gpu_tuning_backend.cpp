@@ -101,7 +101,9 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
 }
 
 GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
-  const std::string key = spec.to_string();
+  KernelSpec data_spec = spec;  // both backends time on the same data
+  data_spec.backend = Backend::MmaSp;
+  const std::string key = data_spec.to_string();
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = problems_[key];
   if (slot) return *slot;
@@ -148,6 +150,7 @@ GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
 void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
   LaunchOptions opt;
   opt.stream = stream_;
+  opt.backend = spec.backend;
   opt.config = config;
   const auto& w0 = p.sparse[0][size_t(copy) % p.sparse[0].size()];
   const auto* ids = static_cast<const int32_t*>(p.ids.data());

@@ -7,6 +7,7 @@
 #pragma once
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -19,6 +20,7 @@ class RecordStore;
 
 struct ConfigChoice {
   enum class Source { Tuned, NearestBucket, Heuristic };
+  Backend backend = Backend::MmaSp;  // the record's winner may be either backend
   TileConfig config;
   Source source = Source::Heuristic;
   int64_t bucket = 0;  // the bucket whose record was used (0 for heuristic)
@@ -30,25 +32,28 @@ class ConfigSelector {
   // records may be null (heuristics only).
   ConfigSelector(RecordStore* records, DeviceFingerprint device,
                  std::vector<int64_t> buckets = default_token_buckets());
-  ConfigChoice choose(const KernelSpec& spec, int64_t tokens);
+  // Any backend the records chose (spec.backend is ignored), or only `only`.
+  // Without a usable record: the heuristic default of `only`, else mma_sp.
+  ConfigChoice choose(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only = std::nullopt);
   const DeviceFingerprint& device() const { return device_; }
   const std::vector<int64_t>& buckets() const { return buckets_; }
 
  private:
-  ConfigChoice lookup(const KernelSpec& spec, int64_t bucket);
-  struct MemoKey {  // every spec field a record is keyed by, plus the bucket
-    int op, dtype, epilogue, backend, V, N, M, experts;
+  ConfigChoice lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only);
+  struct MemoKey {  // every spec field a record is keyed by, the bucket, the backend restriction (-1: any)
+    int op, dtype, epilogue, backend, V, N, M, experts, arch;  // arch: 2 * number + 1 for an "a" target
     int64_t m, k, bucket;
     bool operator==(const MemoKey& o) const {
       return op == o.op && dtype == o.dtype && epilogue == o.epilogue && backend == o.backend && V == o.V &&
-             N == o.N && M == o.M && experts == o.experts && m == o.m && k == o.k && bucket == o.bucket;
+             N == o.N && M == o.M && experts == o.experts && arch == o.arch && m == o.m && k == o.k &&
+             bucket == o.bucket;
     }
   };
   struct MemoHash {
     size_t operator()(const MemoKey& k) const {
       size_t h = 0;
       for (int64_t v : {int64_t(k.op), int64_t(k.dtype), int64_t(k.epilogue), int64_t(k.backend), int64_t(k.V),
-                        int64_t(k.N), int64_t(k.M), int64_t(k.experts), k.m, k.k, k.bucket})
+                        int64_t(k.N), int64_t(k.M), int64_t(k.experts), int64_t(k.arch), k.m, k.k, k.bucket})
         h = h * 1000003u ^ std::hash<int64_t>()(v);
       return h;
     }

@@ -77,8 +77,9 @@ class GroupedExpertWeights {
 
 struct LaunchOptions {
   void* stream = nullptr;                 // CUstream; null = the legacy default stream
-  std::optional<Backend> backend;         // default: mma_sp (wgmma_sp is sm_90a only, opt-in while it is new)
+  std::optional<Backend> backend;         // default: the tuning record's, else mma_sp (wgmma_sp: sm_90a only)
   std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
+                                          // (a config without a backend means mma_sp)
   int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
 };
 

@@ -42,7 +42,7 @@ class KernelRuntime {
   const LoadedKernel& get_utility(int which, DType dtype);
   // The config a launch of `tokens` tokens uses when the caller names none:
   // tuning records of this device from the cache file, else heuristics.
-  ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens);
+  ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only = std::nullopt);
   Device& device() { return device_; }
   size_t loaded_count() const;
 

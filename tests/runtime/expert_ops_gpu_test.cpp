@@ -290,7 +290,9 @@ TEST_F(ExpertOpsGpu, CApiGivesTheSameBitsAsTheCppApi) {
 
 // The grouped launch over all experts gives exactly the bits of one launch
 // per expert (same config): each output row depends only on its own token.
-TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
+// Grouped launches over 5 experts (one empty, one with every token) against
+// one launch per expert, bit for bit, with one backend and config.
+void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) {
   const int E = 5;
   const int64_t H = 256, I = 384, T = 70;
   const DType dt = DType::bf16;
@@ -317,7 +319,8 @@ TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
   DeviceBuffer d_x = to_device(x), d_list = to_device(list), d_off = to_device(offsets), d_p = to_device(p);
   DeviceBuffer h(size_t(rows * I * 2)), z(size_t(rows * H * 2));
   LaunchOptions opt;
-  opt.config = TileConfig{64, 32, 64, 2, 2, 3};
+  opt.backend = backend;
+  opt.config = config;
   grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
                    static_cast<const int32_t*>(d_off.data()), T, h.data(), opt);
   grouped_down_scaled(runtime(), g2, h.data(), static_cast<const int32_t*>(d_off.data()), T,
@@ -349,6 +352,13 @@ TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
   const DenseF64 ref = reference_ssmm(DenseF64{I, H, decode_weights_f64(w1[0])}, xf, all, Epilogue::GatedSilu, &up0);
   std::vector<uint16_t> h0(got_h.begin(), got_h.begin() + offsets[1] * I);
   EXPECT_LE(compare(h0, dt, ref).rel_error, tolerance(dt));
+}
+
+TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
+  check_grouped_equals_per_expert(Backend::MmaSp, TileConfig{64, 32, 64, 2, 2, 3});
+}
+TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
+  check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig{128, 32, 128, 8, 1, 3});
 }
 
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "samoyeds/config_selector.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/processes.hpp"
 #include "tuner/autotuner.hpp"
@@ -37,27 +39,30 @@ class FakeBackend : public TuningBackend {
     wrong = all[1];
   }
   DeviceFingerprint device() override { return {"Fake GPU", 9, 0, 132, 13000, "13.0", library_version()}; }
-  void prepare(const KernelSpec&, const TileConfig& c) override {
+  void prepare(const KernelSpec& s, const TileConfig& c) override {
     std::lock_guard<std::mutex> lock(mu);
-    prepared.insert(c.to_string());
-    if (c == broken) throw Error(ErrorCode::CompileError, "NVRTC failed\nlong log");
+    prepared.insert(fmt::format("{}/{}", backend_name(s.backend), c.to_string()));
+    if (s.backend == Backend::MmaSp && c == broken) throw Error(ErrorCode::CompileError, "NVRTC failed\nlong log");
   }
-  bool verify(const KernelSpec&, const TileConfig& c, int64_t, std::string* why) override {
-    if (c == wrong) {
+  bool verify(const KernelSpec& s, const TileConfig& c, int64_t, std::string* why) override {
+    if (s.backend == Backend::MmaSp && c == wrong) {
       *why = "relative error 0.4";
       return false;
     }
     return true;
   }
   // Fastest: the wrong config, then large tiles matching the bucket.
-  double time_ms(const KernelSpec&, const TileConfig& c, int64_t tokens) override {
+  double time_ms(const KernelSpec& s, const TileConfig& c, int64_t tokens) override {
     ++timings;
-    if (c == wrong) return 0.001;
+    if (s.backend == Backend::MmaSp && c == wrong) return 0.001;
+    if (s.backend == Backend::WgmmaSp) return wgmma_ms(tokens);
     return 1.0 + std::abs(c.block_n - std::min<int64_t>(tokens, 128)) * 0.01 + (128 - c.block_m) * 0.001 +
            c.stages * 0.0001 + c.block_k * 1e-6 + c.warps_m * 1e-7;
   }
   double baseline_ms(const KernelSpec&, int64_t) override { return 2.0; }
 
+  // wgmma_sp loses by default (as it does on the H200 today); tests may make it win.
+  std::function<double(int64_t)> wgmma_ms = [](int64_t) { return 100.0; };
   TileConfig broken, wrong;
   std::mutex mu;
   std::set<std::string> prepared;
@@ -81,7 +86,11 @@ TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
   TuneLog log;
   log.line = [&](const std::string& l) { lines.push_back(l); };
   const TuneReport rep = tune_spec(spec(), fake, rs, opt, log);
-  EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(spec()).size()));
+  KernelSpec wg = spec();
+  wg.backend = Backend::WgmmaSp;
+  EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(spec()).size() +
+                                kernel_family(Backend::WgmmaSp).search_space(wg).size()))
+      << "both backends compete on sm_90a";
   EXPECT_EQ(int(fake.prepared.size()), rep.candidates) << "every candidate is compiled";
   EXPECT_EQ(rep.compile_failures, 1);
   EXPECT_EQ(rep.wrong_answers, 1);
@@ -96,12 +105,57 @@ TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
     auto stored = rs.get(r.key);
     ASSERT_TRUE(stored);
     EXPECT_EQ(stored->config, r.config);
+    EXPECT_EQ(stored->backend, Backend::MmaSp);
   }
   EXPECT_EQ(rep.records[0].config.block_n, 32);  // 16 tokens: narrowest tiles
   EXPECT_EQ(rep.records[2].config.block_n, 128);
   bool mentions_skip = false;
   for (const auto& l : lines) mentions_skip |= l.find("skip " + fake.broken.to_string()) != std::string::npos;
   EXPECT_TRUE(mentions_skip);
+}
+
+// Each bucket keeps the backend that won it, and dispatch follows the record.
+TEST(Autotuner, EachBucketRecordsTheBackendThatWonAndDispatchFollowsIt) {
+  SqliteStore db(fresh("backends"));
+  RecordStore rs(db);
+  FakeBackend fake(spec());
+  fake.wgmma_ms = [](int64_t tokens) { return tokens >= 1024 ? 0.5 : 100.0; };
+  TuneOptions opt;
+  opt.buckets = {16, 1024};
+  opt.jobs = 2;
+  const TuneReport rep = tune_spec(spec(), fake, rs, opt, {});
+  ASSERT_EQ(rep.records.size(), 2u);
+  EXPECT_EQ(rep.records[0].backend, Backend::MmaSp);
+  EXPECT_EQ(rep.records[1].backend, Backend::WgmmaSp);
+  EXPECT_EQ(rs.get(rep.records[1].key)->backend, Backend::WgmmaSp) << "the backend survives the store";
+
+  ConfigSelector sel(&rs, fake.device(), opt.buckets);
+  const ConfigChoice big = sel.choose(spec(), 1000);
+  EXPECT_EQ(big.backend, Backend::WgmmaSp);
+  EXPECT_EQ(big.config, rep.records[1].config);
+  EXPECT_EQ(sel.choose(spec(), 10).backend, Backend::MmaSp);
+  // A caller that fixes the backend gets that backend's nearest record, or its heuristic.
+  const ConfigChoice fixed = sel.choose(spec(), 1000, Backend::MmaSp);
+  EXPECT_EQ(fixed.backend, Backend::MmaSp);
+  EXPECT_EQ(fixed.config, rep.records[0].config);
+  EXPECT_EQ(fixed.source, ConfigChoice::Source::NearestBucket);
+  // Where wgmma_sp does not exist, its records are never chosen.
+  KernelSpec hopper_without_a = spec();
+  hopper_without_a.arch = "sm_90";
+  EXPECT_EQ(sel.choose(hopper_without_a, 1000).backend, Backend::MmaSp);
+}
+
+TEST(Autotuner, OnlyMmaSpCompetesBelowSm90a) {
+  SqliteStore db(fresh("sm90"));
+  RecordStore rs(db);
+  KernelSpec s = spec();
+  s.arch = "sm_90";
+  FakeBackend fake(s);
+  TuneOptions opt;
+  opt.buckets = {64};
+  const TuneReport rep = tune_spec(s, fake, rs, opt, {});
+  EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(s).size()));
+  EXPECT_EQ(rep.records.at(0).backend, Backend::MmaSp);
 }
 
 TEST(Autotuner, NothingUsableIsAnError) {
