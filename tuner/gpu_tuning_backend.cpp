@@ -69,6 +69,7 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   d_p.upload(p.data(), p.size() * 4);
   d_y.fill_bytes(0xff);  // NaN: anything not written shows up
   LaunchOptions opt;
+  opt.backend = spec.backend;  // without it a config valid for both backends would verify mma_sp's kernel
   opt.config = config;
   const auto* id_ptr = static_cast<const int32_t*>(d_ids.data());
   if (spec.op == Op::GatedUp)
