@@ -77,7 +77,9 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   }
   const KernelFamily& family = kernel_family(spec.backend);
   if (auto why = family.invalid_reason(spec, cfg))
-    throw Error(ErrorCode::Unsupported, fmt::format("config {}: {}", cfg.to_string(), *why));
+    throw Error(ErrorCode::Unsupported,
+                fmt::format("{} config {}: {}{}", backend_name(spec.backend), cfg.to_string(), *why,
+                            opt.config && !opt.backend ? " (a config without LaunchOptions::backend means mma_sp)" : ""));
   const LoadedKernel& kernel = rt.get(spec, cfg);
 
   SsmmArgs a{};
