@@ -40,7 +40,7 @@ SAMOYEDS_MMA_SP(BF16, "bf16")
 struct WarpMmaSpCore {
   template <int ROWS, int ROW_BYTES>
   using Tile = SwizzledTile<ROWS, ROW_BYTES>;
-  static __device__ __forceinline__ void stage_landed() {}
+  static __device__ __forceinline__ void stage_landed() {}  // ldmatrix reads through the generic proxy
   static __device__ __forceinline__ void begin() {}
   static __device__ __forceinline__ void settle() {}
 

@@ -65,7 +65,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % STAGES;
         mbarrier_wait(bars + 8 * s, (kt / STAGES) & 1);
-        fence_proxy_async_shared();  // the copies were generic-proxy writes; wgmma reads via the async proxy
+        WgmmaSpCore::stage_landed();  // the stage's copies, as this consumer now sees them, made visible to wgmma
         this->compute_stage(smem + s * Base::kStageBytes, smem_base + s * Base::kStageBytes, kt, warp_m, 0, lane);
         mbarrier_arrive(bars + 8 * (STAGES + s));  // compute_stage ended with its wgmmas complete
       }

@@ -46,8 +46,8 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 // cp.async writes shared memory through the generic proxy; wgmma reads it
-// through the async proxy. Each writer fences before the barrier that
-// publishes its copies.
+// through the async proxy. A thread that has seen a stage's copies land (its
+// own, or a producer's through an mbarrier) fences before its wgmma reads.
 __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
