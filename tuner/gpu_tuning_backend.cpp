@@ -68,16 +68,9 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   d_ids.upload(ids.data(), ids.size() * 4);
   d_p.upload(p.data(), p.size() * 4);
   d_y.fill_bytes(0xff);  // NaN: anything not written shows up
-  LaunchOptions opt;
-  opt.backend = spec.backend;  // without it a config valid for both backends would verify mma_sp's kernel
-  opt.config = config;
-  const auto* id_ptr = static_cast<const int32_t*>(d_ids.data());
-  if (spec.op == Op::GatedUp)
-    gated_up(rt_, dev[0], dev[1], d_x.data(), rows, id_ptr, tokens, d_y.data(), opt);
-  else if (spec.op == Op::Down)
-    down_scaled(rt_, dev[0], d_x.data(), tokens, static_cast<const float*>(d_p.data()), d_y.data(), opt);
-  else
-    ssmm(rt_, dev[0], d_x.data(), rows, id_ptr, tokens, d_y.data(), spec.epilogue, opt);
+  run_candidate(spec, config, dev[0], gated ? &dev[1] : nullptr, d_x.data(), rows,
+                static_cast<const int32_t*>(d_ids.data()), static_cast<const float*>(d_p.data()), tokens,
+                d_y.data(), nullptr);
   rt_.device().synchronize();
   std::vector<uint16_t> got(size_t(tokens * m));
   d_y.download(got.data(), got.size() * 2);
@@ -148,20 +141,26 @@ GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
   return *slot;
 }
 
-void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
+void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
+                                     const PackedExpertWeights* w1, const void* x, int64_t x_rows,
+                                     const int32_t* ids, const float* p, int64_t tokens, void* y, void* stream) {
   LaunchOptions opt;
-  opt.stream = stream_;
-  opt.backend = spec.backend;
+  opt.stream = stream;
+  opt.backend = spec.backend;  // without it a config valid for both backends would run mma_sp's kernel
   opt.config = config;
-  const auto& w0 = p.sparse[0][size_t(copy) % p.sparse[0].size()];
-  const auto* ids = static_cast<const int32_t*>(p.ids.data());
   if (spec.op == Op::GatedUp)
-    gated_up(rt_, w0, p.sparse[1][size_t(copy) % p.sparse[1].size()], p.x.data(), p.batch_rows, ids, tokens,
-             p.y.data(), opt);
+    gated_up(rt_, w0, *w1, x, x_rows, ids, tokens, y, opt);
   else if (spec.op == Op::Down)
-    down_scaled(rt_, w0, p.x.data(), tokens, static_cast<const float*>(p.p.data()), p.y.data(), opt);
+    down_scaled(rt_, w0, x, tokens, p, y, opt);
   else
-    ssmm(rt_, w0, p.x.data(), p.batch_rows, ids, tokens, p.y.data(), spec.epilogue, opt);
+    ssmm(rt_, w0, x, x_rows, ids, tokens, y, spec.epilogue, opt);
+}
+
+void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
+  const auto* w1 = spec.op == Op::GatedUp ? &p.sparse[1][size_t(copy) % p.sparse[1].size()] : nullptr;
+  run_candidate(spec, config, p.sparse[0][size_t(copy) % p.sparse[0].size()], w1, p.x.data(), p.batch_rows,
+                static_cast<const int32_t*>(p.ids.data()), static_cast<const float*>(p.p.data()), tokens, p.y.data(),
+                stream_);
 }
 
 double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {

@@ -13,6 +13,8 @@
 
 namespace samoyeds {
 
+class PackedExpertWeights;  // samoyeds/expert_ops.hpp
+
 class GpuTuningBackend final : public TuningBackend {
  public:
   // max_tokens: the largest bucket that will be timed (sizes the buffers).
@@ -36,6 +38,11 @@ class GpuTuningBackend final : public TuningBackend {
   struct Problem;
   Problem& problem(const KernelSpec& spec);
   void launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens);
+  // The one place a candidate runs (checked and timed alike): spec's op, its
+  // backend and this config. w1 only for the gated op, p only for down.
+  void run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
+                     const PackedExpertWeights* w1, const void* x, int64_t x_rows, const int32_t* ids,
+                     const float* p, int64_t tokens, void* y, void* stream);
 
   KernelRuntime& rt_;
   int64_t max_tokens_;
