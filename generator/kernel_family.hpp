@@ -16,6 +16,7 @@ struct GeneratedKernel {
   int threads = 0;
   int smem_bytes = 0;       // dynamic shared memory per block
   std::string layout_id;    // physical weight layout the kernel reads
+  bool weight_maps = false; // second parameter: TmaWeightMaps (templates/kernel_args.cuh)
 };
 
 class KernelFamily {

@@ -24,7 +24,7 @@ const char* epilogue_constant(Epilogue e) {
 
 // Mirrors SsmmPipeline's constants; the generated source static_asserts the
 // shared-memory figure so the two cannot disagree silently.
-PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c) {
+PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c, int stage_align) {
   const auto& sp = spec.sparsity;
   const int w = operands(spec);
   const bool select = sp.N < sp.M;
@@ -33,7 +33,8 @@ PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c
   const int a_bytes = c.block_m * c.block_k;
   const int meta_bytes = (c.block_m / 16) * (c.block_k / 64) * 128;
   const int sel_bytes = segs * c.block_m;
-  const int stage = w * (a_bytes + meta_bytes + sel_bytes) + c.block_n * c.block_k * 2;
+  const int w_bytes = (a_bytes + meta_bytes + sel_bytes + stage_align - 1) / stage_align * stage_align;
+  const int stage = w * w_bytes + c.block_n * c.block_k * 2;
   const int out_rows = c.block_m / sp.N * sp.M;
   const int epi = w * c.block_n * (out_rows + 4) * 4;
   PipelineResources r;
@@ -76,16 +77,21 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.threads = k.threads;
   g.smem_bytes = k.smem_bytes;
   g.layout_id = MmaSpLayout::kLayoutId;
+  g.weight_maps = k.weight_maps;
   // The grouped entry point picks its expert's slice, then runs the same body.
+  const std::string maps_param = k.weight_maps ? ", const __grid_constant__ samoyeds::TmaWeightMaps maps" : "";
   const std::string entry =
-      spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped) {{\n"
+      spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped{}) {{\n"
                                  "  extern __shared__ __align__(128) unsigned char smem[];\n"
                                  "  samoyeds::SsmmArgs args;\n"
                                  "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
-                                 g.kernel_name, c.block_n)
-                   : fmt::format("{}(const samoyeds::SsmmArgs args) {{\n"
+                                 g.kernel_name, maps_param, c.block_n)
+                   : fmt::format("{}(const samoyeds::SsmmArgs args{}) {{\n"
                                  "  extern __shared__ __align__(128) unsigned char smem[];\n",
-                                 g.kernel_name);
+                                 g.kernel_name, maps_param);
+  const std::string run_call = k.weight_maps ? fmt::format("  kernel.run(args, smem, maps, {});\n",
+                                                           spec.grouped ? "int(blockIdx.z)" : "0")
+                                             : "  kernel.run(args, smem);\n";
   std::string includes;
   for (const auto& h : k.headers) includes += fmt::format("#include \"{}\"\n", h);
   if (spec.grouped) includes += "#include \"samoyeds/grouped_experts.cuh\"\n";
@@ -101,14 +107,14 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1)\n"
       "{entry}"
       "  Kernel kernel;\n"
-      "  kernel.run(args, smem);\n"
+      "{run_call}"
       "}}\n",
       fmt::arg("backend", k.backend), fmt::arg("dtype", dtype_name(spec.dtype)),
       fmt::arg("sparsity", spec.sparsity.to_string()), fmt::arg("epi", epilogue_name(spec.epilogue)),
       fmt::arg("cfg", c.to_string()), fmt::arg("grouped", spec.grouped ? " grouped" : ""),
       fmt::arg("includes", includes),
       fmt::arg("type", k.kernel_type), fmt::arg("smem", k.smem_bytes), fmt::arg("threads", k.threads),
-      fmt::arg("entry", entry));
+      fmt::arg("entry", entry), fmt::arg("run_call", run_call));
   return g;
 }
 

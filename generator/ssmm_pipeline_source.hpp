@@ -14,7 +14,9 @@ struct PipelineResources {  // computed the way the device struct does
   int smem_bytes = 0;
   int accumulator_regs = 0;  // f32 accumulators per thread
 };
-PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& cfg);
+// `stage_align`: the core's kStageAlign (each operand's part of a stage starts
+// on a multiple of it).
+PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& cfg, int stage_align = 16);
 
 // The checks every core needs (tile sizes the packed layout pads for, whole
 // row groups per tile, shared memory); nullopt when the config passes them.
@@ -28,6 +30,9 @@ struct PipelineKernel {
   std::string kernel_type;  // "samoyeds::SsmmPipeline<samoyeds::WarpMmaSpCore, samoyeds::BF16, ...>"
   int threads = 0;
   int smem_bytes = 0;
+  // The entry also takes `const __grid_constant__ TmaWeightMaps` and passes
+  // it, with the expert index, to run().
+  bool weight_maps = false;
 };
 // Template arguments every SsmmPipeline-based struct takes, in its order:
 // "samoyeds::BF16, 128, 64, 128" (dtype, BM, BN, BK) and "128, 1, 2, samoyeds::kEpiNone" (V, N, M, epilogue).

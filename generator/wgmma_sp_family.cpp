@@ -7,16 +7,18 @@
 
 namespace samoyeds {
 
-// Mirrors SsmmWgmmaWs: the pipeline's tiles plus a producer warpgroup and
-// two mbarriers per stage.
+// Mirrors SsmmWgmmaWs: the pipeline's tiles (operands on 1024-byte swizzle
+// periods) plus a producer warpgroup, two mbarriers per stage and the slack
+// that aligns the dynamic shared memory to a swizzle period.
 WgmmaSpResources WgmmaSpFamily::resources(const KernelSpec& spec, const TileConfig& c) {
-  const PipelineResources p = pipeline_resources(spec, c);
-  return {p.threads + 128, p.smem_bytes + 2 * c.stages * 8, p.accumulator_regs};
+  const PipelineResources p = pipeline_resources(spec, c, 1024);
+  return {p.threads + 128, p.smem_bytes + 2 * c.stages * 8 + 1024, p.accumulator_regs};
 }
 
 std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
   if (spec.arch != "sm_90a") return fmt::format("wgmma.sp needs sm_90a, not {}", spec.arch);
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
+  if (c.block_k != 128) return "block_k must be 128 (a k-tile's weight row is one 128-byte swizzle atom)";
   if (c.block_n != 32 && c.block_n != 64 && c.block_n != 128) return "block_n must be 32, 64 or 128 (one wgmma N)";
   if (c.warps_m != c.block_m / 16 || c.warps_n != 1)
     return "a warpgroup owns 64 rows and all tokens: warps_m = block_m / 16, warps_n = 1";
@@ -34,7 +36,7 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
   std::vector<TileConfig> out;
   for (int bm : {64, 128})
     for (int bn : {32, 64, 128})
-      for (int bk : {64, 128})
+      for (int bk : {128})
         for (int stages : {2, 3, 4}) {
           TileConfig c{bm, bn, bk, bm / 16, 1, stages};
           if (!invalid_reason(spec, c)) out.push_back(c);
@@ -53,7 +55,8 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
                                  fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}>", pipeline_tile_args(spec, c),
                                              c.stages, pipeline_sparsity_args(spec)),
                                  r.threads,
-                                 r.smem_bytes});
+                                 r.smem_bytes,
+                                 /*weight_maps=*/true});
 }
 
 // Two warpgroups of 64 rows; the widest token tile the accumulators allow

@@ -4,9 +4,10 @@
 // wants), so one packed layer serves both backends.
 //
 // Warp-specialized (templates/ssmm_wgmma_ws.cuh): a producer warpgroup fills
-// the stages with cp.async (no TMA yet), consumer warpgroups multiply. A
-// consumer warpgroup owns 64 condensed rows and the block's BN tokens;
-// TileConfig spells the consumers as warps_m = block_m / 16, warps_n = 1.
+// the stages (TMA for the weights, cp.async for the gathered tokens),
+// consumer warpgroups multiply. A consumer warpgroup owns 64 condensed rows
+// and the block's BN tokens; TileConfig spells the consumers as
+// warps_m = block_m / 16, warps_n = 1.
 #pragma once
 #include "generator/kernel_family.hpp"
 
@@ -28,13 +29,13 @@ class WgmmaSpFamily final : public KernelFamily {
 
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
-  // From ptxas reports: with one consumer warpgroup (256 threads, 255
-  // registers) 128 fit; with two (384 threads) ptxas allocates the whole
-  // kernel within 168 registers despite setmaxnreg: 128 spilled while 64 did
-  // not, except with selection at every k32 step (V = 32), where 64 spilled.
+  // From ptxas reports: one consumer warpgroup (256 threads) has 255
+  // registers, two (384 threads) have 232 after the producer hands its
+  // registers over (setmaxnreg); 128 accumulators fit in both.
   static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
-    if (cfg.block_m <= 64) return 128;
-    return spec.sparsity.V < 64 ? 32 : 64;
+    (void)spec;
+    (void)cfg;
+    return 128;
   }
 };
 

@@ -6,6 +6,7 @@
 #include "generator/utility_kernels.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/tma_weight_maps.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "templates/kernel_args.cuh"
@@ -113,8 +114,30 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   const unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
   require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   GroupedSsmmArgs g{};
-  void* params[] = {&a};
+  TmaWeightMaps maps;
+  void* params[] = {&a, &maps};
   unsigned grid_z = 1;
+  if (kernel.weight_maps) {
+    PackedWeightView views[2];
+    WeightMapShape shape;
+    shape.rows_pad = w0.rows_pad();
+    shape.k_phys = w0.k_phys();
+    shape.V = w0.sparsity().V;
+    shape.block_m = cfg.block_m;
+    shape.block_k = cfg.block_k;
+    if (grouping) {
+      const GroupedExpertWeights& gw = *grouping->ws[0];
+      shape.experts = gw.experts();
+      // The maps see the experts as one tensor: each expert's part must
+      // follow the previous one's with no gap.
+      require(gw.values_stride() == w0.rows_pad() * (w0.k_phys() / 2) &&
+                  gw.meta_stride() == w0.rows_pad() / 16 * (w0.k_phys() / 2) &&
+                  gw.sel_stride() == (w0.k_phys() / w0.sparsity().V) * w0.rows_pad(),
+              "grouped weights are not laid out back to back (the TMA maps need that)");
+    }
+    for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
+    maps = encode_weight_maps(views, n_w, shape);
+  }
   if (grouping) {
     g.base = a;
     g.offsets = grouping->offsets;

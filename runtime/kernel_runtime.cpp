@@ -82,6 +82,7 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   k.threads = generated.threads;
   k.smem_bytes = generated.smem_bytes;
   k.layout_id = generated.layout_id;
+  k.weight_maps = generated.weight_maps;
   k.registers = binary.registers;
   k.spill_bytes = binary.spill_bytes;
   k.from_disk_cache = from_cache;

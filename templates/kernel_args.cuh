@@ -22,6 +22,21 @@ struct SsmmArgs {
   int rows_pad, k_phys;
 };
 
+// An opaque CUtensorMap (cuda.h's type, which device code cannot include):
+// 128 bytes, aligned as cuda.h aligns it. The host static_asserts the two agree.
+struct alignas(128) TensorMap {
+  unsigned long long opaque[16];
+};
+
+// TMA views of the weights (wgmma_sp backend), per weight operand, over all
+// experts of a grouped launch (expert e's rows follow expert e-1's):
+//   values  2-D [rows, k_phys/2] u16, box [block_m rows][64 values], 128-byte swizzle
+//   meta    2-D [rows/16, k_phys/2] u32, box [block_m/16][block_k/2]
+//   sel     2-D [segments, rows_pad] u8, box [segments per k-tile][block_m]
+struct TmaWeightMaps {
+  TensorMap values[2], meta[2], sel[2];
+};
+
 // All experts of one projection in one launch: blockIdx.z is the expert.
 // Expert e owns rows offsets[e] .. offsets[e+1]-1 of the token list and of the
 // compact output; its weights sit `*_stride` elements after expert e-1's.

@@ -40,7 +40,9 @@ struct SsmmPipeline {
   static constexpr int kABytes = ATile::kBytes;
   static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
-  static constexpr int kWBytes = kABytes + kMetaBytes + kSelBytes;
+  // Each operand's part starts where the core's operand layout needs it to.
+  static constexpr int kWBytes = (kABytes + kMetaBytes + kSelBytes + Core::kStageAlign - 1) / Core::kStageAlign *
+                                 Core::kStageAlign;
   static constexpr int kBBytes = BTile::kBytes;
   static constexpr int kStageBytes = kW * kWBytes + kBBytes;
   static constexpr int kEpiLd = kOutRows + 4;  // floats; the pad staggers banks
@@ -76,6 +78,9 @@ struct SsmmPipeline {
 
   float acc[kW][kSlots][MT][NT][4];
   SlotMap map[kW][MT][2];
+  // A k-tile's metadata words of this thread, for cores that read them
+  // before their MMAs start (WgmmaSpCore::prepare); unused otherwise.
+  u32 stage_meta[kW][kSteps / 2];
 
   __device__ __forceinline__ void run(const SsmmArgs& args, unsigned char* smem) {
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -149,6 +154,13 @@ struct SsmmPipeline {
   template <int NTHREADS>
   static __device__ __forceinline__ void load_stage(const SsmmArgs& args, u32 stage, int kt, int row0,
                                                     const int* s_ids, int tid) {
+    load_weights<NTHREADS>(args, stage, kt, row0, tid);
+    load_tokens<NTHREADS>(args, stage, kt, s_ids, tid);
+  }
+
+  // Weights, metadata and selectors of every operand for k-tile kt.
+  template <int NTHREADS>
+  static __device__ __forceinline__ void load_weights(const SsmmArgs& args, u32 stage, int kt, int row0, int tid) {
     const int k0 = kt * BK;
     const int half_k = args.k_phys / 2;
 #pragma unroll
@@ -176,6 +188,13 @@ struct SsmmPipeline {
         cp_async_16(sel_base + c * 16, src, true);
       }
     }
+  }
+
+  // The block's gathered token rows for k-tile kt (zeros past k or for an id of -1).
+  template <int NTHREADS>
+  static __device__ __forceinline__ void load_tokens(const SsmmArgs& args, u32 stage, int kt, const int* s_ids,
+                                                     int tid) {
+    const int k0 = kt * BK;
     const u32 b_base = stage + kW * kWBytes;
     for_each_chunk<NTHREADS, BN, BK / 8>(tid, [&](int t, int ch) {
       const int id = s_ids[t];
@@ -217,6 +236,7 @@ struct SsmmPipeline {
 
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
                                                 int warp_m, int warp_n, int lane) {
+    Core::prepare(*this, stage, warp_m, lane);
     Core::begin();
 #pragma unroll
     for (int ks = 0; ks < kSteps; ++ks) {

@@ -1,14 +1,17 @@
 // Warpgroup-level sparse MMA (sm_90a only): wgmma.mma_async.sp m64nNk32 with
 // f32 accumulators, A (compressed weights) and B (tokens) both read from
-// shared memory through matrix descriptors, both K-major without swizzle.
+// shared memory through matrix descriptors, both K-major with the 128-byte
+// swizzle.
 //
-// Shared-memory operand layout ("core matrices"): a tile of ROWS rows and
-// ROW_BYTES bytes per row is stored as 8-row x 16-byte core matrices
-// (128 contiguous bytes, one 16-byte row each). Core matrices that follow
-// each other along the rows are 128 bytes apart (the descriptor's stride
-// byte offset); along k they are ROWS*16 bytes apart (its leading byte
-// offset). Eight consecutive rows of one 16-byte column fill 128 contiguous
-// bytes, so the 16-byte cp.async stores of a warp cover whole bank lines.
+// Shared-memory operand layout (Swizzle128Tile): a tile of ROWS rows and
+// ROW_BYTES bytes per row is cut along k into 128-byte atoms columns; each
+// column holds every row's 128 bytes back to back, and inside each 8-row x
+// 128-byte block the 16-byte chunk index is XORed with the row (mod 8). That
+// is the layout TMA writes with CU_TENSOR_MAP_SWIZZLE_128B (the weights) and
+// the one the descriptor's 128-byte swizzle mode reads, so TMA and cp.async
+// (the gathered tokens, placed by the same offset()) fill it alike; any 8
+// rows of one chunk, or 8 chunks of one row, fall in 8 different bank groups.
+// Tiles start 1024-byte aligned (the swizzle repeats every 8 rows).
 //
 // Accumulator fragment: thread (warp w of the warpgroup, lane l) holds
 // d[j][0..1] = row 16w + l/4, columns 8j + 2(l%4) + {0,1}, and d[j][2..3] the
@@ -22,21 +25,24 @@
 namespace samoyeds {
 
 template <int ROWS, int ROW_BYTES>
-struct CoreMatrixTile {
-  static_assert(ROWS % 8 == 0 && ROW_BYTES % 16 == 0, "whole core matrices");
+struct Swizzle128Tile {
+  static_assert(ROWS % 8 == 0 && ROW_BYTES % 128 == 0, "whole 8-row x 128-byte swizzle atoms");
   static constexpr int kBytes = ROWS * ROW_BYTES;
-  static constexpr int kLeadingBytes = ROWS * 16;  // next 16-byte column (k)
-  static constexpr int kStrideBytes = 128;         // next 8 rows
+  static constexpr int kColumnBytes = ROWS * 128;  // one 128-byte column of every row
   static __device__ __forceinline__ int offset(int row, int chunk) {
-    return chunk * kLeadingBytes + (row / 8) * 128 + (row % 8) * 16;
+    return (chunk / 8) * kColumnBytes + row * 128 + (((chunk % 8) ^ (row % 8)) * 16);
   }
+  // Start of the k32 operand at byte `kb` of a row (kb a multiple of 32):
+  // inside an atom the descriptor's start address moves by kb and the
+  // hardware applies the swizzle to the final address, as TMA did.
+  static __device__ __forceinline__ u32 k_offset(int kb) { return (kb / 128) * kColumnBytes + kb % 128; }
 };
 
-// Shared-memory matrix descriptor, no swizzle: start address, leading and
-// stride byte offsets, each in 16-byte units.
-__device__ __forceinline__ u64 smem_matrix_desc(u32 addr, u32 leading_bytes, u32 stride_bytes) {
-  return u64((addr & 0x3ffffu) >> 4) | (u64((leading_bytes >> 4) & 0x3fffu) << 16) |
-         (u64((stride_bytes >> 4) & 0x3fffu) << 32);
+// Shared-memory matrix descriptor, K-major, 128-byte swizzle: start address
+// (16-byte units), leading offset unused by K-major swizzled layouts (1 by
+// convention), stride offset 1024 bytes (the next 8 rows), layout type 1.
+__device__ __forceinline__ u64 smem_desc_sw128(u32 addr) {
+  return u64((addr & 0x3ffffu) >> 4) | (u64(1) << 16) | (u64(1024 >> 4) << 32) | (u64(1) << 62);
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -106,8 +112,21 @@ SAMOYEDS_WGMMA_SP(BF16, "bf16", 128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%6
 // slot 0, which the pipeline only touches after settle().
 struct WgmmaSpCore {
   template <int ROWS, int ROW_BYTES>
-  using Tile = CoreMatrixTile<ROWS, ROW_BYTES>;
+  using Tile = Swizzle128Tile<ROWS, ROW_BYTES>;
+  static constexpr int kStageAlign = 1024;  // every operand tile starts on a swizzle period
   static __device__ __forceinline__ void stage_landed() { fence_proxy_async_shared(); }
+  // The k-tile's metadata words into registers before the fence: a register
+  // an in-flight wgmma reads must not be written after the fence (ptxas would
+  // inject another fence before every wgmma whose metadata arrived late).
+  template <class K>
+  static __device__ __forceinline__ void prepare(K& k, const unsigned char* stage, int warp_m, int lane) {
+#pragma unroll
+    for (int w = 0; w < K::kW; ++w) {
+      const u32* m = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes);
+#pragma unroll
+      for (int j = 0; j < K::kSteps / 2; ++j) k.stage_meta[w][j] = m[(warp_m * (K::kBK / 64) + j) * 32 + lane];
+    }
+  }
   static __device__ __forceinline__ void begin() { wgmma_fence(); }
   static __device__ __forceinline__ void settle() {
     wgmma_commit();
@@ -120,15 +139,13 @@ struct WgmmaSpCore {
     static_assert(K::WARPS_N_ == 1 && K::WM == 16 && K::MT == 1, "a warpgroup spans all tokens, 16 rows a warp");
     typedef typename K::ATile ATile;
     typedef typename K::BTile BTile;
-    const int group_row0 = (warp_m / 4) * 64;  // this warpgroup's first row in the block
-    const u64 b_desc = smem_matrix_desc(stage_addr + K::kW * K::kWBytes + (ks * 4) * BTile::kLeadingBytes,
-                                        BTile::kLeadingBytes, BTile::kStrideBytes);
+    const int group_row0 = (warp_m / 4) * 64;  // this warpgroup's first row in the block (a swizzle period)
+    // k32 step ks: 16 compressed values (32 bytes) of A, 32 token values (64 bytes) of B.
+    const u64 b_desc = smem_desc_sw128(stage_addr + K::kW * K::kWBytes + BTile::k_offset(ks * 64));
 #pragma unroll
     for (int w = 0; w < K::kW; ++w) {
-      const u32 a_addr = stage_addr + w * K::kWBytes + ATile::offset(group_row0, ks * 2);
-      const u64 a_desc = smem_matrix_desc(a_addr, ATile::kLeadingBytes, ATile::kStrideBytes);
-      const u32* m = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes);
-      const u32 meta = m[(warp_m * (K::kBK / 64) + ks / 2) * 32 + lane];
+      const u64 a_desc = smem_desc_sw128(stage_addr + w * K::kWBytes + group_row0 * 128 + ATile::k_offset(ks * 32));
+      const u32 meta = k.stage_meta[w][ks / 2];
       if (ks % 2 == 0)
         WgmmaSp<typename K::ElemType, K::kBN, 0>::run(k.acc[w][0][0], a_desc, b_desc, meta);
       else

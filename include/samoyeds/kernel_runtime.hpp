@@ -22,6 +22,7 @@ struct LoadedKernel {
   int threads = 0;
   int smem_bytes = 0;
   std::string layout_id;
+  bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter
   int registers = -1, spill_bytes = -1;
   bool from_disk_cache = false;
   double load_ms = 0.0;  // generate + cache lookup or compile + module load

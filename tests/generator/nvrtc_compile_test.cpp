@@ -43,6 +43,26 @@ void compile_all(const KernelSpec& s, const std::vector<TileConfig>& configs) {
         ADD_FAILURE() << configs[i].to_string() << ": cubin " << b.cubin.size() << " bytes, " << b.registers
                       << " registers, " << b.spill_bytes << " spill bytes";
       }
+      if (s.backend == Backend::WgmmaSp) {
+        // ptxas serializes wgmma, or fences before one, when registers it
+        // reads change under it; both cost tensor-core time silently. The
+        // one accepted fence: a segment longer than a k-tile selects on a
+        // run-time condition (every other tile), and 4 slots then make ptxas
+        // fence once per tile.
+        std::vector<const char*> bad = {"C7510", "serialized"};
+        if (s.sparsity.V <= configs[i].block_k || s.sparsity.M <= 2) bad.push_back("C7519");
+        for (const char* what : bad)
+          if (b.log.find(what) != std::string::npos) {
+            ++failures;
+            ADD_FAILURE() << configs[i].to_string() << ": ptxas says " << b.log;
+          }
+        // setmaxnreg's hand-off assumes the launch bound's full allocation
+        // (templates/ssmm_wgmma_ws.cuh): 168 at 384 threads.
+        if (g.threads == 384 && b.registers != 168) {
+          ++failures;
+          ADD_FAILURE() << configs[i].to_string() << ": " << b.registers << " registers, the hand-off needs 168";
+        }
+      }
     } catch (const std::exception& e) {
       ++failures;
       ADD_FAILURE() << configs[i].to_string() << ": " << e.what();

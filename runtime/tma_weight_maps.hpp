@@ -1,0 +1,28 @@
+// The tensor maps a wgmma_sp kernel's TMA reads the packed weights through
+// (TmaWeightMaps, templates/kernel_args.cuh): per weight operand one map each
+// for values, metadata and selectors, over all experts of the allocation.
+#pragma once
+#include <cstdint>
+
+#include "templates/kernel_args.cuh"
+
+namespace samoyeds {
+
+// One weight operand in the mma_sp.v1 layout, `experts` experts back to back.
+struct PackedWeightView {
+  const void* values = nullptr;  // [experts * rows_pad, k_phys/2] u16
+  const void* meta = nullptr;    // [experts * rows_pad/16, k_phys/2] u32
+  const void* sel = nullptr;     // [experts * k_phys/V, rows_pad] u8
+};
+
+struct WeightMapShape {
+  int64_t experts = 1, rows_pad = 0, k_phys = 0;
+  int V = 0;
+  int block_m = 0, block_k = 0;  // the box: one k-tile of one block
+};
+
+// Encodes the maps of n_w operands (the rest repeat operand 0). Throws
+// Error(CudaError) with the driver's reason when an encoding is refused.
+TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
+
+}  // namespace samoyeds
