@@ -51,6 +51,7 @@ struct Args {
   std::string config;  // time only this config (e.g. for ncu)
   SparsityParams sparsity{128, 1, 2};
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
+  std::string configs_csv;  // every config's quick-pass time, for heuristics and the perf log
   std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};  // those the device supports
 };
 
@@ -76,11 +77,12 @@ Args parse(int argc, char** argv) {
     else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));
     else if (f == "--config") a.config = next();
     else if (f == "--dump-cubins") a.cubin_dir = next();
+    else if (f == "--configs-csv") a.configs_csv = next();
     else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
     else if (f == "--backend") a.backends = {parse_backend(next())};
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
                      " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M"
-                     " --backend B --dump-cubins DIR)");
+                     " --backend B --dump-cubins DIR --configs-csv F)");
   }
   return a;
 }
@@ -110,6 +112,11 @@ int main(int argc, char** argv) try {
          "backend,mma_sp_ms,wgmma_sp_ms,mma_sp_config,wgmma_sp_config\n";
   std::vector<std::string> table;
   const SparsityParams sp = args.sparsity;
+  std::ofstream configs_csv;
+  if (!args.configs_csv.empty()) {
+    configs_csv.open(args.configs_csv);
+    configs_csv << "model,m,k,n,dtype,backend,config,quick_ms,x_cublas\n";
+  }
 
   for (DType dt : args.dtypes)
     for (int si : args.shapes) {
@@ -204,6 +211,11 @@ int main(int argc, char** argv) try {
         for (const auto& c : configs)
           if (c.config.block_n <= 2 * std::max<int64_t>(n, 32)) timed.push_back({time_ours(c, 3, 2), c});
         std::stable_sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
+        if (configs_csv.is_open())
+          for (const auto& t : timed)
+            configs_csv << fmt::format("{},{},{},{},{},{},{},{:.4f},{:.3f}\n", sh.model, m, k, n, dtype_name(dt),
+                                       backend_name(t.second.spec.backend), t.second.config.to_string(), t.first,
+                                       cublas_ms / t.first);
         std::map<Backend, double> best_of;
         std::map<Backend, std::string> best_config_of;
         std::map<Backend, int> retimed;

@@ -27,7 +27,8 @@ const char* kHelp =
     "  --dtype T           f16, bf16 or all (default all)\n"
     "  --rows N:M          row pattern (default 1:2)\n"
     "  --segment V         segment length 32|64|128|256 (default 128)\n"
-    "  --configs WHICH     default (heuristic per token range) or all (whole search space)\n"
+    "  --configs WHICH     default (what untuned dispatch uses: wgmma_sp on sm_90a, else mma_sp;\n"
+    "                      heuristic per token range) or all (every backend's whole search space)\n"
     "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n"
     "  --jobs N            parallel NVRTC compiles (default: hardware threads)\n"
     "  --emit-cubins DIR   also write each binary to DIR (for cuobjdump/nvdisasm)\n";
@@ -53,20 +54,27 @@ int cmd_compile(const std::vector<std::string>& argv) {
   };
   std::vector<Job> jobs;
   for (DType dt : dtypes)
-    for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sp)) {
-      const auto& family = kernel_family(spec.backend);
-      std::vector<TileConfig> configs;
-      if (which == "all") {
-        configs = family.search_space(spec);
-      } else {
-        for (int64_t tokens : {16, 64, 1024}) {
-          const TileConfig c = family.default_config(spec, tokens);
-          bool seen = false;
-          for (const auto& d : configs) seen |= d == c;
-          if (!seen) configs.push_back(c);
+    for (KernelSpec spec : model_expert_specs(model, arch, dt, sp)) {
+      // default: what an untuned launch dispatches to; all: every backend's
+      // whole search space (what tuning would try).
+      std::vector<Backend> backends = {default_backend(spec)};
+      if (which == "all") backends = {Backend::MmaSp, Backend::WgmmaSp};
+      for (Backend b : backends) {
+        spec.backend = b;
+        const auto& family = kernel_family(b);
+        std::vector<TileConfig> configs;
+        if (which == "all") {
+          configs = family.search_space(spec);
+        } else {
+          for (int64_t tokens : {16, 64, 1024}) {
+            const TileConfig c = family.default_config(spec, tokens);
+            bool seen = false;
+            for (const auto& d : configs) seen |= d == c;
+            if (!seen) configs.push_back(c);
+          }
         }
+        for (const auto& c : configs) jobs.push_back({spec, c});
       }
-      for (const auto& c : configs) jobs.push_back({spec, c});
     }
 
   const std::string emit_dir = args.get("--emit-cubins", "");

@@ -14,4 +14,11 @@ const KernelFamily& kernel_family(Backend backend) {
   return mma_sp;
 }
 
+Backend default_backend(const KernelSpec& spec) {
+  KernelSpec s = spec;
+  s.backend = Backend::WgmmaSp;
+  if (!kernel_family(Backend::WgmmaSp).search_space(s).empty()) return Backend::WgmmaSp;
+  return Backend::MmaSp;
+}
+
 }  // namespace samoyeds

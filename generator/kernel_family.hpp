@@ -34,5 +34,9 @@ class KernelFamily {
 };
 
 const KernelFamily& kernel_family(Backend backend);
+// The backend an untuned launch of `spec` uses: wgmma_sp where the arch has
+// it and its search space holds a config for the spec (sm_90a: faster than
+// mma_sp on every shape measured on the H200, docs/perf-log.md), else mma_sp.
+Backend default_backend(const KernelSpec& spec);
 
 }  // namespace samoyeds

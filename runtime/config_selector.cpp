@@ -83,7 +83,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
                                     "(run 'samoyeds tune' to tune it)",
                                     kernel));
   ConfigChoice c;
-  c.backend = only.value_or(Backend::MmaSp);
+  c.backend = only.value_or(default_backend(spec));
   c.config = kernel_family(c.backend).default_config(with_backend(c.backend), bucket);
   c.source = ConfigChoice::Source::Heuristic;
   return c;

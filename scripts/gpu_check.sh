@@ -48,6 +48,7 @@ fi
 # picks (its winners, dumped by the bench run, so run sass after bench).
 if has bench; then
   timeout "${BENCH_TIMEOUT:-300}" "$BUILD/bench/samoyeds_expert_bench" --csv "$OUT/expert_bench.csv" --dump-cubins /tmp/samoyeds-cubins \
+    --configs-csv "$LOGS/expert_bench_configs.csv" \
     ${BENCH_ARGS:-} >"$LOGS/bench.log" 2>&1
   rc=$?
   tail -60 "$LOGS/bench.log"

@@ -41,6 +41,7 @@ struct WarpMmaSpCore {
   template <int ROWS, int ROW_BYTES>
   using Tile = SwizzledTile<ROWS, ROW_BYTES>;
   static constexpr int kStageAlign = 16;  // 16-byte copies and ldmatrix rows
+  static constexpr int kMinThreadsPerRow = 1;
   static __device__ __forceinline__ void stage_landed() {}  // ldmatrix reads through the generic proxy
   template <class K>
   static __device__ __forceinline__ void prepare(K&, const unsigned char*, int, int) {}  // reads metadata per step

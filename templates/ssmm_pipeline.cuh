@@ -56,20 +56,29 @@ struct SsmmPipeline {
   static_assert(kOutRows % 8 == 0, "epilogue stores 8 rows at a time");
 
   // Visits the ROWS x CHUNKS 16-byte chunks of a tile, spread over the block.
-  // When they divide evenly, each thread stays on one row, so it needs one
-  // source row address per stage (a gathered token row for B), and the
-  // threads sharing a row take interleaved chunks, so every copy instruction
-  // still reads whole 32-byte sectors (giving each thread consecutive chunks
-  // instead halved the sector efficiency and cost 10-20% in the benchmark).
+  // Threads share a row and take interleaved chunks, so that one copy
+  // instruction reads whole 32-byte sectors (giving each thread consecutive
+  // chunks leaves every sector half used by one instruction: it cost 10-20%
+  // in the benchmark). A thread keeps its rows, so it needs one source row
+  // address per row per stage (a gathered token row for B). At least
+  // Core::kMinThreadsPerRow share a row: the wgmma_sp producer (128 threads,
+  // 128-token tiles) would otherwise read whole rows per thread; the warp
+  // core keeps one row per thread where it can (more rows per thread spilled
+  // some of its configs).
   template <int NTHREADS, int ROWS, int CHUNKS, class F>
   static __device__ __forceinline__ void for_each_chunk(int tid, F&& f) {
     constexpr int kTotal = ROWS * CHUNKS;
     constexpr int kPer = kTotal / NTHREADS;
-    if (kTotal % NTHREADS == 0 && kPer > 0 && CHUNKS % kPer == 0) {
-      constexpr int kThreadsPerRow = CHUNKS / kPer;
+    constexpr int kThreadsPerRow =
+        kPer > 0 && CHUNKS % kPer == 0 ? ConstMax<CHUNKS / kPer, Core::kMinThreadsPerRow>::value : 0;
+    constexpr int kRowsPerPass = kThreadsPerRow > 0 ? NTHREADS / kThreadsPerRow : 0;
+    if (kTotal % NTHREADS == 0 && kThreadsPerRow > 0 && CHUNKS % kThreadsPerRow == 0 &&
+        NTHREADS % kThreadsPerRow == 0 && ROWS % kRowsPerPass == 0) {
       const int row = tid / kThreadsPerRow, lane_in_row = tid % kThreadsPerRow;
 #pragma unroll
-      for (int j = 0; j < kPer; ++j) f(row, lane_in_row + j * kThreadsPerRow);
+      for (int p = 0; p < ROWS / kRowsPerPass; ++p)
+#pragma unroll
+        for (int j = 0; j < CHUNKS / kThreadsPerRow; ++j) f(p * kRowsPerPass + row, lane_in_row + j * kThreadsPerRow);
     } else {
 #pragma unroll
       for (int c = tid; c < kTotal; c += NTHREADS) f(c / CHUNKS, c % CHUNKS);
