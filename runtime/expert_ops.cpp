@@ -136,7 +136,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
               "grouped weights are not laid out back to back (the TMA maps need that)");
     }
     for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
-    maps = encode_weight_maps(views, n_w, shape);
+    maps = weight_maps_for(views, n_w, shape);
   }
   if (grouping) {
     g.base = a;

@@ -57,4 +57,37 @@ TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, cons
   return maps;
 }
 
+const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
+  struct Entry {
+    PackedWeightView views[2];
+    int n_w = 0;
+    WeightMapShape shape;
+    TmaWeightMaps maps;
+  };
+  constexpr int kEntries = 16;
+  thread_local Entry cache[kEntries];
+  thread_local int used = 0, next = 0;
+  auto same = [&](const Entry& e) {
+    if (e.n_w != n_w || e.shape.experts != s.experts || e.shape.rows_pad != s.rows_pad ||
+        e.shape.k_phys != s.k_phys || e.shape.V != s.V || e.shape.block_m != s.block_m ||
+        e.shape.block_k != s.block_k)
+      return false;
+    for (int i = 0; i < n_w; ++i)
+      if (e.views[i].values != operands[i].values || e.views[i].meta != operands[i].meta ||
+          e.views[i].sel != operands[i].sel)
+        return false;
+    return true;
+  };
+  for (int i = 0; i < used; ++i)
+    if (same(cache[i])) return cache[i].maps;
+  Entry& e = cache[next];
+  e.maps = encode_weight_maps(operands, n_w, s);  // may throw: the slot is filled only on success
+  e.n_w = n_w;
+  e.shape = s;
+  for (int i = 0; i < 2; ++i) e.views[i] = operands[i < n_w ? i : 0];
+  next = (next + 1) % kEntries;
+  if (used < kEntries) ++used;
+  return e.maps;
+}
+
 }  // namespace samoyeds

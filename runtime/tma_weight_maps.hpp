@@ -25,4 +25,11 @@ struct WeightMapShape {
 // Error(CudaError) with the driver's reason when an encoding is refused.
 TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
 
+// The same, remembered per calling thread for the last few (operands, shape)
+// pairs: encoding six maps costs ~2 us of host time, which the launch path
+// pays once per weights and tile instead of every call. A map holds only
+// addresses and sizes, so a hit is exact even if memory was freed and
+// reallocated at the same address with the same shape.
+const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
+
 }  // namespace samoyeds
