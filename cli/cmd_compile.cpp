@@ -94,14 +94,14 @@ int cmd_compile(const std::vector<std::string>& argv) {
   double total_ms = 0.0, max_ms = 0.0;
   parallel_for(jobs.size(), n_threads, [&](size_t i) {
     const Job& job = jobs[i];
-    const std::string name = fmt::format("{} {} {}x{}", op_name(job.spec.op), dtype_name(job.spec.dtype),
-                                         job.spec.m, job.spec.k);
+    const std::string name = fmt::format("{} {} {} {}x{}", op_name(job.spec.op), backend_name(job.spec.backend),
+                                         dtype_name(job.spec.dtype), job.spec.m, job.spec.k);
     try {
       const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
       if (!emit_dir.empty()) {
-        const std::string file = fmt::format("{}/{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
-                                             dtype_name(job.spec.dtype), job.spec.m, job.spec.k,
-                                             job.config.to_string());
+        const std::string file = fmt::format("{}/{}_{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
+                                             backend_name(job.spec.backend), dtype_name(job.spec.dtype), job.spec.m,
+                                             job.spec.k, job.config.to_string());
         std::ofstream(file, std::ios::binary).write(b.binary.blob.data(), std::streamsize(b.binary.blob.size()));
       }
       std::lock_guard<std::mutex> lock(print_mu);

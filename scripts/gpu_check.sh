@@ -70,7 +70,7 @@ if has sass; then
     if grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass"; then with_local=$((with_local + 1)); echo "local memory: $f"; fi
   done
   first=$(ls /tmp/samoyeds-cubins/*.cubin | head -1)
-  cuobjdump --dump-sass "$first" | grep -m3 'HMMA.SP' > "$LOGS/sass_sample.txt"
+  cuobjdump --dump-sass "$first" | grep -m3 -E 'HMMA\.SP|HGMMA\.SP' > "$LOGS/sass_sample.txt"
   summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have their sparse MMA ($with_hgmma wgmma_sp with HGMMA.SP), $with_local use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
 fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
