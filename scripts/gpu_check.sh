@@ -24,6 +24,8 @@ has() { [[ ",$PARTS," == *",$1,"* ]]; }
 gtest_line() { grep -E '^\[  (PASSED|FAILED) ' "$1" | head -2 | tr '\n' ' '; }
 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$LOGS/gpu.txt"
+# Binaries for the SASS check: this run's only (a warm machine keeps /tmp).
+rm -rf /tmp/samoyeds-cubins
 
 if has tests; then
   # A hang must not eat the session's device time: every part has a time limit.
