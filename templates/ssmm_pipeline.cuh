@@ -214,6 +214,50 @@ struct SsmmPipeline {
     });
   }
 
+  // The gathered token rows one thread copies, resolved once per block: the
+  // id list does not change along k, and load_tokens re-reads an id for
+  // every copy (the cp.async asm clobbers memory, so the compiler cannot keep
+  // it), which put a shared-memory load latency in front of each copy of the
+  // wgmma_sp producer. Same thread-to-chunk mapping as for_each_chunk's fast
+  // path. The lockstep pipeline keeps load_tokens: its threads also hold the
+  // accumulators and have no registers to keep rows across the k loop.
+  template <int NTHREADS>
+  struct TokenRows {
+    static constexpr int kChunks = BK / 8;
+    static constexpr int kPer = BN * kChunks / NTHREADS;
+    static constexpr int kThreadsPerRow = kPer > 0 ? ConstMax<kChunks / kPer, Core::kMinThreadsPerRow>::value : 1;
+    static constexpr int kRowsPerPass = NTHREADS / kThreadsPerRow;
+    static constexpr int kRows = BN / kRowsPerPass;
+    static_assert(kPer > 0 && kChunks % kPer == 0 && kChunks % kThreadsPerRow == 0 && BN % kRowsPerPass == 0,
+                  "every thread copies whole interleaved chunk sets of whole rows");
+    const u16* src[kRows];  // this thread's rows in x; null for an id of -1
+    int first_row, first_chunk;
+
+    __device__ __forceinline__ TokenRows(const SsmmArgs& args, const int* s_ids, int tid)
+        : first_row(tid / kThreadsPerRow), first_chunk(tid % kThreadsPerRow) {
+#pragma unroll
+      for (int p = 0; p < kRows; ++p) {
+        const int id = s_ids[p * kRowsPerPass + first_row];
+        src[p] = id >= 0 ? args.x + u64(id) * args.ldx : nullptr;
+      }
+    }
+
+    // k-tile kt of every row (zeros past k or for an id of -1).
+    __device__ __forceinline__ void load(const SsmmArgs& args, u32 stage, int kt) const {
+      const int k0 = kt * BK;
+      const u32 b_base = stage + kW * kWBytes;
+#pragma unroll
+      for (int p = 0; p < kRows; ++p)
+#pragma unroll
+        for (int j = 0; j < kChunks / kThreadsPerRow; ++j) {
+          const int ch = first_chunk + j * kThreadsPerRow;
+          const int col = k0 + ch * 8;
+          const bool valid = src[p] != nullptr && col < args.k;
+          cp_async_16(b_base + BTile::offset(p * kRowsPerPass + first_row, ch), valid ? src[p] + col : args.x, valid);
+        }
+    }
+  };
+
   __device__ __forceinline__ void select_segment(const unsigned char* stage, int seg, int warp_m, int lane) {
 #pragma unroll
     for (int w = 0; w < kW; ++w) {

@@ -3,8 +3,9 @@
 //   producer   fills STAGES shared-memory stages: one thread has TMA bring
 //              the weight tiles, metadata and selectors (tensor maps,
 //              transaction bytes on the stage's `full` mbarrier), all 128
-//              gather the token rows with cp.async (arriving on `full` when
-//              their copies land); it refills a stage once every consumer
+//              gather the token rows with cp.async (each thread resolves its
+//              rows once per block; arriving on `full` when their copies
+//              land); it refills a stage once every consumer
 //              has released it (`empty`);
 //   consumers  each own 64 condensed rows x BN tokens: wait for a stage,
 //              multiply it with wgmma.sp (row selection at segment
@@ -13,9 +14,9 @@
 //              wgmma drain overlap the other's tensor-core work. Then they
 //              run the epilogue; the producer is done by then and leaves.
 // Registers: with two consumer warpgroups (384 threads) the launch bound
-// gives every thread 168; the producer hands back all but 40 and the
-// consumers take 232 each (setmaxnreg), which the block's pool covers
-// exactly: 128*40 + 256*232 = 384*168. With one consumer warpgroup every
+// gives every thread 168; the producer hands back all but 56 and the
+// consumers take 224 each (setmaxnreg), which the block's pool covers
+// exactly: 128*56 + 256*224 = 384*168. With one consumer warpgroup every
 // thread already has the 255 the hardware allows.
 // Tiles, operand layouts, selection and epilogue are SsmmPipeline's with the
 // WgmmaSpCore; only the schedule and the weight loads differ.
@@ -43,8 +44,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static constexpr int kProducers = 128;
   static constexpr int kThreads = kConsumers + kProducers;
   static constexpr bool kShiftRegisters = kConsumers == 256;
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = 232;
+  static constexpr int kProducerRegs = 56;  // its rows' source addresses stay in registers
+  static constexpr int kConsumerRegs = 224;
   static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * 168,
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
   static_assert(BK == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
@@ -90,6 +91,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           tma_prefetch_map(maps.sel[w]);
         }
       }
+      const typename Base::template TokenRows<kProducers> token_rows(args, s_ids, ptid);
       for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % STAGES;
         const u32 full = bars + 8 * s;
@@ -108,7 +110,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
                         expert * seg_rows + k0 / V);
           }
         }
-        Base::template load_tokens<kProducers>(args, stage, kt, s_ids, ptid);
+        token_rows.load(args, stage, kt);
         cp_async_mbarrier_arrive(full);
       }
       return;  // the consumers wait on every stage this warpgroup filled, so nothing is left in flight
