@@ -290,16 +290,17 @@ struct SsmmPipeline {
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
                                                 int warp_m, int warp_n, int lane) {
     Core::prepare(*this, stage, warp_m, lane);
+    // A segment starting with the stage: the accumulators are at rest since
+    // the previous stage's settle(), so selection needs no settle of its own
+    // (an empty commit-and-wait still costs wgmma a drain).
+    if (kSelect && (BK >= V || (kt * BK) % V == 0)) select_segment(stage, 0, warp_m, lane);
     Core::begin();
 #pragma unroll
     for (int ks = 0; ks < kSteps; ++ks) {
-      if (kSelect) {
-        const bool boundary = BK >= V ? (ks * 32) % V == 0 : ks == 0 && (kt * BK) % V == 0;
-        if (boundary) {
-          Core::settle();  // the accumulators must be at rest before they move
-          select_segment(stage, BK >= V ? (ks * 32) / V : 0, warp_m, lane);
-          Core::begin();
-        }
+      if (kSelect && ks > 0 && (ks * 32) % V == 0) {  // a segment starts inside the stage
+        Core::settle();  // the accumulators must be at rest before they move
+        select_segment(stage, (ks * 32) / V, warp_m, lane);
+        Core::begin();
       }
       Core::step(*this, stage, stage_addr, ks, warp_m, warp_n, lane);
     }
@@ -346,18 +347,21 @@ struct SsmmPipeline {
     const int out_row0 = row0 / NKEEP * MGROUP;
     const bool vec_ok = (args.ldy % 8) == 0;
     constexpr int kChunksPerTok = kOutRows / 8;
+    static_assert(kEpiLd % 4 == 0, "16-byte tile reads");
+    // Unrolled so that several chunks' shared-memory reads are in flight
+    // before the first conversion waits on one.
+#pragma unroll 4
     for (int c = tid; c < BN * kChunksPerTok; c += nthreads) {
       const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
       const int tok = tok0 + t, row = out_row0 + r8;
       if (tok >= args.n || row >= args.m) continue;
       const float scale = args.row_scale ? args.row_scale[tok] : 1.0f;
+      float a[8], b[8];
+      load8(tile + t * kEpiLd + r8, a);
+      if (kW > 1) load8(tile + (BN + t) * kEpiLd + r8, b);
       float v[8];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float a = tile[t * kEpiLd + r8 + j];
-        const float b = kW > 1 ? tile[(BN + t) * kEpiLd + r8 + j] : 0.0f;
-        v[j] = Epilogue<EPI>::apply(a, b) * scale;
-      }
+      for (int j = 0; j < 8; ++j) v[j] = Epilogue<EPI>::apply(a[j], kW > 1 ? b[j] : 0.0f) * scale;
       u16* dst = args.y + u64(tok) * args.ldy + row;
       if (vec_ok && row + 8 <= args.m) {
         uint4_like out;
@@ -370,6 +374,15 @@ struct SsmmPipeline {
         for (int j = 0; j < 8 && row + j < args.m; ++j) dst[j] = u16(Elem<T>::pack2(v[j], 0.0f) & 0xffffu);
       }
     }
+  }
+
+  // Eight consecutive floats of the f32 tile (16-byte aligned) in two reads.
+  static __device__ __forceinline__ void load8(const float* p, float (&v)[8]) {
+    struct alignas(16) F4 {
+      float x, y, z, w;
+    };
+    const F4 lo = reinterpret_cast<const F4*>(p)[0], hi = reinterpret_cast<const F4*>(p)[1];
+    v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
   }
 
   struct alignas(16) uint4_like {
