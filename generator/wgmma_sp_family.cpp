@@ -1,5 +1,9 @@
 #include "generator/wgmma_sp_family.hpp"
 
+#include <algorithm>
+#include <optional>
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "generator/ssmm_pipeline_source.hpp"
@@ -59,16 +63,42 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
                                  /*weight_maps=*/true});
 }
 
-// Two warpgroups of 64 rows; the widest token tile the accumulators allow
-// once there are enough tokens to fill it; deep stages to cover HBM latency.
+// From every config timed on the H200 (docs/perf-log.md): the largest tile
+// wins as long as the grid has about a wave of blocks, even short of one
+// (Mixtral n = 256: 128x128 in 112 blocks beat 128x64 in 224 by 1.3x); a
+// token tile at most half the tokens (n = 64: 128x32 beat 128x64); where no
+// tile reaches that many blocks (a 1408-row expert at n <= 256), the most
+// blocks (64x32). Three stages at 128-token tiles, four below. `tokens` is
+// per expert for a single launch and the per-expert bound for a grouped one.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens) const {
-  for (int bn : {128, 64, 32}) {
-    if (bn > 32 && tokens <= bn / 2) continue;
-    for (int stages : {4, 3, 2}) {
-      const TileConfig c{128, bn, 128, 8, 1, stages};
+  constexpr int64_t kEnoughBlocks = 100;
+  const int64_t rows = spec.sparsity.N < spec.sparsity.M ? spec.m * spec.sparsity.N / spec.sparsity.M : spec.m;
+  const int64_t experts = spec.grouped ? spec.experts : 1;
+  auto blocks = [&](int bm, int bn) {
+    return (rows + bm - 1) / bm * ((std::max<int64_t>(tokens, 1) + bn - 1) / bn) * experts;
+  };
+  auto first_valid = [&](int bm, int bn) -> std::optional<TileConfig> {
+    const int wide[] = {3, 4, 2}, narrow[] = {4, 3, 2};
+    for (int i = 0; i < 3; ++i) {
+      const TileConfig c{bm, bn, 128, bm / 16, 1, bn >= 128 ? wide[i] : narrow[i]};
       if (!invalid_reason(spec, c)) return c;
     }
+    return std::nullopt;
+  };
+  const std::pair<int, int> order[] = {{128, 128}, {128, 64}, {128, 32}, {64, 32}};
+  std::optional<TileConfig> most_blocks;
+  int64_t most = -1;
+  for (const auto& [bm, bn] : order) {
+    if (bn > 32 && bn > tokens / 2) continue;
+    const auto c = first_valid(bm, bn);
+    if (!c) continue;
+    if (blocks(bm, bn) >= kEnoughBlocks) return *c;
+    if (blocks(bm, bn) > most) {
+      most = blocks(bm, bn);
+      most_blocks = c;
+    }
   }
+  if (most_blocks) return *most_blocks;
   const auto all = search_space(spec);
   if (all.empty())
     throw Error(ErrorCode::Unsupported, fmt::format("wgmma_sp has no valid config for {}", spec.to_string()));

@@ -131,5 +131,32 @@ TEST(Generator, DefaultConfigsAreValid) {
   }
 }
 
+// The untuned wgmma_sp choice follows what won on the H200 (every config
+// timed, docs/perf-log.md), and an untuned launch on sm_90a uses wgmma_sp.
+TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
+  auto expert = [](int64_t m, int64_t k) {
+    KernelSpec s = spec();
+    s.backend = Backend::WgmmaSp;
+    s.arch = "sm_90a";
+    s.m = m;
+    s.k = k;
+    return s;
+  };
+  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const KernelSpec mixtral = expert(14336, 4096), deepseek = expert(1408, 2048);
+  EXPECT_EQ(w.default_config(mixtral, 64).to_string(), "bm128_bn32_bk128_w8x1_s4");
+  EXPECT_EQ(w.default_config(mixtral, 256).to_string(), "bm128_bn128_bk128_w8x1_s3");
+  EXPECT_EQ(w.default_config(mixtral, 4096).to_string(), "bm128_bn128_bk128_w8x1_s3");
+  EXPECT_EQ(w.default_config(deepseek, 64).to_string(), "bm64_bn32_bk128_w4x1_s4");
+  EXPECT_EQ(w.default_config(deepseek, 256).to_string(), "bm64_bn32_bk128_w4x1_s4");
+  EXPECT_EQ(w.default_config(deepseek, 4096).to_string(), "bm128_bn128_bk128_w8x1_s3");
+  for (int64_t n : {1, 7, 16, 64, 300, 4096})
+    for (const KernelSpec& s : {mixtral, deepseek}) EXPECT_FALSE(w.invalid_reason(s, w.default_config(s, n))) << n;
+  EXPECT_EQ(default_backend(mixtral), Backend::WgmmaSp);
+  KernelSpec ampere = mixtral;
+  ampere.arch = "sm_80";
+  EXPECT_EQ(default_backend(ampere), Backend::MmaSp);
+}
+
 }  // namespace
 }  // namespace samoyeds
