@@ -66,7 +66,7 @@ GeneratedKernel MmaSpFamily::generate(const KernelSpec& spec, const TileConfig& 
       {"mma_sp", {"samoyeds/ssmm_pipeline.cuh", "samoyeds/mma_sp_sm80.cuh"},
        fmt::format("samoyeds::SsmmPipeline<samoyeds::WarpMmaSpCore, {}, {}, {}, {}, {}>", pipeline_tile_args(spec, c),
                    c.warps_m, c.warps_n, c.stages, pipeline_sparsity_args(spec)),
-       r.threads, r.smem_bytes});
+       r.threads, r.smem_bytes, /*weight_maps=*/false, /*checks=*/{}});
 }
 
 TileConfig MmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens) const {

@@ -94,6 +94,8 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
                                              : "  kernel.run(args, smem);\n";
   std::string includes;
   for (const auto& h : k.headers) includes += fmt::format("#include \"{}\"\n", h);
+  std::string checks;
+  for (const auto& c : k.checks) checks += fmt::format("static_assert({});\n", c);
   if (spec.grouped) includes += "#include \"samoyeds/grouped_experts.cuh\"\n";
   // Only what changes the machine code goes into the text (no shape, no op
   // name): identical kernels share one binary in the cache.
@@ -104,6 +106,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       "    Kernel;\n"
       "static_assert(Kernel::kSmemBytes == {smem}, \"host and device disagree on shared memory\");\n"
       "static_assert(Kernel::kThreads == {threads}, \"host and device disagree on threads\");\n"
+      "{checks}"
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1)\n"
       "{entry}"
       "  Kernel kernel;\n"
@@ -114,7 +117,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       fmt::arg("cfg", c.to_string()), fmt::arg("grouped", spec.grouped ? " grouped" : ""),
       fmt::arg("includes", includes),
       fmt::arg("type", k.kernel_type), fmt::arg("smem", k.smem_bytes), fmt::arg("threads", k.threads),
-      fmt::arg("entry", entry), fmt::arg("run_call", run_call));
+      fmt::arg("entry", entry), fmt::arg("run_call", run_call), fmt::arg("checks", checks));
   return g;
 }
 

@@ -33,6 +33,9 @@ struct PipelineKernel {
   // The entry also takes `const __grid_constant__ TmaWeightMaps` and passes
   // it, with the expert index, to run().
   bool weight_maps = false;
+  // Extra `static_assert`s on the kernel type, one per line (host-side facts
+  // the device struct must agree with).
+  std::vector<std::string> checks;
 };
 // Template arguments every SsmmPipeline-based struct takes, in its order:
 // "samoyeds::BF16, 128, 64, 128" (dtype, BM, BN, BK) and "128, 1, 2, samoyeds::kEpiNone" (V, N, M, epilogue).

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "generator/ssmm_pipeline_source.hpp"
+#include "generator/weight_tma_boxes.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
@@ -53,6 +54,8 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   if (auto why = invalid_reason(spec, c))
     throw Error(ErrorCode::Unsupported, fmt::format("config {} invalid for {}: {}", c.to_string(), spec.to_string(), *why));
   const WgmmaSpResources r = resources(spec, c);
+  const int operands = spec.epilogue == Epilogue::GatedSilu ? 2 : 1;
+  const int64_t tx = operands * weight_tma_boxes(c.block_m, c.block_k, spec.sparsity.V).bytes();
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
@@ -60,7 +63,10 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
                                              c.stages, pipeline_sparsity_args(spec)),
                                  r.threads,
                                  r.smem_bytes,
-                                 /*weight_maps=*/true});
+                                 /*weight_maps=*/true,
+                                 {fmt::format("Kernel::kWeightTxBytes == {}, \"the host's TMA boxes carry what the "
+                                              "producer expects\"",
+                                              tx)}});
 }
 
 // From every config timed on the H200 (docs/perf-log.md): the largest tile

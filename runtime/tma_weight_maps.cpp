@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "generator/weight_tma_boxes.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 
@@ -13,22 +14,22 @@ namespace {
 static_assert(sizeof(TensorMap) == sizeof(CUtensorMap) && alignof(TensorMap) == alignof(CUtensorMap),
               "device-side TensorMap must mirror CUtensorMap");
 
-// A row-major 2-D tensor [rows][cols] of `elem`-byte elements, box [box_rows][box_cols].
-TensorMap encode_2d(const void* base, CUtensorMapDataType type, int elem, uint64_t cols, uint64_t rows,
-                    uint32_t box_cols, uint32_t box_rows, CUtensorMapSwizzle swizzle, const char* what) {
+// A row-major 2-D tensor [rows][cols] of `box.elem_bytes`-byte elements, read box by box.
+TensorMap encode_2d(const void* base, CUtensorMapDataType type, uint64_t cols, uint64_t rows, const TmaBox& box,
+                    CUtensorMapSwizzle swizzle, const char* what) {
   const auto encode = driver().cuTensorMapEncodeTiled;
   if (!encode) throw Error(ErrorCode::Unsupported, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs 12.0+)");
   CUtensorMap map;
   const cuuint64_t dims[2] = {cols, rows};
-  const cuuint64_t strides[1] = {cols * uint64_t(elem)};
-  const cuuint32_t box[2] = {box_cols, box_rows};
+  const cuuint64_t strides[1] = {cols * uint64_t(box.elem_bytes)};
+  const cuuint32_t box_dims[2] = {box.cols, box.rows};
   const cuuint32_t elem_strides[2] = {1, 1};
-  const CUresult rc = encode(&map, type, 2, const_cast<void*>(base), dims, strides, box, elem_strides,
+  const CUresult rc = encode(&map, type, 2, const_cast<void*>(base), dims, strides, box_dims, elem_strides,
                              CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (rc != CUDA_SUCCESS)
-    check(rc, fmt::format("cuTensorMapEncodeTiled for the {} ({} x {}, box {} x {})", what, rows, cols, box_rows,
-                          box_cols)
+    check(rc, fmt::format("cuTensorMapEncodeTiled for the {} ({} x {}, box {} x {})", what, rows, cols, box.rows,
+                          box.cols)
                   .c_str());
   TensorMap out;
   std::memcpy(&out, &map, sizeof(map));
@@ -41,18 +42,17 @@ TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, cons
   const uint64_t rows = uint64_t(s.experts * s.rows_pad);
   const uint64_t half_k = uint64_t(s.k_phys / 2);
   const uint64_t segments = uint64_t(s.experts * (s.k_phys / s.V));
-  const uint32_t segs_per_tile = uint32_t(s.block_k >= s.V ? s.block_k / s.V : 1);
+  const WeightTmaBoxes box = weight_tma_boxes(s.block_m, s.block_k, s.V);
   TmaWeightMaps maps{};
   for (int i = 0; i < 2; ++i) {
     const PackedWeightView& w = operands[i < n_w ? i : 0];
-    // Values: a k-tile row is block_k/2 values = one 128-byte swizzle atom.
-    maps.values[i] = encode_2d(w.values, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, half_k, rows, uint32_t(s.block_k / 2),
-                               uint32_t(s.block_m), CU_TENSOR_MAP_SWIZZLE_128B, "weight values");
-    // Metadata: 16 rows x 64 columns share 32 words, so a 16-row tile's row is k_phys/2 words.
-    maps.meta[i] = encode_2d(w.meta, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, half_k, rows / 16, uint32_t(s.block_k / 2),
-                             uint32_t(s.block_m / 16), CU_TENSOR_MAP_SWIZZLE_NONE, "weight metadata");
-    maps.sel[i] = encode_2d(w.sel, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, uint64_t(s.rows_pad), segments,
-                            uint32_t(s.block_m), segs_per_tile, CU_TENSOR_MAP_SWIZZLE_NONE, "row selectors");
+    maps.values[i] = encode_2d(w.values, CU_TENSOR_MAP_DATA_TYPE_UINT16, half_k, rows, box.values,
+                               CU_TENSOR_MAP_SWIZZLE_128B, "weight values");
+    // 16 rows x 64 columns share 32 metadata words, so a 16-row tile's row is k_phys/2 words.
+    maps.meta[i] = encode_2d(w.meta, CU_TENSOR_MAP_DATA_TYPE_UINT32, half_k, rows / 16, box.meta,
+                             CU_TENSOR_MAP_SWIZZLE_NONE, "weight metadata");
+    maps.sel[i] = encode_2d(w.sel, CU_TENSOR_MAP_DATA_TYPE_UINT8, uint64_t(s.rows_pad), segments, box.sel,
+                            CU_TENSOR_MAP_SWIZZLE_NONE, "row selectors");
   }
   return maps;
 }

@@ -158,5 +158,22 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   EXPECT_EQ(default_backend(ampere), Backend::MmaSp);
 }
 
+// The producer's expect_tx and the host's TMA boxes must agree or the
+// consumers wait forever: the generated source asserts it at compile time.
+TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
+  KernelSpec s = spec();
+  s.backend = Backend::WgmmaSp;
+  s.op = Op::GatedUp;
+  s.epilogue = Epilogue::GatedSilu;
+  s.sparsity = {64, 1, 2};
+  const TileConfig c{128, 64, 128, 8, 1, 3};
+  const auto g = kernel_family(Backend::WgmmaSp).generate(s, c);
+  // Per operand: values 128 x 64 x 2 B, metadata 8 x 64 x 4 B, selectors 2 segments x 128 B; two operands.
+  EXPECT_NE(g.source.find("static_assert(Kernel::kWeightTxBytes == " + std::to_string(2 * (16384 + 2048 + 256))),
+            std::string::npos)
+      << g.source;
+  EXPECT_TRUE(g.weight_maps);
+}
+
 }  // namespace
 }  // namespace samoyeds
