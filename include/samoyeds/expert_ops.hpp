@@ -77,7 +77,7 @@ class GroupedExpertWeights {
 
 struct LaunchOptions {
   void* stream = nullptr;                 // CUstream; null = the legacy default stream
-  std::optional<Backend> backend;         // default: the tuning record's, else mma_sp (wgmma_sp: sm_90a only)
+  std::optional<Backend> backend;         // default: the tuning record's, else default_backend() (wgmma_sp on sm_90a, else mma_sp)
   std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
                                           // (a config without a backend means mma_sp)
   int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
