@@ -48,6 +48,11 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   require(n >= 0 && n <= kMaxDim, fmt::format("token count {} out of range", n));
   require(x_rows >= 1 && x_rows <= kMaxDim, fmt::format("x_rows {} out of range", x_rows));
   require(w0.m() <= kMaxDim && w0.k() <= kMaxDim, "weight shape too large");
+  // Rows of x start 16-byte aligned only then; a misaligned copy would fault
+  // on the GPU (and poison the context) instead of failing here.
+  require(ldx % 8 == 0, fmt::format("k = {}: the kernels copy activation rows in 16-byte pieces, so k must be a "
+                                    "multiple of 8 (pad activations and weights with zero columns)",
+                                    ldx));
   if (n == 0) return;
   require_aligned(x, 16, "x");
   require_aligned(y, 16, "y");

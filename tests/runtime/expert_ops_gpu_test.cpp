@@ -406,6 +406,16 @@ TEST_F(ExpertOpsGpu, MisalignedOrMismatchedArgumentsAreRejected) {
   EXPECT_THROW(gated_up(runtime(), w.device, w16.device, x.data(), 8, nullptr, 8, y.data()), Error);
   EXPECT_THROW(ssmm(runtime(), w.device, x.data(), 8, nullptr, 8, y.data(), Epilogue::GatedSilu), Error);
   EXPECT_THROW(ssmm(runtime(), w.device, x.data(), 0, nullptr, 8, y.data(), Epilogue::None), Error);
+  // k not a multiple of 8: rows of x would start misaligned.
+  Case odd{DType::bf16, {128, 1, 2}, 128, 100, 8, 8, Epilogue::None, std::nullopt};
+  Expert w_odd = make_expert(odd);
+  try {
+    ssmm(runtime(), w_odd.device, x.data(), 8, nullptr, 8, y.data(), Epilogue::None);
+    FAIL() << "k = 100 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("multiple of 8"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
