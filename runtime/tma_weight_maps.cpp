@@ -1,10 +1,10 @@
 #include "runtime/tma_weight_maps.hpp"
 
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
 
-#include "generator/weight_tma_boxes.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 
@@ -14,22 +14,27 @@ namespace {
 static_assert(sizeof(TensorMap) == sizeof(CUtensorMap) && alignof(TensorMap) == alignof(CUtensorMap),
               "device-side TensorMap must mirror CUtensorMap");
 
-// A row-major 2-D tensor [rows][cols] of `box.elem_bytes`-byte elements, read box by box.
-TensorMap encode_2d(const void* base, CUtensorMapDataType type, uint64_t cols, uint64_t rows, const TmaBox& box,
-                    CUtensorMapSwizzle swizzle, const char* what) {
-  const auto encode = driver().cuTensorMapEncodeTiled;
-  if (!encode) throw Error(ErrorCode::Unsupported, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs 12.0+)");
+TensorMap encode(const TensorMap2d& m) {
+  if (auto why = tensor_map_problem(m))
+    throw Error(ErrorCode::Unsupported, fmt::format("TMA map of the {}: {}", m.what, *why));
+  const auto encode_tiled = driver().cuTensorMapEncodeTiled;
+  if (!encode_tiled)
+    throw Error(ErrorCode::Unsupported, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs 12.0+)");
+  const CUtensorMapDataType type = m.box.elem_bytes == 1   ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : m.box.elem_bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                                                           : CU_TENSOR_MAP_DATA_TYPE_UINT32;
   CUtensorMap map;
-  const cuuint64_t dims[2] = {cols, rows};
-  const cuuint64_t strides[1] = {cols * uint64_t(box.elem_bytes)};
-  const cuuint32_t box_dims[2] = {box.cols, box.rows};
+  const cuuint64_t dims[2] = {m.cols, m.rows};
+  const cuuint64_t strides[1] = {m.row_stride_bytes()};
+  const cuuint32_t box_dims[2] = {m.box.cols, m.box.rows};
   const cuuint32_t elem_strides[2] = {1, 1};
-  const CUresult rc = encode(&map, type, 2, const_cast<void*>(base), dims, strides, box_dims, elem_strides,
-                             CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult rc = encode_tiled(&map, type, 2, const_cast<void*>(m.base), dims, strides, box_dims, elem_strides,
+                                   CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                   m.swizzle_128b ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (rc != CUDA_SUCCESS)
-    check(rc, fmt::format("cuTensorMapEncodeTiled for the {} ({} x {}, box {} x {})", what, rows, cols, box.rows,
-                          box.cols)
+    check(rc, fmt::format("cuTensorMapEncodeTiled for the {} ({} x {}, box {} x {})", m.what, m.rows, m.cols,
+                          m.box.rows, m.box.cols)
                   .c_str());
   TensorMap out;
   std::memcpy(&out, &map, sizeof(map));
@@ -38,21 +43,43 @@ TensorMap encode_2d(const void* base, CUtensorMapDataType type, uint64_t cols, u
 
 }  // namespace
 
-TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
+std::array<TensorMap2d, 3> describe_weight_maps(const PackedWeightView& w, const WeightMapShape& s) {
   const uint64_t rows = uint64_t(s.experts * s.rows_pad);
   const uint64_t half_k = uint64_t(s.k_phys / 2);
-  const uint64_t segments = uint64_t(s.experts * (s.k_phys / s.V));
   const WeightTmaBoxes box = weight_tma_boxes(s.block_m, s.block_k, s.V);
+  TensorMap2d values{"weight values", w.values, half_k, rows, box.values, true};
+  // 16 rows x 64 columns share 32 metadata words, so a 16-row tile's row is k_phys/2 words.
+  TensorMap2d meta{"weight metadata", w.meta, half_k, rows / 16, box.meta, false};
+  TensorMap2d sel{"row selectors", w.sel, uint64_t(s.rows_pad), uint64_t(s.experts * (s.k_phys / s.V)), box.sel,
+                  false};
+  return {values, meta, sel};
+}
+
+std::optional<std::string> tensor_map_problem(const TensorMap2d& m) {
+  const auto& b = m.box;
+  if (b.elem_bytes != 1 && b.elem_bytes != 2 && b.elem_bytes != 4)
+    return fmt::format("{}-byte elements (1, 2 or 4)", b.elem_bytes);
+  if (reinterpret_cast<uintptr_t>(m.base) % 16 != 0) return "base address not 16-byte aligned";
+  if (m.cols == 0 || m.rows == 0 || m.cols > (uint64_t(1) << 32) || m.rows > (uint64_t(1) << 32))
+    return fmt::format("tensor {} x {} (each dimension 1 to 2^32)", m.rows, m.cols);
+  if (m.row_stride_bytes() % 16 != 0 || m.row_stride_bytes() >= (uint64_t(1) << 40))
+    return fmt::format("row stride {} bytes (a multiple of 16, below 2^40)", m.row_stride_bytes());
+  if (b.cols < 1 || b.cols > 256 || b.rows < 1 || b.rows > 256)
+    return fmt::format("box {} x {} (each dimension 1 to 256)", b.rows, b.cols);
+  if (b.cols * uint64_t(b.elem_bytes) % 16 != 0)
+    return fmt::format("box rows of {} bytes (a multiple of 16)", b.cols * b.elem_bytes);
+  if (m.swizzle_128b && b.cols * uint64_t(b.elem_bytes) > 128)
+    return fmt::format("box rows of {} bytes under the 128-byte swizzle (at most 128)", b.cols * b.elem_bytes);
+  return std::nullopt;
+}
+
+TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
   TmaWeightMaps maps{};
   for (int i = 0; i < 2; ++i) {
-    const PackedWeightView& w = operands[i < n_w ? i : 0];
-    maps.values[i] = encode_2d(w.values, CU_TENSOR_MAP_DATA_TYPE_UINT16, half_k, rows, box.values,
-                               CU_TENSOR_MAP_SWIZZLE_128B, "weight values");
-    // 16 rows x 64 columns share 32 metadata words, so a 16-row tile's row is k_phys/2 words.
-    maps.meta[i] = encode_2d(w.meta, CU_TENSOR_MAP_DATA_TYPE_UINT32, half_k, rows / 16, box.meta,
-                             CU_TENSOR_MAP_SWIZZLE_NONE, "weight metadata");
-    maps.sel[i] = encode_2d(w.sel, CU_TENSOR_MAP_DATA_TYPE_UINT8, uint64_t(s.rows_pad), segments, box.sel,
-                            CU_TENSOR_MAP_SWIZZLE_NONE, "row selectors");
+    const auto m = describe_weight_maps(operands[i < n_w ? i : 0], s);
+    maps.values[i] = encode(m[0]);
+    maps.meta[i] = encode(m[1]);
+    maps.sel[i] = encode(m[2]);
   }
   return maps;
 }

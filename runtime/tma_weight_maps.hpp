@@ -2,8 +2,12 @@
 // (TmaWeightMaps, templates/kernel_args.cuh): per weight operand one map each
 // for values, metadata and selectors, over all experts of the allocation.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
 
+#include "generator/weight_tma_boxes.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {
@@ -21,8 +25,26 @@ struct WeightMapShape {
   int block_m = 0, block_k = 0;  // the box: one k-tile of one block
 };
 
+// What one 2-D map describes: a row-major [rows][cols] tensor read box by box.
+struct TensorMap2d {
+  const char* what = "";
+  const void* base = nullptr;
+  uint64_t cols = 0, rows = 0;  // cols: the contiguous dimension, in elements
+  TmaBox box;
+  bool swizzle_128b = false;
+  uint64_t row_stride_bytes() const { return cols * uint64_t(box.elem_bytes); }
+};
+
+// The three maps of one operand (values, metadata, selectors). Pure: no driver.
+std::array<TensorMap2d, 3> describe_weight_maps(const PackedWeightView& operand, const WeightMapShape& shape);
+
+// Why cuTensorMapEncodeTiled would refuse a map (its documented limits), or
+// nullopt. Checked before encoding, so a refusal names the broken rule.
+std::optional<std::string> tensor_map_problem(const TensorMap2d& map);
+
 // Encodes the maps of n_w operands (the rest repeat operand 0). Throws
-// Error(CudaError) with the driver's reason when an encoding is refused.
+// Error(Unsupported) naming the rule a map breaks, or Error(CudaError) with
+// the driver's reason when the driver refuses one anyway.
 TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
 
 // The same, remembered per calling thread for the last few (operands, shape)

@@ -1,0 +1,71 @@
+// The TMA maps of the wgmma_sp kernels, checked without a GPU: every shape
+// the packed layout produces must stay inside cuTensorMapEncodeTiled's
+// documented limits (a refused encode only shows on a GPU, at launch), and
+// the boxes must carry exactly what the generated kernel's producer expects.
+#include <gtest/gtest.h>
+
+#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/tma_weight_maps.hpp"
+
+namespace samoyeds {
+namespace {
+
+const void* at(uintptr_t a) { return reinterpret_cast<const void*>(a); }
+
+TEST(TmaWeightMaps, EveryPackedShapeAndTileIsWithinTheEncodersLimits) {
+  const PackedWeightView w{at(0x100000), at(0x200000), at(0x300000)};
+  struct Shape {
+    int64_t m, k;
+  };
+  int checked = 0;
+  for (const Shape& sh : {Shape{14336, 4096}, Shape{4096, 14336}, Shape{1408, 2048}, Shape{33, 64}, Shape{200, 136}})
+    for (int V : {32, 64, 128, 256})
+      for (auto [N, M] : {std::pair{1, 2}, std::pair{2, 4}, std::pair{1, 4}, std::pair{1, 1}})
+        for (int64_t experts : {1, 8, 128})
+          for (int bm : {64, 128}) {
+            WeightMapShape s;
+            s.experts = experts;
+            const int64_t rows = sh.m * N / M;
+            s.rows_pad = (rows + MmaSpLayout::kRowAlign - 1) / MmaSpLayout::kRowAlign * MmaSpLayout::kRowAlign;
+            const int64_t k_align = std::max<int64_t>(V, MmaSpLayout::kKAlign);
+            s.k_phys = (sh.k + k_align - 1) / k_align * k_align;
+            s.V = V;
+            s.block_m = bm;
+            s.block_k = 128;
+            const auto maps = describe_weight_maps(w, s);
+            int64_t box_bytes = 0;
+            for (const auto& m : maps) {
+              EXPECT_EQ(tensor_map_problem(m), std::nullopt)
+                  << m.what << ", m " << sh.m << " k " << sh.k << " V " << V << " " << N << ":" << M << " E "
+                  << experts << " bm " << bm << ": " << tensor_map_problem(m).value_or("");
+              box_bytes += m.box.bytes();
+            }
+            EXPECT_EQ(box_bytes, weight_tma_boxes(bm, 128, V).bytes());
+            // The maps span every expert's rows, metadata tiles and segments.
+            EXPECT_EQ(maps[0].rows, uint64_t(experts * s.rows_pad));
+            EXPECT_EQ(maps[1].rows * 16, uint64_t(experts * s.rows_pad));
+            EXPECT_EQ(maps[2].rows, uint64_t(experts * (s.k_phys / V)));
+            ++checked;
+          }
+  EXPECT_EQ(checked, 5 * 4 * 4 * 3 * 2);
+}
+
+TEST(TmaWeightMaps, BrokenRulesAreNamed) {
+  TensorMap2d m{"test", at(0x1000), 2048, 256, TmaBox{64, 128, 2}, true};
+  EXPECT_EQ(tensor_map_problem(m), std::nullopt);
+  TensorMap2d misaligned = m;
+  misaligned.base = at(0x1008);
+  EXPECT_NE(tensor_map_problem(misaligned).value_or("").find("aligned"), std::string::npos);
+  TensorMap2d wide = m;
+  wide.box.cols = 128;  // 256-byte box rows under the 128-byte swizzle
+  EXPECT_NE(tensor_map_problem(wide).value_or("").find("swizzle"), std::string::npos);
+  TensorMap2d odd_stride = m;
+  odd_stride.cols = 2044;  // 4088-byte rows
+  EXPECT_NE(tensor_map_problem(odd_stride).value_or("").find("stride"), std::string::npos);
+  TensorMap2d tall = m;
+  tall.box.rows = 512;
+  EXPECT_NE(tensor_map_problem(tall).value_or("").find("box"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace samoyeds
