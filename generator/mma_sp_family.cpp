@@ -9,7 +9,7 @@ namespace samoyeds {
 
 MmaSpResources MmaSpFamily::resources(const KernelSpec& spec, const TileConfig& c) {
   const PipelineResources p = pipeline_resources(spec, c);
-  const int w = spec.epilogue == Epilogue::GatedSilu ? 2 : 1;
+  const int w = weight_operands(spec);
   const int wm = c.block_m / c.warps_m, wn = c.block_n / c.warps_n;
   MmaSpResources r;
   r.threads = p.threads;

@@ -9,8 +9,6 @@
 namespace samoyeds {
 namespace {
 
-int operands(const KernelSpec& spec) { return spec.epilogue == Epilogue::GatedSilu ? 2 : 1; }
-
 const char* epilogue_constant(Epilogue e) {
   switch (e) {
     case Epilogue::None: return "samoyeds::kEpiNone";
@@ -22,11 +20,13 @@ const char* epilogue_constant(Epilogue e) {
 
 }  // namespace
 
+int weight_operands(const KernelSpec& spec) { return spec.epilogue == Epilogue::GatedSilu ? 2 : 1; }
+
 // Mirrors SsmmPipeline's constants; the generated source static_asserts the
 // shared-memory figure so the two cannot disagree silently.
 PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c, int stage_align) {
   const auto& sp = spec.sparsity;
-  const int w = operands(spec);
+  const int w = weight_operands(spec);
   const bool select = sp.N < sp.M;
   const int slots = select ? sp.M : 1;
   const int segs = c.block_k >= sp.V ? c.block_k / sp.V : 1;

@@ -9,6 +9,9 @@
 
 namespace samoyeds {
 
+// Weight operands a launch reads: 2 for the gated up-projection (W1, W3), else 1.
+int weight_operands(const KernelSpec& spec);
+
 struct PipelineResources {  // computed the way the device struct does
   int threads = 0;
   int smem_bytes = 0;

@@ -54,8 +54,7 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   if (auto why = invalid_reason(spec, c))
     throw Error(ErrorCode::Unsupported, fmt::format("config {} invalid for {}: {}", c.to_string(), spec.to_string(), *why));
   const WgmmaSpResources r = resources(spec, c);
-  const int operands = spec.epilogue == Epilogue::GatedSilu ? 2 : 1;
-  const int64_t tx = operands * weight_tma_boxes(c.block_m, c.block_k, spec.sparsity.V).bytes();
+  const int64_t tx = weight_operands(spec) * weight_tma_boxes(c.block_m, c.block_k, spec.sparsity.V).bytes();
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},

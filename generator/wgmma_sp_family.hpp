@@ -30,7 +30,7 @@ class WgmmaSpFamily final : public KernelFamily {
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255
-  // registers, two (384 threads) have 232 after the producer hands its
+  // registers, two (384 threads) have 224 after the producer hands its
   // registers over (setmaxnreg); 128 accumulators fit in both.
   static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
     (void)spec;

@@ -119,8 +119,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   const unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
   require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   GroupedSsmmArgs g{};
-  TmaWeightMaps maps;
-  void* params[] = {&a, &maps};
+  void* params[] = {&a, nullptr};  // [1]: the tensor maps, for kernels that take them
   unsigned grid_z = 1;
   if (kernel.weight_maps) {
     PackedWeightView views[2];
@@ -141,7 +140,8 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
               "grouped weights are not laid out back to back (the TMA maps need that)");
     }
     for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
-    maps = weight_maps_for(views, n_w, shape);
+    // The launch copies the parameter: the remembered maps are passed as they are.
+    params[1] = const_cast<TmaWeightMaps*>(&weight_maps_for(views, n_w, shape));
   }
   if (grouping) {
     g.base = a;

@@ -65,23 +65,35 @@ struct SsmmPipeline {
   // 128-token tiles) would otherwise read whole rows per thread; the warp
   // core keeps one row per thread where it can (more rows per thread spilled
   // some of its configs).
+  // The split: thread tid takes rows p * kRowsPerPass + tid / kThreadsPerRow
+  // (p < kPasses) and, in each, chunks tid % kThreadsPerRow + j * kThreadsPerRow
+  // (j < kChunksPerThreadRow); kEven says whether the tile splits that way.
+  template <int NTHREADS, int ROWS, int CHUNKS>
+  struct ChunkSplit {
+    static constexpr int kTotal = ROWS * CHUNKS;
+    static constexpr int kPer = kTotal / NTHREADS;
+    static constexpr int kThreadsPerRow =
+        kPer > 0 && CHUNKS % kPer == 0 ? ConstMax<CHUNKS / kPer, Core::kMinThreadsPerRow>::value : 0;
+    static constexpr int kRowsPerPass = kThreadsPerRow > 0 ? NTHREADS / kThreadsPerRow : 0;
+    static constexpr bool kEven = kTotal % NTHREADS == 0 && kThreadsPerRow > 0 && CHUNKS % kThreadsPerRow == 0 &&
+                                  NTHREADS % kThreadsPerRow == 0 && ROWS % kRowsPerPass == 0;
+    static constexpr int kPasses = kEven ? ROWS / kRowsPerPass : 0;
+    static constexpr int kChunksPerThreadRow = kEven ? CHUNKS / kThreadsPerRow : 0;
+  };
+
   template <int NTHREADS, int ROWS, int CHUNKS, class F>
   static __device__ __forceinline__ void for_each_chunk(int tid, F&& f) {
-    constexpr int kTotal = ROWS * CHUNKS;
-    constexpr int kPer = kTotal / NTHREADS;
-    constexpr int kThreadsPerRow =
-        kPer > 0 && CHUNKS % kPer == 0 ? ConstMax<CHUNKS / kPer, Core::kMinThreadsPerRow>::value : 0;
-    constexpr int kRowsPerPass = kThreadsPerRow > 0 ? NTHREADS / kThreadsPerRow : 0;
-    if (kTotal % NTHREADS == 0 && kThreadsPerRow > 0 && CHUNKS % kThreadsPerRow == 0 &&
-        NTHREADS % kThreadsPerRow == 0 && ROWS % kRowsPerPass == 0) {
-      const int row = tid / kThreadsPerRow, lane_in_row = tid % kThreadsPerRow;
+    typedef ChunkSplit<NTHREADS, ROWS, CHUNKS> S;
+    if (S::kEven) {
+      const int row = tid / S::kThreadsPerRow, lane_in_row = tid % S::kThreadsPerRow;
 #pragma unroll
-      for (int p = 0; p < ROWS / kRowsPerPass; ++p)
+      for (int p = 0; p < S::kPasses; ++p)
 #pragma unroll
-        for (int j = 0; j < CHUNKS / kThreadsPerRow; ++j) f(p * kRowsPerPass + row, lane_in_row + j * kThreadsPerRow);
+        for (int j = 0; j < S::kChunksPerThreadRow; ++j)
+          f(p * S::kRowsPerPass + row, lane_in_row + j * S::kThreadsPerRow);
     } else {
 #pragma unroll
-      for (int c = tid; c < kTotal; c += NTHREADS) f(c / CHUNKS, c % CHUNKS);
+      for (int c = tid; c < S::kTotal; c += NTHREADS) f(c / CHUNKS, c % CHUNKS);
     }
   }
 
@@ -218,26 +230,21 @@ struct SsmmPipeline {
   // id list does not change along k, and load_tokens re-reads an id for
   // every copy (the cp.async asm clobbers memory, so the compiler cannot keep
   // it), which put a shared-memory load latency in front of each copy of the
-  // wgmma_sp producer. Same thread-to-chunk mapping as for_each_chunk's fast
-  // path. The lockstep pipeline keeps load_tokens: its threads also hold the
+  // wgmma_sp producer. Same thread-to-chunk split as for_each_chunk. The
+  // lockstep pipeline keeps load_tokens: its threads also hold the
   // accumulators and have no registers to keep rows across the k loop.
   template <int NTHREADS>
   struct TokenRows {
-    static constexpr int kChunks = BK / 8;
-    static constexpr int kPer = BN * kChunks / NTHREADS;
-    static constexpr int kThreadsPerRow = kPer > 0 ? ConstMax<kChunks / kPer, Core::kMinThreadsPerRow>::value : 1;
-    static constexpr int kRowsPerPass = NTHREADS / kThreadsPerRow;
-    static constexpr int kRows = BN / kRowsPerPass;
-    static_assert(kPer > 0 && kChunks % kPer == 0 && kChunks % kThreadsPerRow == 0 && BN % kRowsPerPass == 0,
-                  "every thread copies whole interleaved chunk sets of whole rows");
-    const u16* src[kRows];  // this thread's rows in x; null for an id of -1
+    typedef ChunkSplit<NTHREADS, BN, BK / 8> S;
+    static_assert(S::kEven, "every thread copies whole interleaved chunk sets of whole rows");
+    const u16* src[S::kPasses];  // this thread's rows in x; null for an id of -1
     int first_row, first_chunk;
 
     __device__ __forceinline__ TokenRows(const SsmmArgs& args, const int* s_ids, int tid)
-        : first_row(tid / kThreadsPerRow), first_chunk(tid % kThreadsPerRow) {
+        : first_row(tid / S::kThreadsPerRow), first_chunk(tid % S::kThreadsPerRow) {
 #pragma unroll
-      for (int p = 0; p < kRows; ++p) {
-        const int id = s_ids[p * kRowsPerPass + first_row];
+      for (int p = 0; p < S::kPasses; ++p) {
+        const int id = s_ids[p * S::kRowsPerPass + first_row];
         src[p] = id >= 0 ? args.x + u64(id) * args.ldx : nullptr;
       }
     }
@@ -247,13 +254,14 @@ struct SsmmPipeline {
       const int k0 = kt * BK;
       const u32 b_base = stage + kW * kWBytes;
 #pragma unroll
-      for (int p = 0; p < kRows; ++p)
+      for (int p = 0; p < S::kPasses; ++p)
 #pragma unroll
-        for (int j = 0; j < kChunks / kThreadsPerRow; ++j) {
-          const int ch = first_chunk + j * kThreadsPerRow;
+        for (int j = 0; j < S::kChunksPerThreadRow; ++j) {
+          const int ch = first_chunk + j * S::kThreadsPerRow;
           const int col = k0 + ch * 8;
           const bool valid = src[p] != nullptr && col < args.k;
-          cp_async_16(b_base + BTile::offset(p * kRowsPerPass + first_row, ch), valid ? src[p] + col : args.x, valid);
+          cp_async_16(b_base + BTile::offset(p * S::kRowsPerPass + first_row, ch), valid ? src[p] + col : args.x,
+                      valid);
         }
     }
   };

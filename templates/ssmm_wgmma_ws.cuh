@@ -52,7 +52,6 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static constexpr int kAlignSlack = 1024;  // dynamic shared memory aligned up to a swizzle period
   static constexpr int kBarrierBytes = 2 * STAGES * 8;
   static constexpr int kSmemBytes = Base::kSmemBytes + kBarrierBytes + kAlignSlack;
-  static constexpr int kSegsPerTile = Base::kSegsPerTile;
   // What TMA brings per stage: every operand's values, metadata and selectors.
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
 
