@@ -16,8 +16,16 @@ struct GeneratedKernel {
   int threads = 0;
   int smem_bytes = 0;       // dynamic shared memory per block
   std::string layout_id;    // physical weight layout the kernel reads
-  bool weight_maps = false; // second parameter: TmaWeightMaps (templates/kernel_args.cuh)
+  bool weight_maps = false; // second parameter: TmaWeightMaps (templates/kernel_args.cuh); 1-D grid over tiles
+  bool persistent = false;  // with weight_maps: launch about one block per SM slot, each walks its tiles
+  // The launch adds tile_prefix_bytes(experts) of dynamic shared memory: the
+  // grouped tile prefix (templates/tile_scheduler.cuh). Not in smem_bytes,
+  // because one binary (and loaded kernel) serves every expert count.
+  bool tile_prefix = false;
 };
+
+// Shared memory of the grouped tile prefix: one int per expert, plus one.
+inline int tile_prefix_bytes(int experts) { return 4 * (experts + 1); }
 
 class KernelFamily {
  public:
@@ -31,6 +39,11 @@ class KernelFamily {
   virtual GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const = 0;
   // Heuristic default when nothing is tuned.
   virtual TileConfig default_config(const KernelSpec& spec, int64_t tokens) const = 0;
+  // Whether timing `cfg` at `tokens` tokens on a device of `sm_count` SMs can
+  // find a winner (the tuner skips the others).
+  virtual bool worth_timing(const KernelSpec&, const TileConfig&, int64_t /*tokens*/, int /*sm_count*/) const {
+    return true;
+  }
 };
 
 const KernelFamily& kernel_family(Backend backend);

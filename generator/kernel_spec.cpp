@@ -76,15 +76,38 @@ std::string KernelSpec::to_string() const {
 }
 
 std::string TileConfig::to_string() const {
-  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}", block_m, block_n, block_k, warps_m, warps_n, stages);
+  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+                     split_k != 1 ? fmt::format("_k{}", split_k) : "", persistent ? "_p" : "",
+                     tokens_first ? "_tf" : "");
 }
 
 TileConfig TileConfig::parse(const std::string& text) {
   TileConfig c;
-  char tail = 0;
-  if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%c", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
-                  &c.warps_n, &c.stages, &tail) != 6)
-    throw Error(ErrorCode::InvalidArgument, "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3)");
+  int used = 0;
+  const auto bad = [&text] {
+    return Error(ErrorCode::InvalidArgument,
+                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _p, _tf)");
+  };
+  if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%n", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
+                  &c.warps_n, &c.stages, &used) != 6)
+    throw bad();
+  std::string rest = text.substr(size_t(used));
+  // The schedule suffixes, each at most once, in to_string's order.
+  int split = 0, split_used = 0;
+  if (std::sscanf(rest.c_str(), "_k%d%n", &split, &split_used) == 1 && split_used > 0) {
+    if (split < 1) throw bad();
+    c.split_k = split;
+    rest = rest.substr(size_t(split_used));
+  }
+  if (rest == "_p" || rest.rfind("_p_", 0) == 0) {
+    c.persistent = true;
+    rest = rest.substr(2);
+  }
+  if (rest == "_tf") {
+    c.tokens_first = true;
+    rest.clear();
+  }
+  if (!rest.empty()) throw bad();
   return c;
 }
 

@@ -30,6 +30,7 @@ int MmaSpFamily::max_operand_regs(const KernelSpec& spec, const TileConfig& cfg)
 
 std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
+  if (!c.default_schedule()) return "split_k, persistent and tokens_first are wgmma_sp schedules";
   if (c.block_n % 8 != 0 || c.block_n < 8 || c.block_n > 256) return "block_n must be a multiple of 8 in [8, 256]";
   if (c.warps_m < 1 || c.warps_n < 1 || c.threads() > 512) return "1 to 16 warps";
   if (c.block_m % (16 * c.warps_m) != 0) return "warp tile rows must be a multiple of 16";
@@ -66,7 +67,7 @@ GeneratedKernel MmaSpFamily::generate(const KernelSpec& spec, const TileConfig& 
       {"mma_sp", {"samoyeds/ssmm_pipeline.cuh", "samoyeds/mma_sp_sm80.cuh"},
        fmt::format("samoyeds::SsmmPipeline<samoyeds::WarpMmaSpCore, {}, {}, {}, {}, {}>", pipeline_tile_args(spec, c),
                    c.warps_m, c.warps_n, c.stages, pipeline_sparsity_args(spec)),
-       r.threads, r.smem_bytes, /*weight_maps=*/false, /*checks=*/{}});
+       r.threads, r.smem_bytes, /*weight_maps=*/false, /*persistent=*/false, /*cluster_blocks=*/1, /*checks=*/{}});
 }
 
 TileConfig MmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens) const {

@@ -78,20 +78,31 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.smem_bytes = k.smem_bytes;
   g.layout_id = MmaSpLayout::kLayoutId;
   g.weight_maps = k.weight_maps;
-  // The grouped entry point picks its expert's slice, then runs the same body.
-  const std::string maps_param = k.weight_maps ? ", const __grid_constant__ samoyeds::TmaWeightMaps maps" : "";
-  const std::string entry =
-      spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped{}) {{\n"
-                                 "  extern __shared__ __align__(128) unsigned char smem[];\n"
-                                 "  samoyeds::SsmmArgs args;\n"
-                                 "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
-                                 g.kernel_name, maps_param, c.block_n)
-                   : fmt::format("{}(const samoyeds::SsmmArgs args{}) {{\n"
-                                 "  extern __shared__ __align__(128) unsigned char smem[];\n",
-                                 g.kernel_name, maps_param);
-  const std::string run_call = k.weight_maps ? fmt::format("  kernel.run(args, smem, maps, {});\n",
-                                                           spec.grouped ? "int(blockIdx.z)" : "0")
-                                             : "  kernel.run(args, smem);\n";
+  g.persistent = k.persistent;
+  g.tile_prefix = k.weight_maps && spec.grouped;
+  std::string entry, run_call;
+  if (k.weight_maps) {  // the tile-scheduled wgmma_sp kernels: a problem, the tensor maps
+    entry = spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped,\n"
+                                       "    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
+                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
+                                       g.kernel_name)
+                         : fmt::format("{}(const samoyeds::SsmmArgs args,\n"
+                                       "    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
+                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
+                                       g.kernel_name);
+    run_call = spec.grouped ? "  kernel.run(samoyeds::GroupedProblem{grouped}, smem, maps);\n"
+                            : "  kernel.run(samoyeds::SingleProblem{args}, smem, maps);\n";
+  } else {  // the grouped entry point picks its expert's slice, then runs the same body
+    entry = spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped) {{\n"
+                                       "  extern __shared__ __align__(128) unsigned char smem[];\n"
+                                       "  samoyeds::SsmmArgs args;\n"
+                                       "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
+                                       g.kernel_name, c.block_n)
+                         : fmt::format("{}(const samoyeds::SsmmArgs args) {{\n"
+                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
+                                       g.kernel_name);
+    run_call = "  kernel.run(args, smem);\n";
+  }
   std::string includes;
   for (const auto& h : k.headers) includes += fmt::format("#include \"{}\"\n", h);
   std::string checks;
@@ -107,7 +118,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       "static_assert(Kernel::kSmemBytes == {smem}, \"host and device disagree on shared memory\");\n"
       "static_assert(Kernel::kThreads == {threads}, \"host and device disagree on threads\");\n"
       "{checks}"
-      "extern \"C\" __global__ void __launch_bounds__({threads}, 1)\n"
+      "extern \"C\" __global__ void __launch_bounds__({threads}, 1){cluster}\n"
       "{entry}"
       "  Kernel kernel;\n"
       "{run_call}"
@@ -117,6 +128,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       fmt::arg("cfg", c.to_string()), fmt::arg("grouped", spec.grouped ? " grouped" : ""),
       fmt::arg("includes", includes),
       fmt::arg("type", k.kernel_type), fmt::arg("smem", k.smem_bytes), fmt::arg("threads", k.threads),
+      fmt::arg("cluster", k.cluster_blocks > 1 ? fmt::format(" __cluster_dims__({}, 1, 1)", k.cluster_blocks) : ""),
       fmt::arg("entry", entry), fmt::arg("run_call", run_call), fmt::arg("checks", checks));
   return g;
 }

@@ -33,9 +33,14 @@ struct PipelineKernel {
   std::string kernel_type;  // "samoyeds::SsmmPipeline<samoyeds::WarpMmaSpCore, samoyeds::BF16, ...>"
   int threads = 0;
   int smem_bytes = 0;
-  // The entry also takes `const __grid_constant__ TmaWeightMaps` and passes
-  // it, with the expert index, to run().
+  // The entry takes the tile scheduler's problem (templates/tile_scheduler.cuh)
+  // and `const __grid_constant__ TmaWeightMaps`, and the grid is 1-D over tiles.
   bool weight_maps = false;
+  // Launched persistent (about one block per SM walking the tiles); else one
+  // tile per block. Only for weight_maps kernels.
+  bool persistent = false;
+  // Blocks per thread-block cluster (__cluster_dims__), 1 for none.
+  int cluster_blocks = 1;
   // Extra `static_assert`s on the kernel type, one per line (host-side facts
   // the device struct must agree with).
   std::vector<std::string> checks;

@@ -27,10 +27,21 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
   if (c.block_n != 32 && c.block_n != 64 && c.block_n != 128) return "block_n must be 32, 64 or 128 (one wgmma N)";
   if (c.warps_m != c.block_m / 16 || c.warps_n != 1)
     return "a warpgroup owns 64 rows and all tokens: warps_m = block_m / 16, warps_n = 1";
+  if (c.split_k != 1 && c.split_k != 2 && c.split_k != 4 && c.split_k != 8)
+    return "split_k must be 1, 2, 4 or 8 (blocks of one cluster)";
+  // ptxas spills 16 bytes in some of these (the block then holds 128
+  // accumulators, 128-token rows to gather and the cluster reduction); split-k
+  // is for grids with few tiles, i.e. few tokens, where 128-token tiles lose.
+  if (c.split_k > 1 && c.block_n > 64) return "split-k takes token tiles of at most 64";
+  if (c.persistent && (spec.sparsity.N != 1 || c.split_k != 1))
+    return "persistent needs N = 1 and no split-k: other epilogues stage through the pipeline's shared memory, "
+           "which the next tile's loads would overwrite";
   const WgmmaSpResources r = resources(spec, c);
-  if (r.smem_bytes > max_smem_per_block(spec.arch))
-    return fmt::format("{} bytes of shared memory (limit {} on {})", r.smem_bytes, max_smem_per_block(spec.arch),
-                       spec.arch);
+  const int smem = r.smem_bytes + (spec.grouped ? tile_prefix_bytes(spec.experts) : 0);
+  if (smem > max_smem_per_block(spec.arch))
+    return fmt::format("{} bytes of shared memory{} (limit {} on {})", smem,
+                       spec.grouped ? fmt::format(" with the tile prefix of {} experts", spec.experts) : "",
+                       max_smem_per_block(spec.arch), spec.arch);
   if (r.accumulator_regs > max_accumulator_regs(spec, c))
     return fmt::format("{} accumulator registers per thread (limit {})", r.accumulator_regs, max_accumulator_regs(spec, c));
   return std::nullopt;
@@ -38,15 +49,44 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
 
 std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) const {
   spec.validate();
+  // Schedules beyond one tile per block in row-tile order: the other tile
+  // order, persistent blocks, split-k clusters (worth_timing() drops those
+  // that cannot pay off at a bucket's token count).
+  struct Schedule {
+    int split_k;
+    bool persistent, tokens_first;
+  };
+  const Schedule schedules[] = {{1, false, false}, {1, false, true}, {1, true, false},
+                                {1, true, true},   {2, false, false}, {4, false, false}};
   std::vector<TileConfig> out;
-  for (int bm : {64, 128})
-    for (int bn : {32, 64, 128})
-      for (int bk : {128})
-        for (int stages : {2, 3, 4}) {
-          TileConfig c{bm, bn, bk, bm / 16, 1, stages};
-          if (!invalid_reason(spec, c)) out.push_back(c);
-        }
+  for (const Schedule& s : schedules)
+    for (int bm : {64, 128})
+      for (int bn : {32, 64, 128})
+        for (int bk : {128})
+          for (int stages : {2, 3, 4}) {
+            if (stages == 2 && (s.split_k != 1 || s.persistent || s.tokens_first)) continue;  // never won plain
+            TileConfig c{bm, bn, bk, bm / 16, 1, stages};
+            c.split_k = s.split_k;
+            c.persistent = s.persistent;
+            c.tokens_first = s.tokens_first;
+            if (!invalid_reason(spec, c)) out.push_back(c);
+          }
   return out;
+}
+
+bool WgmmaSpFamily::worth_timing(const KernelSpec& spec, const TileConfig& c, int64_t tokens, int sm_count) const {
+  const int64_t tiles = tile_count(spec, c, tokens);
+  // Splitting k pays only where the tiles leave SMs idle; persistent blocks
+  // only where there are more tiles than SMs.
+  if (c.split_k > 1 && tiles * c.split_k > 2 * int64_t(sm_count)) return false;
+  if (c.persistent && tiles <= sm_count) return false;
+  return true;
+}
+
+int64_t WgmmaSpFamily::tile_count(const KernelSpec& spec, const TileConfig& c, int64_t tokens) {
+  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
+  const int64_t experts = spec.grouped ? spec.experts : 1;
+  return (rows + c.block_m - 1) / c.block_m * ((std::max<int64_t>(tokens, 1) + c.block_n - 1) / c.block_n) * experts;
 }
 
 GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig& c) const {
@@ -58,11 +98,14 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
-                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}>", pipeline_tile_args(spec, c),
-                                             c.stages, pipeline_sparsity_args(spec)),
+                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}>", pipeline_tile_args(spec, c),
+                                             c.stages, pipeline_sparsity_args(spec), c.split_k,
+                                             c.tokens_first ? "true" : "false"),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,
+                                 c.persistent,
+                                 c.split_k,
                                  {fmt::format("Kernel::kWeightTxBytes == {}, \"the host's TMA boxes carry what the "
                                               "producer expects\"",
                                               tx)}});

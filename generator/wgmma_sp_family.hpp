@@ -26,11 +26,15 @@ class WgmmaSpFamily final : public KernelFamily {
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens) const override;
+  bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
 
+  // Work tiles of a launch at `tokens` tokens (per expert; every expert
+  // counted for a grouped launch), before any split-k.
+  static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens);
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255
-  // registers, two (384 threads) have 224 after the producer hands its
+  // registers, two (384 threads) have 216 after the producer hands its
   // registers over (setmaxnreg); 128 accumulators fit in both.
   static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
     (void)spec;

@@ -1,5 +1,7 @@
 // Launch code of the expert ops: argument checks, config choice, the kernel
 // argument block, grid shape.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
@@ -115,9 +117,10 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   a.rows_pad = int(w0.rows_pad());
   a.k_phys = int(w0.k_phys());
 
-  const unsigned grid_x = unsigned((w0.rows() + cfg.block_m - 1) / cfg.block_m);
-  const unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
-  require(grid_y <= 65535, fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
+  unsigned grid_x = unsigned((w0.rows() + cfg.block_m - 1) / cfg.block_m);
+  unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
+  require(kernel.weight_maps || grid_y <= 65535,
+          fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   GroupedSsmmArgs g{};
   void* params[] = {&a, nullptr};  // [1]: the tensor maps, for kernels that take them
   unsigned grid_z = 1;
@@ -150,13 +153,30 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     g.meta_stride = grouping->ws[0]->meta_stride();
     g.sel_stride = grouping->ws[0]->sel_stride();
     g.x_is_compact = grouping->x_is_compact ? 1 : 0;
+    g.experts = spec.experts;
     params[0] = &g;
     grid_z = unsigned(spec.experts);
+  }
+  if (kernel.weight_maps) {  // a 1-D grid over tiles, numbered as templates/tile_scheduler.cuh does
+    // Split-k: a cluster of split_k blocks per tile (the config is never both split and persistent).
+    const int64_t blocks = int64_t(grid_x) * grid_y * grid_z * cfg.split_k;
+    require(blocks <= kMaxDim, fmt::format("{} blocks exceed the grid limit", blocks));
+    const int64_t slots = int64_t(rt.device().info().sm_count) * kernel.blocks_per_sm;
+    grid_x = unsigned(kernel.persistent ? std::min(blocks, slots) : blocks);
+    grid_y = grid_z = 1;
+  }
+  int smem = kernel.smem_bytes;
+  if (kernel.tile_prefix) {
+    smem += tile_prefix_bytes(spec.experts);
+    require(smem <= rt.device().info().max_smem_optin,
+            fmt::format("{} experts: the kernel's {} bytes of shared memory plus its tile prefix exceed the "
+                        "device's {}",
+                        spec.experts, kernel.smem_bytes, rt.device().info().max_smem_optin));
   }
   rt.device().make_current();
   const CUresult rc =
       driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, grid_z,
-                              unsigned(kernel.threads), 1, 1, unsigned(kernel.smem_bytes),
+                              unsigned(kernel.threads), 1, 1, unsigned(smem),
                               static_cast<CUstream>(opt.stream), params, nullptr);
   if (rc != CUDA_SUCCESS)  // the message is built only on failure: this is the hot path
     check(rc, fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());

@@ -75,7 +75,9 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   check(d.cuModuleLoadData(&module, binary.blob.data()), ("cuModuleLoadData(" + description + ")").c_str());
   CUfunction fn;
   check(d.cuModuleGetFunction(&fn, module, generated.kernel_name.c_str()), "cuModuleGetFunction");
-  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, generated.smem_bytes),
+  // A kernel with a tile prefix takes more at launch, by the expert count.
+  const int smem_cap = generated.tile_prefix ? device_.info().max_smem_optin : generated.smem_bytes;
+  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_cap),
         "cuFuncSetAttribute(max dynamic shared memory)");
   LoadedKernel& k = slot.kernel;
   k.function = fn;
@@ -83,6 +85,15 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   k.smem_bytes = generated.smem_bytes;
   k.layout_id = generated.layout_id;
   k.weight_maps = generated.weight_maps;
+  k.persistent = generated.persistent;
+  k.tile_prefix = generated.tile_prefix;
+  k.blocks_per_sm = 1;
+  if (k.persistent && d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
+    int blocks = 0;
+    check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fn, generated.threads, size_t(generated.smem_bytes)),
+          "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    k.blocks_per_sm = blocks > 0 ? blocks : 1;
+  }
   k.registers = binary.registers;
   k.spill_bytes = binary.spill_bytes;
   k.from_disk_cache = from_cache;
@@ -145,6 +156,10 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.warps_m, 5);
   pack(config.warps_n, 5);
   pack(config.stages, 3);
+  pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
+       2);  // validated split_k values
+  pack(config.persistent ? 1 : 0, 1);
+  pack(config.tokens_first ? 1 : 0, 1);
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

@@ -8,12 +8,10 @@
 
 namespace samoyeds {
 
-template <int BN>
-__device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs& a) {
-  const int e = blockIdx.z;
+// Expert e's slice of a grouped launch as single-expert arguments.
+__device__ __forceinline__ void expert_slice(const GroupedSsmmArgs& g, int e, SsmmArgs& a) {
   const int begin = g.offsets[e];
   const int n = g.offsets[e + 1] - begin;
-  if (int(blockIdx.y) * BN >= n) return false;
   a = g.base;
 #pragma unroll
   for (int w = 0; w < 2; ++w) {
@@ -31,6 +29,14 @@ __device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs
   }
   if (a.row_scale) a.row_scale += begin;
   a.y += u64(begin) * u64(a.ldy);
+}
+
+// The grid form: blockIdx.z is the expert, blockIdx.y the token tile.
+template <int BN>
+__device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs& a) {
+  const int e = blockIdx.z;
+  if (int(blockIdx.y) * BN >= g.offsets[e + 1] - g.offsets[e]) return false;
+  expert_slice(g, e, a);
   return true;
 }
 

@@ -41,10 +41,11 @@ struct TmaWeightMaps {
 // Expert e owns rows offsets[e] .. offsets[e+1]-1 of the token list and of the
 // compact output; its weights sit `*_stride` elements after expert e-1's.
 struct GroupedSsmmArgs {
-  SsmmArgs base;        // expert 0's weights; ids = the token list; n unused
+  SsmmArgs base;        // expert 0's weights; ids = the token list; n = a bound on any expert's count
   const int* offsets;   // [experts + 1], on the device (no host round trip)
   long long values_stride, meta_stride, sel_stride;
   int x_is_compact;     // 1: x rows follow the list (down projection reads h)
+  int experts;
 };
 
 // y[ids[i], :] += z[i, :], i in order (templates/scatter_add_rows.cuh).

@@ -349,9 +349,65 @@ struct SsmmPipeline {
     }
   }
 
+  // Accumulators -> epilogue function -> y, straight from registers, for
+  // NKEEP == 1: a thread's fragment row r then holds, across its slots, every
+  // original row of group r (rows r*MGROUP .. r*MGROUP+MGROUP-1) for every
+  // operand, so no other thread contributes to them and neither the f32 tile
+  // nor a barrier is needed. One warp store covers 8 groups' rows (MGROUP*2
+  // contiguous bytes each) for 4 tokens: whole 32-byte sectors at MGROUP = 2.
+  __device__ __forceinline__ void store_direct(const SsmmArgs& args, int row0, int tok0, int warp_m, int warp_n,
+                                               int lane) const {
+    static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
+    const int out_row0 = row0 * MGROUP;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
+        const int row = out_row0 + r * MGROUP;                   // first original row of the group
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int tok = tok0 + warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+            if (tok >= args.n) continue;
+            const float scale = args.row_scale ? args.row_scale[tok] : 1.0f;
+            float v[MGROUP];
+#pragma unroll
+            for (int q = 0; q < MGROUP; ++q) {
+              float op[2] = {0.0f, 0.0f};
+#pragma unroll
+              for (int w = 0; w < kW; ++w)
+#pragma unroll
+                for (int s = 0; s < kSlots; ++s)
+                  if (!kSelect || map[w][mt][h].row_of(s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
+              v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
+            }
+            u16* dst = args.y + u64(tok) * args.ldy + row;
+            if (MGROUP % 2 == 0 && (args.ldy % 2) == 0 && row + MGROUP <= args.m) {
+#pragma unroll
+              for (int q = 0; q < MGROUP; q += 2) reinterpret_cast<u32*>(dst)[q / 2] = Elem<T>::pack2(v[q], v[q + 1]);
+            } else {
+#pragma unroll
+              for (int q = 0; q < MGROUP; ++q)
+                if (row + q < args.m) dst[q] = u16(Elem<T>::pack2(v[q], 0.0f) & 0xffffu);
+            }
+          }
+      }
+  }
+
   // f32 tile -> epilogue function -> 16-byte stores, spread over nthreads threads.
   static __device__ __forceinline__ void store_tile(const SsmmArgs& args, const float* tile, int row0, int tok0,
                                                     int tid, int nthreads) {
+    store_tile_from(args, [tile](int at, float(&v)[8]) { load8(tile + at, v); }, row0, tok0, tid, nthreads);
+  }
+
+  // The same over chunks first, first + step, ... of the tile, reading it
+  // through load(float offset, eight floats): split-k sums its cluster's
+  // partial tiles there (ssmm_wgmma_ws.cuh).
+  template <class Load>
+  static __device__ __forceinline__ void store_tile_from(const SsmmArgs& args, Load&& load, int row0, int tok0,
+                                                         int first, int step) {
     const int out_row0 = row0 / NKEEP * MGROUP;
     const bool vec_ok = (args.ldy % 8) == 0;
     constexpr int kChunksPerTok = kOutRows / 8;
@@ -359,14 +415,14 @@ struct SsmmPipeline {
     // Unrolled so that several chunks' shared-memory reads are in flight
     // before the first conversion waits on one.
 #pragma unroll 4
-    for (int c = tid; c < BN * kChunksPerTok; c += nthreads) {
+    for (int c = first; c < BN * kChunksPerTok; c += step) {
       const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
       const int tok = tok0 + t, row = out_row0 + r8;
       if (tok >= args.n || row >= args.m) continue;
       const float scale = args.row_scale ? args.row_scale[tok] : 1.0f;
       float a[8], b[8];
-      load8(tile + t * kEpiLd + r8, a);
-      if (kW > 1) load8(tile + (BN + t) * kEpiLd + r8, b);
+      load(t * kEpiLd + r8, a);
+      if (kW > 1) load((BN + t) * kEpiLd + r8, b);
       float v[8];
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[j] = Epilogue<EPI>::apply(a[j], kW > 1 ? b[j] : 0.0f) * scale;

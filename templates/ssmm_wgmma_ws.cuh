@@ -14,15 +14,17 @@
 //              wgmma drain overlap the other's tensor-core work. Then they
 //              run the epilogue; the producer is done by then and leaves.
 // Registers: with two consumer warpgroups (384 threads) the launch bound
-// gives every thread 168; the producer hands back all but 56 and the
-// consumers take 224 each (setmaxnreg), which the block's pool covers
-// exactly: 128*56 + 256*224 = 384*168. With one consumer warpgroup every
+// gives every thread 168; the producer hands back all but 64 and the
+// consumers take 216 each (setmaxnreg), which the block's pool covers
+// exactly: 128*64 + 256*216 = 384*168. With one consumer warpgroup every
 // thread already has the 255 the hardware allows.
 // Tiles, operand layouts, selection and epilogue are SsmmPipeline's with the
 // WgmmaSpCore; only the schedule and the weight loads differ.
 #pragma once
+#include "samoyeds/cluster.cuh"
 #include "samoyeds/mbarrier.cuh"
 #include "samoyeds/ssmm_pipeline.cuh"
+#include "samoyeds/tile_scheduler.cuh"
 #include "samoyeds/tma.cuh"
 #include "samoyeds/wgmma_sp_sm90a.cuh"
 
@@ -37,44 +39,70 @@ __device__ __forceinline__ void setmaxnreg_dec() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(REGS));
 }
 
-template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI>
+// SPLIT > 1: split-k. A cluster of SPLIT blocks shares each tile, block r
+// taking the r-th share of its k range (whole V-column segments, so row
+// selection never straddles a share). Each stages its partial f32 tile in
+// its own shared memory; after a cluster barrier each block sums every
+// block's tile, in rank order (deterministic), for 1/SPLIT of the tile and
+// stores that part. Meant for grids of fewer tiles than SMs.
+// TOKENS_FIRST: the tile order's fastest index is the token tile, not the
+// row tile (tile_scheduler.cuh).
+template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
+          bool TOKENS_FIRST = false>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> Base;
   static constexpr int kConsumers = Base::kThreads;  // BM/64 warpgroups
   static constexpr int kProducers = 128;
   static constexpr int kThreads = kConsumers + kProducers;
   static constexpr bool kShiftRegisters = kConsumers == 256;
-  static constexpr int kProducerRegs = 56;  // its rows' source addresses stay in registers
-  static constexpr int kConsumerRegs = 224;
+  static constexpr int kProducerRegs = 64;  // its rows' source addresses and the tile walk stay in registers
+  static constexpr int kConsumerRegs = 216;
   static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * 168,
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
   static_assert(BK == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
+  static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8, "split-k clusters of 1, 2, 4 or 8 blocks");
   static constexpr int kAlignSlack = 1024;  // dynamic shared memory aligned up to a swizzle period
   static constexpr int kBarrierBytes = 2 * STAGES * 8;
   static constexpr int kSmemBytes = Base::kSmemBytes + kBarrierBytes + kAlignSlack;
   // What TMA brings per stage: every operand's values, metadata and selectors.
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
+  // k-tiles per segment: a split-k share is a whole number of these.
+  static constexpr int kUnit = V > BK ? V / BK : 1;
 
-  // `expert` places the block in the tensor maps' rows (0 unless grouped).
-  __device__ __forceinline__ void run(const SsmmArgs& args, unsigned char* smem_raw, const TmaWeightMaps& maps,
-                                      int expert) {
+  // Walks the block's tiles of `problem` (tile_scheduler.cuh): tile
+  // blockIdx.x / SPLIT, then every gridDim.x / SPLIT-th after it. With N = 1
+  // and no split the epilogue runs from registers, so the producer fills the
+  // next tile's stages while the consumers store, and the launch may be
+  // persistent (about one block per SM). Otherwise the epilogue stages
+  // through the pipeline's shared memory, so the launch gives every block
+  // (cluster) at most one tile.
+  // `prefix` ints after the kernel's own shared memory: Problem's tile prefix.
+  template <class Problem>
+  __device__ __forceinline__ void run(const Problem& problem, unsigned char* smem_raw, const TmaWeightMaps& maps) {
     const int tid = threadIdx.x;
-    const int row0 = blockIdx.x * BM;
-    const int tok0 = blockIdx.y * BN;
     unsigned char* smem = smem_raw + ((kAlignSlack - (smem_addr(smem_raw) % kAlignSlack)) % kAlignSlack);
     int* s_ids = reinterpret_cast<int*>(smem + Base::kMainBytes);
     const u32 bars = smem_addr(smem + Base::kSmemBytes);  // full[STAGES], then empty[STAGES]
+    int* s_prefix = reinterpret_cast<int*>(smem_raw + kSmemBytes);  // past the slack: never overlaps the tiles
     const u32 smem_base = smem_addr(smem);
+    const SsmmArgs& base = problem.base();
+    // Row tiles over the condensed rows (rows_pad may add a tile of padding).
+    const int row_tiles = ((base.m + MGROUP - 1) / MGROUP * NKEEP + BM - 1) / BM;
     if (tid == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        mbarrier_init(bars + 8 * s, kProducers + 1);           // every producer's token copies + the TMA thread
-        mbarrier_init(bars + 8 * (STAGES + s), kConsumers);    // every consumer thread's release
+        mbarrier_init(bars + 8 * s, kProducers + 1);         // every producer's token copies + the TMA thread
+        mbarrier_init(bars + 8 * (STAGES + s), kConsumers);  // every consumer thread's release
       }
       fence_mbarrier_init();
     }
-    Base::load_token_ids(args, s_ids, tok0, tid, kThreads);
+    problem.prepare(s_prefix, row_tiles, BN);
     __syncthreads();
-    const int k_tiles = args.k_phys / BK;
+    const int total = problem.tiles(s_prefix, row_tiles, BN);
+    // This block's share of the k-tiles (all of them without split-k).
+    const int units = base.k_phys / BK / kUnit;
+    const int rank = SPLIT > 1 ? cluster_rank() : 0;
+    const int kt_begin = units * rank / SPLIT * kUnit, kt_end = units * (rank + 1) / SPLIT * kUnit;
+    const int first_tile = int(blockIdx.x) / SPLIT, tile_step = int(gridDim.x) / SPLIT;
     // Broadcast from lane 0 so the compiler sees a warp-uniform role (wgmma
     // on a path it must treat as divergent gets serialized).
     const int group = __shfl_sync(0xffffffffu, tid / 128, 0);
@@ -82,7 +110,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     if (group == kConsumers / 128) {  // producer warpgroup
       if (kShiftRegisters) setmaxnreg_dec<kProducerRegs>();
       const int ptid = tid - kConsumers;
-      const int seg_rows = args.k_phys / V;  // selector rows per expert
+      const int seg_rows = base.k_phys / V;  // selector rows per expert
       if (ptid == 0) {
         for (int w = 0; w < Base::kW; ++w) {
           tma_prefetch_map(maps.values[w]);
@@ -90,27 +118,39 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           tma_prefetch_map(maps.sel[w]);
         }
       }
-      const typename Base::template TokenRows<kProducers> token_rows(args, s_ids, ptid);
-      for (int kt = 0; kt < k_tiles; ++kt) {
-        const int s = kt % STAGES;
-        const u32 full = bars + 8 * s;
-        if (kt >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (kt / STAGES - 1) & 1);
-        const u32 stage = smem_base + s * Base::kStageBytes;
-        if (ptid == 0) {
-          mbarrier_arrive_expect_tx(full, kWeightTxBytes);
-          const int k0 = kt * BK;
-          const int grow = expert * args.rows_pad + row0;  // row in the maps
+      int it = 0, cursor = 0;
+      for (int t = first_tile; t < total; t += tile_step) {
+        Tile tile;
+        problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, BN, tile);
+        named_barrier(2, kProducers);  // every producer has its rows of the previous tile
+        Base::load_token_ids(tile.args, s_ids, tile.tok0, ptid, kProducers);
+        named_barrier(2, kProducers);
+        const typename Base::template TokenRows<kProducers> token_rows(tile.args, s_ids, ptid);
+        const int grow = tile.expert * base.rows_pad + tile.row0;  // row in the maps
+        for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
+          const int s = it % STAGES;
+          const u32 full = bars + 8 * s;
+          if (it >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (it / STAGES - 1) & 1);
+          const u32 stage = smem_base + s * Base::kStageBytes;
+          if (ptid == 0) {
+            mbarrier_arrive_expect_tx(full, kWeightTxBytes);
+            const int k0 = kt * BK;
 #pragma unroll
-          for (int w = 0; w < Base::kW; ++w) {
-            const u32 a = stage + w * Base::kWBytes;
-            tma_load_2d(a, maps.values[w], full, k0 / 2, grow);
-            tma_load_2d(a + Base::kABytes, maps.meta[w], full, k0 / 2, grow / 16);
-            tma_load_2d(a + Base::kABytes + Base::kMetaBytes, maps.sel[w], full, row0,
-                        expert * seg_rows + k0 / V);
+            for (int w = 0; w < Base::kW; ++w) {
+              const u32 a = stage + w * Base::kWBytes;
+              tma_load_2d(a, maps.values[w], full, k0 / 2, grow);
+              tma_load_2d(a + Base::kABytes, maps.meta[w], full, k0 / 2, grow / 16);
+              tma_load_2d(a + Base::kABytes + Base::kMetaBytes, maps.sel[w], full, tile.row0,
+                          tile.expert * seg_rows + k0 / V);
+            }
           }
+          token_rows.load(tile.args, stage, kt);
+          cp_async_mbarrier_arrive(full);
         }
-        token_rows.load(args, stage, kt);
-        cp_async_mbarrier_arrive(full);
+        if (SPLIT > 1) {  // the consumers' two cluster barriers of this tile's epilogue
+          cluster_sync();
+          cluster_sync();
+        }
       }
       return;  // the consumers wait on every stage this warpgroup filled, so nothing is left in flight
     }
@@ -118,19 +158,48 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     // consumer warpgroups
     if (kShiftRegisters) setmaxnreg_inc<kConsumerRegs>();
     const int lane = tid % 32, warp_m = tid / 32;
-    this->clear_accumulators();
-    for (int kt = 0; kt < k_tiles; ++kt) {
-      const int s = kt % STAGES;
-      mbarrier_wait(bars + 8 * s, (kt / STAGES) & 1);
-      WgmmaSpCore::stage_landed();  // the gathered tokens, as this consumer now sees them, made visible to wgmma
-      this->compute_stage(smem + s * Base::kStageBytes, smem_base + s * Base::kStageBytes, kt, warp_m, 0, lane);
-      mbarrier_arrive(bars + 8 * (STAGES + s));  // compute_stage ended with its wgmmas complete
+    int it = 0, cursor = 0;
+    for (int t = first_tile; t < total; t += tile_step) {
+      Tile tile;
+      problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, BN, tile);
+      this->clear_accumulators();
+      for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
+        const int s = it % STAGES;
+        mbarrier_wait(bars + 8 * s, (it / STAGES) & 1);
+        WgmmaSpCore::stage_landed();  // the gathered tokens, as this consumer now sees them, made visible to wgmma
+        this->compute_stage(smem + s * Base::kStageBytes, smem_base + s * Base::kStageBytes, kt, warp_m, 0, lane);
+        mbarrier_arrive(bars + 8 * (STAGES + s));  // compute_stage ended with its wgmmas complete
+      }
+      if constexpr (NKEEP == 1 && SPLIT == 1) {
+        this->store_direct(tile.args, tile.row0, tile.tok0, warp_m, 0, lane);  // no shared memory, no barrier
+      } else {  // the launch gives this block no other tile, so the stages are free once consumed
+        const auto consumers_sync = [] { named_barrier(1, kConsumers); };
+        consumers_sync();
+        float* out = reinterpret_cast<float*>(smem);
+        this->stage_accumulators(out, warp_m, 0, lane, consumers_sync);
+        if constexpr (SPLIT == 1) {
+          Base::store_tile(tile.args, out, tile.row0, tile.tok0, tid, kConsumers);
+        } else {
+          cluster_sync();  // every block's partial tile is staged
+          const auto sum_of_shares = [smem_base](int at, float(&v)[8]) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) v[j] = 0.0f;
+#pragma unroll
+            for (int r = 0; r < SPLIT; ++r) {
+              const u32 peer = cluster_map_shared(smem_base + 4 * at, r);
+              float p[8];
+              cluster_load4(peer, p);
+              cluster_load4(peer + 16, p + 4);
+#pragma unroll
+              for (int j = 0; j < 8; ++j) v[j] += p[j];
+            }
+          };
+          Base::store_tile_from(tile.args, sum_of_shares, tile.row0, tile.tok0, rank * kConsumers + tid,
+                           SPLIT * kConsumers);
+          cluster_sync();  // no block leaves (or reuses its tile) while another still reads it
+        }
+      }
     }
-    const auto consumers_sync = [] { named_barrier(1, kConsumers); };
-    consumers_sync();  // every stage consumed: the epilogue tile may overwrite them
-    float* tile = reinterpret_cast<float*>(smem);
-    this->stage_accumulators(tile, warp_m, 0, lane, consumers_sync);
-    Base::store_tile(args, tile, row0, tok0, tid, kConsumers);
   }
 };
 

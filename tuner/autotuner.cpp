@@ -91,11 +91,13 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   // 3. Per bucket: time everyone once, re-time the best few, record the winner
   //    (whichever backend it belongs to).
   int bucket_index = 0;
+  const int sm_count = backend.device().sm_count;
   for (int64_t bucket : opt.buckets) {
     std::vector<std::pair<double, Candidate>> timed;
     for (const auto& c : survivors) {
       // Token tiles far wider than the bucket only waste work.
       if (c.config.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
+      if (!kernel_family(c.spec.backend).worth_timing(c.spec, c.config, bucket, sm_count)) continue;
       try {
         timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
       } catch (const std::exception& e) {

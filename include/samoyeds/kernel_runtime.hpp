@@ -22,7 +22,10 @@ struct LoadedKernel {
   int threads = 0;
   int smem_bytes = 0;
   std::string layout_id;
-  bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter
+  bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter, on a 1-D grid of tiles
+  bool persistent = false;   // grid: blocks_per_sm per SM, each walking its tiles
+  int blocks_per_sm = 1;
+  bool tile_prefix = false;  // launch adds the grouped tile prefix to smem_bytes (generator/kernel_family.hpp)
   int registers = -1, spill_bytes = -1;
   bool from_disk_cache = false;
   double load_ms = 0.0;  // generate + cache lookup or compile + module load

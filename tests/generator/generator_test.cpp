@@ -119,6 +119,61 @@ TEST(Generator, TileConfigTextRoundTrips) {
   EXPECT_EQ(TileConfig::parse(c.to_string()), c);
   EXPECT_THROW(TileConfig::parse("bm64_bn32"), Error);
   EXPECT_THROW(TileConfig::parse("bm64_bn32_bk128_w4x1_s2junk"), Error);
+  // The schedule suffixes: each alone, together, and in to_string's order only.
+  TileConfig s = c;
+  s.split_k = 4;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_k4");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.split_k = 1;
+  s.persistent = s.tokens_first = true;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_tf");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.persistent = false;
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_k2").default_schedule());
+  for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
+                          "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_"})
+    EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
+}
+
+TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
+  KernelSpec s = spec();
+  TileConfig split{64, 32, 64, 2, 2, 3};
+  split.split_k = 2;
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(s, split), std::nullopt);
+  s.backend = Backend::WgmmaSp;
+  s.arch = "sm_90a";
+  TileConfig w{128, 64, 128, 8, 1, 3};
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  w.split_k = 3;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  w.split_k = 2;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  w.persistent = true;  // the split-k epilogue stages through the stages' shared memory
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  w.split_k = 1;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  s.sparsity = {64, 2, 4};  // N > 1: several threads add into one output row, through shared memory
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
+  // A split kernel is a cluster; the others are not.
+  TileConfig k4{64, 32, 128, 4, 1, 3};
+  k4.split_k = 4;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).generate(s, k4).source.find("__cluster_dims__(4, 1, 1)"),
+            std::string::npos);
+  k4.split_k = 1;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).generate(s, k4).source.find("__cluster_dims__"), std::string::npos);
+  // The tuner times split-k only where tiles leave SMs idle, persistent
+  // blocks only where tiles outnumber SMs.
+  s.sparsity = {128, 1, 2};
+  s.m = 1408;
+  s.k = 2048;
+  k4.split_k = 4;
+  EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, k4, 64, 132));     // 11 x 2 tiles
+  EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, k4, 4096, 132));  // 11 x 128 tiles
+  TileConfig p{128, 64, 128, 8, 1, 3};
+  p.persistent = true;
+  EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 64, 132));
+  EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 4096, 132));
 }
 
 TEST(Generator, DefaultConfigsAreValid) {

@@ -183,6 +183,13 @@ TEST_F(WgmmaSpGpu, SsmmAndGatedMatchReferenceAcrossSparsityShapesAndDtypes) {
 TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
   run_case({DType::bf16, {128, 1, 2}, 200, 136, 37, 50, Epilogue::None, std::nullopt, Backend::WgmmaSp});
   run_case({DType::f16, {64, 2, 4}, 96, 128, 9, 20, Epilogue::GatedSilu, std::nullopt, Backend::WgmmaSp});
+  // The schedules: a split-k cluster reading its peers' shared memory (one
+  // block with an empty k share: 3 k-tiles over 4), persistent blocks
+  // walking several tiles in token-first order.
+  run_case({DType::bf16, {128, 1, 2}, 200, 384, 37, 50, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn32_bk128_w4x1_s3_k4"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 520, 256, 150, 150, Epilogue::None,
+            TileConfig::parse("bm128_bn32_bk128_w8x1_s3_p_tf"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -358,7 +365,14 @@ TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
   check_grouped_equals_per_expert(Backend::MmaSp, TileConfig{64, 32, 64, 2, 2, 3});
 }
 TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
-  check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig{128, 32, 128, 8, 1, 3});
+  // One tile per block, then each schedule the grouped tile walk must get
+  // right: persistent blocks over several experts' tiles, token tiles first,
+  // split-k clusters.
+  for (const char* config : {"bm128_bn32_bk128_w8x1_s3", "bm128_bn32_bk128_w8x1_s3_p", "bm64_bn32_bk128_w4x1_s4_p_tf",
+                             "bm128_bn64_bk128_w8x1_s3_tf", "bm128_bn32_bk128_w8x1_s4_k2", "bm64_bn64_bk128_w4x1_s3_k4"}) {
+    SCOPED_TRACE(config);
+    check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
+  }
 }
 
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
