@@ -307,7 +307,7 @@ int main(int argc, char** argv) try {
     ks.m = sh.m;
     ks.k = sh.k;
     ks.sparsity = sp;
-    const TileConfig kc = kernel_family(Backend::MmaSp).default_config(ks, 64);
+    const TileConfig kc = kernel_family(Backend::MmaSp).default_config(ks, 64, kReferenceSmCount);
     const LoadedKernel& lk = rt.get(ks, kc);
     SsmmArgs a{};
     a.values[0] = a.values[1] = static_cast<const unsigned short*>(w.values());

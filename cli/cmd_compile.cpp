@@ -67,7 +67,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
           configs = family.search_space(spec);
         } else {
           for (int64_t tokens : {16, 64, 1024}) {
-            const TileConfig c = family.default_config(spec, tokens);
+            const TileConfig c = family.default_config(spec, tokens, kReferenceSmCount);
             bool seen = false;
             for (const auto& d : configs) seen |= d == c;
             if (!seen) configs.push_back(c);

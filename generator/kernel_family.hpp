@@ -37,14 +37,19 @@ class KernelFamily {
   virtual std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const = 0;
   // Throws Error(Unsupported) for an invalid config.
   virtual GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const = 0;
-  // Heuristic default when nothing is tuned.
-  virtual TileConfig default_config(const KernelSpec& spec, int64_t tokens) const = 0;
+  // Heuristic default when nothing is tuned, for a device of `sm_count` SMs
+  // (kReferenceSmCount where there is no device, e.g. `samoyeds compile`).
+  virtual TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const = 0;
   // Whether timing `cfg` at `tokens` tokens on a device of `sm_count` SMs can
   // find a winner (the tuner skips the others).
   virtual bool worth_timing(const KernelSpec&, const TileConfig&, int64_t /*tokens*/, int /*sm_count*/) const {
     return true;
   }
 };
+
+// The H200's SM count, which the heuristics were fitted on: stands in for the
+// device where none is at hand (compiling ahead of time).
+constexpr int kReferenceSmCount = 132;
 
 const KernelFamily& kernel_family(Backend backend);
 // The backend an untuned launch of `spec` uses: wgmma_sp where the arch has

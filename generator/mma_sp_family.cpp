@@ -70,7 +70,7 @@ GeneratedKernel MmaSpFamily::generate(const KernelSpec& spec, const TileConfig& 
        r.threads, r.smem_bytes, /*weight_maps=*/false, /*persistent=*/false, /*cluster_blocks=*/1, /*checks=*/{}});
 }
 
-TileConfig MmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens) const {
+TileConfig MmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int /*sm_count*/) const {
   return mma_sp_default_config(spec, tokens);
 }
 

@@ -19,7 +19,7 @@ class MmaSpFamily final : public KernelFamily {
   std::vector<TileConfig> search_space(const KernelSpec& spec) const override;
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
-  TileConfig default_config(const KernelSpec& spec, int64_t tokens) const override;
+  TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
 
   static MmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // Registers a thread may give to accumulators plus MMA fragments

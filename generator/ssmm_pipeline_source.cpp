@@ -51,7 +51,7 @@ std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const
   if (c.block_m > MmaSpLayout::kRowAlign || c.block_k > MmaSpLayout::kKAlign)
     return "tile larger than the packed layout's padding";
   if (c.block_k != 64 && c.block_k != 128) return "block_k must be 64 or 128";
-  if (c.stages < 2 || c.stages > 6) return "stages must be in [2, 6]";
+  if (c.stages < 2 || c.stages > 8) return "stages must be in [2, 8]";
   if (c.block_m % sp.N != 0) return fmt::format("block_m must hold whole groups of {} condensed rows", sp.N);
   if ((c.block_m / sp.N * sp.M) % 8 != 0) return "output rows per tile must be a multiple of 8";
   const PipelineResources r = pipeline_resources(spec, c);

@@ -63,7 +63,10 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
     for (int bm : {64, 128})
       for (int bn : {32, 64, 128})
         for (int bk : {128})
-          for (int stages : {2, 3, 4}) {
+          // Deep pipelines (6, 8 stages: shared memory allows them at narrow
+          // token tiles) keep more weight bytes in flight where the launch
+          // streams weights with little compute (n = 64).
+          for (int stages : {2, 3, 4, 6, 8}) {
             if (stages == 2 && (s.split_k != 1 || s.persistent || s.tokens_first)) continue;  // never won plain
             TileConfig c{bm, bn, bk, bm / 16, 1, stages};
             c.split_k = s.split_k;
@@ -118,8 +121,38 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // tile reaches that many blocks (a 1408-row expert at n <= 256), the most
 // blocks (64x32). Three stages at 128-token tiles, four below. `tokens` is
 // per expert for a single launch and the per-expert bound for a grouped one.
-TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens) const {
-  constexpr int64_t kEnoughBlocks = 100;
+// Then the schedule, from the H200 sweep of every schedule (perf-log, fourth
+// session):
+// - more tiles than SMs and N = 1: persistent blocks (DeepSeek n = 4096
+//   -9%, Mixtral n = 1024 -4.5%) in token-first order;
+// - tiles for at most half the SMs: split-k, the largest split of 2 or 4
+//   that still fits the SMs (DeepSeek n = 64: 22 tiles, k4 -26%); a split
+//   that makes a second wave lost everywhere (DeepSeek n = 256: k2 +13%);
+// - else one tile per block in token-first order (Mixtral n = 64 -6%,
+//   n = 256 -3.5%; equal on the small expert).
+TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
+  TileConfig c = default_tile(spec, tokens, sm_count);
+  const int64_t tiles = tile_count(spec, c, tokens);
+  // Split-k shares are whole segments of max(V, block_k) columns: this many.
+  const int64_t span = std::max(spec.sparsity.V, c.block_k), units = (spec.k + span - 1) / span;
+  TileConfig s = c;
+  if (spec.sparsity.N == 1 && tiles > sm_count) {
+    s.persistent = s.tokens_first = true;
+  } else if (2 * tiles <= sm_count) {
+    for (int split : {4, 2})
+      if (tiles * split <= sm_count && units >= split) {
+        s.split_k = split;
+        break;
+      }
+  } else {
+    s.tokens_first = true;
+  }
+  if (s.split_k == 1 && !s.persistent) s.tokens_first = true;
+  return invalid_reason(spec, s) ? c : s;
+}
+
+TileConfig WgmmaSpFamily::default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const {
+  const int64_t kEnoughBlocks = int64_t(sm_count) * 3 / 4;  // 100 on the H200 the rule was fitted on
   const int64_t rows = spec.sparsity.N < spec.sparsity.M ? spec.m * spec.sparsity.N / spec.sparsity.M : spec.m;
   const int64_t experts = spec.grouped ? spec.experts : 1;
   auto blocks = [&](int bm, int bn) {

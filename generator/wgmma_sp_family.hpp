@@ -25,12 +25,16 @@ class WgmmaSpFamily final : public KernelFamily {
   std::vector<TileConfig> search_space(const KernelSpec& spec) const override;
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
-  TileConfig default_config(const KernelSpec& spec, int64_t tokens) const override;
+  TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
 
   // Work tiles of a launch at `tokens` tokens (per expert; every expert
   // counted for a grouped launch), before any split-k.
   static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens);
+
+ private:
+  // The tile and stages of default_config, before its schedule.
+  TileConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255

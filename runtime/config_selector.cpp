@@ -84,7 +84,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
                                     kernel));
   ConfigChoice c;
   c.backend = only.value_or(default_backend(spec));
-  c.config = kernel_family(c.backend).default_config(with_backend(c.backend), bucket);
+  c.config = kernel_family(c.backend).default_config(with_backend(c.backend), bucket, device_.sm_count);
   c.source = ConfigChoice::Source::Heuristic;
   return c;
 }

@@ -155,7 +155,7 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.block_k, 9);
   pack(config.warps_m, 5);
   pack(config.warps_n, 5);
-  pack(config.stages, 3);
+  pack(config.stages, 4);
   pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
        2);  // validated split_k values
   pack(config.persistent ? 1 : 0, 1);

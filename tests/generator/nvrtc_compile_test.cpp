@@ -89,7 +89,7 @@ TEST_P(NvrtcSearchSpace, EveryKernelVariantCompilesAtItsDefaultConfigs) {
         const KernelSpec s = spec(GetParam(), dt, sp, epi);
         std::vector<TileConfig> cfgs;
         for (int64_t n : {16, 1024}) {
-          const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n);
+          const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n, kReferenceSmCount);
           if (cfgs.empty() || !(cfgs.back() == c)) cfgs.push_back(c);
         }
         compile_all(s, cfgs);
@@ -138,8 +138,8 @@ TEST(NvrtcWgmmaSp, EveryValidConfigOfEveryVariantCompilesWithoutSpills) {
   g.backend = Backend::WgmmaSp;
   g.grouped = true;
   g.experts = 8;
-  compile_all(g, {kernel_family(Backend::WgmmaSp).default_config(g, 16),
-                  kernel_family(Backend::WgmmaSp).default_config(g, 4096)});
+  compile_all(g, {kernel_family(Backend::WgmmaSp).default_config(g, 16, kReferenceSmCount),
+                  kernel_family(Backend::WgmmaSp).default_config(g, 4096, kReferenceSmCount)});
 }
 
 TEST(NvrtcWgmmaSp, OtherArchitecturesAreRejectedWithAReason) {
@@ -159,7 +159,7 @@ TEST(Nvrtc, GroupedEntryPointsCompileForEveryArchWithoutSpills) {
       s.grouped = true;
       s.experts = 8;
       std::vector<TileConfig> cfgs;
-      for (int64_t n : {16, 1024}) cfgs.push_back(kernel_family(Backend::MmaSp).default_config(s, n));
+      for (int64_t n : {16, 1024}) cfgs.push_back(kernel_family(Backend::MmaSp).default_config(s, n, kReferenceSmCount));
       compile_all(s, cfgs);
     }
 }
@@ -192,7 +192,7 @@ TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
 
 TEST(Nvrtc, CompileTimeIsUnderTwoSecondsPerKernel) {
   const KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
-  const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096));
+  const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096, kReferenceSmCount));
   const CompiledBinary b = nvrtc_compile(g, "sm_90a");
   EXPECT_LT(b.compile_ms, 2000.0);
 }
@@ -223,7 +223,7 @@ TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
   for (Epilogue epi : {Epilogue::None, Epilogue::GatedSilu}) {
     const KernelSpec s = spec(GetParam(), DType::bf16, {128, 1, 2}, epi);
     for (int64_t n : {16, 4096}) {
-      const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n);
+      const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n, kReferenceSmCount);
       const CompiledBinary b = nvrtc_compile(kernel_family(Backend::MmaSp).generate(s, c), s.arch);
       const std::string path = fmt::format("{}/samoyeds_sass_{}_{}.cubin", ::testing::TempDir(), GetParam(), n);
       std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
@@ -247,7 +247,7 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
     KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, epi);
     s.backend = Backend::WgmmaSp;
     for (int64_t n : {16, 4096}) {
-      const TileConfig c = kernel_family(Backend::WgmmaSp).default_config(s, n);
+      const TileConfig c = kernel_family(Backend::WgmmaSp).default_config(s, n, kReferenceSmCount);
       const CompiledBinary b = nvrtc_compile(kernel_family(Backend::WgmmaSp).generate(s, c), s.arch);
       const std::string path = fmt::format("{}/samoyeds_sass_wgmma_{}.cubin", ::testing::TempDir(), n);
       std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
