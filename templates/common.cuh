@@ -14,6 +14,16 @@ struct ConstMax {
   static constexpr int value = A > B ? A : B;
 };
 
+// std::conditional, which NVRTC's headers do not give us.
+template <bool C, class A, class B>
+struct ConstIf {
+  typedef A type;
+};
+template <class A, class B>
+struct ConstIf<false, A, B> {
+  typedef B type;
+};
+
 struct F16 {};
 struct BF16 {};
 

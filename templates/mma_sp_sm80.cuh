@@ -42,6 +42,7 @@ struct WarpMmaSpCore {
   using Tile = SwizzledTile<ROWS, ROW_BYTES>;
   static constexpr int kStageAlign = 16;  // 16-byte copies and ldmatrix rows
   static constexpr int kMinThreadsPerRow = 1;
+  static constexpr bool kSelectByDifference = false;  // row_select.cuh: at the register limit, swaps spill less
   static __device__ __forceinline__ void stage_landed() {}  // ldmatrix reads through the generic proxy
   template <class K>
   static __device__ __forceinline__ void prepare(K&, const unsigned char*, int, int) {}  // reads metadata per step

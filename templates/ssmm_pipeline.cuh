@@ -98,7 +98,10 @@ struct SsmmPipeline {
   }
 
   float acc[kW][kSlots][MT][NT][4];
-  SlotMap map[kW][MT][2];
+  // Row selection (row_select.cuh), as the core prefers, and each fragment
+  // row's selection state.
+  typedef typename ConstIf<Core::kSelectByDifference, DifferenceSelect, SwapSelect>::type Select;
+  u32 sel_state[kW][MT][2];
   // A k-tile's metadata words of this thread, for cores that read them
   // before their MMAs start (WgmmaSpCore::prepare); unused otherwise.
   u32 stage_meta[kW][kSteps / 2];
@@ -168,7 +171,7 @@ struct SsmmPipeline {
 #pragma unroll
     for (int w = 0; w < kW; ++w)
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) map[w][mt][0] = map[w][mt][1] = SlotMap::identity(kSlots);
+      for (int mt = 0; mt < MT; ++mt) sel_state[w][mt][0] = sel_state[w][mt][1] = Select::start(kSlots);
   }
 
   // One stage's copies, spread over NTHREADS threads (tid in [0, NTHREADS)).
@@ -275,24 +278,46 @@ struct SsmmPipeline {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;
-          float view[kSlots][NT * 2];
-#pragma unroll
-          for (int s = 0; s < kSlots; ++s)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              view[s][2 * nt] = acc[w][s][mt][nt][2 * h];
-              view[s][2 * nt + 1] = acc[w][s][mt][nt][2 * h + 1];
-            }
-          select_row<kSlots, NT * 2>(view, map[w][mt][h], sel[r]);
-#pragma unroll
-          for (int s = 0; s < kSlots; ++s)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              acc[w][s][mt][nt][2 * h] = view[s][2 * nt];
-              acc[w][s][mt][nt][2 * h + 1] = view[s][2 * nt + 1];
-            }
+          const int want = sel[r];
+          with_row(w, mt, h, [&](float(&view)[kSlots][NT * 2]) { Select::boundary(view, sel_state[w][mt][h], want); });
         }
     }
+  }
+
+  // After the last segment (accumulators at rest): slot s of every fragment
+  // row then holds original row Select::row_of(state, s) of its group. The
+  // epilogues call it first.
+  __device__ __forceinline__ void finish_selection() {
+    if (!kSelect) return;
+#pragma unroll
+    for (int w = 0; w < kW; ++w)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          with_row(w, mt, h, [&](float(&view)[kSlots][NT * 2]) { Select::finish(view, sel_state[w][mt][h]); });
+  }
+
+  // f(view) on fragment row (mt, h) of operand w, its slots as view[slot][j]
+  // (the copies in and out are register renames).
+  template <class F>
+  __device__ __forceinline__ void with_row(int w, int mt, int h, F&& f) {
+    float view[kSlots][NT * 2];
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        view[s][2 * nt] = acc[w][s][mt][nt][2 * h];
+        view[s][2 * nt + 1] = acc[w][s][mt][nt][2 * h + 1];
+      }
+    f(view);
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        acc[w][s][mt][nt][2 * h] = view[s][2 * nt];
+        acc[w][s][mt][nt][2 * h + 1] = view[s][2 * nt + 1];
+      }
   }
 
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
@@ -321,6 +346,7 @@ struct SsmmPipeline {
   // `sync` is a barrier over every thread that holds accumulators.
   template <class Sync>
   __device__ __forceinline__ void stage_accumulators(float* tile, int warp_m, int warp_n, int lane, Sync&& sync) {
+    finish_selection();
 #pragma unroll
     for (int pass = 0; pass < (kSelect ? NKEEP : 1); ++pass) {
 #pragma unroll
@@ -333,7 +359,7 @@ struct SsmmPipeline {
             if (kSelect && r % NKEEP != pass) continue;
 #pragma unroll
             for (int s = 0; s < kSlots; ++s) {
-              const int out_row = kSelect ? (r / NKEEP) * MGROUP + map[w][mt][h].row_of(s) : r;
+              const int out_row = kSelect ? (r / NKEEP) * MGROUP + Select::row_of(sel_state[w][mt][h], s) : r;
 #pragma unroll
               for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -356,8 +382,9 @@ struct SsmmPipeline {
   // nor a barrier is needed. One warp store covers 8 groups' rows (MGROUP*2
   // contiguous bytes each) for 4 tokens: whole 32-byte sectors at MGROUP = 2.
   __device__ __forceinline__ void store_direct(const SsmmArgs& args, int row0, int tok0, int warp_m, int warp_n,
-                                               int lane) const {
+                                               int lane) {
     static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
+    finish_selection();
     const int out_row0 = row0 * MGROUP;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -380,7 +407,7 @@ struct SsmmPipeline {
               for (int w = 0; w < kW; ++w)
 #pragma unroll
                 for (int s = 0; s < kSlots; ++s)
-                  if (!kSelect || map[w][mt][h].row_of(s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
+                  if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
               v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
             }
             u16* dst = args.y + u64(tok) * args.ldy + row;

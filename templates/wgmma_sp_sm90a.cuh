@@ -115,6 +115,7 @@ struct WgmmaSpCore {
   using Tile = Swizzle128Tile<ROWS, ROW_BYTES>;
   static constexpr int kStageAlign = 1024;  // every operand tile starts on a swizzle period
   static constexpr int kMinThreadsPerRow = 4;  // gathered rows: 64 bytes of a row per copy instruction
+  static constexpr bool kSelectByDifference = true;  // row_select.cuh: issue-bound, half the instructions
   static __device__ __forceinline__ void stage_landed() { fence_proxy_async_shared(); }
   // The k-tile's metadata words into registers before the fence: a register
   // an in-flight wgmma reads must not be written after the fence (ptxas would
