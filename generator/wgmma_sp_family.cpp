@@ -131,7 +131,13 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // - else one tile per block in token-first order (Mixtral n = 64 -6%,
 //   n = 256 -3.5%; equal on the small expert).
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
-  TileConfig c = default_tile(spec, tokens, sm_count);
+  return schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
+}
+
+TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
+  TileConfig c = tile;
+  c.split_k = 1;
+  c.persistent = c.tokens_first = false;
   const int64_t tiles = tile_count(spec, c, tokens);
   // Split-k shares are whole segments of max(V, block_k) columns: this many.
   const int64_t span = std::max(spec.sparsity.V, c.block_k), units = (spec.k + span - 1) / span;

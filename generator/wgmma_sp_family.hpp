@@ -27,6 +27,7 @@ class WgmmaSpFamily final : public KernelFamily {
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
+  TileConfig schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const override;
 
   // Work tiles of a launch at `tokens` tokens (per expert; every expert
   // counted for a grouped launch), before any split-k.

@@ -174,6 +174,19 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   p.persistent = true;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 64, 132));
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 4096, 132));
+  // A tile tuned on one expert's launch (split 4 at 8 tokens: 11 tiles) is
+  // rescheduled for the grouped launch of 64 experts (704 tiles): persistent,
+  // token-first; its tile and stages stay.
+  TileConfig tuned{64, 32, 128, 4, 1, 6};
+  tuned.split_k = 4;
+  KernelSpec grouped = s;
+  grouped.grouped = true;
+  grouped.experts = 64;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).schedule(grouped, tuned, 8, 132).to_string(),
+            "bm64_bn32_bk128_w4x1_s6_p_tf");
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).schedule(s, tuned, 8, 132).to_string(), "bm64_bn32_bk128_w4x1_s6_k4");
+  const TileConfig plain{64, 32, 64, 2, 2, 3};
+  EXPECT_EQ(kernel_family(Backend::MmaSp).schedule(s, plain, 8, 132), plain);
 }
 
 TEST(Generator, DefaultConfigsAreValid) {
