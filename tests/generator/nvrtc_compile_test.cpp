@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <regex>
 
 #include <fmt/format.h>
@@ -257,6 +258,13 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
           << c.to_string() << " has no sparse warpgroup MMA:\n" << sass.substr(0, 2000);
       EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
           << c.to_string() << " uses local memory";
+      // Row selection by differences (templates/row_select.cuh): FMAs, not
+      // selects. Swapping slots took two FSEL per accumulator, i.e. at least
+      // operands x block_n of them in the loop; ptxas leaves a handful.
+      const std::regex fsel_re(R"(\bFSEL\b)");
+      const auto fsel = std::distance(std::sregex_iterator(sass.begin(), sass.end(), fsel_re), std::sregex_iterator());
+      const int operands = epi == Epilogue::GatedSilu ? 2 : 1;
+      EXPECT_LT(fsel, operands * c.block_n / 2) << c.to_string() << ": row selection went back to selects";
     }
   }
 }
