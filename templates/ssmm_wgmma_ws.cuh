@@ -4,15 +4,17 @@
 //              the weight tiles, metadata and selectors (tensor maps,
 //              transaction bytes on the stage's `full` mbarrier), all 128
 //              gather the token rows with cp.async (each thread resolves its
-//              rows once per block; arriving on `full` when their copies
+//              rows once per tile; arriving on `full` when their copies
 //              land); it refills a stage once every consumer
-//              has released it (`empty`);
+//              has released it (`empty`), tile after tile of the block's
+//              sequence (tile_scheduler.cuh);
 //   consumers  each own 64 condensed rows x BN tokens: wait for a stage,
 //              multiply it with wgmma.sp (row selection at segment
 //              boundaries, as in SsmmPipeline), release it, move on. They do
 //              not wait for each other, so one warpgroup's selection and
 //              wgmma drain overlap the other's tensor-core work. Then they
-//              run the epilogue; the producer is done by then and leaves.
+//              run the tile's epilogue while the producer already fills
+//              the next tile's stages (persistent launches, N = 1).
 // Registers: with two consumer warpgroups (384 threads) the launch bound
 // gives every thread 168; the producer hands back all but 64 and the
 // consumers take 216 each (setmaxnreg), which the block's pool covers
