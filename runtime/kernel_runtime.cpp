@@ -159,7 +159,7 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
        2);  // validated split_k values
   pack(config.persistent ? 1 : 0, 1);
-  pack(config.tokens_first ? 1 : 0, 1);
+  pack(config.tokens_first ? 1 : 0, 1);  // 63 of the key's 64 bits are used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);
