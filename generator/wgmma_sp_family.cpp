@@ -1,6 +1,7 @@
 #include "generator/wgmma_sp_family.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -158,26 +159,20 @@ TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& til
         s.split_k = split;
         break;
       }
-  } else {
-    s.tokens_first = true;
   }
-  if (s.split_k == 1 && !s.persistent) s.tokens_first = true;
+  if (s.split_k == 1 && !s.persistent) s.tokens_first = true;  // one tile per block
   return invalid_reason(spec, s) ? c : s;
 }
 
 TileConfig WgmmaSpFamily::default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const {
   const int64_t kEnoughBlocks = int64_t(sm_count) * 7 / 10;  // 92 on the H200 the rule was fitted on
-  const int64_t rows = spec.sparsity.N < spec.sparsity.M ? spec.m * spec.sparsity.N / spec.sparsity.M : spec.m;
-  const int64_t experts = spec.grouped ? spec.experts : 1;
-  auto blocks = [&](int bm, int bn) {
-    return (rows + bm - 1) / bm * ((std::max<int64_t>(tokens, 1) + bn - 1) / bn) * experts;
-  };
   auto first_valid = [&](int bm, int bn) -> std::optional<TileConfig> {
     // Narrow token tiles: the deepest pipeline that fits (at n = 64, 8
     // stages beat 4 by 4-7%); 128-token tiles: 3 or 4 tied.
-    const int wide[] = {3, 4, 2, 2, 2}, narrow[] = {8, 6, 4, 3, 2};
-    for (int i = 0; i < 5; ++i) {
-      const TileConfig c{bm, bn, 128, bm / 16, 1, bn >= 128 ? wide[i] : narrow[i]};
+    static constexpr int kWide[] = {3, 4, 2}, kNarrow[] = {8, 6, 4, 3, 2};
+    const bool wide = bn >= 128;
+    for (size_t i = 0; i < (wide ? std::size(kWide) : std::size(kNarrow)); ++i) {
+      const TileConfig c{bm, bn, 128, bm / 16, 1, wide ? kWide[i] : kNarrow[i]};
       if (!invalid_reason(spec, c)) return c;
     }
     return std::nullopt;
@@ -189,9 +184,10 @@ TileConfig WgmmaSpFamily::default_tile(const KernelSpec& spec, int64_t tokens, i
     if (bn > 32 && bn > tokens / 2) continue;
     const auto c = first_valid(bm, bn);
     if (!c) continue;
-    if (blocks(bm, bn) >= kEnoughBlocks) return *c;
-    if (blocks(bm, bn) > most) {
-      most = blocks(bm, bn);
+    const int64_t blocks = tile_count(spec, *c, tokens);
+    if (blocks >= kEnoughBlocks) return *c;
+    if (blocks > most) {
+      most = blocks;
       most_blocks = c;
     }
   }
