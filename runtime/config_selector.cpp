@@ -27,7 +27,8 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std:
   const int arch = 2 * arch_number(spec.arch) + (spec.arch.back() == 'a' ? 1 : 0);
   const MemoKey memo_key{int(spec.op),   int(spec.dtype),  int(spec.epilogue), only ? int(*only) : -1,
                          spec.sparsity.V, spec.sparsity.N, spec.sparsity.M,    spec.experts,
-                         arch,            spec.m,          spec.k,             bucket};
+                         arch,            spec.grouped,    spec.m,             spec.k,
+                         bucket};
   std::lock_guard<std::mutex> lock(mu_);
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;
@@ -72,7 +73,13 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
     if (best) {
       ConfigChoice c;
       c.backend = best->backend;
-      c.config = best->config;
+      // Tuning times one expert's launch at the bucket's tokens; a grouped
+      // launch has its expert count times the tiles, which is what split-k
+      // and persistent blocks depend on: it keeps the tuned tile and stages
+      // and takes the schedule the heuristic gives them at its tile count.
+      c.config = spec.grouped ? kernel_family(c.backend).schedule(with_backend(c.backend), best->config, bucket,
+                                                                  device_.sm_count)
+                              : best->config;
       c.bucket = best->key.bucket;
       c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;
       return c;

@@ -82,11 +82,6 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     const ConfigChoice choice = rt.choose_config(spec, n, opt.backend);
     spec.backend = choice.backend;
     cfg = choice.config;
-    // Tuning times one expert's launch at the bucket's tokens; a grouped
-    // launch has its expert count times the tiles, which is what split-k and
-    // persistent blocks depend on. Keep the tuned tile, schedule it anew.
-    if (spec.grouped && choice.source != ConfigChoice::Source::Heuristic)
-      cfg = kernel_family(spec.backend).schedule(spec, cfg, n, rt.device().info().sm_count);
   }
   const KernelFamily& family = kernel_family(spec.backend);
   if (auto why = family.invalid_reason(spec, cfg))

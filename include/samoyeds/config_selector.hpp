@@ -40,20 +40,24 @@ class ConfigSelector {
 
  private:
   ConfigChoice lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only);
-  struct MemoKey {  // every spec field a record is keyed by, the bucket, the backend restriction (-1: any)
+  // Every spec field a record is keyed by, whether the launch is grouped
+  // (its schedule differs), the bucket, the backend restriction (-1: any).
+  struct MemoKey {
     int op, dtype, epilogue, backend, V, N, M, experts, arch;  // arch: 2 * number + 1 for an "a" target
+    bool grouped;
     int64_t m, k, bucket;
     bool operator==(const MemoKey& o) const {
       return op == o.op && dtype == o.dtype && epilogue == o.epilogue && backend == o.backend && V == o.V &&
-             N == o.N && M == o.M && experts == o.experts && arch == o.arch && m == o.m && k == o.k &&
-             bucket == o.bucket;
+             N == o.N && M == o.M && experts == o.experts && arch == o.arch && grouped == o.grouped && m == o.m &&
+             k == o.k && bucket == o.bucket;
     }
   };
   struct MemoHash {
     size_t operator()(const MemoKey& k) const {
       size_t h = 0;
       for (int64_t v : {int64_t(k.op), int64_t(k.dtype), int64_t(k.epilogue), int64_t(k.backend), int64_t(k.V),
-                        int64_t(k.N), int64_t(k.M), int64_t(k.experts), int64_t(k.arch), k.m, k.k, k.bucket})
+                        int64_t(k.N), int64_t(k.M), int64_t(k.experts), int64_t(k.arch), int64_t(k.grouped), k.m,
+                        k.k, k.bucket})
         h = h * 1000003u ^ std::hash<int64_t>()(v);
       return h;
     }

@@ -162,6 +162,33 @@ TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
   EXPECT_EQ(fresh_process.choose(spec(), 64).config, kC);
 }
 
+TEST(ConfigSelector, GroupedLaunchesKeepTheTunedTileAndTakeTheirOwnSchedule) {
+  SqliteStore db(fresh("grouped"));
+  RecordStore rs(db);
+  KernelSpec s = spec();
+  s.arch = "sm_90a";
+  s.m = 1408;
+  s.k = 2048;
+  s.experts = 64;
+  // Tuned on one expert's launch at 8 tokens: 11 tiles, split four ways.
+  TuningRecord r;
+  r.key = TuningKey::of(h200(), s, 8);
+  r.backend = Backend::WgmmaSp;
+  r.config = TileConfig::parse("bm64_bn32_bk128_w4x1_s6_k4");
+  r.time_ms = 0.0077;
+  rs.put(r);
+  ConfigSelector sel(&rs, h200());
+  EXPECT_EQ(sel.choose(s, 8).config.to_string(), "bm64_bn32_bk128_w4x1_s6_k4");
+  // The grouped launch of 64 experts has 704 tiles: persistent, token-first.
+  KernelSpec g = s;
+  g.grouped = true;
+  const ConfigChoice c = sel.choose(g, 8);
+  EXPECT_EQ(c.source, ConfigChoice::Source::Tuned);
+  EXPECT_EQ(c.backend, Backend::WgmmaSp);
+  EXPECT_EQ(c.config.to_string(), "bm64_bn32_bk128_w4x1_s6_p_tf");
+  EXPECT_EQ(sel.choose(s, 8).config.to_string(), "bm64_bn32_bk128_w4x1_s6_k4");  // memoized apart
+}
+
 TEST(TokenBuckets, RoundUpToTheGridAndClampAtTheTop) {
   const auto b = default_token_buckets();
   EXPECT_EQ(b.front(), 1);
