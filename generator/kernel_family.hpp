@@ -22,6 +22,7 @@ struct GeneratedKernel {
   // grouped tile prefix (templates/tile_scheduler.cuh). Not in smem_bytes,
   // because one binary (and loaded kernel) serves every expert count.
   bool tile_prefix = false;
+  int cluster_blocks = 1;  // blocks per thread-block cluster (__cluster_dims__ of the source)
 };
 
 // Shared memory of the grouped tile prefix: one int per expert, plus one.

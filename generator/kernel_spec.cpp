@@ -76,8 +76,9 @@ std::string KernelSpec::to_string() const {
 }
 
 std::string TileConfig::to_string() const {
-  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
-                     split_k != 1 ? fmt::format("_k{}", split_k) : "", persistent ? "_p" : "",
+  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+                     split_k != 1 ? fmt::format("_k{}", split_k) : "",
+                     multicast != 1 ? fmt::format("_m{}", multicast) : "", persistent ? "_p" : "",
                      tokens_first ? "_tf" : "");
 }
 
@@ -86,7 +87,7 @@ TileConfig TileConfig::parse(const std::string& text) {
   int used = 0;
   const auto bad = [&text] {
     return Error(ErrorCode::InvalidArgument,
-                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _p, _tf)");
+                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf)");
   };
   if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%n", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
                   &c.warps_n, &c.stages, &used) != 6)
@@ -98,6 +99,12 @@ TileConfig TileConfig::parse(const std::string& text) {
     if (split < 1) throw bad();
     c.split_k = split;
     rest = rest.substr(size_t(split_used));
+  }
+  int multicast = 0, multicast_used = 0;
+  if (std::sscanf(rest.c_str(), "_m%d%n", &multicast, &multicast_used) == 1 && multicast_used > 0) {
+    if (multicast < 1) throw bad();
+    c.multicast = multicast;
+    rest = rest.substr(size_t(multicast_used));
   }
   if (rest == "_p" || rest.rfind("_p_", 0) == 0) {
     c.persistent = true;

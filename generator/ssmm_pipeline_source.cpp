@@ -79,6 +79,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.layout_id = MmaSpLayout::kLayoutId;
   g.weight_maps = k.weight_maps;
   g.persistent = k.persistent;
+  g.cluster_blocks = k.cluster_blocks;
   g.tile_prefix = k.weight_maps && spec.grouped;
   std::string entry, run_call;
   if (k.weight_maps) {  // the tile-scheduled wgmma_sp kernels: a problem, the tensor maps

@@ -1,8 +1,11 @@
 // The boxes a wgmma_sp kernel's TMA brings per k-tile and weight operand.
 // runtime/tma_weight_maps.cpp encodes its tensor maps with them, and the
-// generated kernel static_asserts that their bytes equal what its producer
-// tells the `full` mbarrier to expect: a mismatch would leave the consumers
-// waiting forever, so it must fail at compile time, on any machine.
+// generated kernel static_asserts that the bytes landing per stage equal what
+// its producer tells the `full` mbarrier to expect: a mismatch would leave
+// the consumers waiting forever, so it must fail at compile time, on any
+// machine. With multicast over a cluster of `multicast` blocks, each block
+// asks for 1/multicast of the rows of the values and metadata, sent to every
+// block of the cluster; the selectors stay per block (a few bytes).
 #pragma once
 #include <cstdint>
 
@@ -18,13 +21,16 @@ struct WeightTmaBoxes {
   TmaBox values;  // [block_m rows][block_k/2 values], u16, one 128-byte swizzle atom wide at block_k = 128
   TmaBox meta;    // [block_m/16 tiles][block_k/2 words], u32 (a 16-row tile's row holds k/2 words)
   TmaBox sel;     // [segments in the k-tile][block_m], u8
-  int64_t bytes() const { return values.bytes() + meta.bytes() + sel.bytes(); }
+  int multicast = 1;
+  // What lands in one block's stage: every block's share of values and metadata, its own selectors.
+  int64_t stage_bytes() const { return (values.bytes() + meta.bytes()) * multicast + sel.bytes(); }
 };
 
-inline WeightTmaBoxes weight_tma_boxes(int block_m, int block_k, int V) {
+inline WeightTmaBoxes weight_tma_boxes(int block_m, int block_k, int V, int multicast = 1) {
   WeightTmaBoxes b;
-  b.values = {uint32_t(block_k / 2), uint32_t(block_m), 2};
-  b.meta = {uint32_t(block_k / 2), uint32_t(block_m / 16), 4};
+  b.multicast = multicast;
+  b.values = {uint32_t(block_k / 2), uint32_t(block_m / multicast), 2};
+  b.meta = {uint32_t(block_k / 2), uint32_t(block_m / 16 / multicast), 4};
   b.sel = {uint32_t(block_m), uint32_t(block_k >= V ? block_k / V : 1), 1};
   return b;
 }

@@ -34,6 +34,8 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
   // accumulators, 128-token rows to gather and the cluster reduction); split-k
   // is for grids with few tiles, i.e. few tokens, where 128-token tiles lose.
   if (c.split_k > 1 && c.block_n > 64) return "split-k takes token tiles of at most 64";
+  if (c.multicast != 1 && c.multicast != 2) return "multicast must be 1 or 2 (blocks of one cluster)";
+  if (c.multicast > 1 && c.split_k > 1) return "multicast and split-k both take the cluster: one or the other";
   if (c.persistent && (spec.sparsity.N != 1 || c.split_k != 1))
     return "persistent needs N = 1 and no split-k: other epilogues stage through the pipeline's shared memory, "
            "which the next tile's loads would overwrite";
@@ -51,14 +53,17 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
 std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) const {
   spec.validate();
   // Schedules beyond one tile per block in row-tile order: the other tile
-  // order, persistent blocks, split-k clusters (worth_timing() drops those
-  // that cannot pay off at a bucket's token count).
+  // order, persistent blocks, split-k clusters, pairs of blocks sharing the
+  // weight tiles (worth_timing() drops those that cannot pay off at a
+  // bucket's token count).
   struct Schedule {
     int split_k;
     bool persistent, tokens_first;
+    int multicast;
   };
-  const Schedule schedules[] = {{1, false, false}, {1, false, true}, {1, true, false},
-                                {1, true, true},   {2, false, false}, {4, false, false}};
+  const Schedule schedules[] = {{1, false, false, 1}, {1, false, true, 1}, {1, true, false, 1}, {1, true, true, 1},
+                                {2, false, false, 1}, {4, false, false, 1}, {1, false, false, 2}, {1, false, true, 2},
+                                {1, true, true, 2}};
   std::vector<TileConfig> out;
   for (const Schedule& s : schedules)
     for (int bm : {64, 128})
@@ -69,8 +74,11 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
           // streams weights with little compute (n = 64).
           for (int stages : {2, 3, 4, 6, 8}) {
             if (stages == 2 && (s.split_k != 1 || s.persistent || s.tokens_first)) continue;  // never won plain
+            // Multicast saves L2 reads of the weights where many token tiles read them: wide tiles, many tokens.
+            if (s.multicast > 1 && bn < 64) continue;
             TileConfig c{bm, bn, bk, bm / 16, 1, stages};
             c.split_k = s.split_k;
+            c.multicast = s.multicast;
             c.persistent = s.persistent;
             c.tokens_first = s.tokens_first;
             if (!invalid_reason(spec, c)) out.push_back(c);
@@ -84,13 +92,18 @@ bool WgmmaSpFamily::worth_timing(const KernelSpec& spec, const TileConfig& c, in
   // only where there are more tiles than SMs.
   if (c.split_k > 1 && tiles * c.split_k > 2 * int64_t(sm_count)) return false;
   if (c.persistent && tiles <= sm_count) return false;
+  // A multicast pair needs two token tiles per row tile to share.
+  if (c.multicast > 1 && std::max<int64_t>(tokens, 1) <= c.block_n) return false;
   return true;
 }
 
 int64_t WgmmaSpFamily::tile_count(const KernelSpec& spec, const TileConfig& c, int64_t tokens) {
   const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
   const int64_t experts = spec.grouped ? spec.experts : 1;
-  return (rows + c.block_m - 1) / c.block_m * ((std::max<int64_t>(tokens, 1) + c.block_n - 1) / c.block_n) * experts;
+  // A multicast cluster takes token tiles in groups of `multicast` (a block past the tokens computes nothing).
+  const int64_t span = int64_t(c.block_n) * c.multicast;
+  return (rows + c.block_m - 1) / c.block_m * ((std::max<int64_t>(tokens, 1) + span - 1) / span) * c.multicast *
+         experts;
 }
 
 GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig& c) const {
@@ -98,18 +111,19 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   if (auto why = invalid_reason(spec, c))
     throw Error(ErrorCode::Unsupported, fmt::format("config {} invalid for {}: {}", c.to_string(), spec.to_string(), *why));
   const WgmmaSpResources r = resources(spec, c);
-  const int64_t tx = weight_operands(spec) * weight_tma_boxes(c.block_m, c.block_k, spec.sparsity.V).bytes();
+  const int64_t tx =
+      weight_operands(spec) * weight_tma_boxes(c.block_m, c.block_k, spec.sparsity.V, c.multicast).stage_bytes();
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
-                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}>", pipeline_tile_args(spec, c),
+                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}>", pipeline_tile_args(spec, c),
                                              c.stages, pipeline_sparsity_args(spec), c.split_k,
-                                             c.tokens_first ? "true" : "false"),
+                                             c.tokens_first ? "true" : "false", c.multicast),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,
                                  c.persistent,
-                                 c.split_k,
+                                 c.split_k * c.multicast,
                                  {fmt::format("Kernel::kWeightTxBytes == {}, \"the host's TMA boxes carry what the "
                                               "producer expects\"",
                                               tx)}});
@@ -141,7 +155,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
 
 TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
   TileConfig c = tile;
-  c.split_k = 1;
+  c.split_k = c.multicast = 1;
   c.persistent = c.tokens_first = false;
   const int64_t tiles = tile_count(spec, c, tokens);
   // Split-k shares are whole segments of max(V, block_k) columns: this many.

@@ -132,6 +132,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     shape.V = w0.sparsity().V;
     shape.block_m = cfg.block_m;
     shape.block_k = cfg.block_k;
+    shape.multicast = cfg.multicast;
     if (grouping) {
       const GroupedExpertWeights& gw = *grouping->ws[0];
       shape.experts = gw.experts();
@@ -158,11 +159,14 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     grid_z = unsigned(spec.experts);
   }
   if (kernel.weight_maps) {  // a 1-D grid over tiles, numbered as templates/tile_scheduler.cuh does
-    // Split-k: a cluster of split_k blocks per tile (the config is never both split and persistent).
-    const int64_t blocks = int64_t(grid_x) * grid_y * grid_z * cfg.split_k;
+    // Split-k: a cluster of split_k blocks per tile (the config is never both
+    // split and persistent). Multicast: a cluster of `multicast` blocks per
+    // row tile and group of that many token tiles (tile_scheduler.cuh).
+    const int64_t span = int64_t(cfg.block_n) * cfg.multicast;
+    const int64_t token_groups = (n + span - 1) / span;
+    const int64_t blocks = int64_t(grid_x) * token_groups * grid_z * cfg.split_k * cfg.multicast;
     require(blocks <= kMaxDim, fmt::format("{} blocks exceed the grid limit", blocks));
-    const int64_t slots = int64_t(rt.device().info().sm_count) * kernel.blocks_per_sm;
-    grid_x = unsigned(kernel.persistent ? std::min(blocks, slots) : blocks);
+    grid_x = unsigned(kernel.persistent ? std::min<int64_t>(blocks, kernel.resident_blocks) : blocks);
     grid_y = grid_z = 1;
   }
   int smem = kernel.smem_bytes;

@@ -1,5 +1,6 @@
 #include "samoyeds/kernel_runtime.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -87,12 +88,31 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   k.weight_maps = generated.weight_maps;
   k.persistent = generated.persistent;
   k.tile_prefix = generated.tile_prefix;
-  k.blocks_per_sm = 1;
-  if (k.persistent && d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
-    int blocks = 0;
-    check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fn, generated.threads, size_t(generated.smem_bytes)),
-          "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    k.blocks_per_sm = blocks > 0 ? blocks : 1;
+  k.cluster_blocks = generated.cluster_blocks;
+  k.resident_blocks = 0;
+  if (k.persistent) {
+    // A persistent grid must fit the device at once: a block (cluster) that
+    // waits for a second wave doubles the kernel's time. Clusters are placed
+    // GPC by GPC, so they are counted as clusters, not as blocks per SM.
+    const int sms = device_.info().sm_count;
+    int blocks = 1;
+    if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
+      check(d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fn, generated.threads, size_t(generated.smem_bytes)),
+            "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+      blocks = std::max(blocks, 1);
+    }
+    k.resident_blocks = sms * blocks / k.cluster_blocks * k.cluster_blocks;
+    if (k.cluster_blocks > 1 && d.cuOccupancyMaxActiveClusters) {
+      CUlaunchConfig lc{};
+      lc.gridDimX = unsigned(k.resident_blocks);
+      lc.gridDimY = lc.gridDimZ = 1;
+      lc.blockDimX = unsigned(generated.threads);
+      lc.blockDimY = lc.blockDimZ = 1;
+      lc.sharedMemBytes = unsigned(generated.smem_bytes);
+      int clusters = 0;
+      check(d.cuOccupancyMaxActiveClusters(&clusters, fn, &lc), "cuOccupancyMaxActiveClusters");
+      if (clusters > 0) k.resident_blocks = std::min(k.resident_blocks, clusters * k.cluster_blocks);
+    }
   }
   k.registers = binary.registers;
   k.spill_bytes = binary.spill_bytes;
@@ -159,7 +179,8 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
        2);  // validated split_k values
   pack(config.persistent ? 1 : 0, 1);
-  pack(config.tokens_first ? 1 : 0, 1);  // 63 of the key's 64 bits are used
+  pack(config.tokens_first ? 1 : 0, 1);
+  pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values; all 64 bits used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

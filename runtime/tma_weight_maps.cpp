@@ -46,7 +46,7 @@ TensorMap encode(const TensorMap2d& m) {
 std::array<TensorMap2d, 3> describe_weight_maps(const PackedWeightView& w, const WeightMapShape& s) {
   const uint64_t rows = uint64_t(s.experts * s.rows_pad);
   const uint64_t half_k = uint64_t(s.k_phys / 2);
-  const WeightTmaBoxes box = weight_tma_boxes(s.block_m, s.block_k, s.V);
+  const WeightTmaBoxes box = weight_tma_boxes(s.block_m, s.block_k, s.V, s.multicast);
   TensorMap2d values{"weight values", w.values, half_k, rows, box.values, true};
   // 16 rows x 64 columns share 32 metadata words, so a 16-row tile's row is k_phys/2 words.
   TensorMap2d meta{"weight metadata", w.meta, half_k, rows / 16, box.meta, false};
@@ -97,7 +97,7 @@ const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, 
   auto same = [&](const Entry& e) {
     if (e.n_w != n_w || e.shape.experts != s.experts || e.shape.rows_pad != s.rows_pad ||
         e.shape.k_phys != s.k_phys || e.shape.V != s.V || e.shape.block_m != s.block_m ||
-        e.shape.block_k != s.block_k)
+        e.shape.block_k != s.block_k || e.shape.multicast != s.multicast)
       return false;
     for (int i = 0; i < n_w; ++i)
       if (e.views[i].values != operands[i].values || e.views[i].meta != operands[i].meta ||

@@ -23,6 +23,7 @@ struct WeightMapShape {
   int64_t experts = 1, rows_pad = 0, k_phys = 0;
   int V = 0;
   int block_m = 0, block_k = 0;  // the box: one k-tile of one block
+  int multicast = 1;             // ... or its share of the rows in a multicast cluster
 };
 
 // What one 2-D map describes: a row-major [rows][cols] tensor read box by box.

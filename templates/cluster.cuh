@@ -1,5 +1,6 @@
 // Thread-block clusters (sm_90): the few PTX operations split-k needs to sum
-// the partial tiles of a cluster's blocks through distributed shared memory.
+// the partial tiles of a cluster's blocks through distributed shared memory,
+// and a multicast pair needs to release its stages in both blocks.
 #pragma once
 #include "samoyeds/common.cuh"
 
@@ -27,6 +28,13 @@ __device__ __forceinline__ u32 cluster_map_shared(u32 addr, int rank) {
   u32 out;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(out) : "r"(addr), "r"(rank));
   return out;
+}
+
+// Arrives on an mbarrier of another block of the cluster (`cluster_addr`
+// from cluster_map_shared), releasing this thread's earlier accesses at
+// cluster scope.
+__device__ __forceinline__ void mbarrier_arrive_cluster(u32 cluster_addr) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(cluster_addr) : "memory");
 }
 
 // Four floats (16-byte aligned) from another block's shared memory.

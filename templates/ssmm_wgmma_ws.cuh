@@ -49,8 +49,15 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // stores that part. Meant for grids of fewer tiles than SMs.
 // TOKENS_FIRST: the tile order's fastest index is the token tile, not the
 // row tile (tile_scheduler.cuh).
+// MCAST = 2: a cluster of two blocks takes a row tile and two neighbouring
+// token tiles, one each. Each block's TMA brings half of the weight values
+// and metadata rows and multicasts them to both, so the pair reads its
+// weights from L2 once (at large n the kernel is L2-bound, and the weights
+// were a third of its L2 reads). A stage is then refilled only when the
+// consumers of both blocks have released it: each warp arrives on the
+// `empty` barrier of both. Each block gathers its own tokens.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
-          bool TOKENS_FIRST = false>
+          bool TOKENS_FIRST = false, int MCAST = 1>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> Base;
   static constexpr int kConsumers = Base::kThreads;  // BM/64 warpgroups
@@ -63,16 +70,23 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
   static_assert(BK == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
   static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8, "split-k clusters of 1, 2, 4 or 8 blocks");
+  static_assert(MCAST == 1 || (MCAST == 2 && SPLIT == 1), "multicast pairs, without split-k");
+  static constexpr int kClusterBlocks = SPLIT * MCAST;
+  // Arrivals that release a stage: every consumer warp of every block that
+  // reads the stage's weights.
+  static constexpr int kReleases = kConsumers / 32 * MCAST;
   static constexpr int kAlignSlack = 1024;  // dynamic shared memory aligned up to a swizzle period
   static constexpr int kBarrierBytes = 2 * STAGES * 8;
   static constexpr int kSmemBytes = Base::kSmemBytes + kBarrierBytes + kAlignSlack;
-  // What TMA brings per stage: every operand's values, metadata and selectors.
+  // What lands per stage: every operand's values, metadata and selectors
+  // (with multicast, half of the values and metadata from the other block).
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
   // k-tiles per segment: a split-k share is a whole number of these.
   static constexpr int kUnit = V > BK ? V / BK : 1;
 
   // Walks the block's tiles of `problem` (tile_scheduler.cuh): tile
-  // blockIdx.x / SPLIT, then every gridDim.x / SPLIT-th after it. With N = 1
+  // blockIdx.x / (cluster blocks), then every gridDim.x / (cluster blocks)-th
+  // after it (with multicast a tile is BN * MCAST tokens wide). With N = 1
   // and no split the epilogue runs from registers, so the producer fills the
   // next tile's stages while the consumers store, and the launch may be
   // persistent (about one block per SM). Otherwise the epilogue stages
@@ -93,18 +107,26 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     if (tid == 0) {
       for (int s = 0; s < STAGES; ++s) {
         mbarrier_init(bars + 8 * s, kProducers + 1);         // every producer's token copies + the TMA thread
-        mbarrier_init(bars + 8 * (STAGES + s), kConsumers);  // every consumer thread's release
+        mbarrier_init(bars + 8 * (STAGES + s), kReleases);   // every consumer warp's release
       }
       fence_mbarrier_init();
     }
-    problem.prepare(s_prefix, row_tiles, BN);
-    __syncthreads();
-    const int total = problem.tiles(s_prefix, row_tiles, BN);
+    constexpr int kTileN = BN * MCAST;  // tokens per scheduled tile
+    problem.prepare(s_prefix, row_tiles, kTileN);
+    // With multicast the other block's copies and arrivals reach this one's
+    // barriers: they must be initialized first.
+    if (MCAST > 1)
+      cluster_sync();
+    else
+      __syncthreads();
+    const int total = problem.tiles(s_prefix, row_tiles, kTileN);
+    const int rank = kClusterBlocks > 1 ? cluster_rank() : 0;
     // This block's share of the k-tiles (all of them without split-k).
     const int units = base.k_phys / BK / kUnit;
-    const int rank = SPLIT > 1 ? cluster_rank() : 0;
-    const int kt_begin = units * rank / SPLIT * kUnit, kt_end = units * (rank + 1) / SPLIT * kUnit;
-    const int first_tile = int(blockIdx.x) / SPLIT, tile_step = int(gridDim.x) / SPLIT;
+    const int split_rank = SPLIT > 1 ? rank : 0;
+    const int kt_begin = units * split_rank / SPLIT * kUnit, kt_end = units * (split_rank + 1) / SPLIT * kUnit;
+    const int tok_share = MCAST > 1 ? rank * BN : 0;  // this block's token tile within the scheduled tile
+    const int first_tile = int(blockIdx.x) / kClusterBlocks, tile_step = int(gridDim.x) / kClusterBlocks;
     // Broadcast from lane 0 so the compiler sees a warp-uniform role (wgmma
     // on a path it must treat as divergent gets serialized).
     const int group = __shfl_sync(0xffffffffu, tid / 128, 0);
@@ -123,7 +145,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       int it = 0, cursor = 0;
       for (int t = first_tile; t < total; t += tile_step) {
         Tile tile;
-        problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, BN, tile);
+        problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
+        tile.tok0 += tok_share;  // past the tokens: ids of -1, zeros in, nothing stored
         named_barrier(2, kProducers);  // every producer has its rows of the previous tile
         Base::load_token_ids(tile.args, s_ids, tile.tok0, ptid, kProducers);
         named_barrier(2, kProducers);
@@ -140,8 +163,16 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
 #pragma unroll
             for (int w = 0; w < Base::kW; ++w) {
               const u32 a = stage + w * Base::kWBytes;
-              tma_load_2d(a, maps.values[w], full, k0 / 2, grow);
-              tma_load_2d(a + Base::kABytes, maps.meta[w], full, k0 / 2, grow / 16);
+              if constexpr (MCAST == 1) {
+                tma_load_2d(a, maps.values[w], full, k0 / 2, grow);
+                tma_load_2d(a + Base::kABytes, maps.meta[w], full, k0 / 2, grow / 16);
+              } else {  // this block's share of the rows (both tiles are row-major), to every block
+                constexpr unsigned short kAll = (1u << MCAST) - 1;
+                tma_load_2d_multicast(a + rank * (Base::kABytes / MCAST), maps.values[w], full, k0 / 2,
+                                      grow + rank * (BM / MCAST), kAll);
+                tma_load_2d_multicast(a + Base::kABytes + rank * (Base::kMetaBytes / MCAST), maps.meta[w], full,
+                                      k0 / 2, grow / 16 + rank * (BM / 16 / MCAST), kAll);
+              }
               tma_load_2d(a + Base::kABytes + Base::kMetaBytes, maps.sel[w], full, tile.row0,
                           tile.expert * seg_rows + k0 / V);
             }
@@ -154,6 +185,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           cluster_sync();
         }
       }
+      if (MCAST > 1) cluster_sync();  // the consumers' last one (below)
       return;  // the consumers wait on every stage this warpgroup filled, so nothing is left in flight
     }
 
@@ -163,14 +195,22 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     int it = 0, cursor = 0;
     for (int t = first_tile; t < total; t += tile_step) {
       Tile tile;
-      problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, BN, tile);
+      problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
+      tile.tok0 += tok_share;
       this->clear_accumulators();
       for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
         const int s = it % STAGES;
         mbarrier_wait(bars + 8 * s, (it / STAGES) & 1);
         WgmmaSpCore::stage_landed();  // the gathered tokens, as this consumer now sees them, made visible to wgmma
         this->compute_stage(smem + s * Base::kStageBytes, smem_base + s * Base::kStageBytes, kt, warp_m, 0, lane);
-        mbarrier_arrive(bars + 8 * (STAGES + s));  // compute_stage ended with its wgmmas complete
+        // compute_stage ended with the warpgroup's wgmmas complete: one
+        // arrival per warp, in this block and (multicast) the other.
+        __syncwarp();
+        if (lane == 0) {
+          const u32 empty = bars + 8 * (STAGES + s);
+          mbarrier_arrive(empty);
+          if (MCAST > 1) mbarrier_arrive_cluster(cluster_map_shared(empty, rank ^ 1));
+        }
       }
       if constexpr (NKEEP == 1 && SPLIT == 1) {
         this->store_direct(tile.args, tile.row0, tile.tok0, warp_m, 0, lane);  // no shared memory, no barrier
@@ -202,6 +242,9 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         }
       }
     }
+    // No block of a multicast pair leaves while the other may still arrive on
+    // its barriers (or, in principle, copy into it).
+    if (MCAST > 1) cluster_sync();
   }
 };
 

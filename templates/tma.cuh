@@ -29,4 +29,16 @@ __device__ __forceinline__ void tma_load_2d(u32 dst, const TensorMap& map, u32 b
       : "memory");
 }
 
+// The same box into `dst` of every block of the cluster named in `mask`
+// (bit r: rank r), completing bytes on the mbarrier at `bar`'s offset in
+// each of them.
+__device__ __forceinline__ void tma_load_2d_multicast(u32 dst, const TensorMap& map, u32 bar, int c0, int c1,
+                                                      unsigned short mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+      "l"(reinterpret_cast<u64>(&map)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+      : "memory");
+}
+
 }  // namespace samoyeds

@@ -23,8 +23,9 @@ struct LoadedKernel {
   int smem_bytes = 0;
   std::string layout_id;
   bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter, on a 1-D grid of tiles
-  bool persistent = false;   // grid: blocks_per_sm per SM, each walking its tiles
-  int blocks_per_sm = 1;
+  bool persistent = false;   // grid: at most resident_blocks, each walking its tiles
+  int cluster_blocks = 1;    // blocks per cluster: a grid is a multiple of it
+  int resident_blocks = 0;   // persistent kernels: how many blocks (whole clusters) the device runs at once
   bool tile_prefix = false;  // launch adds the grouped tile prefix to smem_bytes (generator/kernel_family.hpp)
   int registers = -1, spill_bytes = -1;
   bool from_disk_cache = false;

@@ -52,17 +52,21 @@ struct TileConfig {
   int split_k = 1;            // blocks per tile, each a share of k, summed in a cluster (1, 2, 4, 8)
   bool persistent = false;    // about one block per SM, each walking its tiles
   bool tokens_first = false;  // tile order: token tile fastest (default: row tile fastest)
+  // Blocks of one cluster that share a row tile, each with its own token
+  // tile, the weight tiles brought once by TMA multicast (1 or 2).
+  int multicast = 1;
 
   int threads() const { return warps_m * warps_n * 32; }
-  // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_p" (persistent), "_tf" (tokens_first) where set.
+  // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_m2" (multicast), "_p" (persistent), "_tf"
+  // (tokens_first) where set.
   std::string to_string() const;
   static TileConfig parse(const std::string& text);
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
            warps_n == o.warps_n && stages == o.stages && split_k == o.split_k && persistent == o.persistent &&
-           tokens_first == o.tokens_first;
+           tokens_first == o.tokens_first && multicast == o.multicast;
   }
-  bool default_schedule() const { return split_k == 1 && !persistent && !tokens_first; }
+  bool default_schedule() const { return split_k == 1 && !persistent && !tokens_first && multicast == 1; }
 };
 
 // Largest dynamic shared memory one block may opt into, per architecture.

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "generator/kernel_family.hpp"
+#include "generator/wgmma_sp_family.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
 
@@ -130,9 +131,15 @@ TEST(Generator, TileConfigTextRoundTrips) {
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
   s.persistent = false;
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.multicast = 2;
+  s.persistent = true;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_m2_p_tf");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_k2").default_schedule());
+  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_m2").default_schedule());
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
-                          "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_"})
+                          "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_",
+                          "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2"})
     EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
 }
 
@@ -162,6 +169,19 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
             std::string::npos);
   k4.split_k = 1;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).generate(s, k4).source.find("__cluster_dims__"), std::string::npos);
+  // Multicast: a pair of blocks, never with split-k, never on mma_sp.
+  TileConfig m2{128, 64, 128, 8, 1, 3};
+  m2.multicast = 2;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, m2), std::nullopt);
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).generate(s, m2).source.find("__cluster_dims__(2, 1, 1)"),
+            std::string::npos);
+  m2.split_k = 2;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, m2), std::nullopt);
+  m2.split_k = 1;
+  m2.multicast = 4;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, m2), std::nullopt);
+  m2.multicast = 2;
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), m2), std::nullopt);
   // The tuner times split-k only where tiles leave SMs idle, persistent
   // blocks only where tiles outnumber SMs.
   s.sparsity = {128, 1, 2};
@@ -174,6 +194,12 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   p.persistent = true;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 64, 132));
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 4096, 132));
+  // A multicast pair needs a second token tile to share its weights with.
+  m2.block_n = 64;
+  EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 64, 132));
+  EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 65, 132));
+  // and counts its blocks in pairs: 704/128 = 6 row tiles x 2 pairs x 2
+  EXPECT_EQ(WgmmaSpFamily::tile_count(s, m2, 129), 24);
   // A tile tuned on one expert's launch (split 4 at 8 tokens: 11 tiles) is
   // rescheduled for the grouped launch of 64 experts (704 tiles): persistent,
   // token-first; its tile and stages stay.

@@ -190,6 +190,14 @@ TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
             TileConfig::parse("bm64_bn32_bk128_w4x1_s3_k4"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 520, 256, 150, 150, Epilogue::None,
             TileConfig::parse("bm128_bn32_bk128_w8x1_s3_p_tf"), Backend::WgmmaSp});
+  // Multicast pairs: weights sent to both blocks, stages released by both;
+  // 3 token tiles, so the second pair's second block is past the tokens.
+  run_case({DType::bf16, {128, 1, 2}, 520, 256, 150, 150, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
+  run_case({DType::f16, {64, 2, 4}, 520, 384, 150, 150, Epilogue::None,
+            TileConfig::parse("bm128_bn64_bk128_w8x1_s2_m2"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
+            TileConfig::parse("bm64_bn64_bk128_w4x1_s4_m2_p_tf"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -367,9 +375,10 @@ TEST_F(ExpertOpsGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
 TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
   // One tile per block, then each schedule the grouped tile walk must get
   // right: persistent blocks over several experts' tiles, token tiles first,
-  // split-k clusters.
+  // split-k clusters, multicast pairs.
   for (const char* config : {"bm128_bn32_bk128_w8x1_s3", "bm128_bn32_bk128_w8x1_s3_p", "bm64_bn32_bk128_w4x1_s4_p_tf",
-                             "bm128_bn64_bk128_w8x1_s3_tf", "bm128_bn32_bk128_w8x1_s4_k2", "bm64_bn64_bk128_w4x1_s3_k4"}) {
+                             "bm128_bn64_bk128_w8x1_s3_tf", "bm128_bn32_bk128_w8x1_s4_k2", "bm64_bn64_bk128_w4x1_s3_k4",
+                             "bm128_bn64_bk128_w8x1_s3_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf"}) {
     SCOPED_TRACE(config);
     check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
   }

@@ -22,32 +22,39 @@ TEST(TmaWeightMaps, EveryPackedShapeAndTileIsWithinTheEncodersLimits) {
     for (int V : {32, 64, 128, 256})
       for (auto [N, M] : {std::pair{1, 2}, std::pair{2, 4}, std::pair{1, 4}, std::pair{1, 1}})
         for (int64_t experts : {1, 8, 128})
-          for (int bm : {64, 128}) {
-            WeightMapShape s;
-            s.experts = experts;
-            const int64_t rows = sh.m * N / M;
-            s.rows_pad = (rows + MmaSpLayout::kRowAlign - 1) / MmaSpLayout::kRowAlign * MmaSpLayout::kRowAlign;
-            const int64_t k_align = std::max<int64_t>(V, MmaSpLayout::kKAlign);
-            s.k_phys = (sh.k + k_align - 1) / k_align * k_align;
-            s.V = V;
-            s.block_m = bm;
-            s.block_k = 128;
-            const auto maps = describe_weight_maps(w, s);
-            int64_t box_bytes = 0;
-            for (const auto& m : maps) {
-              EXPECT_EQ(tensor_map_problem(m), std::nullopt)
-                  << m.what << ", m " << sh.m << " k " << sh.k << " V " << V << " " << N << ":" << M << " E "
-                  << experts << " bm " << bm << ": " << tensor_map_problem(m).value_or("");
-              box_bytes += m.box.bytes();
+          for (int bm : {64, 128})
+            for (int multicast : {1, 2}) {
+              WeightMapShape s;
+              s.experts = experts;
+              const int64_t rows = sh.m * N / M;
+              s.rows_pad = (rows + MmaSpLayout::kRowAlign - 1) / MmaSpLayout::kRowAlign * MmaSpLayout::kRowAlign;
+              const int64_t k_align = std::max<int64_t>(V, MmaSpLayout::kKAlign);
+              s.k_phys = (sh.k + k_align - 1) / k_align * k_align;
+              s.V = V;
+              s.block_m = bm;
+              s.block_k = 128;
+              s.multicast = multicast;
+              const auto maps = describe_weight_maps(w, s);
+              int64_t box_bytes = 0;
+              for (const auto& m : maps) {
+                EXPECT_EQ(tensor_map_problem(m), std::nullopt)
+                    << m.what << ", m " << sh.m << " k " << sh.k << " V " << V << " " << N << ":" << M << " E "
+                    << experts << " bm " << bm << " multicast " << multicast << ": "
+                    << tensor_map_problem(m).value_or("");
+                // Every block of a multicast cluster sends its share of values and metadata to all of them.
+                box_bytes += m.box.bytes() * (&m == &maps[2] ? 1 : multicast);
+              }
+              // What lands in a stage is what the producer expects, and the same with or without multicast.
+              EXPECT_EQ(box_bytes, weight_tma_boxes(bm, 128, V, multicast).stage_bytes());
+              EXPECT_EQ(box_bytes, weight_tma_boxes(bm, 128, V).stage_bytes());
+              EXPECT_EQ(maps[0].box.rows, uint32_t(bm / multicast));
+              // The maps span every expert's rows, metadata tiles and segments.
+              EXPECT_EQ(maps[0].rows, uint64_t(experts * s.rows_pad));
+              EXPECT_EQ(maps[1].rows * 16, uint64_t(experts * s.rows_pad));
+              EXPECT_EQ(maps[2].rows, uint64_t(experts * (s.k_phys / V)));
+              ++checked;
             }
-            EXPECT_EQ(box_bytes, weight_tma_boxes(bm, 128, V).bytes());
-            // The maps span every expert's rows, metadata tiles and segments.
-            EXPECT_EQ(maps[0].rows, uint64_t(experts * s.rows_pad));
-            EXPECT_EQ(maps[1].rows * 16, uint64_t(experts * s.rows_pad));
-            EXPECT_EQ(maps[2].rows, uint64_t(experts * (s.k_phys / V)));
-            ++checked;
-          }
-  EXPECT_EQ(checked, 5 * 4 * 4 * 3 * 2);
+  EXPECT_EQ(checked, 5 * 4 * 4 * 3 * 2 * 2);
 }
 
 TEST(TmaWeightMaps, BrokenRulesAreNamed) {
