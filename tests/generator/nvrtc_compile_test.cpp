@@ -2,12 +2,15 @@
 // sm_90 and sm_90a, without spills; the SASS holds the sparse MMA.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <regex>
+#include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -266,6 +269,44 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
       const int operands = epi == Epilogue::GatedSilu ? 2 : 1;
       EXPECT_LT(fsel, operands * c.block_n / 2) << c.to_string() << ": row selection went back to selects";
     }
+  }
+}
+
+// A multicast pair multicasts its weight tiles and releases every stage in
+// both blocks (a remote mbarrier arrive per consumer warp and k-tile). With a
+// cluster-scope release on that arrive, ptxas put a GPU-wide fence before it,
+// and the pairs ran 1.5x slower than single blocks on the H200: a GPU-scope
+// fence may appear only where a cluster barrier needs it.
+TEST(SassWgmmaSp, MulticastPairsReleaseStagesWithoutAGpuWideFence) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
+  s.backend = Backend::WgmmaSp;
+  for (const char* config : {"bm128_bn128_bk128_w8x1_s4_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf"}) {
+    const TileConfig c = TileConfig::parse(config);
+    const CompiledBinary b = nvrtc_compile(kernel_family(Backend::WgmmaSp).generate(s, c), s.arch);
+    const std::string path = fmt::format("{}/samoyeds_sass_multicast.cubin", ::testing::TempDir());
+    std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+    const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+    std::remove(path.c_str());
+    EXPECT_TRUE(std::regex_search(sass, std::regex(R"(UTMALDG\.2D\.MULTICAST)"))) << config << ": no multicast load";
+    EXPECT_TRUE(std::regex_search(sass, std::regex(R"(SYNCS\.ARRIVE\.TRANS64\.RED)")))
+        << config << ": no remote arrive";
+    // The instruction lines, in order; each GPU-scope fence must lead into a cluster barrier arrive.
+    std::vector<std::string> lines;
+    std::istringstream in(sass);
+    for (std::string line; std::getline(in, line);)
+      if (line.find("/*") != std::string::npos && line.find(';') != std::string::npos) lines.push_back(line);
+    int fences = 0;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (!std::regex_search(lines[i], std::regex(R"(MEMBAR\.[A-Z.]*GPU)"))) continue;
+      ++fences;
+      bool into_cluster_barrier = false;
+      for (size_t j = i + 1; j < std::min(lines.size(), i + 5); ++j)
+        into_cluster_barrier |= lines[j].find("UCGABAR_ARV") != std::string::npos;
+      EXPECT_TRUE(into_cluster_barrier) << config << ": GPU-wide fence outside a cluster barrier: " << lines[i];
+    }
+    EXPECT_GT(fences, 0) << config << ": the cluster barriers' fences were expected (is the pattern stale?)";
   }
 }
 
