@@ -29,8 +29,9 @@ class WgmmaSpFamily final : public KernelFamily {
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
   TileConfig schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const override;
 
-  // Work tiles of a launch at `tokens` tokens (per expert; every expert
-  // counted for a grouped launch), before any split-k.
+  // Blocks of a launch at `tokens` tokens (per expert; every expert counted
+  // for a grouped launch), before any split-k: one per tile, both blocks of
+  // each multicast pair (a pair's second block may be past the tokens).
   static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens);
 
  private:
