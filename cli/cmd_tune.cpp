@@ -97,11 +97,15 @@ int cmd_tune(const std::vector<std::string>& argv) {
   for (const auto& model : sweep.models)
     for (DType dt : sweep.dtypes)
       for (const KernelSpec& spec0 : model_expert_specs(model, rt.device().info().arch(), dt, sweep.sparsity)) {
+        // The shared experts' single launches (experts = 1, after the routed
+        // ones) belong to the projection they stand in: "down" covers their
+        // plain ssmm down-projection.
+        const bool shared = spec0.experts == 1 && model.shared_experts > 0;
         bool wanted = false;
-        for (Op op : sweep.ops) wanted |= op == spec0.op;
+        for (Op op : sweep.ops) wanted |= op == spec0.op || (op == Op::Down && spec0.op == Op::Ssmm);
         if (!wanted) continue;
-        const std::string label = fmt::format("{} {} {} {}x{}", model.name, op_name(spec0.op), dtype_name(dt),
-                                              spec0.m, spec0.k);
+        const std::string label = fmt::format("{} {}{} {} {}x{}", model.name, shared ? "shared " : "",
+                                              op_name(spec0.op), dtype_name(dt), spec0.m, spec0.k);
         const TuneReport rep = tune_spec(spec0, backend, records, opt, progress_log(label));
         fmt::print("{}: {} candidates, {} failed to compile, {} wrong; {} buckets in {:.1f} s\n", label,
                    rep.candidates, rep.compile_failures, rep.wrong_answers, rep.records.size(), rep.seconds);

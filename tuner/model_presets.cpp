@@ -227,7 +227,19 @@ std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::
   down.epilogue = Epilogue::None;
   up.validate();
   down.validate();
-  return {up, down};
+  if (model.shared_experts == 0) return {up, down};
+  // MoeLayer stacks the shared experts into one up and one down projection.
+  const int64_t shared_ffn = int64_t(model.shared_experts) * model.shared_ffn_size;
+  KernelSpec shared_up = up;
+  shared_up.m = shared_ffn;
+  shared_up.experts = 1;
+  KernelSpec shared_down = down;
+  shared_down.op = Op::Ssmm;
+  shared_down.k = shared_ffn;
+  shared_down.experts = 1;
+  shared_up.validate();
+  shared_down.validate();
+  return {up, down, shared_up, shared_down};
 }
 
 }  // namespace samoyeds

@@ -38,8 +38,12 @@ struct TuningSweep {
 TuningSweep parse_sweep_yaml(const std::string& text, const std::string& origin);
 TuningSweep load_sweep(const std::string& path);
 
-// The expert kernels a model needs: gated up-projection [ffn, hidden] and
-// down-projection [hidden, ffn].
+// The expert kernels a model's MoE layer launches (MoeLayer): the routed
+// experts' gated up-projection [ffn, hidden] and weighted down-projection
+// [hidden, ffn], both grouped over `experts`; then, for a model with shared
+// experts, their single launches over every token: the gated up-projection
+// [shared_experts * shared_ffn_size, hidden] and the plain (ssmm) down-
+// projection [hidden, shared_experts * shared_ffn_size], experts = 1.
 std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::string& arch, DType dtype,
                                            const SparsityParams& sparsity);
 

@@ -37,6 +37,22 @@ TEST(ModelPresets, ExpertSpecsAreUpAndDownProjections) {
   EXPECT_EQ(specs[1].op, Op::Down);
   EXPECT_EQ(specs[1].m, 3072);
   EXPECT_EQ(specs[1].k, 12288);
+  EXPECT_EQ(specs[1].experts, 32);
+  // With shared experts: their stacked single launches too, as MoeLayer makes them.
+  const auto ds = model_expert_specs(load_model("deepseek-moe-16b"), "sm_90a", DType::bf16, {128, 1, 2});
+  ASSERT_EQ(ds.size(), 4u);
+  EXPECT_EQ(ds[0].m, 1408);
+  EXPECT_EQ(ds[0].experts, 64);
+  EXPECT_EQ(ds[2].op, Op::GatedUp);
+  EXPECT_EQ(ds[2].epilogue, Epilogue::GatedSilu);
+  EXPECT_EQ(ds[2].m, 2816);
+  EXPECT_EQ(ds[2].k, 2048);
+  EXPECT_EQ(ds[2].experts, 1);
+  EXPECT_EQ(ds[3].op, Op::Ssmm);
+  EXPECT_EQ(ds[3].epilogue, Epilogue::None);
+  EXPECT_EQ(ds[3].m, 2048);
+  EXPECT_EQ(ds[3].k, 2816);
+  EXPECT_EQ(ds[3].experts, 1);
 }
 
 TEST(ModelPresets, UnknownModelListsThePresets) {
