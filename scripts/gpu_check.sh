@@ -2,10 +2,10 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,sass,moe (default all).
+# parts: any of tests,sanitize,bench,sass,moe,tune (default all).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,sass,moe}
+PARTS=${2:-tests,sanitize,bench,sass,moe,tune}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -85,6 +85,24 @@ if has moe; then
     cat "$LOGS/moe_$model.log"
     summary+=("run-moe $model: rc=$rc, $(grep -E '^check:' "$LOGS/moe_$model.log" | cut -d: -f3)")
   done
+fi
+
+# Tuning end to end: every projection of a model with shared experts, then
+# its layer with those records against the heuristic (into a cache of its
+# own, so the moe part above stays untuned).
+if has tune; then
+  tuned_cache=/tmp/samoyeds-tuned-cache
+  rm -rf "$tuned_cache"
+  SAMOYEDS_CACHE_DIR=$tuned_cache timeout 300 "$BUILD/samoyeds" tune --model deepseek-moe-16b \
+    --buckets ${TUNE_BUCKETS:-8,256} >"$LOGS/tune.log" 2>&1
+  rc=$?
+  grep -vE ' (compile|verify|time) [0-9]+/' "$LOGS/tune.log" | tail -20
+  summary+=("tune deepseek-moe-16b: rc=$rc, $(grep -c 'candidates, ' "$LOGS/tune.log") kernels tuned, $(grep -E 'candidates, ' "$LOGS/tune.log" | grep -vc ' 0 failed to compile, 0 wrong') with failures")
+  SAMOYEDS_CACHE_DIR=$tuned_cache timeout 120 "$BUILD/samoyeds" run-moe --model deepseek-moe-16b \
+    --tokens ${TUNE_BUCKETS:-8,256} >"$LOGS/moe_tuned.log" 2>&1
+  rc=$?
+  cat "$LOGS/moe_tuned.log"
+  summary+=("run-moe deepseek-moe-16b tuned: rc=$rc, $(grep -E '^check:' "$LOGS/moe_tuned.log" | cut -d: -f3)")
 fi
 
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
