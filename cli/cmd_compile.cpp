@@ -53,29 +53,41 @@ int cmd_compile(const std::vector<std::string>& argv) {
     TileConfig config;
   };
   std::vector<Job> jobs;
+  // Each projection in the forms it is launched in: one expert at a time
+  // (the ops API; what tuning times) and, for the routed experts, the grouped
+  // launch over all of them that MoeLayer makes (its own binaries).
+  std::vector<KernelSpec> forms;
   for (DType dt : dtypes)
-    for (KernelSpec spec : model_expert_specs(model, arch, dt, sp)) {
-      // default: what an untuned launch dispatches to; all: every backend's
-      // whole search space (what tuning would try).
-      std::vector<Backend> backends = {default_backend(spec)};
-      if (which == "all") backends = {Backend::MmaSp, Backend::WgmmaSp};
-      for (Backend b : backends) {
-        spec.backend = b;
-        const auto& family = kernel_family(b);
-        std::vector<TileConfig> configs;
-        if (which == "all") {
-          configs = family.search_space(spec);
-        } else {
-          for (int64_t tokens : {16, 64, 1024}) {
-            const TileConfig c = family.default_config(spec, tokens, kReferenceSmCount);
-            bool seen = false;
-            for (const auto& d : configs) seen |= d == c;
-            if (!seen) configs.push_back(c);
-          }
-        }
-        for (const auto& c : configs) jobs.push_back({spec, c});
+    for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sp)) {
+      forms.push_back(spec);
+      if (spec.experts > 1) {
+        KernelSpec grouped = spec;
+        grouped.grouped = true;
+        forms.push_back(grouped);
       }
     }
+  for (KernelSpec spec : forms) {
+    // default: what an untuned launch dispatches to; all: every backend's
+    // whole search space (what tuning would try).
+    std::vector<Backend> backends = {default_backend(spec)};
+    if (which == "all") backends = {Backend::MmaSp, Backend::WgmmaSp};
+    for (Backend b : backends) {
+      spec.backend = b;
+      const auto& family = kernel_family(b);
+      std::vector<TileConfig> configs;
+      if (which == "all") {
+        configs = family.search_space(spec);
+      } else {
+        for (int64_t tokens : {16, 64, 1024}) {
+          const TileConfig c = family.default_config(spec, tokens, kReferenceSmCount);
+          bool seen = false;
+          for (const auto& d : configs) seen |= d == c;
+          if (!seen) configs.push_back(c);
+        }
+      }
+      for (const auto& c : configs) jobs.push_back({spec, c});
+    }
+  }
 
   const std::string emit_dir = args.get("--emit-cubins", "");
   if (!emit_dir.empty()) std::filesystem::create_directories(emit_dir);
@@ -84,7 +96,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   BinaryCache cache(store);
   fmt::print("samoyeds compile: {} ({}), {} kernels for {} (no GPU needed), cache {}\n", model.display_name,
              model.name, jobs.size(), arch, cache_path);
-  fmt::print("{:<36} {:<26} {:>10} {:>11} {:>5} {:>6}  {}\n", "spec", "config", "compile ms", "cubin bytes", "regs",
+  fmt::print("{:<42} {:<26} {:>10} {:>11} {:>5} {:>6}  {}\n", "spec", "config", "compile ms", "cubin bytes", "regs",
              "spills", "source");
 
   const int n_threads =
@@ -94,14 +106,16 @@ int cmd_compile(const std::vector<std::string>& argv) {
   double total_ms = 0.0, max_ms = 0.0;
   parallel_for(jobs.size(), n_threads, [&](size_t i) {
     const Job& job = jobs[i];
-    const std::string name = fmt::format("{} {} {} {}x{}", op_name(job.spec.op), backend_name(job.spec.backend),
-                                         dtype_name(job.spec.dtype), job.spec.m, job.spec.k);
+    const std::string name = fmt::format("{}{} {} {} {}x{}", job.spec.grouped ? "grouped " : "", op_name(job.spec.op),
+                                         backend_name(job.spec.backend), dtype_name(job.spec.dtype), job.spec.m,
+                                         job.spec.k);
     try {
       const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
       if (!emit_dir.empty()) {
-        const std::string file = fmt::format("{}/{}_{}_{}_{}x{}_{}.cubin", emit_dir, op_name(job.spec.op),
-                                             backend_name(job.spec.backend), dtype_name(job.spec.dtype), job.spec.m,
-                                             job.spec.k, job.config.to_string());
+        const std::string file = fmt::format("{}/{}{}_{}_{}_{}x{}_{}.cubin", emit_dir, job.spec.grouped ? "grouped_" : "",
+                                             op_name(job.spec.op), backend_name(job.spec.backend),
+                                             dtype_name(job.spec.dtype), job.spec.m, job.spec.k,
+                                             job.config.to_string());
         std::ofstream(file, std::ios::binary).write(b.binary.blob.data(), std::streamsize(b.binary.blob.size()));
       }
       std::lock_guard<std::mutex> lock(print_mu);
@@ -110,7 +124,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
         total_ms += b.binary.compile_ms;
         max_ms = std::max(max_ms, b.binary.compile_ms);
       }
-      fmt::print("{:<36} {:<26} {:>10.0f} {:>11} {:>5} {:>6}  {}\n", name, job.config.to_string(),
+      fmt::print("{:<42} {:<26} {:>10.0f} {:>11} {:>5} {:>6}  {}\n", name, job.config.to_string(),
                  b.binary.compile_ms, b.binary.blob.size(), b.binary.registers, b.binary.spill_bytes,
                  b.from_cache ? "cache" : "nvrtc");
       if (b.binary.spill_bytes > 0)

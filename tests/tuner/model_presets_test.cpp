@@ -169,6 +169,10 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("nvrtc"), std::string::npos) << out;
   EXPECT_NE(out.find("0 failed"), std::string::npos) << out;
+  // The grouped launches MoeLayer makes are compiled too, not only one-expert launches.
+  EXPECT_NE(out.find("grouped gated_up wgmma_sp bf16 8192x2048"), std::string::npos) << out;
+  EXPECT_NE(out.find("grouped down wgmma_sp bf16 2048x8192"), std::string::npos) << out;
+  EXPECT_NE(out.find("\ngated_up wgmma_sp bf16 8192x2048"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "samoyeds.sqlite"));
   out = run(cmd, &rc);
   EXPECT_EQ(rc, 0) << out;
