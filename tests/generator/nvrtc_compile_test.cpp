@@ -194,15 +194,14 @@ TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
   }
 }
 
-// Compile time is reported (samoyeds compile prints each kernel's and the
-// mean and max; the cache keeps it), not asserted: a time limit in a
-// pass/fail test failed CI on a loaded two-core machine.
-TEST(Nvrtc, CompileTimeAndResourcesAreRecorded) {
+// The limit is for an unloaded machine: a CI run while another build shared
+// the two cores measured 2.28 s.
+TEST(Nvrtc, CompileTimeIsUnderTwoSecondsPerKernel) {
   const KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096, kReferenceSmCount));
   const CompiledBinary b = nvrtc_compile(g, "sm_90a");
+  EXPECT_LT(b.compile_ms, 2000.0);
   EXPECT_GT(b.compile_ms, 0.0);
-  EXPECT_LT(b.compile_ms, 600000.0);  // a sane duration, in milliseconds
   EXPECT_GT(b.registers, 0);
   EXPECT_EQ(b.spill_bytes, 0);
 }
