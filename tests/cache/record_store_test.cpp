@@ -171,11 +171,9 @@ TEST(ConfigSelector, GroupedLaunchesKeepTheTunedTileAndTakeTheirOwnSchedule) {
   s.k = 2048;
   s.experts = 64;
   // Tuned on one expert's launch at 8 tokens: 11 tiles, split four ways.
-  TuningRecord r;
+  TuningRecord r = record(8, TileConfig::parse("bm64_bn32_bk128_w4x1_s6_k4"), 0.0077);
   r.key = TuningKey::of(h200(), s, 8);
   r.backend = Backend::WgmmaSp;
-  r.config = TileConfig::parse("bm64_bn32_bk128_w4x1_s6_k4");
-  r.time_ms = 0.0077;
   rs.put(r);
   ConfigSelector sel(&rs, h200());
   EXPECT_EQ(sel.choose(s, 8).config.to_string(), "bm64_bn32_bk128_w4x1_s6_k4");
