@@ -53,17 +53,18 @@ int cmd_compile(const std::vector<std::string>& argv) {
     TileConfig config;
   };
   std::vector<Job> jobs;
-  // Each projection in the forms it is launched in: one expert at a time
-  // (the ops API; what tuning times) and, for the routed experts, the grouped
-  // launch over all of them that MoeLayer makes (its own binaries).
+  // Each projection in the forms it is launched in: as MoeLayer launches it
+  // (the routed experts grouped: their own binaries) and, for the routed
+  // experts, one expert at a time (the ops API).
   std::vector<KernelSpec> forms;
   for (DType dt : dtypes)
     for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sp)) {
       forms.push_back(spec);
-      if (spec.experts > 1) {
-        KernelSpec grouped = spec;
-        grouped.grouped = true;
-        forms.push_back(grouped);
+      if (spec.grouped) {
+        KernelSpec single = spec;
+        single.grouped = false;
+        single.experts = 1;
+        forms.push_back(single);
       }
     }
   for (KernelSpec spec : forms) {

@@ -85,22 +85,23 @@ int cmd_tune(const std::vector<std::string>& argv) {
   SqliteStore db(cache_path);
   if (db.read_only()) throw Error(ErrorCode::CacheError, "cache file '" + cache_path + "' is read-only");
   RecordStore records(db);
-  GpuTuningBackend backend(rt, sweep.buckets.back());
   TuneOptions opt;
   opt.buckets = sweep.buckets;
   opt.max_configs = sweep.max_configs;
   if (args.has("--jobs")) opt.jobs = std::stoi(args.get("--jobs", "0"));
 
   const auto start = std::chrono::steady_clock::now();
-  fmt::print("tuning on {} into {}\n", backend.device().to_string(), cache_path);
+  fmt::print("tuning on {} into {}\n", current_fingerprint(rt.device().info().ordinal).to_string(), cache_path);
   int tuned = 0;
-  for (const auto& model : sweep.models)
+  for (const auto& model : sweep.models) {
+    // The routed experts are tuned grouped, on routings of the model's top-k.
+    GpuTuningBackend backend(rt, sweep.buckets.back(), model.top_k);
     for (DType dt : sweep.dtypes)
       for (const KernelSpec& spec0 : model_expert_specs(model, rt.device().info().arch(), dt, sweep.sparsity)) {
         // The shared experts' single launches (experts = 1, after the routed
         // ones) belong to the projection they stand in: "down" covers their
         // plain ssmm down-projection.
-        const bool shared = spec0.experts == 1 && model.shared_experts > 0;
+        const bool shared = !spec0.grouped && model.shared_experts > 0;
         bool wanted = false;
         for (Op op : sweep.ops) wanted |= op == spec0.op || (op == Op::Down && spec0.op == Op::Ssmm);
         if (!wanted) continue;
@@ -114,6 +115,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
                      r.time_ms, r.baseline_ms / r.time_ms);
         ++tuned;
       }
+  }
   fmt::print("tuned {} kernels in {:.1f} s\n", tuned,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return 0;

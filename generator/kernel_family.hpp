@@ -41,11 +41,6 @@ class KernelFamily {
   // Heuristic default when nothing is tuned, for a device of `sm_count` SMs
   // (kReferenceSmCount where there is no device, e.g. `samoyeds compile`).
   virtual TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const = 0;
-  // `tile` (its tile and stages) with the schedule default_config would give
-  // it at `tokens` tokens; backends without schedules return it as it is.
-  virtual TileConfig schedule(const KernelSpec&, const TileConfig& tile, int64_t /*tokens*/, int /*sm_count*/) const {
-    return tile;
-  }
   // Whether timing `cfg` at `tokens` tokens on a device of `sm_count` SMs can
   // find a winner (the tuner skips the others).
   virtual bool worth_timing(const KernelSpec&, const TileConfig&, int64_t /*tokens*/, int /*sm_count*/) const {

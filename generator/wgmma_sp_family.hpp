@@ -27,7 +27,6 @@ class WgmmaSpFamily final : public KernelFamily {
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
-  TileConfig schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const override;
 
   // Blocks of a launch at `tokens` tokens (per expert; every expert counted
   // for a grouped launch), before any split-k: one per tile, both blocks of
@@ -37,6 +36,8 @@ class WgmmaSpFamily final : public KernelFamily {
  private:
   // The tile and stages of default_config, before its schedule.
   TileConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;
+  // `tile` (its tile and stages) with the schedule default_config gives it at `tokens` tokens.
+  TileConfig schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const;
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255

@@ -73,13 +73,9 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
     if (best) {
       ConfigChoice c;
       c.backend = best->backend;
-      // Tuning times one expert's launch at the bucket's tokens; a grouped
-      // launch has its expert count times the tiles, which is what split-k
-      // and persistent blocks depend on: it keeps the tuned tile and stages
-      // and takes the schedule the heuristic gives them at its tile count.
-      c.config = spec.grouped ? kernel_family(c.backend).schedule(with_backend(c.backend), best->config, bucket,
-                                                                  device_.sm_count)
-                              : best->config;
+      // A record of several experts was tuned on the grouped launch over a
+      // routing at its bucket (GpuTuningBackend), schedule included.
+      c.config = best->config;
       c.bucket = best->key.bucket;
       c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;
       return c;

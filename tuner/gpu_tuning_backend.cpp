@@ -10,7 +10,9 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/reference.hpp"
+#include "runtime/parallel_for.hpp"
 #include "tuner/random_fill.hpp"
+#include "tuner/random_routing.hpp"
 #include "tuner/timing.hpp"
 
 namespace samoyeds {
@@ -32,7 +34,58 @@ struct GpuTuningBackend::Problem {
   int64_t batch_rows = 0;
 };
 
-GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens) : rt_(rt), max_tokens_(max_tokens) {
+// A grouped spec's data: every expert's weights (sparse for ours, dense for
+// cuBLAS), a token batch, and per token count its routing.
+struct GpuTuningBackend::Grouped {
+  int operands = 1;
+  std::vector<GroupedExpertWeights> sparse;      // [operand]
+  std::vector<std::vector<DeviceBuffer>> dense;  // [operand][expert]
+  std::vector<uint16_t> x_host;                  // up: the batch's tokens [max_tokens, k]; down: h [rows, k]
+  DeviceBuffer x, y, y2;
+  struct Batch {
+    tuning::RoutedBatch routed;
+    DeviceBuffer offsets, list_token, list_weight;
+    DeviceBuffer x_gathered;  // up: the tokens in list order, for cuBLAS (down reads x, already in list order)
+  };
+  std::map<int64_t, std::unique_ptr<Batch>> batches;
+  // The routing of `tokens` tokens (built once; `mu` guards the map).
+  Batch& batch(const KernelSpec& spec, int64_t tokens, int top_k, std::mutex& mu);
+  // The one grouped launch of spec's op on `b`'s routing.
+  void launch(KernelRuntime& rt, const KernelSpec& spec, const TileConfig& config, const Batch& b, int64_t tokens,
+              int64_t max_tokens, void* stream) const {
+    LaunchOptions opt;
+    opt.stream = stream;
+    opt.backend = spec.backend;
+    opt.config = config;
+    const auto* off = static_cast<const int32_t*>(b.offsets.data());
+    if (spec.op == Op::GatedUp)
+      grouped_gated_up(rt, sparse[0], sparse[1], x.data(), max_tokens, static_cast<const int32_t*>(b.list_token.data()),
+                       off, tokens, y.data(), opt);
+    else
+      grouped_down_scaled(rt, sparse[0], x.data(), off, tokens, static_cast<const float*>(b.list_weight.data()),
+                          y.data(), opt);
+  }
+};
+
+namespace {
+
+// Random weights for `experts` experts of one operand, packed (in parallel:
+// the larger models have gigabytes of them) and dense.
+void random_experts(const KernelSpec& spec, int64_t m, int64_t k, int experts, uint64_t seed,
+                    std::vector<PackedWeights>* packed, std::vector<std::vector<uint16_t>>* dense) {
+  packed->resize(size_t(experts));
+  dense->resize(size_t(experts));
+  parallel_for(size_t(experts), 0, [&](size_t e) {
+    (*dense)[e] = random_fill(m * k, spec.dtype, 0.05f, seed + 1000 * e);
+    (*packed)[e] = pack_weights((*dense)[e].data(), m, k, spec.dtype, spec.sparsity);
+  });
+}
+
+}  // namespace
+
+GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int top_k)
+    : rt_(rt), max_tokens_(max_tokens), top_k_(top_k) {
+  if (top_k < 1) throw Error(ErrorCode::InvalidArgument, fmt::format("top_k {} (at least 1)", top_k));
   rt_.device().make_current();
   CUstream s;
   check(driver().cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
@@ -46,6 +99,7 @@ DeviceFingerprint GpuTuningBackend::device() { return current_fingerprint(rt_.de
 void GpuTuningBackend::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.get(spec, config); }
 
 bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
+  if (spec.grouped) return verify_grouped(spec, config, tokens, why);
   const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2), rows = tokens + 37;
   const bool gated = spec.op == Op::GatedUp;
   std::vector<PackedWeights> packed;
@@ -165,12 +219,35 @@ void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, 
 
 double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
   if (tokens > max_tokens_) throw Error(ErrorCode::InvalidArgument, "bucket larger than the tuner's buffers");
+  if (spec.grouped) {
+    Grouped& g = grouped(spec);
+    const Grouped::Batch& b = g.batch(spec, tokens, top_k_, mu_);
+    // Every expert's weights together exceed L2 for the models we know; three launches per timed batch.
+    return tuning::median_ms(stream_, [&](int) { g.launch(rt_, spec, config, b, tokens, max_tokens_, stream_); }, 3,
+                             5, 2);
+  }
   Problem& p = problem(spec);
   const int batch = int(p.sparse[0].size());
   return tuning::median_ms(stream_, [&](int i) { launch(spec, config, p, i, tokens); }, batch, 5, 2);
 }
 
 double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
+  if (spec.grouped) {  // cuBLAS expert after expert on the same routing (the classic loop)
+    Grouped& g = grouped(spec);
+    const Grouped::Batch& b = g.batch(spec, tokens, top_k_, mu_);
+    const auto& off = b.routed.lists.offsets;
+    const char* x = static_cast<const char*>(spec.op == Op::GatedUp ? b.x_gathered.data() : g.x.data());
+    return tuning::median_ms(stream_, [&](int) {
+      for (int e = 0; e < spec.experts; ++e) {
+        const int64_t begin = off[size_t(e)], n = off[size_t(e) + 1] - begin;
+        if (n == 0) continue;
+        for (int w = 0; w < g.operands; ++w)
+          cublas_.gemm(stream_, spec.dtype, spec.m, n, spec.k, g.dense[size_t(w)][size_t(e)].data(),
+                       x + begin * spec.k * 2,
+                       static_cast<char*>(w == 0 ? g.y.data() : g.y2.data()) + begin * spec.m * 2);
+      }
+    }, 3, 5, 2);
+  }
   Problem& p = problem(spec);
   const int batch = int(p.dense[0].size());
   // The dense job: every weight operand times the gathered tokens.
@@ -182,6 +259,10 @@ double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
 }
 
 double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why) {
+  if (spec.grouped) {
+    *why = "cuSPARSELt is not timed for grouped launches";
+    return -1.0;
+  }
   if (!cusparselt_looked_) {
     cusparselt_looked_ = true;
     cusparselt_ = tuning::CusparseLtBaseline::create(&cusparselt_absent_);
@@ -220,6 +301,162 @@ double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, s
                           run.compressed[size_t(w)][size_t(i) % run.compressed[size_t(w)].size()].data(),
                           p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
   }, batch, 5, 2);
+}
+
+// Every expert small (partial row and token tiles), `tokens` tokens routed
+// top_k each: each list row against the float64 reference of its expert.
+// The data and the reference are built once per spec; each candidate runs
+// on them into a poisoned output.
+struct GpuTuningBackend::GroupedCheck {
+  std::vector<GroupedExpertWeights> weights;  // [operand]
+  tuning::RoutedBatch routed;
+  int64_t x_rows = 0, rows = 0, m = 0;
+  DeviceBuffer x, offsets, list_token, list_weight, y;
+  std::vector<double> reference;  // [rows, m], list order
+};
+
+GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec& spec, int64_t tokens) {
+  KernelSpec data_spec = spec;
+  data_spec.backend = Backend::MmaSp;
+  const std::string key = fmt::format("{} tokens {}", data_spec.to_string(), tokens);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = checks_[key];
+  if (slot) return *slot;
+  const int E = spec.experts;
+  const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2);
+  const bool gated = spec.op == Op::GatedUp;
+  if (!gated && spec.op != Op::Down)
+    throw Error(ErrorCode::Unsupported, "grouped tuning covers the gated up and the down projection");
+  auto c = std::make_unique<GroupedCheck>();
+  std::vector<std::vector<DenseF64>> decoded(gated ? 2 : 1);
+  for (int w = 0; w < (gated ? 2 : 1); ++w) {
+    std::vector<PackedWeights> packed;
+    std::vector<std::vector<uint16_t>> dense;
+    random_experts(spec, m, k, E, uint64_t(17 + w), &packed, &dense);
+    for (const auto& p : packed) decoded[size_t(w)].push_back(DenseF64{m, k, decode_weights_f64(p)});
+    c->weights.push_back(GroupedExpertWeights::upload(packed));
+  }
+  c->routed = tuning::random_routed_batch(tokens, E, top_k_, 3);
+  const auto& b = c->routed;
+  c->m = m;
+  c->rows = int64_t(b.lists.token.size());      // tokens * top_k
+  c->x_rows = gated ? tokens : c->rows;         // down reads h, one row per list row
+  const auto x = random_fill(c->x_rows * k, spec.dtype, 1.0f, 99);
+  c->x = DeviceBuffer(x.size() * 2);
+  c->x.upload(x.data(), x.size() * 2);
+  c->offsets = DeviceBuffer(b.offsets.size() * 4);
+  c->offsets.upload(b.offsets.data(), b.offsets.size() * 4);
+  c->list_token = DeviceBuffer(b.lists.token.size() * 4 + 16);
+  c->list_token.upload(b.lists.token.data(), b.lists.token.size() * 4);
+  c->list_weight = DeviceBuffer(b.list_weight.size() * 4 + 16);
+  c->list_weight.upload(b.list_weight.data(), b.list_weight.size() * 4);
+  c->y = DeviceBuffer(size_t(c->rows * m * 2) + 16);
+  const DenseF64 xf = to_f64(x.data(), c->x_rows, k, spec.dtype);
+  c->reference.assign(size_t(c->rows * m), 0.0);
+  for (int e = 0; e < E; ++e) {
+    const int64_t begin = b.lists.offsets[size_t(e)], end = b.lists.offsets[size_t(e) + 1];
+    if (begin == end) continue;
+    std::vector<int32_t> ids;  // up: the expert's tokens; down: its rows of h
+    for (int64_t i = begin; i < end; ++i) ids.push_back(gated ? b.lists.token[size_t(i)] : int32_t(i));
+    const DenseF64 r = reference_ssmm(decoded[0][size_t(e)], xf, ids, gated ? Epilogue::GatedSilu : Epilogue::None,
+                                      gated ? &decoded[1][size_t(e)] : nullptr);
+    for (int64_t i = begin; i < end; ++i) {
+      const double scale = gated ? 1.0 : double(b.list_weight[size_t(i)]);
+      for (int64_t col = 0; col < m; ++col)
+        c->reference[size_t(i * m + col)] = r.data[size_t((i - begin) * m + col)] * scale;
+    }
+  }
+  slot = std::move(c);
+  return *slot;
+}
+
+bool GpuTuningBackend::verify_grouped(const KernelSpec& spec, const TileConfig& config, int64_t tokens,
+                                      std::string* why) {
+  GroupedCheck& c = grouped_check(spec, tokens);
+  // Candidates are checked one at a time (the autotuner's verify phase is serial).
+  c.y.fill_bytes(0xff);  // NaN: any row not written shows up
+  LaunchOptions opt;
+  opt.backend = spec.backend;
+  opt.config = config;
+  const auto* off = static_cast<const int32_t*>(c.offsets.data());
+  if (spec.op == Op::GatedUp)
+    grouped_gated_up(rt_, c.weights[0], c.weights[1], c.x.data(), c.x_rows,
+                     static_cast<const int32_t*>(c.list_token.data()), off, tokens, c.y.data(), opt);
+  else
+    grouped_down_scaled(rt_, c.weights[0], c.x.data(), off, tokens, static_cast<const float*>(c.list_weight.data()),
+                        c.y.data(), opt);
+  rt_.device().synchronize();
+  std::vector<uint16_t> got(size_t(c.rows * c.m));
+  c.y.download(got.data(), got.size() * 2);
+  std::vector<double> g(got.size());
+  for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(spec.dtype, got[i]);
+  const double err = relative_frobenius_error(g, c.reference);
+  const double tol = spec.dtype == DType::f16 ? 1e-3 : 8e-3;
+  if (!(err <= tol)) {  // NaN fails too
+    *why = fmt::format("grouped over {} experts: relative error {:.3g} > {:.0e}", spec.experts, err, tol);
+    return false;
+  }
+  return true;
+}
+
+GpuTuningBackend::Grouped& GpuTuningBackend::grouped(const KernelSpec& spec) {
+  KernelSpec data_spec = spec;  // both backends time on the same data
+  data_spec.backend = Backend::MmaSp;
+  const std::string key = data_spec.to_string();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = grouped_[key];
+  if (slot) return *slot;
+  if (spec.op != Op::GatedUp && spec.op != Op::Down)
+    throw Error(ErrorCode::Unsupported, "grouped tuning covers the gated up and the down projection");
+  auto g = std::make_unique<Grouped>();
+  g->operands = spec.op == Op::GatedUp ? 2 : 1;
+  const int64_t m = spec.m, k = spec.k;
+  for (int w = 0; w < g->operands; ++w) {
+    std::vector<PackedWeights> packed;
+    std::vector<std::vector<uint16_t>> dense;
+    random_experts(spec, m, k, spec.experts, uint64_t(m * 31 + k + w), &packed, &dense);
+    g->sparse.push_back(GroupedExpertWeights::upload(packed));
+    g->dense.emplace_back();
+    for (const auto& d : dense) {
+      g->dense.back().emplace_back(d.size() * 2);
+      g->dense.back().back().upload(d.data(), d.size() * 2);
+    }
+  }
+  const int64_t list_rows = max_tokens_ * top_k_;
+  const int64_t x_rows = spec.op == Op::GatedUp ? max_tokens_ : list_rows;
+  g->x_host = random_fill(x_rows * k, spec.dtype, 1.0f, 5);
+  g->x = DeviceBuffer(g->x_host.size() * 2);
+  g->x.upload(g->x_host.data(), g->x_host.size() * 2);
+  g->y = DeviceBuffer(size_t(list_rows * m * 2));
+  g->y2 = DeviceBuffer(size_t(list_rows * m * 2));
+  slot = std::move(g);
+  return *slot;
+}
+
+GpuTuningBackend::Grouped::Batch& GpuTuningBackend::Grouped::batch(const KernelSpec& spec, int64_t tokens, int top_k,
+                                                                   std::mutex& mu) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = batches[tokens];
+  if (slot) return *slot;
+  auto b = std::make_unique<Batch>();
+  b->routed = tuning::random_routed_batch(tokens, spec.experts, top_k, uint32_t(7 + tokens));
+  const auto& r = b->routed;
+  b->offsets = DeviceBuffer(r.offsets.size() * 4);
+  b->offsets.upload(r.offsets.data(), r.offsets.size() * 4);
+  b->list_token = DeviceBuffer(r.lists.token.size() * 4 + 16);
+  b->list_token.upload(r.lists.token.data(), r.lists.token.size() * 4);
+  b->list_weight = DeviceBuffer(r.list_weight.size() * 4 + 16);
+  b->list_weight.upload(r.list_weight.data(), r.list_weight.size() * 4);
+  if (spec.op == Op::GatedUp) {
+    const int64_t k = spec.k;
+    std::vector<uint16_t> xg(r.lists.token.size() * size_t(k));
+    for (size_t i = 0; i < r.lists.token.size(); ++i)
+      std::copy_n(&x_host[size_t(int64_t(r.lists.token[i]) * k)], k, &xg[i * size_t(k)]);
+    b->x_gathered = DeviceBuffer(xg.size() * 2 + 16);
+    b->x_gathered.upload(xg.data(), xg.size() * 2);
+  }
+  slot = std::move(b);
+  return *slot;
 }
 
 }  // namespace samoyeds

@@ -1,6 +1,10 @@
 // The tuner's backend on a real GPU: kernels through the KernelRuntime (JIT
 // and binary cache), correctness against the float64 reference, CUDA-event
 // medians over weights rotated past L2, cuBLAS measured beside them.
+// A grouped spec (spec.grouped, spec.experts experts) is tuned as MoeLayer
+// launches it: every expert's weights, a batch of `tokens` tokens routed to
+// top_k experts each (tuner/random_routing.hpp), one grouped launch; its
+// baseline is cuBLAS expert by expert on the same routing.
 #pragma once
 #include <map>
 #include <memory>
@@ -18,7 +22,8 @@ class PackedExpertWeights;  // samoyeds/expert_ops.hpp
 class GpuTuningBackend final : public TuningBackend {
  public:
   // max_tokens: the largest bucket that will be timed (sizes the buffers).
-  GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens);
+  // top_k: experts per token in the routing of grouped specs.
+  GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int top_k = 1);
   ~GpuTuningBackend() override;
 
   DeviceFingerprint device() override;
@@ -31,12 +36,17 @@ class GpuTuningBackend final : public TuningBackend {
   double baseline_ms(const KernelSpec& spec, int64_t tokens) override;
   // cuSPARSELt 2:4 on the same dense weights and gathered tokens (plan built
   // and algorithm searched once per shape); negative when the library is
-  // absent, with the reason in *why.
+  // absent (or the spec is grouped), with the reason in *why.
   double cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why);
 
  private:
   struct Problem;
+  struct Grouped;       // a grouped spec's weights and its routings, for timing
+  struct GroupedCheck;  // small experts, a routing and their float64 reference, for checking
   Problem& problem(const KernelSpec& spec);
+  Grouped& grouped(const KernelSpec& spec);
+  GroupedCheck& grouped_check(const KernelSpec& spec, int64_t tokens);
+  bool verify_grouped(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why);
   void launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens);
   // The one place a candidate runs (checked and timed alike): spec's op, its
   // backend and this config. w1 only for the gated op, p only for down.
@@ -46,6 +56,7 @@ class GpuTuningBackend final : public TuningBackend {
 
   KernelRuntime& rt_;
   int64_t max_tokens_;
+  int top_k_;
   void* stream_ = nullptr;
   tuning::CublasBaseline cublas_;
   std::unique_ptr<tuning::CusparseLtBaseline> cusparselt_;
@@ -53,6 +64,8 @@ class GpuTuningBackend final : public TuningBackend {
   bool cusparselt_looked_ = false;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Problem>> problems_;
+  std::map<std::string, std::unique_ptr<Grouped>> grouped_;
+  std::map<std::string, std::unique_ptr<GroupedCheck>> checks_;
 };
 
 }  // namespace samoyeds

@@ -219,6 +219,7 @@ std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::
   up.k = model.hidden_size;
   up.sparsity = sparsity;
   up.experts = model.experts;
+  up.grouped = model.experts > 1;  // MoeLayer launches the routed experts grouped
   up.epilogue = Epilogue::GatedSilu;
   KernelSpec down = up;
   down.op = Op::Down;
@@ -233,10 +234,12 @@ std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::
   KernelSpec shared_up = up;
   shared_up.m = shared_ffn;
   shared_up.experts = 1;
+  shared_up.grouped = false;
   KernelSpec shared_down = down;
   shared_down.op = Op::Ssmm;
   shared_down.k = shared_ffn;
   shared_down.experts = 1;
+  shared_down.grouped = false;
   shared_up.validate();
   shared_down.validate();
   return {up, down, shared_up, shared_down};

@@ -40,7 +40,8 @@ TuningSweep load_sweep(const std::string& path);
 
 // The expert kernels a model's MoE layer launches (MoeLayer): the routed
 // experts' gated up-projection [ffn, hidden] and weighted down-projection
-// [hidden, ffn], both grouped over `experts`; then, for a model with shared
+// [hidden, ffn], both grouped over `experts` (spec.grouped, unless there is
+// only one expert); then, for a model with shared
 // experts, their single launches over every token: the gated up-projection
 // [shared_experts * shared_ffn_size, hidden] and the plain (ssmm) down-
 // projection [hidden, shared_experts * shared_ffn_size], experts = 1.

@@ -162,29 +162,30 @@ TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
   EXPECT_EQ(fresh_process.choose(spec(), 64).config, kC);
 }
 
-TEST(ConfigSelector, GroupedLaunchesKeepTheTunedTileAndTakeTheirOwnSchedule) {
+TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
   SqliteStore db(fresh("grouped"));
   RecordStore rs(db);
-  KernelSpec s = spec();
-  s.arch = "sm_90a";
-  s.m = 1408;
-  s.k = 2048;
-  s.experts = 64;
-  // Tuned on one expert's launch at 8 tokens: 11 tiles, split four ways.
-  TuningRecord r = record(8, TileConfig::parse("bm64_bn32_bk128_w4x1_s6_k4"), 0.0077);
-  r.key = TuningKey::of(h200(), s, 8);
+  KernelSpec g = spec();
+  g.arch = "sm_90a";
+  g.m = 1408;
+  g.k = 2048;
+  g.experts = 64;
+  g.grouped = true;
+  // Tuned on the grouped launch of 64 experts at 8 tokens (schedule included).
+  TuningRecord r = record(8, TileConfig::parse("bm64_bn32_bk128_w4x1_s6_p_tf"), 0.05);
+  r.key = TuningKey::of(h200(), g, 8);
   r.backend = Backend::WgmmaSp;
   rs.put(r);
   ConfigSelector sel(&rs, h200());
-  EXPECT_EQ(sel.choose(s, 8).config.to_string(), "bm64_bn32_bk128_w4x1_s6_k4");
-  // The grouped launch of 64 experts has 704 tiles: persistent, token-first.
-  KernelSpec g = s;
-  g.grouped = true;
   const ConfigChoice c = sel.choose(g, 8);
   EXPECT_EQ(c.source, ConfigChoice::Source::Tuned);
   EXPECT_EQ(c.backend, Backend::WgmmaSp);
   EXPECT_EQ(c.config.to_string(), "bm64_bn32_bk128_w4x1_s6_p_tf");
-  EXPECT_EQ(sel.choose(s, 8).config.to_string(), "bm64_bn32_bk128_w4x1_s6_k4");  // memoized apart
+  // One expert's launch of the same shape (experts = 1) is another kernel: the heuristic.
+  KernelSpec one = g;
+  one.grouped = false;
+  one.experts = 1;
+  EXPECT_EQ(sel.choose(one, 8).source, ConfigChoice::Source::Heuristic);
 }
 
 TEST(TokenBuckets, RoundUpToTheGridAndClampAtTheTop) {

@@ -200,19 +200,17 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 65, 132));
   // and counts its blocks in pairs: 704/128 = 6 row tiles x 2 pairs x 2
   EXPECT_EQ(WgmmaSpFamily::tile_count(s, m2, 129), 24);
-  // A tile tuned on one expert's launch (split 4 at 8 tokens: 11 tiles) is
-  // rescheduled for the grouped launch of 64 experts (704 tiles): persistent,
-  // token-first; its tile and stages stay.
-  TileConfig tuned{64, 32, 128, 4, 1, 6};
-  tuned.split_k = 4;
+  // The schedule follows the launch's tile count: one expert at 8 tokens
+  // (11 tiles) splits k; the grouped launch of 64 experts (704 tiles) runs
+  // persistent blocks in token-first order.
   KernelSpec grouped = s;
   grouped.grouped = true;
   grouped.experts = 64;
-  EXPECT_EQ(kernel_family(Backend::WgmmaSp).schedule(grouped, tuned, 8, 132).to_string(),
-            "bm64_bn32_bk128_w4x1_s6_p_tf");
-  EXPECT_EQ(kernel_family(Backend::WgmmaSp).schedule(s, tuned, 8, 132).to_string(), "bm64_bn32_bk128_w4x1_s6_k4");
-  const TileConfig plain{64, 32, 64, 2, 2, 3};
-  EXPECT_EQ(kernel_family(Backend::MmaSp).schedule(s, plain, 8, 132), plain);
+  const TileConfig one = kernel_family(Backend::WgmmaSp).default_config(s, 8, 132);
+  const TileConfig all = kernel_family(Backend::WgmmaSp).default_config(grouped, 8, 132);
+  EXPECT_GT(one.split_k, 1) << one.to_string();
+  EXPECT_EQ(all.split_k, 1) << all.to_string();
+  EXPECT_TRUE(all.persistent && all.tokens_first) << all.to_string();
 }
 
 TEST(Generator, DefaultConfigsAreValid) {

@@ -38,6 +38,7 @@ TEST(ModelPresets, ExpertSpecsAreUpAndDownProjections) {
   EXPECT_EQ(specs[1].m, 3072);
   EXPECT_EQ(specs[1].k, 12288);
   EXPECT_EQ(specs[1].experts, 32);
+  EXPECT_TRUE(specs[0].grouped && specs[1].grouped);  // as MoeLayer launches them
   // With shared experts: their stacked single launches too, as MoeLayer makes them.
   const auto ds = model_expert_specs(load_model("deepseek-moe-16b"), "sm_90a", DType::bf16, {128, 1, 2});
   ASSERT_EQ(ds.size(), 4u);
@@ -48,6 +49,7 @@ TEST(ModelPresets, ExpertSpecsAreUpAndDownProjections) {
   EXPECT_EQ(ds[2].m, 2816);
   EXPECT_EQ(ds[2].k, 2048);
   EXPECT_EQ(ds[2].experts, 1);
+  EXPECT_FALSE(ds[2].grouped);
   EXPECT_EQ(ds[3].op, Op::Ssmm);
   EXPECT_EQ(ds[3].epilogue, Epilogue::None);
   EXPECT_EQ(ds[3].m, 2048);
