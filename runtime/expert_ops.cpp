@@ -6,6 +6,7 @@
 
 #include "generator/kernel_family.hpp"
 #include "generator/utility_kernels.hpp"
+#include "generator/wgmma_sp_family.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/format/mma_sp_layout.hpp"
 #include "runtime/tma_weight_maps.hpp"
@@ -159,12 +160,10 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     grid_z = unsigned(spec.experts);
   }
   if (kernel.weight_maps) {  // a 1-D grid over tiles, numbered as templates/tile_scheduler.cuh does
-    // Split-k: a cluster of split_k blocks per tile (the config is never both
-    // split and persistent). Multicast: a cluster of `multicast` blocks per
-    // row tile and group of that many token tiles (tile_scheduler.cuh).
-    const int64_t span = int64_t(cfg.block_n) * cfg.multicast;
-    const int64_t token_groups = (n + span - 1) / span;
-    const int64_t blocks = int64_t(grid_x) * token_groups * grid_z * cfg.split_k * cfg.multicast;
+    // The family counts the tiles (multicast pairs included) so that the
+    // tuner, the launch and the device scheduler share one formula; split-k
+    // adds a cluster of split_k blocks per tile (never with persistence).
+    const int64_t blocks = WgmmaSpFamily::tile_count(spec, cfg, n) * cfg.split_k;
     require(blocks <= kMaxDim, fmt::format("{} blocks exceed the grid limit", blocks));
     grid_x = unsigned(kernel.persistent ? std::min<int64_t>(blocks, kernel.resident_blocks) : blocks);
     grid_y = grid_z = 1;
