@@ -53,6 +53,10 @@ struct Args {
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
   std::string configs_csv;  // every config's quick-pass time, for heuristics and the perf log
   std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};  // those the device supports
+  // ssmm: the shape's up projection on gathered tokens (ids); down: its down
+  // projection (m and k swapped) on compact rows with routing weights, as
+  // MoeLayer runs it.
+  Op op = Op::Ssmm;
 };
 
 Args parse(int argc, char** argv) {
@@ -80,9 +84,13 @@ Args parse(int argc, char** argv) {
     else if (f == "--configs-csv") a.configs_csv = next();
     else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
     else if (f == "--backend") a.backends = {parse_backend(next())};
+    else if (f == "--op") {
+      a.op = parse_op(next());
+      if (a.op == Op::GatedUp) throw Error(ErrorCode::InvalidArgument, "--op: ssmm or down");
+    }
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
                      " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M"
-                     " --backend B --dump-cubins DIR --configs-csv F)");
+                     " --backend B --op ssmm|down --dump-cubins DIR --configs-csv F)");
   }
   return a;
 }
@@ -121,7 +129,9 @@ int main(int argc, char** argv) try {
   for (DType dt : args.dtypes)
     for (int si : args.shapes) {
       const Shape& sh = kShapes[si];
-      const int64_t m = sh.m, k = sh.k;
+      const bool down = args.op == Op::Down;
+      const int64_t m = down ? sh.k : sh.m, k = down ? sh.m : sh.k;
+      const std::string model = fmt::format("{}{}", sh.model, down ? " down" : "");
       auto dense = random_fill(m * k, dt, 0.05f, uint64_t(m * 31 + k));
       PackedWeights packed = pack_weights(dense.data(), m, k, dt, sp);
       const int copies_sparse = rotation_copies(size_t(packed.payload_bytes()));
@@ -134,7 +144,7 @@ int main(int argc, char** argv) try {
         wd.back().upload(dense.data(), size_t(m * k * 2));
       }
       KernelSpec spec;
-      spec.op = Op::Ssmm;
+      spec.op = args.op;
       spec.arch = dev.info().arch();
       spec.dtype = dt;
       spec.m = m;
@@ -178,6 +188,9 @@ int main(int argc, char** argv) try {
         d_x.upload(x.data(), x.size() * 2);
         d_ids.upload(ids.data(), ids.size() * 4);
         d_xg.upload(xg.data(), xg.size() * 2);
+        std::vector<float> probs(size_t(n), 0.5f);  // the down projection's routing weights
+        DeviceBuffer d_p(probs.size() * 4);
+        d_p.upload(probs.data(), probs.size() * 4);
 
         const double cublas_ms = median_ms(stream, [&](int i) {
           cublas.gemm(stream, dt, m, n, k, wd[size_t(i % copies_dense)].data(), d_xg.data(), d_y.data());
@@ -203,8 +216,14 @@ int main(int argc, char** argv) try {
           opt.backend = c.spec.backend;
           opt.config = c.config;
           return median_ms(stream, [&](int i) {
-            ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows, static_cast<const int32_t*>(d_ids.data()),
-                 n, d_y.data(), Epilogue::None, opt);
+            if (down)  // compact rows: the gathered tokens, in order
+              down_scaled(rt, ws[size_t(i % copies_sparse)], d_xg.data(), n, static_cast<const float*>(d_p.data()),
+                          d_y.data(), opt);
+            else if (c.config.tokens_tma)  // rows in order (as cuBLAS gets them; the copy is not timed)
+              ssmm(rt, ws[size_t(i % copies_sparse)], d_xg.data(), n, nullptr, n, d_y.data(), Epilogue::None, opt);
+            else
+              ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows,
+                   static_cast<const int32_t*>(d_ids.data()), n, d_y.data(), Epilogue::None, opt);
           }, copies_sparse, batches, warmup);
         };
         std::vector<std::pair<double, Candidate>> timed;
@@ -213,7 +232,7 @@ int main(int argc, char** argv) try {
         std::stable_sort(timed.begin(), timed.end(), [](auto& a, auto& b) { return a.first < b.first; });
         if (configs_csv.is_open())
           for (const auto& t : timed)
-            configs_csv << fmt::format("{},{},{},{},{},{},{},{:.4f},{:.3f}\n", sh.model, m, k, n, dtype_name(dt),
+            configs_csv << fmt::format("{},{},{},{},{},{},{},{:.4f},{:.3f}\n", model, m, k, n, dtype_name(dt),
                                        backend_name(t.second.spec.backend), t.second.config.to_string(), t.first,
                                        cublas_ms / t.first);
         std::map<Backend, double> best_of;
@@ -237,7 +256,7 @@ int main(int argc, char** argv) try {
         const double x_cublas = cublas_ms / ours_ms, x_lt = lt_ms > 0 ? lt_ms / ours_ms : 0.0;
         csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f},"
                            "{},{:.4f},{:.4f},{},{}\n",
-                           sh.model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
+                           model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
                            tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
                            best.to_string(), top > 1 ? timed[1].first : 0.0, top > 2 ? timed[2].first : 0.0,
                            bk.registers, bk.spill_bytes, fmt::format("{}:{}", sp.N, sp.M),
@@ -251,7 +270,7 @@ int main(int argc, char** argv) try {
         };
         table.push_back(fmt::format(
             "{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x | mma_sp {} wgmma_sp {} | {} {}",
-            sh.model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms), tflops(m, n, k, cublas_ms),
+            model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms), tflops(m, n, k, cublas_ms),
             lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt, backend_x(Backend::MmaSp),
             backend_x(Backend::WgmmaSp), backend_name(best_spec.backend), best.to_string()));
         fmt::print("{}\n", table.back());
@@ -263,8 +282,8 @@ int main(int argc, char** argv) try {
           const BuiltKernel built = build_kernel(best_spec, best, &cache);
           std::filesystem::create_directories(args.cubin_dir);
           const std::string file =
-              fmt::format("{}/ssmm_{}_{}_{}.cubin", args.cubin_dir, backend_name(best_spec.backend), dtype_name(dt),
-                          best.to_string());
+              fmt::format("{}/{}_{}_{}_{}.cubin", args.cubin_dir, op_name(args.op), backend_name(best_spec.backend),
+                          dtype_name(dt), best.to_string());
           std::ofstream(file, std::ios::binary)
               .write(built.binary.blob.data(), std::streamsize(built.binary.blob.size()));
         }

@@ -12,6 +12,7 @@ std::string utility_kernel_name(UtilityKernel which) {
     case UtilityKernel::ScanOffsets: return "samoyeds_scan_offsets";
     case UtilityKernel::WriteExpertLists: return "samoyeds_write_expert_lists";
     case UtilityKernel::MoeCombine: return "samoyeds_moe_combine";
+    case UtilityKernel::GatherRows: return "samoyeds_gather_rows";
   }
   return "?";
 }
@@ -45,6 +46,14 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
           elem);
       break;
     }
+    case UtilityKernel::GatherRows:
+      g.source = fmt::format(
+          "#include \"samoyeds/gather_rows.cuh\"\n"
+          "extern \"C\" __global__ void __launch_bounds__({0}) {1}(const samoyeds::GatherRowsArgs args) {{\n"
+          "  samoyeds::gather_rows<{0}>(args);\n"
+          "}}\n",
+          kUtilityThreads, g.kernel_name);
+      break;
     case UtilityKernel::CountExperts:
     case UtilityKernel::ScanOffsets:
     case UtilityKernel::WriteExpertLists: {

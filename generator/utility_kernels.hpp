@@ -12,8 +12,9 @@ enum class UtilityKernel {
   ScanOffsets,      //                  pass 2 (one thread)
   WriteExpertLists, //                  pass 3 (one block per expert)
   MoeCombine,       // MoE: gather each token's expert outputs in slot order
+  GatherRows,       // routed tokens into list order, one warp per row
 };
-constexpr int kUtilityKernelCount = 6;
+constexpr int kUtilityKernelCount = 7;
 // Threads per block of the utility kernels that are launched with blocks of threads.
 constexpr int kUtilityThreads = 256;
 

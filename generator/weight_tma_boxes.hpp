@@ -1,4 +1,5 @@
-// The boxes a wgmma_sp kernel's TMA brings per k-tile and weight operand.
+// The boxes a wgmma_sp kernel's TMA brings per k-tile and weight operand
+// (and, with tokens_tma, of the token tile).
 // runtime/tma_weight_maps.cpp encodes its tensor maps with them, and the
 // generated kernel static_asserts that the bytes landing per stage equal what
 // its producer tells the `full` mbarrier to expect: a mismatch would leave
@@ -34,5 +35,10 @@ inline WeightTmaBoxes weight_tma_boxes(int block_m, int block_k, int V, int mult
   b.sel = {uint32_t(block_m), uint32_t(block_k >= V ? block_k / V : 1), 1};
   return b;
 }
+
+// Token tiles by TMA (TileConfig::tokens_tma): per 128-byte atom column of
+// the k-tile, one box of block_n consecutive activation rows, 64 values wide
+// (the 128-byte swizzle's limit); block_k / 64 boxes per stage.
+inline TmaBox token_tma_box(int block_n) { return {64, uint32_t(block_n), 2}; }
 
 }  // namespace samoyeds

@@ -36,9 +36,30 @@ struct Grouping {
   bool x_is_compact;       // x rows follow the token list (down projection)
 };
 
+// out[i, :] = x[ids[i], :] for i < n, rows of k 16-bit values (templates/gather_rows.cuh).
+void gather_rows(KernelRuntime& rt, DType dtype, const void* x, int64_t x_rows, int64_t k, const int32_t* ids,
+                 int64_t n, void* out, const LaunchOptions& opt) {
+  const LoadedKernel& g = rt.get_utility(int(UtilityKernel::GatherRows), dtype);
+  GatherRowsArgs a{};
+  a.x = static_cast<const unsigned short*>(x);
+  a.ids = ids;
+  a.out = static_cast<unsigned short*>(out);
+  a.error_flag = opt.error_flag;
+  a.n = int(n);
+  a.k = int(k);
+  a.x_rows = int(x_rows);
+  void* params[] = {&a};
+  const int64_t rows_per_block = g.threads / 32;
+  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(g.function),
+                                              unsigned((n + rows_per_block - 1) / rows_per_block), 1, 1,
+                                              unsigned(g.threads), 1, 1, 0, static_cast<CUstream>(opt.stream), params,
+                                              nullptr);
+  if (rc != CUDA_SUCCESS) check(rc, "launch gather_rows");
+}
+
 void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* const* ws, int n_w, const void* x,
             int64_t x_rows, int64_t ldx, const int32_t* ids, int64_t n, const float* row_scale, void* y,
-            const LaunchOptions& opt, const Grouping* grouping = nullptr) {
+            const LaunchOptions& opt, const Grouping* grouping = nullptr, const ListOrderSpace* in_order = nullptr) {
   const PackedExpertWeights& w0 = *ws[0];
   for (int i = 0; i < n_w; ++i) {
     const PackedExpertWeights& w = *ws[i];
@@ -89,6 +110,32 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     throw Error(ErrorCode::Unsupported,
                 fmt::format("{} config {}: {}{}", backend_name(spec.backend), cfg.to_string(), *why,
                             opt.config && !opt.backend ? " (a config without LaunchOptions::backend means mma_sp)" : ""));
+  // Token tiles by TMA read x's rows in order. A call that gathers rows by
+  // id first copies them into list order where the caller gave room for
+  // that (one pass over the tokens); otherwise a tuned or default config
+  // runs its tile with the gather, and a config the caller fixed is an error.
+  Grouping in_order_grouping;
+  if (cfg.tokens_tma && ids != nullptr) {
+    if (in_order && in_order->data) {
+      require(in_order->rows >= 1 && in_order->rows <= kMaxDim,
+              fmt::format("list-order space of {} rows", in_order->rows));
+      require_aligned(in_order->data, 16, "list-order space");
+      gather_rows(rt, spec.dtype, x, x_rows, ldx, ids, in_order->rows, in_order->data, opt);
+      x = in_order->data;
+      x_rows = in_order->rows;
+      ids = nullptr;
+      if (grouping) {
+        in_order_grouping = *grouping;
+        in_order_grouping.x_is_compact = true;
+        grouping = &in_order_grouping;
+      }
+    } else {
+      require(!opt.config, fmt::format("config {} reads the token rows in order (by TMA); this call gathers them by "
+                                       "id: use the config without _xt, or give room for the rows in list order",
+                                       cfg.to_string()));
+      cfg.tokens_tma = false;
+    }
+  }
   const LoadedKernel& kernel = rt.get(spec, cfg);
 
   SsmmArgs a{};
@@ -124,6 +171,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
           fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   GroupedSsmmArgs g{};
   void* params[] = {&a, nullptr};  // [1]: the tensor maps, for kernels that take them
+  TmaWeightMaps with_tokens;        // the remembered weight maps plus this call's token map
   unsigned grid_z = 1;
   if (kernel.weight_maps) {
     PackedWeightView views[2];
@@ -147,6 +195,12 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
     // The launch copies the parameter: the remembered maps are passed as they are.
     params[1] = const_cast<TmaWeightMaps*>(&weight_maps_for(views, n_w, shape));
+    if (cfg.tokens_tma) {  // rows in order (ids is null by now), k values apart
+      require(ldx == w0.k(), "token tiles by TMA read rows of exactly k values");
+      with_tokens = *static_cast<const TmaWeightMaps*>(params[1]);
+      with_tokens.tokens = encode_token_map(x, x_rows, w0.k(), cfg.block_n);
+      params[1] = &with_tokens;
+    }
   }
   if (grouping) {
     g.base = a;
@@ -209,23 +263,25 @@ void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h
 
 void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const GroupedExpertWeights& w3,
                       const void* x, int64_t x_rows, const int32_t* list_tokens, const int32_t* offsets,
-                      int64_t max_rows, void* h, const LaunchOptions& opt) {
+                      int64_t max_rows, void* h, const LaunchOptions& opt, const ListOrderSpace& in_order) {
   require(w1.experts() == w3.experts(), "gate and up weights have different expert counts");
   require_aligned(offsets, 4, "offsets");
   require_aligned(list_tokens, 4, "token list");
   const Grouping grouping{{&w1, &w3}, offsets, false};
   const PackedExpertWeights* ws[] = {&w1.layout(), &w3.layout()};
   launch(rt, Op::GatedUp, Epilogue::GatedSilu, ws, 2, x, x_rows, w1.layout().k(), list_tokens, max_rows, nullptr, h,
-         opt, &grouping);
+         opt, &grouping, &in_order);
 }
 
-void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, const int32_t* offsets,
-                         int64_t max_rows, const float* list_weights, void* z, const LaunchOptions& opt) {
+void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, int64_t h_rows,
+                         const int32_t* offsets, int64_t max_rows, const float* list_weights, void* z,
+                         const LaunchOptions& opt) {
   require_aligned(offsets, 4, "offsets");
   require(list_weights != nullptr, "routing weights are null");
+  require(max_rows <= h_rows, fmt::format("max_rows {} exceeds h's {} rows", max_rows, h_rows));
   const Grouping grouping{{&w2, &w2}, offsets, true};
   const PackedExpertWeights* ws[] = {&w2.layout()};
-  launch(rt, Op::Down, Epilogue::None, ws, 1, h, max_rows > 0 ? max_rows : 1, w2.layout().k(), nullptr, max_rows,
+  launch(rt, Op::Down, Epilogue::None, ws, 1, h, h_rows > 0 ? h_rows : 1, w2.layout().k(), nullptr, max_rows,
          list_weights, z, opt, &grouping);
 }
 

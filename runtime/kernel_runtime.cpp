@@ -174,13 +174,14 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.block_n, 9);
   pack(config.block_k, 9);
   pack(config.warps_m, 5);
-  pack(config.warps_n, 5);
+  pack(config.warps_n - 1, 4);  // 1 to 16 (at most 16 warps)
   pack(config.stages, 4);
   pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
        2);  // validated split_k values
   pack(config.persistent ? 1 : 0, 1);
   pack(config.tokens_first ? 1 : 0, 1);
-  pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values; all 64 bits used
+  pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values
+  pack(config.tokens_tma ? 1 : 0, 1);  // all 64 bits used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

@@ -228,8 +228,10 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   LaunchOptions opt;
   opt.stream = stream;
   opt.error_flag = error_flag;
-  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, opt);
-  grouped_down_scaled(rt_, w2_, w.h, w.offsets, tokens, w.list_weight, w.z, opt);
+  // z (the down projection's output, written later) is also the room for
+  // the tokens in list order, which a config reading them by TMA copies there.
+  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, opt, {w.z, int64_t(tk)});
+  grouped_down_scaled(rt_, w2_, w.h, tokens * spec_.top_k, w.offsets, tokens, w.list_weight, w.z, opt);
   if (has_shared_) {
     gated_up(rt_, shared_w1_, shared_w3_, x, tokens, nullptr, tokens, w.shared_h, opt);
     ssmm(rt_, shared_w2_, w.shared_h, tokens, nullptr, tokens, w.shared_z, Epilogue::None, opt);

@@ -84,6 +84,14 @@ TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, cons
   return maps;
 }
 
+TensorMap2d describe_token_map(const void* x, int64_t rows, int64_t k, int block_n) {
+  return {"activations", x, uint64_t(k), uint64_t(rows), token_tma_box(block_n), true};
+}
+
+TensorMap encode_token_map(const void* x, int64_t rows, int64_t k, int block_n) {
+  return encode(describe_token_map(x, rows, k, block_n));
+}
+
 const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
   struct Entry {
     PackedWeightView views[2];

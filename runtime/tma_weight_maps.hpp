@@ -48,6 +48,14 @@ std::optional<std::string> tensor_map_problem(const TensorMap2d& map);
 // the driver's reason when the driver refuses one anyway.
 TmaWeightMaps encode_weight_maps(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
 
+// The token map of a tokens_tma kernel (TmaWeightMaps::tokens): x as
+// [rows][k] values of `elem_bytes`, rows k values apart, read in boxes of
+// block_n rows x 64 values (token_tma_box). Pure: no driver.
+TensorMap2d describe_token_map(const void* x, int64_t rows, int64_t k, int block_n);
+// Encodes it; throws as encode_weight_maps does. Cheap enough per launch
+// (one map, ~0.3 us), as x changes from call to call.
+TensorMap encode_token_map(const void* x, int64_t rows, int64_t k, int block_n);
+
 // The same, remembered per calling thread for the last few (operands, shape)
 // pairs: encoding six maps costs ~2 us of host time, which the launch path
 // pays once per weights and tile instead of every call. A map holds only

@@ -33,8 +33,12 @@ struct alignas(128) TensorMap {
 //   values  2-D [rows, k_phys/2] u16, box [block_m rows][64 values], 128-byte swizzle
 //   meta    2-D [rows/16, k_phys/2] u32, box [block_m/16][block_k/2]
 //   sel     2-D [segments, rows_pad] u8, box [segments per k-tile][block_m]
+// and, for kernels that read their token tiles by TMA (TileConfig::tokens_tma),
+//   tokens  2-D [x_rows, k] of x, box [block_n rows][64 values], 128-byte swizzle
+// (unused otherwise: the launch leaves it zero).
 struct TmaWeightMaps {
   TensorMap values[2], meta[2], sel[2];
+  TensorMap tokens;
 };
 
 // All experts of one projection in one launch: blockIdx.z is the expert.
@@ -46,6 +50,15 @@ struct GroupedSsmmArgs {
   long long values_stride, meta_stride, sel_stride;
   int x_is_compact;     // 1: x rows follow the list (down projection reads h)
   int experts;
+};
+
+// out[i, :] = x[ids[i], :], i < n (templates/gather_rows.cuh).
+struct GatherRowsArgs {
+  const unsigned short* x;  // [x_rows, k]
+  const int* ids;           // [n]
+  unsigned short* out;      // [n, k]
+  int* error_flag;
+  int n, k, x_rows;
 };
 
 // y[ids[i], :] += z[i, :], i in order (templates/scatter_add_rows.cuh).

@@ -5,7 +5,8 @@
 //              transaction bytes on the stage's `full` mbarrier), all 128
 //              gather the token rows with cp.async (each thread resolves its
 //              rows once per tile; arriving on `full` when their copies
-//              land); it refills a stage once every consumer
+//              land) or, with TOKENS_TMA, the same thread has TMA bring the
+//              token tile too (rows in order); it refills a stage once every consumer
 //              has released it (`empty`), tile after tile of the block's
 //              sequence (tile_scheduler.cuh);
 //   consumers  each own 64 condensed rows x BN tokens: wait for a stage,
@@ -56,8 +57,14 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // were a third of its L2 reads). A stage is then refilled only when the
 // consumers of both blocks have released it: each warp arrives on the
 // `empty` barrier of both. Each block gathers its own tokens.
+// TOKENS_TMA: the call's rows are in order (row tok0 + i of the expert's
+// slice is token i: the down projection's h, a shared expert's x, routed
+// tokens copied into list order), so the token tile is a box of BN
+// consecutive rows per 128-byte column, brought by TMA through maps.tokens
+// (zeros past the rows and past k) instead of 16-byte cp.async pieces from
+// every producer thread: on the H200 the same bytes arrive ~1.25x faster.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
-          bool TOKENS_FIRST = false, int MCAST = 1>
+          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> Base;
   static constexpr int kConsumers = Base::kThreads;  // BM/64 warpgroups
@@ -81,6 +88,11 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // What lands per stage: every operand's values, metadata and selectors
   // (with multicast, half of the values and metadata from the other block).
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
+  static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes : 0;  // the whole B tile
+  static constexpr u32 kTxBytes = kWeightTxBytes + kTokenTxBytes;
+  // Arrivals that fill a stage: the TMA thread's, plus every producer's
+  // cp.async arrival where they gather the tokens.
+  static constexpr int kFills = TOKENS_TMA ? 1 : kProducers + 1;
   // k-tiles per segment: a split-k share is a whole number of these.
   static constexpr int kUnit = V > BK ? V / BK : 1;
 
@@ -106,7 +118,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     const int row_tiles = ((base.m + MGROUP - 1) / MGROUP * NKEEP + BM - 1) / BM;
     if (tid == 0) {
       for (int s = 0; s < STAGES; ++s) {
-        mbarrier_init(bars + 8 * s, kProducers + 1);         // every producer's token copies + the TMA thread
+        mbarrier_init(bars + 8 * s, kFills);
         mbarrier_init(bars + 8 * (STAGES + s), kReleases);   // every consumer warp's release
       }
       fence_mbarrier_init();
@@ -141,6 +153,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           tma_prefetch_map(maps.meta[w]);
           tma_prefetch_map(maps.sel[w]);
         }
+        if (TOKENS_TMA) tma_prefetch_map(maps.tokens);
       }
       int it = 0, cursor = 0;
       for (int t = first_tile; t < total; t += tile_step) {
@@ -152,13 +165,19 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         named_barrier(2, kProducers);
         const typename Base::template TokenRows<kProducers> token_rows(tile.args, s_ids, ptid);
         const int grow = tile.expert * base.rows_pad + tile.row0;  // row in the maps
-        for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
+        // The tile's first activation row in maps.tokens: the expert's slice
+        // starts (tile.args.x - base.x) / ldx rows into x.
+        const int xrow = TOKENS_TMA ? int((tile.args.x - base.x) / base.ldx) + tile.tok0 : 0;
+        // With TOKENS_TMA the TMA thread alone fills the stages; the others
+        // only keep step with the cluster barriers below.
+        const int kt_stop = TOKENS_TMA && ptid != 0 ? kt_begin : kt_end;
+        for (int kt = kt_begin; kt < kt_stop; ++kt, ++it) {
           const int s = it % STAGES;
           const u32 full = bars + 8 * s;
           if (it >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (it / STAGES - 1) & 1);
           const u32 stage = smem_base + s * Base::kStageBytes;
           if (ptid == 0) {
-            mbarrier_arrive_expect_tx(full, kWeightTxBytes);
+            mbarrier_arrive_expect_tx(full, kTxBytes);
             const int k0 = kt * BK;
 #pragma unroll
             for (int w = 0; w < Base::kW; ++w) {
@@ -176,9 +195,17 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
               tma_load_2d(a + Base::kABytes + Base::kMetaBytes, maps.sel[w], full, tile.row0,
                           tile.expert * seg_rows + k0 / V);
             }
+            if (TOKENS_TMA) {  // the B tile's 128-byte columns, as Swizzle128Tile lays them out
+              const u32 b = stage + Base::kW * Base::kWBytes;
+#pragma unroll
+              for (int c = 0; c < BK / 64; ++c)
+                tma_load_2d(b + c * Base::BTile::kColumnBytes, maps.tokens, full, k0 + 64 * c, xrow);
+            }
           }
-          token_rows.load(tile.args, stage, kt);
-          cp_async_mbarrier_arrive(full);
+          if (!TOKENS_TMA) {
+            token_rows.load(tile.args, stage, kt);
+            cp_async_mbarrier_arrive(full);
+          }
         }
         if (SPLIT > 1) {  // the consumers' two cluster barriers of this tile's epilogue
           cluster_sync();
@@ -201,7 +228,9 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
         const int s = it % STAGES;
         mbarrier_wait(bars + 8 * s, (it / STAGES) & 1);
-        WgmmaSpCore::stage_landed();  // the gathered tokens, as this consumer now sees them, made visible to wgmma
+        // The gathered tokens, as this consumer now sees them, made visible to
+        // wgmma (TMA writes, like wgmma's reads, are async-proxy: no fence).
+        if (!TOKENS_TMA) WgmmaSpCore::stage_landed();
         this->compute_stage(smem + s * Base::kStageBytes, smem_base + s * Base::kStageBytes, kt, warp_m, 0, lane);
         // compute_stage ended with the warpgroup's wgmmas complete: one
         // arrival per warp, in this block and (multicast) the other.

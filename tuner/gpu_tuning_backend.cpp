@@ -42,6 +42,7 @@ struct GpuTuningBackend::Grouped {
   std::vector<std::vector<DeviceBuffer>> dense;  // [operand][expert]
   std::vector<uint16_t> x_host;                  // up: the batch's tokens [max_tokens, k]; down: h [rows, k]
   DeviceBuffer x, y, y2;
+  DeviceBuffer x_list;  // up: room for the tokens in list order (configs that read them by TMA copy them there)
   struct Batch {
     tuning::RoutedBatch routed;
     DeviceBuffer offsets, list_token, list_weight;
@@ -58,12 +59,14 @@ struct GpuTuningBackend::Grouped {
     opt.backend = spec.backend;
     opt.config = config;
     const auto* off = static_cast<const int32_t*>(b.offsets.data());
+    // The list-order copy, where a config makes one, is timed with the launch, as MoeLayer runs both.
     if (spec.op == Op::GatedUp)
       grouped_gated_up(rt, sparse[0], sparse[1], x.data(), max_tokens, static_cast<const int32_t*>(b.list_token.data()),
-                       off, tokens, y.data(), opt);
+                       off, tokens, y.data(), opt,
+                       {x_list.data(), int64_t(b.routed.lists.token.size())});
     else
-      grouped_down_scaled(rt, sparse[0], x.data(), off, tokens, static_cast<const float*>(b.list_weight.data()),
-                          y.data(), opt);
+      grouped_down_scaled(rt, sparse[0], x.data(), int64_t(b.routed.lists.token.size()), off, tokens,
+                          static_cast<const float*>(b.list_weight.data()), y.data(), opt);
   }
 };
 
@@ -117,13 +120,17 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   for (auto& i : ids) i = int32_t(gen() % uint32_t(rows));
   std::vector<float> p(static_cast<size_t>(tokens));
   for (auto& v : p) v = 0.25f + float(gen() % 100) / 100.0f;
-  DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4 + 16), d_p(p.size() * 4 + 16), d_y(size_t(tokens * m * 2));
+  std::vector<uint16_t> xg(size_t(tokens * k));
+  for (int64_t i = 0; i < tokens; ++i) std::copy_n(&x[size_t(ids[size_t(i)] * k)], k, &xg[size_t(i * k)]);
+  DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4 + 16), d_p(p.size() * 4 + 16), d_y(size_t(tokens * m * 2)),
+      d_xg(xg.size() * 2 + 16);
   d_x.upload(x.data(), x.size() * 2);
   d_ids.upload(ids.data(), ids.size() * 4);
+  d_xg.upload(xg.data(), xg.size() * 2);
   d_p.upload(p.data(), p.size() * 4);
   d_y.fill_bytes(0xff);  // NaN: anything not written shows up
   run_candidate(spec, config, dev[0], gated ? &dev[1] : nullptr, d_x.data(), rows,
-                static_cast<const int32_t*>(d_ids.data()), static_cast<const float*>(d_p.data()), tokens,
+                static_cast<const int32_t*>(d_ids.data()), d_xg.data(), static_cast<const float*>(d_p.data()), tokens,
                 d_y.data(), nullptr);
   rt_.device().synchronize();
   std::vector<uint16_t> got(size_t(tokens * m));
@@ -197,11 +204,17 @@ GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
 
 void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
                                      const PackedExpertWeights* w1, const void* x, int64_t x_rows,
-                                     const int32_t* ids, const float* p, int64_t tokens, void* y, void* stream) {
+                                     const int32_t* ids, const void* x_in_order, const float* p, int64_t tokens,
+                                     void* y, void* stream) {
   LaunchOptions opt;
   opt.stream = stream;
   opt.backend = spec.backend;  // without it a config valid for both backends would run mma_sp's kernel
   opt.config = config;
+  if (config.tokens_tma && spec.op != Op::Down) {  // down reads x in order already
+    x = x_in_order;
+    x_rows = tokens;
+    ids = nullptr;
+  }
   if (spec.op == Op::GatedUp)
     gated_up(rt_, w0, *w1, x, x_rows, ids, tokens, y, opt);
   else if (spec.op == Op::Down)
@@ -213,8 +226,8 @@ void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& c
 void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
   const auto* w1 = spec.op == Op::GatedUp ? &p.sparse[1][size_t(copy) % p.sparse[1].size()] : nullptr;
   run_candidate(spec, config, p.sparse[0][size_t(copy) % p.sparse[0].size()], w1, p.x.data(), p.batch_rows,
-                static_cast<const int32_t*>(p.ids.data()), static_cast<const float*>(p.p.data()), tokens, p.y.data(),
-                stream_);
+                static_cast<const int32_t*>(p.ids.data()), p.x_gathered.data(), static_cast<const float*>(p.p.data()),
+                tokens, p.y.data(), stream_);
 }
 
 double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
@@ -312,6 +325,7 @@ struct GpuTuningBackend::GroupedCheck {
   tuning::RoutedBatch routed;
   int64_t x_rows = 0, rows = 0, m = 0;
   DeviceBuffer x, offsets, list_token, list_weight, y;
+  DeviceBuffer x_list;            // up: room for the tokens in list order [rows, k]
   std::vector<double> reference;  // [rows, m], list order
 };
 
@@ -344,6 +358,7 @@ GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec
   const auto x = random_fill(c->x_rows * k, spec.dtype, 1.0f, 99);
   c->x = DeviceBuffer(x.size() * 2);
   c->x.upload(x.data(), x.size() * 2);
+  if (gated) c->x_list = DeviceBuffer(size_t(c->rows * k * 2));
   c->offsets = DeviceBuffer(b.offsets.size() * 4);
   c->offsets.upload(b.offsets.data(), b.offsets.size() * 4);
   c->list_token = DeviceBuffer(b.lists.token.size() * 4 + 16);
@@ -381,10 +396,11 @@ bool GpuTuningBackend::verify_grouped(const KernelSpec& spec, const TileConfig& 
   const auto* off = static_cast<const int32_t*>(c.offsets.data());
   if (spec.op == Op::GatedUp)
     grouped_gated_up(rt_, c.weights[0], c.weights[1], c.x.data(), c.x_rows,
-                     static_cast<const int32_t*>(c.list_token.data()), off, tokens, c.y.data(), opt);
+                     static_cast<const int32_t*>(c.list_token.data()), off, tokens, c.y.data(), opt,
+                     {c.x_list.data(), c.rows});
   else
-    grouped_down_scaled(rt_, c.weights[0], c.x.data(), off, tokens, static_cast<const float*>(c.list_weight.data()),
-                        c.y.data(), opt);
+    grouped_down_scaled(rt_, c.weights[0], c.x.data(), c.x_rows, off, tokens,
+                        static_cast<const float*>(c.list_weight.data()), c.y.data(), opt);
   rt_.device().synchronize();
   std::vector<uint16_t> got(size_t(c.rows * c.m));
   c.y.download(got.data(), got.size() * 2);
@@ -429,6 +445,7 @@ GpuTuningBackend::Grouped& GpuTuningBackend::grouped(const KernelSpec& spec) {
   g->x.upload(g->x_host.data(), g->x_host.size() * 2);
   g->y = DeviceBuffer(size_t(list_rows * m * 2));
   g->y2 = DeviceBuffer(size_t(list_rows * m * 2));
+  if (spec.op == Op::GatedUp) g->x_list = DeviceBuffer(size_t(list_rows * k * 2));
   slot = std::move(g);
   return *slot;
 }

@@ -50,9 +50,12 @@ class GpuTuningBackend final : public TuningBackend {
   void launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens);
   // The one place a candidate runs (checked and timed alike): spec's op, its
   // backend and this config. w1 only for the gated op, p only for down.
+  // x_in_order: x's rows ids[0..tokens) in order, which a config that reads
+  // token tiles by TMA takes instead of gathering (as a call with rows in
+  // order, e.g. a shared expert's, would give it).
   void run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
                      const PackedExpertWeights* w1, const void* x, int64_t x_rows, const int32_t* ids,
-                     const float* p, int64_t tokens, void* y, void* stream);
+                     const void* x_in_order, const float* p, int64_t tokens, void* y, void* stream);
 
   KernelRuntime& rt_;
   int64_t max_tokens_;

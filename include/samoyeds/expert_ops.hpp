@@ -97,16 +97,30 @@ void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpe
 void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p,
                  void* z, const LaunchOptions& opt = {});
 
+// Device memory for the routed tokens in list order: `rows` rows (the list
+// length, offsets[experts]) of x's width, 16-byte aligned.
+struct ListOrderSpace {
+  void* data = nullptr;
+  int64_t rows = 0;
+};
+
 // Grouped over all experts in one launch each, with the token lists built on
 // the device: expert e's tokens are list_tokens[offsets[e] .. offsets[e+1]),
 // and its compact output rows are the same range. max_rows bounds any
 // expert's token count (the batch size T); offsets stay on the device.
+// With `in_order` space, a config that reads token tiles by TMA (tokens_tma,
+// "_xt") first copies the tokens into list order there; without it, such a
+// config runs its tile with the gather (or, fixed by LaunchOptions::config,
+// is refused).
 void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const GroupedExpertWeights& w3,
                       const void* x, int64_t x_rows, const int32_t* list_tokens, const int32_t* offsets,
-                      int64_t max_rows, void* h, const LaunchOptions& opt = {});
+                      int64_t max_rows, void* h, const LaunchOptions& opt = {}, const ListOrderSpace& in_order = {});
 // z[i, :] = list_weights[i] * (h[i, :] . W2[e]^T) for the rows i of expert e.
-void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, const int32_t* offsets,
-                         int64_t max_rows, const float* list_weights, void* z, const LaunchOptions& opt = {});
+// h: [h_rows, w2's k], h_rows >= offsets[experts] (the rows the lists fill:
+// kernels that read h by TMA see exactly these rows).
+void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, const void* h, int64_t h_rows,
+                         const int32_t* offsets, int64_t max_rows, const float* list_weights, void* z,
+                         const LaunchOptions& opt = {});
 
 // Bytes of device workspace down_combine needs for n tokens (16-byte aligned).
 size_t down_combine_workspace_bytes(const PackedExpertWeights& w2, int64_t n);

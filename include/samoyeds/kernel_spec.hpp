@@ -55,16 +55,21 @@ struct TileConfig {
   // Blocks of one cluster that share a row tile, each with its own token
   // tile, the weight tiles brought once by TMA multicast (1 or 2).
   int multicast = 1;
+  // Token tiles brought by TMA (2-D boxes of consecutive activation rows)
+  // instead of gathered row by row with cp.async, for calls whose rows are
+  // in order (no ids; or routed rows first copied into list order). A call
+  // that gathers by id runs the same tile with the gather (wgmma_sp only).
+  bool tokens_tma = false;
 
   int threads() const { return warps_m * warps_n * 32; }
   // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_m2" (multicast), "_p" (persistent), "_tf"
-  // (tokens_first) where set.
+  // (tokens_first), "_xt" (tokens_tma) where set.
   std::string to_string() const;
   static TileConfig parse(const std::string& text);
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
            warps_n == o.warps_n && stages == o.stages && split_k == o.split_k && persistent == o.persistent &&
-           tokens_first == o.tokens_first && multicast == o.multicast;
+           tokens_first == o.tokens_first && multicast == o.multicast && tokens_tma == o.tokens_tma;
   }
   bool default_schedule() const { return split_k == 1 && !persistent && !tokens_first && multicast == 1; }
 };

@@ -137,9 +137,17 @@ TEST(Generator, TileConfigTextRoundTrips) {
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_k2").default_schedule());
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_m2").default_schedule());
+  s.tokens_tma = true;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_m2_p_tf_xt");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.tokens_first = s.persistent = false;
+  s.multicast = 1;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_xt");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
                           "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_",
-                          "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2"})
+                          "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2", "bm64_bn32_bk128_w4x1_s2_xt_tf",
+                          "bm64_bn32_bk128_w4x1_s2_xt_xt"})
     EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
 }
 
@@ -182,6 +190,19 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, m2), std::nullopt);
   m2.multicast = 2;
   EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), m2), std::nullopt);
+  // Token tiles by TMA: every op (the call decides whether its rows are in order), only on wgmma_sp.
+  TileConfig xt{128, 64, 128, 8, 1, 3};
+  xt.tokens_tma = true;
+  s.sparsity = {128, 1, 2};
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, xt), std::nullopt);
+  KernelSpec down = s;
+  down.op = Op::Down;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(down, xt), std::nullopt);
+  TileConfig mma_xt{64, 32, 64, 2, 2, 3};
+  mma_xt.tokens_tma = true;
+  KernelSpec mma_down = spec();
+  mma_down.op = Op::Down;
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(mma_down, mma_xt), std::nullopt);
   // The tuner times split-k only where tiles leave SMs idle, persistent
   // blocks only where tiles outnumber SMs.
   s.sparsity = {128, 1, 2};
@@ -251,6 +272,11 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   EXPECT_EQ(w.default_config(deepseek, 256, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");    // the winner
   EXPECT_EQ(w.default_config(deepseek, 1024, sms).to_string(), "bm128_bn64_bk128_w8x1_s6_tf");  // the winner
   EXPECT_EQ(w.default_config(deepseek, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf");
+  // The down projection takes its tokens by TMA where tiles are 64 or 128 wide (not at 32).
+  KernelSpec mixtral_down = expert(4096, 14336);
+  mixtral_down.op = Op::Down;
+  EXPECT_EQ(w.default_config(mixtral_down, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf_xt");  // +4%
+  EXPECT_FALSE(w.default_config(mixtral_down, 64, sms).tokens_tma);
   // Fewer SMs: the same 22 tiles only split in two.
   EXPECT_EQ(w.default_config(deepseek, 64, 60).to_string(), "bm64_bn32_bk128_w4x1_s8_k2");
   for (int64_t n : {1, 7, 16, 64, 300, 4096})
@@ -273,10 +299,21 @@ TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
   const TileConfig c{128, 64, 128, 8, 1, 3};
   const auto g = kernel_family(Backend::WgmmaSp).generate(s, c);
   // Per operand: values 128 x 64 x 2 B, metadata 8 x 64 x 4 B, selectors 2 segments x 128 B; two operands.
-  EXPECT_NE(g.source.find("static_assert(Kernel::kWeightTxBytes == " + std::to_string(2 * (16384 + 2048 + 256))),
+  EXPECT_NE(g.source.find("static_assert(Kernel::kTxBytes == " + std::to_string(2 * (16384 + 2048 + 256))),
             std::string::npos)
       << g.source;
   EXPECT_TRUE(g.weight_maps);
+  // Token tiles by TMA (down projection) add the token boxes: 2 columns of 64 tokens x 128 bytes.
+  KernelSpec d = spec();
+  d.backend = Backend::WgmmaSp;
+  d.op = Op::Down;
+  d.sparsity = {64, 1, 2};
+  TileConfig x = c;
+  x.tokens_tma = true;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp)
+                .generate(d, x)
+                .source.find("static_assert(Kernel::kTxBytes == " + std::to_string(16384 + 2048 + 256 + 2 * 64 * 128)),
+            std::string::npos);
 }
 
 }  // namespace

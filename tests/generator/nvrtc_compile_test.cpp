@@ -138,6 +138,14 @@ TEST(NvrtcWgmmaSp, EveryValidConfigOfEveryVariantCompilesWithoutSpills) {
     ASSERT_FALSE(configs.empty()) << s.to_string();
     compile_all(s, configs);
   }
+  // The down projection: its own epilogue (routing weights), and token
+  // tiles by TMA (tokens_tma) besides the gathered ones.
+  KernelSpec d = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
+  d.op = Op::Down;
+  d.backend = Backend::WgmmaSp;
+  const auto down = kernel_family(Backend::WgmmaSp).search_space(d);
+  EXPECT_TRUE(std::any_of(down.begin(), down.end(), [](const TileConfig& c) { return c.tokens_tma; }));
+  compile_all(d, down);
   KernelSpec g = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   g.backend = Backend::WgmmaSp;
   g.grouped = true;
@@ -224,6 +232,16 @@ std::string run(const std::string& cmd) {
   return out;
 }
 
+// The SASS of spec's kernel at config c, from cuobjdump `tool` (a temporary cubin file).
+std::string sass_of(const std::string& tool, const KernelSpec& s, const TileConfig& c) {
+  const CompiledBinary b = nvrtc_compile(kernel_family(s.backend).generate(s, c), s.arch);
+  const std::string path = fmt::format("{}/samoyeds_sass_{}.cubin", ::testing::TempDir(), s.arch);
+  std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+  const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+  std::remove(path.c_str());
+  return sass;
+}
+
 class Sass : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
@@ -233,11 +251,7 @@ TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
     const KernelSpec s = spec(GetParam(), DType::bf16, {128, 1, 2}, epi);
     for (int64_t n : {16, 4096}) {
       const TileConfig c = kernel_family(Backend::MmaSp).default_config(s, n, kReferenceSmCount);
-      const CompiledBinary b = nvrtc_compile(kernel_family(Backend::MmaSp).generate(s, c), s.arch);
-      const std::string path = fmt::format("{}/samoyeds_sass_{}_{}.cubin", ::testing::TempDir(), GetParam(), n);
-      std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
-      const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
-      std::remove(path.c_str());
+      const std::string sass = sass_of(tool, s, c);
       ASSERT_NE(sass.find("HMMA"), std::string::npos) << "no SASS from " << tool << ":\n" << sass.substr(0, 2000);
       EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HMMA\.SP\.16832\.F32\.BF16)")))
           << c.to_string() << " has no sparse MMA";
@@ -257,11 +271,7 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
     s.backend = Backend::WgmmaSp;
     for (int64_t n : {16, 4096}) {
       const TileConfig c = kernel_family(Backend::WgmmaSp).default_config(s, n, kReferenceSmCount);
-      const CompiledBinary b = nvrtc_compile(kernel_family(Backend::WgmmaSp).generate(s, c), s.arch);
-      const std::string path = fmt::format("{}/samoyeds_sass_wgmma_{}.cubin", ::testing::TempDir(), n);
-      std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
-      const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
-      std::remove(path.c_str());
+      const std::string sass = sass_of(tool, s, c);
       EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x)")))
           << c.to_string() << " has no sparse warpgroup MMA:\n" << sass.substr(0, 2000);
       EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
@@ -277,6 +287,26 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
   }
 }
 
+// Token tiles by TMA: the producer thread asks for the token boxes with the
+// weights (two 2-D loads more per k-tile) and no thread gathers rows with
+// cp.async (LDGSTS) any more.
+TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
+  s.op = Op::Down;
+  s.backend = Backend::WgmmaSp;
+  for (const char* config : {"bm128_bn128_bk128_w8x1_s4_tf", "bm128_bn128_bk128_w8x1_s4_tf_xt",
+                             "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt"}) {
+    const TileConfig c = TileConfig::parse(config);
+    const std::string sass = sass_of(tool, s, c);
+    EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x)"))) << config << ": no sparse warpgroup MMA";
+    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config << " uses local memory";
+    const bool gathers = std::regex_search(sass, std::regex(R"(\bLDGSTS\b)"));
+    EXPECT_EQ(gathers, !c.tokens_tma) << config << (c.tokens_tma ? ": still gathers" : ": does not gather");
+  }
+}
+
 // A multicast pair multicasts its weight tiles and releases every stage in
 // both blocks (a remote mbarrier arrive per consumer warp and k-tile). With a
 // cluster-scope release on that arrive, ptxas put a GPU-wide fence before it,
@@ -288,12 +318,7 @@ TEST(SassWgmmaSp, MulticastPairsReleaseStagesWithoutAGpuWideFence) {
   KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
   s.backend = Backend::WgmmaSp;
   for (const char* config : {"bm128_bn128_bk128_w8x1_s4_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf"}) {
-    const TileConfig c = TileConfig::parse(config);
-    const CompiledBinary b = nvrtc_compile(kernel_family(Backend::WgmmaSp).generate(s, c), s.arch);
-    const std::string path = fmt::format("{}/samoyeds_sass_multicast.cubin", ::testing::TempDir());
-    std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
-    const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
-    std::remove(path.c_str());
+    const std::string sass = sass_of(tool, s, TileConfig::parse(config));
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(UTMALDG\.2D\.MULTICAST)"))) << config << ": no multicast load";
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(SYNCS\.ARRIVE\.TRANS64\.RED)")))
         << config << ": no remote arrive";

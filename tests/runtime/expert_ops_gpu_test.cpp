@@ -3,6 +3,7 @@
 // every element checked.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include <fmt/format.h>
@@ -61,12 +62,24 @@ Comparison run_case(const Case& c) {
   LaunchOptions opt;
   opt.config = c.config;
   opt.backend = c.backend;
+  // A config that reads token rows in order by TMA gets them so: the rows
+  // ids names, copied here (the reference still gathers from x).
+  const void* xs = d_x.data();
+  int64_t x_rows = c.x_rows;
+  const int32_t* d_id = static_cast<const int32_t*>(d_ids.data());
+  DeviceBuffer d_xg;
+  if (c.config && c.config->tokens_tma) {
+    std::vector<uint16_t> xg(size_t(c.n * c.k));
+    for (int64_t i = 0; i < c.n; ++i) std::copy_n(&x[size_t(ids[size_t(i)] * c.k)], c.k, &xg[size_t(i * c.k)]);
+    d_xg = to_device(xg);
+    xs = d_xg.data();
+    x_rows = std::max<int64_t>(c.n, 1);
+    d_id = nullptr;
+  }
   if (gated)
-    gated_up(runtime(), w1.device, w3->device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n,
-             y.data(), opt);
+    gated_up(runtime(), w1.device, w3->device, xs, x_rows, d_id, c.n, y.data(), opt);
   else
-    ssmm(runtime(), w1.device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n, y.data(), c.epi,
-         opt);
+    ssmm(runtime(), w1.device, xs, x_rows, d_id, c.n, y.data(), c.epi, opt);
   Device::get().synchronize();
   auto got = y.read();
   const DenseF64 xf = to_f64(x.data(), c.x_rows, c.k, c.dtype);
@@ -75,6 +88,34 @@ Comparison run_case(const Case& c) {
   EXPECT_EQ(cmp.non_finite, 0) << "first: " << cmp.first_non_finite;
   EXPECT_LE(cmp.rel_error, tolerance(c.dtype));
   return cmp;
+}
+
+// down_scaled on case c (x_rows is n: h is compact), run twice: both runs
+// bit-identical and within tolerance of the f64 reference.
+void run_down_case(const Case& c) {
+  SCOPED_TRACE(c.name());
+  const int64_t m = c.m, k = c.k, n = c.n;
+  Expert w = make_expert(c);
+  auto h = random_matrix(n, k, c.dtype);
+  auto p = random_probs(n);
+  DeviceBuffer d_h = to_device(h), d_p = to_device(p);
+  PoisonedOutput z1(n * m), z2(n * m);
+  LaunchOptions opt;
+  opt.backend = c.backend;
+  opt.config = c.config;
+  down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z1.data(), opt);
+  down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z2.data(), opt);
+  Device::get().synchronize();
+  auto got1 = z1.read(), got2 = z2.read();
+  EXPECT_EQ(got1, got2) << "down projection is not deterministic";
+  std::vector<int32_t> iota(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) iota[size_t(i)] = int32_t(i);
+  DenseF64 ref = reference_ssmm(w.decoded, to_f64(h.data(), n, k, c.dtype), iota, Epilogue::None);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
+  Comparison cmp = compare(got1, c.dtype, ref);
+  EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+  EXPECT_LE(cmp.rel_error, tolerance(c.dtype));
 }
 
 class ExpertOpsGpu : public ::testing::Test {
@@ -198,6 +239,15 @@ TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
             TileConfig::parse("bm128_bn64_bk128_w8x1_s2_m2"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
             TileConfig::parse("bm64_bn64_bk128_w4x1_s4_m2_p_tf"), Backend::WgmmaSp});
+  // Token tiles by TMA (down projection): a partial tile and k past the last
+  // full box; a multicast pair whose second block's box lies wholly past
+  // the rows; persistent blocks reusing their stages tile after tile.
+  run_down_case({DType::bf16, {128, 1, 2}, 200, 136, 37, 37, Epilogue::None,
+                 TileConfig::parse("bm64_bn32_bk128_w4x1_s3_xt"), Backend::WgmmaSp});
+  run_down_case({DType::f16, {128, 1, 2}, 520, 384, 150, 150, Epilogue::None,
+                 TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf_xt"), Backend::WgmmaSp});
+  run_down_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
+                 TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf_xt"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -220,29 +270,52 @@ TEST_F(WgmmaSpGpu, EveryValidConfigPassesV32) {
 }
 
 TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
-  for (DType dt : {DType::f16, DType::bf16}) {
-    const int64_t m = 512, k = 1408, n = 77;
-    Case c{dt, {128, 1, 2}, m, k, n, n, Epilogue::None, std::nullopt};
-    SCOPED_TRACE(c.name());
-    Expert w = make_expert(c);
-    auto h = random_matrix(n, k, dt);
-    auto p = random_probs(n);
-    DeviceBuffer d_h = to_device(h), d_p = to_device(p);
-    PoisonedOutput z1(n * m), z2(n * m);
-    down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z1.data());
-    down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z2.data());
-    Device::get().synchronize();
-    auto got1 = z1.read(), got2 = z2.read();
-    EXPECT_EQ(got1, got2) << "down projection is not deterministic";
-    std::vector<int32_t> iota(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) iota[size_t(i)] = int32_t(i);
-    DenseF64 ref = reference_ssmm(w.decoded, to_f64(h.data(), n, k, dt), iota, Epilogue::None);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
-    Comparison cmp = compare(got1, dt, ref);
-    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
-    EXPECT_LE(cmp.rel_error, tolerance(dt));
-  }
+  for (DType dt : {DType::f16, DType::bf16}) run_down_case({dt, {128, 1, 2}, 512, 1408, 77, 77, Epilogue::None, std::nullopt});
+}
+
+// Every wgmma_sp config of the down projection, gathered and by TMA (k not
+// a multiple of 64: the token boxes' columns past k must come in as zeros;
+// 100 tokens: partial token tiles, whose rows past n must too).
+// A config that reads token tiles by TMA needs rows in order: fixed by the
+// caller on a call that gathers by id, it is refused; chosen by the runtime
+// (tuned or default), the call runs the tile with the gather.
+TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
+  Case c{DType::bf16, {128, 1, 2}, 2048, 256, 1000, 1200, Epilogue::None,
+         TileConfig::parse("bm128_bn64_bk128_w8x1_s3_xt"), Backend::WgmmaSp};
+  Expert w = make_expert(c);
+  DeviceBuffer d_x = to_device(random_matrix(c.x_rows, c.k, c.dtype)), d_ids = to_device(random_ids(c.n, c.x_rows));
+  PoisonedOutput y(c.n * c.m);
+  LaunchOptions opt;
+  opt.backend = c.backend;
+  opt.config = c.config;
+  EXPECT_THROW(ssmm(runtime(), w.device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n,
+                    y.data(), Epilogue::None, opt),
+               Error);
+  KernelSpec spec;
+  spec.backend = Backend::WgmmaSp;
+  spec.dtype = c.dtype;
+  spec.m = c.m;
+  spec.k = c.k;
+  spec.sparsity = c.sp;
+  ASSERT_TRUE(kernel_family(Backend::WgmmaSp).default_config(spec, c.n, Device::get().info().sm_count).tokens_tma);
+  c.config.reset();
+  run_case(c);  // the default config reads by TMA; this call gathers
+}
+
+TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
+  KernelSpec spec;
+  spec.backend = Backend::WgmmaSp;
+  spec.op = Op::Down;
+  spec.arch = Device::get().info().arch();
+  spec.dtype = DType::bf16;
+  spec.m = 320;
+  spec.k = 392;
+  spec.sparsity = {128, 1, 2};
+  const auto configs = kernel_family(Backend::WgmmaSp).search_space(spec);
+  ASSERT_TRUE(std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return c.tokens_tma; }));
+  parallel_for(configs.size(), 8, [&](size_t i) { runtime().get(spec, configs[i]); });
+  for (const auto& cfg : configs)
+    run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
 }
 
 TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
@@ -333,12 +406,16 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) 
   auto p = random_probs(rows);
   DeviceBuffer d_x = to_device(x), d_list = to_device(list), d_off = to_device(offsets), d_p = to_device(p);
   DeviceBuffer h(size_t(rows * I * 2)), z(size_t(rows * H * 2));
-  LaunchOptions opt;
-  opt.backend = backend;
-  opt.config = config;
+  LaunchOptions opt, up_opt;
+  opt.backend = up_opt.backend = backend;
+  opt.config = up_opt.config = config;
+  // Grouped, a config reading token tiles by TMA copies the tokens into list
+  // order first; each expert's own launch gathers them with the same tile.
+  up_opt.config->tokens_tma = false;
+  DeviceBuffer in_order(size_t(rows * H * 2));
   grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
-                   static_cast<const int32_t*>(d_off.data()), T, h.data(), opt);
-  grouped_down_scaled(runtime(), g2, h.data(), static_cast<const int32_t*>(d_off.data()), T,
+                   static_cast<const int32_t*>(d_off.data()), T, h.data(), opt, {in_order.data(), rows});
+  grouped_down_scaled(runtime(), g2, h.data(), rows, static_cast<const int32_t*>(d_off.data()), T,
                       static_cast<const float*>(d_p.data()), z.data(), opt);
   Device::get().synchronize();
   std::vector<uint16_t> got_h(size_t(rows * I)), got_z(size_t(rows * H));
@@ -352,7 +429,7 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) 
                e2 = PackedExpertWeights::upload(w2[size_t(e)]);
     PoisonedOutput he(n * I), ze(n * H);
     const auto* ids = static_cast<const int32_t*>(d_list.data()) + offsets[size_t(e)];
-    gated_up(runtime(), e1, e3, d_x.data(), T, ids, n, he.data(), opt);
+    gated_up(runtime(), e1, e3, d_x.data(), T, ids, n, he.data(), up_opt);
     const auto* h_e = static_cast<const char*>(h.data()) + offsets[size_t(e)] * I * 2;
     down_scaled(runtime(), e2, h_e, n, static_cast<const float*>(d_p.data()) + offsets[size_t(e)], ze.data(), opt);
     Device::get().synchronize();
@@ -378,10 +455,19 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
   // split-k clusters, multicast pairs.
   for (const char* config : {"bm128_bn32_bk128_w8x1_s3", "bm128_bn32_bk128_w8x1_s3_p", "bm64_bn32_bk128_w4x1_s4_p_tf",
                              "bm128_bn64_bk128_w8x1_s3_tf", "bm128_bn32_bk128_w8x1_s4_k2", "bm64_bn64_bk128_w4x1_s3_k4",
-                             "bm128_bn64_bk128_w8x1_s3_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf"}) {
+                             "bm128_bn64_bk128_w8x1_s3_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf",
+                             // the down projection's token tiles by TMA, from h's rows past each expert's offset
+                             "bm128_bn64_bk128_w8x1_s3_tf_xt", "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt"}) {
     SCOPED_TRACE(config);
     check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
   }
+}
+
+// For compute-sanitizer (scripts/gpu_check.sh): the grouped up projection
+// copying its tokens into list order and reading them by TMA, then the down
+// projection reading h by TMA.
+TEST_F(WgmmaSpGpu, SanitizerGroupedTokensInListOrder) {
+  check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse("bm64_bn64_bk128_w4x1_s3_tf_xt"));
 }
 
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
