@@ -258,20 +258,22 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   const KernelFamily& w = kernel_family(Backend::WgmmaSp);
   const KernelSpec mixtral = expert(14336, 4096), deepseek = expert(1408, 2048), openmoe = expert(12288, 3072);
   const int sms = kReferenceSmCount;
-  // The fourth session's last sweep (after row selection by differences, quick pass of every config): each default
-  // is the measured winner or within 3% of it, except DeepSeek n = 4096 (bm128_bn64_s6_p_tf won by 8%: the tile
-  // rule favours fewer, larger tiles than the 2048-deep small expert wants).
-  EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");     // the winner
-  EXPECT_EQ(w.default_config(mixtral, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf");   // +1%
-  EXPECT_EQ(w.default_config(mixtral, 1024, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf"); // +1%
-  EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf");  // +1%
-  EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");     // the winner
-  EXPECT_EQ(w.default_config(openmoe, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf");   // +1%
-  EXPECT_EQ(w.default_config(openmoe, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf");  // the winner
-  EXPECT_EQ(w.default_config(deepseek, 64, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_k4");     // +3%
-  EXPECT_EQ(w.default_config(deepseek, 256, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");    // the winner
-  EXPECT_EQ(w.default_config(deepseek, 1024, sms).to_string(), "bm128_bn64_bk128_w8x1_s6_tf");  // the winner
-  EXPECT_EQ(w.default_config(deepseek, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf");
+  // Tiles and schedules: the fourth session's last sweep, gathering (after row selection by differences, quick
+  // pass of every config): each was the measured winner or within 3% of it, except DeepSeek n = 4096
+  // (bm128_bn64_s6_p_tf won by 8%: the tile rule favours fewer, larger tiles than the 2048-deep small expert
+  // wants). Since the sixth session, tiles of 64 or 128 tokens read them by TMA (_xt) where the call's rows are
+  // in order; a call that gathers runs the same tile with the gather.
+  EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
+  EXPECT_EQ(w.default_config(mixtral, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf_xt");   // +1%
+  EXPECT_EQ(w.default_config(mixtral, 1024, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf_xt"); // +1%
+  EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf_xt");  // +1%
+  EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
+  EXPECT_EQ(w.default_config(openmoe, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf_xt");   // +1%
+  EXPECT_EQ(w.default_config(openmoe, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_tf_xt");  // the winner
+  EXPECT_EQ(w.default_config(deepseek, 64, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_k4");        // +3%
+  EXPECT_EQ(w.default_config(deepseek, 256, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");       // the winner
+  EXPECT_EQ(w.default_config(deepseek, 1024, sms).to_string(), "bm128_bn64_bk128_w8x1_s6_tf_xt");  // the winner
+  EXPECT_EQ(w.default_config(deepseek, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf_xt");
   // The down projection takes its tokens by TMA where tiles are 64 or 128 wide (not at 32).
   KernelSpec mixtral_down = expert(4096, 14336);
   mixtral_down.op = Op::Down;
