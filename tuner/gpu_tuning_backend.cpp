@@ -84,6 +84,26 @@ void random_experts(const KernelSpec& spec, int64_t m, int64_t k, int experts, u
   });
 }
 
+// The key of a spec's test data: both backends time and check on the same data.
+std::string data_key(const KernelSpec& spec) {
+  KernelSpec data_spec = spec;
+  data_spec.backend = Backend::MmaSp;
+  return data_spec.to_string();
+}
+
+// Whether a candidate's output is within the DESIGN.md tolerance of the
+// float64 reference (a NaN anywhere fails); if not, *why says by how much.
+bool matches_reference(const std::vector<uint16_t>& got, DType dtype, const std::vector<double>& ref,
+                       const std::string& what, std::string* why) {
+  std::vector<double> g(got.size());
+  for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(dtype, got[i]);
+  const double err = relative_frobenius_error(g, ref);
+  const double tol = dtype == DType::f16 ? 1e-3 : 8e-3;
+  if (err <= tol) return true;
+  *why = fmt::format("{}relative error {:.3g} > {:.0e}", what, err, tol);
+  return false;
+}
+
 }  // namespace
 
 GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int top_k)
@@ -144,21 +164,11 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   if (spec.op == Op::Down)
     for (int64_t i = 0; i < tokens; ++i)
       for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
-  std::vector<double> g(got.size());
-  for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(spec.dtype, got[i]);
-  const double err = relative_frobenius_error(g, ref.data);
-  const double tol = spec.dtype == DType::f16 ? 1e-3 : 8e-3;
-  if (!(err <= tol)) {  // NaN fails too
-    *why = fmt::format("relative error {:.3g} > {:.0e}", err, tol);
-    return false;
-  }
-  return true;
+  return matches_reference(got, spec.dtype, ref.data, "", why);
 }
 
 GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
-  KernelSpec data_spec = spec;  // both backends time on the same data
-  data_spec.backend = Backend::MmaSp;
-  const std::string key = data_spec.to_string();
+  const std::string key = data_key(spec);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = problems_[key];
   if (slot) return *slot;
@@ -330,9 +340,7 @@ struct GpuTuningBackend::GroupedCheck {
 };
 
 GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec& spec, int64_t tokens) {
-  KernelSpec data_spec = spec;
-  data_spec.backend = Backend::MmaSp;
-  const std::string key = fmt::format("{} tokens {}", data_spec.to_string(), tokens);
+  const std::string key = fmt::format("{} tokens {}", data_key(spec), tokens);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = checks_[key];
   if (slot) return *slot;
@@ -404,21 +412,11 @@ bool GpuTuningBackend::verify_grouped(const KernelSpec& spec, const TileConfig& 
   rt_.device().synchronize();
   std::vector<uint16_t> got(size_t(c.rows * c.m));
   c.y.download(got.data(), got.size() * 2);
-  std::vector<double> g(got.size());
-  for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(spec.dtype, got[i]);
-  const double err = relative_frobenius_error(g, c.reference);
-  const double tol = spec.dtype == DType::f16 ? 1e-3 : 8e-3;
-  if (!(err <= tol)) {  // NaN fails too
-    *why = fmt::format("grouped over {} experts: relative error {:.3g} > {:.0e}", spec.experts, err, tol);
-    return false;
-  }
-  return true;
+  return matches_reference(got, spec.dtype, c.reference, fmt::format("grouped over {} experts: ", spec.experts), why);
 }
 
 GpuTuningBackend::Grouped& GpuTuningBackend::grouped(const KernelSpec& spec) {
-  KernelSpec data_spec = spec;  // both backends time on the same data
-  data_spec.backend = Backend::MmaSp;
-  const std::string key = data_spec.to_string();
+  const std::string key = data_key(spec);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = grouped_[key];
   if (slot) return *slot;
