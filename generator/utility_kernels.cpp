@@ -17,10 +17,14 @@ std::string utility_kernel_name(UtilityKernel which) {
   return "?";
 }
 
+int utility_kernel_threads(UtilityKernel which) {
+  return which == UtilityKernel::ScatterAddRows ? 128 : kUtilityThreads;
+}
+
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
   GeneratedKernel g;
   g.kernel_name = utility_kernel_name(which);
-  g.threads = which == UtilityKernel::ScatterAddRows ? 128 : kUtilityThreads;
+  g.threads = utility_kernel_threads(which);
   g.smem_bytes = 0;
   g.layout_id = "";
   const char* elem = dtype == DType::f16 ? "F16" : "BF16";

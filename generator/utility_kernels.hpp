@@ -20,5 +20,7 @@ constexpr int kUtilityThreads = 256;
 
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype);
 std::string utility_kernel_name(UtilityKernel which);
+// Threads per block `which` is generated for (launches size their grids by it).
+int utility_kernel_threads(UtilityKernel which);
 
 }  // namespace samoyeds

@@ -10,6 +10,7 @@
 #include "runtime/cuda_driver.hpp"
 #include "runtime/format/mma_sp_layout.hpp"
 #include "runtime/tma_weight_maps.hpp"
+#include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "templates/kernel_args.cuh"
@@ -39,7 +40,6 @@ struct Grouping {
 // out[i, :] = x[ids[i], :] for i < n, rows of k 16-bit values (templates/gather_rows.cuh).
 void gather_rows(KernelRuntime& rt, DType dtype, const void* x, int64_t x_rows, int64_t k, const int32_t* ids,
                  int64_t n, void* out, const LaunchOptions& opt) {
-  const LoadedKernel& g = rt.get_utility(int(UtilityKernel::GatherRows), dtype);
   GatherRowsArgs a{};
   a.x = static_cast<const unsigned short*>(x);
   a.ids = ids;
@@ -48,13 +48,9 @@ void gather_rows(KernelRuntime& rt, DType dtype, const void* x, int64_t x_rows, 
   a.n = int(n);
   a.k = int(k);
   a.x_rows = int(x_rows);
-  void* params[] = {&a};
-  const int64_t rows_per_block = g.threads / 32;
-  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(g.function),
-                                              unsigned((n + rows_per_block - 1) / rows_per_block), 1, 1,
-                                              unsigned(g.threads), 1, 1, 0, static_cast<CUstream>(opt.stream), params,
-                                              nullptr);
-  if (rc != CUDA_SUCCESS) check(rc, "launch gather_rows");
+  const int64_t rows_per_block = utility_kernel_threads(UtilityKernel::GatherRows) / 32;  // a warp per row
+  launch_utility(rt, UtilityKernel::GatherRows, dtype, unsigned((n + rows_per_block - 1) / rows_per_block), 1, &a,
+                 opt.stream);
 }
 
 void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* const* ws, int n_w, const void* x,
@@ -297,7 +293,6 @@ void down_combine(KernelRuntime& rt, const PackedExpertWeights& w2, const void* 
   require_aligned(y, 2, "y");
   require_aligned(workspace, 16, "workspace");
   down_scaled(rt, w2, h, n, p, workspace, opt);
-  const LoadedKernel& k = rt.get_utility(int(UtilityKernel::ScatterAddRows), w2.dtype());
   ScatterAddArgs a{};
   a.z = static_cast<const unsigned short*>(workspace);
   a.ids = ids;
@@ -307,11 +302,9 @@ void down_combine(KernelRuntime& rt, const PackedExpertWeights& w2, const void* 
   a.m = int(w2.m());
   a.y_rows = int(y_rows);
   a.ldy = int(w2.m());
-  void* params[] = {&a};
-  const unsigned grid = unsigned((w2.m() + k.threads - 1) / k.threads);
-  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(k.function), grid, 1, 1, unsigned(k.threads), 1,
-                                              1, 0, static_cast<CUstream>(opt.stream), params, nullptr);
-  if (rc != CUDA_SUCCESS) check(rc, "launch scatter_add_rows");
+  const int threads = utility_kernel_threads(UtilityKernel::ScatterAddRows);  // a thread per column
+  launch_utility(rt, UtilityKernel::ScatterAddRows, w2.dtype(), unsigned((w2.m() + threads - 1) / threads), 1, &a,
+                 opt.stream);
 }
 
 }  // namespace samoyeds

@@ -7,6 +7,7 @@
 #include "generator/utility_kernels.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/parallel_for.hpp"
+#include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
 
@@ -18,15 +19,6 @@ void require(bool ok, const std::string& what) {
 }
 
 size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
-
-void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigned gx, unsigned gy, void* args,
-                    void* stream) {
-  const LoadedKernel& k = rt.get_utility(int(which), dtype);
-  void* params[] = {args};
-  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(k.function), gx, gy, 1, unsigned(k.threads), 1,
-                                              1, 0, static_cast<CUstream>(stream), params, nullptr);
-  if (rc != CUDA_SUCCESS) check(rc, ("launch " + utility_kernel_name(which)).c_str());
-}
 
 // Stacks expert matrices [rows_i, cols] (row-major, host) into one.
 std::vector<uint16_t> stack_rows(const std::vector<std::pair<const uint16_t*, int64_t>>& parts, int64_t cols) {

@@ -1,0 +1,15 @@
+// Launching a utility kernel (generator/utility_kernels.hpp): the one place
+// the expert ops and the MoE layer start them.
+#pragma once
+#include "generator/utility_kernels.hpp"
+#include "samoyeds/kernel_runtime.hpp"
+
+namespace samoyeds {
+
+// `which` for `dtype` on a gx x gy grid of utility_kernel_threads(which)
+// threads, with `args` as its one parameter, on `stream`. Throws on a
+// launch error.
+void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigned gx, unsigned gy, void* args,
+                    void* stream);
+
+}  // namespace samoyeds
