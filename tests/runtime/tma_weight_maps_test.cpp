@@ -57,6 +57,28 @@ TEST(TmaWeightMaps, EveryPackedShapeAndTileIsWithinTheEncodersLimits) {
   EXPECT_EQ(checked, 5 * 4 * 4 * 3 * 2 * 2);
 }
 
+// The token map of an _xt kernel: rows of exactly k values (any k the ops
+// accept, i.e. a multiple of 8), one 128-byte column per box, block_n rows.
+TEST(TmaWeightMaps, TokenMapsOfEveryAcceptedWidthAreWithinTheEncodersLimits) {
+  for (int64_t k : {8, 136, 392, 1408, 2048, 4096, 14336})
+    for (int64_t rows : {1, 37, 4096, 6 * 4096})
+      for (int bn : {32, 64, 128}) {
+        const TensorMap2d m = describe_token_map(at(0x400000), rows, k, bn);
+        EXPECT_EQ(tensor_map_problem(m), std::nullopt) << "k " << k << " rows " << rows << " bn " << bn << ": "
+                                                       << tensor_map_problem(m).value_or("");
+        EXPECT_TRUE(m.swizzle_128b);
+        EXPECT_EQ(m.cols, uint64_t(k));  // columns past k arrive as zeros, never the next row's values
+        EXPECT_EQ(m.rows, uint64_t(rows));
+        EXPECT_EQ(m.box.cols * m.box.elem_bytes, 128u);  // one swizzle atom column of the B tile
+        EXPECT_EQ(m.box.rows, uint32_t(bn));
+        // Two boxes per 128-wide k-tile fill the B tile: block_n x 128 values x 2 bytes.
+        EXPECT_EQ(2 * m.box.bytes(), int64_t(bn) * 128 * 2);
+      }
+  // A width the ops reject (k % 8 != 0) is named as a stride problem, not sent to the driver.
+  EXPECT_NE(tensor_map_problem(describe_token_map(at(0x400000), 64, 100, 64)).value_or("").find("stride"),
+            std::string::npos);
+}
+
 TEST(TmaWeightMaps, BrokenRulesAreNamed) {
   TensorMap2d m{"test", at(0x1000), 2048, 256, TmaBox{64, 128, 2}, true};
   EXPECT_EQ(tensor_map_problem(m), std::nullopt);
