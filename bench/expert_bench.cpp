@@ -24,6 +24,7 @@
 #include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
+#include "samoyeds/reference.hpp"
 #include "templates/kernel_args.cuh"
 
 using namespace samoyeds;
@@ -181,9 +182,7 @@ int main(int argc, char** argv) try {
         for (int64_t i = 0; i < batch_rows; ++i) perm[size_t(i)] = int32_t(i);
         std::shuffle(perm.begin(), perm.end(), std::mt19937(uint32_t(n)));
         std::vector<int32_t> ids(perm.begin(), perm.begin() + n);
-        std::vector<uint16_t> xg(static_cast<size_t>(n * k));
-        for (int64_t i = 0; i < n; ++i)
-          std::copy_n(&x[size_t(ids[size_t(i)] * k)], k, &xg[size_t(i * k)]);
+        const std::vector<uint16_t> xg = take_rows(x.data(), k, ids);
         DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4), d_xg(xg.size() * 2), d_y(size_t(n * m * 2));
         d_x.upload(x.data(), x.size() * 2);
         d_ids.upload(ids.data(), ids.size() * 4);

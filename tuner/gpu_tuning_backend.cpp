@@ -84,6 +84,17 @@ void random_experts(const KernelSpec& spec, int64_t m, int64_t k, int experts, u
   });
 }
 
+// A routing's lists on the device, as the grouped launches read them.
+void upload_lists(const tuning::RoutedBatch& r, DeviceBuffer* offsets, DeviceBuffer* list_token,
+                  DeviceBuffer* list_weight) {
+  *offsets = DeviceBuffer(r.offsets.size() * 4);
+  offsets->upload(r.offsets.data(), r.offsets.size() * 4);
+  *list_token = DeviceBuffer(r.lists.token.size() * 4 + 16);
+  list_token->upload(r.lists.token.data(), r.lists.token.size() * 4);
+  *list_weight = DeviceBuffer(r.list_weight.size() * 4 + 16);
+  list_weight->upload(r.list_weight.data(), r.list_weight.size() * 4);
+}
+
 // The key of a spec's test data: both backends time and check on the same data.
 std::string data_key(const KernelSpec& spec) {
   KernelSpec data_spec = spec;
@@ -140,8 +151,7 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   for (auto& i : ids) i = int32_t(gen() % uint32_t(rows));
   std::vector<float> p(static_cast<size_t>(tokens));
   for (auto& v : p) v = 0.25f + float(gen() % 100) / 100.0f;
-  std::vector<uint16_t> xg(size_t(tokens * k));
-  for (int64_t i = 0; i < tokens; ++i) std::copy_n(&x[size_t(ids[size_t(i)] * k)], k, &xg[size_t(i * k)]);
+  const std::vector<uint16_t> xg = take_rows(x.data(), k, ids);
   DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4 + 16), d_p(p.size() * 4 + 16), d_y(size_t(tokens * m * 2)),
       d_xg(xg.size() * 2 + 16);
   d_x.upload(x.data(), x.size() * 2);
@@ -194,9 +204,7 @@ GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), std::mt19937(11));
   perm.resize(static_cast<size_t>(max_tokens_));
-  std::vector<uint16_t> xg(static_cast<size_t>(max_tokens_ * k));
-  for (int64_t i = 0; i < max_tokens_; ++i)
-    std::copy_n(&x[size_t(int64_t(perm[size_t(i)]) * k)], k, &xg[size_t(i * k)]);
+  const std::vector<uint16_t> xg = take_rows(x.data(), k, perm);
   std::vector<float> probs(static_cast<size_t>(max_tokens_), 0.5f);
   p->x = DeviceBuffer(x.size() * 2);
   p->x.upload(x.data(), x.size() * 2);
@@ -367,12 +375,7 @@ GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec
   c->x = DeviceBuffer(x.size() * 2);
   c->x.upload(x.data(), x.size() * 2);
   if (gated) c->x_list = DeviceBuffer(size_t(c->rows * k * 2));
-  c->offsets = DeviceBuffer(b.offsets.size() * 4);
-  c->offsets.upload(b.offsets.data(), b.offsets.size() * 4);
-  c->list_token = DeviceBuffer(b.lists.token.size() * 4 + 16);
-  c->list_token.upload(b.lists.token.data(), b.lists.token.size() * 4);
-  c->list_weight = DeviceBuffer(b.list_weight.size() * 4 + 16);
-  c->list_weight.upload(b.list_weight.data(), b.list_weight.size() * 4);
+  upload_lists(b, &c->offsets, &c->list_token, &c->list_weight);
   c->y = DeviceBuffer(size_t(c->rows * m * 2) + 16);
   const DenseF64 xf = to_f64(x.data(), c->x_rows, k, spec.dtype);
   c->reference.assign(size_t(c->rows * m), 0.0);
@@ -456,17 +459,9 @@ GpuTuningBackend::Grouped::Batch& GpuTuningBackend::Grouped::batch(const KernelS
   auto b = std::make_unique<Batch>();
   b->routed = tuning::random_routed_batch(tokens, spec.experts, top_k, uint32_t(7 + tokens));
   const auto& r = b->routed;
-  b->offsets = DeviceBuffer(r.offsets.size() * 4);
-  b->offsets.upload(r.offsets.data(), r.offsets.size() * 4);
-  b->list_token = DeviceBuffer(r.lists.token.size() * 4 + 16);
-  b->list_token.upload(r.lists.token.data(), r.lists.token.size() * 4);
-  b->list_weight = DeviceBuffer(r.list_weight.size() * 4 + 16);
-  b->list_weight.upload(r.list_weight.data(), r.list_weight.size() * 4);
+  upload_lists(r, &b->offsets, &b->list_token, &b->list_weight);
   if (spec.op == Op::GatedUp) {
-    const int64_t k = spec.k;
-    std::vector<uint16_t> xg(r.lists.token.size() * size_t(k));
-    for (size_t i = 0; i < r.lists.token.size(); ++i)
-      std::copy_n(&x_host[size_t(int64_t(r.lists.token[i]) * k)], k, &xg[i * size_t(k)]);
+    const std::vector<uint16_t> xg = take_rows(x_host.data(), spec.k, r.lists.token);
     b->x_gathered = DeviceBuffer(xg.size() * 2 + 16);
     b->x_gathered.upload(xg.data(), xg.size() * 2);
   }

@@ -19,6 +19,11 @@ struct DenseF64 {  // row-major
 
 DenseF64 to_f64(const uint16_t* bits, int64_t rows, int64_t cols, DType dtype);
 
+// Rows ids[0], ids[1], ... of a row-major [*, cols] matrix of 16-bit values,
+// in that order: tokens gathered by id on the host, for the baselines (which
+// take rows in order) and for calls that read rows in order.
+std::vector<uint16_t> take_rows(const uint16_t* x, int64_t cols, const std::vector<int32_t>& ids);
+
 // Y[i, :] = epi(X[ids[i], :] . W^T), W [m, k], X [T, k]; Y is [ids.size(), m].
 // GatedSilu: silu(X[ids] . W^T) * (X[ids] . W_gate^T), w_gate required.
 DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<int32_t>& ids,

@@ -1,4 +1,5 @@
 // Float64 reference: plain loops, no blocking tricks, so it is easy to trust.
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -18,6 +19,12 @@ const char* epilogue_name(Epilogue e) {
 }
 
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
+
+std::vector<uint16_t> take_rows(const uint16_t* x, int64_t cols, const std::vector<int32_t>& ids) {
+  std::vector<uint16_t> out(ids.size() * size_t(cols));
+  for (size_t i = 0; i < ids.size(); ++i) std::copy_n(x + int64_t(ids[i]) * cols, cols, &out[i * size_t(cols)]);
+  return out;
+}
 
 DenseF64 to_f64(const uint16_t* bits, int64_t rows, int64_t cols, DType dtype) {
   DenseF64 d{rows, cols, std::vector<double>(size_t(rows * cols))};

@@ -47,5 +47,11 @@ TEST(Reference, RelativeFrobeniusErrorFlagsNan) {
   EXPECT_FALSE(relative_frobenius_error({NAN, 4}, {3, 4}) <= 1.0);
 }
 
+TEST(Reference, TakeRowsGathersRowsInIdOrderWithRepeats) {
+  const std::vector<uint16_t> x = {1, 2, 3, 10, 20, 30, 100, 200, 300};  // 3 rows of 3
+  EXPECT_EQ(take_rows(x.data(), 3, {2, 0, 2}), (std::vector<uint16_t>{100, 200, 300, 1, 2, 3, 100, 200, 300}));
+  EXPECT_TRUE(take_rows(x.data(), 3, {}).empty());
+}
+
 }  // namespace
 }  // namespace samoyeds

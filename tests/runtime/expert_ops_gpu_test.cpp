@@ -69,9 +69,7 @@ Comparison run_case(const Case& c) {
   const int32_t* d_id = static_cast<const int32_t*>(d_ids.data());
   DeviceBuffer d_xg;
   if (c.config && c.config->tokens_tma) {
-    std::vector<uint16_t> xg(size_t(c.n * c.k));
-    for (int64_t i = 0; i < c.n; ++i) std::copy_n(&x[size_t(ids[size_t(i)] * c.k)], c.k, &xg[size_t(i * c.k)]);
-    d_xg = to_device(xg);
+    d_xg = to_device(take_rows(x.data(), c.k, ids));
     xs = d_xg.data();
     x_rows = std::max<int64_t>(c.n, 1);
     d_id = nullptr;
@@ -273,9 +271,6 @@ TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
   for (DType dt : {DType::f16, DType::bf16}) run_down_case({dt, {128, 1, 2}, 512, 1408, 77, 77, Epilogue::None, std::nullopt});
 }
 
-// Every wgmma_sp config of the down projection, gathered and by TMA (k not
-// a multiple of 64: the token boxes' columns past k must come in as zeros;
-// 100 tokens: partial token tiles, whose rows past n must too).
 // A config that reads token tiles by TMA needs rows in order: fixed by the
 // caller on a call that gathers by id, it is refused; chosen by the runtime
 // (tuned or default), the call runs the tile with the gather.
@@ -302,6 +297,9 @@ TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
   run_case(c);  // the default config reads by TMA; this call gathers
 }
 
+// Every wgmma_sp config of the down projection, gathered and by TMA (k not
+// a multiple of 64: the token boxes' columns past k must come in as zeros;
+// 100 tokens: partial token tiles, whose rows past n must too).
 TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
   KernelSpec spec;
   spec.backend = Backend::WgmmaSp;
