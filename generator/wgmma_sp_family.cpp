@@ -161,11 +161,28 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // and OpenMoE at n = 256-4096 (1.03-1.14x on DeepSeek); only 32-token tiles
 // (4 KB boxes) lost, by 4-12%. A call that gathers by id runs the tile with
 // the gather instead (runtime/expert_ops.cpp).
+// With token tiles by TMA, one launch's tiles (the sixth session's quick
+// passes, bf16, Mixtral, OpenMoE-34B, DeepSeek at n = 256-4096, up and down
+// projections) want 4 stages at 128-token tiles where k spans at least 16
+// k-tiles (Mixtral up n = 4096: s4 0.3240 ms against s3 0.3607; the 11-k-tile
+// DeepSeek down lost 15% with s4), and row tiles first unless every tile
+// runs at once: tiles running together then share their token tile (Mixtral
+// up n = 4096: 0.3240 against 0.3841 token-first; persistent Mixtral down
+// n = 4096: 0.2996 against 0.3591). Over those 18 cells the defaults went
+// from 1.13x to 1.06x the best config on average. Grouped launches keep the
+// schedule the MoE layer was measured with.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
   TileConfig x = c;
   x.tokens_tma = c.block_n >= 64;
-  return invalid_reason(spec, x) ? c : x;
+  if (invalid_reason(spec, x)) return c;
+  if (!spec.grouped) {
+    TileConfig t = x;
+    if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
+    if (t.split_k == 1) t.tokens_first = tile_count(spec, t, tokens) <= sm_count;
+    if (!invalid_reason(spec, t)) x = t;
+  }
+  return x;
 }
 
 TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
