@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <random>
 
 #include <fmt/format.h>
@@ -49,7 +50,7 @@ struct Args {
   std::vector<int> shapes = {0, 1, 2, 3, 4, 5};
   std::string csv = "expert_bench.csv";
   int max_configs = 1000;
-  std::string config;  // time only this config (e.g. for ncu)
+  std::string config;  // time only these configs, comma-separated (e.g. for ncu, or to compare a few)
   SparsityParams sparsity{128, 1, 2};
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
   std::string configs_csv;  // every config's quick-pass time, for heuristics and the perf log
@@ -90,7 +91,7 @@ Args parse(int argc, char** argv) {
       if (a.op == Op::GatedUp) throw Error(ErrorCode::InvalidArgument, "--op: ssmm or down");
     }
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
-                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG --rows N:M"
+                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG[,CFG] --rows N:M"
                      " --backend B --op ssmm|down --dump-cubins DIR --configs-csv F)");
   }
   return a;
@@ -162,9 +163,12 @@ int main(int argc, char** argv) try {
         bs.backend = b;
         std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
         if (!args.config.empty()) {
-          const TileConfig only = TileConfig::parse(args.config);
           cs.clear();
-          if (!kernel_family(b).invalid_reason(bs, only)) cs.push_back(only);
+          std::stringstream list(args.config);
+          for (std::string one; std::getline(list, one, ',');) {
+            const TileConfig only = TileConfig::parse(one);
+            if (!kernel_family(b).invalid_reason(bs, only)) cs.push_back(only);
+          }
         }
         if (int(cs.size()) > args.max_configs) cs.resize(size_t(args.max_configs));
         for (const auto& c : cs) configs.push_back({bs, c});

@@ -76,10 +76,11 @@ std::string KernelSpec::to_string() const {
 }
 
 std::string TileConfig::to_string() const {
-  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
                      split_k != 1 ? fmt::format("_k{}", split_k) : "",
                      multicast != 1 ? fmt::format("_m{}", multicast) : "", persistent ? "_p" : "",
-                     tokens_first ? "_tf" : "", tokens_tma ? "_xt" : "");
+                     tokens_first ? "_tf" : "", row_group != 0 ? fmt::format("_g{}", row_group) : "",
+                     tokens_tma ? "_xt" : "");
 }
 
 TileConfig TileConfig::parse(const std::string& text) {
@@ -87,7 +88,7 @@ TileConfig TileConfig::parse(const std::string& text) {
   int used = 0;
   const auto bad = [&text] {
     return Error(ErrorCode::InvalidArgument,
-                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf, _xt)");
+                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf, _g16, _xt)");
   };
   if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%n", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
                   &c.warps_n, &c.stages, &used) != 6)
@@ -113,6 +114,12 @@ TileConfig TileConfig::parse(const std::string& text) {
   if (rest == "_tf" || rest.rfind("_tf_", 0) == 0) {
     c.tokens_first = true;
     rest = rest.substr(3);
+  }
+  int group = 0, group_used = 0;
+  if (std::sscanf(rest.c_str(), "_g%d%n", &group, &group_used) == 1 && group_used > 0) {
+    if (group < 1) throw bad();
+    c.row_group = group;
+    rest = rest.substr(size_t(group_used));
   }
   if (rest == "_xt") {
     c.tokens_tma = true;

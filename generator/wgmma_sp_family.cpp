@@ -36,6 +36,9 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
   if (c.split_k > 1 && c.block_n > 64) return "split-k takes token tiles of at most 64";
   if (c.multicast != 1 && c.multicast != 2) return "multicast must be 1 or 2 (blocks of one cluster)";
   if (c.multicast > 1 && c.split_k > 1) return "multicast and split-k both take the cluster: one or the other";
+  if (c.row_group != 0 && c.row_group != 4 && c.row_group != 8 && c.row_group != 16)
+    return "row_group must be 0, 4, 8 or 16";
+  if (c.row_group && c.tokens_first) return "row groups order row-first tiles, not token-first ones";
   if (c.persistent && (spec.sparsity.N != 1 || c.split_k != 1))
     return "persistent needs N = 1 and no split-k: other epilogues stage through the pipeline's shared memory, "
            "which the next tile's loads would overwrite";
@@ -53,17 +56,19 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
 std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) const {
   spec.validate();
   // Schedules beyond one tile per block in row-tile order: the other tile
-  // order, persistent blocks, split-k clusters, pairs of blocks sharing the
-  // weight tiles (worth_timing() drops those that cannot pay off at a
-  // bucket's token count).
+  // order, persistent blocks (also walking row tiles in groups of 16),
+  // split-k clusters, pairs of blocks sharing the weight tiles
+  // (worth_timing() drops those that cannot pay off at a bucket's token
+  // count).
   struct Schedule {
     int split_k;
     bool persistent, tokens_first;
-    int multicast;
+    int multicast, row_group;
   };
-  const Schedule schedules[] = {{1, false, false, 1}, {1, false, true, 1}, {1, true, false, 1}, {1, true, true, 1},
-                                {2, false, false, 1}, {4, false, false, 1}, {1, false, false, 2}, {1, false, true, 2},
-                                {1, true, true, 2}};
+  const Schedule schedules[] = {{1, false, false, 1, 0}, {1, false, true, 1, 0}, {1, true, false, 1, 0},
+                                {1, true, false, 1, 16}, {1, true, true, 1, 0},  {2, false, false, 1, 0},
+                                {4, false, false, 1, 0}, {1, false, false, 2, 0}, {1, false, true, 2, 0},
+                                {1, true, true, 2, 0}};
   std::vector<TileConfig> out;
   for (const Schedule& s : schedules)
     for (int bm : {64, 128})
@@ -74,13 +79,15 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
           // streams weights with little compute (n = 64).
           for (int stages : {2, 3, 4, 6, 8}) {
             if (stages == 2 && (s.split_k != 1 || s.persistent || s.tokens_first)) continue;  // never won plain
-            // Multicast saves L2 reads of the weights where many token tiles read them: wide tiles, many tokens.
-            if (s.multicast > 1 && bn < 64) continue;
+            // Multicast saves L2 reads of the weights where many token tiles read them: wide tiles, many tokens;
+            // row groups keep the weights of many token tiles in L2 (they gained 1-3.5% at 128-token tiles).
+            if ((s.multicast > 1 || s.row_group > 0) && bn < 64) continue;
             TileConfig c{bm, bn, bk, bm / 16, 1, stages};
             c.split_k = s.split_k;
             c.multicast = s.multicast;
             c.persistent = s.persistent;
             c.tokens_first = s.tokens_first;
+            c.row_group = s.row_group;
             if (!invalid_reason(spec, c)) out.push_back(c);
             // Token tiles by TMA, for calls whose rows are in order (the
             // down projection, the shared experts, routed tokens copied into
@@ -99,6 +106,9 @@ bool WgmmaSpFamily::worth_timing(const KernelSpec& spec, const TileConfig& c, in
   if (c.persistent && tiles <= sm_count) return false;
   // A multicast pair needs two token tiles per row tile to share.
   if (c.multicast > 1 && std::max<int64_t>(tokens, 1) <= c.block_n) return false;
+  // Row groups order tiles differently only past one group of row tiles.
+  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
+  if (c.row_group > 0 && (rows + c.block_m - 1) / c.block_m <= c.row_group) return false;
   return true;
 }
 
@@ -122,10 +132,10 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
-                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}>",
+                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}, {}>",
                                              pipeline_tile_args(spec, c), c.stages, pipeline_sparsity_args(spec),
                                              c.split_k, c.tokens_first ? "true" : "false", c.multicast,
-                                             c.tokens_tma ? "true" : "false"),
+                                             c.tokens_tma ? "true" : "false", c.row_group),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,
@@ -169,8 +179,16 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // runs at once: tiles running together then share their token tile (Mixtral
 // up n = 4096: 0.3240 against 0.3841 token-first; persistent Mixtral down
 // n = 4096: 0.2996 against 0.3591). Over those 18 cells the defaults went
-// from 1.13x to 1.06x the best config on average. Grouped launches keep the
-// schedule the MoE layer was measured with.
+// from 1.13x to 1.06x the best config on average. The seventh session's runs
+// (same shapes, rows in order) confirmed them against the previous defaults
+// (Mixtral up n = 256 1.13x, n = 4096 1.10x; Mixtral down n = 4096 1.17x)
+// and added: past one wave of tiles (N = 1) persistent blocks in row-first
+// order beat one tile per block at any number of waves, 1.5-6.6% on Mixtral
+// and 3-5% on OpenMoE-34B up at n = 4096 in three runs each (the four-wave
+// cap of schedule() came from gathered token-first runs); and where there
+// are more than 16 row tiles, walking them in groups of 16 (row_group) gave
+// another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
+// layer was measured with.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
   TileConfig x = c;
@@ -179,7 +197,14 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   if (!spec.grouped) {
     TileConfig t = x;
     if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
-    if (t.split_k == 1) t.tokens_first = tile_count(spec, t, tokens) <= sm_count;
+    if (t.split_k == 1) {
+      const int64_t tiles = tile_count(spec, t, tokens);
+      const int64_t row_tiles = ((spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N + t.block_m - 1) /
+                                t.block_m;
+      t.persistent = spec.sparsity.N == 1 && tiles > sm_count;
+      t.tokens_first = !t.persistent && tiles <= sm_count;
+      t.row_group = t.persistent && row_tiles > 16 ? 16 : 0;
+    }
     if (!invalid_reason(spec, t)) x = t;
   }
   return x;
@@ -188,6 +213,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
 TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
   TileConfig c = tile;
   c.split_k = c.multicast = 1;
+  c.row_group = 0;
   c.persistent = c.tokens_first = false;
   const int64_t tiles = tile_count(spec, c, tokens);
   // Split-k shares are whole segments of max(V, block_k) columns: this many.

@@ -157,9 +157,14 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   const auto& sp = spec.sparsity;
   uint64_t key = 0;
   auto pack = [&](int64_t value, int bits) {
-    if (value < 0 || value >= (int64_t(1) << bits))
+    if (value < 0 || value >= (int64_t(1) << bits)) {
+      // A field the key cannot hold is one no valid config has: say why it is invalid where the family can.
+      if (auto why = kernel_family(spec.backend).invalid_reason(spec, config))
+        throw Error(ErrorCode::Unsupported, fmt::format("{} config {} invalid for {}: {}", backend_name(spec.backend),
+                                                        config.to_string(), spec.to_string(), *why));
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("kernel request out of range: {} {}", spec.to_string(), config.to_string()));
+    }
     key = (key << bits) | uint64_t(value);
   };
   pack(int(spec.backend), 2);
@@ -170,9 +175,9 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(sp.V == 32 ? 0 : sp.V == 64 ? 1 : sp.V == 128 ? 2 : sp.V == 256 ? 3 : 4, 2);  // validated V values
   pack(sp.N, 4);
   pack(sp.M, 4);
-  pack(config.block_m, 9);
-  pack(config.block_n, 9);
-  pack(config.block_k, 9);
+  pack(config.block_m % 16 == 0 ? config.block_m / 16 : -1, 5);  // a multiple of 16 up to 496
+  pack(config.block_n % 8 == 0 ? config.block_n / 8 : -1, 6);  // a multiple of 8 up to 504
+  pack(config.block_k % 32 == 0 ? config.block_k / 32 : -1, 4);  // a multiple of 32 up to 480
   pack(config.warps_m, 5);
   pack(config.warps_n - 1, 4);  // 1 to 16 (at most 16 warps)
   pack(config.stages, 4);
@@ -181,7 +186,9 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.persistent ? 1 : 0, 1);
   pack(config.tokens_first ? 1 : 0, 1);
   pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values
-  pack(config.tokens_tma ? 1 : 0, 1);  // all 64 bits used
+  pack(config.tokens_tma ? 1 : 0, 1);
+  pack(config.row_group == 0 ? 0 : config.row_group == 4 ? 1 : config.row_group == 8 ? 2 : config.row_group == 16 ? 3 : 4,
+       2);  // validated values; 54 of 64 bits used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

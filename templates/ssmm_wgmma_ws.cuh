@@ -49,7 +49,8 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // block's tile, in rank order (deterministic), for 1/SPLIT of the tile and
 // stores that part. Meant for grids of fewer tiles than SMs.
 // TOKENS_FIRST: the tile order's fastest index is the token tile, not the
-// row tile (tile_scheduler.cuh).
+// row tile; ROW_GROUP: row tiles in groups that each walk all token tiles
+// (tile_scheduler.cuh).
 // MCAST = 2: a cluster of two blocks takes a row tile and two neighbouring
 // token tiles, one each. Each block's TMA brings half of the weight values
 // and metadata rows and multicasts them to both, so the pair reads its
@@ -64,7 +65,7 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // (zeros past the rows and past k) instead of 16-byte cp.async pieces from
 // every producer thread: on the H200 the same bytes arrive ~1.25x faster.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
-          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false>
+          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> Base;
   static constexpr int kConsumers = Base::kThreads;  // BM/64 warpgroups
@@ -158,7 +159,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       int it = 0, cursor = 0;
       for (int t = first_tile; t < total; t += tile_step) {
         Tile tile;
-        problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
+        problem.template tile<TOKENS_FIRST, ROW_GROUP>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
         tile.tok0 += tok_share;  // past the tokens: ids of -1, zeros in, nothing stored
         named_barrier(2, kProducers);  // every producer has its rows of the previous tile
         Base::load_token_ids(tile.args, s_ids, tile.tok0, ptid, kProducers);
@@ -222,7 +223,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     int it = 0, cursor = 0;
     for (int t = first_tile; t < total; t += tile_step) {
       Tile tile;
-      problem.template tile<TOKENS_FIRST>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
+      problem.template tile<TOKENS_FIRST, ROW_GROUP>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
       tile.tok0 += tok_share;
       this->clear_accumulators();
       for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {

@@ -23,10 +23,29 @@ struct Tile {
 };
 
 // Local tile number -> its row and token tile within one expert.
-template <bool TOKENS_FIRST>
+// ROW_GROUP > 0 (row-first order only): the row tiles are taken in groups of
+// ROW_GROUP, each group walking every token tile before the next starts, row
+// tile fastest inside it. The tiles that run at the same time then read
+// ROW_GROUP row tiles' weights and a few dozen token tiles, a working set
+// that stays in L2; plain row-first order has every SM on a different row
+// tile, so all of an expert's weights (29 MB for Mixtral's up projection)
+// stream past each token tile and get evicted by the tokens and outputs.
+template <bool TOKENS_FIRST, int ROW_GROUP>
 __device__ __forceinline__ void place_tile(int local, int row_tiles, int tok_tiles, int bm, int bn, Tile& out) {
-  const int row_tile = TOKENS_FIRST ? local / tok_tiles : local % row_tiles;
-  const int tok_tile = TOKENS_FIRST ? local % tok_tiles : local / row_tiles;
+  static_assert(ROW_GROUP == 0 || !TOKENS_FIRST, "row groups order row-first tiles");
+  int row_tile, tok_tile;
+  if (TOKENS_FIRST) {
+    row_tile = local / tok_tiles;
+    tok_tile = local % tok_tiles;
+  } else if (ROW_GROUP > 0) {
+    const int group = local / (ROW_GROUP * tok_tiles), in_group = local % (ROW_GROUP * tok_tiles);
+    const int rows_here = min(ROW_GROUP, row_tiles - group * ROW_GROUP);  // the last group may be short
+    row_tile = group * ROW_GROUP + in_group % rows_here;
+    tok_tile = in_group / rows_here;
+  } else {
+    row_tile = local % row_tiles;
+    tok_tile = local / row_tiles;
+  }
   out.row0 = row_tile * bm;
   out.tok0 = tok_tile * bn;
 }
@@ -40,11 +59,11 @@ struct SingleProblem {
     return row_tiles * ((args.n + bn - 1) / bn);
   }
   // Tile t (< tiles()); `cursor` is unused.
-  template <bool TOKENS_FIRST>
+  template <bool TOKENS_FIRST, int ROW_GROUP>
   __device__ __forceinline__ void tile(const int*, int&, int t, int row_tiles, int bm, int bn, Tile& out) const {
     out.args = args;
     out.expert = 0;
-    place_tile<TOKENS_FIRST>(t, row_tiles, (args.n + bn - 1) / bn, bm, bn, out);
+    place_tile<TOKENS_FIRST, ROW_GROUP>(t, row_tiles, (args.n + bn - 1) / bn, bm, bn, out);
   }
 };
 
@@ -75,13 +94,13 @@ struct GroupedProblem {
   __device__ __forceinline__ int tiles(const int* prefix, int, int) const { return prefix[g.experts]; }
   // Tile t; `cursor` is the expert of the caller's previous tile (start at 0):
   // a block's tiles increase, so the search only moves forward.
-  template <bool TOKENS_FIRST>
+  template <bool TOKENS_FIRST, int ROW_GROUP>
   __device__ __forceinline__ void tile(const int* prefix, int& cursor, int t, int row_tiles, int bm, int bn,
                                        Tile& out) const {
     while (prefix[cursor + 1] <= t) ++cursor;
     expert_slice(g, cursor, out.args);
     out.expert = cursor;
-    place_tile<TOKENS_FIRST>(t - prefix[cursor], row_tiles, (prefix[cursor + 1] - prefix[cursor]) / row_tiles, bm,
+    place_tile<TOKENS_FIRST, ROW_GROUP>(t - prefix[cursor], row_tiles, (prefix[cursor + 1] - prefix[cursor]) / row_tiles, bm,
                              bn, out);
   }
 };

@@ -52,6 +52,10 @@ struct TileConfig {
   int split_k = 1;            // blocks per tile, each a share of k, summed in a cluster (1, 2, 4, 8)
   bool persistent = false;    // about one block per SM, each walking its tiles
   bool tokens_first = false;  // tile order: token tile fastest (default: row tile fastest)
+  // Row-first order in groups of this many row tiles, each group walking
+  // every token tile before the next (0: off; 4, 8 or 16), so the tiles
+  // running at once keep their weights and tokens in L2.
+  int row_group = 0;
   // Blocks of one cluster that share a row tile, each with its own token
   // tile, the weight tiles brought once by TMA multicast (1 or 2).
   int multicast = 1;
@@ -63,15 +67,17 @@ struct TileConfig {
 
   int threads() const { return warps_m * warps_n * 32; }
   // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_m2" (multicast), "_p" (persistent), "_tf"
-  // (tokens_first), "_xt" (tokens_tma) where set.
+  // (tokens_first), "_g16" (row_group), "_xt" (tokens_tma) where set.
   std::string to_string() const;
   static TileConfig parse(const std::string& text);
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
            warps_n == o.warps_n && stages == o.stages && split_k == o.split_k && persistent == o.persistent &&
-           tokens_first == o.tokens_first && multicast == o.multicast && tokens_tma == o.tokens_tma;
+           tokens_first == o.tokens_first && row_group == o.row_group && multicast == o.multicast && tokens_tma == o.tokens_tma;
   }
-  bool default_schedule() const { return split_k == 1 && !persistent && !tokens_first && multicast == 1; }
+  bool default_schedule() const {
+    return split_k == 1 && !persistent && !tokens_first && row_group == 0 && multicast == 1;
+  }
 };
 
 // Largest dynamic shared memory one block may opt into, per architecture.

@@ -144,10 +144,16 @@ TEST(Generator, TileConfigTextRoundTrips) {
   s.multicast = 1;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_xt");
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.persistent = true;
+  s.row_group = 16;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_xt");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_g8").default_schedule());
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
                           "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_",
                           "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2", "bm64_bn32_bk128_w4x1_s2_xt_tf",
-                          "bm64_bn32_bk128_w4x1_s2_xt_xt"})
+                          "bm64_bn32_bk128_w4x1_s2_xt_xt", "bm64_bn32_bk128_w4x1_s2_g0", "bm64_bn32_bk128_w4x1_s2_xt_g8",
+                          "bm64_bn32_bk128_w4x1_s2_g8_tf"})
     EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
 }
 
@@ -215,6 +221,23 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   p.persistent = true;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 64, 132));
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 4096, 132));
+  // Row groups: row-first only, of 4, 8 or 16 row tiles, timed only where
+  // there are more row tiles than one group (otherwise the order is row-first's).
+  TileConfig g{128, 64, 128, 8, 1, 3};
+  g.persistent = true;
+  g.row_group = 16;
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
+  EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, g, 4096, 132));  // 6 row tiles
+  KernelSpec wide = s;
+  wide.m = 14336;  // 56 row tiles
+  EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(wide, g, 4096, 132));
+  g.row_group = 12;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
+  g.row_group = 8;
+  g.tokens_first = true;
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig::parse("bm64_bn32_bk64_w2x2_s3_g8")),
+            std::nullopt);
   // A multicast pair needs a second token tile to share its weights with.
   m2.block_n = 64;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 64, 132));
@@ -264,14 +287,15 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   // wants). Since the sixth session, tiles of 64 or 128 tokens read them by TMA (_xt) where the call's rows are
   // in order (a call that gathers runs the same tile with the gather), and such tiles of one launch take 4 stages
   // (k of 16 k-tiles or more) and row tiles first unless all tiles run at once: the percentages of those are from
-  // the sixth session's quick passes on rows in order.
+  // the sixth session's quick passes on rows in order. Since the seventh, past one wave of tiles they run
+  // persistent, row-first, in groups of 16 row tiles where there are more ("winner": of that session's runs).
   EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
   EXPECT_EQ(w.default_config(mixtral, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // the winner
-  EXPECT_EQ(w.default_config(mixtral, 1024, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_p_xt");    // +6%
-  EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_xt");      // the winner
+  EXPECT_EQ(w.default_config(mixtral, 1024, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16_xt");  // winner
+  EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16_xt");  // winner
   EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
   EXPECT_EQ(w.default_config(openmoe, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // +1%
-  EXPECT_EQ(w.default_config(openmoe, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_xt");      // the winner
+  EXPECT_EQ(w.default_config(openmoe, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16_xt");  // winner
   EXPECT_EQ(w.default_config(deepseek, 64, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_k4");        // +3%
   EXPECT_EQ(w.default_config(deepseek, 256, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");       // the winner
   EXPECT_EQ(w.default_config(deepseek, 1024, sms).to_string(), "bm128_bn64_bk128_w8x1_s6_tf_xt");  // the winner

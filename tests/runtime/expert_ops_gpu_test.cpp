@@ -246,6 +246,12 @@ TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
                  TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf_xt"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
                  TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf_xt"), Backend::WgmmaSp});
+  // Row groups: 5 row tiles in groups of 4 (a short last group), persistent
+  // blocks and one tile per block; grouped launches in check_grouped below.
+  run_case({DType::bf16, {128, 1, 2}, 1200, 256, 300, 300, Epilogue::None,
+            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_g4_xt"), Backend::WgmmaSp});
+  run_down_case({DType::bf16, {128, 1, 2}, 1200, 256, 300, 300, Epilogue::None,
+                 TileConfig::parse("bm128_bn64_bk128_w8x1_s3_g4_xt"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -455,7 +461,9 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
                              "bm128_bn64_bk128_w8x1_s3_tf", "bm128_bn32_bk128_w8x1_s4_k2", "bm64_bn64_bk128_w4x1_s3_k4",
                              "bm128_bn64_bk128_w8x1_s3_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf",
                              // the down projection's token tiles by TMA, from h's rows past each expert's offset
-                             "bm128_bn64_bk128_w8x1_s3_tf_xt", "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt"}) {
+                             "bm128_bn64_bk128_w8x1_s3_tf_xt", "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt",
+                             // row groups (one short group of 3 row tiles per expert)
+                             "bm64_bn32_bk128_w4x1_s3_p_g4", "bm64_bn64_bk128_w4x1_s3_g4_xt"}) {
     SCOPED_TRACE(config);
     check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
   }
