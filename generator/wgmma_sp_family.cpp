@@ -184,7 +184,7 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // (Mixtral up n = 256 1.13x, n = 4096 1.10x; Mixtral down n = 4096 1.17x)
 // and added: past one wave of tiles (N = 1) persistent blocks in row-first
 // order beat one tile per block at any number of waves, 1.5-6.6% on Mixtral
-// and 3-5% on OpenMoE-34B up at n = 4096 in three runs each (the four-wave
+// and 3-5% on OpenMoE-34B up at n = 4096 in four runs each (the four-wave
 // cap of schedule() came from gathered token-first runs); and where there
 // are more than 16 row tiles, walking them in groups of 16 (row_group) gave
 // another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
