@@ -194,7 +194,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   TileConfig x = c;
   x.tokens_tma = c.block_n >= 64;
   if (invalid_reason(spec, x)) return c;
-  if (!spec.grouped) {
+  if (!spec.grouped && x.tokens_tma) {  // gathered (32-token) tiles keep schedule()'s choice
     TileConfig t = x;
     if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
     if (t.split_k == 1) {

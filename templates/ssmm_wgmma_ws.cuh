@@ -94,6 +94,12 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // Arrivals that fill a stage: the TMA thread's, plus every producer's
   // cp.async arrival where they gather the tokens.
   static constexpr int kFills = TOKENS_TMA ? 1 : kProducers + 1;
+  // The producers' gather of a tile's token rows; nothing with TMA token tiles.
+  struct NoGather {
+    __device__ __forceinline__ NoGather(const SsmmArgs&, const int*, int) {}
+    __device__ __forceinline__ void load(const SsmmArgs&, u32, int) const {}
+  };
+  typedef typename ConstIf<TOKENS_TMA, NoGather, typename Base::template TokenRows<kProducers>>::type GatherRows;
   // k-tiles per segment: a split-k share is a whole number of these.
   static constexpr int kUnit = V > BK ? V / BK : 1;
 
@@ -161,10 +167,14 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         Tile tile;
         problem.template tile<TOKENS_FIRST, ROW_GROUP>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
         tile.tok0 += tok_share;  // past the tokens: ids of -1, zeros in, nothing stored
-        named_barrier(2, kProducers);  // every producer has its rows of the previous tile
-        Base::load_token_ids(tile.args, s_ids, tile.tok0, ptid, kProducers);
-        named_barrier(2, kProducers);
-        const typename Base::template TokenRows<kProducers> token_rows(tile.args, s_ids, ptid);
+        // The gather's token ids and each thread's source rows, once per tile
+        // (TMA token tiles need neither: rows are in order).
+        if constexpr (!TOKENS_TMA) {
+          named_barrier(2, kProducers);  // every producer has its rows of the previous tile
+          Base::load_token_ids(tile.args, s_ids, tile.tok0, ptid, kProducers);
+          named_barrier(2, kProducers);
+        }
+        const GatherRows token_rows(tile.args, s_ids, ptid);
         const int grow = tile.expert * base.rows_pad + tile.row0;  // row in the maps
         // The tile's first activation row in maps.tokens: the expert's slice
         // starts (tile.args.x - base.x) / ldx rows into x.

@@ -289,7 +289,7 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
 
 // Token tiles by TMA: the producer thread asks for the token boxes with the
 // weights (two 2-D loads more per k-tile) and no thread gathers rows with
-// cp.async (LDGSTS) any more.
+// cp.async (LDGSTS) or prepares a gather any more.
 TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
   const std::string tool = find_cuobjdump();
   if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
@@ -304,6 +304,9 @@ TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
     EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config << " uses local memory";
     const bool gathers = std::regex_search(sass, std::regex(R"(\bLDGSTS\b)"));
     EXPECT_EQ(gathers, !c.tokens_tma) << config << (c.tokens_tma ? ": still gathers" : ": does not gather");
+    // Nor do the producers load token ids and resolve rows per tile behind their barrier (2, 128 threads).
+    const bool producer_barrier = std::regex_search(sass, std::regex(R"(BAR\.SYNC[.A-Z_]* 0x2, 0x80)"));
+    EXPECT_EQ(producer_barrier, !c.tokens_tma) << config << ": producer barrier " << (producer_barrier ? "present" : "absent");
   }
 }
 
