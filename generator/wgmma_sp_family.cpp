@@ -12,6 +12,15 @@
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
+namespace {
+
+// Row tiles of one expert: its condensed rows (N of every M) over block_m.
+int64_t row_tiles(const KernelSpec& spec, int block_m) {
+  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
+  return (rows + block_m - 1) / block_m;
+}
+
+}  // namespace
 
 // Mirrors SsmmWgmmaWs: the pipeline's tiles (operands on 1024-byte swizzle
 // periods) plus a producer warpgroup, two mbarriers per stage and the slack
@@ -107,18 +116,15 @@ bool WgmmaSpFamily::worth_timing(const KernelSpec& spec, const TileConfig& c, in
   // A multicast pair needs two token tiles per row tile to share.
   if (c.multicast > 1 && std::max<int64_t>(tokens, 1) <= c.block_n) return false;
   // Row groups order tiles differently only past one group of row tiles.
-  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
-  if (c.row_group > 0 && (rows + c.block_m - 1) / c.block_m <= c.row_group) return false;
+  if (c.row_group > 0 && row_tiles(spec, c.block_m) <= c.row_group) return false;
   return true;
 }
 
 int64_t WgmmaSpFamily::tile_count(const KernelSpec& spec, const TileConfig& c, int64_t tokens) {
-  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
   const int64_t experts = spec.grouped ? spec.experts : 1;
   // A multicast cluster takes token tiles in groups of `multicast` (a block past the tokens computes nothing).
   const int64_t span = int64_t(c.block_n) * c.multicast;
-  return (rows + c.block_m - 1) / c.block_m * ((std::max<int64_t>(tokens, 1) + span - 1) / span) * c.multicast *
-         experts;
+  return row_tiles(spec, c.block_m) * ((std::max<int64_t>(tokens, 1) + span - 1) / span) * c.multicast * experts;
 }
 
 GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig& c) const {
@@ -199,11 +205,9 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
     if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
     if (t.split_k == 1) {
       const int64_t tiles = tile_count(spec, t, tokens);
-      const int64_t row_tiles = ((spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N + t.block_m - 1) /
-                                t.block_m;
       t.persistent = spec.sparsity.N == 1 && tiles > sm_count;
       t.tokens_first = !t.persistent && tiles <= sm_count;
-      t.row_group = t.persistent && row_tiles > 16 ? 16 : 0;
+      t.row_group = t.persistent && row_tiles(spec, t.block_m) > 16 ? 16 : 0;
     }
     if (!invalid_reason(spec, t)) x = t;
   }
