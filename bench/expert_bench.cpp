@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <random>
 
 #include <fmt/format.h>
@@ -164,8 +163,7 @@ int main(int argc, char** argv) try {
         std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
         if (!args.config.empty()) {
           cs.clear();
-          std::stringstream list(args.config);
-          for (std::string one; std::getline(list, one, ',');) {
+          for (const std::string& one : cli::split_list(args.config)) {
             const TileConfig only = TileConfig::parse(one);
             if (!kernel_family(b).invalid_reason(bs, only)) cs.push_back(only);
           }

@@ -49,12 +49,19 @@ inline bool print_help_if_asked(const std::vector<std::string>& argv, const char
   return false;
 }
 
+// "a,b,c" -> {"a", "b", "c"} (empty items kept, for the caller to reject).
+inline std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
 // "1,2,64" -> {1, 2, 64}; any item that is not an integer >= min_value is a
 // usage error naming `what`.
 inline std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, int64_t min_value) {
   std::vector<int64_t> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
+  for (const std::string& item : split_list(text)) {
     size_t used = 0;
     int64_t v = 0;
     try {
