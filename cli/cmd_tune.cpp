@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -27,6 +28,7 @@ const char* kHelp =
     "  --rows N:M          row pattern (default 1:2)   --segment V (default 128)\n"
     "  --max-configs N     tune only the first N configs of the search space\n"
     "  --jobs N            parallel compiles (default: hardware threads)\n"
+    "  --timings-csv FILE  every candidate's time per bucket (what the winners beat)\n"
     "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
 
 // A bar on a terminal, a line per quarter elsewhere (logs stay short).
@@ -61,7 +63,7 @@ TuneLog progress_log(const std::string& label) {
 int cmd_tune(const std::vector<std::string>& argv) {
   if (print_help_if_asked(argv, kHelp)) return 0;
   Args args(argv, {"--model", "--sweep", "--dtype", "--buckets", "--rows", "--segment", "--max-configs", "--jobs",
-                   "--cache"},
+                   "--cache", "--timings-csv"},
             {});
   if (args.has("--model") == args.has("--sweep"))
     throw Error(ErrorCode::InvalidArgument, "give exactly one of --model and --sweep");
@@ -90,6 +92,13 @@ int cmd_tune(const std::vector<std::string>& argv) {
   opt.max_configs = sweep.max_configs;
   if (args.has("--jobs")) opt.jobs = std::stoi(args.get("--jobs", "0"));
 
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> timings(nullptr, &std::fclose);
+  if (args.has("--timings-csv")) {
+    const std::string path = args.get("--timings-csv", "");
+    timings.reset(std::fopen(path.c_str(), "w"));
+    if (!timings) throw Error(ErrorCode::InvalidArgument, "cannot write --timings-csv file '" + path + "'");
+    std::fprintf(timings.get(), "model,op,dtype,m,k,grouped,bucket,backend,config,ms\n");
+  }
   const auto start = std::chrono::steady_clock::now();
   fmt::print("tuning on {} into {}\n", current_fingerprint(rt.device().info().ordinal).to_string(), cache_path);
   int tuned = 0;
@@ -107,7 +116,14 @@ int cmd_tune(const std::vector<std::string>& argv) {
         if (!wanted) continue;
         const std::string label = fmt::format("{} {}{} {} {}x{}", model.name, shared ? "shared " : "",
                                               op_name(spec0.op), dtype_name(dt), spec0.m, spec0.k);
-        const TuneReport rep = tune_spec(spec0, backend, records, opt, progress_log(label));
+        TuneLog log = progress_log(label);
+        if (timings)
+          log.timed = [&](const KernelSpec& s, const TileConfig& c, int64_t bucket, double ms) {
+            std::fprintf(timings.get(), "%s,%s,%s,%lld,%lld,%d,%lld,%s,%s,%.5f\n", model.name.c_str(), op_name(s.op),
+                         dtype_name(s.dtype), (long long)s.m, (long long)s.k, s.grouped ? 1 : 0, (long long)bucket,
+                         backend_name(s.backend), c.to_string().c_str(), ms);
+          };
+        const TuneReport rep = tune_spec(spec0, backend, records, opt, log);
         fmt::print("{}: {} candidates, {} failed to compile, {} wrong; {} buckets in {:.1f} s\n", label,
                    rep.candidates, rep.compile_failures, rep.wrong_answers, rep.records.size(), rep.seconds);
         for (const auto& r : rep.records)

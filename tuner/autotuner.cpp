@@ -100,6 +100,7 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
       if (!kernel_family(c.spec.backend).worth_timing(c.spec, c.config, bucket, sm_count)) continue;
       try {
         timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
+        log.timed(c.spec, c.config, bucket, timed.back().first);
       } catch (const std::exception& e) {
         log.line(fmt::format("skip {} at {} tokens: {}", c.name(), bucket, first_line(e.what())));
       }

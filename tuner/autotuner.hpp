@@ -47,6 +47,9 @@ struct TuneOptions {
 struct TuneLog {
   std::function<void(const std::string&)> line = [](const std::string&) {};
   std::function<void(const std::string& phase, int done, int total)> progress = [](const std::string&, int, int) {};
+  // Every candidate's first timing at a bucket (before the best are re-timed).
+  std::function<void(const KernelSpec& candidate, const TileConfig& config, int64_t bucket, double ms)> timed =
+      [](const KernelSpec&, const TileConfig&, int64_t, double) {};
 };
 
 struct TuneReport {
