@@ -33,6 +33,7 @@ std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, c
   if (!c.default_schedule()) return "split_k, multicast, persistent and tokens_first are wgmma_sp schedules";
   if (c.tokens_tma) return "token tiles by TMA are a wgmma_sp option";
   if (c.row_group) return "row groups are a wgmma_sp schedule";
+  if (c.split_operands) return "a warpgroup per operand is a wgmma_sp consumer layout";
   if (c.block_n % 8 != 0 || c.block_n < 8 || c.block_n > 256) return "block_n must be a multiple of 8 in [8, 256]";
   if (c.warps_m < 1 || c.warps_n < 1 || c.threads() > 512) return "1 to 16 warps";
   if (c.block_m % (16 * c.warps_m) != 0) return "warp tile rows must be a multiple of 16";

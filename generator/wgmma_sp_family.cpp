@@ -24,10 +24,24 @@ int64_t row_tiles(const KernelSpec& spec, int block_m) {
 
 // Mirrors SsmmWgmmaWs: the pipeline's tiles (operands on 1024-byte swizzle
 // periods) plus a producer warpgroup, two mbarriers per stage and the slack
-// that aligns the dynamic shared memory to a swizzle period.
+// that aligns the dynamic shared memory to a swizzle period. With
+// split_operands: a consumer warpgroup per operand, each accumulating one,
+// and for the epilogue from registers the exchange: two regions, each half
+// of a warpgroup's accumulators and two selection states per 16-row
+// fragment, of 128 threads (OperandExchange), and four mbarriers.
 WgmmaSpResources WgmmaSpFamily::resources(const KernelSpec& spec, const TileConfig& c) {
   const PipelineResources p = pipeline_resources(spec, c, 1024);
-  return {p.threads + 128, p.smem_bytes + 2 * c.stages * 8 + 1024, p.accumulator_regs};
+  const int operands = weight_operands(spec);
+  WgmmaSpResources r{p.threads + 128, p.smem_bytes + 2 * c.stages * 8 + 1024, p.accumulator_regs};
+  if (c.split_operands) {
+    r.threads += p.threads * (operands - 1);
+    r.accumulator_regs /= operands;
+    if (spec.sparsity.N == 1 && c.split_k == 1) {
+      const int region_floats = r.accumulator_regs / 2 + (c.block_m / c.warps_m / 16) * 2;
+      r.smem_bytes += 2 * region_floats * 128 * 4 + 32;
+    }
+  }
+  return r;
 }
 
 std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
@@ -48,6 +62,9 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
   if (c.row_group != 0 && c.row_group != 4 && c.row_group != 8 && c.row_group != 16)
     return "row_group must be 0, 4, 8 or 16";
   if (c.row_group && c.tokens_first) return "row groups order row-first tiles, not token-first ones";
+  if (c.split_operands && weight_operands(spec) != 2) return "a warpgroup per operand needs two operands (gated up)";
+  if (c.split_operands && c.block_m != 64)
+    return "a warpgroup per operand takes block_m = 64 (two consumer warpgroups; four would not have the registers)";
   if (c.persistent && (spec.sparsity.N != 1 || c.split_k != 1))
     return "persistent needs N = 1 and no split-k: other epilogues stage through the pipeline's shared memory, "
            "which the next tile's loads would overwrite";
@@ -91,18 +108,24 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
             // Multicast saves L2 reads of the weights where many token tiles read them: wide tiles, many tokens;
             // row groups keep the weights of many token tiles in L2 (they gained 1-3.5% at 128-token tiles).
             if ((s.multicast > 1 || s.row_group > 0) && bn < 64) continue;
-            TileConfig c{bm, bn, bk, bm / 16, 1, stages};
-            c.split_k = s.split_k;
-            c.multicast = s.multicast;
-            c.persistent = s.persistent;
-            c.tokens_first = s.tokens_first;
-            c.row_group = s.row_group;
-            if (!invalid_reason(spec, c)) out.push_back(c);
-            // Token tiles by TMA, for calls whose rows are in order (the
-            // down projection, the shared experts, routed tokens copied into
-            // list order); with 32-token tiles (4 KB boxes) they lost everywhere.
-            c.tokens_tma = bn >= 64;
-            if (c.tokens_tma && !invalid_reason(spec, c)) out.push_back(c);
+            // A warpgroup per operand (gated, 64-row tiles) for 64- and
+            // 128-token tiles: a 32-token tile fits both operands in one.
+            for (bool split_ops : {false, true}) {
+              if (split_ops && (bm != 64 || bn < 64 || weight_operands(spec) != 2)) continue;
+              TileConfig c{bm, bn, bk, bm / 16, 1, stages};
+              c.split_k = s.split_k;
+              c.multicast = s.multicast;
+              c.persistent = s.persistent;
+              c.tokens_first = s.tokens_first;
+              c.row_group = s.row_group;
+              c.split_operands = split_ops;
+              if (!invalid_reason(spec, c)) out.push_back(c);
+              // Token tiles by TMA, for calls whose rows are in order (the
+              // down projection, the shared experts, routed tokens copied into
+              // list order); with 32-token tiles (4 KB boxes) they lost everywhere.
+              c.tokens_tma = bn >= 64;
+              if (c.tokens_tma && !invalid_reason(spec, c)) out.push_back(c);
+            }
           }
   return out;
 }
@@ -138,10 +161,11 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
-                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}, {}>",
+                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}, {}, {}>",
                                              pipeline_tile_args(spec, c), c.stages, pipeline_sparsity_args(spec),
                                              c.split_k, c.tokens_first ? "true" : "false", c.multicast,
-                                             c.tokens_tma ? "true" : "false", c.row_group),
+                                             c.tokens_tma ? "true" : "false", c.row_group,
+                                             c.split_operands ? "true" : "false"),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,

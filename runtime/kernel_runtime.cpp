@@ -188,7 +188,8 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values
   pack(config.tokens_tma ? 1 : 0, 1);
   pack(config.row_group == 0 ? 0 : config.row_group == 4 ? 1 : config.row_group == 8 ? 2 : config.row_group == 16 ? 3 : 4,
-       2);  // validated values; 54 of 64 bits used
+       2);  // validated values
+  pack(config.split_operands ? 1 : 0, 1);  // 55 of 64 bits used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

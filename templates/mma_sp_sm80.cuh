@@ -53,6 +53,7 @@ struct WarpMmaSpCore {
   template <class K>
   static __device__ __forceinline__ void step(K& k, const unsigned char* stage, u32 stage_addr, int ks, int warp_m,
                                               int warp_n, int lane) {
+    static_assert(K::kWA == K::kW, "every warp accumulates every operand");
     typedef typename K::ATile ATile;
     typedef typename K::BTile BTile;
     u32 a[K::kW][K::MT][4], meta[K::kW][K::MT], b[K::NT][4];

@@ -18,13 +18,19 @@
 
 namespace samoyeds {
 
+// SPLIT_OPS (the warp-specialized wgmma_sp kernel, two weight operands): a
+// thread accumulates only one of the operands, operand(0) = op_base; the
+// kernel gives each operand its own consumer warpgroups. Without it every
+// thread accumulates every operand and operand(i) = i.
 template <class Core, class T, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int V, int NKEEP,
-          int MGROUP, int EPI>
+          int MGROUP, int EPI, bool SPLIT_OPS = false>
 struct SsmmPipeline {
   typedef T ElemType;
   static constexpr int kBK = BK, kBN = BN, WARPS_N_ = WARPS_N;
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
-  static constexpr int kW = Epilogue<EPI>::kOperands;  // weight operands
+  static constexpr int kW = Epilogue<EPI>::kOperands;  // weight operands in a stage
+  static constexpr int kWA = SPLIT_OPS ? 1 : kW;         // of them, accumulated by one thread
+  static_assert(!SPLIT_OPS || kW == 2, "splitting the operands needs two of them");
   static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
   static constexpr int MT = WM / 16, NT = WN / 8;
   static constexpr bool kSelect = NKEEP < MGROUP;
@@ -97,14 +103,17 @@ struct SsmmPipeline {
     }
   }
 
-  float acc[kW][kSlots][MT][NT][4];
+  float acc[kWA][kSlots][MT][NT][4];  // [i]: operand(i)
   // Row selection (row_select.cuh), as the core prefers, and each fragment
   // row's selection state.
   typedef typename ConstIf<Core::kSelectByDifference, DifferenceSelect, SwapSelect>::type Select;
-  u32 sel_state[kW][MT][2];
+  u32 sel_state[kWA][MT][2];
   // A k-tile's metadata words of this thread, for cores that read them
   // before their MMAs start (WgmmaSpCore::prepare); unused otherwise.
-  u32 stage_meta[kW][kSteps / 2];
+  u32 stage_meta[kWA][kSteps / 2];
+  int op_base = 0;  // SPLIT_OPS: the operand this thread accumulates (warp-uniform)
+  // The stage operand whose accumulators are acc[i].
+  __device__ __forceinline__ int operand(int i) const { return SPLIT_OPS ? op_base + i : i; }
 
   __device__ __forceinline__ void run(const SsmmArgs& args, unsigned char* smem) {
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -159,7 +168,7 @@ struct SsmmPipeline {
 
   __device__ __forceinline__ void clear_accumulators() {
 #pragma unroll
-    for (int w = 0; w < kW; ++w)
+    for (int w = 0; w < kWA; ++w)
 #pragma unroll
       for (int s = 0; s < kSlots; ++s)
 #pragma unroll
@@ -169,7 +178,7 @@ struct SsmmPipeline {
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[w][s][mt][nt][e] = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kW; ++w)
+    for (int w = 0; w < kWA; ++w)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) sel_state[w][mt][0] = sel_state[w][mt][1] = Select::start(kSlots);
   }
@@ -271,8 +280,8 @@ struct SsmmPipeline {
 
   __device__ __forceinline__ void select_segment(const unsigned char* stage, int seg, int warp_m, int lane) {
 #pragma unroll
-    for (int w = 0; w < kW; ++w) {
-      const u8* sel = stage + w * kWBytes + kABytes + kMetaBytes + seg * BM;
+    for (int w = 0; w < kWA; ++w) {
+      const u8* sel = stage + operand(w) * kWBytes + kABytes + kMetaBytes + seg * BM;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -290,7 +299,7 @@ struct SsmmPipeline {
   __device__ __forceinline__ void finish_selection() {
     if (!kSelect) return;
 #pragma unroll
-    for (int w = 0; w < kW; ++w)
+    for (int w = 0; w < kWA; ++w)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -350,7 +359,7 @@ struct SsmmPipeline {
 #pragma unroll
     for (int pass = 0; pass < (kSelect ? NKEEP : 1); ++pass) {
 #pragma unroll
-      for (int w = 0; w < kW; ++w)
+      for (int w = 0; w < kWA; ++w)
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -365,7 +374,7 @@ struct SsmmPipeline {
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                   const int t = warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
-                  float* dst = tile + (w * BN + t) * kEpiLd + out_row;
+                  float* dst = tile + (operand(w) * BN + t) * kEpiLd + out_row;
                   const float v = acc[w][s][mt][nt][2 * h + e];
                   *dst = pass == 0 ? v : *dst + v;
                 }
@@ -383,8 +392,22 @@ struct SsmmPipeline {
   // contiguous bytes each) for 4 tokens: whole 32-byte sectors at MGROUP = 2.
   __device__ __forceinline__ void store_direct(const SsmmArgs& args, int row0, int tok0, int warp_m, int warp_n,
                                                int lane) {
-    static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
     finish_selection();
+    store_direct_range<0, NT>(args, row0, tok0, warp_m, warp_n, lane, NoPartner());
+  }
+
+  // The same once the selection is finished, for token fragments [NT0, NT1).
+  // The thread's own accumulators give operands op[0 .. kWA-1]; with
+  // SPLIT_OPS `partner` completes op[] (the other warpgroup's accumulators
+  // for the same fragment, ssmm_wgmma_ws.cuh): partner.fill(op, mt, h, nt,
+  // reg, q) with original row q's value of accumulator register reg.
+  struct NoPartner {
+    __device__ __forceinline__ void fill(float (&)[2], int, int, int, int, int) const {}
+  };
+  template <int NT0, int NT1, class Partner>
+  __device__ __forceinline__ void store_direct_range(const SsmmArgs& args, int row0, int tok0, int warp_m,
+                                                     int warp_n, int lane, const Partner& partner) {
+    static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
     const int out_row0 = row0 * MGROUP;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -393,7 +416,7 @@ struct SsmmPipeline {
         const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
         const int row = out_row0 + r * MGROUP;                   // first original row of the group
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int nt = NT0; nt < NT1; ++nt)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int tok = tok0 + warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
@@ -404,10 +427,11 @@ struct SsmmPipeline {
             for (int q = 0; q < MGROUP; ++q) {
               float op[2] = {0.0f, 0.0f};
 #pragma unroll
-              for (int w = 0; w < kW; ++w)
+              for (int w = 0; w < kWA; ++w)
 #pragma unroll
                 for (int s = 0; s < kSlots; ++s)
                   if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
+              partner.fill(op, mt, h, nt, 2 * h + e, q);
               v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
             }
             u16* dst = args.y + u64(tok) * args.ldy + row;

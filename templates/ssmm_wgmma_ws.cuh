@@ -21,6 +21,17 @@
 // consumers take 216 each (setmaxnreg), which the block's pool covers
 // exactly: 128*64 + 256*216 = 384*168. With one consumer warpgroup every
 // thread already has the 255 the hardware allows.
+// SPLIT_OPS (gated up projection, BM = 64): two consumer warpgroups over the
+// same 64 rows x BN tokens, the first accumulating the gate operand, the
+// second the up operand, so each holds one operand's accumulators and the
+// block's tile can be 128 tokens wide (m64n128 wgmmas; both operands in
+// one warpgroup fit only 64 tokens). The stages are the same; each
+// warpgroup reads its own operand's weights and both read the tokens. At
+// the tile's end each warpgroup stores half of the tokens: it hands the
+// other half of its finished accumulators to the other warpgroup through a
+// shared-memory exchange (OperandExchange, store_half), so the epilogue work
+// stays split in two as without SPLIT_OPS (the gate warpgroup storing
+// everything cost 18% at Mixtral's 4096 tokens).
 // Tiles, operand layouts, selection and epilogue are SsmmPipeline's with the
 // WgmmaSpCore; only the schedule and the weight loads differ.
 #pragma once
@@ -32,6 +43,58 @@
 #include "samoyeds/wgmma_sp_sm90a.cuh"
 
 namespace samoyeds {
+
+// Half of one consumer warpgroup's finished accumulators (one operand,
+// selection finished): token fragments [NT0, NT1), for the other warpgroup
+// of a SPLIT_OPS block, which stores those tokens. Its thread with the same
+// index in its warpgroup holds the same fragment rows and tokens. Register
+// j of thread i at floats[j * 128 + i] (a warp's 32 floats are consecutive:
+// no bank conflicts), then each fragment row's selection state.
+template <class K, int NT0, int NT1>
+struct OperandExchange {
+  static constexpr int kFloats = K::kSlots * K::MT * (NT1 - NT0) * 4;
+  static constexpr int kBytes = (kFloats + K::MT * 2) * 128 * 4;
+  float* floats;
+  int i;  // thread index within the warpgroup
+
+  __device__ __forceinline__ OperandExchange(unsigned char* at, int thread)
+      : floats(reinterpret_cast<float*>(at)), i(thread) {}
+  __device__ __forceinline__ u32* states() const { return reinterpret_cast<u32*>(floats + kFloats * 128); }
+  static __device__ __forceinline__ int reg(int s, int mt, int nt, int r) {
+    return ((s * K::MT + mt) * (NT1 - NT0) + (nt - NT0)) * 4 + r;
+  }
+
+  __device__ __forceinline__ void put(const K& k) const {
+#pragma unroll
+    for (int s = 0; s < K::kSlots; ++s)
+#pragma unroll
+      for (int mt = 0; mt < K::MT; ++mt)
+#pragma unroll
+        for (int nt = NT0; nt < NT1; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) floats[reg(s, mt, nt, r) * 128 + i] = k.acc[0][s][mt][nt][r];
+#pragma unroll
+    for (int mt = 0; mt < K::MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) states()[(mt * 2 + h) * 128 + i] = k.sel_state[0][mt][h];
+  }
+  // SsmmPipeline::store_direct_range's partner: the other operand's value of
+  // original row q. The storing thread put its own operand in op[0]; the
+  // operands go in order (gate, up).
+  template <bool OWN_IS_UP>
+  struct Partner {
+    const OperandExchange& x;
+    __device__ __forceinline__ void fill(float (&op)[2], int mt, int h, int nt, int r, int q) const {
+      const u32 state = x.states()[(mt * 2 + h) * 128 + x.i];
+      float v = 0.0f;
+#pragma unroll
+      for (int s = 0; s < K::kSlots; ++s)
+        if (!K::kSelect || K::Select::row_of(state, s) == q) v = x.floats[reg(s, mt, nt, r) * 128 + x.i];
+      if (OWN_IS_UP) op[1] = op[0];
+      op[OWN_IS_UP ? 0 : 1] = v;
+    }
+  };
+};
 
 template <int REGS>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -65,10 +128,12 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // (zeros past the rows and past k) instead of 16-byte cp.async pieces from
 // every producer thread: on the H200 the same bytes arrive ~1.25x faster.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
-          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0>
-struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> {
-  typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI> Base;
-  static constexpr int kConsumers = Base::kThreads;  // BM/64 warpgroups
+          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0, bool SPLIT_OPS = false>
+struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> {
+  typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> Base;
+  static_assert(!SPLIT_OPS || BM == 64, "a warpgroup per operand over 64 rows: two consumer warpgroups");
+  // BM/64 warpgroups, one per operand with SPLIT_OPS.
+  static constexpr int kConsumers = Base::kThreads * (SPLIT_OPS ? Base::kW : 1);
   static constexpr int kProducers = 128;
   static constexpr int kThreads = kConsumers + kProducers;
   static constexpr bool kShiftRegisters = kConsumers == 256;
@@ -84,8 +149,20 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // reads the stage's weights.
   static constexpr int kReleases = kConsumers / 32 * MCAST;
   static constexpr int kAlignSlack = 1024;  // dynamic shared memory aligned up to a swizzle period
-  static constexpr int kBarrierBytes = 2 * STAGES * 8;
-  static constexpr int kSmemBytes = Base::kSmemBytes + kBarrierBytes + kAlignSlack;
+  // The operand hand-off of SPLIT_OPS where the epilogue runs from registers
+  // (the stages are then being refilled for the next tile): warpgroup g
+  // stores token half g of the tile, so it hands the other half of its
+  // operand to the other warpgroup through region g of the exchange (after
+  // the barriers), guarded by mbarriers full[g] and empty[g].
+  static constexpr bool kExchange = SPLIT_OPS && NKEEP == 1 && SPLIT == 1;
+  static constexpr int kHalfNT = Base::NT / 2;
+  static_assert(!kExchange || Base::NT % 2 == 0, "two halves of the token fragments");
+  template <int G>  // what warpgroup G writes: the other half
+  using ExchangeOut = OperandExchange<Base, (1 - G) * kHalfNT, (2 - G) * kHalfNT>;
+  static constexpr int kRegionBytes = ExchangeOut<0>::kBytes;
+  static constexpr int kExchangeBytes = kExchange ? 2 * kRegionBytes : 0;
+  static constexpr int kBarrierBytes = 2 * STAGES * 8 + (kExchange ? 32 : 0);
+  static constexpr int kSmemBytes = Base::kSmemBytes + kBarrierBytes + kExchangeBytes + kAlignSlack;
   // What lands per stage: every operand's values, metadata and selectors
   // (with multicast, half of the values and metadata from the other block).
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
@@ -117,7 +194,9 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     const int tid = threadIdx.x;
     unsigned char* smem = smem_raw + ((kAlignSlack - (smem_addr(smem_raw) % kAlignSlack)) % kAlignSlack);
     int* s_ids = reinterpret_cast<int*>(smem + Base::kMainBytes);
-    const u32 bars = smem_addr(smem + Base::kSmemBytes);  // full[STAGES], then empty[STAGES]
+    // full[STAGES], empty[STAGES], then the exchange's full[2] and empty[2]
+    const u32 bars = smem_addr(smem + Base::kSmemBytes);
+    const u32 exchange_bars = bars + 16 * STAGES;
     int* s_prefix = reinterpret_cast<int*>(smem_raw + kSmemBytes);  // past the slack: never overlaps the tiles
     const u32 smem_base = smem_addr(smem);
     const SsmmArgs& base = problem.base();
@@ -128,6 +207,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         mbarrier_init(bars + 8 * s, kFills);
         mbarrier_init(bars + 8 * (STAGES + s), kReleases);   // every consumer warp's release
       }
+      if (kExchange)  // every thread of the warpgroup that writes (full), or reads (empty), the region
+        for (int b = 0; b < 4; ++b) mbarrier_init(exchange_bars + 8 * b, 128);
       fence_mbarrier_init();
     }
     constexpr int kTileN = BN * MCAST;  // tokens per scheduled tile
@@ -229,7 +310,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
 
     // consumer warpgroups
     if (kShiftRegisters) setmaxnreg_inc<kConsumerRegs>();
-    const int lane = tid % 32, warp_m = tid / 32;
+    const int lane = tid % 32, warp_m = (tid / 32) % (BM / 16);
+    if (SPLIT_OPS) this->op_base = group;  // warpgroup 0 the gate, 1 the up operand
     int it = 0, cursor = 0;
     for (int t = first_tile; t < total; t += tile_step) {
       Tile tile;
@@ -252,7 +334,16 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           if (MCAST > 1) mbarrier_arrive_cluster(cluster_map_shared(empty, rank ^ 1));
         }
       }
-      if constexpr (NKEEP == 1 && SPLIT == 1) {
+      if constexpr (kExchange) {
+        // Both warpgroups store half the tokens: the same epilogue work as
+        // two warpgroups of both operands, in parallel.
+        unsigned char* regions = smem + Base::kSmemBytes + kBarrierBytes;
+        const int j = (t - first_tile) / tile_step;  // the block's j-th tile
+        if (group == 0)
+          store_half<0>(tile, regions, exchange_bars, j, warp_m, lane);
+        else
+          store_half<1>(tile, regions, exchange_bars, j, warp_m, lane);
+      } else if constexpr (NKEEP == 1 && SPLIT == 1) {
         this->store_direct(tile.args, tile.row0, tile.tok0, warp_m, 0, lane);  // no shared memory, no barrier
       } else {  // the launch gives this block no other tile, so the stages are free once consumed
         const auto consumers_sync = [] { named_barrier(1, kConsumers); };
@@ -285,6 +376,28 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     // No block of a multicast pair leaves while the other may still arrive on
     // its barriers (or, in principle, copy into it).
     if (MCAST > 1) cluster_sync();
+  }
+
+  // SPLIT_OPS epilogue of warpgroup G for the block's j-th tile: hand the
+  // other warpgroup its half (once it has read tile j-1's: phase j-1 of
+  // empty[G]; then phase j of full[G]), take this half of the other operand
+  // (phase j of full[1-G]), store, release (empty[1-G]).
+  template <int G>
+  __device__ __forceinline__ void store_half(const Tile& tile, unsigned char* regions, u32 bars, int j, int warp_m,
+                                             int lane) {
+    const int i = threadIdx.x % 128;
+    const ExchangeOut<G> out(regions + G * kRegionBytes, i);
+    const ExchangeOut<1 - G> in(regions + (1 - G) * kRegionBytes, i);  // what the other wrote: this half
+    const u32 full_out = bars + 8 * G, full_in = bars + 8 * (1 - G), empty_out = bars + 16 + 8 * G,
+              empty_in = bars + 16 + 8 * (1 - G);
+    this->finish_selection();
+    if (j > 0) mbarrier_wait(empty_out, (j - 1) & 1);
+    out.put(*this);
+    mbarrier_arrive(full_out);
+    mbarrier_wait(full_in, j & 1);
+    this->template store_direct_range<G * kHalfNT, (G + 1) * kHalfNT>(
+        tile.args, tile.row0, tile.tok0, warp_m, 0, lane, typename ExchangeOut<1 - G>::template Partner<G == 1>{in});
+    mbarrier_arrive(empty_in);
   }
 };
 

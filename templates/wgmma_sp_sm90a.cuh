@@ -108,8 +108,8 @@ SAMOYEDS_WGMMA_SP(BF16, "bf16", 128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%6
 
 // The warpgroup core of SsmmPipeline: each warpgroup owns 64 condensed rows
 // of the block and all BN tokens (WARPS_M = BM/16, WARPS_N = 1). One
-// wgmma.sp per (operand, k32 step); its accumulators are the pipeline's
-// slot 0, which the pipeline only touches after settle().
+// wgmma.sp per (operand it accumulates, k32 step); its accumulators are the
+// pipeline's slot 0, which the pipeline only touches after settle().
 struct WgmmaSpCore {
   template <int ROWS, int ROW_BYTES>
   using Tile = Swizzle128Tile<ROWS, ROW_BYTES>;
@@ -123,8 +123,8 @@ struct WgmmaSpCore {
   template <class K>
   static __device__ __forceinline__ void prepare(K& k, const unsigned char* stage, int warp_m, int lane) {
 #pragma unroll
-    for (int w = 0; w < K::kW; ++w) {
-      const u32* m = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes);
+    for (int w = 0; w < K::kWA; ++w) {
+      const u32* m = reinterpret_cast<const u32*>(stage + k.operand(w) * K::kWBytes + K::kABytes);
 #pragma unroll
       for (int j = 0; j < K::kSteps / 2; ++j) k.stage_meta[w][j] = m[(warp_m * (K::kBK / 64) + j) * 32 + lane];
     }
@@ -145,8 +145,9 @@ struct WgmmaSpCore {
     // k32 step ks: 16 compressed values (32 bytes) of A, 32 token values (64 bytes) of B.
     const u64 b_desc = smem_desc_sw128(stage_addr + K::kW * K::kWBytes + BTile::k_offset(ks * 64));
 #pragma unroll
-    for (int w = 0; w < K::kW; ++w) {
-      const u64 a_desc = smem_desc_sw128(stage_addr + w * K::kWBytes + group_row0 * 128 + ATile::k_offset(ks * 32));
+    for (int w = 0; w < K::kWA; ++w) {
+      const u64 a_desc =
+          smem_desc_sw128(stage_addr + k.operand(w) * K::kWBytes + group_row0 * 128 + ATile::k_offset(ks * 32));
       const u32 meta = k.stage_meta[w][ks / 2];
       if (ks % 2 == 0)
         WgmmaSp<typename K::ElemType, K::kBN, 0>::run(k.acc[w][0][0], a_desc, b_desc, meta);

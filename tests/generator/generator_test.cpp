@@ -148,12 +148,17 @@ TEST(Generator, TileConfigTextRoundTrips) {
   s.row_group = 16;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_xt");
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.split_operands = true;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_so_xt");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_so") == TileConfig::parse("bm64_bn32_bk128_w4x1_s2"));
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_g8").default_schedule());
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
                           "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_",
                           "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2", "bm64_bn32_bk128_w4x1_s2_xt_tf",
                           "bm64_bn32_bk128_w4x1_s2_xt_xt", "bm64_bn32_bk128_w4x1_s2_g0", "bm64_bn32_bk128_w4x1_s2_xt_g8",
-                          "bm64_bn32_bk128_w4x1_s2_g8_tf"})
+                          "bm64_bn32_bk128_w4x1_s2_g8_tf", "bm64_bn32_bk128_w4x1_s2_xt_so", "bm64_bn32_bk128_w4x1_s2_so_g8",
+                          "bm64_bn32_bk128_w4x1_s2_so_so"})
     EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
 }
 
@@ -238,6 +243,39 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
   EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig::parse("bm64_bn32_bk64_w2x2_s3_g8")),
             std::nullopt);
+  // A warpgroup per operand: the gated op's, at 64-row tiles, wgmma_sp only;
+  // it halves the accumulators per thread (a 128-token tile fits) and adds
+  // a consumer warpgroup and, for the epilogue from registers, the exchange.
+  KernelSpec gated = s;
+  gated.op = Op::GatedUp;
+  gated.epilogue = Epilogue::GatedSilu;
+  const TileConfig so = TileConfig::parse("bm64_bn128_bk128_w4x1_s3_so");
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(gated, so), std::nullopt);
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, TileConfig::parse("bm64_bn128_bk128_w4x1_s3")),
+            std::nullopt);  // 256 accumulators per thread
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, so), std::nullopt);  // one operand
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_so")),
+            std::nullopt);
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig::parse("bm64_bn32_bk64_w2x2_s3_so")),
+            std::nullopt);
+  const auto& wf = kernel_family(Backend::WgmmaSp);
+  const GeneratedKernel split_kernel = wf.generate(gated, so);
+  EXPECT_EQ(split_kernel.threads, 384);
+  // Against the same tile as one 64-token warpgroup: 64 tokens of stages
+  // fewer, the exchange (two halves of 128 accumulators and 2 states each,
+  // of 128 threads; four mbarriers) more.
+  const GeneratedKernel narrow = wf.generate(gated, TileConfig::parse("bm64_bn64_bk128_w4x1_s3"));
+  EXPECT_EQ(narrow.threads, 256);
+  EXPECT_EQ(split_kernel.smem_bytes - narrow.smem_bytes, 3 * 64 * 128 * 2 + 64 * 4 + 2 * (64 + 2) * 128 * 4 + 32);
+  KernelSpec gated_n2 = gated;
+  gated_n2.sparsity = {128, 2, 4};  // N = 2: the epilogue goes through the f32 tile in the stages, no exchange
+  TileConfig so_n2 = so;
+  so_n2.block_n = 32;  // 4 slots: one warpgroup holds both operands only at 32 tokens
+  TileConfig one_n2 = so_n2;
+  one_n2.split_operands = false;
+  EXPECT_EQ(wf.generate(gated_n2, so_n2).smem_bytes, wf.generate(gated_n2, one_n2).smem_bytes);
+  const auto space = kernel_family(Backend::WgmmaSp).search_space(gated);
+  EXPECT_TRUE(std::any_of(space.begin(), space.end(), [](const TileConfig& c) { return c.split_operands; }));
   // A multicast pair needs a second token tile to share its weights with.
   m2.block_n = 64;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 64, 132));

@@ -310,6 +310,23 @@ TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
   }
 }
 
+// A warpgroup per operand (gated up projection): each consumer warpgroup
+// issues m64n128 wgmmas for its one operand (two operands in one warpgroup
+// take m64n64), the up warpgroup hands its accumulators over in shared memory,
+// and nothing spills.
+TEST(SassWgmmaSp, SplitOperandsTakeWholeTokenTilesPerWarpgroup) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
+  s.backend = Backend::WgmmaSp;
+  for (const char* config : {"bm64_bn128_bk128_w4x1_s3_p_g16_so_xt", "bm64_bn128_bk128_w4x1_s3_so"}) {
+    const std::string sass = sass_of(tool, s, TileConfig::parse(config));
+    EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x128x32)"))) << config << ": no m64n128 sparse MMA";
+    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x64x32)"))) << config << ": still m64n64";
+    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config << " uses local memory";
+  }
+}
+
 // A multicast pair multicasts its weight tiles and releases every stage in
 // both blocks (a remote mbarrier arrive per consumer warp and k-tile). With a
 // cluster-scope release on that arrive, ptxas put a GPU-wide fence before it,

@@ -252,6 +252,16 @@ TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
             TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_g4_xt"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 1200, 256, 300, 300, Epilogue::None,
                  TileConfig::parse("bm128_bn64_bk128_w8x1_s3_g4_xt"), Backend::WgmmaSp});
+  // A warpgroup per operand of the gated up projection: the hand-off of the
+  // up accumulators through shared memory, tile after tile in persistent
+  // blocks (16 row tiles x 10 token tiles: more than one wave on the H200);
+  // through the pipeline's f32 tile with N = 2 and with split-k.
+  run_case({DType::bf16, {128, 1, 2}, 2000, 256, 1200, 1200, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn128_bk128_w4x1_s3_p_so"), Backend::WgmmaSp});
+  run_case({DType::f16, {64, 2, 4}, 96, 256, 150, 150, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_so"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 200, 384, 37, 50, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_k2_so"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -410,15 +420,18 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) 
   auto p = random_probs(rows);
   DeviceBuffer d_x = to_device(x), d_list = to_device(list), d_off = to_device(offsets), d_p = to_device(p);
   DeviceBuffer h(size_t(rows * I * 2)), z(size_t(rows * H * 2));
-  LaunchOptions opt, up_opt;
-  opt.backend = up_opt.backend = backend;
-  opt.config = up_opt.config = config;
+  LaunchOptions opt, up_opt, grouped_up_opt;
+  opt.backend = up_opt.backend = grouped_up_opt.backend = backend;
+  opt.config = up_opt.config = grouped_up_opt.config = config;
   // Grouped, a config reading token tiles by TMA copies the tokens into list
   // order first; each expert's own launch gathers them with the same tile.
   up_opt.config->tokens_tma = false;
+  // A warpgroup per operand is the up projection's (two operands); the down
+  // projection runs the same tile without it.
+  opt.config->split_operands = false;
   DeviceBuffer in_order(size_t(rows * H * 2));
   grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
-                   static_cast<const int32_t*>(d_off.data()), T, h.data(), opt, {in_order.data(), rows});
+                   static_cast<const int32_t*>(d_off.data()), T, h.data(), grouped_up_opt, {in_order.data(), rows});
   grouped_down_scaled(runtime(), g2, h.data(), rows, static_cast<const int32_t*>(d_off.data()), T,
                       static_cast<const float*>(d_p.data()), z.data(), opt);
   Device::get().synchronize();
@@ -463,7 +476,11 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
                              // the down projection's token tiles by TMA, from h's rows past each expert's offset
                              "bm128_bn64_bk128_w8x1_s3_tf_xt", "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt",
                              // row groups (one short group of 3 row tiles per expert)
-                             "bm64_bn32_bk128_w4x1_s3_p_g4", "bm64_bn64_bk128_w4x1_s3_g4_xt"}) {
+                             "bm64_bn32_bk128_w4x1_s3_p_g4", "bm64_bn64_bk128_w4x1_s3_g4_xt",
+                             // a warpgroup per up operand: persistent (the hand-off tile after tile),
+                             // one tile per block, split-k
+                             "bm64_bn128_bk128_w4x1_s3_p_so_xt", "bm64_bn64_bk128_w4x1_s4_p_g4_so",
+                             "bm64_bn128_bk128_w4x1_s3_tf_so_xt", "bm64_bn64_bk128_w4x1_s3_k2_so"}) {
     SCOPED_TRACE(config);
     check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
   }
