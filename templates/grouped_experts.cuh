@@ -8,6 +8,16 @@
 
 namespace samoyeds {
 
+// Whether the token list fits the rows of a compact x; if not, raises
+// kErrorListPastRows (from the first thread of the grid) and the launch must
+// compute nothing: its experts' slices would read, and write, past the rows.
+__device__ __forceinline__ bool list_fits_rows(const GroupedSsmmArgs& g) {
+  if (!g.x_is_compact || g.offsets[g.experts] <= g.base.x_rows) return true;
+  if (g.base.error_flag && threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+    global_or(g.base.error_flag, kErrorListPastRows);
+  return false;
+}
+
 // Expert e's slice of a grouped launch as single-expert arguments.
 __device__ __forceinline__ void expert_slice(const GroupedSsmmArgs& g, int e, SsmmArgs& a) {
   const int begin = g.offsets[e];
@@ -36,6 +46,7 @@ template <int BN>
 __device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs& a) {
   const int e = blockIdx.z;
   if (int(blockIdx.y) * BN >= g.offsets[e + 1] - g.offsets[e]) return false;
+  if (!list_fits_rows(g)) return false;
   expert_slice(g, e, a);
   return true;
 }

@@ -16,7 +16,7 @@ struct SsmmArgs {
   const int* ids;                   // [n] or null
   const float* row_scale;           // [n] or null: output row i scaled by row_scale[i]
   unsigned short* y;                // [n, ldy], m valid columns
-  int* error_flag;                  // bit 0: an id was out of range (its row read as zeros)
+  int* error_flag;                  // SsmmErrorBits, below
   int m, k, n;
   int x_rows, ldx, ldy;
   int rows_pad, k_phys;
@@ -98,6 +98,11 @@ struct CombineArgs {
   int tokens, top_k, hidden;
 };
 
-enum SsmmErrorBits { kErrorBadTokenId = 1 };
+// Bits of the error flag (SsmmArgs::error_flag):
+// kErrorBadTokenId  an id was out of range (its row read as zeros);
+// kErrorListPastRows  a grouped launch's token list (offsets[experts]) is
+//   longer than the rows of its compact x (the caller's h, or the list-order
+//   copy of the routed tokens): the launch computed and wrote nothing.
+enum SsmmErrorBits { kErrorBadTokenId = 1, kErrorListPastRows = 2 };
 
 }  // namespace samoyeds

@@ -90,6 +90,8 @@ struct GroupedProblem {
       if (e < g.experts) prefix[e + 1] = carry + v;
       carry += __shfl_sync(0xffffffffu, v, 31);
     }
+    __syncwarp();
+    if (lane == 0 && !list_fits_rows(g)) prefix[g.experts] = 0;  // no tiles
   }
   __device__ __forceinline__ int tiles(const int* prefix, int, int) const { return prefix[g.experts]; }
   // Tile t; `cursor` is the expert of the caller's previous tile (start at 0):

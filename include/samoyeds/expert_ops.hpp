@@ -80,7 +80,11 @@ struct LaunchOptions {
   std::optional<Backend> backend;         // default: the tuning record's, else default_backend() (wgmma_sp on sm_90a, else mma_sp)
   std::optional<TileConfig> config;       // default: this device's tuning record, else the heuristic
                                           // (a config without a backend means mma_sp)
-  int* error_flag = nullptr;              // device int: bit 0 set when an id was out of range
+  // Device int the kernels OR their errors into (templates/kernel_args.cuh):
+  // bit 0 an id was out of range (its row read as zeros); bit 1 a grouped
+  // launch's list (offsets[experts]) was longer than the rows of its compact
+  // input, h_rows or ListOrderSpace::rows (the launch wrote nothing).
+  int* error_flag = nullptr;
 };
 
 // y[i, :] = epi(x[ids[i], :] . W^T) for i < n; ids == null means row i.

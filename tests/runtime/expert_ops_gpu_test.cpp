@@ -520,6 +520,81 @@ TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
   EXPECT_LE(compare(got, c.dtype, ref).rel_error, tolerance(c.dtype));
 }
 
+// A grouped launch whose token list (offsets[experts], on the device) is
+// longer than the rows of its compact input would read and write past them:
+// it raises bit 1 of the error flag and writes nothing. Down projections on
+// both backends (h_rows short), and the up projection copying its tokens into
+// list order (ListOrderSpace::rows short).
+void check_list_past_rows(Backend backend) {
+  const int E = 2;
+  const int64_t H = 256, I = 128, T = 50, rows = 80;
+  const DType dt = DType::bf16;
+  const SparsityParams sp{128, 1, 2};
+  std::vector<PackedWeights> w1, w3, w2;
+  for (int e = 0; e < E; ++e) {
+    auto a = random_matrix(I, H, dt, 0.1f), b = random_matrix(I, H, dt, 0.1f), c = random_matrix(H, I, dt, 0.1f);
+    w1.push_back(pack_weights(a.data(), I, H, dt, sp));
+    w3.push_back(pack_weights(b.data(), I, H, dt, sp));
+    w2.push_back(pack_weights(c.data(), H, I, dt, sp));
+  }
+  const auto g1 = GroupedExpertWeights::upload(w1), g3 = GroupedExpertWeights::upload(w3),
+             g2 = GroupedExpertWeights::upload(w2);
+  std::vector<int32_t> offsets{0, 40, int32_t(rows)}, list;
+  for (int64_t i = 0; i < rows; ++i) list.push_back(int32_t(i % T));
+  auto x = random_matrix(T, H, dt);
+  auto h = random_matrix(rows, I, dt);
+  auto p = random_probs(rows);
+  DeviceBuffer d_x = to_device(x), d_h = to_device(h), d_list = to_device(list), d_off = to_device(offsets),
+               d_p = to_device(p), flag(4), in_order(size_t(rows * H * 2));
+  LaunchOptions opt;
+  opt.backend = backend;
+  opt.error_flag = static_cast<int*>(flag.data());
+  auto flag_after = [&](auto&& launch) {
+    flag.fill_bytes(0);
+    launch();
+    Device::get().synchronize();
+    int f = 0;
+    flag.download(&f, 4);
+    return f;
+  };
+  const auto untouched = [](const std::vector<uint16_t>& v) {
+    return std::all_of(v.begin(), v.end(), [](uint16_t u) { return u == 0xffff; });
+  };
+  {
+    PoisonedOutput z(rows * H);
+    const int f = flag_after([&] {
+      grouped_down_scaled(runtime(), g2, d_h.data(), rows - 20, static_cast<const int32_t*>(d_off.data()), T,
+                          static_cast<const float*>(d_p.data()), z.data(), opt);
+    });
+    EXPECT_EQ(f, 2);
+    EXPECT_TRUE(untouched(z.read()));
+  }
+  {  // the same launch with every row: no flag, every row written
+    PoisonedOutput z(rows * H);
+    const int f = flag_after([&] {
+      grouped_down_scaled(runtime(), g2, d_h.data(), rows, static_cast<const int32_t*>(d_off.data()), T,
+                          static_cast<const float*>(d_p.data()), z.data(), opt);
+    });
+    EXPECT_EQ(f, 0);
+    const auto got = z.read();
+    EXPECT_EQ(std::count(got.begin(), got.end(), uint16_t(0xffff)), 0);
+  }
+  if (backend == Backend::WgmmaSp) {
+    LaunchOptions up = opt;
+    up.config = TileConfig::parse("bm64_bn64_bk128_w4x1_s3_tf_xt");  // reads the list-order copy by TMA
+    PoisonedOutput hu(rows * I);
+    const int f = flag_after([&] {
+      grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
+                       static_cast<const int32_t*>(d_off.data()), T, hu.data(), up, {in_order.data(), rows - 1});
+    });
+    EXPECT_EQ(f, 2);
+    EXPECT_TRUE(untouched(hu.read()));
+  }
+}
+
+TEST_F(ExpertOpsGpu, GroupedListPastItsRowsRaisesTheFlagAndWritesNothing) { check_list_past_rows(Backend::MmaSp); }
+TEST_F(WgmmaSpGpu, GroupedListPastItsRowsRaisesTheFlagAndWritesNothing) { check_list_past_rows(Backend::WgmmaSp); }
+
 TEST_F(ExpertOpsGpu, MisalignedOrMismatchedArgumentsAreRejected) {
   Case c{DType::bf16, {128, 1, 2}, 128, 128, 8, 8, Epilogue::None, std::nullopt};
   Expert w = make_expert(c);
