@@ -220,8 +220,10 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
 // layer was measured with, except for the gated up projection from 4096
 // tokens: a warpgroup per operand over 64 x 128 tiles, persistent, row-first
-// in groups of 16 (eighth session, Mixtral's tuning run at bucket 4096:
-// 1.54 ms against 1.68 for the best other config; at bucket 1024 it lost by 3%).
+// in groups of 16 where there are more row tiles (eighth session, Mixtral's
+// tuning run at bucket 4096: 1.54 ms against 1.68 for the best other config;
+// at bucket 1024 it lost by 3%; on DeepSeek's 1408-row experts at 4096 it
+// beat the previous default by 1.6% and trailed the gathering winner by 8%).
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
   if (spec.grouped && weight_operands(spec) == 2 && tokens >= 4096) {
     TileConfig so{64, 128, 128, 4, 1, 3};
