@@ -222,10 +222,18 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // tokens: a warpgroup per operand over 64 x 128 tiles, persistent, row-first
 // in groups of 16 where there are more row tiles (eighth session, Mixtral's
 // tuning run at bucket 4096: 1.54 ms against 1.68 for the best other config;
-// at bucket 1024 it lost by 3%; on DeepSeek's 1408-row experts at 4096 it
-// beat the previous default by 1.6% and trailed the gathering winner by 8%).
+// at bucket 1024 it lost by 3%).
+// The grouped gated up projection reads token tiles by TMA only after a copy
+// of the routed tokens into list order (one pass over T * top_k rows of k
+// values), whose cost against the projection's work goes as 1/m: on
+// Mixtral's 14336-row experts the copy and `_xt` won (bucket 1024: 0.485 ms
+// against 0.523 gathering; 4096: 1.54 against 1.79), on DeepSeek's 1408-row
+// ones the gather won (4096: bm128_bn64_s4_p_tf 0.309 ms against 0.336 with
+// `_xt`, 0.335 with the `_so` tile), so experts under 4096 rows gather.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
-  if (spec.grouped && weight_operands(spec) == 2 && tokens >= 4096) {
+  const bool grouped_gated = spec.grouped && weight_operands(spec) == 2;
+  const bool list_copy_pays = !grouped_gated || spec.m >= 4096;
+  if (grouped_gated && list_copy_pays && tokens >= 4096) {
     TileConfig so{64, 128, 128, 4, 1, 3};
     so.split_operands = so.persistent = so.tokens_tma = true;
     so.row_group = row_tiles(spec, so.block_m) > 16 ? 16 : 0;
@@ -233,7 +241,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   }
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
   TileConfig x = c;
-  x.tokens_tma = c.block_n >= 64;
+  x.tokens_tma = c.block_n >= 64 && list_copy_pays;
   if (invalid_reason(spec, x)) return c;
   if (!spec.grouped && x.tokens_tma) {  // gathered (32-token) tiles keep schedule()'s choice
     TileConfig t = x;

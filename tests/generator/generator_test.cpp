@@ -351,7 +351,8 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   grouped_down.experts = 8;
   EXPECT_EQ(w.default_config(grouped_down, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf_xt");
   // The grouped gated up projection: a warpgroup per operand from 4096 tokens (the winner at bucket 4096; it lost
-  // by 3% at 1024), in row groups where there are more than 16 row tiles (Mixtral's 112; DeepSeek's 11).
+  // by 3% at 1024), in row groups where there are more than 16 row tiles (Mixtral's 112); experts under 4096 rows
+  // gather their tokens instead of copying them into list order (DeepSeek's 1408: the winner at bucket 4096).
   KernelSpec grouped_up = mixtral;
   grouped_up.op = Op::GatedUp;
   grouped_up.epilogue = Epilogue::GatedSilu;
@@ -363,7 +364,9 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   small_up.m = 1408;
   small_up.k = 2048;
   small_up.experts = 64;
-  EXPECT_EQ(w.default_config(small_up, 4096, sms).to_string(), "bm64_bn128_bk128_w4x1_s3_p_so_xt");
+  EXPECT_EQ(w.default_config(small_up, 4096, sms).to_string(), "bm128_bn64_bk128_w8x1_s4_p_tf");
+  EXPECT_FALSE(w.default_config(small_up, 256, sms).tokens_tma);
+  EXPECT_TRUE(w.default_config(grouped_up, 1024, sms).tokens_tma);
   KernelSpec two_of_four = grouped_up;
   two_of_four.sparsity = {128, 2, 4};  // N = 2: not persistent, so not this tile
   EXPECT_FALSE(w.default_config(two_of_four, 4096, sms).split_operands);
