@@ -392,22 +392,34 @@ TEST_F(ExpertOpsGpu, CApiGivesTheSameBitsAsTheCppApi) {
 
 // The grouped launch over all experts gives exactly the bits of one launch
 // per expert (same config): each output row depends only on its own token.
+// E experts of a gated MLP (hidden H, ffn I), random 1:2 weights, packed
+// (w*) and uploaded grouped (g*).
+struct RandomExperts {
+  std::vector<PackedWeights> w1, w3, w2;  // gate, up [I, H]; down [H, I]
+  GroupedExpertWeights g1, g3, g2;
+  RandomExperts(int E, int64_t H, int64_t I, DType dt) {
+    const SparsityParams sp{128, 1, 2};
+    for (int e = 0; e < E; ++e) {
+      auto a = random_matrix(I, H, dt, 0.1f), b = random_matrix(I, H, dt, 0.1f), c = random_matrix(H, I, dt, 0.1f);
+      w1.push_back(pack_weights(a.data(), I, H, dt, sp));
+      w3.push_back(pack_weights(b.data(), I, H, dt, sp));
+      w2.push_back(pack_weights(c.data(), H, I, dt, sp));
+    }
+    g1 = GroupedExpertWeights::upload(w1);
+    g3 = GroupedExpertWeights::upload(w3);
+    g2 = GroupedExpertWeights::upload(w2);
+  }
+};
+
 // Grouped launches over 5 experts (one empty, one with every token) against
 // one launch per expert, bit for bit, with one backend and config.
 void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) {
   const int E = 5;
   const int64_t H = 256, I = 384, T = 70;
   const DType dt = DType::bf16;
-  const SparsityParams sp{128, 1, 2};
-  std::vector<PackedWeights> w1, w3, w2;
-  for (int e = 0; e < E; ++e) {
-    auto a = random_matrix(I, H, dt, 0.1f), b = random_matrix(I, H, dt, 0.1f), c = random_matrix(H, I, dt, 0.1f);
-    w1.push_back(pack_weights(a.data(), I, H, dt, sp));
-    w3.push_back(pack_weights(b.data(), I, H, dt, sp));
-    w2.push_back(pack_weights(c.data(), H, I, dt, sp));
-  }
-  const auto g1 = GroupedExpertWeights::upload(w1), g3 = GroupedExpertWeights::upload(w3),
-             g2 = GroupedExpertWeights::upload(w2);
+  const RandomExperts ex(E, H, I, dt);
+  const auto &w1 = ex.w1, &w3 = ex.w3, &w2 = ex.w2;
+  const auto &g1 = ex.g1, &g3 = ex.g3, &g2 = ex.g2;
   // Token lists: expert 3 gets nothing, expert 0 gets every token.
   std::vector<int32_t> offsets{0}, list;
   for (int e = 0; e < E; ++e) {
@@ -529,16 +541,8 @@ void check_list_past_rows(Backend backend) {
   const int E = 2;
   const int64_t H = 256, I = 128, T = 50, rows = 80;
   const DType dt = DType::bf16;
-  const SparsityParams sp{128, 1, 2};
-  std::vector<PackedWeights> w1, w3, w2;
-  for (int e = 0; e < E; ++e) {
-    auto a = random_matrix(I, H, dt, 0.1f), b = random_matrix(I, H, dt, 0.1f), c = random_matrix(H, I, dt, 0.1f);
-    w1.push_back(pack_weights(a.data(), I, H, dt, sp));
-    w3.push_back(pack_weights(b.data(), I, H, dt, sp));
-    w2.push_back(pack_weights(c.data(), H, I, dt, sp));
-  }
-  const auto g1 = GroupedExpertWeights::upload(w1), g3 = GroupedExpertWeights::upload(w3),
-             g2 = GroupedExpertWeights::upload(w2);
+  const RandomExperts ex(E, H, I, dt);
+  const auto &g1 = ex.g1, &g3 = ex.g3, &g2 = ex.g2;
   std::vector<int32_t> offsets{0, 40, int32_t(rows)}, list;
   for (int64_t i = 0; i < rows; ++i) list.push_back(int32_t(i % T));
   auto x = random_matrix(T, H, dt);
