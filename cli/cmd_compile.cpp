@@ -16,6 +16,7 @@
 #include "runtime/parallel_for.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
+#include "samoyeds/tuning_record.hpp"
 
 namespace samoyeds::cli {
 
@@ -79,7 +80,9 @@ int cmd_compile(const std::vector<std::string>& argv) {
       if (which == "all") {
         configs = family.search_space(spec);
       } else {
-        for (int64_t tokens : {16, 64, 1024}) {
+        // Every bucket dispatch rounds a token count to (the defaults differ
+        // up to the largest: persistent and `_so` tiles from 4096 tokens).
+        for (int64_t tokens : default_token_buckets()) {
           const TileConfig c = family.default_config(spec, tokens, kReferenceSmCount);
           bool seen = false;
           for (const auto& d : configs) seen |= d == c;

@@ -175,6 +175,8 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
   EXPECT_NE(out.find("grouped gated_up wgmma_sp bf16 8192x2048"), std::string::npos) << out;
   EXPECT_NE(out.find("grouped down wgmma_sp bf16 2048x8192"), std::string::npos) << out;
   EXPECT_NE(out.find("\ngated_up wgmma_sp bf16 8192x2048"), std::string::npos) << out;
+  // Every token bucket's default, up to the large-batch ones (a warpgroup per operand from 4096 tokens).
+  EXPECT_NE(out.find("bm64_bn128_bk128_w4x1_s3_p_g16_so_xt"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "samoyeds.sqlite"));
   out = run(cmd, &rc);
   EXPECT_EQ(rc, 0) << out;
