@@ -49,6 +49,9 @@ class MoeLayer {
   size_t workspace_bytes(int64_t max_tokens) const;
 
   // y[T, hidden] from x[T, hidden] and router logits [T, experts] (layer dtype).
+  // error_flag: a device int the kernels OR their error bits into, as
+  // LaunchOptions::error_flag (bit 0: an id out of range, such as a top-k
+  // expert id of forward_routed).
   void forward(const void* x, int64_t tokens, const void* router_logits, void* y, void* workspace,
                size_t workspace_size, void* stream = nullptr, int* error_flag = nullptr) const;
   // The same with routing done by the caller: topk_ids [T, top_k] int32,
