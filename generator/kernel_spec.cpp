@@ -94,41 +94,27 @@ TileConfig TileConfig::parse(const std::string& text) {
                   &c.warps_n, &c.stages, &used) != 6)
     throw bad();
   std::string rest = text.substr(size_t(used));
-  // The schedule suffixes, each at most once, in to_string's order.
-  int split = 0, split_used = 0;
-  if (std::sscanf(rest.c_str(), "_k%d%n", &split, &split_used) == 1 && split_used > 0) {
-    if (split < 1) throw bad();
-    c.split_k = split;
-    rest = rest.substr(size_t(split_used));
-  }
-  int multicast = 0, multicast_used = 0;
-  if (std::sscanf(rest.c_str(), "_m%d%n", &multicast, &multicast_used) == 1 && multicast_used > 0) {
-    if (multicast < 1) throw bad();
-    c.multicast = multicast;
-    rest = rest.substr(size_t(multicast_used));
-  }
-  if (rest == "_p" || rest.rfind("_p_", 0) == 0) {
-    c.persistent = true;
-    rest = rest.substr(2);
-  }
-  if (rest == "_tf" || rest.rfind("_tf_", 0) == 0) {
-    c.tokens_first = true;
-    rest = rest.substr(3);
-  }
-  int group = 0, group_used = 0;
-  if (std::sscanf(rest.c_str(), "_g%d%n", &group, &group_used) == 1 && group_used > 0) {
-    if (group < 1) throw bad();
-    c.row_group = group;
-    rest = rest.substr(size_t(group_used));
-  }
-  if (rest == "_so" || rest.rfind("_so_", 0) == 0) {
-    c.split_operands = true;
-    rest = rest.substr(3);
-  }
-  if (rest == "_xt") {
-    c.tokens_tma = true;
-    rest.clear();
-  }
+  // The schedule suffixes, each at most once, in to_string's order: "_k2"
+  // style ones carry a number (at least 1), "_p" style ones are flags.
+  const auto number = [&](const char* format, int& value) {
+    int v = 0, n = 0;
+    if (std::sscanf(rest.c_str(), format, &v, &n) != 1 || n == 0) return;
+    if (v < 1) throw bad();
+    value = v;
+    rest = rest.substr(size_t(n));
+  };
+  const auto flag = [&](const std::string& suffix, bool& value) {
+    if (rest != suffix && rest.rfind(suffix + "_", 0) != 0) return;
+    value = true;
+    rest = rest.substr(suffix.size());
+  };
+  number("_k%d%n", c.split_k);
+  number("_m%d%n", c.multicast);
+  flag("_p", c.persistent);
+  flag("_tf", c.tokens_first);
+  number("_g%d%n", c.row_group);
+  flag("_so", c.split_operands);
+  flag("_xt", c.tokens_tma);
   if (!rest.empty()) throw bad();
   return c;
 }
