@@ -30,9 +30,9 @@ int MmaSpFamily::max_operand_regs(const KernelSpec& spec, const TileConfig& cfg)
 
 std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
-  if (!c.default_schedule()) return "split_k, multicast, persistent and tokens_first are wgmma_sp schedules";
+  if (!c.default_schedule())
+    return "split_k, multicast, persistent, tokens_first and row groups are wgmma_sp schedules";
   if (c.tokens_tma) return "token tiles by TMA are a wgmma_sp option";
-  if (c.row_group) return "row groups are a wgmma_sp schedule";
   if (c.split_operands) return "a warpgroup per operand is a wgmma_sp consumer layout";
   if (c.block_n % 8 != 0 || c.block_n < 8 || c.block_n > 256) return "block_n must be a multiple of 8 in [8, 256]";
   if (c.warps_m < 1 || c.warps_n < 1 || c.threads() > 512) return "1 to 16 warps";
