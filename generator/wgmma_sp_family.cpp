@@ -20,6 +20,9 @@ int64_t row_tiles(const KernelSpec& spec, int block_m) {
   return (rows + block_m - 1) / block_m;
 }
 
+// The defaults' row groups: 16 where there are more row tiles than that.
+int default_row_group(const KernelSpec& spec, int block_m) { return row_tiles(spec, block_m) > 16 ? 16 : 0; }
+
 }  // namespace
 
 // Mirrors SsmmWgmmaWs: the pipeline's tiles (operands on 1024-byte swizzle
@@ -108,10 +111,10 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
             // Multicast saves L2 reads of the weights where many token tiles read them: wide tiles, many tokens;
             // row groups keep the weights of many token tiles in L2 (they gained 1-3.5% at 128-token tiles).
             if ((s.multicast > 1 || s.row_group > 0) && bn < 64) continue;
-            // A warpgroup per operand (gated, 64-row tiles) for 64- and
-            // 128-token tiles: a 32-token tile fits both operands in one.
+            // A warpgroup per operand (gated, 64-row tiles: invalid_reason)
+            // for 64- and 128-token tiles: a 32-token tile fits both operands in one.
             for (bool split_ops : {false, true}) {
-              if (split_ops && (bm != 64 || bn < 64 || weight_operands(spec) != 2)) continue;
+              if (split_ops && bn < 64) continue;
               TileConfig c{bm, bn, bk, bm / 16, 1, stages};
               c.split_k = s.split_k;
               c.multicast = s.multicast;
@@ -236,7 +239,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   if (grouped_gated && list_copy_pays && tokens >= 4096) {
     TileConfig so{64, 128, 128, 4, 1, 3};
     so.split_operands = so.persistent = so.tokens_tma = true;
-    so.row_group = row_tiles(spec, so.block_m) > 16 ? 16 : 0;
+    so.row_group = default_row_group(spec, so.block_m);
     if (!invalid_reason(spec, so)) return so;
   }
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
@@ -250,7 +253,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
       const int64_t tiles = tile_count(spec, t, tokens);
       t.persistent = spec.sparsity.N == 1 && tiles > sm_count;
       t.tokens_first = !t.persistent && tiles <= sm_count;
-      t.row_group = t.persistent && row_tiles(spec, t.block_m) > 16 ? 16 : 0;
+      t.row_group = t.persistent ? default_row_group(spec, t.block_m) : 0;
     }
     if (!invalid_reason(spec, t)) x = t;
   }
