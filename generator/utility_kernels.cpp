@@ -18,7 +18,15 @@ std::string utility_kernel_name(UtilityKernel which) {
 }
 
 int utility_kernel_threads(UtilityKernel which) {
-  return which == UtilityKernel::ScatterAddRows ? 128 : kUtilityThreads;
+  switch (which) {
+    case UtilityKernel::ScatterAddRows: return 128;
+    // The token-list passes: one block per expert (or one in all) walks
+    // every entry, so it gets the largest block.
+    case UtilityKernel::CountExperts:
+    case UtilityKernel::ScanOffsets:
+    case UtilityKernel::WriteExpertLists: return 1024;
+    default: return kUtilityThreads;
+  }
 }
 
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
@@ -62,14 +70,14 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
     case UtilityKernel::ScanOffsets:
     case UtilityKernel::WriteExpertLists: {
       const char* body = which == UtilityKernel::CountExperts   ? "count_expert<{t}>"
-                         : which == UtilityKernel::ScanOffsets ? "scan_offsets"
+                         : which == UtilityKernel::ScanOffsets ? "scan_offsets<{t}>"
                                                                 : "write_expert_list<{t}>";
       g.source = fmt::format(
           fmt::runtime("#include \"samoyeds/moe_routing.cuh\"\n"
                        "extern \"C\" __global__ void __launch_bounds__({t}) {name}(const samoyeds::TokenListArgs args) {{\n"
                        "  samoyeds::" + std::string(body) + "(args);\n"
                        "}}\n"),
-          fmt::arg("t", kUtilityThreads), fmt::arg("name", g.kernel_name));
+          fmt::arg("t", g.threads), fmt::arg("name", g.kernel_name));
       break;
     }
   }

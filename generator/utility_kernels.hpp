@@ -9,7 +9,7 @@ enum class UtilityKernel {
   ScatterAddRows,   // single-expert deterministic combine
   RouteTopk,        // MoE: softmax top-k, one warp per token (dtype of the logits)
   CountExperts,     // MoE token lists, pass 1 (one block per expert)
-  ScanOffsets,      //                  pass 2 (one thread)
+  ScanOffsets,      //                  pass 2 (one block)
   WriteExpertLists, //                  pass 3 (one block per expert)
   MoeCombine,       // MoE: gather each token's expert outputs in slot order
   GatherRows,       // routed tokens into list order, one warp per row

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "generator/utility_kernels.hpp"
-#include "runtime/cuda_driver.hpp"
 #include "runtime/parallel_for.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
@@ -53,6 +52,9 @@ const uint16_t* host_view(const DenseExpert& e, const uint16_t* w, int64_t count
 void MoeLayerSpec::validate() const {
   sparsity.validate();
   require(hidden > 0 && ffn > 0, fmt::format("empty shape hidden={} ffn={}", hidden, ffn));
+  // Both are some projection's k, whose rows the kernels copy in 16-byte pieces.
+  require(hidden % 8 == 0 && ffn % 8 == 0,
+          fmt::format("hidden={} ffn={}: both must be multiples of 8 (pad with zero rows and columns)", hidden, ffn));
   require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
   require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
 }
@@ -112,6 +114,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
       const DenseExpert& s = shared[i];
       require(s.w1 && s.w3 && s.w2, "a shared expert has a null weight pointer");
       const int64_t f = s.ffn ? s.ffn : spec_.ffn;
+      require(f > 0 && f % 8 == 0, fmt::format("shared expert {} has ffn {} (a positive multiple of 8)", i, f));
       g.push_back({host_view(s, s.w1, f * spec_.hidden, staging[3 * i]), f});
       u.push_back({host_view(s, s.w3, f * spec_.hidden, staging[3 * i + 1]), f});
       d.push_back({host_view(s, s.w2, f * spec_.hidden, staging[3 * i + 2]), f});
@@ -198,9 +201,8 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   const Workspace w = carve(workspace, workspace_size, tokens);
   rt_.device().make_current();
   const int64_t tk = tokens * spec_.top_k;
-  // Entries with an out-of-range expert id stay at -1 and add nothing.
-  check(driver().cuMemsetD32Async(CUdeviceptr(w.position), 0xffffffffu, size_t(tk), static_cast<CUstream>(stream)),
-        "cuMemsetD32Async");
+  // Entries with an out-of-range expert id get position -1 (WriteExpertLists)
+  // and add nothing.
   TokenListArgs l{};
   l.topk_ids = topk_ids;
   l.topk_weights = topk_weights;
@@ -236,8 +238,10 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   c.tokens = int(tokens);
   c.top_k = spec_.top_k;
   c.hidden = int(spec_.hidden);
+  // Eight columns a thread (templates/moe_routing.cuh).
+  const int64_t columns_per_block = int64_t(utility_kernel_threads(UtilityKernel::MoeCombine)) * 8;
   launch_utility(rt_, UtilityKernel::MoeCombine, spec_.dtype,
-                 unsigned((spec_.hidden + kUtilityThreads - 1) / kUtilityThreads), unsigned(tokens), &c, stream);
+                 unsigned((spec_.hidden + columns_per_block - 1) / columns_per_block), unsigned(tokens), &c, stream);
 }
 
 }  // namespace samoyeds

@@ -12,6 +12,7 @@
 #include "samoyeds/moe_layer.hpp"
 #include "samoyeds/moe_reference.hpp"
 #include "samoyeds/samoyeds.h"
+#include "templates/kernel_args.cuh"
 #include "test_util/gpu_check.hpp"
 #include "test_util/random_data.hpp"
 
@@ -105,6 +106,39 @@ TEST_F(MoeLayerGpu, EveryTokenToOneExpertLeavesTheOthersEmpty) {
   const auto got = run_routed(f, x, r);
   const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), r, f.ref_experts);
   EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
+}
+
+TEST_F(MoeLayerGpu, OutOfRangeExpertIdsAddNothingAndRaiseTheFlag) {
+  const int E = 8, K = 2;
+  const Fixture f = make_layer(DType::bf16, E, K, 256, 384, true);
+  const int64_t T = 300;
+  const auto x = random_matrix(T, 256, DType::bf16);
+  DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
+  for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+  Routing r = reference_route(logits, K, true);
+  Routing kept = r;  // what the reference sees: a bad entry is expert 0 with weight 0
+  const int bad_ids[] = {-1, E, 1 << 30};
+  for (size_t i = 0; i < r.expert.size(); i += 7) {
+    r.expert[i] = bad_ids[(i / 7) % 3];
+    kept.expert[i] = 0;
+    kept.weight[i] = 0.0f;
+  }
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight), flag(4);
+  flag.fill_bytes(0);
+  const size_t bytes = f.layer->workspace_bytes(T);
+  DeviceBuffer ws(bytes);
+  PoisonedOutput y(T * 256);
+  f.layer->forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                          static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes, nullptr,
+                          static_cast<int*>(flag.data()));
+  Device::get().synchronize();
+  int bits = 0;
+  flag.download(&bits, 4);
+  EXPECT_EQ(bits, int(kErrorBadTokenId));
+  const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), kept, f.ref_experts, f.ref_shared);
+  const Comparison cmp = compare(y.read(), DType::bf16, ref);
+  EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+  EXPECT_LE(cmp.rel_error, tolerance(DType::bf16));
 }
 
 TEST_F(MoeLayerGpu, WeightsInDeviceMemoryBuildTheSameLayer) {
@@ -251,6 +285,12 @@ TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
   EXPECT_THROW(f.layer->forward(x.data(), 64, nullptr, y.data(), ws.data(), f.layer->workspace_bytes(64)), Error);
   MoeLayerSpec bad = f.spec;
   bad.top_k = 9;
+  EXPECT_THROW(bad.validate(), Error);
+  bad = f.spec;
+  bad.hidden = 252;  // not a multiple of 8
+  EXPECT_THROW(bad.validate(), Error);
+  bad = f.spec;
+  bad.ffn = 380;
   EXPECT_THROW(bad.validate(), Error);
 }
 
