@@ -148,11 +148,13 @@ __device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
   for (int i0 = 0; i0 < n; i0 += kThreads * kListPerLane) {
     const int first = i0 + warp * 32 * kListPerLane + lane;
     u32 mask[kListPerLane];
+    float weight[kListPerLane];  // loaded with the ids: no dependent load after the scan
     int warp_total = 0;
 #pragma unroll
     for (int u = 0; u < kListPerLane; ++u) {
       const int i = first + u * 32;
       const int id = i < n ? a.topk_ids[i] : 0;
+      weight[u] = i < n ? a.topk_weights[i] : 0.0f;
       mask[u] = __ballot_sync(0xffffffffu, i < n && id == e);
       warp_total += __popc(mask[u]);
       if (e == 0 && i < n && bad_expert_id(id, a.experts)) a.position[i] = -1;
@@ -165,7 +167,7 @@ __device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
       if (mask[u] >> lane & 1u) {
         const int i = first + u * 32, p = pos + __popc(mask[u] & below);
         a.list_token[p] = i / a.top_k;
-        a.list_weight[p] = a.topk_weights[i];
+        a.list_weight[p] = weight[u];
         a.position[i] = p;
       }
       pos += __popc(mask[u]);

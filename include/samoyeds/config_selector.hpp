@@ -1,5 +1,6 @@
 // Which tile config a launch uses when the caller names none: the tuning
-// record of its token bucket, else the nearest tuned bucket, else the
+// record of its token bucket, else the nearest tuned bucket at most
+// kNearestBucketOctaves away (a factor of 2 in tokens), else the
 // backend's heuristic default (with one warning per kernel). Records of
 // another device or version are reported once and never used. Lookups are
 // memoized, so every process with the same records picks the same config
@@ -26,6 +27,7 @@ struct ConfigChoice {
   int64_t bucket = 0;  // the bucket whose record was used (0 for heuristic)
 };
 const char* choice_source_name(ConfigChoice::Source s);
+constexpr double kNearestBucketOctaves = 1.0;
 
 class ConfigSelector {
  public:

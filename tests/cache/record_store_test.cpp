@@ -112,7 +112,7 @@ TEST(RecordStore, VersionOneFileGainsTheRecordsTable) {
   EXPECT_EQ(v.text(0), std::to_string(SqliteStore::kSchemaVersion));
 }
 
-TEST(ConfigSelector, ExactBucketThenNearestThenHeuristic) {
+TEST(ConfigSelector, ExactBucketThenNearestWithinAnOctaveThenHeuristic) {
   SqliteStore db(fresh("selector"));
   RecordStore rs(db);
   rs.put(record(64, kA, 1.0));
@@ -127,8 +127,15 @@ TEST(ConfigSelector, ExactBucketThenNearestThenHeuristic) {
   EXPECT_EQ(c.config, kA);
   c = sel.choose(spec(), 300);  // bucket 512: nearest is 1024
   EXPECT_EQ(c.config, kC);
-  c = sel.choose(spec(), 256);  // bucket 256: 64 and 1024 are both 2 octaves away -> the larger
-  EXPECT_EQ(c.bucket, 1024);
+  rs.put(record(4096, kA, 1.0));
+  ConfigSelector sel2(&rs, h200());  // a fresh memo
+  c = sel2.choose(spec(), 2048);  // bucket 2048: 1024 and 4096 are both 1 octave away -> the larger
+  EXPECT_EQ(c.bucket, 4096);
+  EXPECT_EQ(c.config, kA);
+  c = sel2.choose(spec(), 256);  // bucket 256: 64 and 1024 are 2 octaves away, too far -> the heuristic
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+  c = sel2.choose(spec(), 8);  // 3 octaves below 64
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
   KernelSpec other = spec();
   other.m = 1408;
   c = sel.choose(other, 64);

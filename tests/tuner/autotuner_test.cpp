@@ -121,7 +121,7 @@ TEST(Autotuner, EachBucketRecordsTheBackendThatWonAndDispatchFollowsIt) {
   FakeBackend fake(spec());
   fake.wgmma_ms = [](int64_t tokens) { return tokens >= 1024 ? 0.5 : 100.0; };
   TuneOptions opt;
-  opt.buckets = {16, 1024};
+  opt.buckets = {512, 1024};
   opt.jobs = 2;
   const TuneReport rep = tune_spec(spec(), fake, rs, opt, {});
   ASSERT_EQ(rep.records.size(), 2u);
@@ -133,7 +133,7 @@ TEST(Autotuner, EachBucketRecordsTheBackendThatWonAndDispatchFollowsIt) {
   const ConfigChoice big = sel.choose(spec(), 1000);
   EXPECT_EQ(big.backend, Backend::WgmmaSp);
   EXPECT_EQ(big.config, rep.records[1].config);
-  EXPECT_EQ(sel.choose(spec(), 10).backend, Backend::MmaSp);
+  EXPECT_EQ(sel.choose(spec(), 400).backend, Backend::MmaSp);
   // A caller that fixes the backend gets that backend's nearest record, or its heuristic.
   const ConfigChoice fixed = sel.choose(spec(), 1000, Backend::MmaSp);
   EXPECT_EQ(fixed.backend, Backend::MmaSp);
