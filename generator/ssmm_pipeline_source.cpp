@@ -121,6 +121,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       "{checks}"
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1){cluster}\n"
       "{entry}"
+      "  samoyeds::grid_dependency_begin();\n"
       "  Kernel kernel;\n"
       "{run_call}"
       "}}\n",

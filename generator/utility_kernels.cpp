@@ -42,6 +42,7 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
       g.source = fmt::format(
           "#include \"samoyeds/scatter_add_rows.cuh\"\n"
           "extern \"C\" __global__ void __launch_bounds__(128) {}(const samoyeds::ScatterAddArgs args) {{\n"
+          "  samoyeds::grid_dependency_begin();\n"
           "  samoyeds::scatter_add_rows<samoyeds::{}, 16>(args);\n"
           "}}\n",
           g.kernel_name, elem);
@@ -52,6 +53,7 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
       g.source = fmt::format(
           "#include \"samoyeds/moe_routing.cuh\"\n"
           "extern \"C\" __global__ void __launch_bounds__({}) {}(const samoyeds::{} args) {{\n"
+          "  samoyeds::grid_dependency_begin();\n"
           "  samoyeds::{}<samoyeds::{}>(args);\n"
           "}}\n",
           kUtilityThreads, g.kernel_name, route ? "RouteArgs" : "CombineArgs", route ? "route_topk" : "moe_combine",
@@ -62,6 +64,7 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
       g.source = fmt::format(
           "#include \"samoyeds/gather_rows.cuh\"\n"
           "extern \"C\" __global__ void __launch_bounds__({0}) {1}(const samoyeds::GatherRowsArgs args) {{\n"
+          "  samoyeds::grid_dependency_begin();\n"
           "  samoyeds::gather_rows<{0}>(args);\n"
           "}}\n",
           kUtilityThreads, g.kernel_name);
@@ -75,6 +78,7 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
       g.source = fmt::format(
           fmt::runtime("#include \"samoyeds/moe_routing.cuh\"\n"
                        "extern \"C\" __global__ void __launch_bounds__({t}) {name}(const samoyeds::TokenListArgs args) {{\n"
+                       "  samoyeds::grid_dependency_begin();\n"
                        "  samoyeds::" + std::string(body) + "(args);\n"
                        "}}\n"),
           fmt::arg("t", g.threads), fmt::arg("name", g.kernel_name));

@@ -33,6 +33,11 @@ LogLevel log_level() {
   return level;
 }
 
+bool programmatic_launch_enabled() {
+  static const bool on = env("SAMOYEDS_PDL") != "0";
+  return on;
+}
+
 void log(LogLevel level, const std::string& message) {
   if (int(level) > int(log_level())) return;
   static std::mutex mu;

@@ -9,6 +9,7 @@
 #include "generator/wgmma_sp_family.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/kernel_launch.hpp"
 #include "runtime/tma_weight_maps.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
@@ -227,10 +228,15 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
                         spec.experts, kernel.smem_bytes, rt.device().info().max_smem_optin));
   }
   rt.device().make_current();
+  LaunchShape shape;
+  shape.grid_x = grid_x;
+  shape.grid_y = grid_y;
+  shape.grid_z = grid_z;
+  shape.threads = unsigned(kernel.threads);
+  shape.smem_bytes = unsigned(smem);
   const CUresult rc =
-      driver().cuLaunchKernel(static_cast<CUfunction>(kernel.function), grid_x, grid_y, grid_z,
-                              unsigned(kernel.threads), 1, 1, unsigned(smem),
-                              static_cast<CUstream>(opt.stream), params, nullptr);
+      launch_kernel(rt.device(), static_cast<CUfunction>(kernel.function), shape, static_cast<CUstream>(opt.stream),
+                    params);
   if (rc != CUDA_SUCCESS)  // the message is built only on failure: this is the hot path
     check(rc, fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
 }

@@ -1,6 +1,7 @@
 #include "runtime/utility_launch.hpp"
 
 #include "runtime/cuda_driver.hpp"
+#include "runtime/kernel_launch.hpp"
 
 namespace samoyeds {
 
@@ -8,8 +9,12 @@ void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigne
                     void* stream) {
   const LoadedKernel& k = rt.get_utility(int(which), dtype);
   void* params[] = {args};
-  const CUresult rc = driver().cuLaunchKernel(static_cast<CUfunction>(k.function), gx, gy, 1, unsigned(k.threads), 1,
-                                              1, 0, static_cast<CUstream>(stream), params, nullptr);
+  LaunchShape shape;
+  shape.grid_x = gx;
+  shape.grid_y = gy;
+  shape.threads = unsigned(k.threads);
+  const CUresult rc = launch_kernel(rt.device(), static_cast<CUfunction>(k.function), shape,
+                                    static_cast<CUstream>(stream), params);
   if (rc != CUDA_SUCCESS) check(rc, ("launch " + utility_kernel_name(which)).c_str());
 }
 

@@ -137,7 +137,7 @@ __device__ __forceinline__ void scan_offsets(const TokenListArgs& a) {
 // 32 of them ranks the warp's own, a block scan of the warps' totals places
 // the warps. Block 0 also marks entries with ids out of range as in no list
 // (position -1), so every position is written by exactly one block.
-constexpr int kListPerLane = 8;
+constexpr int kListPerLane = 16;
 template <int kThreads>
 __device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
   __shared__ int warp_sums[kThreads / 32];

@@ -2,6 +2,8 @@
 //   SAMOYEDS_CACHE_DIR  folder of the cache file (default $XDG_CACHE_HOME/samoyeds
 //                       or ~/.cache/samoyeds)
 //   SAMOYEDS_LOG        error | warn (default) | info | debug
+//   SAMOYEDS_PDL        0 launches without programmatic dependent launch
+//                       (default on, sm_90 and later)
 #pragma once
 #include <string>
 
@@ -12,6 +14,8 @@ enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
 std::string default_cache_dir();
 std::string default_cache_path();  // <dir>/samoyeds.sqlite
 LogLevel log_level();
+// False when SAMOYEDS_PDL is "0" (read once).
+bool programmatic_launch_enabled();
 
 // Printed to stderr when `level` is enabled.
 void log(LogLevel level, const std::string& message);

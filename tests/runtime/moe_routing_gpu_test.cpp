@@ -104,10 +104,10 @@ TEST_F(MoeRoutingGpu, TokenListsMatchTheReference) {
     int tokens, experts, top_k;
     double bad_fraction;
   };
-  // One pass chunk is 1024 threads x 8 entries: 8192 entries; the scan takes
-  // 1024 experts at a time.
-  const Case cases[] = {{1, 1, 1, 0.0},        {3, 8, 2, 0.0},         {4096, 2, 2, 0.0},   {1365, 64, 6, 0.0},
-                        {1366, 64, 6, 0.01},   {4097, 64, 2, 0.0},     {4096, 64, 6, 0.0},  {20000, 8, 2, 0.05},
+  // A chunk of WriteExpertLists is 1024 threads x 16 entries = 16384
+  // entries; the scan takes 1024 experts at a time.
+  const Case cases[] = {{1, 1, 1, 0.0},        {3, 8, 2, 0.0},         {8192, 2, 2, 0.0},   {2730, 64, 6, 0.0},
+                        {2731, 64, 6, 0.01},   {8193, 64, 2, 0.0},     {4096, 64, 6, 0.0},  {20000, 8, 2, 0.05},
                         {5, 3000, 8, 0.0},     {700, 2500, 32, 0.02},  {2048, 256, 8, 0.0}, {1, 65535, 32, 0.5}};
   for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} bad={}", c.tokens, c.experts, c.top_k, c.bad_fraction));
