@@ -66,7 +66,8 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
 
 
 // Token lists: an ordered counting sort of the n = tokens * top_k entries by
-// expert id, in three passes of kListThreads-thread blocks. Each block walks
+// expert id, in three passes whose blocks are as large as a block can be
+// (1024 threads: utility_kernel_threads, the kThreads below). Each walks
 // the entries in chunks; every load is independent of the last, so a pass
 // waits about one memory latency per chunk, not one per entry.
 
