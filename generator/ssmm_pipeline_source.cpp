@@ -81,27 +81,21 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.persistent = k.persistent;
   g.cluster_blocks = k.cluster_blocks;
   g.tile_prefix = k.weight_maps && spec.grouped;
-  std::string entry, run_call;
+  // The entry: its signature, then (after the wait for the previous kernel
+  // and the shared memory) what the variant does before the body runs.
+  std::string signature, prologue, run_call;
   if (k.weight_maps) {  // the tile-scheduled wgmma_sp kernels: a problem, the tensor maps
-    entry = spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped,\n"
-                                       "    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
-                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
-                                       g.kernel_name)
-                         : fmt::format("{}(const samoyeds::SsmmArgs args,\n"
-                                       "    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
-                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
-                                       g.kernel_name);
+    signature = fmt::format("{}(const samoyeds::{},\n    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n",
+                            g.kernel_name, spec.grouped ? "GroupedSsmmArgs grouped" : "SsmmArgs args");
     run_call = spec.grouped ? "  kernel.run(samoyeds::GroupedProblem{grouped}, smem, maps);\n"
                             : "  kernel.run(samoyeds::SingleProblem{args}, smem, maps);\n";
   } else {  // the grouped entry point picks its expert's slice, then runs the same body
-    entry = spec.grouped ? fmt::format("{}(const samoyeds::GroupedSsmmArgs grouped) {{\n"
-                                       "  extern __shared__ __align__(128) unsigned char smem[];\n"
-                                       "  samoyeds::SsmmArgs args;\n"
-                                       "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
-                                       g.kernel_name, c.block_n)
-                         : fmt::format("{}(const samoyeds::SsmmArgs args) {{\n"
-                                       "  extern __shared__ __align__(128) unsigned char smem[];\n",
-                                       g.kernel_name);
+    signature = fmt::format("{}(const samoyeds::{}) {{\n", g.kernel_name,
+                            spec.grouped ? "GroupedSsmmArgs grouped" : "SsmmArgs args");
+    if (spec.grouped)
+      prologue = fmt::format("  samoyeds::SsmmArgs args;\n"
+                             "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
+                             c.block_n);
     run_call = "  kernel.run(args, smem);\n";
   }
   std::string includes;
@@ -120,8 +114,10 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       "static_assert(Kernel::kThreads == {threads}, \"host and device disagree on threads\");\n"
       "{checks}"
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1){cluster}\n"
-      "{entry}"
-      "  samoyeds::grid_dependency_begin();\n"
+      "{signature}"
+      "  samoyeds::grid_dependency_begin();  // first: before any read of what earlier kernels wrote\n"
+      "  extern __shared__ __align__(128) unsigned char smem[];\n"
+      "{prologue}"
       "  Kernel kernel;\n"
       "{run_call}"
       "}}\n",
@@ -131,7 +127,8 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
       fmt::arg("includes", includes),
       fmt::arg("type", k.kernel_type), fmt::arg("smem", k.smem_bytes), fmt::arg("threads", k.threads),
       fmt::arg("cluster", k.cluster_blocks > 1 ? fmt::format(" __cluster_dims__({}, 1, 1)", k.cluster_blocks) : ""),
-      fmt::arg("entry", entry), fmt::arg("run_call", run_call), fmt::arg("checks", checks));
+      fmt::arg("signature", signature), fmt::arg("prologue", prologue), fmt::arg("run_call", run_call),
+      fmt::arg("checks", checks));
   return g;
 }
 

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "generator/kernel_family.hpp"
+#include "generator/utility_kernels.hpp"
 #include "generator/wgmma_sp_family.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
@@ -69,6 +70,49 @@ TEST(Generator, GroupingChangesOnlyTheEntryPoint) {
   KernelSpec g64 = g;
   g64.experts = 64;  // the expert count is a launch parameter, not code
   EXPECT_EQ(fam().generate(g64, c).source, grouped.source);
+}
+
+// The kernel's first statement, in a generated source: the line after the
+// brace that opens the __global__ function's body.
+std::string first_statement(const std::string& source) {
+  const size_t global = source.find("__global__");
+  if (global == std::string::npos) return "(no __global__)";
+  const size_t open = source.find("{\n", global);
+  if (open == std::string::npos) return "(no body)";
+  const size_t begin = source.find_first_not_of(" ", open + 2);
+  return source.substr(begin, source.find('\n', begin) - begin);
+}
+
+// Launches ask for programmatic dependent launch on sm_90+ (runtime/kernel_launch.hpp),
+// so a kernel may start before the previous one in the stream has finished.
+// Every kernel must therefore wait for it before anything else: before any
+// read of what that kernel wrote, and before any early return.
+TEST(Generator, EveryKernelWaitsForThePreviousOneFirst) {
+  const std::string wait = "samoyeds::grid_dependency_begin();";
+  int checked = 0;
+  for (Backend b : {Backend::MmaSp, Backend::WgmmaSp})
+    for (bool grouped : {false, true})
+      for (Epilogue epi : {Epilogue::None, Epilogue::GatedSilu}) {
+        KernelSpec s = spec();
+        s.backend = b;
+        s.grouped = grouped;
+        s.experts = grouped ? 8 : 1;
+        s.epilogue = epi;
+        s.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
+        for (const TileConfig& c : kernel_family(b).search_space(s)) {
+          if (kernel_family(b).invalid_reason(s, c)) continue;
+          const std::string first = first_statement(kernel_family(b).generate(s, c).source);
+          ASSERT_EQ(first.rfind(wait, 0), 0u) << s.to_string() << " " << c.to_string() << ": " << first;
+          ++checked;
+        }
+      }
+  for (int which = 0; which < kUtilityKernelCount; ++which)
+    for (DType dt : {DType::f16, DType::bf16}) {
+      const std::string first = first_statement(generate_utility_kernel(UtilityKernel(which), dt).source);
+      EXPECT_EQ(first.rfind(wait, 0), 0u) << utility_kernel_name(UtilityKernel(which)) << ": " << first;
+      ++checked;
+    }
+  EXPECT_GT(checked, 100);
 }
 
 TEST(Generator, KeysHoldNoPaths) {
