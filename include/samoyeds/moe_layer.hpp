@@ -13,6 +13,8 @@
 namespace samoyeds {
 
 struct MoeLayerSpec {
+  // Multiples of 8 (validate): each is some projection's k, whose activation
+  // rows the kernels copy in 16-byte pieces. Shared experts' ffn too.
   int64_t hidden = 0, ffn = 0;
   int experts = 0, top_k = 0;
   DType dtype = DType::bf16;
@@ -44,7 +46,7 @@ class MoeLayer {
   // Device bytes of the packed weights.
   int64_t weight_bytes() const;
   // Workspace for up to max_tokens tokens: T*top_k*(ffn + hidden)*2 bytes of
-  // expert activations, 12*T*top_k of lists, O(experts), plus the shared
+  // expert activations, 20*T*top_k of routing and lists, O(experts), plus the shared
   // experts' T*(shared ffn + hidden)*2.
   size_t workspace_bytes(int64_t max_tokens) const;
 
