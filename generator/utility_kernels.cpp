@@ -29,62 +29,53 @@ int utility_kernel_threads(UtilityKernel which) {
   }
 }
 
+namespace {
+
+// What a utility kernel's source varies in: its header, the type of its one
+// argument block, and the call of its body.
+struct UtilityBody {
+  const char* header;
+  const char* args_type;
+  std::string call;
+};
+
+UtilityBody utility_body(UtilityKernel which, const char* elem, int threads) {
+  switch (which) {
+    // 16 rows per batch: 16 independent y loads in flight per thread.
+    case UtilityKernel::ScatterAddRows:
+      return {"scatter_add_rows.cuh", "ScatterAddArgs", fmt::format("scatter_add_rows<samoyeds::{}, 16>", elem)};
+    case UtilityKernel::RouteTopk:
+      return {"moe_routing.cuh", "RouteArgs", fmt::format("route_topk<samoyeds::{}>", elem)};
+    case UtilityKernel::MoeCombine:
+      return {"moe_routing.cuh", "CombineArgs", fmt::format("moe_combine<samoyeds::{}>", elem)};
+    case UtilityKernel::GatherRows:
+      return {"gather_rows.cuh", "GatherRowsArgs", fmt::format("gather_rows<{}>", threads)};
+    case UtilityKernel::CountExperts:
+      return {"moe_routing.cuh", "TokenListArgs", fmt::format("count_expert<{}>", threads)};
+    case UtilityKernel::ScanOffsets:
+      return {"moe_routing.cuh", "TokenListArgs", fmt::format("scan_offsets<{}>", threads)};
+    case UtilityKernel::WriteExpertLists:
+      return {"moe_routing.cuh", "TokenListArgs", fmt::format("write_expert_list<{}>", threads)};
+  }
+  return {"", "", ""};
+}
+
+}  // namespace
+
 GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
   GeneratedKernel g;
   g.kernel_name = utility_kernel_name(which);
   g.threads = utility_kernel_threads(which);
   g.smem_bytes = 0;
   g.layout_id = "";
-  const char* elem = dtype == DType::f16 ? "F16" : "BF16";
-  switch (which) {
-    case UtilityKernel::ScatterAddRows:
-      // 16 rows per batch: 16 independent y loads in flight per thread.
-      g.source = fmt::format(
-          "#include \"samoyeds/scatter_add_rows.cuh\"\n"
-          "extern \"C\" __global__ void __launch_bounds__(128) {}(const samoyeds::ScatterAddArgs args) {{\n"
-          "  samoyeds::grid_dependency_begin();\n"
-          "  samoyeds::scatter_add_rows<samoyeds::{}, 16>(args);\n"
-          "}}\n",
-          g.kernel_name, elem);
-      break;
-    case UtilityKernel::RouteTopk:
-    case UtilityKernel::MoeCombine: {
-      const bool route = which == UtilityKernel::RouteTopk;
-      g.source = fmt::format(
-          "#include \"samoyeds/moe_routing.cuh\"\n"
-          "extern \"C\" __global__ void __launch_bounds__({}) {}(const samoyeds::{} args) {{\n"
-          "  samoyeds::grid_dependency_begin();\n"
-          "  samoyeds::{}<samoyeds::{}>(args);\n"
-          "}}\n",
-          kUtilityThreads, g.kernel_name, route ? "RouteArgs" : "CombineArgs", route ? "route_topk" : "moe_combine",
-          elem);
-      break;
-    }
-    case UtilityKernel::GatherRows:
-      g.source = fmt::format(
-          "#include \"samoyeds/gather_rows.cuh\"\n"
-          "extern \"C\" __global__ void __launch_bounds__({0}) {1}(const samoyeds::GatherRowsArgs args) {{\n"
-          "  samoyeds::grid_dependency_begin();\n"
-          "  samoyeds::gather_rows<{0}>(args);\n"
-          "}}\n",
-          kUtilityThreads, g.kernel_name);
-      break;
-    case UtilityKernel::CountExperts:
-    case UtilityKernel::ScanOffsets:
-    case UtilityKernel::WriteExpertLists: {
-      const char* body = which == UtilityKernel::CountExperts   ? "count_expert<{t}>"
-                         : which == UtilityKernel::ScanOffsets ? "scan_offsets<{t}>"
-                                                                : "write_expert_list<{t}>";
-      g.source = fmt::format(
-          fmt::runtime("#include \"samoyeds/moe_routing.cuh\"\n"
-                       "extern \"C\" __global__ void __launch_bounds__({t}) {name}(const samoyeds::TokenListArgs args) {{\n"
-                       "  samoyeds::grid_dependency_begin();\n"
-                       "  samoyeds::" + std::string(body) + "(args);\n"
-                       "}}\n"),
-          fmt::arg("t", g.threads), fmt::arg("name", g.kernel_name));
-      break;
-    }
-  }
+  const UtilityBody body = utility_body(which, dtype == DType::f16 ? "F16" : "BF16", g.threads);
+  g.source = fmt::format(
+      "#include \"samoyeds/{}\"\n"
+      "extern \"C\" __global__ void __launch_bounds__({}) {}(const samoyeds::{} args) {{\n"
+      "  samoyeds::grid_dependency_begin();\n"
+      "  samoyeds::{}(args);\n"
+      "}}\n",
+      body.header, g.threads, g.kernel_name, body.args_type, body.call);
   return g;
 }
 
