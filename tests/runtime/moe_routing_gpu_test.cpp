@@ -50,13 +50,6 @@ Lists expected_lists(const std::vector<int>& ids, const std::vector<float>& weig
   return want;
 }
 
-template <class T>
-std::vector<T> download(const DeviceBuffer& b, size_t count) {
-  std::vector<T> h(count);
-  b.download(h.data(), count * sizeof(T));
-  return h;
-}
-
 Lists gpu_lists(const std::vector<int>& ids, const std::vector<float>& weights, int tokens, int experts, int top_k) {
   KernelRuntime& rt = shared_runtime();
   const size_t n = ids.size();
@@ -84,13 +77,13 @@ Lists gpu_lists(const std::vector<int>& ids, const std::vector<float>& weights, 
   launch_utility(rt, UtilityKernel::WriteExpertLists, DType::bf16, unsigned(experts), 1, &l, nullptr);
   Device::get().synchronize();
   Lists r;
-  r.counts = download<int>(counts, size_t(experts));
-  r.offsets = download<int>(offsets, size_t(experts) + 1);
+  r.counts = from_device<int>(counts, size_t(experts));
+  r.offsets = from_device<int>(offsets, size_t(experts) + 1);
   const size_t listed = size_t(std::max(0, r.offsets.back()));
-  r.list_token = download<int>(token, std::min(listed, n));
-  r.list_weight = download<float>(weight, std::min(listed, n));
-  r.position = download<int>(position, n);
-  r.flag = download<int>(flag, 1)[0];
+  r.list_token = from_device<int>(token, std::min(listed, n));
+  r.list_weight = from_device<float>(weight, std::min(listed, n));
+  r.position = from_device<int>(position, n);
+  r.flag = from_device<int>(flag, 1)[0];
   return r;
 }
 
@@ -179,8 +172,8 @@ TEST_F(MoeRoutingGpu, TopkMatchesTheReference) {
       launch_utility(rt, UtilityKernel::RouteTopk, dt, (unsigned(c.tokens) + warps_per_block - 1) / warps_per_block, 1,
                      &r, nullptr);
       Device::get().synchronize();
-      EXPECT_EQ(download<int>(ids, want.expert.size()), want.expert);
-      const std::vector<float> got_w = download<float>(weights, want.weight.size());
+      EXPECT_EQ(from_device<int>(ids, want.expert.size()), want.expert);
+      const std::vector<float> got_w = from_device<float>(weights, want.weight.size());
       for (size_t i = 0; i < got_w.size(); ++i)
         ASSERT_NEAR(got_w[i], want.weight[i], 1e-5 + 1e-5 * std::fabs(want.weight[i])) << "entry " << i;
     }

@@ -55,4 +55,12 @@ DeviceBuffer to_device(const std::vector<T>& host) {
   return b;
 }
 
+// The first `count` elements of a device buffer.
+template <class T>
+std::vector<T> from_device(const DeviceBuffer& b, size_t count) {
+  std::vector<T> host(count);
+  b.download(host.data(), count * sizeof(T));
+  return host;
+}
+
 }  // namespace samoyeds::test
