@@ -8,9 +8,7 @@ std::string utility_kernel_name(UtilityKernel which) {
   switch (which) {
     case UtilityKernel::ScatterAddRows: return "samoyeds_scatter_add_rows";
     case UtilityKernel::RouteTopk: return "samoyeds_route_topk";
-    case UtilityKernel::CountExperts: return "samoyeds_count_experts";
-    case UtilityKernel::ScanOffsets: return "samoyeds_scan_offsets";
-    case UtilityKernel::WriteExpertLists: return "samoyeds_write_expert_lists";
+    case UtilityKernel::BuildExpertLists: return "samoyeds_build_expert_lists";
     case UtilityKernel::MoeCombine: return "samoyeds_moe_combine";
     case UtilityKernel::GatherRows: return "samoyeds_gather_rows";
   }
@@ -20,11 +18,9 @@ std::string utility_kernel_name(UtilityKernel which) {
 int utility_kernel_threads(UtilityKernel which) {
   switch (which) {
     case UtilityKernel::ScatterAddRows: return 128;
-    // The token-list passes: one block per expert (or one in all) walks
-    // every entry, so it gets the largest block.
-    case UtilityKernel::CountExperts:
-    case UtilityKernel::ScanOffsets:
-    case UtilityKernel::WriteExpertLists: return 1024;
+    // The token lists: every block walks every entry, so it gets the
+    // largest block.
+    case UtilityKernel::BuildExpertLists: return 1024;
     default: return kUtilityThreads;
   }
 }
@@ -50,12 +46,8 @@ UtilityBody utility_body(UtilityKernel which, const char* elem, int threads) {
       return {"moe_routing.cuh", "CombineArgs", fmt::format("moe_combine<samoyeds::{}>", elem)};
     case UtilityKernel::GatherRows:
       return {"gather_rows.cuh", "GatherRowsArgs", fmt::format("gather_rows<{}>", threads)};
-    case UtilityKernel::CountExperts:
-      return {"moe_routing.cuh", "TokenListArgs", fmt::format("count_expert<{}>", threads)};
-    case UtilityKernel::ScanOffsets:
-      return {"moe_routing.cuh", "TokenListArgs", fmt::format("scan_offsets<{}>", threads)};
-    case UtilityKernel::WriteExpertLists:
-      return {"moe_routing.cuh", "TokenListArgs", fmt::format("write_expert_list<{}>", threads)};
+    case UtilityKernel::BuildExpertLists:
+      return {"moe_routing.cuh", "TokenListArgs", fmt::format("build_expert_list<{}>", threads)};
   }
   return {"", "", ""};
 }

@@ -8,13 +8,11 @@ namespace samoyeds {
 enum class UtilityKernel {
   ScatterAddRows,   // single-expert deterministic combine
   RouteTopk,        // MoE: softmax top-k, one warp per token (dtype of the logits)
-  CountExperts,     // MoE token lists, pass 1 (one block per expert)
-  ScanOffsets,      //                  pass 2 (one block)
-  WriteExpertLists, //                  pass 3 (one block per expert)
+  BuildExpertLists, // MoE token lists (experts x splits blocks)
   MoeCombine,       // MoE: gather each token's expert outputs in slot order
   GatherRows,       // routed tokens into list order, one warp per row
 };
-constexpr int kUtilityKernelCount = 7;
+constexpr int kUtilityKernelCount = 5;
 // Threads per block of the utility kernels that are launched with blocks of threads.
 constexpr int kUtilityThreads = 256;
 

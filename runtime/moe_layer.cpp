@@ -62,7 +62,6 @@ void MoeLayerSpec::validate() const {
 struct MoeLayer::Workspace {
   int* topk_ids;
   float* topk_weights;
-  int* counts;
   int* offsets;
   int* list_token;
   float* list_weight;
@@ -137,7 +136,7 @@ int64_t MoeLayer::weight_bytes() const {
 
 size_t MoeLayer::workspace_bytes(int64_t tokens) const {
   const size_t tk = size_t(tokens) * size_t(spec_.top_k), E = size_t(spec_.experts);
-  size_t b = align_up(tk * 4) * 5 + align_up(E * 4) + align_up((E + 1) * 4);  // topk ids/weights, lists
+  size_t b = align_up(tk * 4) * 5 + align_up((E + 1) * 4);  // topk ids/weights, lists
   b += align_up(tk * size_t(spec_.ffn) * 2) + align_up(tk * size_t(spec_.hidden) * 2);
   if (has_shared_) b += align_up(size_t(tokens) * size_t(shared_ffn_) * 2) + align_up(size_t(tokens) * size_t(spec_.hidden) * 2);
   return b;
@@ -158,7 +157,6 @@ MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens
   Workspace w{};
   w.topk_ids = static_cast<int*>(take(tk * 4));
   w.topk_weights = static_cast<float*>(take(tk * 4));
-  w.counts = static_cast<int*>(take(E * 4));
   w.offsets = static_cast<int*>(take((E + 1) * 4));
   w.list_token = static_cast<int*>(take(tk * 4));
   w.list_weight = static_cast<float*>(take(tk * 4));
@@ -201,12 +199,11 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   const Workspace w = carve(workspace, workspace_size, tokens);
   rt_.device().make_current();
   const int64_t tk = tokens * spec_.top_k;
-  // Entries with an out-of-range expert id get position -1 (WriteExpertLists)
+  // Entries with an out-of-range expert id get position -1 (BuildExpertLists)
   // and add nothing.
   TokenListArgs l{};
   l.topk_ids = topk_ids;
   l.topk_weights = topk_weights;
-  l.counts = w.counts;
   l.offsets = w.offsets;
   l.list_token = w.list_token;
   l.list_weight = w.list_weight;
@@ -215,9 +212,7 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   l.tokens = int(tokens);
   l.experts = spec_.experts;
   l.top_k = spec_.top_k;
-  launch_utility(rt_, UtilityKernel::CountExperts, spec_.dtype, unsigned(spec_.experts), 1, &l, stream);
-  launch_utility(rt_, UtilityKernel::ScanOffsets, spec_.dtype, 1, 1, &l, stream);
-  launch_utility(rt_, UtilityKernel::WriteExpertLists, spec_.dtype, unsigned(spec_.experts), 1, &l, stream);
+  launch_token_lists(rt_, spec_.dtype, l, stream);
 
   LaunchOptions opt;
   opt.stream = stream;

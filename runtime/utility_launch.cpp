@@ -1,7 +1,10 @@
 #include "runtime/utility_launch.hpp"
 
+#include <algorithm>
+
 #include "runtime/cuda_driver.hpp"
 #include "runtime/kernel_launch.hpp"
+#include "templates/kernel_args.cuh"
 
 namespace samoyeds {
 
@@ -16,6 +19,18 @@ void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigne
   const CUresult rc = launch_kernel(rt.device(), static_cast<CUfunction>(k.function), shape,
                                     static_cast<CUstream>(stream), params);
   if (rc != CUDA_SUCCESS) check(rc, ("launch " + utility_kernel_name(which)).c_str());
+}
+
+void launch_token_lists(KernelRuntime& rt, DType dtype, TokenListArgs& args, void* stream) {
+  // Every block counts all n entries, so a split should write at least a few
+  // entries a thread (kMinEntriesPerSplit) to be worth its count pass; past
+  // one block per SM more splits only add count passes.
+  constexpr int64_t kMinEntriesPerSplit = 4096;
+  const int64_t n = int64_t(args.tokens) * args.top_k;
+  const int64_t sms = std::max(1, rt.device().info().sm_count);
+  const int64_t want = (sms + args.experts - 1) / args.experts;
+  const int64_t splits = std::clamp<int64_t>(std::min(want, n / kMinEntriesPerSplit), 1, 65535);
+  launch_utility(rt, UtilityKernel::BuildExpertLists, dtype, unsigned(args.experts), unsigned(splits), &args, stream);
 }
 
 }  // namespace samoyeds

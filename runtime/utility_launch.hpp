@@ -12,4 +12,10 @@ namespace samoyeds {
 void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigned gx, unsigned gy, void* args,
                     void* stream);
 
+struct TokenListArgs;
+// The MoE token lists of `args` (BuildExpertLists) on `stream`: one block per
+// expert and split of the entries, with splits enough that few experts still
+// fill the GPU.
+void launch_token_lists(KernelRuntime& rt, DType dtype, TokenListArgs& args, void* stream);
+
 }  // namespace samoyeds

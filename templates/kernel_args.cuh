@@ -81,7 +81,6 @@ struct RouteArgs {
 struct TokenListArgs {
   const int* topk_ids;        // [tokens * top_k]
   const float* topk_weights;  // [tokens * top_k]
-  int* counts;                // [experts]
   int* offsets;               // [experts + 1]
   int* list_token;            // [tokens * top_k]
   float* list_weight;         // [tokens * top_k]

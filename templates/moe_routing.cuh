@@ -1,6 +1,6 @@
 // MoE routing on the GPU with no host round trip and no floating-point
 // atomics: softmax top-k per token, then per-expert token lists by an ordered
-// counting sort (count, scan, write in token order), so every run builds the
+// counting sort (counts and writes in token order), so every run builds the
 // same lists, and a combine that gathers each token's expert outputs in slot
 // order (same bits every run).
 #pragma once
@@ -28,17 +28,18 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   float chosen_sum = 0.0f, my_p = 0.0f;
   int my_pick = -1;
-  // Round j takes the best expert not taken in rounds 0..j-1.
+  // Round j takes the best expert ranked after round j-1's pick, in the
+  // order (logit descending, id ascending) that the picks follow: so what
+  // earlier rounds took is excluded by one comparison, with no list of them.
+  float last = __int_as_float(0x7f800000);  // +inf: every logit comes after it
+  int last_e = -1;
   for (int j = 0; j < a.top_k; ++j) {
     float best = -3.0e38f;
     int best_e = 0x7fffffff;
-    // The same trip count on every lane: the shuffles need the whole warp.
-    for (int e0 = 0; e0 < a.experts; e0 += 32) {
-      const int e = e0 + lane;
-      bool taken = e >= a.experts;
-      for (int q = 0; q < j; ++q) taken |= __shfl_sync(0xffffffffu, my_pick, q) == e;
-      const float v = taken ? 0.0f : ToFloat<T>::run(row[e]);
-      if (!taken && (v > best || (v == best && e < best_e))) {
+    for (int e = lane; e < a.experts; e += 32) {
+      const float v = ToFloat<T>::run(row[e]);
+      const bool after_last = v < last || (v == last && e > last_e);
+      if (after_last && (v > best || (v == best && e < best_e))) {
         best = v;
         best_e = e;
       }
@@ -51,6 +52,8 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
         best_e = oe;
       }
     }
+    last = best;
+    last_e = best_e;
     const float p = __expf(best - mx) / sum;
     chosen_sum += p;
     if (lane == j) {
@@ -66,18 +69,24 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
 
 
 // Token lists: an ordered counting sort of the n = tokens * top_k entries by
-// expert id, in three passes whose blocks are as large as a block can be
-// (1024 threads: utility_kernel_threads, the kThreads below). Each walks
-// the entries in chunks; every load is independent of the last, so a pass
-// waits about one memory latency per chunk, not one per entry.
+// expert id, in one launch of experts x splits blocks as large as a block
+// can be (1024 threads: utility_kernel_threads, the kThreads below).
+// Block (e, s) counts, over every entry, the valid ids below e (where e's
+// list starts) and e's entries before its split, then writes e's entries of
+// split s. Every load is independent of the last, so a block waits about
+// one memory latency per chunk, not one per entry; the splits give the grid
+// enough blocks to fill the GPU when there are few experts
+// (build_token_lists in runtime/utility_launch.cpp picks them).
 
 __device__ __forceinline__ bool bad_expert_id(int id, int experts) { return id < 0 || id >= experts; }
 
-// Exclusive prefix sum of v over the block's threads in thread order, and the
-// block's total. Every thread of the block must call it; warp_sums is free
-// again when it returns.
+// Block-wide sums. A warp adds with one redux.sync (sm_80+), then every warp
+// reads the warps' sums a lane each and adds them the same way, so no
+// thread loops over the warps. Every thread of the block must call them;
+// the scratch arrays are free again when they return.
 template <int kThreads>
 __device__ __forceinline__ int block_exclusive_sum(int v, int (&warp_sums)[kThreads / 32], int& total) {
+  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "at most 32 warps: a lane per warp");
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int incl = v;
   for (int o = 1; o < 32; o <<= 1) {
@@ -86,67 +95,68 @@ __device__ __forceinline__ int block_exclusive_sum(int v, int (&warp_sums)[kThre
   }
   if (lane == 31) warp_sums[warp] = incl;
   __syncthreads();
-  int before = 0;
-  total = 0;
-#pragma unroll
-  for (int w = 0; w < kThreads / 32; ++w) {
-    const int s = warp_sums[w];
-    before += w < warp ? s : 0;
-    total += s;
-  }
+  const int s = lane < kThreads / 32 ? warp_sums[lane] : 0;
+  total = __reduce_add_sync(0xffffffffu, s);
+  const int before = __reduce_add_sync(0xffffffffu, lane < warp ? s : 0);
   __syncthreads();
   return before + incl - v;
 }
 
-// Pass 1, one block per expert: how many entries chose it. Block 0 also
-// flags ids out of range.
+// v[j] = the block's sum of v[j], for N values at once (one barrier pair).
+template <int kThreads, int N>
+__device__ __forceinline__ void block_sums(int (&v)[N], int (&scratch)[N][kThreads / 32]) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const int w = __reduce_add_sync(0xffffffffu, v[j]);
+    if (lane == 0) scratch[j][warp] = w;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < N; ++j) v[j] = __reduce_add_sync(0xffffffffu, lane < kThreads / 32 ? scratch[j][lane] : 0);
+  __syncthreads();
+}
+
+// Entries [begin, end) of split s of n entries in `splits`.
+__device__ __forceinline__ int split_edge(int n, int s, int splits) { return int(static_cast<long long>(n) * s / splits); }
+
+// Block (e, s): expert e's entries of split s, in (token, slot) order. The
+// block writes offsets[e] (split 0) and, for the last expert,
+// offsets[experts]; the lists and the positions of its entries; and, for
+// expert 0, position -1 for the split's ids out of range (in no list), so
+// every output is written by exactly one block. A chunk of the write gives
+// each warp kListPerLane x 32 consecutive entries; a ballot per 32 of them
+// ranks the warp's own, a block scan of the warps' totals places the warps.
+constexpr int kListPerLane = 8;
 template <int kThreads>
-__device__ __forceinline__ void count_expert(const TokenListArgs& a) {
+__device__ __forceinline__ void build_expert_list(const TokenListArgs& a) {
   __shared__ int warp_sums[kThreads / 32];
+  __shared__ int count_sums[3][kThreads / 32];
   const int e = blockIdx.x, n = a.tokens * a.top_k;
-  int mine = 0;
+  const int begin = split_edge(n, blockIdx.y, gridDim.y), end = split_edge(n, blockIdx.y + 1, gridDim.y);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // Counts over every entry. An id below e that is not negative is valid.
+  int below = 0, earlier = 0, mine = 0;
   bool bad = false;
 #pragma unroll 8
   for (int i = threadIdx.x; i < n; i += kThreads) {
     const int id = a.topk_ids[i];
+    below += unsigned(id) < unsigned(e);
+    earlier += id == e && i < begin;
     mine += id == e;
     bad |= bad_expert_id(id, a.experts);
   }
-  if (e == 0 && bad && a.error_flag) global_or(a.error_flag, kErrorBadTokenId);
-  int total;
-  block_exclusive_sum<kThreads>(mine, warp_sums, total);
-  if (threadIdx.x == 0) a.counts[e] = total;
-}
-
-// Pass 2, one block: offsets = exclusive prefix sum of the counts.
-template <int kThreads>
-__device__ __forceinline__ void scan_offsets(const TokenListArgs& a) {
-  __shared__ int warp_sums[kThreads / 32];
-  int run = 0;
-  for (int e0 = 0; e0 < a.experts; e0 += kThreads) {
-    const int e = e0 + threadIdx.x;
-    int total;
-    const int before = block_exclusive_sum<kThreads>(e < a.experts ? a.counts[e] : 0, warp_sums, total);
-    if (e < a.experts) a.offsets[e] = run + before;
-    run += total;
+  if (e == 0 && blockIdx.y == 0 && bad && a.error_flag) global_or(a.error_flag, kErrorBadTokenId);
+  int sums[3] = {below, earlier, mine};
+  block_sums<kThreads>(sums, count_sums);
+  const int offset = sums[0];
+  int base = offset + sums[1];
+  if (threadIdx.x == 0 && blockIdx.y == 0) {
+    a.offsets[e] = offset;
+    if (e == a.experts - 1) a.offsets[a.experts] = offset + sums[2];
   }
-  if (threadIdx.x == 0) a.offsets[a.experts] = run;
-}
-
-// Pass 3, one block per expert: write its entries in (token, slot) order.
-// A chunk gives each warp kListPerLane x 32 consecutive entries; a ballot per
-// 32 of them ranks the warp's own, a block scan of the warps' totals places
-// the warps. Block 0 also marks entries with ids out of range as in no list
-// (position -1), so every position is written by exactly one block.
-constexpr int kListPerLane = 16;
-template <int kThreads>
-__device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
-  __shared__ int warp_sums[kThreads / 32];
-  const int e = blockIdx.x, n = a.tokens * a.top_k;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const u32 below = (1u << lane) - 1u;
-  int base = a.offsets[e];
-  for (int i0 = 0; i0 < n; i0 += kThreads * kListPerLane) {
+  const u32 below_lane = (1u << lane) - 1u;
+  for (int i0 = begin; i0 < end; i0 += kThreads * kListPerLane) {
     const int first = i0 + warp * 32 * kListPerLane + lane;
     u32 mask[kListPerLane];
     float weight[kListPerLane];  // loaded with the ids: no dependent load after the scan
@@ -154,11 +164,11 @@ __device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
 #pragma unroll
     for (int u = 0; u < kListPerLane; ++u) {
       const int i = first + u * 32;
-      const int id = i < n ? a.topk_ids[i] : 0;
-      weight[u] = i < n ? a.topk_weights[i] : 0.0f;
-      mask[u] = __ballot_sync(0xffffffffu, i < n && id == e);
+      const int id = i < end ? a.topk_ids[i] : 0;
+      weight[u] = i < end ? a.topk_weights[i] : 0.0f;
+      mask[u] = __ballot_sync(0xffffffffu, i < end && id == e);
       warp_total += __popc(mask[u]);
-      if (e == 0 && i < n && bad_expert_id(id, a.experts)) a.position[i] = -1;
+      if (e == 0 && i < end && bad_expert_id(id, a.experts)) a.position[i] = -1;
     }
     int chunk_total;
     const int warp_before = block_exclusive_sum<kThreads>(lane == 0 ? warp_total : 0, warp_sums, chunk_total);
@@ -166,7 +176,7 @@ __device__ __forceinline__ void write_expert_list(const TokenListArgs& a) {
 #pragma unroll
     for (int u = 0; u < kListPerLane; ++u) {
       if (mask[u] >> lane & 1u) {
-        const int i = first + u * 32, p = pos + __popc(mask[u] & below);
+        const int i = first + u * 32, p = pos + __popc(mask[u] & below_lane);
         a.list_token[p] = i / a.top_k;
         a.list_weight[p] = weight[u];
         a.position[i] = p;

@@ -22,7 +22,7 @@ namespace samoyeds::test {
 namespace {
 
 struct Lists {
-  std::vector<int> counts, offsets, list_token, position;
+  std::vector<int> offsets, list_token, position;
   std::vector<float> list_weight;
   int flag = 0;
 };
@@ -39,7 +39,6 @@ Lists expected_lists(const std::vector<int>& ids, const std::vector<float>& weig
     }
   const ExpertTokenLists l = build_token_lists(r, experts + 1);
   want.offsets.assign(l.offsets.begin(), l.offsets.end() - 1);
-  for (int e = 0; e < experts; ++e) want.counts.push_back(want.offsets[size_t(e) + 1] - want.offsets[size_t(e)]);
   want.position.assign(ids.size(), -1);
   for (int p = 0; p < want.offsets.back(); ++p) {
     const size_t entry = size_t(l.token[size_t(p)]) * size_t(top_k) + size_t(l.slot[size_t(p)]);
@@ -54,16 +53,14 @@ Lists gpu_lists(const std::vector<int>& ids, const std::vector<float>& weights, 
   KernelRuntime& rt = shared_runtime();
   const size_t n = ids.size();
   DeviceBuffer d_ids = to_device(ids), d_w = to_device(weights);
-  DeviceBuffer counts(size_t(experts) * 4), offsets((size_t(experts) + 1) * 4), token(n * 4), weight(n * 4),
-      position(n * 4), flag(4);
+  DeviceBuffer offsets((size_t(experts) + 1) * 4), token(n * 4), weight(n * 4), position(n * 4), flag(4);
   // Poison: every output the passes own must be written (position included:
   // the layer no longer clears it first).
-  for (DeviceBuffer* b : {&counts, &offsets, &token, &weight, &position}) b->fill_bytes(0x5a);
+  for (DeviceBuffer* b : {&offsets, &token, &weight, &position}) b->fill_bytes(0x5a);
   flag.fill_bytes(0);
   TokenListArgs l{};
   l.topk_ids = static_cast<const int*>(d_ids.data());
   l.topk_weights = static_cast<const float*>(d_w.data());
-  l.counts = static_cast<int*>(counts.data());
   l.offsets = static_cast<int*>(offsets.data());
   l.list_token = static_cast<int*>(token.data());
   l.list_weight = static_cast<float*>(weight.data());
@@ -72,12 +69,9 @@ Lists gpu_lists(const std::vector<int>& ids, const std::vector<float>& weights, 
   l.tokens = tokens;
   l.experts = experts;
   l.top_k = top_k;
-  launch_utility(rt, UtilityKernel::CountExperts, DType::bf16, unsigned(experts), 1, &l, nullptr);
-  launch_utility(rt, UtilityKernel::ScanOffsets, DType::bf16, 1, 1, &l, nullptr);
-  launch_utility(rt, UtilityKernel::WriteExpertLists, DType::bf16, unsigned(experts), 1, &l, nullptr);
+  launch_token_lists(rt, DType::bf16, l, nullptr);
   Device::get().synchronize();
   Lists r;
-  r.counts = from_device<int>(counts, size_t(experts));
   r.offsets = from_device<int>(offsets, size_t(experts) + 1);
   const size_t listed = size_t(std::max(0, r.offsets.back()));
   r.list_token = from_device<int>(token, std::min(listed, n));
@@ -97,11 +91,16 @@ TEST_F(MoeRoutingGpu, TokenListsMatchTheReference) {
     int tokens, experts, top_k;
     double bad_fraction;
   };
-  // A chunk of WriteExpertLists is 1024 threads x 16 entries = 16384
-  // entries; the scan takes 1024 experts at a time.
-  const Case cases[] = {{1, 1, 1, 0.0},        {3, 8, 2, 0.0},         {8192, 2, 2, 0.0},   {2730, 64, 6, 0.0},
-                        {2731, 64, 6, 0.01},   {8193, 64, 2, 0.0},     {4096, 64, 6, 0.0},  {20000, 8, 2, 0.05},
-                        {5, 3000, 8, 0.0},     {700, 2500, 32, 0.02},  {2048, 256, 8, 0.0}, {1, 65535, 32, 0.5}};
+  // BuildExpertLists writes a chunk of 1024 threads x 8 entries = 8192
+  // entries at a time; launch_token_lists splits the entries about
+  // SMs / experts ways (at most one split per 4096 entries), so on a
+  // 132-SM GPU: one split of five chunks (5000 x 8 over 200 experts), two
+  // splits of five chunks (7000 x 10 over 66), many splits whose edges are
+  // not chunk multiples (20000 x 2 over 8, 2731 x 6 over 64).
+  const Case cases[] = {{1, 1, 1, 0.0},       {3, 8, 2, 0.0},        {8192, 2, 2, 0.0},   {2730, 64, 6, 0.0},
+                        {2731, 64, 6, 0.01},  {8193, 64, 2, 0.0},    {4096, 64, 6, 0.0},  {20000, 8, 2, 0.05},
+                        {5, 3000, 8, 0.0},    {700, 2500, 32, 0.02}, {2048, 256, 8, 0.0}, {1, 65535, 32, 0.5},
+                        {5000, 200, 8, 0.01}, {7000, 66, 10, 0.01}};
   for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} bad={}", c.tokens, c.experts, c.top_k, c.bad_fraction));
     const size_t n = size_t(c.tokens) * size_t(c.top_k);
@@ -119,7 +118,6 @@ TEST_F(MoeRoutingGpu, TokenListsMatchTheReference) {
     }
     const Lists want = expected_lists(ids, weights, c.experts, c.top_k);
     const Lists got = gpu_lists(ids, weights, c.tokens, c.experts, c.top_k);
-    EXPECT_EQ(got.counts, want.counts);
     EXPECT_EQ(got.offsets, want.offsets);
     EXPECT_EQ(got.list_token, want.list_token);
     EXPECT_EQ(got.list_weight, want.list_weight);
