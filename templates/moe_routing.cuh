@@ -76,14 +76,15 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
 // split s. Every load is independent of the last, so a block waits about
 // one memory latency per chunk, not one per entry; the splits give the grid
 // enough blocks to fill the GPU when there are few experts
-// (build_token_lists in runtime/utility_launch.cpp picks them).
+// (launch_token_lists in runtime/utility_launch.cpp picks them).
 
 __device__ __forceinline__ bool bad_expert_id(int id, int experts) { return id < 0 || id >= experts; }
 
-// Block-wide sums. A warp adds with one redux.sync (sm_80+), then every warp
-// reads the warps' sums a lane each and adds them the same way, so no
-// thread loops over the warps. Every thread of the block must call them;
-// the scratch arrays are free again when they return.
+// Block-wide sums. Within a warp a shuffle scan (prefix) or one redux.sync
+// (sm_80+; sum); then every warp reads the warps' sums a lane each and adds
+// them with redux.sync, so no thread loops over the warps. Every thread of
+// the block must call them; the scratch arrays are free again when they
+// return.
 template <int kThreads>
 __device__ __forceinline__ int block_exclusive_sum(int v, int (&warp_sums)[kThreads / 32], int& total) {
   static_assert(kThreads % 32 == 0 && kThreads <= 1024, "at most 32 warps: a lane per warp");
@@ -118,7 +119,9 @@ __device__ __forceinline__ void block_sums(int (&v)[N], int (&scratch)[N][kThrea
 }
 
 // Entries [begin, end) of split s of n entries in `splits`.
-__device__ __forceinline__ int split_edge(int n, int s, int splits) { return int(static_cast<long long>(n) * s / splits); }
+__device__ __forceinline__ int split_edge(int n, int s, int splits) {
+  return int(static_cast<long long>(n) * s / splits);
+}
 
 // Block (e, s): expert e's entries of split s, in (token, slot) order. The
 // block writes offsets[e] (split 0) and, for the last expert,
