@@ -61,10 +61,6 @@ __device__ __forceinline__ void global_or(int* p, int bits) {
   asm volatile("red.global.or.b32 [%0], %1;" ::"l"(p), "r"(bits) : "memory");
 }
 
-// The fast division (2 ulp, no IEEE slow path): the kernels run without
-// fast-math, and x / y cost a reciprocal plus a range check and a call per
-// element, which a gated epilogue of 16K elements per tile felt. For x below
-// about -88 the divisor is inf and the result 0 (true value below 1e-36).
 // First thing every kernel runs, in every block, before any early return
 // (runtime/kernel_launch.hpp): wait until the previous kernel in the stream
 // has completed and its writes are visible. Unconditional in every block, so
@@ -80,6 +76,10 @@ __device__ __forceinline__ void grid_dependency_begin() {
 #endif
 }
 
+// The fast division (2 ulp, no IEEE slow path): the kernels run without
+// fast-math, and x / y cost a reciprocal plus a range check and a call per
+// element, which a gated epilogue of 16K elements per tile felt. For x below
+// about -88 the divisor is inf and the result 0 (true value below 1e-36).
 __device__ __forceinline__ float silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 }  // namespace samoyeds

@@ -104,6 +104,11 @@ struct SsmmPipeline {
   }
 
   float acc[kWA][kSlots][MT][NT][4];  // [i]: operand(i)
+  // The tile's token (column) of accumulator register 2 * h + e of fragment
+  // nt, in the m16n8 fragment layout both cores leave.
+  static __device__ __forceinline__ int fragment_token(int warp_n, int nt, int lane, int e) {
+    return warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+  }
   // Row selection (row_select.cuh), as the core prefers, and each fragment
   // row's selection state.
   typedef typename ConstIf<Core::kSelectByDifference, DifferenceSelect, SwapSelect>::type Select;
@@ -373,7 +378,7 @@ struct SsmmPipeline {
               for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
-                  const int t = warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+                  const int t = fragment_token(warp_n, nt, lane, e);
                   float* dst = tile + (operand(w) * BN + t) * kEpiLd + out_row;
                   const float v = acc[w][s][mt][nt][2 * h + e];
                   *dst = pass == 0 ? v : *dst + v;
@@ -418,7 +423,7 @@ struct SsmmPipeline {
     for (int nt = NT0; nt < NT1; ++nt)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int tok = tok0 + warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+        const int tok = tok0 + fragment_token(warp_n, nt, lane, e);
         scale[nt - NT0][e] = args.row_scale && tok < args.n ? args.row_scale[tok] : 1.0f;
       }
 #pragma unroll
@@ -431,7 +436,7 @@ struct SsmmPipeline {
         for (int nt = NT0; nt < NT1; ++nt)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int tok = tok0 + warp_n * WN + nt * 8 + (lane % 4) * 2 + e;
+            const int tok = tok0 + fragment_token(warp_n, nt, lane, e);
             if (tok >= args.n) continue;
             float v[MGROUP];
 #pragma unroll
