@@ -1,8 +1,8 @@
 // The MoE layer's routing kernels (templates/moe_routing.cuh) on the GPU,
 // each against the CPU reference: top-k routing (expert counts that are not
-// multiples of a warp, ties) and the token-list passes (chunk edges, more
-// experts than one scan block, empty experts, ids out of range, outputs
-// poisoned beforehand).
+// multiples of a warp, ties) and the token lists (chunk and split edges,
+// many experts, empty experts, ids out of range, outputs poisoned
+// beforehand).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -54,8 +54,8 @@ Lists gpu_lists(const std::vector<int>& ids, const std::vector<float>& weights, 
   const size_t n = ids.size();
   DeviceBuffer d_ids = to_device(ids), d_w = to_device(weights);
   DeviceBuffer offsets((size_t(experts) + 1) * 4), token(n * 4), weight(n * 4), position(n * 4), flag(4);
-  // Poison: every output the passes own must be written (position included:
-  // the layer no longer clears it first).
+  // Poison: every output the kernel owns must be written (position included:
+  // the layer does not clear it first).
   for (DeviceBuffer* b : {&offsets, &token, &weight, &position}) b->fill_bytes(0x5a);
   flag.fill_bytes(0);
   TokenListArgs l{};
