@@ -479,30 +479,41 @@ struct SsmmPipeline {
     const bool vec_ok = (args.ldy % 8) == 0;
     constexpr int kChunksPerTok = kOutRows / 8;
     static_assert(kEpiLd % 4 == 0, "16-byte tile reads");
-    // Unrolled so that several chunks' shared-memory reads are in flight
-    // before the first conversion waits on one.
-#pragma unroll 4
-    for (int c = first; c < BN * kChunksPerTok; c += step) {
-      const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
-      const int tok = tok0 + t, row = out_row0 + r8;
-      if (tok >= args.n || row >= args.m) continue;
-      const float scale = args.row_scale ? args.row_scale[tok] : 1.0f;
-      float a[8], b[8];
-      load(t * kEpiLd + r8, a);
-      if (kW > 1) load((BN + t) * kEpiLd + r8, b);
-      float v[8];
+    // Chunks in batches of kBatch: a batch's row scales are loaded together
+    // before its first store (one at a time, each waited a memory latency of
+    // its own, as in store_direct_range), and its shared-memory reads are in
+    // flight before the first conversion waits on one.
+    constexpr int kBatch = 4, kChunks = BN * kChunksPerTok;
+    for (int c0 = first; c0 < kChunks; c0 += kBatch * step) {
+      float scales[kBatch];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = Epilogue<EPI>::apply(a[j], kW > 1 ? b[j] : 0.0f) * scale;
-      u16* dst = args.y + u64(tok) * args.ldy + row;
-      if (vec_ok && row + 8 <= args.m) {
-        uint4_like out;
-        out.x = Elem<T>::pack2(v[0], v[1]);
-        out.y = Elem<T>::pack2(v[2], v[3]);
-        out.z = Elem<T>::pack2(v[4], v[5]);
-        out.w = Elem<T>::pack2(v[6], v[7]);
-        *reinterpret_cast<uint4_like*>(dst) = out;
-      } else {
-        for (int j = 0; j < 8 && row + j < args.m; ++j) dst[j] = u16(Elem<T>::pack2(v[j], 0.0f) & 0xffffu);
+      for (int u = 0; u < kBatch; ++u) {
+        const int c = c0 + u * step, tok = tok0 + c / kChunksPerTok;
+        scales[u] = args.row_scale && c < kChunks && tok < args.n ? args.row_scale[tok] : 1.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int c = c0 + u * step;
+        const int t = c / kChunksPerTok, r8 = (c % kChunksPerTok) * 8;
+        const int tok = tok0 + t, row = out_row0 + r8;
+        if (c >= kChunks || tok >= args.n || row >= args.m) continue;
+        float a[8], b[8];
+        load(t * kEpiLd + r8, a);
+        if (kW > 1) load((BN + t) * kEpiLd + r8, b);
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = Epilogue<EPI>::apply(a[j], kW > 1 ? b[j] : 0.0f) * scales[u];
+        u16* dst = args.y + u64(tok) * args.ldy + row;
+        if (vec_ok && row + 8 <= args.m) {
+          uint4_like out;
+          out.x = Elem<T>::pack2(v[0], v[1]);
+          out.y = Elem<T>::pack2(v[2], v[3]);
+          out.z = Elem<T>::pack2(v[4], v[5]);
+          out.w = Elem<T>::pack2(v[6], v[7]);
+          *reinterpret_cast<uint4_like*>(dst) = out;
+        } else {
+          for (int j = 0; j < 8 && row + j < args.m; ++j) dst[j] = u16(Elem<T>::pack2(v[j], 0.0f) & 0xffffu);
+        }
       }
     }
   }
