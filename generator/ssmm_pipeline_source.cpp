@@ -47,9 +47,7 @@ PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c
 
 std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const TileConfig& c) {
   const auto& sp = spec.sparsity;
-  if (c.block_m != 64 && c.block_m != 128) return "block_m must be 64 or 128";
-  if (c.block_m > MmaSpLayout::kRowAlign || c.block_k > MmaSpLayout::kKAlign)
-    return "tile larger than the packed layout's padding";
+  if (c.block_k > MmaSpLayout::kKAlign) return "tile deeper than the packed layout's padding along k";
   if (c.block_k != 64 && c.block_k != 128) return "block_k must be 64 or 128";
   if (c.stages < 2 || c.stages > 8) return "stages must be in [2, 8]";
   if (c.block_m % sp.N != 0) return fmt::format("block_m must hold whole groups of {} condensed rows", sp.N);

@@ -21,8 +21,10 @@ struct PipelineResources {  // computed the way the device struct does
 // on a multiple of it).
 PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& cfg, int stage_align = 16);
 
-// The checks every core needs (tile sizes the packed layout pads for, whole
+// The checks every core needs (the k-tile the packed layout pads for, whole
 // row groups per tile, shared memory); nullopt when the config passes them.
+// The row tile is each family's: mma_sp's copies read within the layout's
+// row padding, wgmma_sp's tensor maps bound their reads.
 std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const TileConfig& cfg);
 
 // The device struct a backend instantiates: `kernel_type` is its full type

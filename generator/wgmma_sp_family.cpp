@@ -49,7 +49,16 @@ WgmmaSpResources WgmmaSpFamily::resources(const KernelSpec& spec, const TileConf
 
 std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
   if (spec.arch != "sm_90a") return fmt::format("wgmma.sp needs sm_90a, not {}", spec.arch);
+  if (c.block_m != 64 && c.block_m != 128 && c.block_m != 192) return "block_m must be 64, 128 or 192";
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
+  if (c.block_m == 192) {
+    // Three consumer warpgroups leave the producer 32 registers (ssmm_wgmma_ws.cuh): only one thread issuing
+    // TMA boxes fits, and the epilogue must run from registers (its staging would need 384 output rows).
+    if (!c.tokens_tma) return "block_m = 192 needs token tiles by TMA (the gather's producer needs more registers)";
+    if (c.split_k != 1 || c.multicast != 1 || spec.sparsity.N != 1)
+      return "block_m = 192 stores from registers: N = 1, no split-k, no multicast";
+    if (c.split_operands) return "a warpgroup per operand takes block_m = 64";
+  }
   if (c.block_k != 128) return "block_k must be 128 (a k-tile's weight row is one 128-byte swizzle atom)";
   if (c.block_n != 32 && c.block_n != 64 && c.block_n != 128) return "block_n must be 32, 64 or 128 (one wgmma N)";
   if (c.warps_m != c.block_m / 16 || c.warps_n != 1)
@@ -100,7 +109,7 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
                                 {1, true, true, 2, 0}};
   std::vector<TileConfig> out;
   for (const Schedule& s : schedules)
-    for (int bm : {64, 128})
+    for (int bm : {64, 128, 192})
       for (int bn : {32, 64, 128})
         for (int bk : {128})
           // Deep pipelines (6, 8 stages: shared memory allows them at narrow

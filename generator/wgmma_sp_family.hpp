@@ -41,8 +41,9 @@ class WgmmaSpFamily final : public KernelFamily {
   static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255
-  // registers, two (384 threads) have 216 after the producer hands its
-  // registers over (setmaxnreg); 128 accumulators fit in both.
+  // registers, two (384 threads) have 216 and three (512 threads) 160 after
+  // the producer hands its registers over (setmaxnreg); 128 accumulators
+  // fit in all three.
   static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
     (void)spec;
     (void)cfg;

@@ -414,30 +414,40 @@ struct SsmmPipeline {
                                                      int warp_n, int lane, const Partner& partner) {
     static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
     const int out_row0 = row0 * MGROUP;
-    // The row scales of this thread's tokens, all loaded before the first
+    // The row scales of the warp's tokens, all loaded before the first
     // store: loaded inside the store loop, each waited a memory latency of
     // its own (ncu, DeepSeek's grouped down projection at 4096 tokens: the
     // multiplies waiting on them were 22% of the kernel's stall samples).
-    float scale[NT1 - NT0][2];
+    // Lane l holds those of the warp's tokens l, l + 32, ... (coalesced
+    // loads, WN / 32 registers), and each store takes its token's by a
+    // shuffle: a thread holding all 2 * NT of its own (32 at 128 tokens)
+    // spilled three consumer warpgroups' 160 registers.
+    constexpr int kScalesPerLane = (WN + 31) / 32;
+    float scales[kScalesPerLane];
+#pragma unroll
+    for (int j = 0; j < kScalesPerLane; ++j) {
+      const int i = j * 32 + lane, tok = tok0 + warp_n * WN + i;  // the warp's token i
+      scales[j] = args.row_scale && i < WN && tok < args.n ? args.row_scale[tok] : 1.0f;
+    }
+    // Token by token: a token's accumulators are dead once its rows are
+    // stored, and its row address is computed once (rows first, ptxas kept
+    // every token's address live across the rows and spilled at 160).
 #pragma unroll
     for (int nt = NT0; nt < NT1; ++nt)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
+        // Fragment token nt * 8 + 2 * (lane % 4) + e of the warp: held by
+        // lane (nt % 4) * 8 + 2 * (lane % 4) + e, in scales[nt / 4].
+        const float scale = __shfl_sync(0xffffffffu, scales[nt / 4], (nt % 4) * 8 + (lane % 4) * 2 + e);
         const int tok = tok0 + fragment_token(warp_n, nt, lane, e);
-        scale[nt - NT0][e] = args.row_scale && tok < args.n ? args.row_scale[tok] : 1.0f;
-      }
+        if (tok >= args.n) continue;
+        u16* const y_tok = args.y + u64(tok) * args.ldy;
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
-        const int row = out_row0 + r * MGROUP;                   // first original row of the group
-#pragma unroll
-        for (int nt = NT0; nt < NT1; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int tok = tok0 + fragment_token(warp_n, nt, lane, e);
-            if (tok >= args.n) continue;
+          for (int h = 0; h < 2; ++h) {
+            const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
+            const int row = out_row0 + r * MGROUP;                   // first original row of the group
             float v[MGROUP];
 #pragma unroll
             for (int q = 0; q < MGROUP; ++q) {
@@ -448,9 +458,9 @@ struct SsmmPipeline {
                 for (int s = 0; s < kSlots; ++s)
                   if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
               partner.fill(op, mt, h, nt, 2 * h + e, q);
-              v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale[nt - NT0][e];
+              v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
             }
-            u16* dst = args.y + u64(tok) * args.ldy + row;
+            u16* dst = y_tok + row;
             if (MGROUP % 2 == 0 && (args.ldy % 2) == 0 && row + MGROUP <= args.m) {
 #pragma unroll
               for (int q = 0; q < MGROUP; q += 2) reinterpret_cast<u32*>(dst)[q / 2] = Elem<T>::pack2(v[q], v[q + 1]);

@@ -19,8 +19,11 @@
 // Registers: with two consumer warpgroups (384 threads) the launch bound
 // gives every thread 168; the producer hands back all but 64 and the
 // consumers take 216 each (setmaxnreg), which the block's pool covers
-// exactly: 128*64 + 256*216 = 384*168. With one consumer warpgroup every
-// thread already has the 255 the hardware allows.
+// exactly: 128*64 + 256*216 = 384*168. With three (BM = 192, 512 threads:
+// 128 each) the producer keeps 32, which only the TMA token tiles' producer
+// fits in (one thread issues boxes; the gather needs ~56), and the
+// consumers take 160: 128*32 + 384*160 = 512*128. With one consumer
+// warpgroup every thread already has the 255 the hardware allows.
 // SPLIT_OPS (gated up projection, BM = 64): two consumer warpgroups over the
 // same 64 rows x BN tokens, the first accumulating the gate operand, the
 // second the up operand, so each holds one operand's accumulators and the
@@ -136,10 +139,17 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static constexpr int kConsumers = Base::kThreads * (SPLIT_OPS ? Base::kW : 1);
   static constexpr int kProducers = 128;
   static constexpr int kThreads = kConsumers + kProducers;
-  static constexpr bool kShiftRegisters = kConsumers == 256;
-  static constexpr int kProducerRegs = 64;  // its rows' source addresses and the tile walk stay in registers
-  static constexpr int kConsumerRegs = 216;
-  static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * 168,
+  static constexpr bool kShiftRegisters = kConsumers == 256 || kConsumers == 384;
+  static_assert(kConsumers <= 384, "at most three consumer warpgroups");
+  static_assert(kConsumers < 384 || TOKENS_TMA, "three consumer warpgroups leave the producer 32 registers: no gather");
+  // Two consumer warpgroups: the gather's source rows and the tile walk stay
+  // in the producer's registers.
+  static constexpr int kProducerRegs = kConsumers == 384 ? 32 : 64;
+  static constexpr int kConsumerRegs = kConsumers == 384 ? 160 : 216;
+  // What __launch_bounds__(kThreads, 1) gives each thread: the register
+  // file's share, in the allocation's steps of 8 (168 at 384 threads).
+  static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
+  static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * kLaunchRegs,
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
   static_assert(BK == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
   static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8, "split-k clusters of 1, 2, 4 or 8 blocks");
