@@ -259,13 +259,28 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   if (!spec.grouped && x.tokens_tma) {  // gathered (32-token) tiles keep schedule()'s choice
     TileConfig t = x;
     if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
-    if (t.split_k == 1) {
-      const int64_t tiles = tile_count(spec, t, tokens);
-      t.persistent = spec.sparsity.N == 1 && tiles > sm_count;
-      t.tokens_first = !t.persistent && tiles <= sm_count;
-      t.row_group = t.persistent ? default_row_group(spec, t.block_m) : 0;
-    }
+    const auto order_tiles = [&](TileConfig& c) {
+      if (c.split_k != 1) return;
+      const int64_t tiles = tile_count(spec, c, tokens);
+      c.persistent = spec.sparsity.N == 1 && tiles > sm_count;
+      c.tokens_first = !c.persistent && tiles <= sm_count;
+      c.row_group = c.persistent ? default_row_group(spec, c.block_m) : 0;
+    };
+    order_tiles(t);
     if (!invalid_reason(spec, t)) x = t;
+    // 192-row tiles (three consumer warpgroups, 3 stages) where they take
+    // fewer waves: on the H200 (eleventh session, rows in order) one ran
+    // like 1.35 128-row tiles once the waves were many (Mixtral up n = 4096:
+    // 14 waves of 128 rows against 10 of 192, 1.06x faster), and won or lost
+    // by the waves where they were few (MiniCPM up n = 1024: 1 wave against 2,
+    // 1.54x; OpenMoE-8B up n = 1024: 2 against 2, 0.82x).
+    TileConfig w = x;
+    w.block_m = 192;
+    w.warps_m = 12;
+    w.stages = 3;
+    order_tiles(w);
+    const auto waves = [&](const TileConfig& c) { return (tile_count(spec, c, tokens) + sm_count - 1) / sm_count; };
+    if (x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x)) x = w;
   }
   return x;
 }
