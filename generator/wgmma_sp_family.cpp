@@ -231,8 +231,8 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // cap of schedule() came from gathered token-first runs); and where there
 // are more than 16 row tiles, walking them in groups of 16 (row_group) gave
 // another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
-// layer was measured with, except for the gated up projection from 4096
-// tokens: a warpgroup per operand over 64 x 128 tiles, persistent, row-first
+// layer was measured with (their tiles may grow to 192 rows, below), except
+// for the gated up projection from 4096 tokens: a warpgroup per operand over 64 x 128 tiles, persistent, row-first
 // in groups of 16 where there are more row tiles (eighth session, Mixtral's
 // tuning run at bucket 4096: 1.54 ms against 1.68 for the best other config;
 // at bucket 1024 it lost by 3%).
@@ -256,32 +256,39 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   TileConfig x = c;
   x.tokens_tma = c.block_n >= 64 && list_copy_pays;
   if (invalid_reason(spec, x)) return c;
+  // Tiles of one launch in the order their count asks for.
+  const auto order_tiles = [&](TileConfig& t) {
+    if (t.split_k != 1) return;
+    const int64_t tiles = tile_count(spec, t, tokens);
+    t.persistent = spec.sparsity.N == 1 && tiles > sm_count;
+    t.tokens_first = !t.persistent && tiles <= sm_count;
+    t.row_group = t.persistent ? default_row_group(spec, t.block_m) : 0;
+  };
   if (!spec.grouped && x.tokens_tma) {  // gathered (32-token) tiles keep schedule()'s choice
     TileConfig t = x;
     if (t.block_n == 128 && (spec.k + t.block_k - 1) / t.block_k >= 16) t.stages = 4;
-    const auto order_tiles = [&](TileConfig& c) {
-      if (c.split_k != 1) return;
-      const int64_t tiles = tile_count(spec, c, tokens);
-      c.persistent = spec.sparsity.N == 1 && tiles > sm_count;
-      c.tokens_first = !c.persistent && tiles <= sm_count;
-      c.row_group = c.persistent ? default_row_group(spec, c.block_m) : 0;
-    };
     order_tiles(t);
     if (!invalid_reason(spec, t)) x = t;
-    // 192-row tiles (three consumer warpgroups, 3 stages) where they take
-    // fewer waves: on the H200 (eleventh session, rows in order) one ran
-    // like 1.35 128-row tiles once the waves were many (Mixtral up n = 4096:
-    // 14 waves of 128 rows against 10 of 192, 1.06x faster), and won or lost
-    // by the waves where they were few (MiniCPM up n = 1024: 1 wave against 2,
-    // 1.54x; OpenMoE-8B up n = 1024: 2 against 2, 0.82x).
-    TileConfig w = x;
-    w.block_m = 192;
-    w.warps_m = 12;
-    w.stages = 3;
-    order_tiles(w);
-    const auto waves = [&](const TileConfig& c) { return (tile_count(spec, c, tokens) + sm_count - 1) / sm_count; };
-    if (x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x)) x = w;
   }
+  // 192-row tiles (three consumer warpgroups, 3 stages) for 128 x 128 `_xt`
+  // tiles where they take fewer waves (one launch: in the order their count
+  // asks for; grouped: the same schedule): on the H200 (eleventh session,
+  // rows in order) one ran like 1.35 128-row tiles once the waves were many
+  // (Mixtral up n = 4096: 14 waves of 128 rows against 10 of 192, 1.06x
+  // faster), and won or lost by the waves where they were few (MiniCPM up
+  // n = 1024: 1 wave against 2, 1.54x; OpenMoE-8B up n = 1024: 2 against 2,
+  // 0.82x). Grouped down projections at bucket 4096 (tuning runs, every
+  // config): Mixtral's and OpenMoE-34B's winners were 192-row tiles, 1.22x
+  // and 1.16x the 128-row default; their layers at T = 4096 took 1% and 6%
+  // less time with them.
+  TileConfig w = x;
+  w.block_m = 192;
+  w.warps_m = 12;
+  w.stages = 3;
+  if (!spec.grouped) order_tiles(w);
+  const auto waves = [&](const TileConfig& c) { return (tile_count(spec, c, tokens) + sm_count - 1) / sm_count; };
+  if (x.tokens_tma && x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x))
+    x = w;
   return x;
 }
 

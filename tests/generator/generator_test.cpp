@@ -418,7 +418,13 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   KernelSpec grouped_down = mixtral_down;
   grouped_down.grouped = true;
   grouped_down.experts = 8;
-  EXPECT_EQ(w.default_config(grouped_down, 4096, sms).to_string(), "bm128_bn128_bk128_w8x1_s3_p_tf_xt");
+  // ... with 192-row tiles where they take fewer waves (Mixtral's and OpenMoE-34B's tuning winners at bucket 4096,
+  // eleventh session), not for DeepSeek's 1024 condensed rows (6 such tiles against 8).
+  EXPECT_EQ(w.default_config(grouped_down, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_tf_xt");
+  KernelSpec grouped_small_down = deepseek_down;
+  grouped_small_down.grouped = true;
+  grouped_small_down.experts = 64;
+  EXPECT_EQ(w.default_config(grouped_small_down, 4096, sms).block_m, 128);
   // The grouped gated up projection: a warpgroup per operand from 4096 tokens (the winner at bucket 4096; it lost
   // by 3% at 1024), in row groups where there are more than 16 row tiles (Mixtral's 112); experts under 4096 rows
   // gather their tokens instead of copying them into list order (DeepSeek's 1408: the winner at bucket 4096).
