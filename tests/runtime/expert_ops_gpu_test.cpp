@@ -412,10 +412,12 @@ struct RandomExperts {
 };
 
 // Grouped launches over 5 experts (one empty, one with every token) against
-// one launch per expert, bit for bit, with one backend and config.
-void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) {
+// one launch per expert, bit for bit, with one backend and config (the down
+// projection's own where given), hidden size H.
+void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, int64_t H = 256,
+                                     std::optional<TileConfig> down_config = std::nullopt) {
   const int E = 5;
-  const int64_t H = 256, I = 384, T = 70;
+  const int64_t I = 384, T = 70;
   const DType dt = DType::bf16;
   const RandomExperts ex(E, H, I, dt);
   const auto &w1 = ex.w1, &w3 = ex.w3, &w2 = ex.w2;
@@ -441,6 +443,7 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config) 
   // A warpgroup per operand is the up projection's (two operands); the down
   // projection runs the same tile without it.
   opt.config->split_operands = false;
+  if (down_config) opt.config = down_config;
   DeviceBuffer in_order(size_t(rows * H * 2));
   grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
                    static_cast<const int32_t*>(d_off.data()), T, h.data(), grouped_up_opt, {in_order.data(), rows});
@@ -495,6 +498,14 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
                              "bm64_bn128_bk128_w4x1_s3_tf_so_xt", "bm64_bn64_bk128_w4x1_s3_k2_so"}) {
     SCOPED_TRACE(config);
     check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
+  }
+  // 192-row down tiles (three consumer warpgroups) over 256 condensed rows an
+  // expert: each expert's second row tile reads past its rows (into the next
+  // expert's, or past the last), persistent and one tile per block.
+  for (const char* down : {"bm192_bn128_bk128_w12x1_s3_p_tf_xt", "bm192_bn64_bk128_w12x1_s4_xt"}) {
+    SCOPED_TRACE(down);
+    check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse("bm64_bn128_bk128_w4x1_s3_p_so_xt"), 512,
+                                    TileConfig::parse(down));
   }
 }
 
