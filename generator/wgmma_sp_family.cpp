@@ -232,8 +232,9 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // are more than 16 row tiles, walking them in groups of 16 (row_group) gave
 // another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
 // layer was measured with (their tiles may grow to 192 rows, below), except
-// for the gated up projection from 4096 tokens: a warpgroup per operand over 64 x 128 tiles, persistent, row-first
-// in groups of 16 where there are more row tiles (eighth session, Mixtral's
+// for the gated up projection from 4096 tokens: a warpgroup per operand over
+// 64 x 128 tiles, persistent, row-first in groups of 16 where there are more
+// row tiles (eighth session, Mixtral's
 // tuning run at bucket 4096: 1.54 ms against 1.68 for the best other config;
 // at bucket 1024 it lost by 3%).
 // The grouped gated up projection reads token tiles by TMA only after a copy

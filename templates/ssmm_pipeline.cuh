@@ -490,9 +490,10 @@ struct SsmmPipeline {
     constexpr int kChunksPerTok = kOutRows / 8;
     static_assert(kEpiLd % 4 == 0, "16-byte tile reads");
     // Chunks in batches of kBatch: a batch's row scales are loaded together
-    // before its first store (one at a time, each waited a memory latency of
-    // its own, as in store_direct_range), and its shared-memory reads are in
-    // flight before the first conversion waits on one.
+    // before its first store (loaded one at a time, each waited a memory
+    // latency of its own: store_direct_range's finding), and its
+    // shared-memory reads are in flight before the first conversion waits on
+    // one.
     constexpr int kBatch = 4, kChunks = BN * kChunksPerTok;
     for (int c0 = first; c0 < kChunks; c0 += kBatch * step) {
       float scales[kBatch];
