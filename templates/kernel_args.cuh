@@ -97,6 +97,15 @@ struct CombineArgs {
   int tokens, top_k, hidden;
 };
 
+// The TMA delivery probe (templates/ingress_probe.cuh, bench/ingress_bench.cpp).
+struct IngressProbeArgs {
+  long long* cycles;  // [gridDim.x]: each block's SM cycles from its first copy to its last stage landed
+  int stages_total;   // stages each block fills
+  int region_rows;    // rows of a region of the map, read round and round
+  int group;          // consecutive blocks that read the same region
+  int skew_rows;      // block i of a group starts i * skew_rows rows into the region
+};
+
 // Bits of the error flag (SsmmArgs::error_flag):
 // kErrorBadTokenId  an id was out of range (its row read as zeros);
 // kErrorListPastRows  a grouped launch's token list (offsets[experts]) is

@@ -1,0 +1,167 @@
+// Delivery probe: the rate at which TMA fills one SM's shared memory with
+// nothing else running (templates/ingress_probe.cuh), one block per SM, for
+// a few stage shapes and several sources (kSources: how many SMs read the
+// same lines, and whether at the same time). It answers whether a projection whose k-tile time follows its
+// bytes (docs/perf-log.md) receives them as fast as the SM can take them.
+// Reports bytes per SM cycle (clock64 on each SM, first copy to last stage
+// landed) and the total rate (CUDA-event median), both from the same launches.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/cli_args.hpp"
+#include "generator/kernel_family.hpp"
+#include "runtime/cuda_driver.hpp"
+#include "runtime/kernel_builder.hpp"
+#include "runtime/kernel_launch.hpp"
+#include "runtime/tma_weight_maps.hpp"
+#include "samoyeds/device.hpp"
+#include "samoyeds/error.hpp"
+#include "templates/kernel_args.cuh"
+#include "tuner/timing.hpp"
+
+using namespace samoyeds;
+
+namespace {
+
+struct StageShape {
+  int stages, boxes, box_rows;
+  const char* like;  // what in our kernels it stands for
+  int bytes() const { return boxes * box_rows * 128; }
+};
+// 128-row boxes are our token boxes (128 tokens x 64 values); 192 rows the
+// weight box of a 192-row tile.
+const StageShape kShapes[] = {
+    {3, 4, 128, "3 x 64 KB: about a 192 x 128 tile's stages (59 KB)"},
+    {4, 3, 128, "4 x 48 KB: about a 128 x 128 tile's stages (50 KB)"},
+    {6, 2, 128, "6 x 32 KB"},
+    {3, 3, 192, "3 x 72 KB in 24 KB boxes"},
+    {1, 1, 128, "1 x 16 KB: one box in flight (latency)"},
+};
+
+// Where each SM reads: `group` consecutive SMs share a region of
+// `region_rows` 128-byte rows, read round and round; SM i of a group starts
+// i * skew_rows into it (0: the group requests the same lines at about the
+// same time).
+struct Source {
+  const char* name;
+  int region_rows, group, skew_rows;
+};
+const Source kSources[] = {
+    {"own-192K", 1536, 1, 0},     // 25 MB over 132 SMs, within the 60 MB L2
+    {"own-16K", 128, 1, 0},       // 2 MB
+    {"own-2M", 16384, 1, 0},      // 264 MB: DRAM
+    {"pairs-192K", 1536, 2, 0},
+    {"fours-192K", 1536, 4, 0},
+    {"eights-192K", 1536, 8, 0},
+    {"33s-192K", 1536, 33, 0},
+    {"all-192K", 1536, 1 << 20, 0},
+    {"all-skewed", 1536, 1 << 20, 256},  // the same 192 KB, each SM 32 KB after the previous
+    {"all-24M", 196608, 1 << 20, 0},   // one 24 MB region, every SM in step
+};
+
+GeneratedKernel probe_kernel(const StageShape& s) {
+  GeneratedKernel g;
+  g.kernel_name = "samoyeds_ingress_probe";
+  g.threads = 64;
+  // At least 120 KB, so that two blocks never share an SM.
+  g.smem_bytes = std::max(s.stages * s.bytes() + 16 * s.stages + 1024, 120 << 10);
+  g.source = fmt::format(
+      "#include \"samoyeds/ingress_probe.cuh\"\n"
+      "extern \"C\" __global__ void __launch_bounds__(64, 1)\n"
+      "samoyeds_ingress_probe(const samoyeds::IngressProbeArgs a, const __grid_constant__ samoyeds::TensorMap map) {{\n"
+      "  samoyeds::grid_dependency_begin();\n"
+      "  extern __shared__ __align__(128) unsigned char smem[];\n"
+      "  samoyeds::ingress_probe<{}, {}, {}>(a, map, smem);\n"
+      "}}\n",
+      s.stages, s.boxes, s.box_rows);
+  return g;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const std::vector<std::string> argv_list(argv + 1, argv + argc);
+  if (cli::print_help_if_asked(argv_list, "ingress_bench [--csv FILE] [--mb-per-sm N]\n"
+                                          "  TMA delivery into each SM's shared memory, bytes per SM cycle\n"))
+    return 0;
+  const cli::Args args(argv_list, {"--csv", "--mb-per-sm"}, {});
+  const std::string csv_path = args.get("--csv", "ingress_bench.csv");
+  const int64_t mb_per_sm = std::stoll(args.get("--mb-per-sm", "64"));  // bytes each SM receives per launch
+  std::string why;
+  if (!gpu_available(&why)) {
+    std::fprintf(stderr, "ingress_bench needs a GPU: %s\n", why.c_str());
+    return 1;
+  }
+  Device& dev = Device::get();
+  if (dev.info().cc_major < 9) {
+    std::fprintf(stderr, "ingress_bench needs TMA (sm_90 or later); device is %s\n", dev.info().arch().c_str());
+    return 1;
+  }
+  const DriverApi& d = driver();
+  const int sms = dev.info().sm_count;
+  CUstream stream;
+  check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  // The map: every group's region, back to back.
+  auto map_rows = [sms](const Source& src) { return int64_t(src.region_rows) * ((sms + src.group - 1) / src.group); };
+  int64_t max_rows = 0;
+  for (const Source& src : kSources) max_rows = std::max(max_rows, map_rows(src));
+  DeviceBuffer buf(size_t(max_rows) * 128), cycles(size_t(sms) * 8);
+  buf.fill_bytes(1);
+  fmt::print("device {} ({} SMs), one block per SM, {} MB into each SM per launch\n", dev.info().name, sms,
+             mb_per_sm);
+  std::ofstream csv(csv_path);
+  csv << "stages,boxes,box_rows,stage_kb,source,bytes_per_sm_cycle_mean,bytes_per_sm_cycle_min,"
+         "bytes_per_sm_cycle_max,total_tb_s,sm_clock_ghz,ms\n";
+  fmt::print("{:<52} {:<11} {:>13} {:>9} {:>9}\n", "stages", "source", "B/clk/SM mean", "(min)", "TB/s");
+  for (const StageShape& s : kShapes) {
+    const GeneratedKernel g = probe_kernel(s);
+    bool from_cache = false;
+    const BinaryRecord bin = build_binary(g, dev.info().arch(), "ingress probe", nullptr, &from_cache);
+    dev.make_current();
+    CUmodule module;
+    check(d.cuModuleLoadData(&module, bin.blob.data()), "cuModuleLoadData(ingress probe)");
+    CUfunction fn;
+    check(d.cuModuleGetFunction(&fn, module, g.kernel_name.c_str()), "cuModuleGetFunction");
+    check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, g.smem_bytes),
+          "cuFuncSetAttribute");
+    for (const Source& src : kSources) {
+      if (src.region_rows < s.box_rows || src.region_rows % s.box_rows || src.skew_rows % s.box_rows) continue;
+      const TensorMap map = encode_token_map(buf.data(), map_rows(src), 64, s.box_rows);
+      IngressProbeArgs a{reinterpret_cast<long long*>(cycles.data()),
+                         int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), src.region_rows,
+                         std::min(src.group, sms), src.skew_rows};
+      void* params[] = {&a, const_cast<TensorMap*>(&map)};
+      const LaunchShape shape{unsigned(sms), 1, 1, unsigned(g.threads), unsigned(g.smem_bytes)};
+      const double ms = tuning::median_ms(stream, [&](int) {
+        check(launch_kernel(dev, fn, shape, stream, params), "launch ingress probe");
+      }, 3);
+      check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+      std::vector<long long> c(static_cast<size_t>(sms));
+      cycles.download(c.data(), c.size() * 8);
+      const double per_sm = double(a.stages_total) * s.bytes();
+      double sum = 0, lo = 1e30, hi = 0;
+      for (long long v : c) {
+        const double r = per_sm / double(v);
+        sum += r;
+        lo = std::min(lo, r);
+        hi = std::max(hi, r);
+      }
+      const double mean = sum / sms;
+      const double tbs = per_sm * sms / (ms * 1e-3) / 1e12;
+      long long max_cycles = *std::max_element(c.begin(), c.end());
+      const double ghz = double(max_cycles) / (ms * 1e-3) / 1e9;  // the slowest SM spans about the launch
+      fmt::print("{:<52} {:<11} {:>13.1f} {:>9.1f} {:>9.2f}\n", s.like, src.name, mean, lo, tbs);
+      csv << fmt::format("{},{},{},{},{},{:.2f},{:.2f},{:.2f},{:.3f},{:.3f},{:.4f}\n", s.stages, s.boxes,
+                         s.box_rows, s.bytes() / 1024, src.name, mean, lo, hi, tbs, ghz, ms);
+    }
+    check(d.cuModuleUnload(module), "cuModuleUnload");
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "ingress_bench: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,64 @@
+// Delivery probe (sm_90; bench/ingress_bench.cpp, not a library kernel): how
+// many bytes per cycle TMA brings into one SM's shared memory when nothing
+// else runs. The wgmma_sp projections' k-tile time follows the bytes each SM
+// receives (docs/perf-log.md); this measures the ceiling of that rate with
+// the same machinery and none of the arithmetic: one thread fills STAGES
+// stages of BOXES boxes (BOX_ROWS rows of 128 bytes, the 128-byte swizzle:
+// the shape of our token and weight boxes), one warp waits for each stage
+// to land and releases it at once.
+#pragma once
+#include "samoyeds/common.cuh"
+#include "samoyeds/kernel_args.cuh"
+#include "samoyeds/mbarrier.cuh"
+#include "samoyeds/tma.cuh"
+
+namespace samoyeds {
+
+// 64 threads: warp 0's first thread fills, warp 1's first thread consumes.
+template <int STAGES, int BOXES, int BOX_ROWS>
+__device__ __forceinline__ void ingress_probe(const IngressProbeArgs& a, const TensorMap& map,
+                                              unsigned char* smem_raw) {
+  constexpr int kBoxBytes = BOX_ROWS * 128;
+  constexpr int kStageBytes = BOXES * kBoxBytes;
+  // Swizzled boxes start on a 1024-byte swizzle period.
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) % 1024)) % 1024);
+  const u32 base = smem_addr(smem);
+  const u32 bars = base + STAGES * kStageBytes;  // full[STAGES], then empty[STAGES]
+  __shared__ long long start;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbarrier_init(bars + 8 * s, 1);
+      mbarrier_init(bars + 8 * (STAGES + s), 1);
+    }
+    fence_mbarrier_init();
+    tma_prefetch_map(map);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) start = clock64();
+  __syncthreads();
+  const int row0 = int(blockIdx.x) / a.group * a.region_rows;
+  if (threadIdx.x == 0) {
+    int row = int(blockIdx.x) % a.group * a.skew_rows % a.region_rows;
+    for (int it = 0; it < a.stages_total; ++it) {
+      const int s = it % STAGES;
+      if (it >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (it / STAGES - 1) & 1);
+      const u32 full = bars + 8 * s;
+      mbarrier_arrive_expect_tx(full, kStageBytes);
+#pragma unroll
+      for (int b = 0; b < BOXES; ++b) {
+        tma_load_2d(base + s * kStageBytes + b * kBoxBytes, map, full, 0, row0 + row);
+        row += BOX_ROWS;
+        if (row + BOX_ROWS > a.region_rows) row = 0;
+      }
+    }
+  } else if (threadIdx.x == 32) {
+    for (int it = 0; it < a.stages_total; ++it) {
+      const int s = it % STAGES;
+      mbarrier_wait(bars + 8 * s, (it / STAGES) & 1);
+      mbarrier_arrive(bars + 8 * (STAGES + s));
+    }
+    a.cycles[blockIdx.x] = clock64() - start;
+  }
+}
+
+}  // namespace samoyeds
