@@ -29,17 +29,19 @@ namespace {
 
 struct StageShape {
   int stages, boxes, box_rows;
+  int multicast;  // 2: pairs of blocks (clusters) that each bring half of every stage to both
   const char* like;  // what in our kernels it stands for
   int bytes() const { return boxes * box_rows * 128; }
 };
 // 128-row boxes are our token boxes (128 tokens x 64 values); 192 rows the
 // weight box of a 192-row tile.
 const StageShape kShapes[] = {
-    {3, 4, 128, "3 x 64 KB: about a 192 x 128 tile's stages (59 KB)"},
-    {4, 3, 128, "4 x 48 KB: about a 128 x 128 tile's stages (50 KB)"},
-    {6, 2, 128, "6 x 32 KB"},
-    {3, 3, 192, "3 x 72 KB in 24 KB boxes"},
-    {1, 1, 128, "1 x 16 KB: one box in flight (latency)"},
+    {3, 4, 128, 1, "3 x 64 KB: about a 192 x 128 tile's stages (59 KB)"},
+    {4, 3, 128, 1, "4 x 48 KB: about a 128 x 128 tile's stages (50 KB)"},
+    {6, 2, 128, 1, "6 x 32 KB"},
+    {3, 3, 192, 1, "3 x 72 KB in 24 KB boxes"},
+    {1, 1, 128, 1, "1 x 16 KB: one box in flight (latency)"},
+    {3, 4, 128, 2, "3 x 64 KB, multicast pairs"},
 };
 
 // Where each SM reads: `group` consecutive SMs share a region of
@@ -49,35 +51,42 @@ const StageShape kShapes[] = {
 struct Source {
   const char* name;
   int region_rows, group, skew_rows;
+  bool interleaved = false;  // a group is every (grid / group)-th block, not consecutive ones
 };
 const Source kSources[] = {
     {"own-192K", 1536, 1, 0},     // 25 MB over 132 SMs, within the 60 MB L2
     {"own-16K", 128, 1, 0},       // 2 MB
     {"own-2M", 16384, 1, 0},      // 264 MB: DRAM
     {"pairs-192K", 1536, 2, 0},
+    {"pairs-apart", 1536, 2, 0, true},  // blocks i and i + 66
     {"fours-192K", 1536, 4, 0},
     {"eights-192K", 1536, 8, 0},
     {"33s-192K", 1536, 33, 0},
     {"all-192K", 1536, 1 << 20, 0},
     {"all-skewed", 1536, 1 << 20, 256},  // the same 192 KB, each SM 32 KB after the previous
     {"all-24M", 196608, 1 << 20, 0},   // one 24 MB region, every SM in step
+    {"all-24M-skewed", 196608, 1 << 20, 1536},  // the same, each SM 192 KB after the previous
+    {"fours-768K", 6144, 4, 0},        // 25 MB, a region per 4 SMs
+    {"fours-skewed", 6144, 4, 1536},   // the same, each SM of a group 192 KB after the previous
 };
 
 GeneratedKernel probe_kernel(const StageShape& s) {
   GeneratedKernel g;
   g.kernel_name = "samoyeds_ingress_probe";
   g.threads = 64;
+  g.cluster_blocks = s.multicast;
   // At least 120 KB, so that two blocks never share an SM.
   g.smem_bytes = std::max(s.stages * s.bytes() + 16 * s.stages + 1024, 120 << 10);
   g.source = fmt::format(
       "#include \"samoyeds/ingress_probe.cuh\"\n"
-      "extern \"C\" __global__ void __launch_bounds__(64, 1)\n"
+      "extern \"C\" __global__ void __launch_bounds__(64, 1){}\n"
       "samoyeds_ingress_probe(const samoyeds::IngressProbeArgs a, const __grid_constant__ samoyeds::TensorMap map) {{\n"
       "  samoyeds::grid_dependency_begin();\n"
       "  extern __shared__ __align__(128) unsigned char smem[];\n"
-      "  samoyeds::ingress_probe<{}, {}, {}>(a, map, smem);\n"
+      "  samoyeds::ingress_probe<{}, {}, {}, {}>(a, map, smem);\n"
       "}}\n",
-      s.stages, s.boxes, s.box_rows);
+      s.multicast > 1 ? fmt::format(" __cluster_dims__({}, 1, 1)", s.multicast) : "", s.stages, s.boxes,
+      s.box_rows, s.multicast);
   return g;
 }
 
@@ -109,14 +118,14 @@ int main(int argc, char** argv) try {
   auto map_rows = [sms](const Source& src) { return int64_t(src.region_rows) * ((sms + src.group - 1) / src.group); };
   int64_t max_rows = 0;
   for (const Source& src : kSources) max_rows = std::max(max_rows, map_rows(src));
-  DeviceBuffer buf(size_t(max_rows) * 128), cycles(size_t(sms) * 8);
+  DeviceBuffer buf(size_t(max_rows) * 128), cycles(size_t(sms) * 8), smids(size_t(sms) * 4);
   buf.fill_bytes(1);
   fmt::print("device {} ({} SMs), one block per SM, {} MB into each SM per launch\n", dev.info().name, sms,
              mb_per_sm);
   std::ofstream csv(csv_path);
   csv << "stages,boxes,box_rows,stage_kb,source,bytes_per_sm_cycle_mean,bytes_per_sm_cycle_min,"
          "bytes_per_sm_cycle_max,total_tb_s,sm_clock_ghz,ms\n";
-  fmt::print("{:<52} {:<11} {:>13} {:>9} {:>9}\n", "stages", "source", "B/clk/SM mean", "(min)", "TB/s");
+  fmt::print("{:<52} {:<15} {:>13} {:>9} {:>9}\n", "stages", "source", "B/clk/SM mean", "(min)", "TB/s");
   for (const StageShape& s : kShapes) {
     const GeneratedKernel g = probe_kernel(s);
     bool from_cache = false;
@@ -130,10 +139,12 @@ int main(int argc, char** argv) try {
           "cuFuncSetAttribute");
     for (const Source& src : kSources) {
       if (src.region_rows < s.box_rows || src.region_rows % s.box_rows || src.skew_rows % s.box_rows) continue;
+      // A pair multicasts the same rows: only consecutive pairs, in step.
+      if (s.multicast > 1 && (src.group != s.multicast || src.interleaved || src.skew_rows)) continue;
       const TensorMap map = encode_token_map(buf.data(), map_rows(src), 64, s.box_rows);
-      IngressProbeArgs a{reinterpret_cast<long long*>(cycles.data()),
+      IngressProbeArgs a{reinterpret_cast<long long*>(cycles.data()), static_cast<int*>(smids.data()),
                          int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), src.region_rows,
-                         std::min(src.group, sms), src.skew_rows};
+                         std::min(src.group, sms), src.interleaved ? 1 : 0, src.skew_rows};
       void* params[] = {&a, const_cast<TensorMap*>(&map)};
       const LaunchShape shape{unsigned(sms), 1, 1, unsigned(g.threads), unsigned(g.smem_bytes)};
       const double ms = tuning::median_ms(stream, [&](int) {
@@ -154,12 +165,18 @@ int main(int argc, char** argv) try {
       const double tbs = per_sm * sms / (ms * 1e-3) / 1e12;
       long long max_cycles = *std::max_element(c.begin(), c.end());
       const double ghz = double(max_cycles) / (ms * 1e-3) / 1e9;  // the slowest SM spans about the launch
-      fmt::print("{:<52} {:<11} {:>13.1f} {:>9.1f} {:>9.2f}\n", s.like, src.name, mean, lo, tbs);
+      fmt::print("{:<52} {:<15} {:>13.1f} {:>9.1f} {:>9.2f}\n", s.like, src.name, mean, lo, tbs);
       csv << fmt::format("{},{},{},{},{},{:.2f},{:.2f},{:.2f},{:.3f},{:.3f},{:.4f}\n", s.stages, s.boxes,
                          s.box_rows, s.bytes() / 1024, src.name, mean, lo, hi, tbs, ghz, ms);
     }
     check(d.cuModuleUnload(module), "cuModuleUnload");
   }
+  // Where the blocks ran (the last launch): which blocks were neighbours.
+  std::vector<int> ids(static_cast<size_t>(sms));
+  smids.download(ids.data(), ids.size() * 4);
+  std::string where;
+  for (int b = 0; b < std::min(sms, 24); ++b) where += fmt::format(" {}", ids[size_t(b)]);
+  fmt::print("SM of blocks 0..23:{}\n", where);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "ingress_bench: %s\n", e.what());

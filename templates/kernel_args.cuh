@@ -100,9 +100,11 @@ struct CombineArgs {
 // The TMA delivery probe (templates/ingress_probe.cuh, bench/ingress_bench.cpp).
 struct IngressProbeArgs {
   long long* cycles;  // [gridDim.x]: each block's SM cycles from its first copy to its last stage landed
+  int* smid;          // [gridDim.x]: the SM each block ran on
   int stages_total;   // stages each block fills
   int region_rows;    // rows of a region of the map, read round and round
-  int group;          // consecutive blocks that read the same region
+  int group;          // blocks that read the same region: consecutive ones, or
+  int interleaved;    //   (1) every gridDim.x / group-th
   int skew_rows;      // block i of a group starts i * skew_rows rows into the region
 };
 
