@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli_args.hpp"
-#include "generator/kernel_family.hpp"
+#include "bench/ingress_probe_kernel.hpp"
 #include "runtime/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "runtime/kernel_launch.hpp"
@@ -26,23 +26,6 @@
 using namespace samoyeds;
 
 namespace {
-
-struct StageShape {
-  int stages, boxes, box_rows;
-  int multicast;  // 2: pairs of blocks (clusters) that each bring half of every stage to both
-  const char* like;  // what in our kernels it stands for
-  int bytes() const { return boxes * box_rows * 128; }
-};
-// 128-row boxes are our token boxes (128 tokens x 64 values); 192 rows the
-// weight box of a 192-row tile.
-const StageShape kShapes[] = {
-    {3, 4, 128, 1, "3 x 64 KB: about a 192 x 128 tile's stages (59 KB)"},
-    {4, 3, 128, 1, "4 x 48 KB: about a 128 x 128 tile's stages (50 KB)"},
-    {6, 2, 128, 1, "6 x 32 KB"},
-    {3, 3, 192, 1, "3 x 72 KB in 24 KB boxes"},
-    {1, 1, 128, 1, "1 x 16 KB: one box in flight (latency)"},
-    {3, 4, 128, 2, "3 x 64 KB, multicast pairs"},
-};
 
 // Where each SM reads: `group` consecutive SMs share a region of
 // `region_rows` 128-byte rows, read round and round; SM i of a group starts
@@ -69,26 +52,6 @@ const Source kSources[] = {
     {"fours-768K", 6144, 4, 0},        // 25 MB, a region per 4 SMs
     {"fours-skewed", 6144, 4, 1536},   // the same, each SM of a group 192 KB after the previous
 };
-
-GeneratedKernel probe_kernel(const StageShape& s) {
-  GeneratedKernel g;
-  g.kernel_name = "samoyeds_ingress_probe";
-  g.threads = 64;
-  g.cluster_blocks = s.multicast;
-  // At least 120 KB, so that two blocks never share an SM.
-  g.smem_bytes = std::max(s.stages * s.bytes() + 16 * s.stages + 1024, 120 << 10);
-  g.source = fmt::format(
-      "#include \"samoyeds/ingress_probe.cuh\"\n"
-      "extern \"C\" __global__ void __launch_bounds__(64, 1){}\n"
-      "samoyeds_ingress_probe(const samoyeds::IngressProbeArgs a, const __grid_constant__ samoyeds::TensorMap map) {{\n"
-      "  samoyeds::grid_dependency_begin();\n"
-      "  extern __shared__ __align__(128) unsigned char smem[];\n"
-      "  samoyeds::ingress_probe<{}, {}, {}, {}>(a, map, smem);\n"
-      "}}\n",
-      s.multicast > 1 ? fmt::format(" __cluster_dims__({}, 1, 1)", s.multicast) : "", s.stages, s.boxes,
-      s.box_rows, s.multicast);
-  return g;
-}
 
 }  // namespace
 
@@ -123,11 +86,11 @@ int main(int argc, char** argv) try {
   fmt::print("device {} ({} SMs), one block per SM, {} MB into each SM per launch\n", dev.info().name, sms,
              mb_per_sm);
   std::ofstream csv(csv_path);
-  csv << "stages,boxes,box_rows,stage_kb,source,bytes_per_sm_cycle_mean,bytes_per_sm_cycle_min,"
+  csv << "stages,boxes,box_rows,multicast,stage_kb,source,bytes_per_sm_cycle_mean,bytes_per_sm_cycle_min,"
          "bytes_per_sm_cycle_max,total_tb_s,sm_clock_ghz,ms\n";
   fmt::print("{:<52} {:<15} {:>13} {:>9} {:>9}\n", "stages", "source", "B/clk/SM mean", "(min)", "TB/s");
-  for (const StageShape& s : kShapes) {
-    const GeneratedKernel g = probe_kernel(s);
+  for (const IngressStageShape& s : kIngressStageShapes) {
+    const GeneratedKernel g = ingress_probe_kernel(s);
     bool from_cache = false;
     const BinaryRecord bin = build_binary(g, dev.info().arch(), "ingress probe", nullptr, &from_cache);
     dev.make_current();
@@ -166,8 +129,8 @@ int main(int argc, char** argv) try {
       long long max_cycles = *std::max_element(c.begin(), c.end());
       const double ghz = double(max_cycles) / (ms * 1e-3) / 1e9;  // the slowest SM spans about the launch
       fmt::print("{:<52} {:<15} {:>13.1f} {:>9.1f} {:>9.2f}\n", s.like, src.name, mean, lo, tbs);
-      csv << fmt::format("{},{},{},{},{},{:.2f},{:.2f},{:.2f},{:.3f},{:.3f},{:.4f}\n", s.stages, s.boxes,
-                         s.box_rows, s.bytes() / 1024, src.name, mean, lo, hi, tbs, ghz, ms);
+      csv << fmt::format("{},{},{},{},{},{},{:.2f},{:.2f},{:.2f},{:.3f},{:.3f},{:.4f}\n", s.stages, s.boxes,
+                         s.box_rows, s.multicast, s.bytes() / 1024, src.name, mean, lo, hi, tbs, ghz, ms);
     }
     check(d.cuModuleUnload(module), "cuModuleUnload");
   }

@@ -2,10 +2,10 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,sass,moe,tune (default all).
+# parts: any of tests,sanitize,bench,ingress,sass,moe,tune (default all).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,sass,moe,tune}
+PARTS=${2:-tests,sanitize,bench,ingress,sass,moe,tune}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -55,6 +55,16 @@ if has bench; then
   rc=$?
   tail -60 "$LOGS/bench.log"
   summary+=("bench: rc=$rc, $(($(grep -c . "$OUT/expert_bench.csv") - 1)) rows; $(grep 'warm dispatch' "$LOGS/bench.log")")
+fi
+
+# The ceiling the projections' delivery is compared with (docs/perf-log.md):
+# TMA into each SM with nothing else running, 64 KB stages, one SM per
+# region against four neighbouring SMs reading the same lines.
+if has ingress; then
+  timeout 120 "$BUILD/bench/samoyeds_ingress_bench" --csv "$OUT/ingress_bench.csv" >"$LOGS/ingress.log" 2>&1
+  rc=$?
+  rate() { awk -F, -v src="$1" '$1 == 3 && $2 == 4 && $4 == 1 && $6 == src { print $7 }' "$OUT/ingress_bench.csv"; }
+  summary+=("ingress: rc=$rc, TMA into each SM $(rate own-192K) B/cycle from its own L2 lines, $(rate fours-192K) where four neighbours read the same ones")
 fi
 
 if has sass; then

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/ingress_probe_kernel.hpp"
 #include "generator/kernel_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
@@ -187,6 +188,15 @@ TEST(Nvrtc, UtilityKernelsCompileForEveryArch) {
         EXPECT_FALSE(b.cubin.empty());
         EXPECT_EQ(b.spill_bytes, 0) << utility_kernel_name(kind) << " " << arch;
       }
+}
+
+// The delivery probe the ingress benchmark launches (sm_90a: TMA, clusters).
+TEST(Nvrtc, IngressProbeCompilesForEveryStageShape) {
+  for (const IngressStageShape& shape : kIngressStageShapes) {
+    const CompiledBinary b = nvrtc_compile(ingress_probe_kernel(shape), "sm_90a");
+    EXPECT_FALSE(b.cubin.empty()) << shape.like;
+    EXPECT_EQ(b.spill_bytes, 0) << shape.like;
+  }
 }
 
 TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
