@@ -1,10 +1,10 @@
 // Delivery probe: the rate at which TMA fills one SM's shared memory with
 // nothing else running (templates/ingress_probe.cuh), one block per SM, for
 // a few stage shapes and several sources (kSources: how many SMs read the
-// same lines, and whether at the same time). It answers whether a projection whose k-tile time follows its
-// bytes (docs/perf-log.md) receives them as fast as the SM can take them.
-// Reports bytes per SM cycle (clock64 on each SM, first copy to last stage
-// landed) and the total rate (CUDA-event median), both from the same launches.
+// same lines, and whether at the same time): the ceiling a projection's
+// delivery is compared with (docs/perf-log.md). Reports bytes per SM cycle
+// (clock64 on each SM, first copy to last stage landed) and the total rate
+// (CUDA-event median), both from the same launches.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -62,7 +62,10 @@ int main(int argc, char** argv) try {
     return 0;
   const cli::Args args(argv_list, {"--csv", "--mb-per-sm"}, {});
   const std::string csv_path = args.get("--csv", "ingress_bench.csv");
-  const int64_t mb_per_sm = std::stoll(args.get("--mb-per-sm", "64"));  // bytes each SM receives per launch
+  // What each SM receives per launch (at most 4 GB: the stage count is an int).
+  const std::vector<int64_t> mb = cli::parse_int_list(args.get("--mb-per-sm", "64"), "--mb-per-sm", 1);
+  if (mb.size() != 1 || mb[0] > 4096) throw Error(ErrorCode::InvalidArgument, "--mb-per-sm: one value, 1 to 4096");
+  const int64_t mb_per_sm = mb[0];
   std::string why;
   if (!gpu_available(&why)) {
     std::fprintf(stderr, "ingress_bench needs a GPU: %s\n", why.c_str());
@@ -109,12 +112,14 @@ int main(int argc, char** argv) try {
                          int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), src.region_rows,
                          std::min(src.group, sms), src.interleaved ? 1 : 0, src.skew_rows};
       void* params[] = {&a, const_cast<TensorMap*>(&map)};
-      const LaunchShape shape{unsigned(sms), 1, 1, unsigned(g.threads), unsigned(g.smem_bytes)};
+      // Whole clusters; with an odd SM count a pair's worth of SMs idles.
+      const int blocks = sms / s.multicast * s.multicast;
+      const LaunchShape shape{unsigned(blocks), 1, 1, unsigned(g.threads), unsigned(g.smem_bytes)};
       const double ms = tuning::median_ms(stream, [&](int) {
         check(launch_kernel(dev, fn, shape, stream, params), "launch ingress probe");
       }, 3);
       check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
-      std::vector<long long> c(static_cast<size_t>(sms));
+      std::vector<long long> c(static_cast<size_t>(blocks));
       cycles.download(c.data(), c.size() * 8);
       const double per_sm = double(a.stages_total) * s.bytes();
       double sum = 0, lo = 1e30, hi = 0;
@@ -124,8 +129,8 @@ int main(int argc, char** argv) try {
         lo = std::min(lo, r);
         hi = std::max(hi, r);
       }
-      const double mean = sum / sms;
-      const double tbs = per_sm * sms / (ms * 1e-3) / 1e12;
+      const double mean = sum / blocks;
+      const double tbs = per_sm * blocks / (ms * 1e-3) / 1e12;
       long long max_cycles = *std::max_element(c.begin(), c.end());
       const double ghz = double(max_cycles) / (ms * 1e-3) / 1e9;  // the slowest SM spans about the launch
       fmt::print("{:<52} {:<15} {:>13.1f} {:>9.1f} {:>9.2f}\n", s.like, src.name, mean, lo, tbs);

@@ -1,11 +1,10 @@
 // Delivery probe (sm_90; bench/ingress_bench.cpp, not a library kernel): how
 // many bytes per cycle TMA brings into one SM's shared memory when nothing
-// else runs. The wgmma_sp projections' k-tile time follows the bytes each SM
-// receives (docs/perf-log.md); this measures the ceiling of that rate with
-// the same machinery and none of the arithmetic: one thread fills STAGES
-// stages of BOXES boxes (BOX_ROWS rows of 128 bytes, the 128-byte swizzle:
-// the shape of our token and weight boxes), one warp waits for each stage
-// to land and releases it at once.
+// else runs: the ceiling the wgmma_sp projections' delivery is compared with
+// (docs/perf-log.md), with the same machinery and none of the arithmetic.
+// One thread fills STAGES stages of BOXES boxes (BOX_ROWS rows of 128 bytes,
+// the 128-byte swizzle: the shape of our token and weight boxes), one warp
+// waits for each stage to land and releases it at once.
 // MCAST = 2: clusters of two blocks that read the same rows (give them a
 // group of 2); each brings every other box of a stage and multicasts it to
 // both, as the kernels' multicast pairs do, and a stage is refilled once
