@@ -287,7 +287,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   w.warps_m = 12;
   w.stages = 3;
   if (!spec.grouped) order_tiles(w);
-  const auto waves = [&](const TileConfig& c) { return (tile_count(spec, c, tokens) + sm_count - 1) / sm_count; };
+  const auto waves = [&](const TileConfig& t) { return (tile_count(spec, t, tokens) + sm_count - 1) / sm_count; };
   // invalid_reason(w) also rules out tiles that gather (192 rows are `_xt` only).
   if (x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x)) x = w;
   return x;
