@@ -76,11 +76,11 @@ std::string KernelSpec::to_string() const {
 }
 
 std::string TileConfig::to_string() const {
-  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
+  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
                      split_k != 1 ? fmt::format("_k{}", split_k) : "",
                      multicast != 1 ? fmt::format("_m{}", multicast) : "", persistent ? "_p" : "",
                      tokens_first ? "_tf" : "", row_group != 0 ? fmt::format("_g{}", row_group) : "",
-                     split_operands ? "_so" : "", tokens_tma ? "_xt" : "");
+                     split_operands ? "_so" : "", tokens_tma ? "_xt" : "", stream_k ? "_sk" : "");
 }
 
 TileConfig TileConfig::parse(const std::string& text) {
@@ -88,7 +88,7 @@ TileConfig TileConfig::parse(const std::string& text) {
   int used = 0;
   const auto bad = [&text] {
     return Error(ErrorCode::InvalidArgument,
-                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf, _g16, _so, _xt)");
+                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf, _g16, _so, _xt, _sk)");
   };
   if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%n", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
                   &c.warps_n, &c.stages, &used) != 6)
@@ -115,6 +115,7 @@ TileConfig TileConfig::parse(const std::string& text) {
   number("_g%d%n", c.row_group);
   flag("_so", c.split_operands);
   flag("_xt", c.tokens_tma);
+  flag("_sk", c.stream_k);
   if (!rest.empty()) throw bad();
   return c;
 }

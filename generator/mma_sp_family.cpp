@@ -35,7 +35,7 @@ std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, c
   if (c.block_m > MmaSpLayout::kRowAlign) return "tile larger than the packed layout's row padding";
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
   if (!c.default_schedule())
-    return "split_k, multicast, persistent, tokens_first and row groups are wgmma_sp schedules";
+    return "split_k, multicast, persistent, tokens_first, row groups and stream-K are wgmma_sp schedules";
   if (c.tokens_tma) return "token tiles by TMA are a wgmma_sp option";
   if (c.split_operands) return "a warpgroup per operand is a wgmma_sp consumer layout";
   if (c.block_n % 8 != 0 || c.block_n < 8 || c.block_n > 256) return "block_n must be a multiple of 8 in [8, 256]";

@@ -78,6 +78,9 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
   if (c.split_operands && weight_operands(spec) != 2) return "a warpgroup per operand needs two operands (gated up)";
   if (c.split_operands && c.block_m != 64)
     return "a warpgroup per operand takes block_m = 64 (two consumer warpgroups; four would not have the registers)";
+  if (c.stream_k && !c.persistent) return "stream-K tails split the last round of persistent blocks";
+  if (c.stream_k && (spec.grouped || c.split_k != 1 || c.multicast != 1 || c.split_operands))
+    return "stream-K tails are for single launches without split-k, multicast or a warpgroup per operand";
   if (c.persistent && (spec.sparsity.N != 1 || c.split_k != 1))
     return "persistent needs N = 1 and no split-k: other epilogues stage through the pipeline's shared memory, "
            "which the next tile's loads would overwrite";
@@ -132,12 +135,18 @@ std::vector<TileConfig> WgmmaSpFamily::search_space(const KernelSpec& spec) cons
               c.tokens_first = s.tokens_first;
               c.row_group = s.row_group;
               c.split_operands = split_ops;
-              if (!invalid_reason(spec, c)) out.push_back(c);
-              // Token tiles by TMA, for calls whose rows are in order (the
-              // down projection, the shared experts, routed tokens copied into
-              // list order); with 32-token tiles (4 KB boxes) they lost everywhere.
-              c.tokens_tma = bn >= 64;
-              if (c.tokens_tma && !invalid_reason(spec, c)) out.push_back(c);
+              // Each also with a stream-K tail where it is persistent in row-first order.
+              for (bool stream_k : {false, true}) {
+                if (stream_k && (!s.persistent || s.tokens_first)) continue;
+                c.stream_k = stream_k;
+                c.tokens_tma = false;
+                if (!invalid_reason(spec, c)) out.push_back(c);
+                // Token tiles by TMA, for calls whose rows are in order (the
+                // down projection, the shared experts, routed tokens copied into
+                // list order); with 32-token tiles (4 KB boxes) they lost everywhere.
+                c.tokens_tma = bn >= 64;
+                if (c.tokens_tma && !invalid_reason(spec, c)) out.push_back(c);
+              }
             }
           }
   return out;
@@ -153,7 +162,24 @@ bool WgmmaSpFamily::worth_timing(const KernelSpec& spec, const TileConfig& c, in
   if (c.multicast > 1 && std::max<int64_t>(tokens, 1) <= c.block_n) return false;
   // Row groups order tiles differently only past one group of row tiles.
   if (c.row_group > 0 && row_tiles(spec, c.block_m) <= c.row_group) return false;
+  // A stream-K tail where there is one to split (sm_count stands for the persistent grid).
+  if (c.stream_k && stream_k_workspace(spec, c, tokens, sm_count).split.parts < 2) return false;
   return true;
+}
+
+WgmmaSpFamily::StreamKWorkspace WgmmaSpFamily::stream_k_workspace(const KernelSpec& spec, const TileConfig& c,
+                                                                  int64_t tokens, int grid) {
+  StreamKWorkspace w;
+  // The shares are whole spans of max(V, block_k) columns (SsmmWgmmaWs's
+  // units: k_phys / block_k / kUnit, k_phys being k rounded up to the span).
+  const int64_t span = std::max(spec.sparsity.V, c.block_k), units = (spec.k + span - 1) / span;
+  w.split = stream_k_split(int(tile_count(spec, c, tokens)), grid, int(units));
+  if (w.split.parts < 2) return w;
+  const WgmmaSpResources r = resources(spec, c);
+  const int64_t consumers = r.threads - 128;
+  w.partial_floats = int64_t(w.split.rest) * (w.split.parts - 1) * r.accumulator_regs * consumers;
+  w.flags = int64_t(w.split.rest) * (consumers / 32);
+  return w;
 }
 
 int64_t WgmmaSpFamily::tile_count(const KernelSpec& spec, const TileConfig& c, int64_t tokens) {
@@ -174,11 +200,11 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
   return generate_ssmm_pipeline(spec, c,
                                 {"wgmma_sp",
                                  {"samoyeds/ssmm_wgmma_ws.cuh"},
-                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}, {}, {}>",
+                                 fmt::format("samoyeds::SsmmWgmmaWs<{}, {}, {}, {}, {}, {}, {}, {}, {}, {}>",
                                              pipeline_tile_args(spec, c), c.stages, pipeline_sparsity_args(spec),
                                              c.split_k, c.tokens_first ? "true" : "false", c.multicast,
                                              c.tokens_tma ? "true" : "false", c.row_group,
-                                             c.split_operands ? "true" : "false"),
+                                             c.split_operands ? "true" : "false", c.stream_k ? "true" : "false"),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,

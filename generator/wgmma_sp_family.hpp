@@ -10,6 +10,7 @@
 // warps_m = block_m / 16, warps_n = 1.
 #pragma once
 #include "generator/kernel_family.hpp"
+#include "templates/kernel_args.cuh"
 
 namespace samoyeds {
 
@@ -32,6 +33,16 @@ class WgmmaSpFamily final : public KernelFamily {
   // for a grouped launch), before any split-k: one per tile, both blocks of
   // each multicast pair (a pair's second block may be past the tokens).
   static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens);
+
+  // A stream-K launch (cfg.stream_k) on `grid` blocks at `tokens` tokens:
+  // how it splits its last round (stream_k_split, templates/kernel_args.cuh)
+  // and the workspace that takes: floats of the shares' partial tiles and
+  // ints of their flags (both 0 when nothing is split).
+  struct StreamKWorkspace {
+    StreamKSplit split;
+    int64_t partial_floats = 0, flags = 0;
+  };
+  static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int grid);
 
  private:
   // The tile and stages of default_config, before its schedule.

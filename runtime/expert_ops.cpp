@@ -218,6 +218,15 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     require(blocks <= kMaxDim, fmt::format("{} blocks exceed the grid limit", blocks));
     grid_x = unsigned(kernel.persistent ? std::min<int64_t>(blocks, kernel.resident_blocks) : blocks);
     grid_y = grid_z = 1;
+    if (cfg.stream_k) {  // every resident block: those past the whole tiles take the tail's shares
+      grid_x = unsigned(kernel.resident_blocks);
+      const auto w = WgmmaSpFamily::stream_k_workspace(spec, cfg, n, int(grid_x));
+      if (w.split.parts > 1) {
+        const auto scratch = rt.stream_k_scratch(opt.stream, w.partial_floats, w.flags);
+        a.stream_k_partials = scratch.partials;
+        a.stream_k_flags = scratch.flags;
+      }
+    }
   }
   int smem = kernel.smem_bytes;
   if (kernel.tile_prefix) {

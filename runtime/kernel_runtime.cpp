@@ -147,6 +147,24 @@ size_t KernelRuntime::loaded_count() const {
   return table_.size();
 }
 
+KernelRuntime::StreamKScratch KernelRuntime::stream_k_scratch(void* stream, int64_t partial_floats, int64_t flags) {
+  std::lock_guard<std::mutex> lock(scratch_mu_);
+  Scratch& s = scratch_[stream];
+  const size_t want_partials = size_t(partial_floats) * 4, want_flags = size_t(flags) * 4;
+  if (s.partials.bytes() < want_partials || s.flags.bytes() < want_flags) {
+    device_.make_current();
+    // Earlier launches on the stream may still use the old buffers.
+    check(driver().cuStreamSynchronize(static_cast<CUstream>(stream)), "cuStreamSynchronize (stream-K scratch)");
+    if (s.partials.bytes() < want_partials) s.partials = DeviceBuffer(want_partials);
+    if (s.flags.bytes() < want_flags) {
+      s.flags = DeviceBuffer(want_flags);
+      s.flags.fill_bytes(0);
+      device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
+    }
+  }
+  return {static_cast<float*>(s.partials.data()), static_cast<int*>(s.flags.data())};
+}
+
 const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConfig& config) {
   KernelSpec spec = spec_in;
   spec.arch = device_.info().arch();
@@ -189,7 +207,8 @@ const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConf
   pack(config.tokens_tma ? 1 : 0, 1);
   pack(config.row_group == 0 ? 0 : config.row_group == 4 ? 1 : config.row_group == 8 ? 2 : config.row_group == 16 ? 3 : 4,
        2);  // validated values
-  pack(config.split_operands ? 1 : 0, 1);  // 55 of 64 bits used
+  pack(config.split_operands ? 1 : 0, 1);
+  pack(config.stream_k ? 1 : 0, 1);  // 56 of 64 bits used
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

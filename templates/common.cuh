@@ -61,6 +61,25 @@ __device__ __forceinline__ void global_or(int* p, int bits) {
   asm volatile("red.global.or.b32 [%0], %1;" ::"l"(p), "r"(bits) : "memory");
 }
 
+// A flag between blocks of one launch: the writer's earlier stores (its own,
+// and those of threads it synchronized with) become visible, GPU-wide, to
+// whoever sees the flag grow; the reader's loads after seeing it observe
+// them. Loads of what other blocks wrote go through L2 (.cg): L1 is not
+// coherent across SMs.
+__device__ __forceinline__ void global_add_release(int* p, int v) {
+  asm volatile("fence.acq_rel.gpu; red.relaxed.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ int global_load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ float global_load_l2(const float* p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
+  return v;
+}
+
 // First thing every kernel runs, in every block, before any early return
 // (runtime/kernel_launch.hpp): wait until the previous kernel in the stream
 // has completed and its writes are visible. Unconditional in every block, so

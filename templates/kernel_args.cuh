@@ -2,6 +2,13 @@
 // of what a launch passes, so the two sides cannot drift apart.
 #pragma once
 
+// For the few functions both sides compute with (NVRTC defines __CUDACC__).
+#ifdef __CUDACC__
+#define SAMOYEDS_HOST_DEVICE __host__ __device__
+#else
+#define SAMOYEDS_HOST_DEVICE
+#endif
+
 namespace samoyeds {
 
 // Expert projection over index-selected token rows:
@@ -20,7 +27,30 @@ struct SsmmArgs {
   int m, k, n;
   int x_rows, ldx, ldy;
   int rows_pad, k_phys;
+  // Stream-K tails (TileConfig::stream_k), else null: the shares' partial
+  // accumulators and a flag per (split tile, consumer warp), all zero
+  // between launches (the kernel clears what it raised).
+  float* stream_k_partials;
+  int* stream_k_flags;
 };
+
+// How a stream-K launch of `total` tiles on `grid` persistent blocks splits
+// its last round (templates/ssmm_wgmma_ws.cuh): the first `full` tiles run
+// whole, round by round; each of the `rest` others in `parts` shares of its
+// `units` k-segments, one block per share (blocks 0 .. rest * parts - 1, a
+// tile's shares on consecutive blocks). parts = 1: no split (every tile
+// whole). At most four shares: a tile's shares write parts - 1 partial tiles.
+struct StreamKSplit {
+  int full, rest, parts;
+};
+SAMOYEDS_HOST_DEVICE inline StreamKSplit stream_k_split(int total, int grid, int units) {
+  const int rest = total % grid;
+  int parts = rest > 0 ? grid / rest : 1;
+  if (parts > 4) parts = 4;
+  if (parts > units) parts = units;
+  if (parts < 2) return StreamKSplit{total, 0, 1};
+  return StreamKSplit{total - rest, rest, parts};
+}
 
 // An opaque CUtensorMap (cuda.h's type, which device code cannot include):
 // 128 bytes, aligned as cuda.h aligns it. The host static_asserts the two agree.

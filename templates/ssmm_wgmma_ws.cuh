@@ -124,6 +124,16 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // were a third of its L2 reads). A stage is then refilled only when the
 // consumers of both blocks have released it: each warp arrives on the
 // `empty` barrier of both. Each block gathers its own tokens.
+// STREAM_K (persistent single launches, N = 1, one operand per warpgroup,
+// no split-k or multicast): the tiles that do not fill the last round are
+// split along k, each into `parts` shares of whole segments run by `parts`
+// blocks at once (StreamKSplit), so the round ends sooner. Share p > 0
+// writes its finished accumulators (selection finished: they are sums per
+// original row, which add up) to the launch's workspace and raises a flag
+// per warp; share 0 waits for the flags of its warp, adds the shares in
+// order 1, 2, .. (deterministic), clears the flags for the next launch and
+// stores. Every block of the grid is resident, and no share waits before
+// its own last tile, so the waits end.
 // TOKENS_TMA: the call's rows are in order (row tok0 + i of the expert's
 // slice is token i: the down projection's h, a shared expert's x, routed
 // tokens copied into list order), so the token tile is a box of BN
@@ -131,7 +141,8 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // (zeros past the rows and past k) instead of 16-byte cp.async pieces from
 // every producer thread: on the H200 the same bytes arrive ~1.25x faster.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
-          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0, bool SPLIT_OPS = false>
+          bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0, bool SPLIT_OPS = false,
+          bool STREAM_K = false>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> Base;
   static_assert(!SPLIT_OPS || BM == 64, "a warpgroup per operand over 64 rows: two consumer warpgroups");
@@ -189,6 +200,33 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   typedef typename ConstIf<TOKENS_TMA, NoGather, typename Base::template TokenRows<kProducers>>::type GatherRows;
   // k-tiles per segment: a split-k share is a whole number of these.
   static constexpr int kUnit = V > BK ? V / BK : 1;
+  static_assert(!STREAM_K || (SPLIT == 1 && MCAST == 1 && NKEEP == 1 && !SPLIT_OPS),
+                "stream-K tails: one block per tile share, stores from registers, one operand set per warpgroup");
+  // What a stream-K share hands to share 0: every consumer thread's
+  // accumulators, register j of thread i at [j * kConsumers + i].
+  static constexpr int kShareRegs = Base::kWA * Base::kSlots * Base::MT * Base::NT * 4;
+  static constexpr int kShareFloats = kShareRegs * kConsumers;
+
+  // The block's work, the same for the producer and the consumers:
+  // body(tile, first k-tile, end k-tile, share, shares, split tile) for
+  // each tile (share 0 of 1) and, with STREAM_K, its share of a split tile.
+  struct Walk {
+    int total, units, kt_begin, kt_end, first_tile, tile_step;
+    template <class Body>
+    __device__ __forceinline__ void each(Body&& body) const {
+      if constexpr (STREAM_K) {
+        const StreamKSplit sk = stream_k_split(total, int(gridDim.x), units);
+        for (int t = first_tile; t < sk.full; t += tile_step) body(t, kt_begin, kt_end, 0, 1, 0);
+        const int b = int(blockIdx.x);
+        if (b < sk.rest * sk.parts) {
+          const int u = b / sk.parts, p = b % sk.parts;
+          body(sk.full + u, units * p / sk.parts * kUnit, units * (p + 1) / sk.parts * kUnit, p, sk.parts, u);
+        }
+      } else {
+        for (int t = first_tile; t < total; t += tile_step) body(t, kt_begin, kt_end, 0, 1, 0);
+      }
+    }
+  };
 
   // Walks the block's tiles of `problem` (tile_scheduler.cuh): tile
   // blockIdx.x / (cluster blocks), then every gridDim.x / (cluster blocks)-th
@@ -237,6 +275,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     const int kt_begin = units * split_rank / SPLIT * kUnit, kt_end = units * (split_rank + 1) / SPLIT * kUnit;
     const int tok_share = MCAST > 1 ? rank * BN : 0;  // this block's token tile within the scheduled tile
     const int first_tile = int(blockIdx.x) / kClusterBlocks, tile_step = int(gridDim.x) / kClusterBlocks;
+    const Walk walk{total, units, kt_begin, kt_end, first_tile, tile_step};
     // Broadcast from lane 0 so the compiler sees a warp-uniform role (wgmma
     // on a path it must treat as divergent gets serialized).
     const int group = __shfl_sync(0xffffffffu, tid / 128, 0);
@@ -254,7 +293,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         if (TOKENS_TMA) tma_prefetch_map(maps.tokens);
       }
       int it = 0, cursor = 0;
-      for (int t = first_tile; t < total; t += tile_step) {
+      walk.each([&](int t, int kb, int ke, int, int, int) {
         Tile tile;
         problem.template tile<TOKENS_FIRST, ROW_GROUP>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
         tile.tok0 += tok_share;  // past the tokens: ids of -1, zeros in, nothing stored
@@ -272,8 +311,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         const int xrow = TOKENS_TMA ? int((tile.args.x - base.x) / base.ldx) + tile.tok0 : 0;
         // With TOKENS_TMA the TMA thread alone fills the stages; the others
         // only keep step with the cluster barriers below.
-        const int kt_stop = TOKENS_TMA && ptid != 0 ? kt_begin : kt_end;
-        for (int kt = kt_begin; kt < kt_stop; ++kt, ++it) {
+        const int kt_stop = TOKENS_TMA && ptid != 0 ? kb : ke;
+        for (int kt = kb; kt < kt_stop; ++kt, ++it) {
           const int s = it % STAGES;
           const u32 full = bars + 8 * s;
           if (it >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (it / STAGES - 1) & 1);
@@ -313,7 +352,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           cluster_sync();
           cluster_sync();
         }
-      }
+      });
       if (MCAST > 1) cluster_sync();  // the consumers' last one (below)
       return;  // the consumers wait on every stage this warpgroup filled, so nothing is left in flight
     }
@@ -323,12 +362,12 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
     const int lane = tid % 32, warp_m = (tid / 32) % (BM / 16);
     if (SPLIT_OPS) this->op_base = group;  // warpgroup 0 the gate, 1 the up operand
     int it = 0, cursor = 0;
-    for (int t = first_tile; t < total; t += tile_step) {
+    walk.each([&](int t, int kb, int ke, int share, int shares, int split_tile) {
       Tile tile;
       problem.template tile<TOKENS_FIRST, ROW_GROUP>(s_prefix, cursor, t, row_tiles, BM, kTileN, tile);
       tile.tok0 += tok_share;
       this->clear_accumulators();
-      for (int kt = kt_begin; kt < kt_end; ++kt, ++it) {
+      for (int kt = kb; kt < ke; ++kt, ++it) {
         const int s = it % STAGES;
         mbarrier_wait(bars + 8 * s, (it / STAGES) & 1);
         // The gathered tokens, as this consumer now sees them, made visible to
@@ -342,6 +381,12 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           const u32 empty = bars + 8 * (STAGES + s);
           mbarrier_arrive(empty);
           if (MCAST > 1) mbarrier_arrive_cluster(cluster_map_shared(empty, rank ^ 1));
+        }
+      }
+      if constexpr (STREAM_K) {
+        if (shares > 1) {
+          store_stream_k_share(tile, base, share, shares, split_tile, warp_m, lane);
+          return;
         }
       }
       if constexpr (kExchange) {
@@ -382,10 +427,43 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           cluster_sync();  // no block leaves (or reuses its tile) while another still reads it
         }
       }
-    }
+    });
     // No block of a multicast pair leaves while the other may still arrive on
     // its barriers (or, in principle, copy into it).
     if (MCAST > 1) cluster_sync();
+  }
+
+  // The end of a stream-K share (STREAM_K, above): share p > 0 hands its
+  // accumulators to share 0, which adds them in order and stores the tile.
+  // Flags are per consumer warp: thread i of share 0 reads only what thread
+  // i of the others wrote, so a warp waits for its own warps and no more.
+  __device__ __forceinline__ void store_stream_k_share(const Tile& tile, const SsmmArgs& base, int share, int shares,
+                                                       int split_tile, int warp_m, int lane) {
+    this->finish_selection();  // sums per original row: the shares add up
+    const int i = threadIdx.x;  // the consumers are threads 0 .. kConsumers - 1
+    int* flag = base.stream_k_flags + split_tile * (kConsumers / 32) + i / 32;
+    float* partials = base.stream_k_partials + size_t(split_tile) * (shares - 1) * kShareFloats;
+    float* acc = &this->acc[0][0][0][0][0];
+    if (share > 0) {
+      float* mine = partials + size_t(share - 1) * kShareFloats;
+#pragma unroll
+      for (int j = 0; j < kShareRegs; ++j) mine[j * kConsumers + i] = acc[j];
+      __syncwarp();
+      if (lane == 0) global_add_release(flag, 1);
+      return;
+    }
+    if (lane == 0)
+      while (global_load_acquire(flag) < shares - 1) {
+      }
+    __syncwarp();
+    for (int q = 1; q < shares; ++q) {
+      const float* theirs = partials + size_t(q - 1) * kShareFloats;
+#pragma unroll
+      for (int j = 0; j < kShareRegs; ++j) acc[j] += global_load_l2(theirs + j * kConsumers + i);
+    }
+    if (lane == 0) *flag = 0;  // for the next launch, which starts after this one completes
+    this->template store_direct_range<0, Base::NT>(tile.args, tile.row0, tile.tok0, warp_m, 0, lane,
+                                                   typename Base::NoPartner());
   }
 
   // SPLIT_OPS epilogue of warpgroup G for the block's j-th tile: hand the

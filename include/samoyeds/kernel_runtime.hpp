@@ -51,6 +51,18 @@ class KernelRuntime {
   Device& device() { return device_; }
   size_t loaded_count() const;
 
+  // Device scratch of the stream-K launches (TileConfig::stream_k) on
+  // `stream` (a CUstream; launches on one stream run one after another, so
+  // they may share it): at least `partial_floats` floats and `flags` ints,
+  // the flags zero. Grown when a launch needs more, after the stream's
+  // earlier work; the kernels leave the flags zero again. Not during a CUDA
+  // graph capture of that stream if it has to grow.
+  struct StreamKScratch {
+    float* partials = nullptr;
+    int* flags = nullptr;
+  };
+  StreamKScratch stream_k_scratch(void* stream, int64_t partial_floats, int64_t flags);
+
  private:
   struct Slot;
   struct DiskCache;
@@ -62,6 +74,11 @@ class KernelRuntime {
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Slot>> table_;  // family kernels
   std::shared_ptr<Slot> utility_[8][2];                           // [which][dtype]
+  struct Scratch {
+    DeviceBuffer partials, flags;
+  };
+  std::mutex scratch_mu_;
+  std::unordered_map<void*, Scratch> scratch_;  // per stream
 };
 
 }  // namespace samoyeds

@@ -68,22 +68,26 @@ struct TileConfig {
   // warpgroup per weight operand over the whole tile, instead of one
   // warpgroup holding both operands; the tile may then be 128 tokens wide.
   bool split_operands = false;
+  // Persistent single launches (wgmma_sp): the tiles that do not fill the
+  // last round are split along k over the idle blocks, their shares summed
+  // in a fixed order through a workspace (templates/ssmm_wgmma_ws.cuh).
+  bool stream_k = false;
 
   // Threads of the MMA layout, warps_m x warps_n warps (the wgmma_sp kernel
   // adds a producer warpgroup, and with split_operands a second layout).
   int threads() const { return warps_m * warps_n * 32; }
   // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_m2" (multicast), "_p" (persistent), "_tf"
-  // (tokens_first), "_g16" (row_group), "_so" (split_operands), "_xt" (tokens_tma) where set.
+  // (tokens_first), "_g16" (row_group), "_so" (split_operands), "_xt" (tokens_tma), "_sk" (stream_k) where set.
   std::string to_string() const;
   static TileConfig parse(const std::string& text);
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
            warps_n == o.warps_n && stages == o.stages && split_k == o.split_k && persistent == o.persistent &&
            tokens_first == o.tokens_first && row_group == o.row_group && multicast == o.multicast && tokens_tma == o.tokens_tma &&
-           split_operands == o.split_operands;
+           split_operands == o.split_operands && stream_k == o.stream_k;
   }
   bool default_schedule() const {
-    return split_k == 1 && !persistent && !tokens_first && row_group == 0 && multicast == 1;
+    return split_k == 1 && !persistent && !tokens_first && row_group == 0 && multicast == 1 && !stream_k;
   }
 };
 

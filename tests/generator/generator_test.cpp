@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "generator/kernel_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "generator/wgmma_sp_family.hpp"
@@ -195,6 +197,11 @@ TEST(Generator, TileConfigTextRoundTrips) {
   s.split_operands = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_so_xt");
   EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  s.split_operands = false;
+  s.stream_k = true;
+  EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_xt_sk");
+  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_p_sk").default_schedule());
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_so") == TileConfig::parse("bm64_bn32_bk128_w4x1_s2"));
   EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_g8").default_schedule());
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
@@ -202,8 +209,52 @@ TEST(Generator, TileConfigTextRoundTrips) {
                           "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2", "bm64_bn32_bk128_w4x1_s2_xt_tf",
                           "bm64_bn32_bk128_w4x1_s2_xt_xt", "bm64_bn32_bk128_w4x1_s2_g0", "bm64_bn32_bk128_w4x1_s2_xt_g8",
                           "bm64_bn32_bk128_w4x1_s2_g8_tf", "bm64_bn32_bk128_w4x1_s2_xt_so", "bm64_bn32_bk128_w4x1_s2_so_g8",
-                          "bm64_bn32_bk128_w4x1_s2_so_so"})
+                          "bm64_bn32_bk128_w4x1_s2_so_so", "bm64_bn32_bk128_w4x1_s2_sk_xt", "bm64_bn32_bk128_w4x1_s2_sk_sk"})
     EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
+}
+
+// Stream-K tails: the tiles past the last whole round, each in up to four
+// shares of whole k-segments, where the idle blocks have room for two or more.
+TEST(Generator, StreamKSplitsOnlyTheLastRound) {
+  const auto is = [](StreamKSplit s, int full, int rest, int parts) {
+    return s.full == full && s.rest == rest && s.parts == parts;
+  };
+  EXPECT_TRUE(is(stream_k_split(448, 132, 32), 396, 52, 2));   // Mixtral up n = 1024, 128-row tiles
+  EXPECT_TRUE(is(stream_k_split(1216, 132, 32), 1188, 28, 4));  // n = 4096, 192-row tiles: at most four
+  EXPECT_TRUE(is(stream_k_split(144, 132, 2), 132, 12, 2));     // no more shares than k-segments
+  EXPECT_TRUE(is(stream_k_split(264, 132, 32), 264, 0, 1));     // whole rounds: nothing to split
+  EXPECT_TRUE(is(stream_k_split(100, 132, 32), 100, 0, 1));     // no room for two shares each
+  EXPECT_TRUE(is(stream_k_split(8, 132, 1), 8, 0, 1));          // one segment
+  EXPECT_TRUE(is(stream_k_split(2, 132, 4), 0, 2, 4));          // fewer tiles than blocks
+
+  KernelSpec s = spec();
+  s.backend = Backend::WgmmaSp;
+  s.arch = "sm_90a";
+  const auto& family = kernel_family(Backend::WgmmaSp);
+  TileConfig c = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk");
+  EXPECT_EQ(family.invalid_reason(s, c), std::nullopt);
+  c.persistent = false;  // only persistent blocks have a last round to split
+  EXPECT_NE(family.invalid_reason(s, c), std::nullopt);
+  c.persistent = true;
+  c.multicast = 2;
+  EXPECT_NE(family.invalid_reason(s, c), std::nullopt);
+  c.multicast = 1;
+  KernelSpec g = s;
+  g.grouped = true;
+  g.experts = 8;
+  EXPECT_NE(family.invalid_reason(g, c), std::nullopt);
+  // The launch's workspace: a partial tile for every share but the first, a flag per consumer warp.
+  s.m = 4096;
+  s.k = 1000;  // 8 segments of 128
+  const auto w = WgmmaSpFamily::stream_k_workspace(s, c, 1152, 132);  // 16 x 9 tiles
+  EXPECT_TRUE(is(w.split, 132, 12, 4));
+  EXPECT_EQ(w.partial_floats, int64_t(12) * 3 * 128 * 256);
+  EXPECT_EQ(w.flags, 12 * 8);
+  EXPECT_TRUE(family.worth_timing(s, c, 1152, 132));
+  EXPECT_FALSE(family.worth_timing(s, c, 1024, 132));  // 128 tiles: one round, no room for two shares each
+  // Among the candidates, next to the same schedule without it.
+  const auto space = family.search_space(s);
+  EXPECT_NE(std::find(space.begin(), space.end(), c), space.end());
 }
 
 TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {

@@ -332,6 +332,23 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
     run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
 }
 
+// Stream-K tails in one launch with whole tiles, down projection (row
+// scales), each run twice bit for bit (the shares are summed in a fixed
+// order). On the H200's 132 blocks: 16 x 9 = 144 tiles of 128 rows, 132
+// whole and 12 in four shares (k = 1000: 8 segments); 11 x 13 = 143 tiles of
+// 192 rows, 11 in four shares. Other devices split differently; the
+// results must not change.
+TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
+  const struct {
+    const char* config;
+    int64_t n;
+  } cases[] = {{"bm128_bn128_bk128_w8x1_s4_p_xt_sk", 1152}, {"bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk", 1664},
+               {"bm128_bn128_bk128_w8x1_s4_p_sk", 1152}};
+  for (const auto& c : cases)
+    run_down_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, TileConfig::parse(c.config),
+                   Backend::WgmmaSp});
+}
+
 TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
   for (DType dt : {DType::f16, DType::bf16}) {
     const int64_t m = 384, k = 512, n = 300, T = 120;  // ids repeat: several slots per token
