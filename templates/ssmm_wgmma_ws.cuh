@@ -124,7 +124,7 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // were a third of its L2 reads). A stage is then refilled only when the
 // consumers of both blocks have released it: each warp arrives on the
 // `empty` barrier of both. Each block gathers its own tokens.
-// STREAM_K (persistent single launches, N = 1, one operand per warpgroup,
+// STREAM_K (persistent single launches, N = 1, no warpgroup per operand,
 // no split-k or multicast): the tiles that do not fill the last round are
 // split along k, each into `parts` shares of whole segments run by `parts`
 // blocks at once (StreamKSplit), so the round ends sooner. Share p > 0
@@ -201,7 +201,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // k-tiles per segment: a split-k share is a whole number of these.
   static constexpr int kUnit = V > BK ? V / BK : 1;
   static_assert(!STREAM_K || (SPLIT == 1 && MCAST == 1 && NKEEP == 1 && !SPLIT_OPS),
-                "stream-K tails: one block per tile share, stores from registers, one operand set per warpgroup");
+                "stream-K tails: one block per tile share, stores from registers, every operand in each warpgroup");
   // What a stream-K share hands to share 0: every consumer thread's
   // accumulators, register j of thread i at [j * kConsumers + i].
   static constexpr int kShareRegs = Base::kWA * Base::kSlots * Base::MT * Base::NT * 4;
