@@ -151,16 +151,17 @@ KernelRuntime::StreamKScratch KernelRuntime::stream_k_scratch(void* stream, int6
   std::lock_guard<std::mutex> lock(scratch_mu_);
   Scratch& s = scratch_[stream];
   const size_t want_partials = size_t(partial_floats) * 4, want_flags = size_t(flags) * 4;
-  if (s.partials.bytes() < want_partials || s.flags.bytes() < want_flags) {
+  if (s.partials.bytes() < want_partials) {
     device_.make_current();
-    // Earlier launches on the stream may still use the old buffers.
-    check(driver().cuStreamSynchronize(static_cast<CUstream>(stream)), "cuStreamSynchronize (stream-K scratch)");
-    if (s.partials.bytes() < want_partials) s.partials = DeviceBuffer(want_partials);
-    if (s.flags.bytes() < want_flags) {
-      s.flags = DeviceBuffer(want_flags);
-      s.flags.fill_bytes(0);
-      device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
-    }
+    retired_scratch_.push_back(std::move(s.partials));  // earlier launches may still use it
+    s.partials = DeviceBuffer(want_partials);
+  }
+  if (s.flags.bytes() < want_flags) {
+    device_.make_current();
+    retired_scratch_.push_back(std::move(s.flags));
+    s.flags = DeviceBuffer(want_flags);
+    s.flags.fill_bytes(0);
+    device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
   }
   return {static_cast<float*>(s.partials.data()), static_cast<int*>(s.flags.data())};
 }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "samoyeds/config_selector.hpp"
 #include "samoyeds/device.hpp"
@@ -54,9 +55,10 @@ class KernelRuntime {
   // Device scratch of the stream-K launches (TileConfig::stream_k) on
   // `stream` (a CUstream; launches on one stream run one after another, so
   // they may share it): at least `partial_floats` floats and `flags` ints,
-  // the flags zero. Grown when a launch needs more, after the stream's
-  // earlier work; the kernels leave the flags zero again. Not during a CUDA
-  // graph capture of that stream if it has to grow.
+  // the flags zero. Grown when a launch needs more; the smaller buffers it
+  // replaces are kept until the runtime goes (a launch queued with them may
+  // not have run yet). The kernels leave the flags zero again. Growing
+  // allocates and waits for a memset: not during a CUDA graph capture.
   struct StreamKScratch {
     float* partials = nullptr;
     int* flags = nullptr;
@@ -79,6 +81,7 @@ class KernelRuntime {
   };
   std::mutex scratch_mu_;
   std::unordered_map<void*, Scratch> scratch_;  // per stream
+  std::vector<DeviceBuffer> retired_scratch_;
 };
 
 }  // namespace samoyeds
