@@ -347,6 +347,22 @@ TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
   for (const auto& c : cases)
     run_down_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, TileConfig::parse(c.config),
                    Backend::WgmmaSp});
+  // Two operands a block (gated up), f16; and V = 256 at 1:4 (k = 1000 is
+  // four 256-column segments: four shares of one segment each).
+  run_case({DType::f16, {128, 1, 2}, 4096, 1000, 1152, 1152, Epilogue::GatedSilu,
+            TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_sk"), Backend::WgmmaSp});
+  run_down_case({DType::bf16, {256, 1, 4}, 8192, 1000, 1152, 1152, Epilogue::None,
+                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
+}
+
+// Stream-K tails under compute-sanitizer: the same splits as above (144
+// tiles of 128 x 128 on 132 blocks: 12 in four shares) with k = 512, the
+// shares' workspace writes, flag handshake and ordered sum.
+TEST_F(WgmmaSpGpu, SanitizerStreamKTails) {
+  run_down_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::None,
+                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::GatedSilu,
+            TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_sk"), Backend::WgmmaSp});
 }
 
 TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
