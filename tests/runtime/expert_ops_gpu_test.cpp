@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "generator/kernel_family.hpp"
+#include "generator/wgmma_sp_family.hpp"
 #include "runtime/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -332,6 +333,33 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
     run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
 }
 
+// A stream-K case must split tiles on the device it runs on (the grid is
+// every resident block there), or it would test nothing.
+void expect_stream_k_split(const Case& c, Op op) {
+  KernelSpec spec;
+  spec.op = op;
+  spec.backend = Backend::WgmmaSp;
+  spec.arch = runtime().device().info().arch();
+  spec.dtype = c.dtype;
+  spec.m = c.m;
+  spec.k = c.k;
+  spec.sparsity = c.sp;
+  spec.epilogue = c.epi;
+  const int grid = runtime().get(spec, *c.config).resident_blocks;
+  const auto w = WgmmaSpFamily::stream_k_workspace(spec, *c.config, c.n, grid);
+  EXPECT_GE(w.split.parts, 2) << c.name() << ": " << WgmmaSpFamily::tile_count(spec, *c.config, c.n)
+                              << " tiles on " << grid << " resident blocks split none";
+}
+
+void run_stream_k_case(const Case& c) {
+  const bool down = c.epi == Epilogue::None;
+  expect_stream_k_split(c, down ? Op::Down : Op::GatedUp);
+  if (down)
+    run_down_case(c);
+  else
+    run_case(c);
+}
+
 // Stream-K tails in one launch with whole tiles, down projection (row
 // scales), each run twice bit for bit (the shares are summed in a fixed
 // order). On the H200's 132 blocks: 16 x 9 = 144 tiles of 128 rows, 132
@@ -345,24 +373,24 @@ TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
   } cases[] = {{"bm128_bn128_bk128_w8x1_s4_p_xt_sk", 1152}, {"bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk", 1664},
                {"bm128_bn128_bk128_w8x1_s4_p_sk", 1152}};
   for (const auto& c : cases)
-    run_down_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, TileConfig::parse(c.config),
-                   Backend::WgmmaSp});
+    run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, TileConfig::parse(c.config),
+                      Backend::WgmmaSp});
   // Two operands a block (gated up), f16; and V = 256 at 1:4 (k = 1000 is
   // four 256-column segments: four shares of one segment each).
-  run_case({DType::f16, {128, 1, 2}, 4096, 1000, 1152, 1152, Epilogue::GatedSilu,
-            TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_sk"), Backend::WgmmaSp});
-  run_down_case({DType::bf16, {256, 1, 4}, 8192, 1000, 1152, 1152, Epilogue::None,
-                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
+  run_stream_k_case({DType::f16, {128, 1, 2}, 4096, 1000, 576, 576, Epilogue::GatedSilu,
+                    TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
+  run_stream_k_case({DType::bf16, {256, 1, 4}, 8192, 1000, 576, 576, Epilogue::None,
+                    TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p_xt_sk"), Backend::WgmmaSp});
 }
 
 // Stream-K tails under compute-sanitizer: the same splits as above (144
-// tiles of 128 x 128 on 132 blocks: 12 in four shares) with k = 512, the
+// tiles of 128 rows on 132 blocks: 12 in four shares) with k = 512, the
 // shares' workspace writes, flag handshake and ordered sum.
 TEST_F(WgmmaSpGpu, SanitizerStreamKTails) {
-  run_down_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::None,
-                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
-  run_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::GatedSilu,
-            TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_sk"), Backend::WgmmaSp});
+  run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::None,
+                    TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
+  run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 512, 576, 576, Epilogue::GatedSilu,
+                    TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
 }
 
 TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
