@@ -316,14 +316,16 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   const auto waves = [&](const TileConfig& t) { return (tile_count(spec, t, tokens) + sm_count - 1) / sm_count; };
   // invalid_reason(w) also rules out tiles that gather (192 rows are `_xt` only).
   if (x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x)) x = w;
-  // Stream-K tails wherever persistent row-first tiles leave a last round
-  // at most half full (the grid taken as one block per SM, as these tiles
-  // run): on the H200 (thirteenth session, quick passes, Mixtral-8x7B and
-  // -8x22B up, bf16 and f16, n = 1024 and 4096) `_sk` ran 1.01-1.05x faster
-  // where it split and equal where it did not; it never lost.
+  // Stream-K tails wherever persistent row-first tiles of one operand leave
+  // a last round at most half full (the grid taken as one block per SM, as
+  // these tiles run): on the H200 (thirteenth session, quick passes,
+  // Mixtral-8x7B and -8x22B up, bf16 and f16, n = 1024 and 4096) `_sk` ran
+  // 1.01-1.05x faster where it split and equal where it did not; it never
+  // lost. The gated projection's tails (two operands' partial tiles) are
+  // correct but were not timed, so its defaults keep whole tiles.
   TileConfig k = x;
   k.stream_k = true;
-  if (!spec.grouped && x.persistent && !x.tokens_first && !invalid_reason(spec, k) &&
+  if (!spec.grouped && weight_operands(spec) == 1 && x.persistent && !x.tokens_first && !invalid_reason(spec, k) &&
       stream_k_workspace(spec, k, tokens, sm_count).split.parts > 1)
     x = k;
   return x;

@@ -454,6 +454,12 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk");
   EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
   EXPECT_EQ(w.default_config(openmoe, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // +1%
+  // The gated projection's tails were not timed: DeepSeek's shared experts (2816 rows, 704 tiles of 128 x 64 at
+  // n = 4096, a last round of 44) keep whole tiles.
+  KernelSpec shared_gated = expert(2816, 2048);
+  shared_gated.op = Op::GatedUp;
+  shared_gated.epilogue = Epilogue::GatedSilu;
+  EXPECT_EQ(w.default_config(shared_gated, 4096, sms).to_string(), "bm128_bn64_bk128_w8x1_s4_p_xt");
   // 256 tiles on 132 SMs: a last round of 124, too full to split.
   EXPECT_EQ(w.default_config(openmoe, 1024, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_g16_xt");  // winner
   EXPECT_EQ(w.default_config(openmoe, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_g16_xt");  // winner
