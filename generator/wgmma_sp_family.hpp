@@ -44,6 +44,17 @@ class WgmmaSpFamily final : public KernelFamily {
   };
   static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int grid);
 
+  // Whether the kernel can store its tiles by TMA (SsmmWgmmaWs's TMA_STORE):
+  // single launches whose epilogue runs from registers (N = 1, no split-k,
+  // every operand in each warpgroup), tiles of at most 128 rows, where the
+  // staging boxes fit. The source may not depend on m (kernels are shared
+  // across shapes): the launch uses the stores where rows of y are a
+  // multiple of 8 values (16-byte TMA strides, SsmmArgs::out_by_tma), else
+  // the same kernel stores from registers. And the tokens of its chunks (the
+  // TMA map's box).
+  static bool tma_store(const KernelSpec& spec, const TileConfig& cfg);
+  static int tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& cfg);
+
  private:
   // The tile and stages of default_config, before its schedule.
   TileConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;

@@ -168,7 +168,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
           fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
   GroupedSsmmArgs g{};
   void* params[] = {&a, nullptr};  // [1]: the tensor maps, for kernels that take them
-  TmaWeightMaps with_tokens;        // the remembered weight maps plus this call's token map
+  TmaWeightMaps with_call;          // the remembered weight maps plus this call's token and output maps
   unsigned grid_z = 1;
   if (kernel.weight_maps) {
     PackedWeightView views[2];
@@ -192,12 +192,16 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
     // The launch copies the parameter: the remembered maps are passed as they are.
     params[1] = const_cast<TmaWeightMaps*>(&weight_maps_for(views, n_w, shape));
+    const bool store_by_tma = WgmmaSpFamily::tma_store(spec, cfg) && a.ldy % 8 == 0;
+    a.out_by_tma = store_by_tma ? 1 : 0;
+    if (cfg.tokens_tma || store_by_tma) with_call = *static_cast<const TmaWeightMaps*>(params[1]);
     if (cfg.tokens_tma) {  // rows in order (ids is null by now), k values apart
       require(ldx == w0.k(), "token tiles by TMA read rows of exactly k values");
-      with_tokens = *static_cast<const TmaWeightMaps*>(params[1]);
-      with_tokens.tokens = encode_token_map(x, x_rows, w0.k(), cfg.block_n);
-      params[1] = &with_tokens;
+      with_call.tokens = encode_token_map(x, x_rows, w0.k(), cfg.block_n);
     }
+    if (store_by_tma)  // n rows of ldy = m values
+      with_call.out = encode_out_map(y, n, a.ldy, WgmmaSpFamily::tma_store_chunk_tokens(spec, cfg));
+    if (cfg.tokens_tma || store_by_tma) params[1] = &with_call;
   }
   if (grouping) {
     g.base = a;

@@ -92,6 +92,14 @@ TensorMap encode_token_map(const void* x, int64_t rows, int64_t k, int block_n) 
   return encode(describe_token_map(x, rows, k, block_n));
 }
 
+TensorMap2d describe_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens) {
+  return {"outputs", y, uint64_t(m), uint64_t(n), TmaBox{64, uint32_t(chunk_tokens), 2}, true};
+}
+
+TensorMap encode_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens) {
+  return encode(describe_out_map(y, n, m, chunk_tokens));
+}
+
 const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
   struct Entry {
     PackedWeightView views[2];

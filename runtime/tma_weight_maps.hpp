@@ -63,4 +63,10 @@ TensorMap encode_token_map(const void* x, int64_t rows, int64_t k, int block_n);
 // reallocated at the same address with the same shape.
 const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& shape);
 
+// The outputs y [n rows of m values] a kernel that stores by TMA writes:
+// boxes of chunk_tokens rows x 64 values (SsmmWgmmaWs's staging boxes).
+// Pure: no driver. Encoded per launch, as the token map is.
+TensorMap2d describe_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens);
+TensorMap encode_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens);
+
 }  // namespace samoyeds

@@ -39,7 +39,7 @@ fi
 if has sanitize; then
   for tool in memcheck racecheck; do
     timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests/samoyeds_gpu_tests" \
-      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases:WgmmaSpGpu.Sanitizer*:WgmmaSpGpu.TokenTilesByTmaNeedRowsInOrder:MoeLayerGpu.EveryTokenToOneExpert*:MoeLayerGpu.GpuRouting*:MoeLayerGpu.OutOfRange*:MoeRoutingGpu.*' \
+      --gtest_filter='ExpertOpsGpu.SanitizerSmallCases:WgmmaSpGpu.Sanitizer*:WgmmaSpGpu.TmaStoredTiles*:WgmmaSpGpu.TokenTilesByTmaNeedRowsInOrder:MoeLayerGpu.EveryTokenToOneExpert*:MoeLayerGpu.GpuRouting*:MoeLayerGpu.OutOfRange*:MoeRoutingGpu.*' \
       >"$LOGS/sanitize_$tool.log" 2>&1
     rc=$?
     summary+=("compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/sanitize_$tool.log" | tail -1)")

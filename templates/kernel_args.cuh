@@ -32,6 +32,10 @@ struct SsmmArgs {
   // between launches (the kernel clears what it raised).
   float* stream_k_partials;
   int* stream_k_flags;
+  // Kernels that can store their tiles by TMA (WgmmaSpFamily::tma_store): 1
+  // when the launch gave them the output map (rows of y a multiple of 16
+  // bytes), else they store from registers.
+  int out_by_tma;
 };
 
 // How a stream-K launch of `total` tiles on `grid` persistent blocks splits
@@ -65,10 +69,13 @@ struct alignas(128) TensorMap {
 //   sel     2-D [segments, rows_pad] u8, box [segments per k-tile][block_m]
 // and, for kernels that read their token tiles by TMA (TileConfig::tokens_tma),
 //   tokens  2-D [x_rows, k] of x, box [block_n rows][64 values], 128-byte swizzle
-// (unused otherwise: the launch leaves it zero).
+// (unused otherwise: the launch leaves it zero), and for kernels that store
+// their tiles by TMA (WgmmaSpFamily::tma_store),
+//   out     2-D [n, m] of y (rows ldy apart), box [chunk tokens][64 rows], 128-byte swizzle.
 struct TmaWeightMaps {
   TensorMap values[2], meta[2], sel[2];
   TensorMap tokens;
+  TensorMap out;
 };
 
 // All experts of one projection in one launch: blockIdx.z is the expert.

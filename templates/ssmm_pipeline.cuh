@@ -414,21 +414,7 @@ struct SsmmPipeline {
                                                      int warp_n, int lane, const Partner& partner) {
     static_assert(NKEEP == 1, "with N > 1 several threads add into one output row");
     const int out_row0 = row0 * MGROUP;
-    // The row scales of the warp's tokens, all loaded before the first
-    // store: loaded inside the store loop, each waited a memory latency of
-    // its own (ncu, DeepSeek's grouped down projection at 4096 tokens: the
-    // multiplies waiting on them were 22% of the kernel's stall samples).
-    // Lane l holds those of the warp's tokens l, l + 32, ... (coalesced
-    // loads, WN / 32 registers), and each store takes its token's by a
-    // shuffle: a thread holding all 2 * NT of its own (32 at 128 tokens)
-    // spilled three consumer warpgroups' 160 registers.
-    constexpr int kScalesPerLane = (WN + 31) / 32;
-    float scales[kScalesPerLane];
-#pragma unroll
-    for (int j = 0; j < kScalesPerLane; ++j) {
-      const int i = j * 32 + lane, tok = tok0 + warp_n * WN + i;  // the warp's token i
-      scales[j] = args.row_scale && i < WN && tok < args.n ? args.row_scale[tok] : 1.0f;
-    }
+    const WarpScales scales(args, tok0 + warp_n * WN, lane);
     // Token by token: a token's accumulators are dead once its rows are
     // stored, and its row address is computed once (rows first, ptxas kept
     // every token's address live across the rows and spilled at 160).
@@ -436,9 +422,7 @@ struct SsmmPipeline {
     for (int nt = NT0; nt < NT1; ++nt)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        // Fragment token nt * 8 + 2 * (lane % 4) + e of the warp: held by
-        // lane (nt % 4) * 8 + 2 * (lane % 4) + e, in scales[nt / 4].
-        const float scale = __shfl_sync(0xffffffffu, scales[nt / 4], (nt % 4) * 8 + (lane % 4) * 2 + e);
+        const float scale = scales.of(nt, e, lane);
         const int tok = tok0 + fragment_token(warp_n, nt, lane, e);
         if (tok >= args.n) continue;
         u16* const y_tok = args.y + u64(tok) * args.ldy;
@@ -449,17 +433,7 @@ struct SsmmPipeline {
             const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
             const int row = out_row0 + r * MGROUP;                   // first original row of the group
             float v[MGROUP];
-#pragma unroll
-            for (int q = 0; q < MGROUP; ++q) {
-              float op[2] = {0.0f, 0.0f};
-#pragma unroll
-              for (int w = 0; w < kWA; ++w)
-#pragma unroll
-                for (int s = 0; s < kSlots; ++s)
-                  if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
-              partner.fill(op, mt, h, nt, 2 * h + e, q);
-              v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
-            }
+            fragment_outputs(mt, h, nt, e, scale, partner, v);
             u16* dst = y_tok + row;
             if (MGROUP % 2 == 0 && (args.ldy % 2) == 0 && row + MGROUP <= args.m) {
 #pragma unroll
@@ -472,6 +446,85 @@ struct SsmmPipeline {
           }
       }
   }
+
+  // The row scales of a warp's tokens, all loaded before the first store:
+  // loaded inside the store loop, each waited a memory latency of its own
+  // (ncu, DeepSeek's grouped down projection at 4096 tokens: the multiplies
+  // waiting on them were 22% of the kernel's stall samples). Lane l holds
+  // those of the warp's tokens l, l + 32, ... (coalesced loads, WN / 32
+  // registers), and each store takes its token's by a shuffle: a thread
+  // holding all 2 * NT of its own (32 at 128 tokens) spilled three consumer
+  // warpgroups' 160 registers.
+  struct WarpScales {
+    static constexpr int kPerLane = (WN + 31) / 32;
+    float v[kPerLane];
+    __device__ __forceinline__ WarpScales(const SsmmArgs& args, int warp_tok0, int lane) {
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        const int i = j * 32 + lane, tok = warp_tok0 + i;  // the warp's token i
+        v[j] = args.row_scale && i < WN && tok < args.n ? args.row_scale[tok] : 1.0f;
+      }
+    }
+    // Fragment token nt * 8 + 2 * (lane % 4) + e of the warp: held by lane
+    // (nt % 4) * 8 + 2 * (lane % 4) + e, in v[nt / 4].
+    __device__ __forceinline__ float of(int nt, int e, int lane) const {
+      return __shfl_sync(0xffffffffu, v[nt / 4], (nt % 4) * 8 + (lane % 4) * 2 + e);
+    }
+  };
+
+  // Original rows q = 0 .. MGROUP-1 of fragment row (mt, h), token (nt, e):
+  // the selection's slot that holds each (finish_selection() first), the
+  // epilogue, the row scale.
+  template <class Partner>
+  __device__ __forceinline__ void fragment_outputs(int mt, int h, int nt, int e, float scale, const Partner& partner,
+                                                   float (&v)[MGROUP]) const {
+#pragma unroll
+    for (int q = 0; q < MGROUP; ++q) {
+      float op[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int w = 0; w < kWA; ++w)
+#pragma unroll
+        for (int s = 0; s < kSlots; ++s)
+          if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
+      partner.fill(op, mt, h, nt, 2 * h + e, q);
+      v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
+    }
+  }
+
+  // Tokens [CT * c, CT * (c + 1)) of the tile, in the layout a TMA store
+  // reads: boxes of 64 original rows (128 bytes) by CT tokens, one after
+  // another along the rows, each with the 128-byte swizzle (the 16-byte unit
+  // of a token's row XOR the token's index mod 8). finish_selection() first.
+  template <int CT>
+  __device__ __forceinline__ void stage_output_chunk(unsigned char* boxes, int c, const WarpScales& scales,
+                                                     int warp_m, int lane) const {
+    static_assert(CT % 8 == 0 && BN % CT == 0 && WARPS_N == 1, "whole fragments of the chunk's tokens");
+#pragma unroll
+    for (int nt = c * (CT / 8); nt < (c + 1) * (CT / 8); ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float scale = scales.of(nt, e, lane);
+        const int t = fragment_token(0, nt, lane, e) - c * CT;  // the chunk's token
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;
+            float v[MGROUP];
+            fragment_outputs(mt, h, nt, e, scale, NoPartner(), v);
+#pragma unroll
+            for (int q = 0; q < MGROUP; q += (MGROUP % 2 == 0 ? 2 : 1)) {
+              const int row = r * MGROUP + q, byte = (row % 64) * 2;
+              unsigned char* at = boxes + (row / 64) * (CT * 128) + t * 128 + (((byte / 16) ^ (t % 8)) * 16) + byte % 16;
+              if (MGROUP % 2 == 0)
+                *reinterpret_cast<u32*>(at) = Elem<T>::pack2(v[q], v[(q + 1) % MGROUP]);
+              else
+                *reinterpret_cast<u16*>(at) = u16(Elem<T>::pack2(v[q], 0.0f) & 0xffffu);
+            }
+          }
+      }
+  }
+
 
   // f32 tile -> epilogue function -> 16-byte stores, spread over nthreads threads.
   static __device__ __forceinline__ void store_tile(const SsmmArgs& args, const float* tile, int row0, int tok0,

@@ -381,7 +381,12 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   // Against the same tile as one 64-token warpgroup: 64 tokens of stages
   // fewer, the exchange (two halves of 128 accumulators and 2 states each,
   // of 128 threads; four mbarriers) more.
-  const GeneratedKernel narrow = wf.generate(gated, TileConfig::parse("bm64_bn64_bk128_w4x1_s3"));
+  // (Single launches of the narrow tile would add the output boxes of TMA stores: grouped ones have none.)
+  KernelSpec gated_grouped = gated;
+  gated_grouped.grouped = true;
+  gated_grouped.experts = 8;
+  EXPECT_EQ(wf.generate(gated_grouped, so).smem_bytes, split_kernel.smem_bytes);
+  const GeneratedKernel narrow = wf.generate(gated_grouped, TileConfig::parse("bm64_bn64_bk128_w4x1_s3"));
   EXPECT_EQ(narrow.threads, 256);
   EXPECT_EQ(split_kernel.smem_bytes - narrow.smem_bytes, 3 * 64 * 128 * 2 + 64 * 4 + 2 * (64 + 2) * 128 * 4 + 32);
   KernelSpec gated_n2 = gated;
@@ -543,6 +548,44 @@ TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
                 .generate(d, x)
                 .source.find("static_assert(Kernel::kTxBytes == " + std::to_string(16384 + 2048 + 256 + 2 * 64 * 128)),
             std::string::npos);
+}
+
+// Which kernels store their tiles by TMA: single launches of N = 1 without
+// split-k or a warpgroup per operand, tiles of at most 128 rows, and only
+// where the staging boxes fit beside the stages (else from registers, the
+// config staying valid). Not a function of m: kernels serve every shape.
+TEST(Generator, WgmmaSpStoresTilesByTmaWhereTheBoxesFit) {
+  KernelSpec s = spec();
+  s.backend = Backend::WgmmaSp;
+  s.arch = "sm_90a";
+  s.m = 14336;
+  s.k = 4096;
+  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const TileConfig t = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt");
+  EXPECT_TRUE(WgmmaSpFamily::tma_store(s, t));
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, t), 32);  // 4 boxes of 64 rows: 16 KB
+  EXPECT_NE(w.generate(s, t).source.find(", false, true>"), std::string::npos);  // ..., STREAM_K, TMA_STORE
+  KernelSpec odd = s;  // the same kernel: such a launch stores from registers (SsmmArgs::out_by_tma = 0)
+  odd.m = 14332;
+  EXPECT_TRUE(WgmmaSpFamily::tma_store(odd, t));
+  EXPECT_EQ(w.generate(odd, t).source, w.generate(s, t).source);
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(s, TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_g16_xt")));
+  KernelSpec grouped = s;
+  grouped.grouped = true;
+  grouped.experts = 8;
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(grouped, t));
+  KernelSpec two_of_four = s;
+  two_of_four.sparsity = {128, 2, 4};
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(two_of_four, TileConfig::parse("bm128_bn128_bk128_w8x1_s3_xt")));
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(s, TileConfig::parse("bm64_bn32_bk128_w4x1_s8_k4")));
+  // Two operands at 4 stages of 128 x 64: 212 KB of stages, no room for 16 KB of boxes.
+  KernelSpec gated = s;
+  gated.op = Op::GatedUp;
+  gated.epilogue = Epilogue::GatedSilu;
+  const TileConfig full = TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p");
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(gated, full));
+  EXPECT_EQ(w.invalid_reason(gated, full), std::nullopt);
+  EXPECT_TRUE(WgmmaSpFamily::tma_store(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p")));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "bench/ingress_probe_kernel.hpp"
 #include "generator/kernel_family.hpp"
+#include "generator/wgmma_sp_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "runtime/parallel_for.hpp"
@@ -320,6 +321,26 @@ TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
     const bool producer_barrier = std::regex_search(sass, std::regex(R"(BAR\.SYNC[.A-Z_]* 0x2, 0x80)"));
     EXPECT_EQ(producer_barrier, !c.tokens_tma) << config << ": producer barrier " << (producer_barrier ? "present" : "absent");
   }
+}
+
+// Single launches store their tiles by TMA (UTMASTG from the staging boxes)
+// where WgmmaSpFamily::tma_store says so, and only there.
+TEST(SassWgmmaSp, TilesStoredByTmaWhereTheFamilySaysSo) {
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
+  s.backend = Backend::WgmmaSp;
+  KernelSpec grouped = s;
+  grouped.grouped = true;
+  grouped.experts = 4;
+  const TileConfig c = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt");
+  for (const KernelSpec& k : {s, grouped}) {
+    const std::string sass = sass_of(tool, k, c);
+    const bool stores = std::regex_search(sass, std::regex(R"(\bUTMASTG\b)"));
+    EXPECT_EQ(stores, WgmmaSpFamily::tma_store(k, c)) << (k.grouped ? "grouped" : "single") << " launch";
+    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")));
+  }
+  EXPECT_TRUE(WgmmaSpFamily::tma_store(s, c));
 }
 
 // A warpgroup per operand (gated up projection): each consumer warpgroup

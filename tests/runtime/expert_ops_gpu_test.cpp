@@ -333,6 +333,29 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
     run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
 }
 
+// Tiles stored by TMA (single launches, N = 1, tiles of up to 128 rows, m a
+// multiple of 8): rows past m and tokens past n clipped by the output map,
+// the staging boxes reused chunk after chunk and tile after tile, chunks of
+// 64, 32 and 16 tokens (2 to 8 boxes), row scales, both epilogues, two
+// operands, multicast pairs. The last case runs the first case's kernel with m = 204, which
+// stores from registers (a launch with no output map in a kernel that has
+// the stores: the failure the first version of this test found).
+TEST_F(WgmmaSpGpu, TmaStoredTilesMatchTheReference) {
+  run_case({DType::bf16, {128, 1, 2}, 520, 256, 300, 300, Epilogue::Silu,
+            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
+  run_case({DType::f16, {128, 1, 4}, 1000, 384, 77, 77, Epilogue::None, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_xt"),
+            Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 1000, 256, 150, 150, Epilogue::GatedSilu,
+            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
+  run_down_case({DType::bf16, {128, 1, 2}, 2000, 256, 1200, 1200, Epilogue::None,
+                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt"), Backend::WgmmaSp});
+  // 16 x 19 = 304 tiles: persistent blocks store two or three tiles each.
+  run_down_case({DType::f16, {128, 1, 2}, 4096, 256, 2400, 2400, Epilogue::None,
+                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 204, 256, 300, 300, Epilogue::Silu,
+            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
+}
+
 // A stream-K case must split tiles on the device it runs on (the grid is
 // every resident block there), or it would test nothing.
 void expect_stream_k_split(const Case& c, Op op) {

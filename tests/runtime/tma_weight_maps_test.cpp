@@ -79,6 +79,26 @@ TEST(TmaWeightMaps, TokenMapsOfEveryAcceptedWidthAreWithinTheEncodersLimits) {
             std::string::npos);
 }
 
+// The output map of a kernel that stores its tiles by TMA: n rows of m
+// values (m a multiple of 8, as WgmmaSpFamily::tma_store requires), one
+// 128-byte swizzle atom of rows by the chunk's tokens per box.
+TEST(TmaWeightMaps, OutMapsOfEveryStoringTileAreWithinTheEncodersLimits) {
+  for (int64_t m : {8, 136, 1408, 4096, 14336})
+    for (int64_t n : {1, 37, 4096, 6 * 4096})
+      for (int chunk : {8, 16, 32, 64}) {
+        const TensorMap2d map = describe_out_map(at(0x400000), n, m, chunk);
+        EXPECT_EQ(tensor_map_problem(map), std::nullopt) << "m " << m << " n " << n << " chunk " << chunk << ": "
+                                                         << tensor_map_problem(map).value_or("");
+        EXPECT_TRUE(map.swizzle_128b);
+        EXPECT_EQ(map.cols, uint64_t(m));  // rows past m are never written
+        EXPECT_EQ(map.rows, uint64_t(n));
+        EXPECT_EQ(map.box.cols * map.box.elem_bytes, 128u);
+        EXPECT_EQ(map.box.rows, uint32_t(chunk));
+      }
+  EXPECT_NE(tensor_map_problem(describe_out_map(at(0x400000), 64, 204, 32)).value_or("").find("stride"),
+            std::string::npos);
+}
+
 TEST(TmaWeightMaps, BrokenRulesAreNamed) {
   TensorMap2d m{"test", at(0x1000), 2048, 256, TmaBox{64, 128, 2}, true};
   EXPECT_EQ(tensor_map_problem(m), std::nullopt);
