@@ -23,13 +23,12 @@ int64_t row_tiles(const KernelSpec& spec, int block_m) {
 // The defaults' row groups: 16 where there are more row tiles than that.
 int default_row_group(const KernelSpec& spec, int block_m) { return row_tiles(spec, block_m) > 16 ? 16 : 0; }
 
-// With TMA stores (WgmmaSpFamily::tma_store): the stages and barriers, then
-// the output boxes on a swizzle period, then the alignment slack
-// (SsmmWgmmaWs::kOutOffset, kSmemBytes).
-int tma_store_smem_bytes(const KernelSpec& spec, const TileConfig& c, int pipeline_smem) {
+// With TMA stores of chunks of `chunk_tokens` (WgmmaSpFamily::tma_store):
+// the stages and barriers, then two buffers of output boxes on a swizzle
+// period, then the alignment slack (SsmmWgmmaWs::kOutOffset, kSmemBytes).
+int tma_store_smem_bytes(const KernelSpec& spec, const TileConfig& c, int pipeline_smem, int chunk_tokens) {
   const int boxes = c.block_m * spec.sparsity.M / 64;
-  return (pipeline_smem + 2 * c.stages * 8 + 1023) / 1024 * 1024 +
-         boxes * WgmmaSpFamily::tma_store_chunk_tokens(spec, c) * 128 + 1024;
+  return (pipeline_smem + 2 * c.stages * 8 + 1023) / 1024 * 1024 + 2 * boxes * chunk_tokens * 128 + 1024;
 }
 
 }  // namespace
@@ -45,7 +44,7 @@ WgmmaSpResources WgmmaSpFamily::resources(const KernelSpec& spec, const TileConf
   const PipelineResources p = pipeline_resources(spec, c, 1024);
   const int operands = weight_operands(spec);
   WgmmaSpResources r{p.threads + 128, p.smem_bytes + 2 * c.stages * 8 + 1024, p.accumulator_regs};
-  if (tma_store(spec, c)) r.smem_bytes = tma_store_smem_bytes(spec, c, p.smem_bytes);
+  if (tma_store(spec, c)) r.smem_bytes = tma_store_smem_bytes(spec, c, p.smem_bytes, tma_store_chunk_tokens(spec, c));
   if (c.split_operands) {
     r.threads += p.threads * (operands - 1);
     r.accumulator_regs /= operands;
@@ -192,20 +191,25 @@ WgmmaSpFamily::StreamKWorkspace WgmmaSpFamily::stream_k_workspace(const KernelSp
   return w;
 }
 
-// 192-row tiles keep the epilogue from registers: on the H200 (thirteenth
-// session, quick passes, bf16, Mixtral-8x7B/8x22B and OpenMoE-34B/8B up at
-// n = 1024 and 4096) TMA stores ran 1.01-1.07x faster at 128 rows and
-// 0.96-1.03x at 192, where a tile's 384 output rows are 6 boxes in chunks of
-// 16 tokens.
 bool WgmmaSpFamily::tma_store(const KernelSpec& spec, const TileConfig& c) {
-  if (spec.grouped || spec.sparsity.N != 1 || c.split_k != 1 || c.split_operands || c.block_m > 128) return false;
-  // Where the boxes fit beside the stages; the epilogue from registers elsewhere.
-  return tma_store_smem_bytes(spec, c, pipeline_resources(spec, c, 1024).smem_bytes) <= max_smem_per_block(spec.arch);
+  return tma_store_chunk_tokens(spec, c) > 0;
 }
 
+// The largest chunk (64, 32 or 16 tokens, at most half the tile's: the
+// chunks come in pairs, one per buffer) two buffers of which fit beside the
+// stages; 0 where the kernel keeps the epilogue from registers. On the H200
+// (fourteenth session, quick passes, bf16 up and down projections of
+// Mixtral, OpenMoE-34B and -8B at n = 64-4096, against the same kernels
+// storing from registers) chunks of 8 tokens lost 2-8%, so tiles with room
+// for no more keep the registers; 192-row tiles in chunks of 16 gained 2-10%
+// and 128-row tiles 1-12% at n >= 1024.
 int WgmmaSpFamily::tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& c) {
-  const int fit = 128 / (c.block_m * spec.sparsity.M / 64);  // tokens of 16 KB (SsmmWgmmaWs::kOutChunkTok)
-  return fit >= 64 && c.block_n >= 64 ? 64 : fit >= 32 && c.block_n >= 32 ? 32 : fit >= 16 ? 16 : 8;
+  if (spec.grouped || spec.sparsity.N != 1 || c.split_k != 1 || c.split_operands) return 0;
+  const int pipeline = pipeline_resources(spec, c, 1024).smem_bytes;
+  for (int tokens : {64, 32, 16})
+    if (2 * tokens <= c.block_n && tma_store_smem_bytes(spec, c, pipeline, tokens) <= max_smem_per_block(spec.arch))
+      return tokens;
+  return 0;
 }
 
 int64_t WgmmaSpFamily::tile_count(const KernelSpec& spec, const TileConfig& c, int64_t tokens) {
@@ -231,7 +235,7 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
                                              c.split_k, c.tokens_first ? "true" : "false", c.multicast,
                                              c.tokens_tma ? "true" : "false", c.row_group,
                                              c.split_operands ? "true" : "false", c.stream_k ? "true" : "false",
-                                             tma_store(spec, c) ? "true" : "false"),
+                                             tma_store_chunk_tokens(spec, c)),
                                  r.threads,
                                  r.smem_bytes,
                                  /*weight_maps=*/true,

@@ -44,14 +44,14 @@ class WgmmaSpFamily final : public KernelFamily {
   };
   static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int grid);
 
-  // Whether the kernel can store its tiles by TMA (SsmmWgmmaWs's TMA_STORE):
+  // Whether the kernel can store its tiles by TMA (SsmmWgmmaWs's OUT_CHUNK):
   // single launches whose epilogue runs from registers (N = 1, no split-k,
-  // every operand in each warpgroup), tiles of at most 128 rows, where the
-  // staging boxes fit. The source may not depend on m (kernels are shared
+  // every operand in each warpgroup), where two buffers of staging boxes fit
+  // beside the stages. The source may not depend on m (kernels are shared
   // across shapes): the launch uses the stores where rows of y are a
   // multiple of 8 values (16-byte TMA strides, SsmmArgs::out_by_tma), else
   // the same kernel stores from registers. And the tokens of its chunks (the
-  // TMA map's box).
+  // TMA map's box; 0 without TMA stores).
   static bool tma_store(const KernelSpec& spec, const TileConfig& cfg);
   static int tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& cfg);
 

@@ -57,6 +57,15 @@ __device__ __forceinline__ u32 smem_addr(const void* p) {
   return r;
 }
 
+// Stores to shared memory by 32-bit address: the epilogue's staging writes
+// keep one register per address, not a 64-bit generic pointer's two.
+__device__ __forceinline__ void st_shared_u32(u32 addr, u32 v) {
+  asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_shared_u16(u32 addr, u16 v) {
+  asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(v) : "memory");
+}
+
 __device__ __forceinline__ void global_or(int* p, int bits) {
   asm volatile("red.global.or.b32 [%0], %1;" ::"l"(p), "r"(bits) : "memory");
 }

@@ -496,8 +496,8 @@ struct SsmmPipeline {
   // another along the rows, each with the 128-byte swizzle (the 16-byte unit
   // of a token's row XOR the token's index mod 8). finish_selection() first.
   template <int CT>
-  __device__ __forceinline__ void stage_output_chunk(unsigned char* boxes, int c, const WarpScales& scales,
-                                                     int warp_m, int lane) const {
+  __device__ __forceinline__ void stage_output_chunk(u32 boxes, int c, const WarpScales& scales, int warp_m,
+                                                     int lane) const {
     static_assert(CT % 8 == 0 && BN % CT == 0 && WARPS_N == 1, "whole fragments of the chunk's tokens");
 #pragma unroll
     for (int nt = c * (CT / 8); nt < (c + 1) * (CT / 8); ++nt)
@@ -515,11 +515,11 @@ struct SsmmPipeline {
 #pragma unroll
             for (int q = 0; q < MGROUP; q += (MGROUP % 2 == 0 ? 2 : 1)) {
               const int row = r * MGROUP + q, byte = (row % 64) * 2;
-              unsigned char* at = boxes + (row / 64) * (CT * 128) + t * 128 + (((byte / 16) ^ (t % 8)) * 16) + byte % 16;
+              const u32 at = boxes + (row / 64) * (CT * 128) + t * 128 + (((byte / 16) ^ (t % 8)) * 16) + byte % 16;
               if (MGROUP % 2 == 0)
-                *reinterpret_cast<u32*>(at) = Elem<T>::pack2(v[q], v[(q + 1) % MGROUP]);
+                st_shared_u32(at, Elem<T>::pack2(v[q], v[(q + 1) % MGROUP]));
               else
-                *reinterpret_cast<u16*>(at) = u16(Elem<T>::pack2(v[q], 0.0f) & 0xffffu);
+                st_shared_u16(at, u16(Elem<T>::pack2(v[q], 0.0f) & 0xffffu));
             }
           }
       }

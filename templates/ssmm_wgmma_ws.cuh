@@ -142,7 +142,7 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // every producer thread: on the H200 the same bytes arrive ~1.25x faster.
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
           bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0, bool SPLIT_OPS = false,
-          bool STREAM_K = false, bool TMA_STORE = false>
+          bool STREAM_K = false, int OUT_CHUNK = 0>
 struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> {
   typedef SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES, V, NKEEP, MGROUP, EPI, SPLIT_OPS> Base;
   static_assert(!SPLIT_OPS || BM == 64, "a warpgroup per operand over 64 rows: two consumer warpgroups");
@@ -183,24 +183,30 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static constexpr int kRegionBytes = ExchangeOut<0>::kBytes;
   static constexpr int kExchangeBytes = kExchange ? 2 * kRegionBytes : 0;
   static constexpr int kBarrierBytes = 2 * STAGES * 8 + (kExchange ? 32 : 0);
-  // TMA_STORE: the tile leaves through shared memory, kOutChunkTok tokens at
-  // a time (at most 16 KB: boxes of 64 original rows by the chunk's tokens),
-  // by TMA stores that run on while the next tile's k-tiles multiply; the
-  // epilogue from registers kept the tensor cores idle while the stores
-  // drained (the math-only kernel without its epilogue took 15% less time
-  // on Mixtral up at n = 4096, H200, thirteenth session).
+  // OUT_CHUNK > 0: the tile leaves through shared memory, OUT_CHUNK tokens at
+  // a time (boxes of 64 original rows by the chunk's tokens), by TMA stores
+  // that run on while the next tile's k-tiles multiply; the epilogue from
+  // registers kept the tensor cores idle while the stores drained (the
+  // math-only kernel without its epilogue took 15% less time on Mixtral up at
+  // n = 4096, H200, thirteenth session). Each consumer warpgroup stores its
+  // own boxes (its 64 condensed rows are MGROUP boxes) with its own barrier
+  // and issuing thread, so no warpgroup waits for another's epilogue, and
+  // stages chunks in two buffers in turn, so writing one chunk overlaps the
+  // TMA's read of the one before (one barrier a chunk). The chunk size is
+  // the generator's (WgmmaSpFamily::tma_store_chunk_tokens: the largest two
+  // buffers of which fit beside the stages).
+  static constexpr bool kTmaStore = OUT_CHUNK > 0;
   static constexpr int kOutBoxes = BM * MGROUP / 64;
-  static constexpr int kOutChunkFit = 128 / kOutBoxes;  // tokens of 16 KB
-  static constexpr int kOutChunkTok = kOutChunkFit >= 64 && BN >= 64   ? 64
-                                      : kOutChunkFit >= 32 && BN >= 32 ? 32
-                                      : kOutChunkFit >= 16             ? 16
-                                                                       : 8;
-  static constexpr int kOutStageBytes = TMA_STORE ? kOutBoxes * kOutChunkTok * 128 : 0;
+  static constexpr int kOutChunkTok = kTmaStore ? OUT_CHUNK : 8;
+  static constexpr int kOutBufBytes = kOutBoxes * kOutChunkTok * 128;
+  static constexpr int kOutStageBytes = kTmaStore ? 2 * kOutBufBytes : 0;
   static constexpr int kOutOffset = (Base::kSmemBytes + kBarrierBytes + kExchangeBytes + 1023) / 1024 * 1024;
-  static_assert(!TMA_STORE || (NKEEP == 1 && SPLIT == 1 && !SPLIT_OPS && (BM * MGROUP) % 64 == 0),
-                "TMA stores: one output row per slot, no split-k, every operand in each warpgroup");
+  static_assert(!kTmaStore || (NKEEP == 1 && SPLIT == 1 && !SPLIT_OPS && (BM * MGROUP) % 64 == 0 &&
+                               BN % OUT_CHUNK == 0 && (BN / OUT_CHUNK) % 2 == 0 && OUT_CHUNK % 8 == 0),
+                "TMA stores: one output row per slot, no split-k, every operand in each warpgroup, chunks in "
+                "pairs (each tile starts on the first buffer)");
   static constexpr int kSmemBytes =
-      (TMA_STORE ? kOutOffset + kOutStageBytes : Base::kSmemBytes + kBarrierBytes + kExchangeBytes) + kAlignSlack;
+      (kTmaStore ? kOutOffset + kOutStageBytes : Base::kSmemBytes + kBarrierBytes + kExchangeBytes) + kAlignSlack;
   // What lands per stage: every operand's values, metadata and selectors
   // (with multicast, half of the values and metadata from the other block).
   static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
@@ -415,8 +421,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
           store_half<0>(tile, regions, exchange_bars, j, warp_m, lane);
         else
           store_half<1>(tile, regions, exchange_bars, j, warp_m, lane);
-      } else if (TMA_STORE && tile.args.out_by_tma) {
-        store_by_tma(tile, smem + kOutOffset, smem_base + kOutOffset, maps.out, warp_m, lane);
+      } else if (kTmaStore && tile.args.out_by_tma) {
+        store_by_tma(tile, smem_base + kOutOffset, maps.out, warp_m, lane);
       } else if constexpr (NKEEP == 1 && SPLIT == 1) {
         this->store_direct(tile.args, tile.row0, tile.tok0, warp_m, 0, lane);  // no shared memory, no barrier
       } else {  // the launch gives this block no other tile, so the stages are free once consumed
@@ -448,31 +454,40 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       }
     });
     // The block's shared memory stays until its last stores have read it.
-    if (TMA_STORE && threadIdx.x == 0) tma_store_wait_all();
+    if (kTmaStore && tid % 128 == 0) tma_store_wait_all();
     // No block of a multicast pair leaves while the other may still arrive on
     // its barriers (or, in principle, copy into it).
     if (MCAST > 1) cluster_sync();
   }
 
-  // The TMA_STORE epilogue, chunk by chunk of the tile's tokens. Consumer
-  // thread 0 issues the stores and, before the boxes are written again, waits
-  // until its previous chunk's have been read out of them.
-  __device__ __forceinline__ void store_by_tma(const Tile& tile, unsigned char* boxes, u32 boxes_addr,
-                                               const TensorMap& map, int warp_m, int lane) {
+  // The TMA-store epilogue (OUT_CHUNK), chunk by chunk of the tile's tokens,
+  // per consumer warpgroup. Chunk c goes to buffer c % 2 (a tile has an even
+  // number of chunks, so every tile starts on buffer 0). Before the barrier
+  // that releases chunk c to the TMA, the warpgroup's first thread waits
+  // until the chunk before (of this tile or the last) has been read, so
+  // after the barrier chunk c + 1 may overwrite its buffer.
+  __device__ __forceinline__ void store_by_tma(const Tile& tile, u32 boxes_addr, const TensorMap& map, int warp_m,
+                                               int lane) {
+    // Opaque copies: the staging addresses derive from them, and computed
+    // ahead (they are the same every tile) they stayed live across the k-loop
+    // and spilled three consumer warpgroups' registers.
+    asm volatile("" : "+r"(boxes_addr), "+r"(warp_m), "+r"(lane));
     this->finish_selection();
     const typename Base::WarpScales scales(tile.args, tile.tok0, lane);
-    const bool issuer = threadIdx.x == 0;
+    const int group = warp_m / 4;  // the warpgroup: original rows 64 * MGROUP * group .. of the tile
+    const bool issuer = threadIdx.x % 128 == 0;
 #pragma unroll
     for (int c = 0; c < BN / kOutChunkTok; ++c) {
-      if (issuer) tma_store_wait_read<0>();
-      named_barrier(1, kConsumers);
-      this->template stage_output_chunk<kOutChunkTok>(boxes, c, scales, warp_m, lane);
+      const int buf = (c % 2) * kOutBufBytes;
+      this->template stage_output_chunk<kOutChunkTok>(boxes_addr + buf, c, scales, warp_m, lane);
       fence_proxy_async_shared();  // the writes, visible to the TMA's reads
-      named_barrier(1, kConsumers);
+      if (issuer) tma_store_wait_read<0>();
+      named_barrier(3 + group, 128);
       if (issuer) {
         const int row = tile.row0 * MGROUP, tok = tile.tok0 + c * kOutChunkTok;
 #pragma unroll
-        for (int j = 0; j < kOutBoxes; ++j) tma_store_2d(map, boxes_addr + j * kOutChunkTok * 128, row + 64 * j, tok);
+        for (int j = group * MGROUP; j < (group + 1) * MGROUP; ++j)
+          tma_store_2d(map, boxes_addr + buf + j * kOutChunkTok * 128, row + 64 * j, tok);
         tma_store_commit();
       }
     }

@@ -551,9 +551,10 @@ TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
 }
 
 // Which kernels store their tiles by TMA: single launches of N = 1 without
-// split-k or a warpgroup per operand, tiles of at most 128 rows, and only
-// where the staging boxes fit beside the stages (else from registers, the
-// config staying valid). Not a function of m: kernels serve every shape.
+// split-k or a warpgroup per operand, and only where two buffers of staging
+// boxes fit beside the stages (else from registers, the config staying
+// valid); chunks of at most half the tile's tokens, the largest that fit.
+// Not a function of m: kernels serve every shape.
 TEST(Generator, WgmmaSpStoresTilesByTmaWhereTheBoxesFit) {
   KernelSpec s = spec();
   s.backend = Backend::WgmmaSp;
@@ -563,13 +564,19 @@ TEST(Generator, WgmmaSpStoresTilesByTmaWhereTheBoxesFit) {
   const KernelFamily& w = kernel_family(Backend::WgmmaSp);
   const TileConfig t = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt");
   EXPECT_TRUE(WgmmaSpFamily::tma_store(s, t));
-  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, t), 32);  // 4 boxes of 64 rows: 16 KB
-  EXPECT_NE(w.generate(s, t).source.find(", false, true>"), std::string::npos);  // ..., STREAM_K, TMA_STORE
+  // Two buffers of 4 boxes of 64 rows by 16 tokens (16 KB) beside 200 KB of stages; 32 tokens would not fit.
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, t), 16);
+  EXPECT_NE(w.generate(s, t).source.find(", false, 16>"), std::string::npos);  // ..., STREAM_K, OUT_CHUNK
+  // Three stages leave room for chunks of 64 (64 KB).
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_xt")), 64);
+  // At most half the tile's tokens: a 32-token tile stores in two chunks of 16.
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm64_bn32_bk128_w4x1_s8_tf")), 16);
   KernelSpec odd = s;  // the same kernel: such a launch stores from registers (SsmmArgs::out_by_tma = 0)
   odd.m = 14332;
   EXPECT_TRUE(WgmmaSpFamily::tma_store(odd, t));
   EXPECT_EQ(w.generate(odd, t).source, w.generate(s, t).source);
-  EXPECT_FALSE(WgmmaSpFamily::tma_store(s, TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_g16_xt")));
+  // 192-row tiles: two buffers of 6 boxes by 16 tokens (24 KB).
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_g16_xt")), 16);
   KernelSpec grouped = s;
   grouped.grouped = true;
   grouped.experts = 8;
@@ -578,14 +585,16 @@ TEST(Generator, WgmmaSpStoresTilesByTmaWhereTheBoxesFit) {
   two_of_four.sparsity = {128, 2, 4};
   EXPECT_FALSE(WgmmaSpFamily::tma_store(two_of_four, TileConfig::parse("bm128_bn128_bk128_w8x1_s3_xt")));
   EXPECT_FALSE(WgmmaSpFamily::tma_store(s, TileConfig::parse("bm64_bn32_bk128_w4x1_s8_k4")));
-  // Two operands at 4 stages of 128 x 64: 212 KB of stages, no room for 16 KB of boxes.
+  // Two operands at 4 stages of 128 x 64: 212 KB of stages leave room for two buffers of 8 tokens only,
+  // and chunks of 8 lost to the epilogue from registers: from registers, the config staying valid.
   KernelSpec gated = s;
   gated.op = Op::GatedUp;
   gated.epilogue = Epilogue::GatedSilu;
   const TileConfig full = TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p");
   EXPECT_FALSE(WgmmaSpFamily::tma_store(gated, full));
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(gated, full), 0);
   EXPECT_EQ(w.invalid_reason(gated, full), std::nullopt);
-  EXPECT_TRUE(WgmmaSpFamily::tma_store(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p")));
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p")), 32);
 }
 
 }  // namespace

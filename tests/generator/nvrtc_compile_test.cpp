@@ -333,14 +333,16 @@ TEST(SassWgmmaSp, TilesStoredByTmaWhereTheFamilySaysSo) {
   KernelSpec grouped = s;
   grouped.grouped = true;
   grouped.experts = 4;
-  const TileConfig c = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt");
-  for (const KernelSpec& k : {s, grouped}) {
-    const std::string sass = sass_of(tool, k, c);
-    const bool stores = std::regex_search(sass, std::regex(R"(\bUTMASTG\b)"));
-    EXPECT_EQ(stores, WgmmaSpFamily::tma_store(k, c)) << (k.grouped ? "grouped" : "single") << " launch";
-    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")));
+  for (const char* config : {"bm128_bn128_bk128_w8x1_s4_p_xt", "bm192_bn128_bk128_w12x1_s3_p_g16_xt"}) {
+    const TileConfig c = TileConfig::parse(config);
+    for (const KernelSpec& k : {s, grouped}) {
+      const std::string sass = sass_of(tool, k, c);
+      const bool stores = std::regex_search(sass, std::regex(R"(\bUTMASTG\b)"));
+      EXPECT_EQ(stores, WgmmaSpFamily::tma_store(k, c)) << config << (k.grouped ? " grouped" : " single") << " launch";
+      EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config;
+    }
+    EXPECT_TRUE(WgmmaSpFamily::tma_store(s, c)) << config;
   }
-  EXPECT_TRUE(WgmmaSpFamily::tma_store(s, c));
 }
 
 // A warpgroup per operand (gated up projection): each consumer warpgroup

@@ -333,13 +333,15 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
     run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
 }
 
-// Tiles stored by TMA (single launches, N = 1, tiles of up to 128 rows, m a
-// multiple of 8): rows past m and tokens past n clipped by the output map,
-// the staging boxes reused chunk after chunk and tile after tile, chunks of
-// 64, 32 and 16 tokens (2 to 8 boxes), row scales, both epilogues, two
-// operands, multicast pairs. The last case runs the first case's kernel with m = 204, which
-// stores from registers (a launch with no output map in a kernel that has
-// the stores: the failure the first version of this test found).
+// Tiles stored by TMA (single launches, N = 1, m a multiple of 8): rows past
+// m and tokens past n clipped by the output map, the two staging buffers
+// taken in turn chunk after chunk and tile after tile, chunks of 64, 32 and
+// 16 tokens, 1 to 4 boxes per consumer warpgroup (MGROUP = 1, 2, 4: the
+// 2-byte and 4-byte staging writes), one to three consumer warpgroups each
+// storing its own boxes, row scales, both epilogues, two operands,
+// multicast pairs. The last case runs the first case's kernel with m = 204,
+// which stores from registers (a launch with no output map in a kernel that
+// has the stores: the failure the first version of this test found).
 TEST_F(WgmmaSpGpu, TmaStoredTilesMatchTheReference) {
   run_case({DType::bf16, {128, 1, 2}, 520, 256, 300, 300, Epilogue::Silu,
             TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
@@ -352,6 +354,19 @@ TEST_F(WgmmaSpGpu, TmaStoredTilesMatchTheReference) {
   // 16 x 19 = 304 tiles: persistent blocks store two or three tiles each.
   run_down_case({DType::f16, {128, 1, 2}, 4096, 256, 2400, 2400, Epilogue::None,
                  TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt"), Backend::WgmmaSp});
+  // 192-row tiles (three warpgroups storing their own boxes): 1:1 (one box
+  // each, 2-byte writes, chunks of 32), and a down projection of 11 x 19 =
+  // 209 tiles (chunks of 16; blocks store one or two tiles).
+  run_case({DType::f16, {128, 1, 1}, 1000, 256, 300, 300, Epilogue::Silu,
+            TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
+  run_down_case({DType::bf16, {128, 1, 2}, 4096, 256, 2400, 2400, Epilogue::None,
+                 TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
+  // Chunks of 64 tokens (one warpgroup, 64-row tiles), and of 16 in a
+  // 32-token tile (one pair of chunks a tile).
+  run_case({DType::bf16, {128, 1, 2}, 1000, 384, 300, 300, Epilogue::None,
+            TileConfig::parse("bm64_bn128_bk128_w4x1_s4_p_xt"), Backend::WgmmaSp});
+  run_case({DType::bf16, {128, 1, 2}, 1000, 256, 150, 150, Epilogue::Silu,
+            TileConfig::parse("bm64_bn32_bk128_w4x1_s8_p"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 204, 256, 300, 300, Epilogue::Silu,
             TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
 }
