@@ -49,7 +49,9 @@ struct Args {
   std::vector<int> shapes = {0, 1, 2, 3, 4, 5};
   std::string csv = "expert_bench.csv";
   int max_configs = 1000;
-  std::string config;  // time only these configs, comma-separated (e.g. for ncu, or to compare a few)
+  // Time only these configs, comma-separated (e.g. for ncu, or to compare a
+  // few); "default": each backend's untuned default at every --tokens count.
+  std::string config;
   SparsityParams sparsity{128, 1, 2};
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
   std::string configs_csv;  // every config's quick-pass time, for heuristics and the perf log
@@ -90,7 +92,7 @@ Args parse(int argc, char** argv) {
       if (a.op == Op::GatedUp) throw Error(ErrorCode::InvalidArgument, "--op: ssmm or down");
     }
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
-                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG[,CFG] --rows N:M"
+                     " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG[,CFG]|default --rows N:M"
                      " --backend B --op ssmm|down --dump-cubins DIR --configs-csv F)");
   }
   return a;
@@ -161,7 +163,13 @@ int main(int argc, char** argv) try {
         KernelSpec bs = spec;
         bs.backend = b;
         std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
-        if (!args.config.empty()) {
+        if (args.config == "default") {
+          cs.clear();
+          for (int64_t n : args.tokens) {
+            const TileConfig d = kernel_family(b).default_config(bs, n, dev.info().sm_count);
+            if (std::find(cs.begin(), cs.end(), d) == cs.end()) cs.push_back(d);
+          }
+        } else if (!args.config.empty()) {
           cs.clear();
           for (const std::string& one : cli::split_list(args.config)) {
             const TileConfig only = TileConfig::parse(one);
