@@ -2,10 +2,10 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,ingress,sass,moe,tune (default all).
+# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune (default all).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,ingress,sass,moe,tune}
+PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -55,6 +55,26 @@ if has bench; then
   rc=$?
   tail -60 "$LOGS/bench.log"
   summary+=("bench: rc=$rc, $(($(grep -c . "$OUT/expert_bench.csv") - 1)) rows; $(grep 'warm dispatch' "$LOGS/bench.log")")
+fi
+
+# What a user gets without tuning: at each token count the untuned default of
+# the backend dispatch picks on this GPU (wgmma_sp on sm_90, else mma_sp),
+# re-timed like the bench's best, f16 and bf16, x cuBLAS in the same run.
+if has defaults; then
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
+  backend=mma_sp; [ "$cc" = "9.0" ] && backend=wgmma_sp
+  for dt in bf16 f16; do
+    timeout 150 "$BUILD/bench/samoyeds_expert_bench" --backend $backend --config default --dtype $dt \
+      --tokens 64,256,1024,4096 --csv "$OUT/defaults_$dt.csv" >"$LOGS/defaults_$dt.log" 2>&1
+    rc=$?
+    tail -25 "$LOGS/defaults_$dt.log"
+    range() {  # min-max of x_cublas (column 12) over rows whose n (column 4) passes the test
+      awk -F, -v t="$1" 'NR > 1 && ((t == "large" && $4 >= 1024 && $2 >= 8192) || (t == "64" && $4 == 64)) {
+        x = $12 + 0; if (lo == "" || x < lo) lo = x; if (x > hi) hi = x } END { printf "%.2f-%.2fx", lo, hi }' \
+        "$OUT/defaults_$dt.csv"
+    }
+    summary+=("defaults $backend $dt: rc=$rc, x cuBLAS at n >= 1024 (m >= 8192) $(range large), at n = 64 $(range 64)")
+  done
 fi
 
 # The ceiling the projections' delivery is compared with (docs/perf-log.md):
