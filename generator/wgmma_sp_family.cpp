@@ -44,7 +44,7 @@ WgmmaSpResources WgmmaSpFamily::resources(const KernelSpec& spec, const TileConf
   const PipelineResources p = pipeline_resources(spec, c, 1024);
   const int operands = weight_operands(spec);
   WgmmaSpResources r{p.threads + 128, p.smem_bytes + 2 * c.stages * 8 + 1024, p.accumulator_regs};
-  if (tma_store(spec, c)) r.smem_bytes = tma_store_smem_bytes(spec, c, p.smem_bytes, tma_store_chunk_tokens(spec, c));
+  if (const int chunk = tma_store_chunk_tokens(spec, c)) r.smem_bytes = tma_store_smem_bytes(spec, c, p.smem_bytes, chunk);
   if (c.split_operands) {
     r.threads += p.threads * (operands - 1);
     r.accumulator_regs /= operands;
