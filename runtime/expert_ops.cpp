@@ -192,7 +192,10 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
     // The launch copies the parameter: the remembered maps are passed as they are.
     params[1] = const_cast<TmaWeightMaps*>(&weight_maps_for(views, n_w, shape));
-    const bool store_by_tma = WgmmaSpFamily::tma_store(spec, cfg) && a.ldy % 8 == 0;
+    // The kernel's chunk (0: it stores from registers); the launch stores by
+    // TMA only where rows of y are 16-byte strides.
+    const int out_chunk = WgmmaSpFamily::tma_store_chunk_tokens(spec, cfg);
+    const bool store_by_tma = out_chunk > 0 && a.ldy % 8 == 0;
     a.out_by_tma = store_by_tma ? 1 : 0;
     if (cfg.tokens_tma || store_by_tma) with_call = *static_cast<const TmaWeightMaps*>(params[1]);
     if (cfg.tokens_tma) {  // rows in order (ids is null by now), k values apart
@@ -200,7 +203,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
       with_call.tokens = encode_token_map(x, x_rows, w0.k(), cfg.block_n);
     }
     if (store_by_tma)  // n rows of ldy = m values
-      with_call.out = encode_out_map(y, n, a.ldy, WgmmaSpFamily::tma_store_chunk_tokens(spec, cfg));
+      with_call.out = encode_out_map(y, n, a.ldy, out_chunk);
     if (cfg.tokens_tma || store_by_tma) params[1] = &with_call;
   }
   if (grouping) {
