@@ -25,4 +25,25 @@ struct SwizzledTile {
   }
 };
 
+// The 128-byte swizzle of TMA (CU_TENSOR_MAP_SWIZZLE_128B) and of the wgmma
+// descriptors: a tile of ROWS rows and ROW_BYTES bytes per row is cut along
+// k into 128-byte columns; each column holds every row's 128 bytes back to
+// back, and inside each 8-row x 128-byte block the 16-byte chunk index is
+// XORed with the row (mod 8). The wgmma operands use it (wgmma_sp_sm90a.cuh),
+// and so does the staging of TMA-stored outputs (ssmm_pipeline.cuh), whose
+// rows are tokens.
+template <int ROWS, int ROW_BYTES>
+struct Swizzle128Tile {
+  static_assert(ROWS % 8 == 0 && ROW_BYTES % 128 == 0, "whole 8-row x 128-byte swizzle atoms");
+  static constexpr int kBytes = ROWS * ROW_BYTES;
+  static constexpr int kColumnBytes = ROWS * 128;  // one 128-byte column of every row
+  static __device__ __forceinline__ int offset(int row, int chunk) {
+    return (chunk / 8) * kColumnBytes + row * 128 + (((chunk % 8) ^ (row % 8)) * 16);
+  }
+  // Start of the k32 operand at byte `kb` of a row (kb a multiple of 32):
+  // inside an atom the descriptor's start address moves by kb and the
+  // hardware applies the swizzle to the final address, as TMA did.
+  static __device__ __forceinline__ u32 k_offset(int kb) { return (kb / 128) * kColumnBytes + kb % 128; }
+};
+
 }  // namespace samoyeds

@@ -15,6 +15,7 @@
 #include "samoyeds/epilogue.cuh"
 #include "samoyeds/kernel_args.cuh"
 #include "samoyeds/row_select.cuh"
+#include "samoyeds/smem_layout.cuh"
 
 namespace samoyeds {
 
@@ -493,8 +494,9 @@ struct SsmmPipeline {
 
   // Tokens [CT * c, CT * (c + 1)) of the tile, in the layout a TMA store
   // reads: boxes of 64 original rows (128 bytes) by CT tokens, one after
-  // another along the rows, each with the 128-byte swizzle (the 16-byte unit
-  // of a token's row XOR the token's index mod 8). finish_selection() first.
+  // another along the rows, each with the 128-byte swizzle. That is one
+  // Swizzle128Tile of CT token rows whose 128-byte columns are the boxes;
+  // original row `row` is byte 2 * row of a token's row. finish_selection() first.
   template <int CT>
   __device__ __forceinline__ void stage_output_chunk(u32 boxes, int c, const WarpScales& scales, int warp_m,
                                                      int lane) const {
@@ -514,8 +516,8 @@ struct SsmmPipeline {
             fragment_outputs(mt, h, nt, e, scale, NoPartner(), v);
 #pragma unroll
             for (int q = 0; q < MGROUP; q += (MGROUP % 2 == 0 ? 2 : 1)) {
-              const int row = r * MGROUP + q, byte = (row % 64) * 2;
-              const u32 at = boxes + (row / 64) * (CT * 128) + t * 128 + (((byte / 16) ^ (t % 8)) * 16) + byte % 16;
+              const int row = r * MGROUP + q;
+              const u32 at = boxes + Swizzle128Tile<CT, BM * MGROUP * 2>::offset(t, row / 8) + (row % 8) * 2;
               if (MGROUP % 2 == 0)
                 st_shared_u32(at, Elem<T>::pack2(v[q], v[(q + 1) % MGROUP]));
               else

@@ -3,15 +3,12 @@
 // shared memory through matrix descriptors, both K-major with the 128-byte
 // swizzle.
 //
-// Shared-memory operand layout (Swizzle128Tile): a tile of ROWS rows and
-// ROW_BYTES bytes per row is cut along k into 128-byte atoms columns; each
-// column holds every row's 128 bytes back to back, and inside each 8-row x
-// 128-byte block the 16-byte chunk index is XORed with the row (mod 8). That
-// is the layout TMA writes with CU_TENSOR_MAP_SWIZZLE_128B (the weights) and
-// the one the descriptor's 128-byte swizzle mode reads, so TMA and cp.async
-// (the gathered tokens, placed by the same offset()) fill it alike; any 8
-// rows of one chunk, or 8 chunks of one row, fall in 8 different bank groups.
-// Tiles start 1024-byte aligned (the swizzle repeats every 8 rows).
+// Shared-memory operand layout: Swizzle128Tile (smem_layout.cuh), the layout
+// TMA writes with CU_TENSOR_MAP_SWIZZLE_128B (the weights) and the one the
+// descriptor's 128-byte swizzle mode reads, so TMA and cp.async (the
+// gathered tokens, placed by the same offset()) fill it alike; any 8 rows of
+// one chunk, or 8 chunks of one row, fall in 8 different bank groups. Tiles
+// start 1024-byte aligned (the swizzle repeats every 8 rows).
 //
 // Accumulator fragment: thread (warp w of the warpgroup, lane l) holds
 // d[j][0..1] = row 16w + l/4, columns 8j + 2(l%4) + {0,1}, and d[j][2..3] the
@@ -21,22 +18,9 @@
 // order; SEL picks the lane pair that holds it (as for mma.sp).
 #pragma once
 #include "samoyeds/common.cuh"
+#include "samoyeds/smem_layout.cuh"
 
 namespace samoyeds {
-
-template <int ROWS, int ROW_BYTES>
-struct Swizzle128Tile {
-  static_assert(ROWS % 8 == 0 && ROW_BYTES % 128 == 0, "whole 8-row x 128-byte swizzle atoms");
-  static constexpr int kBytes = ROWS * ROW_BYTES;
-  static constexpr int kColumnBytes = ROWS * 128;  // one 128-byte column of every row
-  static __device__ __forceinline__ int offset(int row, int chunk) {
-    return (chunk / 8) * kColumnBytes + row * 128 + (((chunk % 8) ^ (row % 8)) * 16);
-  }
-  // Start of the k32 operand at byte `kb` of a row (kb a multiple of 32):
-  // inside an atom the descriptor's start address moves by kb and the
-  // hardware applies the swizzle to the final address, as TMA did.
-  static __device__ __forceinline__ u32 k_offset(int kb) { return (kb / 128) * kColumnBytes + kb % 128; }
-};
 
 // Shared-memory matrix descriptor, K-major, 128-byte swizzle: start address
 // (16-byte units), leading offset unused by K-major swizzled layouts (1 by
