@@ -35,11 +35,16 @@ struct Source {
   const char* name;
   int region_rows, group, skew_rows;
   bool interleaved = false;  // a group is every (grid / group)-th block, not consecutive ones
+  // 128-byte columns per row (IngressProbeArgs::cols): 32 reads each region
+  // as rows of 4 KB, a band of box rows at a time, as a block reads its
+  // weight rows (Mixtral-8x7B's up projection: 4 KB of values a row).
+  int cols = 1;
 };
 const Source kSources[] = {
     {"own-192K", 1536, 1, 0},     // 25 MB over 132 SMs, within the 60 MB L2
     {"own-16K", 128, 1, 0},       // 2 MB
     {"own-2M", 16384, 1, 0},      // 264 MB: DRAM
+    {"own-2M-4K-rows", 16384, 1, 0, false, 32},  // the same bytes, read as weight rows
     {"pairs-192K", 1536, 2, 0},
     {"pairs-apart", 1536, 2, 0, true},  // blocks i and i + 66
     {"fours-192K", 1536, 4, 0},
@@ -104,13 +109,14 @@ int main(int argc, char** argv) try {
     check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, g.smem_bytes),
           "cuFuncSetAttribute");
     for (const Source& src : kSources) {
-      if (src.region_rows < s.box_rows || src.region_rows % s.box_rows || src.skew_rows % s.box_rows) continue;
+      const int region_rows = src.region_rows / src.cols;  // rows of the map, each cols x 128 bytes
+      if (region_rows < s.box_rows || region_rows % s.box_rows || src.skew_rows % s.box_rows) continue;
       // A pair multicasts the same rows: only consecutive pairs, in step.
       if (s.multicast > 1 && (src.group != s.multicast || src.interleaved || src.skew_rows)) continue;
-      const TensorMap map = encode_token_map(buf.data(), map_rows(src), 64, s.box_rows);
+      const TensorMap map = encode_token_map(buf.data(), map_rows(src) / src.cols, 64 * src.cols, s.box_rows);
       IngressProbeArgs a{reinterpret_cast<long long*>(cycles.data()), static_cast<int*>(smids.data()),
-                         int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), src.region_rows,
-                         std::min(src.group, sms), src.interleaved ? 1 : 0, src.skew_rows};
+                         int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), region_rows,
+                         std::min(src.group, sms), src.interleaved ? 1 : 0, src.skew_rows, src.cols};
       void* params[] = {&a, const_cast<TensorMap*>(&map)};
       // Whole clusters; with an odd SM count a pair's worth of SMs idles.
       const int blocks = sms / s.multicast * s.multicast;

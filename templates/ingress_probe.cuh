@@ -55,7 +55,7 @@ __device__ __forceinline__ void ingress_probe(const IngressProbeArgs& a, const T
   const int member = a.interleaved ? int(blockIdx.x) / groups : int(blockIdx.x) % a.group;
   const int row0 = region * a.region_rows;
   if (threadIdx.x == 0) {
-    int row = member * a.skew_rows % a.region_rows;
+    int row = member * a.skew_rows % a.region_rows, col = 0;
     for (int it = 0; it < a.stages_total; ++it) {
       const int s = it % STAGES;
       if (it >= STAGES) mbarrier_wait(bars + 8 * (STAGES + s), (it / STAGES - 1) & 1);
@@ -65,9 +65,11 @@ __device__ __forceinline__ void ingress_probe(const IngressProbeArgs& a, const T
       for (int b = 0; b < BOXES; ++b) {
         const u32 dst = base + s * kStageBytes + b * kBoxBytes;
         if (MCAST == 1)
-          tma_load_2d(dst, map, full, 0, row0 + row);
+          tma_load_2d(dst, map, full, col * 64, row0 + row);
         else if (b % 2 == rank)
-          tma_load_2d_multicast(dst, map, full, 0, row0 + row, 3);
+          tma_load_2d_multicast(dst, map, full, col * 64, row0 + row, 3);
+        if (++col < a.cols) continue;
+        col = 0;
         row += BOX_ROWS;
         if (row + BOX_ROWS > a.region_rows) row = 0;
       }

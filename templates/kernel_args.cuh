@@ -143,6 +143,12 @@ struct IngressProbeArgs {
   int group;          // blocks that read the same region: consecutive ones, or
   int interleaved;    //   (1) every gridDim.x / group-th
   int skew_rows;      // block i of a group starts i * skew_rows rows into the region
+  // 128-byte columns per row of the map. 1: rows of 128 bytes, so a box is
+  // one contiguous piece of memory (how token tiles lie). More: wide rows,
+  // read as the weights are: the boxes of a band of BOX_ROWS rows walk its
+  // columns, then the next band starts (a box is BOX_ROWS pieces of 128
+  // bytes, a row apart). Rows, region and skew then count wide rows.
+  int cols;
 };
 
 // Bits of the error flag (SsmmArgs::error_flag):
