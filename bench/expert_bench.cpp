@@ -62,6 +62,11 @@ struct Args {
   // projection (m and k swapped) on compact rows with routing weights, as
   // MoeLayer runs it.
   Op op = Op::Ssmm;
+  // back-to-back (default): each timed batch is enqueued behind a gate and
+  // runs on the GPU back to back, so every library is timed by its kernels
+  // alone; enqueued: as the host enqueues it (the times of kernels shorter
+  // than a dispatch are then the host's).
+  tuning::Launches launches = tuning::Launches::BackToBack;
 };
 
 Args parse(int argc, char** argv) {
@@ -89,13 +94,19 @@ Args parse(int argc, char** argv) {
     else if (f == "--configs-csv") a.configs_csv = next();
     else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
     else if (f == "--backend") a.backends = {parse_backend(next())};
+    else if (f == "--timing") {
+      const std::string t = next();
+      if (t == "back-to-back") a.launches = tuning::Launches::BackToBack;
+      else if (t == "enqueued") a.launches = tuning::Launches::AsEnqueued;
+      else throw Error(ErrorCode::InvalidArgument, "--timing: back-to-back or enqueued, not " + t);
+    }
     else if (f == "--op") {
       a.op = parse_op(next());
       if (a.op == Op::GatedUp) throw Error(ErrorCode::InvalidArgument, "--op: ssmm or down");
     }
     else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
                      " (--tokens a,b --shapes i,j --dtype T --csv F --max-configs N --config CFG[,CFG]|default --rows N:M"
-                     " --backend B --op ssmm|down --dump-cubins DIR --configs-csv F)");
+                     " --backend B --op ssmm|down --dump-cubins DIR --configs-csv F --timing back-to-back|enqueued)");
   }
   return a;
 }
@@ -118,11 +129,14 @@ int main(int argc, char** argv) try {
   auto lt = CusparseLtBaseline::create(&lt_why);
   fmt::print("device {} ({} SMs, driver {}), arch {}; cuSPARSELt: {}\n", dev.info().name, dev.info().sm_count,
              dev.info().driver_version, dev.info().arch(), lt ? "found" : "absent: " + lt_why);
+  const bool back_to_back = args.launches == Launches::BackToBack && can_hold_stream();
+  fmt::print("timing: {}\n", back_to_back ? "each batch back to back on the GPU (held until enqueued)"
+                                           : "batches as the host enqueues them");
 
   std::ofstream csv(args.csv);
   csv << "model,m,k,n,dtype,ours_ms,ours_tflops,cublas_ms,cublas_tflops,cusparselt_ms,cusparselt_tflops,"
          "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes,rows,instruction_tflops,"
-         "backend,mma_sp_ms,wgmma_sp_ms,mma_sp_config,wgmma_sp_config\n";
+         "backend,mma_sp_ms,wgmma_sp_ms,mma_sp_config,wgmma_sp_config,timing\n";
   std::vector<std::string> table;
   const SparsityParams sp = args.sparsity;
   std::ofstream configs_csv;
@@ -210,7 +224,7 @@ int main(int argc, char** argv) try {
 
         const double cublas_ms = median_ms(stream, [&](int i) {
           cublas.gemm(stream, dt, m, n, k, wd[size_t(i % copies_dense)].data(), d_xg.data(), d_y.data());
-        }, copies_dense);
+        }, copies_dense, 7, 3, args.launches);
         double lt_ms = 0.0;
         if (lt) {
           auto plan = lt->prepare(stream, dt, m, n, k, wd[0].data(), d_xg.data(), d_y.data());
@@ -223,7 +237,7 @@ int main(int argc, char** argv) try {
           for (auto& c : cws) c.upload(host.data(), cbytes);
           lt_ms = median_ms(stream, [&](int i) {
             lt->matmul(stream, *plan, cws[size_t(i % copies_lt)].data(), d_xg.data(), d_y.data());
-          }, copies_lt);
+          }, copies_lt, 7, 3, args.launches);
         }
         // Ours: quick pass over every config, then the best three of each backend re-timed.
         auto time_ours = [&](const Candidate& c, int batches, int warmup) {
@@ -240,7 +254,7 @@ int main(int argc, char** argv) try {
             else
               ssmm(rt, ws[size_t(i % copies_sparse)], d_x.data(), batch_rows,
                    static_cast<const int32_t*>(d_ids.data()), n, d_y.data(), Epilogue::None, opt);
-          }, copies_sparse, batches, warmup);
+          }, copies_sparse, batches, warmup, args.launches);
         };
         std::vector<std::pair<double, Candidate>> timed;
         for (const auto& c : configs) {
@@ -276,7 +290,7 @@ int main(int argc, char** argv) try {
         const LoadedKernel& bk = rt.get(best_spec, best);
         const double x_cublas = cublas_ms / ours_ms, x_lt = lt_ms > 0 ? lt_ms / ours_ms : 0.0;
         csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f},"
-                           "{},{:.4f},{:.4f},{},{}\n",
+                           "{},{:.4f},{:.4f},{},{},{}\n",
                            model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
                            tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
                            best.to_string(), top > 1 ? timed[1].first : 0.0, top > 2 ? timed[2].first : 0.0,
@@ -284,7 +298,8 @@ int main(int argc, char** argv) try {
                            tflops(m, n, k, ours_ms) * sp.N / sp.M, backend_name(best_spec.backend),
                            best_of.count(Backend::MmaSp) ? best_of[Backend::MmaSp] : 0.0,
                            best_of.count(Backend::WgmmaSp) ? best_of[Backend::WgmmaSp] : 0.0,
-                           best_config_of[Backend::MmaSp], best_config_of[Backend::WgmmaSp]);
+                           best_config_of[Backend::MmaSp], best_config_of[Backend::WgmmaSp],
+                           back_to_back ? "back-to-back" : "enqueued");
         csv.flush();
         const auto backend_x = [&](Backend b) {
           return best_of.count(b) ? fmt::format("{:.2f}x", cublas_ms / best_of[b]) : std::string("-");

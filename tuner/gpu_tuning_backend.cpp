@@ -255,11 +255,12 @@ double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& confi
     const Grouped::Batch& b = g.batch(spec, tokens, top_k_, mu_);
     // Every expert's weights together exceed L2 for the models we know; three launches per timed batch.
     return tuning::median_ms(stream_, [&](int) { g.launch(rt_, spec, config, b, tokens, max_tokens_, stream_); }, 3,
-                             5, 2);
+                             5, 2, tuning::Launches::BackToBack);
   }
   Problem& p = problem(spec);
   const int batch = int(p.sparse[0].size());
-  return tuning::median_ms(stream_, [&](int i) { launch(spec, config, p, i, tokens); }, batch, 5, 2);
+  return tuning::median_ms(stream_, [&](int i) { launch(spec, config, p, i, tokens); }, batch, 5, 2,
+                           tuning::Launches::BackToBack);
 }
 
 double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
@@ -277,7 +278,7 @@ double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
                        x + begin * spec.k * 2,
                        static_cast<char*>(w == 0 ? g.y.data() : g.y2.data()) + begin * spec.m * 2);
       }
-    }, 3, 5, 2);
+    }, 3, 5, 2, tuning::Launches::BackToBack);
   }
   Problem& p = problem(spec);
   const int batch = int(p.dense[0].size());
@@ -286,7 +287,7 @@ double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
     for (int w = 0; w < p.operands; ++w)
       cublas_.gemm(stream_, spec.dtype, spec.m, tokens, spec.k, p.dense[size_t(w)][size_t(i) % p.dense[size_t(w)].size()].data(),
                    p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
-  }, batch, 5, 2);
+  }, batch, 5, 2, tuning::Launches::BackToBack);
 }
 
 double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why) {
@@ -331,7 +332,7 @@ double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, s
       cusparselt_->matmul(stream_, *run.plans[size_t(w)],
                           run.compressed[size_t(w)][size_t(i) % run.compressed[size_t(w)].size()].data(),
                           p.x_gathered.data(), w == 0 ? p.y.data() : p.y2.data());
-  }, batch, 5, 2);
+  }, batch, 5, 2, tuning::Launches::BackToBack);
 }
 
 // Every expert small (partial row and token tiles), `tokens` tokens routed

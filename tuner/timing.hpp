@@ -11,8 +11,30 @@ constexpr size_t kL2Bytes = 60u << 20;  // H200: 60 MB (METHOD.md); rotate past 
 // How many copies of a `bytes`-sized operand make the rotation exceed 3x L2.
 int rotation_copies(size_t bytes, int max_copies = 64);
 
+// How a timed batch reaches the GPU.
+enum class Launches {
+  // As the host enqueues them: the time includes the host's cost of the
+  // first launch, and of every launch that takes longer to enqueue than the
+  // GPU takes to run the one before (a dispatch costs the host 5-7 us).
+  AsEnqueued,
+  // Behind a gate that holds the stream until the whole batch is enqueued:
+  // the GPU runs the batch back to back, as a replayed CUDA graph would, so
+  // the time is the kernels' own. Only for launches that never wait on the
+  // stream themselves (no synchronization, no blocking copy or allocation):
+  // such a launch would wait for the gate, so a watchdog opens it after a
+  // second and the timing throws. Falls back to AsEnqueued where the driver
+  // cannot hold a stream.
+  BackToBack,
+};
+
 // Runs launch(i) for i = 0.. in batches of `batch` between two events on
-// `stream`, after `warmup` launches; returns the median time per launch in ms.
-double median_ms(void* stream, const std::function<void(int)>& launch, int batch, int batches = 7, int warmup = 3);
+// `stream`, after `warmup` launches (enqueued as they come); returns the
+// median time per launch in ms.
+double median_ms(void* stream, const std::function<void(int)>& launch, int batch, int batches = 7, int warmup = 3,
+                 Launches how = Launches::AsEnqueued);
+
+// Whether Launches::BackToBack holds the stream on this driver (false: it
+// times as AsEnqueued).
+bool can_hold_stream();
 
 }  // namespace samoyeds::tuning
