@@ -527,7 +527,6 @@ struct SsmmPipeline {
       }
   }
 
-
   // f32 tile -> epilogue function -> 16-byte stores, spread over nthreads threads.
   static __device__ __forceinline__ void store_tile(const SsmmArgs& args, const float* tile, int row0, int tok0,
                                                     int tid, int nthreads) {
