@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "generator/ssmm_pipeline_source.hpp"
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
@@ -32,7 +32,7 @@ int MmaSpFamily::max_operand_regs(const KernelSpec& spec, const TileConfig& cfg)
 std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {
   if (c.block_m != 64 && c.block_m != 128) return "block_m must be 64 or 128";
   // Its copies read whole row tiles: they must stay within the packed layout's row padding.
-  if (c.block_m > MmaSpLayout::kRowAlign) return "tile larger than the packed layout's row padding";
+  if (c.block_m > DeviceLayout::kRowAlign) return "tile larger than the packed layout's row padding";
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
   if (!c.default_schedule())
     return "split_k, multicast, persistent, tokens_first, row groups and stream-K are wgmma_sp schedules";

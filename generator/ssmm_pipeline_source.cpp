@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 
 namespace samoyeds {
 namespace {
@@ -47,7 +47,7 @@ PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c
 
 std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const TileConfig& c) {
   const auto& sp = spec.sparsity;
-  if (c.block_k > MmaSpLayout::kKAlign) return "tile deeper than the packed layout's padding along k";
+  if (c.block_k > DeviceLayout::kKAlign) return "tile deeper than the packed layout's padding along k";
   if (c.block_k != 64 && c.block_k != 128) return "block_k must be 64 or 128";
   if (c.stages < 2 || c.stages > 8) return "stages must be in [2, 8]";
   if (c.block_m % sp.N != 0) return fmt::format("block_m must hold whole groups of {} condensed rows", sp.N);
@@ -74,7 +74,7 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.kernel_name = fmt::format("samoyeds_{}ssmm_{}", spec.grouped ? "grouped_" : "", k.backend);
   g.threads = k.threads;
   g.smem_bytes = k.smem_bytes;
-  g.layout_id = MmaSpLayout::kLayoutId;
+  g.layout_id = DeviceLayout::kLayoutId;
   g.weight_maps = k.weight_maps;
   g.persistent = k.persistent;
   g.cluster_blocks = k.cluster_blocks;

@@ -8,7 +8,7 @@
 #include "generator/utility_kernels.hpp"
 #include "generator/wgmma_sp_family.hpp"
 #include "runtime/cuda_driver.hpp"
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "runtime/kernel_launch.hpp"
 #include "runtime/tma_weight_maps.hpp"
 #include "runtime/utility_launch.hpp"
@@ -60,9 +60,9 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   const PackedExpertWeights& w0 = *ws[0];
   for (int i = 0; i < n_w; ++i) {
     const PackedExpertWeights& w = *ws[i];
-    require(w.layout_id() == MmaSpLayout::kLayoutId,
+    require(w.layout_id() == DeviceLayout::kLayoutId,
             fmt::format("weights are in layout '{}', the mma_sp kernels read '{}'", w.layout_id(),
-                        MmaSpLayout::kLayoutId));
+                        DeviceLayout::kLayoutId));
     require(w.dtype() == w0.dtype() && w.sparsity() == w0.sparsity() && w.m() == w0.m() && w.k() == w0.k(),
             "gate and up weights must have the same shape, dtype and sparsity");
   }

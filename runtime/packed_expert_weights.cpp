@@ -1,15 +1,15 @@
 #include <vector>
 
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 
 namespace samoyeds {
 
 // Layout, dtype and shape of a packed matrix, without its device buffers.
-PackedExpertWeights PackedExpertWeights::describe(const MmaSpLayout& L) {
+PackedExpertWeights PackedExpertWeights::describe(const DeviceLayout& L) {
   PackedExpertWeights w;
-  w.layout_id_ = MmaSpLayout::kLayoutId;
+  w.layout_id_ = DeviceLayout::kLayoutId;
   w.dtype_ = L.dtype;
   w.sparsity_ = L.sparsity;
   w.m_ = L.m;
@@ -22,7 +22,7 @@ PackedExpertWeights PackedExpertWeights::describe(const MmaSpLayout& L) {
 
 PackedExpertWeights PackedExpertWeights::upload(const PackedWeights& packed) {
   validate_packed(packed);
-  const MmaSpLayout L = to_mma_sp_layout(packed);
+  const DeviceLayout L = to_device_layout(packed);
   PackedExpertWeights w = describe(L);
   w.values_ = DeviceBuffer(L.values.size() * 2);
   w.values_.upload(L.values.data(), L.values.size() * 2);
@@ -49,15 +49,15 @@ PackedExpertWeights PackedExpertWeights::pack_device(const void* device_dense, i
 
 GroupedExpertWeights GroupedExpertWeights::upload(const std::vector<PackedWeights>& experts) {
   if (experts.empty()) throw Error(ErrorCode::InvalidArgument, "no experts to upload");
-  std::vector<MmaSpLayout> layouts;
+  std::vector<DeviceLayout> layouts;
   for (const auto& p : experts) {
     validate_packed(p);
     if (p.dtype != experts[0].dtype || !(p.sparsity == experts[0].sparsity) || p.m != experts[0].m ||
         p.k != experts[0].k)
       throw Error(ErrorCode::InvalidArgument, "grouped experts must share shape, dtype and sparsity");
-    layouts.push_back(to_mma_sp_layout(p));
+    layouts.push_back(to_device_layout(p));
   }
-  const MmaSpLayout& L = layouts[0];
+  const DeviceLayout& L = layouts[0];
   GroupedExpertWeights g;
   g.experts_ = int(experts.size());
   g.first_ = PackedExpertWeights::describe(L);

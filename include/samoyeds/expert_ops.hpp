@@ -13,7 +13,7 @@
 
 namespace samoyeds {
 
-struct MmaSpLayout;  // runtime/format/mma_sp_layout.hpp
+struct DeviceLayout;  // runtime/format/device_layout.hpp
 
 // Packed weights on the device, in one backend's physical layout. Knows its
 // layout, dtype and parameters; ops refuse mismatched uses.
@@ -43,7 +43,7 @@ class PackedExpertWeights {
   int64_t k_phys() const { return k_phys_; }
 
  private:
-  static PackedExpertWeights describe(const MmaSpLayout& layout);
+  static PackedExpertWeights describe(const DeviceLayout& layout);
   std::string layout_id_;
   DType dtype_ = DType::f16;
   SparsityParams sparsity_;

@@ -30,7 +30,7 @@ enum class PackMode {
 };
 
 // Canonical (logical) packed form: what files and export hold. Backends derive
-// their own physical layout from it (see mma_sp_layout.hpp).
+// their own physical layout from it (see device_layout.hpp).
 struct PackedWeights {
   DType dtype = DType::f16;
   SparsityParams sparsity;

@@ -4,7 +4,7 @@
 // the boxes must carry exactly what the generated kernel's producer expects.
 #include <gtest/gtest.h>
 
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "runtime/tma_weight_maps.hpp"
 
 namespace samoyeds {
@@ -27,8 +27,8 @@ TEST(TmaWeightMaps, EveryPackedShapeAndTileIsWithinTheEncodersLimits) {
               WeightMapShape s;
               s.experts = experts;
               const int64_t rows = sh.m * N / M;
-              s.rows_pad = (rows + MmaSpLayout::kRowAlign - 1) / MmaSpLayout::kRowAlign * MmaSpLayout::kRowAlign;
-              const int64_t k_align = std::max<int64_t>(V, MmaSpLayout::kKAlign);
+              s.rows_pad = (rows + DeviceLayout::kRowAlign - 1) / DeviceLayout::kRowAlign * DeviceLayout::kRowAlign;
+              const int64_t k_align = std::max<int64_t>(V, DeviceLayout::kKAlign);
               s.k_phys = (sh.k + k_align - 1) / k_align * k_align;
               s.V = V;
               s.block_m = bm;

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "test_util/random_data.hpp"
 
 namespace samoyeds {
@@ -9,14 +9,14 @@ namespace {
 // Reads the register-order metadata back the way the mma.sp hardware does
 // (lane L: rows L/4 and L/4+8, columns 16*(L%4)..+15 of the slab) and checks
 // it against the canonical form, along with values and selectors.
-TEST(MmaSpLayout, RegisterOrderMetadataMatchesTheCanonicalForm) {
+TEST(DeviceLayout, RegisterOrderMetadataMatchesTheCanonicalForm) {
   for (SparsityParams sp : {SparsityParams{128, 1, 2}, SparsityParams{32, 2, 4}, SparsityParams{256, 1, 1}}) {
     const int64_t m = 300, k = 392;
     auto w = test::random_matrix(m, k, DType::bf16);
     PackedWeights p = pack_weights(w.data(), m, k, DType::bf16, sp);
-    MmaSpLayout L = to_mma_sp_layout(p);
-    EXPECT_EQ(L.rows_pad % MmaSpLayout::kRowAlign, 0);
-    EXPECT_EQ(L.k_phys % std::max<int64_t>(sp.V, MmaSpLayout::kKAlign), 0);
+    DeviceLayout L = to_device_layout(p);
+    EXPECT_EQ(L.rows_pad % DeviceLayout::kRowAlign, 0);
+    EXPECT_EQ(L.k_phys % std::max<int64_t>(sp.V, DeviceLayout::kKAlign), 0);
     const int64_t slabs = L.k_phys / 64, half_src = p.k_pad / 2;
     for (int64_t r = 0; r < L.rows_pad; ++r)
       for (int64_t chunk = 0; chunk < L.k_phys / 4; ++chunk) {
@@ -48,10 +48,10 @@ TEST(MmaSpLayout, RegisterOrderMetadataMatchesTheCanonicalForm) {
   }
 }
 
-TEST(MmaSpLayout, DeviceBytesOfALargeOneOfTwoMatrixStayUnderThirtyPercent) {
+TEST(DeviceLayout, DeviceBytesOfALargeOneOfTwoMatrixStayUnderThirtyPercent) {
   const int64_t m = 2048, k = 1024;
   auto w = test::random_matrix(m, k, DType::f16);
-  MmaSpLayout L = to_mma_sp_layout(pack_weights(w.data(), m, k, DType::f16, {128, 1, 2}));
+  DeviceLayout L = to_device_layout(pack_weights(w.data(), m, k, DType::f16, {128, 1, 2}));
   EXPECT_LE(double(L.bytes()) / double(m * k * 2), 0.29);
 }
 

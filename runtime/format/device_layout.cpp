@@ -1,19 +1,19 @@
-#include "runtime/format/mma_sp_layout.hpp"
+#include "runtime/format/device_layout.hpp"
 
 #include <algorithm>
 
 namespace samoyeds {
 
-MmaSpLayout to_mma_sp_layout(const PackedWeights& p) {
+DeviceLayout to_device_layout(const PackedWeights& p) {
   const auto& sp = p.sparsity;
-  MmaSpLayout L;
+  DeviceLayout L;
   L.dtype = p.dtype;
   L.sparsity = sp;
   L.m = p.m;
   L.k = p.k;
   L.rows = p.condensed_rows();
-  L.rows_pad = (L.rows + MmaSpLayout::kRowAlign - 1) / MmaSpLayout::kRowAlign * MmaSpLayout::kRowAlign;
-  const int64_t kalign = std::max<int64_t>(sp.V, MmaSpLayout::kKAlign);
+  L.rows_pad = (L.rows + DeviceLayout::kRowAlign - 1) / DeviceLayout::kRowAlign * DeviceLayout::kRowAlign;
+  const int64_t kalign = std::max<int64_t>(sp.V, DeviceLayout::kKAlign);
   L.k_phys = (p.k_pad + kalign - 1) / kalign * kalign;
 
   const int64_t half_src = p.k_pad / 2, half_dst = L.k_phys / 2;

@@ -1,4 +1,4 @@
-// Physical layout of packed weights for the mma_sp backend (layout id
+// Physical layout of packed weights on the device, read by both backends (layout id
 // "mma_sp.v1"). Derived from the canonical PackedWeights at pack time.
 //
 // - values [rows_pad, k_phys/2]: condensed rows padded to kRowAlign so every
@@ -19,7 +19,7 @@
 
 namespace samoyeds {
 
-struct MmaSpLayout {
+struct DeviceLayout {
   static constexpr const char* kLayoutId = "mma_sp.v1";
   static constexpr int kRowAlign = 128;  // largest block tile in condensed rows
   static constexpr int kKAlign = 128;    // largest block tile along k
@@ -40,6 +40,6 @@ struct MmaSpLayout {
   }
 };
 
-MmaSpLayout to_mma_sp_layout(const PackedWeights& packed);
+DeviceLayout to_device_layout(const PackedWeights& packed);
 
 }  // namespace samoyeds
