@@ -24,9 +24,11 @@ int MmaSpFamily::max_operand_regs(const KernelSpec& spec, const TileConfig& cfg)
   const auto& sp = spec.sparsity;
   const int slots = sp.N < sp.M ? sp.M : 1;
   if (sp.V < 64 || slots > 2) return 112;
-  // The gated op's second operand adds addresses; with four k32 steps per
-  // stage that tipped 164 into spilling.
-  return (spec.epilogue == Epilogue::GatedSilu && cfg.block_k == 128) ? 160 : 168;
+  // With four k32 steps per stage, 164 (64 x 32 warp tiles) sits at the
+  // 255-register limit: the gated op's second operand's addresses tipped it
+  // into spilling, and so did the single operand's metadata reads of the
+  // sp_tc.v2 layout (a lane's two words of a k-tile side by side).
+  return cfg.block_k == 128 ? 160 : 168;
 }
 
 std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, const TileConfig& c) const {

@@ -1,7 +1,8 @@
 // The wgmma_sp backend (sm_90a only): warpgroup wgmma.sp m64nNk32 kernels
-// (templates/wgmma_sp_sm90a.cuh). It reads the same packed layout as mma_sp
-// (mma_sp.v1: the metadata is already in the per-warp register order wgmma.sp
-// wants), so one packed layer serves both backends.
+// (templates/wgmma_sp_sm90a.cuh). The packed layout (sp_tc.v2,
+// runtime/format/device_layout.hpp) is made for its 128-column k-tiles: a
+// lane's metadata of a k-tile is one 8-byte word pair. mma_sp reads the same
+// layout, so one packed layer serves both backends.
 //
 // Warp-specialized (templates/ssmm_wgmma_ws.cuh): a producer warpgroup fills
 // the stages (TMA for the weights, cp.async for the gathered tokens),

@@ -61,7 +61,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   for (int i = 0; i < n_w; ++i) {
     const PackedExpertWeights& w = *ws[i];
     require(w.layout_id() == DeviceLayout::kLayoutId,
-            fmt::format("weights are in layout '{}', the mma_sp kernels read '{}'", w.layout_id(),
+            fmt::format("weights are in layout '{}', this library's kernels read '{}'", w.layout_id(),
                         DeviceLayout::kLayoutId));
     require(w.dtype() == w0.dtype() && w.sparsity() == w0.sparsity() && w.m() == w0.m() && w.k() == w0.k(),
             "gate and up weights must have the same shape, dtype and sparsity");
@@ -134,6 +134,11 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     }
   }
   const LoadedKernel& kernel = rt.get(spec, cfg);
+  // A kernel compiled against another layout would read the metadata in the
+  // wrong order and give wrong answers, not an error: refuse it here.
+  require(kernel.layout_id == w0.layout_id(),
+          fmt::format("kernel {} reads layout '{}', the weights are in '{}'", cfg.to_string(), kernel.layout_id,
+                      w0.layout_id()));
 
   SsmmArgs a{};
   for (int i = 0; i < 2; ++i) {

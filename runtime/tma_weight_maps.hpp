@@ -12,10 +12,10 @@
 
 namespace samoyeds {
 
-// One weight operand in the mma_sp.v1 layout, `experts` experts back to back.
+// One weight operand in the packed device layout (sp_tc.v2), `experts` experts back to back.
 struct PackedWeightView {
   const void* values = nullptr;  // [experts * rows_pad, k_phys/2] u16
-  const void* meta = nullptr;    // [experts * rows_pad/16, k_phys/2] u32
+  const void* meta = nullptr;    // [experts * rows_pad/16, k_phys/2] u32 (a tile's k-tiles of word pairs)
   const void* sel = nullptr;     // [experts * k_phys/V, rows_pad] u8
 };
 

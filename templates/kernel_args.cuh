@@ -13,11 +13,11 @@ namespace samoyeds {
 
 // Expert projection over index-selected token rows:
 //   y[i, :] = epilogue(x[ids[i], :] . W^T)  for i < n   (ids == null: row i)
-// W is given in the mma_sp physical layout (one per weight operand; the gated
-// op reads W1 then W3).
+// W is given in the packed device layout, sp_tc.v2 (one per weight operand;
+// the gated op reads W1 then W3).
 struct SsmmArgs {
   const unsigned short* values[2];  // [rows_pad, k_phys/2]
-  const unsigned int* meta[2];      // [rows_pad/16][k_phys/64][32]
+  const unsigned int* meta[2];      // [rows_pad/16][k_phys/128][32][2]
   const unsigned char* sel[2];      // [k_phys/V][rows_pad]
   const unsigned short* x;          // [x_rows, ldx], k valid columns
   const int* ids;                   // [n] or null

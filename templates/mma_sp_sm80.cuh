@@ -9,6 +9,17 @@
 
 namespace samoyeds {
 
+// One metadata word. At k-tiles of 128 a lane's words of two slabs lie side
+// by side (device_layout.hpp); with plain loads ptxas merged them into one
+// 8-byte load and held the second word's registers for two more k32 steps,
+// and the 128 x 128 tiles at the 255-register limit spilled. A volatile
+// load is never merged: each word is loaded when its pair of steps starts.
+__device__ __forceinline__ u32 lds_u32(u32 addr) {
+  u32 v;
+  asm volatile("ld.volatile.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+
 __device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -56,7 +67,7 @@ struct WarpMmaSpCore {
     static_assert(K::kWA == K::kW, "every warp accumulates every operand");
     typedef typename K::ATile ATile;
     typedef typename K::BTile BTile;
-    u32 a[K::kW][K::MT][4], meta[K::kW][K::MT], b[K::NT][4];
+    u32 a[K::kW][K::MT][4], b[K::NT][4];
 #pragma unroll
     for (int w = 0; w < K::kW; ++w)
 #pragma unroll
@@ -65,8 +76,13 @@ struct WarpMmaSpCore {
         // chunk ks*2 + lane/16 == (ks*2) ^ (lane/16); the row's XOR term is lane-only.
         const int a_xor = (lane / 16) ^ ATile::row_xor(lane % 16);
         ldmatrix_x4(a[w][mt], stage_addr + w * K::kWBytes + r * ATile::kStride + (((ks * 2) ^ a_xor) * 16));
-        const u32* m = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes);
-        meta[w][mt] = m[((warp_m * K::WM / 16 + mt) * (K::kBK / 64) + ks / 2) * 32 + lane];
+        if (ks % 2 == 0) {  // one word serves a pair of k32 steps (selectors 0 and 1)
+          const int word = k.meta_word(warp_m * K::WM / 16 + mt, ks / 2, lane);
+          if constexpr (K::kBK == 64)  // one word of a tile's pairs per stage: nothing to merge
+            k.pair_meta[w][mt] = reinterpret_cast<const u32*>(stage + w * K::kWBytes + K::kABytes)[word];
+          else
+            k.pair_meta[w][mt] = lds_u32(stage_addr + w * K::kWBytes + K::kABytes + 4 * word);
+        }
       }
 #pragma unroll
     for (int nt = 0; nt < K::NT; ++nt) {
@@ -81,9 +97,9 @@ struct WarpMmaSpCore {
 #pragma unroll
         for (int nt = 0; nt < K::NT; ++nt) {
           if (ks % 2 == 0)
-            MmaSp16832<typename K::ElemType, 0>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+            MmaSp16832<typename K::ElemType, 0>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], k.pair_meta[w][mt]);
           else
-            MmaSp16832<typename K::ElemType, 1>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], meta[w][mt]);
+            MmaSp16832<typename K::ElemType, 1>::run(k.acc[w][0][mt][nt], a[w][mt], b[nt], k.pair_meta[w][mt]);
         }
   }
 };

@@ -45,7 +45,9 @@ struct SsmmPipeline {
   typedef typename Core::template Tile<BM, BK> ATile;      // BK/2 values x 2 bytes per row
   typedef typename Core::template Tile<BN, BK * 2> BTile;  // BK values x 2 bytes per row
   static constexpr int kABytes = ATile::kBytes;
-  static constexpr int kMetaBytes = (BM / 16) * (BK / 64) * 128;
+  // Metadata of whole 128-column k-tiles of the packed layout: a 64-column
+  // stage takes the one its columns lie in (load_weights).
+  static constexpr int kMetaBytes = (BM / 16) * ConstMax<BK, 128>::value / 64 * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
   // Each operand's part starts where the core's operand layout needs it to.
   static constexpr int kWBytes = (kABytes + kMetaBytes + kSelBytes + Core::kStageAlign - 1) / Core::kStageAlign *
@@ -103,6 +105,18 @@ struct SsmmPipeline {
       for (int c = tid; c < S::kTotal; c += NTHREADS) f(c / CHUNKS, c % CHUNKS);
     }
   }
+
+  // Index, among a stage's metadata words of one operand, of the one lane
+  // `lane` of 16-row tile `tile` gives the k32 steps 2p and 2p+1. Both cores'
+  // stages hold the packed layout's k-tiles of 32 word pairs per tile (TMA
+  // or load_weights); a 64-column stage is half of one: which, meta_half says.
+  __device__ __forceinline__ int meta_word(int tile, int p, int lane) const {
+    if (BK == 64) return (tile * 32 + lane) * 2 + meta_half;
+    return ((tile * (BK / 128) + p / 2) * 32 + lane) * 2 + p % 2;
+  }
+  int meta_half = 0;  // BK = 64: the k-tile in compute_stage is odd
+  // The warp core's metadata words of the pair of k32 steps it is in.
+  u32 pair_meta[kWA][MT];
 
   float acc[kWA][kSlots][MT][NT][4];  // [i]: operand(i)
   // The tile's token (column) of accumulator register 2 * h + e of fragment
@@ -210,13 +224,18 @@ struct SsmmPipeline {
         cp_async_16(a_base + ATile::offset(r, ch), src, true);
       });
       const u32 meta_base = a_base + kABytes;
-      constexpr int kMetaChunks = kMetaBytes / 16;
-      const int slabs = args.k_phys / 64;
+      // Per tile, the 128-column k-tiles of metadata the stage's columns lie
+      // in: words from (k0 / 128) * 64 of its row of k_phys/2, as they lie.
+      // A lane's two words of a k-tile sit side by side (device_layout.hpp),
+      // so a 64-column stage cannot take its half in 16-byte pieces; it
+      // takes the whole k-tile (4-byte copies of its half made mma_sp 5%
+      // slower at n = 4096 on the H200; the whole k-tile costs 1-3%).
+      constexpr int kChunksPerTile = ConstMax<BK, 128>::value / 8;
 #pragma unroll
-      for (int c = tid; c < kMetaChunks; c += NTHREADS) {
-        const int tile = c / ((BK / 64) * 8), slab = (c / 8) % (BK / 64), part = c % 8;
-        const u32* src = args.meta[w] + (u64(row0 / 16 + tile) * slabs + k0 / 64 + slab) * 32 + part * 4;
-        cp_async_16(meta_base + c * 16, src, true);
+      for (int c = tid; c < kMetaBytes / 16; c += NTHREADS) {
+        const int tile = c / kChunksPerTile, part = c % kChunksPerTile;
+        cp_async_16(meta_base + c * 16, args.meta[w] + u64(row0 / 16 + tile) * half_k + (k0 / 128) * 64 + part * 4,
+                    true);
       }
       const u32 sel_base = meta_base + kMetaBytes;
       constexpr int kSelChunks = kSelBytes / 16;
@@ -337,6 +356,7 @@ struct SsmmPipeline {
 
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
                                                 int warp_m, int warp_n, int lane) {
+    if (BK == 64) meta_half = kt % 2;
     Core::prepare(*this, stage, warp_m, lane);
     // A segment starting with the stage: the accumulators are at rest since
     // the previous stage's settle(), so selection needs no settle of its own

@@ -15,7 +15,8 @@
 // same columns of row 16w + l/4 + 8: per 8 columns the layout of mma.sp
 // m16n8, so the pipeline's row selection and epilogue serve both cores.
 // Metadata: warp w supplies its own 16 rows, in mma.sp m16n8k32 register
-// order; SEL picks the lane pair that holds it (as for mma.sp).
+// order; SEL picks the lane pair that holds it (as for mma.sp). A lane's
+// words of a k-tile are adjacent in the packed layout (device_layout.hpp).
 #pragma once
 #include "samoyeds/common.cuh"
 #include "samoyeds/smem_layout.cuh"
@@ -104,13 +105,18 @@ struct WgmmaSpCore {
   // The k-tile's metadata words into registers before the fence: a register
   // an in-flight wgmma reads must not be written after the fence (ptxas would
   // inject another fence before every wgmma whose metadata arrived late).
+  // The stage holds the TMA image of the packed layout, [tile][lane][2]
+  // words: a lane's two words of the k-tile side by side, one 8-byte load
+  // per operand.
   template <class K>
   static __device__ __forceinline__ void prepare(K& k, const unsigned char* stage, int warp_m, int lane) {
+    static_assert(K::kBK == 128, "one metadata word pair per k-tile");
 #pragma unroll
     for (int w = 0; w < K::kWA; ++w) {
       const u32* m = reinterpret_cast<const u32*>(stage + k.operand(w) * K::kWBytes + K::kABytes);
-#pragma unroll
-      for (int j = 0; j < K::kSteps / 2; ++j) k.stage_meta[w][j] = m[(warp_m * (K::kBK / 64) + j) * 32 + lane];
+      const uint2 pair = *reinterpret_cast<const uint2*>(m + k.meta_word(warp_m, 0, lane));
+      k.stage_meta[w][0] = pair.x;
+      k.stage_meta[w][1] = pair.y;
     }
   }
   static __device__ __forceinline__ void begin() { wgmma_fence(); }

@@ -37,7 +37,7 @@ DeviceLayout to_device_layout(const PackedWeights& p) {
     const int64_t vi = r * half_src + chunk * 2;
     return uint32_t(p.meta_at(vi)) | (uint32_t(p.meta_at(vi + 1)) << 2);
   };
-  const int64_t tiles = L.rows_pad / 16, slabs = L.k_phys / 64;
+  const int64_t tiles = L.rows_pad / 16, slabs = L.k_phys / 64, ktiles = L.k_phys / DeviceLayout::kKAlign;
   L.meta.assign(size_t(tiles * slabs * 32), 0);
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t s = 0; s < slabs; ++s)
@@ -49,7 +49,8 @@ DeviceLayout to_device_layout(const PackedWeights& p) {
           word |= chunk_bits(r0, chunk0 + q) << (4 * q);
           word |= chunk_bits(r0 + 8, chunk0 + q) << (16 + 4 * q);
         }
-        L.meta[size_t((t * slabs + s) * 32 + lane)] = word;
+        // Slab s is word s % 2 of lane's pair in k-tile s / 2.
+        L.meta[size_t(((t * ktiles + s / 2) * 32 + lane) * 2 + s % 2)] = word;
       }
   return L;
 }

@@ -1,15 +1,25 @@
-// Physical layout of packed weights on the device, read by both backends (layout id
-// "mma_sp.v1"). Derived from the canonical PackedWeights at pack time.
+// Physical layout of packed weights on the device (layout id "sp_tc.v2"),
+// read by both backends. Derived from the canonical PackedWeights at upload.
 //
 // - values [rows_pad, k_phys/2]: condensed rows padded to kRowAlign so every
 //   block tile is in bounds (no predication on weight loads), k padded to
-//   kKAlign (and to V) with zeros.
-// - meta  [rows_pad/16][k_phys/64][32] u32: register order of mma.sp m16n8k32.
-//   Word for lane L of (16-row tile t, 64-column slab s) holds rows t*16+L/4
-//   (bits 15:0) and t*16+L/4+8 (bits 31:16), columns s*64+16*(L%4) .. +15:
-//   lanes 4g,4g+1 feed the even k32 step (selector 0), 4g+2,4g+3 the odd one
-//   (selector 1). A warp reads one 128-byte line per tile and slab.
+//   kKAlign (and to V) with zeros. Row-major: a wgmma_sp k-tile is one TMA
+//   box whose 128-byte rows the swizzle lays out in wgmma's operand order.
+// - meta  [rows_pad/16][k_phys/128][32][2] u32, register order of a
+//   128-column k-tile (wgmma_sp's, and mma_sp's deepest): lane L's two words
+//   of (16-row tile t, k-tile g) sit side by side, one 8-byte shared-memory
+//   load per k-tile. Word h (0, 1) is the mma.sp m16n8k32 metadata register
+//   of lane L for the 64 columns g*128 + 64*h ..: rows t*16+L/4 (bits 15:0)
+//   and t*16+L/4+8 (bits 31:16), columns 16*(L%4) .. +15 of those 64: lanes
+//   4q, 4q+1 feed the even k32 step (selector 0), 4q+2, 4q+3 the odd one
+//   (selector 1). wgmma.sp m64nNk32 takes the same register per warp of its
+//   warpgroup (16 rows each). A k-tile of a 16-row tile is 256 contiguous
+//   bytes, so TMA boxes and 16-byte copies of whole k-tiles read the layout
+//   as a row-major [rows_pad/16][k_phys/2] array of words.
 // - sel   [k_phys/V][rows_pad] u8: row within the group, per segment.
+//
+// v1 ("mma_sp.v1") kept each 64-column slab's 32 words together, so a
+// 128-column k-tile took two 4-byte loads per thread and operand.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -20,9 +30,9 @@
 namespace samoyeds {
 
 struct DeviceLayout {
-  static constexpr const char* kLayoutId = "mma_sp.v1";
+  static constexpr const char* kLayoutId = "sp_tc.v2";
   static constexpr int kRowAlign = 128;  // largest block tile in condensed rows
-  static constexpr int kKAlign = 128;    // largest block tile along k
+  static constexpr int kKAlign = 128;    // largest block tile along k, and the metadata's k-tile
 
   DType dtype = DType::f16;
   SparsityParams sparsity;

@@ -6,9 +6,10 @@
 namespace samoyeds {
 namespace {
 
-// Reads the register-order metadata back the way the mma.sp hardware does
-// (lane L: rows L/4 and L/4+8, columns 16*(L%4)..+15 of the slab) and checks
-// it against the canonical form, along with values and selectors.
+// Reads the register-order metadata back the way the sparse MMA hardware
+// does (lane L: rows L/4 and L/4+8, columns 16*(L%4)..+15 of a 64-column
+// slab; a 128-column k-tile's two slabs side by side per lane) and checks it
+// against the canonical form, along with values and selectors.
 TEST(DeviceLayout, RegisterOrderMetadataMatchesTheCanonicalForm) {
   for (SparsityParams sp : {SparsityParams{128, 1, 2}, SparsityParams{32, 2, 4}, SparsityParams{256, 1, 1}}) {
     const int64_t m = 300, k = 392;
@@ -17,11 +18,12 @@ TEST(DeviceLayout, RegisterOrderMetadataMatchesTheCanonicalForm) {
     DeviceLayout L = to_device_layout(p);
     EXPECT_EQ(L.rows_pad % DeviceLayout::kRowAlign, 0);
     EXPECT_EQ(L.k_phys % std::max<int64_t>(sp.V, DeviceLayout::kKAlign), 0);
-    const int64_t slabs = L.k_phys / 64, half_src = p.k_pad / 2;
+    EXPECT_EQ(L.meta.size(), size_t(L.rows_pad / 16 * L.k_phys / 2));
+    const int64_t ktiles = L.k_phys / 128, half_src = p.k_pad / 2;
     for (int64_t r = 0; r < L.rows_pad; ++r)
       for (int64_t chunk = 0; chunk < L.k_phys / 4; ++chunk) {
         const int64_t tile = r / 16, slab = chunk / 16, lane = (r % 8) * 4 + (chunk % 16) / 4;
-        const uint32_t word = L.meta[size_t((tile * slabs + slab) * 32 + lane)];
+        const uint32_t word = L.meta[size_t(((tile * ktiles + slab / 2) * 32 + lane) * 2 + slab % 2)];
         const int shift = ((r % 16) >= 8 ? 16 : 0) + 4 * int(chunk % 4);
         const uint32_t bits = (word >> shift) & 0xf;
         const uint32_t lo = bits & 3, hi = bits >> 2;

@@ -5,6 +5,7 @@
 #include "generator/kernel_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "generator/wgmma_sp_family.hpp"
+#include "runtime/format/device_layout.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
 
@@ -48,6 +49,17 @@ TEST(Generator, EveryCodeRelevantChangeChangesTheKey) {
   EXPECT_NE(base, binary_key(fam().generate(silu, c), "sm_90a"));
   EXPECT_NE(base, binary_key(fam().generate(spec(), c2), "sm_90a"));
   EXPECT_NE(base, binary_key(fam().generate(spec(), c), "sm_80"));
+}
+
+// Both backends read the one packed layout, and say so: the launch refuses
+// weights in any other (expert_ops.cpp compares the two ids).
+TEST(Generator, BothBackendsRecordThePackedLayoutTheyRead) {
+  KernelSpec w = spec();
+  w.backend = Backend::WgmmaSp;
+  EXPECT_EQ(fam().generate(spec(), TileConfig{128, 64, 64, 2, 2, 3}).layout_id, DeviceLayout::kLayoutId);
+  EXPECT_EQ(kernel_family(Backend::WgmmaSp).generate(w, TileConfig{128, 128, 128, 8, 1, 4}).layout_id,
+            DeviceLayout::kLayoutId);
+  EXPECT_EQ(std::string(DeviceLayout::kLayoutId), "sp_tc.v2");
 }
 
 TEST(Generator, ShapeDoesNotEnterTheSourceSoShapesShareBinaries) {

@@ -289,6 +289,11 @@ TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
           << c.to_string() << " has no sparse warpgroup MMA:\n" << sass.substr(0, 2000);
       EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
           << c.to_string() << " uses local memory";
+      // The packed layout's point (device_layout.hpp): a lane's metadata of
+      // a k-tile is one 8-byte shared-memory load. With the mma_sp.v1 layout
+      // these kernels had no LDS.64 at all.
+      EXPECT_TRUE(std::regex_search(sass, std::regex(R"(\bLDS\.64\b)")))
+          << c.to_string() << ": the k-tile's metadata is not one wide load";
       // Row selection by differences (templates/row_select.cuh): FMAs, not
       // selects. Swapping slots took two FSEL per accumulator, i.e. at least
       // operands x block_n of them in the loop; ptxas leaves a handful.
