@@ -106,10 +106,10 @@ struct SsmmPipeline {
     }
   }
 
-  // Index, among a stage's metadata words of one operand, of the one lane
+  // Index, among a stage's metadata words of one operand, of the word lane
   // `lane` of 16-row tile `tile` gives the k32 steps 2p and 2p+1. Both cores'
   // stages hold the packed layout's k-tiles of 32 word pairs per tile (TMA
-  // or load_weights); a 64-column stage is half of one: which, meta_half says.
+  // or load_weights); a 64-column stage is half of one (meta_half says which).
   __device__ __forceinline__ int meta_word(int tile, int p, int lane) const {
     if (BK == 64) return (tile * 32 + lane) * 2 + meta_half;
     return ((tile * (BK / 128) + p / 2) * 32 + lane) * 2 + p % 2;
