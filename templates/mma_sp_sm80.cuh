@@ -10,10 +10,12 @@
 namespace samoyeds {
 
 // One metadata word. At k-tiles of 128 a lane's words of two slabs lie side
-// by side (device_layout.hpp); with plain loads ptxas merged them into one
-// 8-byte load and held the second word's registers for two more k32 steps,
-// and the 128 x 128 tiles at the 255-register limit spilled. A volatile
-// load is never merged: each word is loaded when its pair of steps starts.
+// by side (device_layout.hpp); with plain loads ptxas merges them into one
+// 8-byte load and holds the second word's registers for two more k32 steps.
+// A volatile load is never merged: each word is loaded when its pair of
+// steps starts, with the register lifetimes of the mma_sp.v1 layout's reads.
+// (The 64 x 32 warp tiles at the 255-register limit spilled 8-16 bytes with
+// either load, and MmaSpFamily now excludes them.)
 __device__ __forceinline__ u32 lds_u32(u32 addr) {
   u32 v;
   asm volatile("ld.volatile.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr));
