@@ -50,16 +50,23 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
     const auto all = records_->same_kernel(key);
     const TuningRecord* best = nullptr;
     double best_distance = 0.0;
-    int foreign = 0;
-    std::string foreign_why;
+    int foreign = 0, invalid = 0;
+    std::string foreign_why, invalid_why;
     for (const auto& r : all) {
       if (r.key.device != device_) {
         if (foreign++ == 0) foreign_why = r.key.device.differences(device_);
         continue;
       }
       if (only && r.backend != *only) continue;
-      // e.g. a record for another arch's limits, or a backend this arch lacks
-      if (kernel_family(r.backend).invalid_reason(with_backend(r.backend), r.config)) continue;
+      // e.g. a record for another arch's limits, a backend this arch lacks, or
+      // a config a later version of the library no longer runs (its search
+      // space shrank: the user's tuned cache lost that bucket, so say so)
+      if (auto why = kernel_family(r.backend).invalid_reason(with_backend(r.backend), r.config)) {
+        if (invalid++ == 0)
+          invalid_why = fmt::format("{} {} at {} tokens: {}", backend_name(r.backend), r.config.to_string(),
+                                    r.key.bucket, *why);
+        continue;
+      }
       const double d = std::fabs(std::log2(double(r.key.bucket)) - std::log2(double(bucket)));
       // A record far from the launch's token count was tuned for another
       // regime: on the H200 DeepSeek's layer at T = 8 ran 1.36x slower with
@@ -71,6 +78,10 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
         best_distance = d;
       }
     }
+    if (invalid && warned_.insert("invalid|" + kernel).second)
+      log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} whose config this library does not run "
+                                      "({}); run 'samoyeds tune' again to replace them",
+                                      invalid, kernel, invalid_why));
     if (foreign && warned_.insert("foreign|" + kernel).second)
       log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} from another device or version ({})",
                                       foreign, kernel, foreign_why));

@@ -157,6 +157,25 @@ TEST(ConfigSelector, RecordsOfAnotherDeviceOrVersionAreNeverUsed) {
   EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
 }
 
+// A shipped cache may name a config a later library no longer runs (the
+// search space shrank, e.g. mma_sp's register rule in sp_tc.v2): the launch
+// falls back, and says which record it ignored and why.
+TEST(ConfigSelector, RecordsOfConfigsTheLibraryNoLongerRunsAreSkippedWithAWarning) {
+  SqliteStore db(fresh("invalid"));
+  RecordStore rs(db);
+  TuningRecord r = record(64, TileConfig{64, 64, 64, 3, 1, 4}, 1.0);  // 64 rows over 3 warps: never valid
+  r.backend = Backend::MmaSp;
+  rs.put(r);
+  ConfigSelector sel(&rs, h200());
+  ::testing::internal::CaptureStderr();
+  const ConfigChoice c = sel.choose(spec(), 64);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+  EXPECT_NE(err.find("ignoring 1 tuning record(s)"), std::string::npos) << err;
+  EXPECT_NE(err.find("bm64_bn64_bk64_w3x1_s4"), std::string::npos) << err;
+  EXPECT_NE(err.find("warp tile rows must be a multiple of 16"), std::string::npos) << err;
+}
+
 TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
   SqliteStore db(fresh("pinned"));
   RecordStore rs(db);
