@@ -8,7 +8,6 @@
 #include "generator/utility_kernels.hpp"
 #include "generator/wgmma_sp_family.hpp"
 #include "runtime/cuda_driver.hpp"
-#include "runtime/format/device_layout.hpp"
 #include "runtime/kernel_launch.hpp"
 #include "runtime/tma_weight_maps.hpp"
 #include "runtime/utility_launch.hpp"
@@ -60,9 +59,6 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   const PackedExpertWeights& w0 = *ws[0];
   for (int i = 0; i < n_w; ++i) {
     const PackedExpertWeights& w = *ws[i];
-    require(w.layout_id() == DeviceLayout::kLayoutId,
-            fmt::format("weights are in layout '{}', this library's kernels read '{}'", w.layout_id(),
-                        DeviceLayout::kLayoutId));
     require(w.dtype() == w0.dtype() && w.sparsity() == w0.sparsity() && w.m() == w0.m() && w.k() == w0.k(),
             "gate and up weights must have the same shape, dtype and sparsity");
   }
@@ -134,11 +130,12 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     }
   }
   const LoadedKernel& kernel = rt.get(spec, cfg);
-  // A kernel compiled against another layout would read the metadata in the
-  // wrong order and give wrong answers, not an error: refuse it here.
-  require(kernel.layout_id == w0.layout_id(),
-          fmt::format("kernel {} reads layout '{}', the weights are in '{}'", cfg.to_string(), kernel.layout_id,
-                      w0.layout_id()));
+  // The kernel names the packed layout it reads; weights in any other would
+  // be read in the wrong order and give wrong answers, not an error.
+  for (int i = 0; i < n_w; ++i)
+    require(ws[i]->layout_id() == kernel.layout_id,
+            fmt::format("weights are in layout '{}', kernel {} reads '{}'", ws[i]->layout_id(), cfg.to_string(),
+                        kernel.layout_id));
 
   SsmmArgs a{};
   for (int i = 0; i < 2; ++i) {
