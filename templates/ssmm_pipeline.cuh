@@ -45,9 +45,10 @@ struct SsmmPipeline {
   typedef typename Core::template Tile<BM, BK> ATile;      // BK/2 values x 2 bytes per row
   typedef typename Core::template Tile<BN, BK * 2> BTile;  // BK values x 2 bytes per row
   static constexpr int kABytes = ATile::kBytes;
-  // Metadata of whole 128-column k-tiles of the packed layout: a 64-column
-  // stage takes the one its columns lie in (load_weights).
-  static constexpr int kMetaBytes = (BM / 16) * ConstMax<BK, 128>::value / 64 * 128;
+  // Metadata comes in whole 128-column k-tiles of the packed layout: a
+  // 64-column stage takes the one its columns lie in (load_weights).
+  static constexpr int kMetaCols = ConstMax<BK, 128>::value;
+  static constexpr int kMetaBytes = (BM / 16) * kMetaCols / 64 * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
   // Each operand's part starts where the core's operand layout needs it to.
   static constexpr int kWBytes = (kABytes + kMetaBytes + kSelBytes + Core::kStageAlign - 1) / Core::kStageAlign *
@@ -230,7 +231,7 @@ struct SsmmPipeline {
       // so a 64-column stage cannot take its half in 16-byte pieces; it
       // takes the whole k-tile (4-byte copies of its half made mma_sp 5%
       // slower at n = 4096 on the H200; the whole k-tile costs 1-3%).
-      constexpr int kChunksPerTile = ConstMax<BK, 128>::value / 8;
+      constexpr int kChunksPerTile = kMetaCols / 8;
 #pragma unroll
       for (int c = tid; c < kMetaBytes / 16; c += NTHREADS) {
         const int tile = c / kChunksPerTile, part = c % kChunksPerTile;
