@@ -41,6 +41,13 @@ class KernelFamily {
   // Heuristic default when nothing is tuned, for a device of `sm_count` SMs
   // (kReferenceSmCount where there is no device, e.g. `samoyeds compile`).
   virtual TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const = 0;
+  // The default for a call that gathers its token rows by id. default_config
+  // may pick tiles that read the rows in order (TileConfig::tokens_tma),
+  // which a gather cannot feed; this picks among the others. Families
+  // without such tiles: default_config.
+  virtual TileConfig gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
+    return default_config(spec, tokens, sm_count);
+  }
   // Whether timing `cfg` at `tokens` tokens on a device of `sm_count` SMs can
   // find a winner (the tuner skips the others).
   virtual bool worth_timing(const KernelSpec&, const TileConfig&, int64_t /*tokens*/, int /*sm_count*/) const {

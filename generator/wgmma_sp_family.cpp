@@ -301,16 +301,50 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // against 0.523 gathering; 4096: 1.54 against 1.79), on DeepSeek's 1408-row
 // ones the gather won (4096: bm128_bn64_s4_p_tf 0.309 ms against 0.336 with
 // `_xt`, 0.335 with the `_so` tile), so experts under 4096 rows gather.
+// A call that gathers its rows by id runs the in-order default's tile with
+// the gather, as before, except where that tile cannot gather (192 rows: such
+// a launch failed with "invalid config" before) or lost gathered (the
+// 33-64-token tile below): there schedule()'s tile, the rule fitted on
+// gathered tiles (fourth session).
+// 33-64 tokens in order, one launch of one operand: 64 x 64 tiles by TMA
+// where their row tiles make 0.7 of a wave. On the H200 (seventeenth
+// session, bf16 and f16, n = 48 and 64, two passes each) they beat the
+// 128 x 32 gathered default by 1.14x on Mixtral (13.4 against 15.3 us),
+// 1.17x on Mixtral-8x22B and 1.10x on OpenMoE-34B; gathered, the same tile
+// ran 1.18x slower than 128 x 32, and where the row tiles are fewer
+// (OpenMoE-8B: 64, MiniCPM: 45) the default's narrower tiles tied or won.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
+  return default_for(spec, tokens, sm_count, true);
+}
+
+TileConfig WgmmaSpFamily::gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
+  return default_for(spec, tokens, sm_count, false);
+}
+
+TileConfig WgmmaSpFamily::default_for(const KernelSpec& spec, int64_t tokens, int sm_count, bool rows_in_order) const {
   const bool grouped_gated = spec.grouped && weight_operands(spec) == 2;
   const bool list_copy_pays = !grouped_gated || spec.m >= 4096;
+  // The tile for the call: `t` itself where rows are in order, else `t` with the gather where it can.
+  const auto for_the_call = [&](TileConfig t) -> std::optional<TileConfig> {
+    if (rows_in_order) return t;
+    t.tokens_tma = false;
+    if (invalid_reason(spec, t)) return std::nullopt;
+    return t;
+  };
   if (grouped_gated && list_copy_pays && tokens >= 4096) {
     TileConfig so{64, 128, 128, 4, 1, 3};
     so.split_operands = so.persistent = so.tokens_tma = true;
     so.row_group = default_row_group(spec, so.block_m);
-    if (!invalid_reason(spec, so)) return so;
+    if (!invalid_reason(spec, so))
+      if (const auto t = for_the_call(so)) return *t;
   }
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
+  if (rows_in_order && !spec.grouped && weight_operands(spec) == 1 && spec.sparsity.N == 1 && tokens > 32 &&
+      tokens <= 64) {
+    TileConfig t{64, 64, 128, 4, 1, 8};
+    t.tokens_tma = true;
+    if (!invalid_reason(spec, t) && tile_count(spec, t, tokens) >= enough_blocks(sm_count)) return t;
+  }
   TileConfig x = c;
   x.tokens_tma = c.block_n >= 64 && list_copy_pays;
   if (invalid_reason(spec, x)) return c;
@@ -359,7 +393,7 @@ TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens,
   if (!spec.grouped && weight_operands(spec) == 1 && x.persistent && !x.tokens_first && !invalid_reason(spec, k) &&
       stream_k_workspace(spec, k, tokens, sm_count).split.parts > 1)
     x = k;
-  return x;
+  return for_the_call(x).value_or(c);
 }
 
 TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
@@ -389,7 +423,6 @@ TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& til
 }
 
 TileConfig WgmmaSpFamily::default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const {
-  const int64_t kEnoughBlocks = int64_t(sm_count) * 7 / 10;  // 92 on the H200 the rule was fitted on
   auto first_valid = [&](int bm, int bn) -> std::optional<TileConfig> {
     // Narrow token tiles: the deepest pipeline that fits (at n = 64, 8
     // stages beat 4 by 4-7%); 128-token tiles: 3 or 4 tied.
@@ -409,7 +442,7 @@ TileConfig WgmmaSpFamily::default_tile(const KernelSpec& spec, int64_t tokens, i
     const auto c = first_valid(bm, bn);
     if (!c) continue;
     const int64_t blocks = tile_count(spec, *c, tokens);
-    if (blocks >= kEnoughBlocks) return *c;
+    if (blocks >= enough_blocks(sm_count)) return *c;
     if (blocks > most) {
       most = blocks;
       most_blocks = c;

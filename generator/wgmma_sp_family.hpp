@@ -28,6 +28,7 @@ class WgmmaSpFamily final : public KernelFamily {
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
+  TileConfig gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
 
   // Blocks of a launch at `tokens` tokens (per expert; every expert counted
@@ -57,6 +58,11 @@ class WgmmaSpFamily final : public KernelFamily {
   static int tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& cfg);
 
  private:
+  // default_config (rows_in_order: the call's token rows may be read in
+  // order, by TMA) or gathered_default_config.
+  TileConfig default_for(const KernelSpec& spec, int64_t tokens, int sm_count, bool rows_in_order) const;
+  // Blocks that count as enough for the largest tile (0.7 of a wave: 92 on the H200 the rules were fitted on).
+  static int64_t enough_blocks(int sm_count) { return int64_t(sm_count) * 7 / 10; }
   // The tile and stages of default_config, before its schedule.
   TileConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;
   // `tile` (its tile and stages) with the schedule default_config gives it at `tokens` tokens.

@@ -33,6 +33,15 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std:
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;
   ConfigChoice c = lookup(spec, bucket, only);
+  c.gathered = c.config;
+  if (c.config.tokens_tma) {
+    KernelSpec s = spec;
+    s.backend = c.backend;
+    const KernelFamily& family = kernel_family(c.backend);
+    c.gathered.tokens_tma = false;
+    if (c.source == ConfigChoice::Source::Heuristic || family.invalid_reason(s, c.gathered))
+      c.gathered = family.gathered_default_config(s, bucket, device_.sm_count);
+  }
   memo_.emplace(memo_key, c);
   return c;
 }

@@ -90,13 +90,14 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     spec.experts = grouping->ws[0]->experts();
   }
   spec.validate();
-  TileConfig cfg;
+  TileConfig cfg, gathered_cfg;
   if (opt.config) {
-    cfg = *opt.config;
+    cfg = gathered_cfg = *opt.config;
   } else {  // the tuning record's backend and config, unless the caller fixed the backend
     const ConfigChoice choice = rt.choose_config(spec, n, opt.backend);
     spec.backend = choice.backend;
     cfg = choice.config;
+    gathered_cfg = choice.gathered;
   }
   const KernelFamily& family = kernel_family(spec.backend);
   if (auto why = family.invalid_reason(spec, cfg))
@@ -106,7 +107,8 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   // Token tiles by TMA read x's rows in order. A call that gathers rows by
   // id first copies them into list order where the caller gave room for
   // that (one pass over the tokens); otherwise a tuned or default config
-  // runs its tile with the gather, and a config the caller fixed is an error.
+  // gives way to the choice's gathered config (ConfigChoice::gathered), and
+  // a config the caller fixed is an error.
   Grouping in_order_grouping;
   if (cfg.tokens_tma && ids != nullptr) {
     if (in_order && in_order->data) {
@@ -126,7 +128,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
       require(!opt.config, fmt::format("config {} reads the token rows in order (by TMA); this call gathers them by "
                                        "id: use the config without _xt, or give room for the rows in list order",
                                        cfg.to_string()));
-      cfg.tokens_tma = false;
+      cfg = gathered_cfg;
     }
   }
   const LoadedKernel& kernel = rt.get(spec, cfg);

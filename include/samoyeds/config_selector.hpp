@@ -23,6 +23,11 @@ struct ConfigChoice {
   enum class Source { Tuned, NearestBucket, Heuristic };
   Backend backend = Backend::MmaSp;  // the record's winner may be either backend
   TileConfig config;
+  // What a call that gathers its token rows by id runs where `config` reads
+  // them in order (TileConfig::tokens_tma), which a gather cannot feed: a
+  // tuned tile with the gather where the tile allows it, else the backend's
+  // gathered default at the same bucket. Equal to `config` otherwise.
+  TileConfig gathered;
   Source source = Source::Heuristic;
   int64_t bucket = 0;  // the bucket whose record was used (0 for heuristic)
 };

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
+#include "generator/kernel_family.hpp"
 #include "samoyeds/config_selector.hpp"
 
 namespace samoyeds {
@@ -212,6 +213,41 @@ TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
   one.grouped = false;
   one.experts = 1;
   EXPECT_EQ(sel.choose(one, 8).source, ConfigChoice::Source::Heuristic);
+}
+
+// A choice that reads the token rows in order (tokens by TMA) carries what a
+// call that gathers them runs: a tuned tile with the gather where the tile
+// allows it; the gathered default where it does not (192-row tiles), and
+// for the heuristic.
+TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
+  SqliteStore db(fresh("gathered"));
+  RecordStore rs(db);
+  KernelSpec one = spec();
+  one.op = Op::Ssmm;
+  one.epilogue = Epilogue::None;
+  one.arch = "sm_90a";
+  one.experts = 1;
+  const auto tuned = [&](int64_t bucket, const char* cfg) {
+    TuningRecord r = record(bucket, TileConfig::parse(cfg), 0.1);
+    r.key = TuningKey::of(h200(), one, bucket);
+    r.backend = Backend::WgmmaSp;
+    rs.put(r);
+  };
+  tuned(1024, "bm128_bn128_bk128_w8x1_s4_p_g16_xt");
+  tuned(4096, "bm192_bn128_bk128_w12x1_s3_p_g16_xt");
+  tuned(8, "bm64_bn32_bk128_w4x1_s8_tf");
+  ConfigSelector sel(&rs, h200());
+  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  ConfigChoice c = sel.choose(one, 1024);
+  EXPECT_EQ(c.gathered.to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16");  // the tuned tile, gathering
+  c = sel.choose(one, 4096);
+  EXPECT_EQ(c.gathered, w.gathered_default_config(one, 4096, 132));  // 192 rows cannot gather
+  EXPECT_FALSE(c.gathered.tokens_tma);
+  EXPECT_EQ(sel.choose(one, 8).gathered, sel.choose(one, 8).config);  // it gathers already
+  c = sel.choose(one, 64);  // no record within an octave: the heuristic, 64 x 64 tiles by TMA
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+  EXPECT_TRUE(c.config.tokens_tma);
+  EXPECT_EQ(c.gathered.to_string(), "bm128_bn32_bk128_w8x1_s8_tf");
 }
 
 TEST(TokenBuckets, RoundUpToTheGridAndClampAtTheTop) {

@@ -441,6 +441,37 @@ TEST(Generator, DefaultConfigsAreValid) {
 
 // The untuned wgmma_sp choice follows what won on the H200 (every config
 // timed, docs/perf-log.md), and an untuned launch on sm_90a uses wgmma_sp.
+// A call that gathers its token rows runs the gathered default wherever the
+// default reads them in order: it must be a config that gathers, valid for
+// the spec (192-row tiles are not: before, a gathered launch whose default
+// was one failed with "invalid config").
+TEST(Generator, WgmmaSpGatheredDefaultsAreValidAndGather) {
+  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const int64_t shapes[][2] = {{14336, 4096}, {16384, 6144}, {12288, 3072}, {8192, 2048}, {5760, 2304},
+                               {1408, 2048},  {4096, 14336}, {2048, 1408},  {20000, 256}};
+  int differ = 0;
+  for (const auto& sh : shapes)
+    for (Op op : {Op::Ssmm, Op::GatedUp, Op::Down})
+      for (bool grouped : {false, true})
+        for (int64_t n : {1, 8, 48, 64, 256, 1024, 4096, 16384}) {
+          KernelSpec s = spec();
+          s.backend = Backend::WgmmaSp;
+          s.arch = "sm_90a";
+          s.op = op;
+          s.epilogue = op == Op::GatedUp ? Epilogue::GatedSilu : Epilogue::None;
+          s.m = sh[0];
+          s.k = sh[1];
+          s.grouped = grouped;
+          s.experts = grouped ? 8 : 1;
+          const TileConfig g = w.gathered_default_config(s, n, kReferenceSmCount);
+          SCOPED_TRACE(s.to_string() + " n " + std::to_string(n) + ": " + g.to_string());
+          EXPECT_FALSE(g.tokens_tma);
+          EXPECT_EQ(w.invalid_reason(s, g), std::nullopt);
+          if (!(g == w.default_config(s, n, kReferenceSmCount))) ++differ;
+        }
+  EXPECT_GT(differ, 0);  // the in-order defaults do read by TMA somewhere
+}
+
 TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   auto expert = [](int64_t m, int64_t k) {
     KernelSpec s = spec();
@@ -461,7 +492,14 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   // (k of 16 k-tiles or more) and row tiles first unless all tiles run at once: the percentages of those are from
   // the sixth session's quick passes on rows in order. Since the seventh, past one wave of tiles they run
   // persistent, row-first, in groups of 16 row tiles where there are more ("winner": of that session's runs).
-  EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
+  // Since the seventeenth, 33-64 tokens in order take 64 x 64 tiles by TMA where their row tiles make 0.7 of
+  // a wave (Mixtral 1.14x, OpenMoE-34B 1.10x, bf16 and f16); a call that gathers keeps 128 x 32, which the
+  // gathered 64 x 64 tile lost to by 1.18x; OpenMoE-8B's 64 row tiles keep the narrower tiles.
+  EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
+  EXPECT_EQ(w.default_config(mixtral, 48, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
+  EXPECT_EQ(w.gathered_default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");  // the winner
+  EXPECT_EQ(w.default_config(mixtral, 32, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");  // not below 33
+  EXPECT_EQ(w.default_config(expert(8192, 2048), 64, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");
   EXPECT_EQ(w.default_config(mixtral, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // the winner
   // Since the thirteenth, with stream-K tails where the last round is at most half full (448 tiles on 132 SMs:
   // 52 left, in two shares each; 1216 192-row tiles: 28 left, four shares): 1.05x and 1.02x faster, bf16.
@@ -469,7 +507,8 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   // Since the eleventh, 192-row tiles where they take fewer waves (1.35 128-row tiles' time each): the
   // winners of that session's quick pass, except DeepSeek n = 4096 (not in it; 1 wave against 2).
   EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk");
-  EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");        // the winner
+  EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
+  EXPECT_EQ(w.gathered_default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");  // the winner
   EXPECT_EQ(w.default_config(openmoe, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // +1%
   // The gated projection's tails were not timed: DeepSeek's shared experts (2816 rows, 704 tiles of 128 x 64 at
   // n = 4096, a last round of 44) keep whole tiles.

@@ -290,7 +290,10 @@ TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
 
 // A config that reads token tiles by TMA needs rows in order: fixed by the
 // caller on a call that gathers by id, it is refused; chosen by the runtime
-// (tuned or default), the call runs the tile with the gather.
+// (tuned or default), the call runs the choice's gathered config: here the
+// gathered default, also where the in-order default is a 64 x 64 tile
+// (n = 64) or a 192-row tile, which cannot gather (such a call failed with
+// "invalid config" before).
 TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
   Case c{DType::bf16, {128, 1, 2}, 2048, 256, 1000, 1200, Epilogue::None,
          TileConfig::parse("bm128_bn64_bk128_w8x1_s3_xt"), Backend::WgmmaSp};
@@ -309,9 +312,20 @@ TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
   spec.m = c.m;
   spec.k = c.k;
   spec.sparsity = c.sp;
-  ASSERT_TRUE(kernel_family(Backend::WgmmaSp).default_config(spec, c.n, Device::get().info().sm_count).tokens_tma);
+  const KernelFamily& family = kernel_family(Backend::WgmmaSp);
+  const int sms = Device::get().info().sm_count;
+  ASSERT_TRUE(family.default_config(spec, c.n, sms).tokens_tma);
   c.config.reset();
   run_case(c);  // the default config reads by TMA; this call gathers
+  Case decode{DType::bf16, {128, 1, 2}, 12288, 256, 64, 300, Epilogue::None, std::nullopt, Backend::WgmmaSp};
+  spec.m = decode.m;
+  spec.k = decode.k;
+  EXPECT_EQ(family.default_config(spec, decode.n, sms).block_n, 64) << "not the 64 x 64 tile on this device";
+  run_case(decode);
+  Case tall{DType::bf16, {128, 1, 2}, 20000, 256, 256, 700, Epilogue::None, std::nullopt, Backend::WgmmaSp};
+  spec.m = tall.m;
+  EXPECT_EQ(family.default_config(spec, tall.n, sms).block_m, 192) << "not a 192-row tile on this device";
+  run_case(tall);
 }
 
 // Every wgmma_sp config of the down projection, gathered and by TMA (k not
