@@ -301,11 +301,16 @@ GeneratedKernel WgmmaSpFamily::generate(const KernelSpec& spec, const TileConfig
 // against 0.523 gathering; 4096: 1.54 against 1.79), on DeepSeek's 1408-row
 // ones the gather won (4096: bm128_bn64_s4_p_tf 0.309 ms against 0.336 with
 // `_xt`, 0.335 with the `_so` tile), so experts under 4096 rows gather.
-// A call that gathers its rows by id runs the in-order default's tile with
-// the gather, as before, except where that tile cannot gather (192 rows: such
-// a launch failed with "invalid config" before) or lost gathered (the
-// 33-64-token tile below): there schedule()'s tile, the rule fitted on
-// gathered tiles (fourth session).
+// A call that gathers its rows by id gets schedule()'s tile, the rule fitted
+// on gathered tiles (fourth session), with persistent token-first blocks at
+// any number of waves past one (N = 1). Before, it ran the in-order
+// default's tile with the gather, which failed with "invalid config" where
+// that tile was 192 rows, and was slower elsewhere: on the H200 (seventeenth
+// session, bf16, two passes, gathered) bm128_bn128_s3_p_tf beat the
+// in-order tiles with the gather (s4_p_g16, s4_p_g16_sk) by 1.03-1.11x on
+// Mixtral and OpenMoE-34B at n = 1024 and 4096, and the same tile without
+// persistence by 1.04-1.07x at n = 4096 (7.8 and 13.6 waves: the four-wave
+// cap of schedule() no longer holds).
 // 33-64 tokens in order, one launch of one operand: 64 x 64 tiles by TMA
 // where their row tiles make 0.7 of a wave. On the H200 (seventeenth
 // session, bf16 and f16, n = 48 and 64, two passes each) they beat the
@@ -324,23 +329,20 @@ TileConfig WgmmaSpFamily::gathered_default_config(const KernelSpec& spec, int64_
 TileConfig WgmmaSpFamily::default_for(const KernelSpec& spec, int64_t tokens, int sm_count, bool rows_in_order) const {
   const bool grouped_gated = spec.grouped && weight_operands(spec) == 2;
   const bool list_copy_pays = !grouped_gated || spec.m >= 4096;
-  // The tile for the call: `t` itself where rows are in order, else `t` with the gather where it can.
-  const auto for_the_call = [&](TileConfig t) -> std::optional<TileConfig> {
-    if (rows_in_order) return t;
-    t.tokens_tma = false;
-    if (invalid_reason(spec, t)) return std::nullopt;
-    return t;
-  };
-  if (grouped_gated && list_copy_pays && tokens >= 4096) {
+  if (rows_in_order && grouped_gated && list_copy_pays && tokens >= 4096) {
     TileConfig so{64, 128, 128, 4, 1, 3};
     so.split_operands = so.persistent = so.tokens_tma = true;
     so.row_group = default_row_group(spec, so.block_m);
-    if (!invalid_reason(spec, so))
-      if (const auto t = for_the_call(so)) return *t;
+    if (!invalid_reason(spec, so)) return so;
   }
   TileConfig c = schedule(spec, default_tile(spec, tokens, sm_count), tokens, sm_count);
-  if (rows_in_order && !spec.grouped && weight_operands(spec) == 1 && spec.sparsity.N == 1 && tokens > 32 &&
-      tokens <= 64) {
+  if (!rows_in_order) {
+    TileConfig p = c;
+    p.persistent = p.tokens_first = true;
+    const bool more_than_a_wave = tile_count(spec, c, tokens) > sm_count;
+    return c.split_k == 1 && spec.sparsity.N == 1 && more_than_a_wave && !invalid_reason(spec, p) ? p : c;
+  }
+  if (!spec.grouped && weight_operands(spec) == 1 && spec.sparsity.N == 1 && tokens > 32 && tokens <= 64) {
     TileConfig t{64, 64, 128, 4, 1, 8};
     t.tokens_tma = true;
     if (!invalid_reason(spec, t) && tile_count(spec, t, tokens) >= enough_blocks(sm_count)) return t;
@@ -393,7 +395,7 @@ TileConfig WgmmaSpFamily::default_for(const KernelSpec& spec, int64_t tokens, in
   if (!spec.grouped && weight_operands(spec) == 1 && x.persistent && !x.tokens_first && !invalid_reason(spec, k) &&
       stream_k_workspace(spec, k, tokens, sm_count).split.parts > 1)
     x = k;
-  return for_the_call(x).value_or(c);
+  return x;
 }
 
 TileConfig WgmmaSpFamily::schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const {
