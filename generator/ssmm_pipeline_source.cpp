@@ -31,7 +31,8 @@ PipelineResources pipeline_resources(const KernelSpec& spec, const TileConfig& c
   const int slots = select ? sp.M : 1;
   const int segs = c.block_k >= sp.V ? c.block_k / sp.V : 1;
   const int a_bytes = c.block_m * c.block_k;
-  const int meta_bytes = (c.block_m / 16) * std::max(c.block_k, 128) / 64 * 128;  // whole 128-column k-tiles
+  // Whole k-tiles of the packed metadata (a 64-column stage takes the one its columns lie in).
+  const int meta_bytes = (c.block_m / 16) * std::max(c.block_k, DeviceLayout::kKAlign) / 64 * 128;
   const int sel_bytes = segs * c.block_m;
   const int w_bytes = (a_bytes + meta_bytes + sel_bytes + stage_align - 1) / stage_align * stage_align;
   const int stage = w * w_bytes + c.block_n * c.block_k * 2;
