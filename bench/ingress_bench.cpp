@@ -62,10 +62,12 @@ const Source kSources[] = {
 
 int main(int argc, char** argv) try {
   const std::vector<std::string> argv_list(argv + 1, argv + argc);
-  if (cli::print_help_if_asked(argv_list, "ingress_bench [--csv FILE] [--mb-per-sm N]\n"
-                                          "  TMA delivery into each SM's shared memory, bytes per SM cycle\n"))
+  if (cli::print_help_if_asked(argv_list, "ingress_bench [--csv FILE] [--mb-per-sm N] [--blocks N]\n"
+                                          "  TMA delivery into each SM's shared memory, bytes per SM cycle\n"
+                                          "  --blocks: run on N SMs only (default all), to tell a per-SM limit\n"
+                                          "  from the whole chip's\n"))
     return 0;
-  const cli::Args args(argv_list, {"--csv", "--mb-per-sm"}, {});
+  const cli::Args args(argv_list, {"--csv", "--mb-per-sm", "--blocks"}, {});
   const std::string csv_path = args.get("--csv", "ingress_bench.csv");
   // What each SM receives per launch (at most 4 GB: the stage count is an int).
   const std::vector<int64_t> mb = cli::parse_int_list(args.get("--mb-per-sm", "64"), "--mb-per-sm", 1);
@@ -83,6 +85,10 @@ int main(int argc, char** argv) try {
   }
   const DriverApi& d = driver();
   const int sms = dev.info().sm_count;
+  const std::vector<int64_t> blocks_arg = cli::parse_int_list(args.get("--blocks", std::to_string(sms)), "--blocks", 2);
+  if (blocks_arg.size() != 1 || blocks_arg[0] > sms)
+    throw Error(ErrorCode::InvalidArgument, fmt::format("--blocks: one value, 2 to {} (the SM count)", sms));
+  const int used_sms = int(blocks_arg[0]);
   CUstream stream;
   check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   // The map: every group's region, back to back.
@@ -91,8 +97,8 @@ int main(int argc, char** argv) try {
   for (const Source& src : kSources) max_rows = std::max(max_rows, map_rows(src));
   DeviceBuffer buf(size_t(max_rows) * 128), cycles(size_t(sms) * 8), smids(size_t(sms) * 4);
   buf.fill_bytes(1);
-  fmt::print("device {} ({} SMs), one block per SM, {} MB into each SM per launch\n", dev.info().name, sms,
-             mb_per_sm);
+  fmt::print("device {} ({} SMs), one block per SM on {} of them, {} MB into each SM per launch\n",
+             dev.info().name, sms, used_sms, mb_per_sm);
   std::ofstream csv(csv_path);
   csv << "stages,boxes,box_rows,multicast,stage_kb,source,bytes_per_sm_cycle_mean,bytes_per_sm_cycle_min,"
          "bytes_per_sm_cycle_max,total_tb_s,sm_clock_ghz,ms\n";
@@ -116,10 +122,10 @@ int main(int argc, char** argv) try {
       const TensorMap map = encode_token_map(buf.data(), map_rows(src) / src.cols, 64 * src.cols, s.box_rows);
       IngressProbeArgs a{reinterpret_cast<long long*>(cycles.data()), static_cast<int*>(smids.data()),
                          int(std::max<int64_t>(1, (mb_per_sm << 20) / s.bytes())), region_rows,
-                         std::min(src.group, sms), src.interleaved ? 1 : 0, src.skew_rows, src.cols};
+                         std::min(src.group, used_sms), src.interleaved ? 1 : 0, src.skew_rows, src.cols};
       void* params[] = {&a, const_cast<TensorMap*>(&map)};
       // Whole clusters; with an odd SM count a pair's worth of SMs idles.
-      const int blocks = sms / s.multicast * s.multicast;
+      const int blocks = used_sms / s.multicast * s.multicast;
       const LaunchShape shape{unsigned(blocks), 1, 1, unsigned(g.threads), unsigned(g.smem_bytes)};
       const double ms = tuning::median_ms(stream, [&](int) {
         check(launch_kernel(dev, fn, shape, stream, params), "launch ingress probe");
@@ -149,7 +155,7 @@ int main(int argc, char** argv) try {
   std::vector<int> ids(static_cast<size_t>(sms));
   smids.download(ids.data(), ids.size() * 4);
   std::string where;
-  for (int b = 0; b < std::min(sms, 24); ++b) where += fmt::format(" {}", ids[size_t(b)]);
+  for (int b = 0; b < std::min(used_sms, 24); ++b) where += fmt::format(" {}", ids[size_t(b)]);
   fmt::print("SM of blocks 0..23:{}\n", where);
   return 0;
 } catch (const std::exception& e) {
