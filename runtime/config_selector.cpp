@@ -9,6 +9,15 @@
 #include "samoyeds/environment.hpp"
 
 namespace samoyeds {
+namespace {
+
+// The spec as backend `b` compiles it (a record's or choice's backend).
+KernelSpec with_backend(KernelSpec spec, Backend b) {
+  spec.backend = b;
+  return spec;
+}
+
+}  // namespace
 
 const char* choice_source_name(ConfigChoice::Source s) {
   switch (s) {
@@ -35,8 +44,7 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std:
   ConfigChoice c = lookup(spec, bucket, only);
   c.gathered = c.config;
   if (c.config.tokens_tma) {
-    KernelSpec s = spec;
-    s.backend = c.backend;
+    const KernelSpec s = with_backend(spec, c.backend);
     const KernelFamily& family = kernel_family(c.backend);
     c.gathered.tokens_tma = false;
     if (c.source == ConfigChoice::Source::Heuristic || family.invalid_reason(s, c.gathered))
@@ -47,11 +55,6 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std:
 }
 
 ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only) {
-  auto with_backend = [&](Backend b) {
-    KernelSpec s = spec;
-    s.backend = b;
-    return s;
-  };
   const TuningKey key = TuningKey::of(device_, spec, bucket);
   const std::string kernel = fmt::format("{} {} m{} k{} {}", op_name(spec.op), dtype_name(spec.dtype), spec.m, spec.k,
                                          spec.sparsity.to_string());
@@ -70,7 +73,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
       // e.g. a record for another arch's limits, a backend this arch lacks, or
       // a config a later version of the library no longer runs (its search
       // space shrank: the user's tuned cache lost that bucket, so say so)
-      if (auto why = kernel_family(r.backend).invalid_reason(with_backend(r.backend), r.config)) {
+      if (auto why = kernel_family(r.backend).invalid_reason(with_backend(spec, r.backend), r.config)) {
         if (invalid++ == 0)
           invalid_why = fmt::format("{} {} at {} tokens: {}", backend_name(r.backend), r.config.to_string(),
                                     r.key.bucket, *why);
@@ -111,7 +114,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
                                     kernel, bucket));
   ConfigChoice c;
   c.backend = only.value_or(default_backend(spec));
-  c.config = kernel_family(c.backend).default_config(with_backend(c.backend), bucket, device_.sm_count);
+  c.config = kernel_family(c.backend).default_config(with_backend(spec, c.backend), bucket, device_.sm_count);
   c.source = ConfigChoice::Source::Heuristic;
   return c;
 }
