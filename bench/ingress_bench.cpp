@@ -12,12 +12,12 @@
 
 #include <fmt/format.h>
 
-#include "cli/cli_args.hpp"
+#include "core/cli_args.hpp"
 #include "bench/ingress_probe_kernel.hpp"
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
-#include "runtime/kernel_launch.hpp"
-#include "runtime/tma_weight_maps.hpp"
+#include "core/kernel_launch.hpp"
+#include "backends/wgmma_sp/tma_weight_maps.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"

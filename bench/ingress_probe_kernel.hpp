@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "generator/kernel_family.hpp"
+#include "generator/generated_kernel.hpp"
 
 namespace samoyeds {
 

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "cache/sha256.hpp"
+#include "core/sha256.hpp"
 #include "samoyeds/environment.hpp"
 
 namespace samoyeds {

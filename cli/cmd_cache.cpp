@@ -10,7 +10,7 @@
 
 #include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
-#include "cli/cli_args.hpp"
+#include "core/cli_args.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"

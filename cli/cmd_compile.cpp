@@ -10,10 +10,10 @@
 #include <fmt/format.h>
 
 #include "cache/binary_cache.hpp"
-#include "cli/cli_args.hpp"
-#include "generator/kernel_family.hpp"
+#include "core/cli_args.hpp"
+#include "backends/backend.hpp"
 #include "runtime/kernel_builder.hpp"
-#include "runtime/parallel_for.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
 #include "samoyeds/tuning_record.hpp"

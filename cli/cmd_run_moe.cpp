@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
-#include "cli/cli_args.hpp"
-#include "runtime/cuda_driver.hpp"
-#include "runtime/parallel_for.hpp"
+#include "core/cli_args.hpp"
+#include "core/cuda_driver.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"

@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
-#include "cli/cli_args.hpp"
+#include "core/cli_args.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/format/device_layout.hpp"
+#include "format/device_layout.hpp"
 
 namespace samoyeds {
 namespace {

@@ -2,10 +2,12 @@
 // SsmmPipeline device struct (templates/ssmm_pipeline.cuh) and the small
 // translation unit that instantiates it with one core.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "generator/kernel_family.hpp"
+#include "generator/generated_kernel.hpp"
+#include "samoyeds/kernel_spec.hpp"
 
 namespace samoyeds {
 

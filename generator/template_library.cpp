@@ -1,6 +1,6 @@
 #include "generator/template_library.hpp"
 
-#include "cache/sha256.hpp"
+#include "core/sha256.hpp"
 #include "generator/embedded_file.hpp"
 
 namespace samoyeds {

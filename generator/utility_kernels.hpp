@@ -1,7 +1,8 @@
 // Small fixed kernels that have no tile config (the deterministic combine).
 // They go through the same NVRTC + binary cache path as the families.
 #pragma once
-#include "generator/kernel_family.hpp"
+#include "generator/generated_kernel.hpp"
+#include "samoyeds/dtype.hpp"
 
 namespace samoyeds {
 

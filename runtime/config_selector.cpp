@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "samoyeds/environment.hpp"
 
 namespace samoyeds {

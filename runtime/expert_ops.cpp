@@ -4,12 +4,12 @@
 
 #include <fmt/format.h>
 
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "generator/utility_kernels.hpp"
-#include "generator/wgmma_sp_family.hpp"
-#include "runtime/cuda_driver.hpp"
-#include "runtime/kernel_launch.hpp"
-#include "runtime/tma_weight_maps.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
+#include "core/cuda_driver.hpp"
+#include "core/kernel_launch.hpp"
+#include "backends/wgmma_sp/tma_weight_maps.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"

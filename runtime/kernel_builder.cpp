@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "cache/sha256.hpp"
+#include "core/sha256.hpp"
 #include "generator/template_library.hpp"
 
 namespace samoyeds {

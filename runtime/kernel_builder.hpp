@@ -5,7 +5,7 @@
 #include <string>
 
 #include "cache/binary_cache.hpp"
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 
 namespace samoyeds {

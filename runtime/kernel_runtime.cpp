@@ -7,7 +7,7 @@
 
 #include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/environment.hpp"

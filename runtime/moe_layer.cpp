@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "generator/utility_kernels.hpp"
-#include "runtime/parallel_for.hpp"
+#include "core/parallel_for.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"

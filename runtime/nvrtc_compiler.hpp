@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "generator/kernel_family.hpp"
+#include "generator/generated_kernel.hpp"
 
 namespace samoyeds {
 

@@ -1,6 +1,6 @@
 #include <vector>
 
-#include "runtime/format/device_layout.hpp"
+#include "format/device_layout.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "runtime/cuda_driver.hpp"
-#include "runtime/kernel_launch.hpp"
+#include "core/cuda_driver.hpp"
+#include "core/kernel_launch.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {

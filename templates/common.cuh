@@ -90,7 +90,7 @@ __device__ __forceinline__ float global_load_l2(const float* p) {
 }
 
 // First thing every kernel runs, in every block, before any early return
-// (runtime/kernel_launch.hpp): wait until the previous kernel in the stream
+// (core/kernel_launch.hpp): wait until the previous kernel in the stream
 // has completed and its writes are visible. Unconditional in every block, so
 // that completion stays ordered down the stream: a kernel completes only
 // after all its blocks waited. No griddepcontrol.launch_dependents: the

@@ -72,7 +72,7 @@ struct GroupedProblem {
   GroupedSsmmArgs g;
   __device__ __forceinline__ const SsmmArgs& base() const { return g.base; }  // shapes shared by every expert
   // Shared ints the prefix needs (experts + 1); the launch adds them
-  // (tile_prefix_bytes in generator/kernel_family.hpp).
+  // (tile_prefix_bytes in generator/generated_kernel.hpp).
   __device__ __forceinline__ void prepare(int* prefix, int row_tiles, int bn) const {
     if (threadIdx.x >= 32) return;
     const int lane = threadIdx.x;

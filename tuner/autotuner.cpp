@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "generator/kernel_family.hpp"
-#include "runtime/parallel_for.hpp"
+#include "backends/backend.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

@@ -6,11 +6,11 @@
 
 #include <fmt/format.h>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/reference.hpp"
-#include "runtime/parallel_for.hpp"
+#include "core/parallel_for.hpp"
 #include "tuner/random_fill.hpp"
 #include "tuner/random_routing.hpp"
 #include "tuner/timing.hpp"

@@ -9,7 +9,7 @@
 #include <optional>
 #include <thread>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds::tuning {

@@ -13,7 +13,7 @@
 
 namespace samoyeds {
 
-struct DeviceLayout;  // runtime/format/device_layout.hpp
+struct DeviceLayout;  // format/device_layout.hpp
 
 // Packed weights on the device, in one backend's physical layout. Knows its
 // layout, dtype and parameters; ops refuse mismatched uses.

@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "cache/binary_cache.hpp"
-#include "cache/sha256.hpp"
-#include "generator/kernel_family.hpp"
+#include "core/sha256.hpp"
+#include "backends/backend.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/processes.hpp"

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "samoyeds/config_selector.hpp"
 
 namespace samoyeds {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "runtime/format/device_layout.hpp"
+#include "format/device_layout.hpp"
 #include "test_util/random_data.hpp"
 
 namespace samoyeds {

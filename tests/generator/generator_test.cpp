@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "generator/utility_kernels.hpp"
-#include "generator/wgmma_sp_family.hpp"
-#include "runtime/format/device_layout.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
+#include "format/device_layout.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
 
@@ -97,7 +97,7 @@ std::string first_statement(const std::string& source) {
   return source.substr(begin, source.find('\n', begin) - begin);
 }
 
-// Launches ask for programmatic dependent launch on sm_90+ (runtime/kernel_launch.hpp),
+// Launches ask for programmatic dependent launch on sm_90+ (core/kernel_launch.hpp),
 // so a kernel may start before the previous one in the stream has finished.
 // Every kernel must therefore wait for it before anything else: before any
 // read of what that kernel wrote, and before any early return.

@@ -15,11 +15,11 @@
 #include <fmt/format.h>
 
 #include "bench/ingress_probe_kernel.hpp"
-#include "generator/kernel_family.hpp"
-#include "generator/wgmma_sp_family.hpp"
+#include "backends/backend.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
-#include "runtime/parallel_for.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "generator/kernel_family.hpp"
-#include "generator/wgmma_sp_family.hpp"
-#include "runtime/parallel_for.hpp"
+#include "backends/backend.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/samoyeds.h"

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/moe_layer.hpp"
 #include "samoyeds/moe_reference.hpp"

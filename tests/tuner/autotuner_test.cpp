@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "samoyeds/config_selector.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/processes.hpp"

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/gpu_check.hpp"
 #include "tuner/timing.hpp"

@@ -3,7 +3,7 @@
 // want big tiles for reuse. Falls back to the first valid config.
 #include <fmt/format.h>
 
-#include "generator/mma_sp_family.hpp"
+#include "backends/mma_sp/mma_sp_family.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

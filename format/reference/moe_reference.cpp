@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/parallel_for.hpp"
+#include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

@@ -1,6 +1,6 @@
 // The wgmma_sp backend (sm_90a only): warpgroup wgmma.sp m64nNk32 kernels
 // (templates/wgmma_sp_sm90a.cuh). The packed layout (sp_tc.v2,
-// runtime/format/device_layout.hpp) is made for its 128-column k-tiles: a
+// format/device_layout.hpp) is made for its 128-column k-tiles: a
 // lane's metadata of a k-tile is one 8-byte word pair. mma_sp reads the same
 // layout, so one packed layer serves both backends.
 //
@@ -10,7 +10,7 @@
 // and the block's BN tokens; TileConfig spells the consumers as
 // warps_m = block_m / 16, warps_n = 1.
 #pragma once
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {

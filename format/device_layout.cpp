@@ -1,4 +1,4 @@
-#include "runtime/format/device_layout.hpp"
+#include "format/device_layout.hpp"
 
 #include <algorithm>
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "generator/weight_tma_boxes.hpp"
+#include "backends/wgmma_sp/weight_tma_boxes.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {

@@ -1,6 +1,6 @@
-#include "generator/kernel_family.hpp"
-#include "generator/mma_sp_family.hpp"
-#include "generator/wgmma_sp_family.hpp"
+#include "backends/backend.hpp"
+#include "backends/mma_sp/mma_sp_family.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
 
 namespace samoyeds {
 

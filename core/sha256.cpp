@@ -1,4 +1,4 @@
-#include "cache/sha256.hpp"
+#include "core/sha256.hpp"
 
 #include <algorithm>
 #include <cstring>

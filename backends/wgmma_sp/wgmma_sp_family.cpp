@@ -1,4 +1,4 @@
-#include "generator/wgmma_sp_family.hpp"
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "generator/ssmm_pipeline_source.hpp"
-#include "generator/weight_tma_boxes.hpp"
+#include "backends/wgmma_sp/weight_tma_boxes.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

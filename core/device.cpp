@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

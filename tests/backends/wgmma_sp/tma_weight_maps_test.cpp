@@ -4,8 +4,8 @@
 // the boxes must carry exactly what the generated kernel's producer expects.
 #include <gtest/gtest.h>
 
-#include "runtime/format/device_layout.hpp"
-#include "runtime/tma_weight_maps.hpp"
+#include "format/device_layout.hpp"
+#include "backends/wgmma_sp/tma_weight_maps.hpp"
 
 namespace samoyeds {
 namespace {

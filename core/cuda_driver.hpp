@@ -11,8 +11,8 @@ namespace samoyeds {
 
 struct DriverApi {
 #define SAMOYEDS_DRIVER_FN(name) decltype(&::name) name = nullptr;
-#include "runtime/cuda_driver_functions.inc"
-#include "runtime/cuda_driver_optional_functions.inc"
+#include "core/cuda_driver_functions.inc"
+#include "core/cuda_driver_optional_functions.inc"
 #undef SAMOYEDS_DRIVER_FN
 };
 

@@ -1,4 +1,4 @@
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 
 #include <dlfcn.h>
 
@@ -38,7 +38,7 @@ const Loaded& load() {
     }                                                                                                 \
     l.api.name = reinterpret_cast<decltype(l.api.name)>(fn);                                         \
   }
-#include "runtime/cuda_driver_functions.inc"
+#include "core/cuda_driver_functions.inc"
 #undef SAMOYEDS_DRIVER_FN
 #define SAMOYEDS_DRIVER_FN(name)                                                                     \
   {                                                                                                  \
@@ -47,7 +47,7 @@ const Loaded& load() {
     if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status) == CUDA_SUCCESS)   \
       l.api.name = reinterpret_cast<decltype(l.api.name)>(fn);                                      \
   }
-#include "runtime/cuda_driver_optional_functions.inc"
+#include "core/cuda_driver_optional_functions.inc"
 #undef SAMOYEDS_DRIVER_FN
     const CUresult rc = l.api.cuInit(0);
     if (rc != CUDA_SUCCESS) {

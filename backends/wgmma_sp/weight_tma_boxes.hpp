@@ -1,6 +1,6 @@
 // The boxes a wgmma_sp kernel's TMA brings per k-tile and weight operand
 // (and, with tokens_tma, of the token tile).
-// runtime/tma_weight_maps.cpp encodes its tensor maps with them, and the
+// backends/wgmma_sp/tma_weight_maps.cpp encodes its tensor maps with them, and the
 // generated kernel static_asserts that the bytes landing per stage equal what
 // its producer tells the `full` mbarrier to expect: a mismatch would leave
 // the consumers waiting forever, so it must fail at compile time, on any

@@ -1,6 +1,6 @@
-#include "runtime/kernel_launch.hpp"
+#include "core/kernel_launch.hpp"
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 

@@ -2,7 +2,7 @@
 // device code: templates/ssmm_pipeline.cuh with the WarpMmaSpCore of
 // templates/mma_sp_sm80.cuh.
 #pragma once
-#include "generator/kernel_family.hpp"
+#include "backends/backend.hpp"
 
 namespace samoyeds {
 
@@ -31,7 +31,7 @@ class MmaSpFamily final : public KernelFamily {
   static int max_operand_regs(const KernelSpec& spec, const TileConfig& cfg);
 };
 
-// Heuristic default tile config (generator/mma_sp_heuristics.cpp).
+// Heuristic default tile config (backends/mma_sp/mma_sp_heuristics.cpp).
 TileConfig mma_sp_default_config(const KernelSpec& spec, int64_t tokens);
 
 }  // namespace samoyeds

@@ -1,9 +1,9 @@
-#include "generator/mma_sp_family.hpp"
+#include "backends/mma_sp/mma_sp_family.hpp"
 
 #include <fmt/format.h>
 
 #include "generator/ssmm_pipeline_source.hpp"
-#include "runtime/format/device_layout.hpp"
+#include "format/device_layout.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {

@@ -1,11 +1,11 @@
-#include "runtime/tma_weight_maps.hpp"
+#include "backends/wgmma_sp/tma_weight_maps.hpp"
 
 #include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
 
-#include "runtime/cuda_driver.hpp"
+#include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
