@@ -1,17 +1,26 @@
+// The backends, from the one list in samoyeds/kernel_spec.hpp
+// (SAMOYEDS_BACKENDS): each entry's family is defined in its folder.
 #include "backends/backend.hpp"
-#include "backends/mma_sp/mma_sp_family.hpp"
-#include "backends/wgmma_sp/wgmma_sp_family.hpp"
+#include "samoyeds/error.hpp"
 
 namespace samoyeds {
 
+#define SAMOYEDS_BACKEND_DECLARE(name, text, family) const KernelFamily& family();
+SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_DECLARE)
+#undef SAMOYEDS_BACKEND_DECLARE
+
 const KernelFamily& kernel_family(Backend backend) {
-  static const MmaSpFamily mma_sp;
-  static const WgmmaSpFamily wgmma_sp;
   switch (backend) {
-    case Backend::MmaSp: return mma_sp;
-    case Backend::WgmmaSp: return wgmma_sp;
+#define SAMOYEDS_BACKEND_FAMILY(name, text, family) \
+  case Backend::name: return family();
+    SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_FAMILY)
+#undef SAMOYEDS_BACKEND_FAMILY
   }
-  return mma_sp;
+  throw Error(ErrorCode::InvalidArgument, "no such backend");
+}
+
+TileConfig parse_config(const std::string& text, Backend backend) {
+  return TileConfig::parse(text, kernel_family(backend).schedule_fields());
 }
 
 Backend default_backend(const KernelSpec& spec) {

@@ -1,34 +1,19 @@
 #include "cache/record_store.hpp"
 
+#include <cstdio>
 #include <ctime>
+#include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "backends/backend.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
 namespace {
 
-constexpr const char* kColumns =
-    "gpu, cc, sm_count, driver, nvrtc, library, op, dtype, m, k, sparsity, experts, epilogue, bucket,"
-    " backend, config, time_ms, runner_up_ms, baseline_ms, created_unix";
-constexpr const char* kKeyWhere =
-    "gpu = ? AND cc = ? AND sm_count = ? AND driver = ? AND nvrtc = ? AND library = ? AND op = ? AND dtype = ?"
-    " AND m = ? AND k = ? AND sparsity = ? AND experts = ? AND epilogue = ? AND bucket = ?";
-
 std::string cc_text(const DeviceFingerprint& d) { return fmt::format("{}.{}", d.cc_major, d.cc_minor); }
-
-// Binds the 14 key columns starting at index `first`.
-void bind_key(Statement& s, int first, const TuningKey& k) {
-  const int i = first;
-  s.bind(i + 0, k.device.gpu_name).bind(i + 1, cc_text(k.device)).bind(i + 2, int64_t(k.device.sm_count));
-  s.bind(i + 3, int64_t(k.device.driver_version)).bind(i + 4, k.device.nvrtc_version);
-  s.bind(i + 5, k.device.library_version).bind(i + 6, std::string(op_name(k.op)));
-  s.bind(i + 7, std::string(dtype_name(k.dtype))).bind(i + 8, k.m).bind(i + 9, k.k);
-  s.bind(i + 10, k.sparsity.to_string()).bind(i + 11, int64_t(k.experts));
-  s.bind(i + 12, std::string(epilogue_name(k.epilogue))).bind(i + 13, k.bucket);
-}
 
 Epilogue parse_epilogue(const std::string& s) {
   if (s == "none") return Epilogue::None;
@@ -37,34 +22,114 @@ Epilogue parse_epilogue(const std::string& s) {
   throw Error(ErrorCode::CacheError, "unknown epilogue '" + s + "' in a tuning record");
 }
 
+// The one list of a record's columns: the key's (what makes a timing valid
+// elsewhere) and then the result's. The column lists, the WHERE clause,
+// binding and reading all derive from it.
+struct Column {
+  const char* name;
+  bool key;
+  std::function<void(Statement&, int, const TuningRecord&)> bind;
+  std::function<void(const Statement&, int, TuningRecord&)> read;
+};
+
+const std::vector<Column>& columns() {
+  using S = Statement;
+  using R = TuningRecord;
+  static const std::vector<Column> all = {
+      {"gpu", true, [](S& s, int i, const R& r) { s.bind(i, r.key.device.gpu_name); },
+       [](const S& q, int c, R& r) { r.key.device.gpu_name = q.text(c); }},
+      {"cc", true, [](S& s, int i, const R& r) { s.bind(i, cc_text(r.key.device)); },
+       [](const S& q, int c, R& r) {
+         std::sscanf(q.text(c).c_str(), "%d.%d", &r.key.device.cc_major, &r.key.device.cc_minor);
+       }},
+      {"sm_count", true, [](S& s, int i, const R& r) { s.bind(i, int64_t(r.key.device.sm_count)); },
+       [](const S& q, int c, R& r) { r.key.device.sm_count = int(q.integer(c)); }},
+      {"driver", true, [](S& s, int i, const R& r) { s.bind(i, int64_t(r.key.device.driver_version)); },
+       [](const S& q, int c, R& r) { r.key.device.driver_version = int(q.integer(c)); }},
+      {"nvrtc", true, [](S& s, int i, const R& r) { s.bind(i, r.key.device.nvrtc_version); },
+       [](const S& q, int c, R& r) { r.key.device.nvrtc_version = q.text(c); }},
+      {"library", true, [](S& s, int i, const R& r) { s.bind(i, r.key.device.library_version); },
+       [](const S& q, int c, R& r) { r.key.device.library_version = q.text(c); }},
+      {"op", true, [](S& s, int i, const R& r) { s.bind(i, std::string(op_name(r.key.op))); },
+       [](const S& q, int c, R& r) { r.key.op = parse_op(q.text(c)); }},
+      {"dtype", true, [](S& s, int i, const R& r) { s.bind(i, std::string(dtype_name(r.key.dtype))); },
+       [](const S& q, int c, R& r) { r.key.dtype = parse_dtype(q.text(c)); }},
+      {"m", true, [](S& s, int i, const R& r) { s.bind(i, r.key.m); },
+       [](const S& q, int c, R& r) { r.key.m = q.integer(c); }},
+      {"k", true, [](S& s, int i, const R& r) { s.bind(i, r.key.k); },
+       [](const S& q, int c, R& r) { r.key.k = q.integer(c); }},
+      {"sparsity", true, [](S& s, int i, const R& r) { s.bind(i, r.key.sparsity.to_string()); },
+       [](const S& q, int c, R& r) { r.key.sparsity = SparsityParams::parse(q.text(c)); }},
+      {"experts", true, [](S& s, int i, const R& r) { s.bind(i, int64_t(r.key.experts)); },
+       [](const S& q, int c, R& r) { r.key.experts = int(q.integer(c)); }},
+      {"epilogue", true, [](S& s, int i, const R& r) { s.bind(i, std::string(epilogue_name(r.key.epilogue))); },
+       [](const S& q, int c, R& r) { r.key.epilogue = parse_epilogue(q.text(c)); }},
+      {"bucket", true, [](S& s, int i, const R& r) { s.bind(i, r.key.bucket); },
+       [](const S& q, int c, R& r) { r.key.bucket = q.integer(c); }},
+      {"backend", false, [](S& s, int i, const R& r) { s.bind(i, std::string(backend_name(r.backend))); },
+       [](const S& q, int c, R& r) {
+         try {
+           r.backend = parse_backend(q.text(c));
+         } catch (const Error&) {
+           throw Error(ErrorCode::CacheError, "unknown backend '" + q.text(c) + "' in a tuning record");
+         }
+       }},
+      // The config by its text name, in its backend's field list (read after the backend).
+      {"config", false, [](S& s, int i, const R& r) { s.bind(i, r.config.to_string()); },
+       [](const S& q, int c, R& r) { r.config = parse_config(q.text(c), r.backend); }},
+      {"time_ms", false, [](S& s, int i, const R& r) { s.bind(i, r.time_ms); },
+       [](const S& q, int c, R& r) { r.time_ms = q.real(c); }},
+      {"runner_up_ms", false,
+       [](S& s, int i, const R& r) {
+         std::string ups;
+         for (double v : r.runner_up_ms) ups += fmt::format("{}{:.6g}", ups.empty() ? "" : " ", v);
+         s.bind(i, ups);
+       },
+       [](const S& q, int c, R& r) {
+         std::istringstream ups(q.text(c));
+         for (double v; ups >> v;) r.runner_up_ms.push_back(v);
+       }},
+      {"baseline_ms", false, [](S& s, int i, const R& r) { s.bind(i, r.baseline_ms); },
+       [](const S& q, int c, R& r) { r.baseline_ms = q.real(c); }},
+      {"created_unix", false,
+       [](S& s, int i, const R& r) { s.bind(i, r.created_unix ? r.created_unix : int64_t(std::time(nullptr))); },
+       [](const S& q, int c, R& r) { r.created_unix = q.integer(c); }},
+  };
+  return all;
+}
+
+// "gpu, cc, ..." (every column) and "gpu = ? AND cc = ? ..." (the key's).
+const std::string& column_list() {
+  static const std::string text = [] {
+    std::string t;
+    for (const Column& c : columns()) t += fmt::format("{}{}", t.empty() ? "" : ", ", c.name);
+    return t;
+  }();
+  return text;
+}
+const std::string& key_where() {
+  static const std::string text = [] {
+    std::string t;
+    for (const Column& c : columns())
+      if (c.key) t += fmt::format("{}{} = ?", t.empty() ? "" : " AND ", c.name);
+    return t;
+  }();
+  return text;
+}
+
+// Binds the key columns from index `first` on; returns the next index.
+int bind_key(Statement& s, int first, const TuningKey& key) {
+  TuningRecord r;
+  r.key = key;
+  for (const Column& c : columns())
+    if (c.key) c.bind(s, first++, r);
+  return first;
+}
+
 TuningRecord read(const Statement& q) {
   TuningRecord r;
-  TuningKey& k = r.key;
-  k.device.gpu_name = q.text(0);
-  std::sscanf(q.text(1).c_str(), "%d.%d", &k.device.cc_major, &k.device.cc_minor);
-  k.device.sm_count = int(q.integer(2));
-  k.device.driver_version = int(q.integer(3));
-  k.device.nvrtc_version = q.text(4);
-  k.device.library_version = q.text(5);
-  k.op = parse_op(q.text(6));
-  k.dtype = parse_dtype(q.text(7));
-  k.m = q.integer(8);
-  k.k = q.integer(9);
-  k.sparsity = SparsityParams::parse(q.text(10));
-  k.experts = int(q.integer(11));
-  k.epilogue = parse_epilogue(q.text(12));
-  k.bucket = q.integer(13);
-  try {
-    r.backend = parse_backend(q.text(14));
-  } catch (const Error&) {
-    throw Error(ErrorCode::CacheError, "unknown backend '" + q.text(14) + "' in a tuning record");
-  }
-  r.config = TileConfig::parse(q.text(15));
-  r.time_ms = q.real(16);
-  std::istringstream ups(q.text(17));
-  for (double v; ups >> v;) r.runner_up_ms.push_back(v);
-  r.baseline_ms = q.real(18);
-  r.created_unix = q.integer(19);
+  int i = 0;
+  for (const Column& c : columns()) c.read(q, i++, r);
   return r;
 }
 
@@ -76,20 +141,16 @@ bool RecordStore::put(const TuningRecord& r, PutPolicy policy) {
   bool written = false;
   store_.transaction([&] {
     if (policy == PutPolicy::KeepFaster) {
-      Statement q(store_, fmt::format("SELECT time_ms FROM tuning_records WHERE {}", kKeyWhere).c_str());
+      Statement q(store_, fmt::format("SELECT time_ms FROM tuning_records WHERE {}", key_where()).c_str());
       bind_key(q, 1, r.key);
       if (q.step() && q.real(0) <= r.time_ms) return;
     }
-    std::string ups;
-    for (double v : r.runner_up_ms) ups += fmt::format("{}{:.6g}", ups.empty() ? "" : " ", v);
-    Statement ins(store_, fmt::format("INSERT OR REPLACE INTO tuning_records ({}) VALUES "
-                                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                      kColumns)
-                              .c_str());
-    bind_key(ins, 1, r.key);
-    ins.bind(15, std::string(backend_name(r.backend))).bind(16, r.config.to_string()).bind(17, r.time_ms);
-    ins.bind(18, ups).bind(19, r.baseline_ms);
-    ins.bind(20, r.created_unix ? r.created_unix : int64_t(std::time(nullptr)));
+    std::string marks;
+    for (size_t i = 0; i < columns().size(); ++i) marks += i ? ", ?" : "?";
+    Statement ins(store_,
+                  fmt::format("INSERT OR REPLACE INTO tuning_records ({}) VALUES ({})", column_list(), marks).c_str());
+    int i = 1;
+    for (const Column& c : columns()) c.bind(ins, i++, r);
     ins.run();
     written = true;
   });
@@ -98,7 +159,7 @@ bool RecordStore::put(const TuningRecord& r, PutPolicy policy) {
 
 std::optional<TuningRecord> RecordStore::get(const TuningKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement q(store_, fmt::format("SELECT {} FROM tuning_records WHERE {}", kColumns, kKeyWhere).c_str());
+  Statement q(store_, fmt::format("SELECT {} FROM tuning_records WHERE {}", column_list(), key_where()).c_str());
   bind_key(q, 1, key);
   if (!q.step()) return std::nullopt;
   return read(q);
@@ -108,7 +169,7 @@ std::vector<TuningRecord> RecordStore::same_kernel(const TuningKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement q(store_, fmt::format("SELECT {} FROM tuning_records WHERE op = ? AND dtype = ? AND m = ? AND k = ?"
                                   " AND sparsity = ? AND experts = ? AND epilogue = ? ORDER BY bucket",
-                                  kColumns)
+                                  column_list())
                           .c_str());
   q.bind(1, std::string(op_name(key.op))).bind(2, std::string(dtype_name(key.dtype))).bind(3, key.m).bind(4, key.k);
   q.bind(5, key.sparsity.to_string()).bind(6, int64_t(key.experts)).bind(7, std::string(epilogue_name(key.epilogue)));
@@ -119,7 +180,7 @@ std::vector<TuningRecord> RecordStore::same_kernel(const TuningKey& key) {
 
 std::vector<TuningRecord> RecordStore::list() {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement q(store_, fmt::format("SELECT {} FROM tuning_records ORDER BY gpu, op, dtype, m, k, bucket", kColumns)
+  Statement q(store_, fmt::format("SELECT {} FROM tuning_records ORDER BY gpu, op, dtype, m, k, bucket", column_list())
                           .c_str());
   std::vector<TuningRecord> out;
   while (q.step()) out.push_back(read(q));
@@ -134,7 +195,7 @@ int RecordStore::prune(const std::function<bool(const TuningRecord&)>& keep) {
   store_.transaction([&] {
     for (const auto& r : all) {
       if (keep(r)) continue;
-      Statement del(store_, fmt::format("DELETE FROM tuning_records WHERE {}", kKeyWhere).c_str());
+      Statement del(store_, fmt::format("DELETE FROM tuning_records WHERE {}", key_where()).c_str());
       bind_key(del, 1, r.key);
       del.run();
       ++removed;

@@ -9,7 +9,7 @@
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
-#include "tuner/gpu_tuning_backend.hpp"
+#include "tuner/op_runner.hpp"
 
 namespace samoyeds::cli {
 
@@ -29,7 +29,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));
   int64_t max_tokens = 1;
   for (int64_t t : tokens) max_tokens = std::max(max_tokens, t);
-  GpuTuningBackend backend(rt, max_tokens, model.top_k);  // the routed experts run grouped, as in the layer
+  OpRunner backend(rt, max_tokens, model.top_k);  // the routed experts run grouped, as in the layer
   const DType dt = parse_dtype(args.get("--dtype", "bf16"));
   fmt::print("{} on {}\n", model.display_name, backend.device().to_string());
   fmt::print("{:<9} {:>13} {:>6} {:<26} {:<22} {:>8} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "op", "m x k", "tokens",

@@ -1,6 +1,8 @@
 #include "samoyeds/kernel_spec.hpp"
 
+#include <cctype>
 #include <cstdio>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -26,16 +28,22 @@ Op parse_op(const std::string& name) {
 
 const char* backend_name(Backend b) {
   switch (b) {
-    case Backend::MmaSp: return "mma_sp";
-    case Backend::WgmmaSp: return "wgmma_sp";
+#define SAMOYEDS_BACKEND_NAME(name, text, family) \
+  case Backend::name: return text;
+    SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_NAME)
+#undef SAMOYEDS_BACKEND_NAME
   }
   return "?";
 }
 
 Backend parse_backend(const std::string& name) {
-  for (Backend b : {Backend::MmaSp, Backend::WgmmaSp})
-    if (name == backend_name(b)) return b;
-  throw Error(ErrorCode::InvalidArgument, "unknown backend '" + name + "' (mma_sp or wgmma_sp)");
+  std::string known;
+#define SAMOYEDS_BACKEND_PARSE(value, text, family)  \
+  if (name == text) return Backend::value;           \
+  known += known.empty() ? text : std::string(", ") + text;
+  SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_PARSE)
+#undef SAMOYEDS_BACKEND_PARSE
+  throw Error(ErrorCode::InvalidArgument, "unknown backend '" + name + "' (" + known + ")");
 }
 
 int arch_number(const std::string& arch) {
@@ -75,47 +83,109 @@ std::string KernelSpec::to_string() const {
                      k, sparsity.to_string(), experts, grouped ? " grouped" : "", epilogue_name(epilogue));
 }
 
-std::string TileConfig::to_string() const {
-  return fmt::format("bm{}_bn{}_bk{}_w{}x{}_s{}{}{}{}{}{}{}{}{}", block_m, block_n, block_k, warps_m, warps_n, stages,
-                     split_k != 1 ? fmt::format("_k{}", split_k) : "",
-                     multicast != 1 ? fmt::format("_m{}", multicast) : "", persistent ? "_p" : "",
-                     tokens_first ? "_tf" : "", row_group != 0 ? fmt::format("_g{}", row_group) : "",
-                     split_operands ? "_so" : "", tokens_tma ? "_xt" : "", stream_k ? "_sk" : "");
+namespace {
+
+// Boost's mixing step: order-dependent, cheap enough for warm dispatch.
+void mix(size_t& h, int64_t v) { h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); }
+
+}  // namespace
+
+bool KernelSpec::operator==(const KernelSpec& o) const {
+#define SAMOYEDS_SPEC_EQ(field) &&field == o.field
+  return arch == o.arch SAMOYEDS_SPEC_FIELDS(SAMOYEDS_SPEC_EQ);
+#undef SAMOYEDS_SPEC_EQ
 }
 
-TileConfig TileConfig::parse(const std::string& text) {
+size_t KernelSpec::hash() const {
+  size_t h = std::hash<std::string>()(arch);
+#define SAMOYEDS_SPEC_MIX(field) mix(h, int64_t(field));
+  SAMOYEDS_SPEC_FIELDS(SAMOYEDS_SPEC_MIX)
+#undef SAMOYEDS_SPEC_MIX
+  return h;
+}
+
+bool TileConfig::default_schedule() const {
+  for (int16_t v : schedule)
+    if (v != 0) return false;
+  return true;
+}
+
+bool TileConfig::operator==(const TileConfig& o) const {
+#define SAMOYEDS_TILE_EQ(name, prefix, init) &&name == o.name
+  return schedule == o.schedule SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_EQ);
+#undef SAMOYEDS_TILE_EQ
+}
+
+size_t TileConfig::hash() const {
+  size_t h = 0;
+#define SAMOYEDS_TILE_MIX(name, prefix, init) mix(h, name);
+  SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_MIX)
+#undef SAMOYEDS_TILE_MIX
+  for (int16_t v : schedule) mix(h, v);
+  return h;
+}
+
+std::string TileConfig::to_string() const {
+  std::string out;
+#define SAMOYEDS_TILE_TEXT(name, prefix, init) out += fmt::format("{}{}", prefix, name);
+  SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_TEXT)
+#undef SAMOYEDS_TILE_TEXT
+  for (int i = 0; i < kMaxScheduleFields; ++i) {
+    if (schedule[size_t(i)] == 0) continue;
+    if (!schedule_fields || i >= schedule_fields->count) {  // values no field list names: never silently dropped
+      out += fmt::format("_f{}={}", i, schedule[size_t(i)]);
+      continue;
+    }
+    const ScheduleField& f = schedule_fields->fields[i];
+    out += f.flag ? std::string(f.suffix) : fmt::format("{}{}", f.suffix, schedule[size_t(i)]);
+  }
+  return out;
+}
+
+TileConfig TileConfig::parse(const std::string& text, const ScheduleFields* fields) {
   TileConfig c;
-  int used = 0;
-  const auto bad = [&text] {
-    return Error(ErrorCode::InvalidArgument,
-                 "bad tile config '" + text + "' (expected e.g. bm128_bn64_bk64_w2x2_s3, optionally _k2, _m2, _p, _tf, _g16, _so, _xt, _sk)");
+  c.schedule_fields = fields;
+  std::string suffixes;
+  for (int i = 0; fields && i < fields->count; ++i)
+    suffixes += fmt::format(", {}{}", fields->fields[i].suffix, fields->fields[i].flag ? "" : "N");
+  const auto bad = [&] {
+    std::string form;
+#define SAMOYEDS_TILE_FORM(name, prefix, init) form += fmt::format("{}{}", prefix, init);
+    SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_FORM)
+#undef SAMOYEDS_TILE_FORM
+    return Error(ErrorCode::InvalidArgument, fmt::format("bad tile config '{}' (expected e.g. {}{}{})", text, form,
+                                                         suffixes.empty() ? "" : ", optionally ", suffixes.empty() ? "" : suffixes.substr(2)));
   };
-  if (std::sscanf(text.c_str(), "bm%d_bn%d_bk%d_w%dx%d_s%d%n", &c.block_m, &c.block_n, &c.block_k, &c.warps_m,
-                  &c.warps_n, &c.stages, &used) != 6)
-    throw bad();
-  std::string rest = text.substr(size_t(used));
-  // The schedule suffixes, each at most once, in to_string's order: "_k2"
-  // style ones carry a number (at least 1), "_p" style ones are flags.
-  const auto number = [&](const char* format, int& value) {
-    int v = 0, n = 0;
-    if (std::sscanf(rest.c_str(), format, &v, &n) != 1 || n == 0) return;
-    if (v < 1) throw bad();
-    value = v;
-    rest = rest.substr(size_t(n));
+  std::string rest = text;
+  // "<prefix><digits>" for each tile field in turn.
+  const auto number = [&](const std::string& prefix, int& value) {
+    if (rest.compare(0, prefix.size(), prefix) != 0) return false;
+    size_t used = prefix.size(), digits = 0;
+    while (used + digits < rest.size() && std::isdigit(static_cast<unsigned char>(rest[used + digits]))) ++digits;
+    if (digits == 0 || digits > 6) return false;
+    value = std::stoi(rest.substr(used, digits));
+    rest = rest.substr(used + digits);
+    return true;
   };
-  const auto flag = [&](const std::string& suffix, bool& value) {
-    if (rest != suffix && rest.rfind(suffix + "_", 0) != 0) return;
-    value = true;
-    rest = rest.substr(suffix.size());
-  };
-  number("_k%d%n", c.split_k);
-  number("_m%d%n", c.multicast);
-  flag("_p", c.persistent);
-  flag("_tf", c.tokens_first);
-  number("_g%d%n", c.row_group);
-  flag("_so", c.split_operands);
-  flag("_xt", c.tokens_tma);
-  flag("_sk", c.stream_k);
+#define SAMOYEDS_TILE_PARSE(name, prefix, init) \
+  if (!number(prefix, c.name)) throw bad();
+  SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_PARSE)
+#undef SAMOYEDS_TILE_PARSE
+  // The schedule suffixes, each at most once, in the field list's order: a
+  // number (at least 1) after it, or a flag on its own.
+  for (int i = 0; fields && i < fields->count && !rest.empty(); ++i) {
+    const ScheduleField& f = fields->fields[i];
+    const std::string suffix = f.suffix;
+    int value = 1;
+    if (f.flag) {
+      if (rest != suffix && rest.rfind(suffix + "_", 0) != 0) continue;
+      rest = rest.substr(suffix.size());
+    } else {
+      if (!number(suffix, value)) continue;
+      if (value < 1) throw bad();
+    }
+    c.schedule[size_t(i)] = int16_t(value == f.default_value ? 0 : value);
+  }
   if (!rest.empty()) throw bad();
   return c;
 }

@@ -33,23 +33,15 @@ ConfigSelector::ConfigSelector(RecordStore* records, DeviceFingerprint device, s
 
 ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only) {
   const int64_t bucket = token_bucket(tokens, buckets_);
-  const int arch = 2 * arch_number(spec.arch) + (spec.arch.back() == 'a' ? 1 : 0);
-  const MemoKey memo_key{int(spec.op),   int(spec.dtype),  int(spec.epilogue), only ? int(*only) : -1,
-                         spec.sparsity.V, spec.sparsity.N, spec.sparsity.M,    spec.experts,
-                         arch,            spec.grouped,    spec.m,             spec.k,
-                         bucket};
+  MemoKey memo_key{spec, !only, bucket};
+  memo_key.spec.backend = only.value_or(Backend::MmaSp);
   std::lock_guard<std::mutex> lock(mu_);
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;
   ConfigChoice c = lookup(spec, bucket, only);
-  c.gathered = c.config;
-  if (c.config.tokens_tma) {
-    const KernelSpec s = with_backend(spec, c.backend);
-    const KernelFamily& family = kernel_family(c.backend);
-    c.gathered.tokens_tma = false;
-    if (c.source == ConfigChoice::Source::Heuristic || family.invalid_reason(s, c.gathered))
-      c.gathered = family.gathered_default_config(s, bucket, device_.sm_count);
-  }
+  c.gathered = kernel_family(c.backend).gathered_config(with_backend(spec, c.backend), c.config,
+                                                        c.source != ConfigChoice::Source::Heuristic, bucket,
+                                                        device_.sm_count);
   memo_.emplace(memo_key, c);
   return c;
 }
@@ -101,7 +93,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
       ConfigChoice c;
       c.backend = best->backend;
       // A record of several experts was tuned on the grouped launch over a
-      // routing at its bucket (GpuTuningBackend), schedule included.
+      // routing at its bucket (OpRunner), schedule included.
       c.config = best->config;
       c.bucket = best->key.bucket;
       c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;

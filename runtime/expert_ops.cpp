@@ -1,15 +1,11 @@
-// Launch code of the expert ops: argument checks, config choice, the kernel
-// argument block, grid shape.
+// The expert ops: argument checks, the config choice, then the launch of
+// the backend that owns the chosen kernel (backends/<name>/).
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "backends/backend.hpp"
 #include "generator/utility_kernels.hpp"
-#include "backends/wgmma_sp/wgmma_sp_family.hpp"
-#include "core/cuda_driver.hpp"
-#include "core/kernel_launch.hpp"
-#include "backends/wgmma_sp/tma_weight_maps.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -104,13 +100,13 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
     throw Error(ErrorCode::Unsupported,
                 fmt::format("{} config {}: {}{}", backend_name(spec.backend), cfg.to_string(), *why,
                             opt.config && !opt.backend ? " (a config without LaunchOptions::backend means mma_sp)" : ""));
-  // Token tiles by TMA read x's rows in order. A call that gathers rows by
-  // id first copies them into list order where the caller gave room for
-  // that (one pass over the tokens); otherwise a tuned or default config
-  // gives way to the choice's gathered config (ConfigChoice::gathered), and
-  // a config the caller fixed is an error.
+  // A kernel that reads x's rows in order cannot take a gather by id: the
+  // call first copies the rows into list order where the caller gave room
+  // for that (one pass over the tokens); otherwise a tuned or default
+  // config gives way to the choice's gathered config, and a config the
+  // caller fixed is an error.
   Grouping in_order_grouping;
-  if (cfg.tokens_tma && ids != nullptr) {
+  if (ids != nullptr && family.reads_rows_in_order(cfg)) {
     if (in_order && in_order->data) {
       require(in_order->rows >= 1 && in_order->rows <= kMaxDim,
               fmt::format("list-order space of {} rows", in_order->rows));
@@ -125,8 +121,8 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
         grouping = &in_order_grouping;
       }
     } else {
-      require(!opt.config, fmt::format("config {} reads the token rows in order (by TMA); this call gathers them by "
-                                       "id: use the config without _xt, or give room for the rows in list order",
+      require(!opt.config, fmt::format("config {} reads the token rows in order; this call gathers them by id: use "
+                                       "a config that gathers, or give room for the rows in list order",
                                        cfg.to_string()));
       cfg = gathered_cfg;
     }
@@ -139,126 +135,41 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
             fmt::format("weights are in layout '{}', kernel {} reads '{}'", ws[i]->layout_id(), cfg.to_string(),
                         kernel.layout_id));
 
-  SsmmArgs a{};
-  for (int i = 0; i < 2; ++i) {
-    const int w = i < n_w ? i : 0;
-    if (grouping) {
-      a.values[i] = static_cast<const unsigned short*>(grouping->ws[w]->values());
-      a.meta[i] = static_cast<const unsigned int*>(grouping->ws[w]->meta());
-      a.sel[i] = static_cast<const unsigned char*>(grouping->ws[w]->sel());
-    } else {
-      a.values[i] = static_cast<const unsigned short*>(ws[w]->values());
-      a.meta[i] = static_cast<const unsigned int*>(ws[w]->meta());
-      a.sel[i] = static_cast<const unsigned char*>(ws[w]->sel());
-    }
+  ExpertLaunch l;
+  l.spec = spec;
+  l.config = cfg;
+  l.kernel = &kernel;
+  l.n_operands = n_w;
+  for (int i = 0; i < n_w; ++i) {
+    if (grouping)
+      l.operands[i] = {grouping->ws[i]->values(), grouping->ws[i]->meta(), grouping->ws[i]->sel()};
+    else
+      l.operands[i] = {ws[i]->values(), ws[i]->meta(), ws[i]->sel()};
   }
-  a.x = static_cast<const unsigned short*>(x);
-  a.ids = ids;
-  a.row_scale = row_scale;
-  a.y = static_cast<unsigned short*>(y);
-  a.error_flag = opt.error_flag;
-  a.m = int(w0.m());
-  a.k = int(w0.k());
-  a.n = int(n);
-  a.x_rows = int(x_rows);
-  a.ldx = int(ldx);
-  a.ldy = int(w0.m());
-  a.rows_pad = int(w0.rows_pad());
-  a.k_phys = int(w0.k_phys());
-
-  unsigned grid_x = unsigned((w0.rows() + cfg.block_m - 1) / cfg.block_m);
-  unsigned grid_y = unsigned((n + cfg.block_n - 1) / cfg.block_n);
-  require(kernel.weight_maps || grid_y <= 65535,
-          fmt::format("{} tokens exceed the grid limit for block_n {}", n, cfg.block_n));
-  GroupedSsmmArgs g{};
-  void* params[] = {&a, nullptr};  // [1]: the tensor maps, for kernels that take them
-  TmaWeightMaps with_call;          // the remembered weight maps plus this call's token and output maps
-  unsigned grid_z = 1;
-  if (kernel.weight_maps) {
-    PackedWeightView views[2];
-    WeightMapShape shape;
-    shape.rows_pad = w0.rows_pad();
-    shape.k_phys = w0.k_phys();
-    shape.V = w0.sparsity().V;
-    shape.block_m = cfg.block_m;
-    shape.block_k = cfg.block_k;
-    shape.multicast = cfg.multicast;
-    if (grouping) {
-      const GroupedExpertWeights& gw = *grouping->ws[0];
-      shape.experts = gw.experts();
-      // The maps see the experts as one tensor: each expert's part must
-      // follow the previous one's with no gap.
-      require(gw.values_stride() == w0.rows_pad() * (w0.k_phys() / 2) &&
-                  gw.meta_stride() == w0.rows_pad() / 16 * (w0.k_phys() / 2) &&
-                  gw.sel_stride() == (w0.k_phys() / w0.sparsity().V) * w0.rows_pad(),
-              "grouped weights are not laid out back to back (the TMA maps need that)");
-    }
-    for (int i = 0; i < n_w; ++i) views[i] = {a.values[i], a.meta[i], a.sel[i]};
-    // The launch copies the parameter: the remembered maps are passed as they are.
-    params[1] = const_cast<TmaWeightMaps*>(&weight_maps_for(views, n_w, shape));
-    // The kernel's chunk (0: it stores from registers); the launch stores by
-    // TMA only where rows of y are 16-byte strides.
-    const int out_chunk = WgmmaSpFamily::tma_store_chunk_tokens(spec, cfg);
-    const bool store_by_tma = out_chunk > 0 && a.ldy % 8 == 0;
-    a.out_by_tma = store_by_tma ? 1 : 0;
-    if (cfg.tokens_tma || store_by_tma) with_call = *static_cast<const TmaWeightMaps*>(params[1]);
-    if (cfg.tokens_tma) {  // rows in order (ids is null by now), k values apart
-      require(ldx == w0.k(), "token tiles by TMA read rows of exactly k values");
-      with_call.tokens = encode_token_map(x, x_rows, w0.k(), cfg.block_n);
-    }
-    if (store_by_tma)  // n rows of ldy = m values
-      with_call.out = encode_out_map(y, n, a.ldy, out_chunk);
-    if (cfg.tokens_tma || store_by_tma) params[1] = &with_call;
-  }
+  l.m = w0.m();
+  l.k = w0.k();
+  l.rows = w0.rows();
+  l.rows_pad = w0.rows_pad();
+  l.k_phys = w0.k_phys();
+  l.x = x;
+  l.x_rows = x_rows;
+  l.ldx = ldx;
+  l.ids = ids;
+  l.n = n;
+  l.row_scale = row_scale;
+  l.y = y;
+  l.error_flag = opt.error_flag;
+  l.stream = opt.stream;
   if (grouping) {
-    g.base = a;
-    g.offsets = grouping->offsets;
-    g.values_stride = grouping->ws[0]->values_stride();
-    g.meta_stride = grouping->ws[0]->meta_stride();
-    g.sel_stride = grouping->ws[0]->sel_stride();
-    g.x_is_compact = grouping->x_is_compact ? 1 : 0;
-    g.experts = spec.experts;
-    params[0] = &g;
-    grid_z = unsigned(spec.experts);
+    const GroupedExpertWeights& gw = *grouping->ws[0];
+    l.offsets = grouping->offsets;
+    l.values_stride = gw.values_stride();
+    l.meta_stride = gw.meta_stride();
+    l.sel_stride = gw.sel_stride();
+    l.x_is_compact = grouping->x_is_compact;
   }
-  if (kernel.weight_maps) {  // a 1-D grid over tiles, numbered as templates/tile_scheduler.cuh does
-    // The family counts the tiles (multicast pairs included) so that the
-    // tuner, the launch and the device scheduler share one formula; split-k
-    // adds a cluster of split_k blocks per tile (never with persistence).
-    const int64_t blocks = WgmmaSpFamily::tile_count(spec, cfg, n) * cfg.split_k;
-    require(blocks <= kMaxDim, fmt::format("{} blocks exceed the grid limit", blocks));
-    grid_x = unsigned(kernel.persistent ? std::min<int64_t>(blocks, kernel.resident_blocks) : blocks);
-    grid_y = grid_z = 1;
-    if (cfg.stream_k) {  // every resident block: those past the whole tiles take the tail's shares
-      grid_x = unsigned(kernel.resident_blocks);
-      const auto w = WgmmaSpFamily::stream_k_workspace(spec, cfg, n, int(grid_x));
-      if (w.split.parts > 1) {
-        const auto scratch = rt.stream_k_scratch(opt.stream, w.partial_floats, w.flags);
-        a.stream_k_partials = scratch.partials;
-        a.stream_k_flags = scratch.flags;
-      }
-    }
-  }
-  int smem = kernel.smem_bytes;
-  if (kernel.tile_prefix) {
-    smem += tile_prefix_bytes(spec.experts);
-    require(smem <= rt.device().info().max_smem_optin,
-            fmt::format("{} experts: the kernel's {} bytes of shared memory plus its tile prefix exceed the "
-                        "device's {}",
-                        spec.experts, kernel.smem_bytes, rt.device().info().max_smem_optin));
-  }
-  rt.device().make_current();
-  LaunchShape shape;
-  shape.grid_x = grid_x;
-  shape.grid_y = grid_y;
-  shape.grid_z = grid_z;
-  shape.threads = unsigned(kernel.threads);
-  shape.smem_bytes = unsigned(smem);
-  const CUresult rc =
-      launch_kernel(rt.device(), static_cast<CUfunction>(kernel.function), shape, static_cast<CUstream>(opt.stream),
-                    params);
-  if (rc != CUDA_SUCCESS)  // the message is built only on failure: this is the hot path
-    check(rc, fmt::format("launch {} {}", spec.to_string(), cfg.to_string()).c_str());
+  LaunchContext context{rt.device(), rt.launch_scratch()};
+  family.launch(l, context);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
 #include "core/cuda_driver.hpp"
+#include "backends/backend.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/environment.hpp"
@@ -28,7 +29,8 @@ struct KernelRuntime::DiskCache {
   RecordStore records;
 };
 
-KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path) : device_(device) {
+KernelRuntime::KernelRuntime(Device& device, const std::string& cache_path)
+    : device_(device), scratch_(std::make_unique<Scratch>(device)) {
   if (cache_path != "none") {
     const std::string path = cache_path.empty() ? default_cache_path() : cache_path;
     try {
@@ -53,7 +55,7 @@ KernelRuntime::~KernelRuntime() {
       if (s && s->module) driver().cuModuleUnload(s->module);
 }
 
-std::shared_ptr<KernelRuntime::Slot> KernelRuntime::slot_for(uint64_t key) {
+std::shared_ptr<KernelRuntime::Slot> KernelRuntime::slot_for(const KernelKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& s = table_[key];
   if (!s) s = std::make_shared<Slot>();
@@ -147,69 +149,45 @@ size_t KernelRuntime::loaded_count() const {
   return table_.size();
 }
 
-KernelRuntime::StreamKScratch KernelRuntime::stream_k_scratch(void* stream, int64_t partial_floats, int64_t flags) {
-  std::lock_guard<std::mutex> lock(scratch_mu_);
-  Scratch& s = scratch_[stream];
-  const size_t want_partials = size_t(partial_floats) * 4, want_flags = size_t(flags) * 4;
-  if (s.partials.bytes() < want_partials) {
-    device_.make_current();
-    retired_scratch_.push_back(std::move(s.partials));  // earlier launches may still use it
-    s.partials = DeviceBuffer(want_partials);
+// Per-stream device scratch for the backends' launches (backends/backend.hpp).
+class KernelRuntime::Scratch final : public LaunchScratch {
+ public:
+  explicit Scratch(Device& device) : device_(device) {}
+  Buffers scratch(void* stream, int64_t floats, int64_t zeroed_ints) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    PerStream& s = streams_[stream];
+    const size_t want_floats = size_t(floats) * 4, want_ints = size_t(zeroed_ints) * 4;
+    if (s.floats.bytes() < want_floats) {
+      device_.make_current();
+      retired_.push_back(std::move(s.floats));  // earlier launches may still use it
+      s.floats = DeviceBuffer(want_floats);
+    }
+    if (s.ints.bytes() < want_ints) {
+      device_.make_current();
+      retired_.push_back(std::move(s.ints));
+      s.ints = DeviceBuffer(want_ints);
+      s.ints.fill_bytes(0);
+      device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
+    }
+    return {static_cast<float*>(s.floats.data()), static_cast<int*>(s.ints.data())};
   }
-  if (s.flags.bytes() < want_flags) {
-    device_.make_current();
-    retired_scratch_.push_back(std::move(s.flags));
-    s.flags = DeviceBuffer(want_flags);
-    s.flags.fill_bytes(0);
-    device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
-  }
-  return {static_cast<float*>(s.partials.data()), static_cast<int*>(s.flags.data())};
-}
+
+ private:
+  struct PerStream {
+    DeviceBuffer floats, ints;
+  };
+  Device& device_;
+  std::mutex mu_;
+  std::unordered_map<void*, PerStream> streams_;
+  std::vector<DeviceBuffer> retired_;
+};
+
+LaunchScratch& KernelRuntime::launch_scratch() { return *scratch_; }
 
 const LoadedKernel& KernelRuntime::get(const KernelSpec& spec_in, const TileConfig& config) {
   KernelSpec spec = spec_in;
   spec.arch = device_.info().arch();
-  // Everything the generated source depends on (the arch is the device's),
-  // bit-packed into one integer: warm dispatch is a hash lookup with no
-  // formatting. Packing is exact (fields are range-checked), so two different
-  // kernels can never share a key.
-  const auto& sp = spec.sparsity;
-  uint64_t key = 0;
-  auto pack = [&](int64_t value, int bits) {
-    if (value < 0 || value >= (int64_t(1) << bits)) {
-      // A field the key cannot hold is one no valid config has: say why it is invalid where the family can.
-      if (auto why = kernel_family(spec.backend).invalid_reason(spec, config))
-        throw Error(ErrorCode::Unsupported, fmt::format("{} config {} invalid for {}: {}", backend_name(spec.backend),
-                                                        config.to_string(), spec.to_string(), *why));
-      throw Error(ErrorCode::InvalidArgument,
-                  fmt::format("kernel request out of range: {} {}", spec.to_string(), config.to_string()));
-    }
-    key = (key << bits) | uint64_t(value);
-  };
-  pack(int(spec.backend), 2);
-  pack(int(spec.op), 2);
-  pack(int(spec.dtype), 1);
-  pack(int(spec.epilogue), 2);
-  pack(spec.grouped ? 1 : 0, 1);
-  pack(sp.V == 32 ? 0 : sp.V == 64 ? 1 : sp.V == 128 ? 2 : sp.V == 256 ? 3 : 4, 2);  // validated V values
-  pack(sp.N, 4);
-  pack(sp.M, 4);
-  pack(config.block_m % 16 == 0 ? config.block_m / 16 : -1, 5);  // a multiple of 16 up to 496
-  pack(config.block_n % 8 == 0 ? config.block_n / 8 : -1, 6);  // a multiple of 8 up to 504
-  pack(config.block_k % 32 == 0 ? config.block_k / 32 : -1, 4);  // a multiple of 32 up to 480
-  pack(config.warps_m, 5);
-  pack(config.warps_n - 1, 4);  // 1 to 16 (at most 16 warps)
-  pack(config.stages, 4);
-  pack(config.split_k == 1 ? 0 : config.split_k == 2 ? 1 : config.split_k == 4 ? 2 : config.split_k == 8 ? 3 : 4,
-       2);  // validated split_k values
-  pack(config.persistent ? 1 : 0, 1);
-  pack(config.tokens_first ? 1 : 0, 1);
-  pack(config.multicast == 1 ? 0 : config.multicast == 2 ? 1 : 2, 1);  // validated values
-  pack(config.tokens_tma ? 1 : 0, 1);
-  pack(config.row_group == 0 ? 0 : config.row_group == 4 ? 1 : config.row_group == 8 ? 2 : config.row_group == 16 ? 3 : 4,
-       2);  // validated values
-  pack(config.split_operands ? 1 : 0, 1);
-  pack(config.stream_k ? 1 : 0, 1);  // 56 of 64 bits used
+  const KernelKey key{spec, config};
   std::shared_ptr<Slot> slot = slot_for(key);
   std::call_once(slot->once, [&] {
     const GeneratedKernel generated = kernel_family(spec.backend).generate(spec, config);

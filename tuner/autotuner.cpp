@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -20,17 +21,19 @@ constexpr int64_t kVerifyTokens = 100;
 
 }  // namespace
 
-TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore& store, const TuneOptions& opt,
+TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore* store, const TuneOptions& opt,
                      const TuneLog& log) {
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   if (opt.buckets.empty()) throw Error(ErrorCode::InvalidArgument, "no token buckets to tune");
   if (opt.backends.empty()) throw Error(ErrorCode::InvalidArgument, "no backend to tune");
-  // Candidates: every valid config of every backend this arch supports
-  // (wgmma_sp's search space is empty below sm_90a).
+  const int sm_count = backend.device().sm_count;
+  // Candidates of every backend this arch supports (wgmma_sp's search space
+  // is empty below sm_90a).
   struct Candidate {
     KernelSpec spec;
     TileConfig config;
+    std::vector<int64_t> default_for;  // Candidates::Defaults: the buckets it is the default of
     std::string name() const {
       return spec.backend == Backend::MmaSp ? config.to_string()
                                             : fmt::format("{}/{}", backend_name(spec.backend), config.to_string());
@@ -40,9 +43,29 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   for (Backend b : opt.backends) {
     KernelSpec bs = spec;
     bs.backend = b;
-    std::vector<TileConfig> cs = kernel_family(b).search_space(bs);
+    const KernelFamily& family = kernel_family(b);
+    if (opt.candidates == TuneOptions::Candidates::Defaults) {
+      if (family.search_space(bs).empty()) continue;  // not on this arch
+      for (int64_t bucket : opt.buckets) {
+        const TileConfig d = family.default_config(bs, bucket, sm_count);
+        auto same = std::find_if(configs.begin(), configs.end(),
+                                 [&](const Candidate& c) { return c.spec.backend == b && c.config == d; });
+        if (same == configs.end()) configs.push_back({bs, d, {bucket}});
+        else same->default_for.push_back(bucket);
+      }
+      continue;
+    }
+    std::vector<TileConfig> cs;
+    if (opt.candidates == TuneOptions::Candidates::Named) {
+      for (const std::string& text : opt.named) {
+        const TileConfig c = parse_config(text, b);
+        if (!family.invalid_reason(bs, c)) cs.push_back(c);
+      }
+    } else {
+      cs = family.search_space(bs);
+    }
     if (opt.max_configs > 0 && int(cs.size()) > opt.max_configs) cs.resize(size_t(opt.max_configs));
-    for (const auto& c : cs) configs.push_back({bs, c});
+    for (const auto& c : cs) configs.push_back({bs, c, {}});
   }
   TuneReport report;
   report.candidates = int(configs.size());
@@ -91,13 +114,16 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
   // 3. Per bucket: time everyone once, re-time the best few, record the winner
   //    (whichever backend it belongs to).
   int bucket_index = 0;
-  const int sm_count = backend.device().sm_count;
   for (int64_t bucket : opt.buckets) {
     std::vector<std::pair<double, Candidate>> timed;
     for (const auto& c : survivors) {
-      // Token tiles far wider than the bucket only waste work.
-      if (c.config.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
-      if (!kernel_family(c.spec.backend).worth_timing(c.spec, c.config, bucket, sm_count)) continue;
+      if (opt.candidates == TuneOptions::Candidates::Defaults) {
+        if (std::find(c.default_for.begin(), c.default_for.end(), bucket) == c.default_for.end()) continue;
+      } else if (opt.candidates == TuneOptions::Candidates::SearchSpace) {
+        // Token tiles far wider than the bucket only waste work.
+        if (c.config.block_n > std::max<int64_t>(32, 2 * bucket)) continue;
+        if (!kernel_family(c.spec.backend).worth_timing(c.spec, c.config, bucket, sm_count)) continue;
+      }
       try {
         timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
         log.timed(c.spec, c.config, bucket, timed.back().first);
@@ -109,9 +135,13 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
       for (const auto& c : survivors) timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
     auto by_time = [](const auto& a, const auto& b) { return a.first < b.first; };
     std::stable_sort(timed.begin(), timed.end(), by_time);
-    const size_t top = std::min(timed.size(), size_t(std::max(1, opt.retime_top)));
-    for (size_t i = 0; i < top; ++i) timed[i].first = backend.time_ms(timed[i].second.spec, timed[i].second.config, bucket);
-    std::stable_sort(timed.begin(), timed.begin() + long(top), by_time);
+    // The best few of each backend timed again, so that each backend's best
+    // (and the winner) is a re-timed figure, not a quick pass.
+    std::map<Backend, int> retimed;
+    for (auto& t : timed)
+      if (retimed[t.second.spec.backend]++ < std::max(1, opt.retime_top))
+        t.first = backend.time_ms(t.second.spec, t.second.config, bucket);
+    std::stable_sort(timed.begin(), timed.end(), by_time);
 
     const Candidate& win = timed[0].second;
     TuningRecord r;
@@ -121,8 +151,10 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     r.time_ms = timed[0].first;
     for (size_t i = 1; i < timed.size() && int(i) <= opt.runner_ups; ++i) r.runner_up_ms.push_back(timed[i].first);
     r.baseline_ms = backend.baseline_ms(spec, bucket);
-    store.put(r);
+    if (store) store->put(r);
     report.records.push_back(r);
+    report.timed.emplace_back();
+    for (const auto& t : timed) report.timed.back().push_back({t.second.spec, t.second.config, t.first});
     log.line(fmt::format("{} {} m{} k{} bucket {:>5}: {} {:.4f} ms ({:.2f}x cuBLAS {:.4f} ms){}", op_name(spec.op),
                          dtype_name(spec.dtype), spec.m, spec.k, bucket, win.name(), r.time_ms,
                          r.baseline_ms / r.time_ms, r.baseline_ms,

@@ -4,7 +4,7 @@
 // winner with the runner-ups and the baseline measured beside it.
 //
 // The tuner knows nothing about PTX or devices: it talks to a TuningBackend
-// (compile / verify / time). tuner/gpu_tuning_backend.hpp is the real one;
+// (compile / verify / time). tuner/op_runner.hpp is the real one;
 // tests inject a fake.
 #pragma once
 #include <cstdint>
@@ -33,12 +33,18 @@ class TuningBackend {
 
 struct TuneOptions {
   std::vector<int64_t> buckets = default_token_buckets();
+  // Which configs compete: every valid one of each backend's search space;
+  // at each bucket, each backend's untuned default for that bucket (what a
+  // user gets without tuning); or the named ones (text names).
+  enum class Candidates { SearchSpace, Defaults, Named };
+  Candidates candidates = Candidates::SearchSpace;
+  std::vector<std::string> named;
   // Backends whose search spaces compete; each bucket's record keeps the
   // winner's backend. Those the arch lacks contribute nothing.
   std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};
   int jobs = 0;          // parallel compiles; 0 = hardware threads
   int max_configs = 0;   // 0 = the whole search space
-  int retime_top = 3;    // candidates re-timed before a winner is picked
+  int retime_top = 3;    // candidates of each backend re-timed before a winner is picked
   int runner_ups = 3;    // runner-up times kept in the record
 };
 
@@ -52,15 +58,24 @@ struct TuneLog {
       [](const KernelSpec&, const TileConfig&, int64_t, double) {};
 };
 
+// One candidate's time at a bucket (after re-timing, for the best of each backend).
+struct TimedCandidate {
+  KernelSpec spec;  // its backend
+  TileConfig config;
+  double ms = 0.0;
+};
+
 struct TuneReport {
   std::vector<TuningRecord> records;  // one per bucket, as stored
+  std::vector<std::vector<TimedCandidate>> timed;  // per bucket, fastest first
   int candidates = 0;
   int compile_failures = 0;
   int wrong_answers = 0;
   double seconds = 0.0;
 };
 
-TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore& store, const TuneOptions& options,
+// store may be null: the records are then only reported (benchmarks).
+TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore* store, const TuneOptions& options,
                      const TuneLog& log);
 
 }  // namespace samoyeds

@@ -36,10 +36,7 @@ std::optional<std::string> MmaSpFamily::invalid_reason(const KernelSpec& spec, c
   // Its copies read whole row tiles: they must stay within the packed layout's row padding.
   if (c.block_m > DeviceLayout::kRowAlign) return "tile larger than the packed layout's row padding";
   if (auto why = pipeline_invalid_reason(spec, c)) return why;
-  if (!c.default_schedule())
-    return "split_k, multicast, persistent, tokens_first, row groups and stream-K are wgmma_sp schedules";
-  if (c.tokens_tma) return "token tiles by TMA are a wgmma_sp option";
-  if (c.split_operands) return "a warpgroup per operand is a wgmma_sp consumer layout";
+  if (!c.default_schedule()) return fmt::format("mma_sp has no schedule options ({} is another backend's)", c.to_string());
   if (c.block_n % 8 != 0 || c.block_n < 8 || c.block_n > 256) return "block_n must be a multiple of 8 in [8, 256]";
   if (c.warps_m < 1 || c.warps_n < 1 || c.threads() > 512) return "1 to 16 warps";
   if (c.block_m % (16 * c.warps_m) != 0) return "warp tile rows must be a multiple of 16";

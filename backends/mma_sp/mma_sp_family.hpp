@@ -20,6 +20,7 @@ class MmaSpFamily final : public KernelFamily {
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
+  void launch(const ExpertLaunch& launch, LaunchContext& context) const override;  // mma_sp_launch.cpp
 
   static MmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
   // Registers a thread may give to accumulators plus MMA fragments

@@ -11,6 +11,7 @@
 // warps_m = block_m / 16, warps_n = 1.
 #pragma once
 #include "backends/backend.hpp"
+#include "backends/wgmma_sp/wgmma_sp_config.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {
@@ -28,13 +29,25 @@ class WgmmaSpFamily final : public KernelFamily {
   std::optional<std::string> invalid_reason(const KernelSpec& spec, const TileConfig& cfg) const override;
   GeneratedKernel generate(const KernelSpec& spec, const TileConfig& cfg) const override;
   TileConfig default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
-  TileConfig gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const override;
   bool worth_timing(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int sm_count) const override;
+  const ScheduleFields* schedule_fields() const override { return &wgmma_sp_schedule_fields(); }
+  bool reads_rows_in_order(const TileConfig& cfg) const override { return WgmmaSpConfig::of(cfg).tokens_tma; }
+  TileConfig gathered_config(const KernelSpec& spec, const TileConfig& chosen, bool tuned, int64_t tokens,
+                             int sm_count) const override;
+  void launch(const ExpertLaunch& launch, LaunchContext& context) const override;  // wgmma_sp_launch.cpp
+
+  // The default for a call that gathers its token rows by id: default_config
+  // may pick tiles that read the rows in order (tokens_tma), which a gather
+  // cannot feed; this picks among the others.
+  TileConfig gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const;
 
   // Blocks of a launch at `tokens` tokens (per expert; every expert counted
   // for a grouped launch), before any split-k: one per tile, both blocks of
   // each multicast pair (a pair's second block may be past the tokens).
-  static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens);
+  static int64_t tile_count(const KernelSpec& spec, const WgmmaSpConfig& cfg, int64_t tokens);
+  static int64_t tile_count(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens) {
+    return tile_count(spec, WgmmaSpConfig::of(cfg), tokens);
+  }
 
   // A stream-K launch (cfg.stream_k) on `grid` blocks at `tokens` tokens:
   // how it splits its last round (stream_k_split, templates/kernel_args.cuh)
@@ -44,7 +57,10 @@ class WgmmaSpFamily final : public KernelFamily {
     StreamKSplit split;
     int64_t partial_floats = 0, flags = 0;
   };
-  static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int grid);
+  static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const WgmmaSpConfig& cfg, int64_t tokens, int grid);
+  static StreamKWorkspace stream_k_workspace(const KernelSpec& spec, const TileConfig& cfg, int64_t tokens, int grid) {
+    return stream_k_workspace(spec, WgmmaSpConfig::of(cfg), tokens, grid);
+  }
 
   // Whether the kernel can store its tiles by TMA (SsmmWgmmaWs's OUT_CHUNK):
   // single launches whose epilogue runs from registers (N = 1, no split-k,
@@ -54,8 +70,12 @@ class WgmmaSpFamily final : public KernelFamily {
   // multiple of 8 values (16-byte TMA strides, SsmmArgs::out_by_tma), else
   // the same kernel stores from registers. And the tokens of its chunks (the
   // TMA map's box; 0 without TMA stores).
-  static bool tma_store(const KernelSpec& spec, const TileConfig& cfg);
-  static int tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& cfg);
+  static bool tma_store(const KernelSpec& spec, const WgmmaSpConfig& cfg);
+  static int tma_store_chunk_tokens(const KernelSpec& spec, const WgmmaSpConfig& cfg);
+  static bool tma_store(const KernelSpec& spec, const TileConfig& cfg) { return tma_store(spec, WgmmaSpConfig::of(cfg)); }
+  static int tma_store_chunk_tokens(const KernelSpec& spec, const TileConfig& cfg) {
+    return tma_store_chunk_tokens(spec, WgmmaSpConfig::of(cfg));
+  }
 
  private:
   // default_config (rows_in_order: the call's token rows may be read in
@@ -64,16 +84,16 @@ class WgmmaSpFamily final : public KernelFamily {
   // Blocks that count as enough for the largest tile (0.7 of a wave: 92 on the H200 the rules were fitted on).
   static int64_t enough_blocks(int sm_count) { return int64_t(sm_count) * 7 / 10; }
   // The tile and stages of default_config, before its schedule.
-  TileConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;
+  WgmmaSpConfig default_tile(const KernelSpec& spec, int64_t tokens, int sm_count) const;
   // `tile` (its tile and stages) with the schedule default_config gives it at `tokens` tokens.
-  TileConfig schedule(const KernelSpec& spec, const TileConfig& tile, int64_t tokens, int sm_count) const;
-  static WgmmaSpResources resources(const KernelSpec& spec, const TileConfig& cfg);
+  WgmmaSpConfig schedule(const KernelSpec& spec, const WgmmaSpConfig& tile, int64_t tokens, int sm_count) const;
+  static WgmmaSpResources resources(const KernelSpec& spec, const WgmmaSpConfig& cfg);
   // f32 accumulators a consumer thread may hold (all slots of all operands).
   // From ptxas reports: one consumer warpgroup (256 threads) has 255
   // registers, two (384 threads) have 216 and three (512 threads) 160 after
   // the producer hands its registers over (setmaxnreg); 128 accumulators
   // fit in all three.
-  static int max_accumulator_regs(const KernelSpec& spec, const TileConfig& cfg) {
+  static int max_accumulator_regs(const KernelSpec& spec, const WgmmaSpConfig& cfg) {
     (void)spec;
     (void)cfg;
     return 128;

@@ -24,9 +24,8 @@ struct ConfigChoice {
   Backend backend = Backend::MmaSp;  // the record's winner may be either backend
   TileConfig config;
   // What a call that gathers its token rows by id runs where `config` reads
-  // them in order (TileConfig::tokens_tma), which a gather cannot feed: a
-  // tuned tile with the gather where the tile allows it, else the backend's
-  // gathered default at the same bucket. Equal to `config` otherwise.
+  // them in order, which a gather cannot feed (the backend's
+  // gathered_config). Equal to `config` otherwise.
   TileConfig gathered;
   Source source = Source::Heuristic;
   int64_t bucket = 0;  // the bucket whose record was used (0 for heuristic)
@@ -47,26 +46,19 @@ class ConfigSelector {
 
  private:
   ConfigChoice lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only);
-  // Every spec field a record is keyed by, whether the launch is grouped
-  // (its schedule differs), the bucket, the backend restriction (-1: any).
+  // The spec (its field list: KernelSpec::operator==, hash; its backend
+  // is `only`'s, or ignored when any backend may answer) and the bucket.
   struct MemoKey {
-    int op, dtype, epilogue, backend, V, N, M, experts, arch;  // arch: 2 * number + 1 for an "a" target
-    bool grouped;
-    int64_t m, k, bucket;
+    KernelSpec spec;
+    bool any_backend;
+    int64_t bucket;
     bool operator==(const MemoKey& o) const {
-      return op == o.op && dtype == o.dtype && epilogue == o.epilogue && backend == o.backend && V == o.V &&
-             N == o.N && M == o.M && experts == o.experts && arch == o.arch && grouped == o.grouped && m == o.m &&
-             k == o.k && bucket == o.bucket;
+      return spec == o.spec && any_backend == o.any_backend && bucket == o.bucket;
     }
   };
   struct MemoHash {
     size_t operator()(const MemoKey& k) const {
-      size_t h = 0;
-      for (int64_t v : {int64_t(k.op), int64_t(k.dtype), int64_t(k.epilogue), int64_t(k.backend), int64_t(k.V),
-                        int64_t(k.N), int64_t(k.M), int64_t(k.experts), int64_t(k.arch), int64_t(k.grouped), k.m,
-                        k.k, k.bucket})
-        h = h * 1000003u ^ std::hash<int64_t>()(v);
-      return h;
+      return k.spec.hash() * 1000003u ^ std::hash<int64_t>()(k.bucket * 2 + (k.any_backend ? 1 : 0));
     }
   };
   RecordStore* records_;

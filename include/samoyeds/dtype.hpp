@@ -7,6 +7,8 @@
 namespace samoyeds {
 
 enum class DType { f16, bf16 };
+// Tables indexed by dtype are this long; keys hold the dtype by value.
+constexpr int kDTypeCount = 2;
 
 const char* dtype_name(DType dtype);
 DType parse_dtype(const std::string& name);  // "f16"/"fp16"/"float16", "bf16"/"bfloat16"

@@ -11,27 +11,12 @@
 #include "samoyeds/config_selector.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/kernel_spec.hpp"
+#include "samoyeds/loaded_kernel.hpp"
 
 namespace samoyeds {
 
 struct GeneratedKernel;  // generator/generated_kernel.hpp
-
-struct LoadedKernel {
-  KernelSpec spec;
-  TileConfig config;
-  void* function = nullptr;  // CUfunction
-  int threads = 0;
-  int smem_bytes = 0;
-  std::string layout_id;
-  bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter, on a 1-D grid of tiles
-  bool persistent = false;   // grid: at most resident_blocks, each walking its tiles
-  int cluster_blocks = 1;    // blocks per cluster: a grid is a multiple of it
-  int resident_blocks = 0;   // persistent kernels: how many blocks (whole clusters) the device runs at once
-  bool tile_prefix = false;  // launch adds the grouped tile prefix to smem_bytes (generator/generated_kernel.hpp)
-  int registers = -1, spill_bytes = -1;
-  bool from_disk_cache = false;
-  double load_ms = 0.0;  // generate + cache lookup or compile + module load
-};
+class LaunchScratch;     // backends/backend.hpp
 
 class KernelRuntime {
  public:
@@ -52,36 +37,38 @@ class KernelRuntime {
   Device& device() { return device_; }
   size_t loaded_count() const;
 
-  // Device scratch of the stream-K launches (TileConfig::stream_k) on
-  // `stream` (a CUstream; launches on one stream run one after another, so
-  // they may share it): at least `partial_floats` floats and `flags` ints,
-  // the flags zero. Grown when a launch needs more; the smaller buffers it
+  // Device scratch the backends' launches ask for (backends/backend.hpp):
+  // per stream, grown when a launch needs more; the smaller buffers it
   // replaces are kept until the runtime goes (a launch queued with them may
-  // not have run yet). The kernels leave the flags zero again. Growing
-  // allocates and waits for a memset: not during a CUDA graph capture.
-  struct StreamKScratch {
-    float* partials = nullptr;
-    int* flags = nullptr;
-  };
-  StreamKScratch stream_k_scratch(void* stream, int64_t partial_floats, int64_t flags);
+  // not have run yet). Growing allocates and waits for a memset: not during
+  // a CUDA graph capture.
+  LaunchScratch& launch_scratch();
+
 
  private:
   struct Slot;
   struct DiskCache;
-  std::shared_ptr<Slot> slot_for(uint64_t key);
+  // Everything the generated source depends on, compared field by field
+  // (the field lists of KernelSpec and TileConfig): warm dispatch is one
+  // hash lookup with no formatting.
+  struct KernelKey {
+    KernelSpec spec;
+    TileConfig config;
+    bool operator==(const KernelKey& o) const { return spec == o.spec && config == o.config; }
+  };
+  struct KernelKeyHash {
+    size_t operator()(const KernelKey& k) const { return k.spec.hash() * 1000003u ^ k.config.hash(); }
+  };
+  std::shared_ptr<Slot> slot_for(const KernelKey& key);
   void load(Slot& slot, const GeneratedKernel& generated, const std::string& description);
   Device& device_;
   std::unique_ptr<DiskCache> disk_;
   std::unique_ptr<ConfigSelector> selector_;
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<Slot>> table_;  // family kernels
-  std::shared_ptr<Slot> utility_[8][2];                           // [which][dtype]
-  struct Scratch {
-    DeviceBuffer partials, flags;
-  };
-  std::mutex scratch_mu_;
-  std::unordered_map<void*, Scratch> scratch_;  // per stream
-  std::vector<DeviceBuffer> retired_scratch_;
+  std::unordered_map<KernelKey, std::shared_ptr<Slot>, KernelKeyHash> table_;  // family kernels
+  std::shared_ptr<Slot> utility_[8][kDTypeCount];                                // [which][dtype]
+  class Scratch;
+  std::unique_ptr<Scratch> scratch_;
 };
 
 }  // namespace samoyeds

@@ -1,6 +1,8 @@
 // What a kernel computes (KernelSpec) and how it is tiled (TileConfig): the
 // generator's whole input. Both are printable and hashable.
 #pragma once
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -18,12 +20,25 @@ enum class Op {
 const char* op_name(Op op);
 Op parse_op(const std::string& name);
 
+// Every backend, one line each: the enum value, its name in records and on
+// the command line, and its family (backends/registry.cpp). Adding a
+// backend is a folder under backends/ plus one line here.
+#define SAMOYEDS_BACKENDS(X)                                                 \
+  X(MmaSp, "mma_sp", mma_sp_family)       /* warp-level mma.sp (sm_80+) */   \
+  X(WgmmaSp, "wgmma_sp", wgmma_sp_family) /* warpgroup wgmma.sp (sm_90a) */
+
 enum class Backend {
-  MmaSp,    // warp-level mma.sp (sm_80+)
-  WgmmaSp,  // warpgroup wgmma.sp (sm_90a only)
+#define SAMOYEDS_BACKEND_ENUM(name, text, family) name,
+  SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_ENUM)
+#undef SAMOYEDS_BACKEND_ENUM
 };
 const char* backend_name(Backend b);
 Backend parse_backend(const std::string& name);
+
+// Every field a kernel is keyed by, once: equality, hashing and the memo
+// keys of dispatch derive from this list (the arch is compared apart).
+#define SAMOYEDS_SPEC_FIELDS(X) \
+  X(op) X(backend) X(dtype) X(m) X(k) X(sparsity.V) X(sparsity.N) X(sparsity.M) X(experts) X(grouped) X(epilogue)
 
 struct KernelSpec {
   Op op = Op::Ssmm;
@@ -40,55 +55,54 @@ struct KernelSpec {
 
   void validate() const;  // throws Error on an inconsistent spec
   std::string to_string() const;
+  bool operator==(const KernelSpec& o) const;
+  size_t hash() const;  // of the listed fields and the arch
 };
 
-struct TileConfig {
-  int block_m = 128;  // condensed weight rows per block
-  int block_n = 64;   // tokens per block
-  int block_k = 64;   // k columns per pipeline stage
-  int warps_m = 2, warps_n = 2;
-  int stages = 3;
-  // Schedule (wgmma_sp only; mma_sp takes the defaults):
-  int split_k = 1;            // blocks per tile, each a share of k, summed in a cluster (1, 2, 4, 8)
-  bool persistent = false;    // about one block per SM, each walking its tiles
-  bool tokens_first = false;  // tile order: token tile fastest (default: row tile fastest)
-  // Row-first order in groups of this many row tiles, each group walking
-  // every token tile before the next (0: off; 4, 8 or 16), so the tiles
-  // running at once keep their weights and tokens in L2.
-  int row_group = 0;
-  // Blocks of one cluster that share a row tile, each with its own token
-  // tile, the weight tiles brought once by TMA multicast (1 or 2).
-  int multicast = 1;
-  // Token tiles brought by TMA (2-D boxes of consecutive activation rows)
-  // instead of gathered row by row with cp.async, for calls whose rows are
-  // in order (no ids; or routed rows first copied into list order). A call
-  // that gathers by id runs the same tile with the gather (wgmma_sp only).
-  bool tokens_tma = false;
-  // Consumer layout (wgmma_sp, gated up projection, block_m = 64): a
-  // warpgroup per weight operand over the whole tile, instead of one
-  // warpgroup holding both operands; the tile may then be 128 tokens wide.
-  bool split_operands = false;
-  // Persistent single launches (wgmma_sp): the tiles that do not fill the
-  // last round are split along k over the idle blocks, their shares summed
-  // in a fixed order through a workspace (templates/ssmm_wgmma_ws.cuh).
-  bool stream_k = false;
+// A backend's schedule beyond the common tile (split-k, persistence, ...):
+// small integers the backend names in its own field list (backends/<name>/),
+// stored here by position so that configs compare, hash and print without
+// knowing which backend's they are. 0 stands for the field's default.
+struct ScheduleField {
+  const char* name;    // "split_k"
+  const char* suffix;  // in the text name: "_k" then the value, or the suffix alone for a flag
+  int default_value;   // what 0 stands for
+  bool flag;           // 0 or 1
+};
+struct ScheduleFields {
+  const ScheduleField* fields = nullptr;
+  int count = 0;
+};
 
-  // Threads of the MMA layout, warps_m x warps_n warps (the wgmma_sp kernel
-  // adds a producer warpgroup, and with split_operands a second layout).
+// The tile every backend has, one field list: the text name
+// ("bm128_bn64_bk64_w2x2_s3": prefix then value), parsing, equality and
+// hashing derive from it.
+#define SAMOYEDS_TILE_FIELDS(X) \
+  X(block_m, "bm", 128) X(block_n, "_bn", 64) X(block_k, "_bk", 64) X(warps_m, "_w", 2) X(warps_n, "x", 2) X(stages, "_s", 3)
+
+struct TileConfig {
+  // block_m: condensed weight rows per block; block_n: tokens per block;
+  // block_k: k columns per pipeline stage; warps_m x warps_n warps; stages.
+#define SAMOYEDS_TILE_MEMBER(name, prefix, init) int name = init;
+  SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_MEMBER)
+#undef SAMOYEDS_TILE_MEMBER
+  static constexpr int kMaxScheduleFields = 8;
+  // The backend's schedule, by the position of its field list; 0 = default.
+  std::array<int16_t, kMaxScheduleFields> schedule{};
+  // That field list (names and suffixes); null where every value is 0.
+  const ScheduleFields* schedule_fields = nullptr;
+
+  // Threads of the MMA layout, warps_m x warps_n warps (a backend may add more).
   int threads() const { return warps_m * warps_n * 32; }
-  // "bm128_bn64_bk64_w2x2_s3", then "_k2" (split_k), "_m2" (multicast), "_p" (persistent), "_tf"
-  // (tokens_first), "_g16" (row_group), "_so" (split_operands), "_xt" (tokens_tma), "_sk" (stream_k) where set.
+  bool default_schedule() const;  // every schedule value at its default
+  // The tile's name, then each schedule field away from its default:
+  // "bm128_bn64_bk128_w8x1_s4_p_tf".
   std::string to_string() const;
-  static TileConfig parse(const std::string& text);
-  bool operator==(const TileConfig& o) const {
-    return block_m == o.block_m && block_n == o.block_n && block_k == o.block_k && warps_m == o.warps_m &&
-           warps_n == o.warps_n && stages == o.stages && split_k == o.split_k && persistent == o.persistent &&
-           tokens_first == o.tokens_first && row_group == o.row_group && multicast == o.multicast && tokens_tma == o.tokens_tma &&
-           split_operands == o.split_operands && stream_k == o.stream_k;
-  }
-  bool default_schedule() const {
-    return split_k == 1 && !persistent && !tokens_first && row_group == 0 && multicast == 1 && !stream_k;
-  }
+  // The inverse of to_string() for a backend's field list (null: the tile alone).
+  static TileConfig parse(const std::string& text, const ScheduleFields* fields = nullptr);
+  bool operator==(const TileConfig& o) const;  // the tile and the schedule values
+  bool operator!=(const TileConfig& o) const { return !(*this == o); }
+  size_t hash() const;
 };
 
 // Largest dynamic shared memory one block may opt into, per architecture.

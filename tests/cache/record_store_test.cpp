@@ -1,4 +1,9 @@
 #include <gtest/gtest.h>
+
+#include "backends/wgmma_sp/wgmma_sp_family.hpp"
+
+#include "backends/backend.hpp"
+#include "backends/wgmma_sp/wgmma_sp_config.hpp"
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -12,6 +17,9 @@
 
 namespace samoyeds {
 namespace {
+
+// A config by its text name, schedule suffixes as wgmma_sp names them.
+WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
 
 std::string fresh(const std::string& name) {
   const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_rec_{}_{}", name, getpid());
@@ -199,7 +207,7 @@ TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
   g.experts = 64;
   g.grouped = true;
   // Tuned on the grouped launch of 64 experts at 8 tokens (schedule included).
-  TuningRecord r = record(8, TileConfig::parse("bm64_bn32_bk128_w4x1_s6_p_tf"), 0.05);
+  TuningRecord r = record(8, wg("bm64_bn32_bk128_w4x1_s6_p_tf"), 0.05);
   r.key = TuningKey::of(h200(), g, 8);
   r.backend = Backend::WgmmaSp;
   rs.put(r);
@@ -228,7 +236,7 @@ TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
   one.arch = "sm_90a";
   one.experts = 1;
   const auto tuned = [&](int64_t bucket, const char* cfg) {
-    TuningRecord r = record(bucket, TileConfig::parse(cfg), 0.1);
+    TuningRecord r = record(bucket, wg(cfg), 0.1);
     r.key = TuningKey::of(h200(), one, bucket);
     r.backend = Backend::WgmmaSp;
     rs.put(r);
@@ -237,16 +245,16 @@ TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
   tuned(4096, "bm192_bn128_bk128_w12x1_s3_p_g16_xt");
   tuned(8, "bm64_bn32_bk128_w4x1_s8_tf");
   ConfigSelector sel(&rs, h200());
-  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
   ConfigChoice c = sel.choose(one, 1024);
   EXPECT_EQ(c.gathered.to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16");  // the tuned tile, gathering
   c = sel.choose(one, 4096);
   EXPECT_EQ(c.gathered, w.gathered_default_config(one, 4096, 132));  // 192 rows cannot gather
-  EXPECT_FALSE(c.gathered.tokens_tma);
+  EXPECT_FALSE(WgmmaSpConfig::of(c.gathered).tokens_tma);
   EXPECT_EQ(sel.choose(one, 8).gathered, sel.choose(one, 8).config);  // it gathers already
   c = sel.choose(one, 64);  // no record within an octave: the heuristic, 64 x 64 tiles by TMA
   EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
-  EXPECT_TRUE(c.config.tokens_tma);
+  EXPECT_TRUE(WgmmaSpConfig::of(c.config).tokens_tma);
   EXPECT_EQ(c.gathered.to_string(), "bm128_bn32_bk128_w8x1_s8_tf");
 }
 

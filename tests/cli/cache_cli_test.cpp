@@ -1,5 +1,8 @@
 // samoyeds cache export / import / verify / prune, end to end through the CLI.
 #include <gtest/gtest.h>
+
+#include "backends/backend.hpp"
+#include "backends/wgmma_sp/wgmma_sp_config.hpp"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +17,9 @@
 
 namespace samoyeds {
 namespace {
+
+// A config by its text name, schedule suffixes as wgmma_sp names them.
+WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
 
 namespace fs = std::filesystem;
 
@@ -51,7 +57,7 @@ class CacheCli : public ::testing::Test {
     r.key.k = 4096;
     r.key.experts = 8;
     r.key.bucket = bucket;
-    r.config = TileConfig::parse(cfg);
+    r.config = wg(cfg);
     r.time_ms = ms;
     r.baseline_ms = 2 * ms;
     return r;

@@ -12,6 +12,9 @@
 namespace samoyeds {
 namespace {
 
+// A config by its text name, schedule suffixes as wgmma_sp names them.
+WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+
 KernelSpec spec() {
   KernelSpec s;
   s.op = Op::Ssmm;
@@ -26,7 +29,7 @@ KernelSpec spec() {
 const KernelFamily& fam() { return kernel_family(Backend::MmaSp); }
 
 TEST(Generator, SameSpecGivesSameSourceAndKey) {
-  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const WgmmaSpConfig c{128, 64, 64, 2, 2, 3};
   const auto a = fam().generate(spec(), c), b = fam().generate(spec(), c);
   EXPECT_EQ(a.source, b.source);
   EXPECT_EQ(binary_key(a, "sm_90a"), binary_key(b, "sm_90a"));
@@ -34,7 +37,7 @@ TEST(Generator, SameSpecGivesSameSourceAndKey) {
 }
 
 TEST(Generator, EveryCodeRelevantChangeChangesTheKey) {
-  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const WgmmaSpConfig c{128, 64, 64, 2, 2, 3};
   const std::string base = binary_key(fam().generate(spec(), c), "sm_90a");
   KernelSpec f16 = spec();
   f16.dtype = DType::f16;
@@ -42,7 +45,7 @@ TEST(Generator, EveryCodeRelevantChangeChangesTheKey) {
   sp.sparsity = {64, 1, 2};
   KernelSpec silu = spec();
   silu.epilogue = Epilogue::Silu;
-  TileConfig c2 = c;
+  WgmmaSpConfig c2 = c;
   c2.stages = 4;
   EXPECT_NE(base, binary_key(fam().generate(f16, c), "sm_90a"));
   EXPECT_NE(base, binary_key(fam().generate(sp, c), "sm_90a"));
@@ -63,7 +66,7 @@ TEST(Generator, BothBackendsRecordThePackedLayoutTheyRead) {
 }
 
 TEST(Generator, ShapeDoesNotEnterTheSourceSoShapesShareBinaries) {
-  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const WgmmaSpConfig c{128, 64, 64, 2, 2, 3};
   KernelSpec other = spec();
   other.m = 1408;
   other.k = 2048;
@@ -71,7 +74,7 @@ TEST(Generator, ShapeDoesNotEnterTheSourceSoShapesShareBinaries) {
 }
 
 TEST(Generator, GroupingChangesOnlyTheEntryPoint) {
-  const TileConfig c{128, 64, 64, 2, 2, 3};
+  const WgmmaSpConfig c{128, 64, 64, 2, 2, 3};
   KernelSpec g = spec();
   g.grouped = true;
   g.experts = 8;
@@ -174,55 +177,55 @@ TEST(Generator, RowPatternsNoTileCanHoldAreReportedUnsupported) {
 }
 
 TEST(Generator, TileConfigTextRoundTrips) {
-  const TileConfig c{64, 32, 128, 4, 1, 2};
-  EXPECT_EQ(TileConfig::parse(c.to_string()), c);
-  EXPECT_THROW(TileConfig::parse("bm64_bn32"), Error);
-  EXPECT_THROW(TileConfig::parse("bm64_bn32_bk128_w4x1_s2junk"), Error);
+  const WgmmaSpConfig c{64, 32, 128, 4, 1, 2};
+  EXPECT_EQ(wg(c.to_string()), c);
+  EXPECT_THROW(wg("bm64_bn32"), Error);
+  EXPECT_THROW(wg("bm64_bn32_bk128_w4x1_s2junk"), Error);
   // The schedule suffixes: each alone, together, and in to_string's order only.
-  TileConfig s = c;
+  WgmmaSpConfig s = c;
   s.split_k = 4;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_k4");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.split_k = 1;
   s.persistent = s.tokens_first = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_tf");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.persistent = false;
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.multicast = 2;
   s.persistent = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_m2_p_tf");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
-  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_k2").default_schedule());
-  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_m2").default_schedule());
+  EXPECT_EQ(wg(s.to_string()), s);
+  EXPECT_FALSE(wg("bm64_bn32_bk128_w4x1_s2_k2").default_schedule());
+  EXPECT_FALSE(wg("bm64_bn32_bk128_w4x1_s2_m2").default_schedule());
   s.tokens_tma = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_m2_p_tf_xt");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.tokens_first = s.persistent = false;
   s.multicast = 1;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_xt");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.persistent = true;
   s.row_group = 16;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_xt");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.split_operands = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_so_xt");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
+  EXPECT_EQ(wg(s.to_string()), s);
   s.split_operands = false;
   s.stream_k = true;
   EXPECT_EQ(s.to_string(), "bm64_bn32_bk128_w4x1_s2_p_g16_xt_sk");
-  EXPECT_EQ(TileConfig::parse(s.to_string()), s);
-  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_p_sk").default_schedule());
-  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_so") == TileConfig::parse("bm64_bn32_bk128_w4x1_s2"));
-  EXPECT_FALSE(TileConfig::parse("bm64_bn32_bk128_w4x1_s2_g8").default_schedule());
+  EXPECT_EQ(wg(s.to_string()), s);
+  EXPECT_FALSE(wg("bm64_bn32_bk128_w4x1_s2_p_sk").default_schedule());
+  EXPECT_FALSE(wg("bm64_bn32_bk128_w4x1_s2_so") == wg("bm64_bn32_bk128_w4x1_s2"));
+  EXPECT_FALSE(wg("bm64_bn32_bk128_w4x1_s2_g8").default_schedule());
   for (const char* bad : {"bm64_bn32_bk128_w4x1_s2_tf_p", "bm64_bn32_bk128_w4x1_s2_k0", "bm64_bn32_bk128_w4x1_s2_k",
                           "bm64_bn32_bk128_w4x1_s2_px", "bm64_bn32_bk128_w4x1_s2_p_p", "bm64_bn32_bk128_w4x1_s2_",
                           "bm64_bn32_bk128_w4x1_s2_m0", "bm64_bn32_bk128_w4x1_s2_p_m2", "bm64_bn32_bk128_w4x1_s2_xt_tf",
                           "bm64_bn32_bk128_w4x1_s2_xt_xt", "bm64_bn32_bk128_w4x1_s2_g0", "bm64_bn32_bk128_w4x1_s2_xt_g8",
                           "bm64_bn32_bk128_w4x1_s2_g8_tf", "bm64_bn32_bk128_w4x1_s2_xt_so", "bm64_bn32_bk128_w4x1_s2_so_g8",
                           "bm64_bn32_bk128_w4x1_s2_so_so", "bm64_bn32_bk128_w4x1_s2_sk_xt", "bm64_bn32_bk128_w4x1_s2_sk_sk"})
-    EXPECT_THROW(TileConfig::parse(bad), Error) << bad;
+    EXPECT_THROW(wg(bad), Error) << bad;
 }
 
 // Stream-K tails: the tiles past the last whole round, each in up to four
@@ -243,7 +246,7 @@ TEST(Generator, StreamKSplitsOnlyTheLastRound) {
   s.backend = Backend::WgmmaSp;
   s.arch = "sm_90a";
   const auto& family = kernel_family(Backend::WgmmaSp);
-  TileConfig c = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk");
+  WgmmaSpConfig c = wg("bm128_bn128_bk128_w8x1_s4_p_xt_sk");
   EXPECT_EQ(family.invalid_reason(s, c), std::nullopt);
   c.persistent = false;  // only persistent blocks have a last round to split
   EXPECT_NE(family.invalid_reason(s, c), std::nullopt);
@@ -271,12 +274,12 @@ TEST(Generator, StreamKSplitsOnlyTheLastRound) {
 
 TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   KernelSpec s = spec();
-  TileConfig split{64, 32, 64, 2, 2, 3};
+  WgmmaSpConfig split{64, 32, 64, 2, 2, 3};
   split.split_k = 2;
   EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(s, split), std::nullopt);
   s.backend = Backend::WgmmaSp;
   s.arch = "sm_90a";
-  TileConfig w{128, 64, 128, 8, 1, 3};
+  WgmmaSpConfig w{128, 64, 128, 8, 1, 3};
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
   w.split_k = 3;
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
@@ -289,14 +292,14 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   s.sparsity = {64, 2, 4};  // N > 1: several threads add into one output row, through shared memory
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, w), std::nullopt);
   // A split kernel is a cluster; the others are not.
-  TileConfig k4{64, 32, 128, 4, 1, 3};
+  WgmmaSpConfig k4{64, 32, 128, 4, 1, 3};
   k4.split_k = 4;
   EXPECT_NE(kernel_family(Backend::WgmmaSp).generate(s, k4).source.find("__cluster_dims__(4, 1, 1)"),
             std::string::npos);
   k4.split_k = 1;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).generate(s, k4).source.find("__cluster_dims__"), std::string::npos);
   // Multicast: a pair of blocks, never with split-k, never on mma_sp.
-  TileConfig m2{128, 64, 128, 8, 1, 3};
+  WgmmaSpConfig m2{128, 64, 128, 8, 1, 3};
   m2.multicast = 2;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, m2), std::nullopt);
   EXPECT_NE(kernel_family(Backend::WgmmaSp).generate(s, m2).source.find("__cluster_dims__(2, 1, 1)"),
@@ -310,15 +313,15 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), m2), std::nullopt);
   // 192-row tiles (three consumer warpgroups): token tiles by TMA, N = 1, no split-k, no multicast, one operand
   // per warpgroup, and experts of more than 128 condensed rows.
-  TileConfig t192{192, 128, 128, 12, 1, 3};
+  WgmmaSpConfig t192{192, 128, 128, 12, 1, 3};
   s.sparsity = {128, 1, 2};
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, t192), std::nullopt);  // gathering
   t192.tokens_tma = true;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, t192), std::nullopt);
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).generate(s, t192).threads, 512);
-  for (auto change : {+[](TileConfig& c) { c.split_k = 2; }, +[](TileConfig& c) { c.multicast = 2; },
-                      +[](TileConfig& c) { c.warps_m = 8; }}) {
-    TileConfig bad = t192;
+  for (auto change : {+[](WgmmaSpConfig& c) { c.split_k = 2; }, +[](WgmmaSpConfig& c) { c.multicast = 2; },
+                      +[](WgmmaSpConfig& c) { c.warps_m = 8; }}) {
+    WgmmaSpConfig bad = t192;
     change(bad);
     EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, bad), std::nullopt) << bad.to_string();
   }
@@ -331,14 +334,14 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated192, t192), std::nullopt);
   EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig{192, 64, 64, 4, 2, 3}), std::nullopt);
   // Token tiles by TMA: every op (the call decides whether its rows are in order), only on wgmma_sp.
-  TileConfig xt{128, 64, 128, 8, 1, 3};
+  WgmmaSpConfig xt{128, 64, 128, 8, 1, 3};
   xt.tokens_tma = true;
   s.sparsity = {128, 1, 2};
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, xt), std::nullopt);
   KernelSpec down = s;
   down.op = Op::Down;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(down, xt), std::nullopt);
-  TileConfig mma_xt{64, 32, 64, 2, 2, 3};
+  WgmmaSpConfig mma_xt{64, 32, 64, 2, 2, 3};
   mma_xt.tokens_tma = true;
   KernelSpec mma_down = spec();
   mma_down.op = Op::Down;
@@ -351,13 +354,13 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   k4.split_k = 4;
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, k4, 64, 132));     // 11 x 2 tiles
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, k4, 4096, 132));  // 11 x 128 tiles
-  TileConfig p{128, 64, 128, 8, 1, 3};
+  WgmmaSpConfig p{128, 64, 128, 8, 1, 3};
   p.persistent = true;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 64, 132));
   EXPECT_TRUE(kernel_family(Backend::WgmmaSp).worth_timing(s, p, 4096, 132));
   // Row groups: row-first only, of 4, 8 or 16 row tiles, timed only where
   // there are more row tiles than one group (otherwise the order is row-first's).
-  TileConfig g{128, 64, 128, 8, 1, 3};
+  WgmmaSpConfig g{128, 64, 128, 8, 1, 3};
   g.persistent = true;
   g.row_group = 16;
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
@@ -370,7 +373,7 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   g.row_group = 8;
   g.tokens_first = true;
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, g), std::nullopt);
-  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig::parse("bm64_bn32_bk64_w2x2_s3_g8")),
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), wg("bm64_bn32_bk64_w2x2_s3_g8")),
             std::nullopt);
   // A warpgroup per operand: the gated op's, at 64-row tiles, wgmma_sp only;
   // it halves the accumulators per thread (a 128-token tile fits) and adds
@@ -378,14 +381,14 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   KernelSpec gated = s;
   gated.op = Op::GatedUp;
   gated.epilogue = Epilogue::GatedSilu;
-  const TileConfig so = TileConfig::parse("bm64_bn128_bk128_w4x1_s3_so");
+  const WgmmaSpConfig so = wg("bm64_bn128_bk128_w4x1_s3_so");
   EXPECT_EQ(kernel_family(Backend::WgmmaSp).invalid_reason(gated, so), std::nullopt);
-  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, TileConfig::parse("bm64_bn128_bk128_w4x1_s3")),
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, wg("bm64_bn128_bk128_w4x1_s3")),
             std::nullopt);  // 256 accumulators per thread
   EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(s, so), std::nullopt);  // one operand
-  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_so")),
+  EXPECT_NE(kernel_family(Backend::WgmmaSp).invalid_reason(gated, wg("bm128_bn64_bk128_w8x1_s3_so")),
             std::nullopt);
-  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), TileConfig::parse("bm64_bn32_bk64_w2x2_s3_so")),
+  EXPECT_NE(kernel_family(Backend::MmaSp).invalid_reason(spec(), wg("bm64_bn32_bk64_w2x2_s3_so")),
             std::nullopt);
   const auto& wf = kernel_family(Backend::WgmmaSp);
   const GeneratedKernel split_kernel = wf.generate(gated, so);
@@ -398,18 +401,18 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   gated_grouped.grouped = true;
   gated_grouped.experts = 8;
   EXPECT_EQ(wf.generate(gated_grouped, so).smem_bytes, split_kernel.smem_bytes);
-  const GeneratedKernel narrow = wf.generate(gated_grouped, TileConfig::parse("bm64_bn64_bk128_w4x1_s3"));
+  const GeneratedKernel narrow = wf.generate(gated_grouped, wg("bm64_bn64_bk128_w4x1_s3"));
   EXPECT_EQ(narrow.threads, 256);
   EXPECT_EQ(split_kernel.smem_bytes - narrow.smem_bytes, 3 * 64 * 128 * 2 + 64 * 4 + 2 * (64 + 2) * 128 * 4 + 32);
   KernelSpec gated_n2 = gated;
   gated_n2.sparsity = {128, 2, 4};  // N = 2: the epilogue goes through the f32 tile in the stages, no exchange
-  TileConfig so_n2 = so;
+  WgmmaSpConfig so_n2 = so;
   so_n2.block_n = 32;  // 4 slots: one warpgroup holds both operands only at 32 tokens
-  TileConfig one_n2 = so_n2;
+  WgmmaSpConfig one_n2 = so_n2;
   one_n2.split_operands = false;
   EXPECT_EQ(wf.generate(gated_n2, so_n2).smem_bytes, wf.generate(gated_n2, one_n2).smem_bytes);
   const auto space = kernel_family(Backend::WgmmaSp).search_space(gated);
-  EXPECT_TRUE(std::any_of(space.begin(), space.end(), [](const TileConfig& c) { return c.split_operands; }));
+  EXPECT_TRUE(std::any_of(space.begin(), space.end(), [](const TileConfig& c) { return WgmmaSpConfig::of(c).split_operands; }));
   // A multicast pair needs a second token tile to share its weights with.
   m2.block_n = 64;
   EXPECT_FALSE(kernel_family(Backend::WgmmaSp).worth_timing(s, m2, 64, 132));
@@ -422,8 +425,8 @@ TEST(Generator, SchedulesAreWgmmaSpOnlyAndCheckedForWhatTheKernelCanDo) {
   KernelSpec grouped = s;
   grouped.grouped = true;
   grouped.experts = 64;
-  const TileConfig one = kernel_family(Backend::WgmmaSp).default_config(s, 8, 132);
-  const TileConfig all = kernel_family(Backend::WgmmaSp).default_config(grouped, 8, 132);
+  const WgmmaSpConfig one = WgmmaSpConfig::of(kernel_family(Backend::WgmmaSp).default_config(s, 8, 132));
+  const WgmmaSpConfig all = WgmmaSpConfig::of(kernel_family(Backend::WgmmaSp).default_config(grouped, 8, 132));
   EXPECT_GT(one.split_k, 1) << one.to_string();
   EXPECT_EQ(all.split_k, 1) << all.to_string();
   EXPECT_TRUE(all.persistent && all.tokens_first) << all.to_string();
@@ -446,7 +449,7 @@ TEST(Generator, DefaultConfigsAreValid) {
 // the spec (192-row tiles are not: before, a gathered launch whose default
 // was one failed with "invalid config").
 TEST(Generator, WgmmaSpGatheredDefaultsAreValidAndGather) {
-  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
   const int64_t shapes[][2] = {{14336, 4096}, {16384, 6144}, {12288, 3072}, {8192, 2048}, {5760, 2304},
                                {1408, 2048},  {4096, 14336}, {2048, 1408},  {20000, 256}};
   int differ = 0;
@@ -463,7 +466,7 @@ TEST(Generator, WgmmaSpGatheredDefaultsAreValidAndGather) {
           s.k = sh[1];
           s.grouped = grouped;
           s.experts = grouped ? 8 : 1;
-          const TileConfig g = w.gathered_default_config(s, n, kReferenceSmCount);
+          const WgmmaSpConfig g = WgmmaSpConfig::of(w.gathered_default_config(s, n, kReferenceSmCount));
           SCOPED_TRACE(s.to_string() + " n " + std::to_string(n) + ": " + g.to_string());
           EXPECT_FALSE(g.tokens_tma);
           EXPECT_EQ(w.invalid_reason(s, g), std::nullopt);
@@ -481,7 +484,7 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
     s.k = k;
     return s;
   };
-  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
+  const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
   const KernelSpec mixtral = expert(14336, 4096), deepseek = expert(1408, 2048), openmoe = expert(12288, 3072);
   const int sms = kReferenceSmCount;
   // Tiles and schedules: the fourth session's last sweep, gathering (after row selection by differences, quick
@@ -550,18 +553,18 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   grouped_up.grouped = true;
   grouped_up.experts = 8;
   EXPECT_EQ(w.default_config(grouped_up, 4096, sms).to_string(), "bm64_bn128_bk128_w4x1_s3_p_g16_so_xt");
-  EXPECT_FALSE(w.default_config(grouped_up, 1024, sms).split_operands);
+  EXPECT_FALSE(WgmmaSpConfig::of(w.default_config(grouped_up, 1024, sms)).split_operands);
   KernelSpec small_up = grouped_up;
   small_up.m = 1408;
   small_up.k = 2048;
   small_up.experts = 64;
   EXPECT_EQ(w.default_config(small_up, 4096, sms).to_string(), "bm128_bn64_bk128_w8x1_s4_p_tf");
-  EXPECT_FALSE(w.default_config(small_up, 256, sms).tokens_tma);
-  EXPECT_TRUE(w.default_config(grouped_up, 1024, sms).tokens_tma);
+  EXPECT_FALSE(WgmmaSpConfig::of(w.default_config(small_up, 256, sms)).tokens_tma);
+  EXPECT_TRUE(WgmmaSpConfig::of(w.default_config(grouped_up, 1024, sms)).tokens_tma);
   KernelSpec two_of_four = grouped_up;
   two_of_four.sparsity = {128, 2, 4};  // N = 2: not persistent, so not this tile
-  EXPECT_FALSE(w.default_config(two_of_four, 4096, sms).split_operands);
-  EXPECT_FALSE(w.default_config(mixtral_down, 64, sms).tokens_tma);
+  EXPECT_FALSE(WgmmaSpConfig::of(w.default_config(two_of_four, 4096, sms)).split_operands);
+  EXPECT_FALSE(WgmmaSpConfig::of(w.default_config(mixtral_down, 64, sms)).tokens_tma);
   // Fewer SMs: the same 22 tiles only split in two.
   EXPECT_EQ(w.default_config(deepseek, 64, 60).to_string(), "bm64_bn32_bk128_w4x1_s8_k2");
   for (int64_t n : {1, 7, 16, 64, 300, 4096})
@@ -581,7 +584,7 @@ TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
   s.op = Op::GatedUp;
   s.epilogue = Epilogue::GatedSilu;
   s.sparsity = {64, 1, 2};
-  const TileConfig c{128, 64, 128, 8, 1, 3};
+  const WgmmaSpConfig c{128, 64, 128, 8, 1, 3};
   const auto g = kernel_family(Backend::WgmmaSp).generate(s, c);
   // Per operand: values 128 x 64 x 2 B, metadata 8 x 64 x 4 B, selectors 2 segments x 128 B; two operands.
   EXPECT_NE(g.source.find("static_assert(Kernel::kTxBytes == " + std::to_string(2 * (16384 + 2048 + 256))),
@@ -593,7 +596,7 @@ TEST(Generator, WgmmaSpSourceAssertsTheTmaBytesOfTheHostBoxes) {
   d.backend = Backend::WgmmaSp;
   d.op = Op::Down;
   d.sparsity = {64, 1, 2};
-  TileConfig x = c;
+  WgmmaSpConfig x = c;
   x.tokens_tma = true;
   EXPECT_NE(kernel_family(Backend::WgmmaSp)
                 .generate(d, x)
@@ -612,40 +615,40 @@ TEST(Generator, WgmmaSpStoresTilesByTmaWhereTheBoxesFit) {
   s.arch = "sm_90a";
   s.m = 14336;
   s.k = 4096;
-  const KernelFamily& w = kernel_family(Backend::WgmmaSp);
-  const TileConfig t = TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt");
+  const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
+  const WgmmaSpConfig t = wg("bm128_bn128_bk128_w8x1_s4_p_g16_xt");
   EXPECT_TRUE(WgmmaSpFamily::tma_store(s, t));
   // Two buffers of 4 boxes of 64 rows by 16 tokens (16 KB) beside 200 KB of stages; 32 tokens would not fit.
   EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, t), 16);
   EXPECT_NE(w.generate(s, t).source.find(", false, 16>"), std::string::npos);  // ..., STREAM_K, OUT_CHUNK
   // Three stages leave room for chunks of 64 (64 KB).
-  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm128_bn128_bk128_w8x1_s3_p_xt")), 64);
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, wg("bm128_bn128_bk128_w8x1_s3_p_xt")), 64);
   // At most half the tile's tokens: a 32-token tile stores in two chunks of 16.
-  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm64_bn32_bk128_w4x1_s8_tf")), 16);
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, wg("bm64_bn32_bk128_w4x1_s8_tf")), 16);
   KernelSpec odd = s;  // the same kernel: such a launch stores from registers (SsmmArgs::out_by_tma = 0)
   odd.m = 14332;
   EXPECT_TRUE(WgmmaSpFamily::tma_store(odd, t));
   EXPECT_EQ(w.generate(odd, t).source, w.generate(s, t).source);
   // 192-row tiles: two buffers of 6 boxes by 16 tokens (24 KB).
-  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_g16_xt")), 16);
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(s, wg("bm192_bn128_bk128_w12x1_s3_p_g16_xt")), 16);
   KernelSpec grouped = s;
   grouped.grouped = true;
   grouped.experts = 8;
   EXPECT_FALSE(WgmmaSpFamily::tma_store(grouped, t));
   KernelSpec two_of_four = s;
   two_of_four.sparsity = {128, 2, 4};
-  EXPECT_FALSE(WgmmaSpFamily::tma_store(two_of_four, TileConfig::parse("bm128_bn128_bk128_w8x1_s3_xt")));
-  EXPECT_FALSE(WgmmaSpFamily::tma_store(s, TileConfig::parse("bm64_bn32_bk128_w4x1_s8_k4")));
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(two_of_four, wg("bm128_bn128_bk128_w8x1_s3_xt")));
+  EXPECT_FALSE(WgmmaSpFamily::tma_store(s, wg("bm64_bn32_bk128_w4x1_s8_k4")));
   // Two operands at 4 stages of 128 x 64: 212 KB of stages leave room for two buffers of 8 tokens only,
   // and chunks of 8 lost to the epilogue from registers: from registers, the config staying valid.
   KernelSpec gated = s;
   gated.op = Op::GatedUp;
   gated.epilogue = Epilogue::GatedSilu;
-  const TileConfig full = TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p");
+  const WgmmaSpConfig full = wg("bm128_bn64_bk128_w8x1_s4_p");
   EXPECT_FALSE(WgmmaSpFamily::tma_store(gated, full));
   EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(gated, full), 0);
   EXPECT_EQ(w.invalid_reason(gated, full), std::nullopt);
-  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(gated, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p")), 32);
+  EXPECT_EQ(WgmmaSpFamily::tma_store_chunk_tokens(gated, wg("bm128_bn64_bk128_w8x1_s3_p")), 32);
 }
 
 }  // namespace

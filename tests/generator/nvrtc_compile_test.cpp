@@ -25,6 +25,9 @@
 namespace samoyeds {
 namespace {
 
+// A config by its text name, schedule suffixes as wgmma_sp names them.
+WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+
 KernelSpec spec(const std::string& arch, DType dt, SparsityParams sp, Epilogue epi) {
   KernelSpec s;
   s.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
@@ -148,7 +151,7 @@ TEST(NvrtcWgmmaSp, EveryValidConfigOfEveryVariantCompilesWithoutSpills) {
   d.op = Op::Down;
   d.backend = Backend::WgmmaSp;
   const auto down = kernel_family(Backend::WgmmaSp).search_space(d);
-  EXPECT_TRUE(std::any_of(down.begin(), down.end(), [](const TileConfig& c) { return c.tokens_tma; }));
+  EXPECT_TRUE(std::any_of(down.begin(), down.end(), [](const TileConfig& c) { return WgmmaSpConfig::of(c).tokens_tma; }));
   compile_all(d, down);
   KernelSpec g = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   g.backend = Backend::WgmmaSp;
@@ -316,7 +319,7 @@ TEST(SassWgmmaSp, TokenTilesByTmaReplaceTheGather) {
   s.backend = Backend::WgmmaSp;
   for (const char* config : {"bm128_bn128_bk128_w8x1_s4_tf", "bm128_bn128_bk128_w8x1_s4_tf_xt",
                              "bm64_bn64_bk128_w4x1_s4_m2_p_tf_xt"}) {
-    const TileConfig c = TileConfig::parse(config);
+    const WgmmaSpConfig c = wg(config);
     const std::string sass = sass_of(tool, s, c);
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x)"))) << config << ": no sparse warpgroup MMA";
     EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config << " uses local memory";
@@ -339,7 +342,7 @@ TEST(SassWgmmaSp, TilesStoredByTmaWhereTheFamilySaysSo) {
   grouped.grouped = true;
   grouped.experts = 4;
   for (const char* config : {"bm128_bn128_bk128_w8x1_s4_p_xt", "bm192_bn128_bk128_w12x1_s3_p_g16_xt"}) {
-    const TileConfig c = TileConfig::parse(config);
+    const WgmmaSpConfig c = wg(config);
     for (const KernelSpec& k : {s, grouped}) {
       const std::string sass = sass_of(tool, k, c);
       const bool stores = std::regex_search(sass, std::regex(R"(\bUTMASTG\b)"));
@@ -360,7 +363,7 @@ TEST(SassWgmmaSp, SplitOperandsTakeWholeTokenTilesPerWarpgroup) {
   KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   s.backend = Backend::WgmmaSp;
   for (const char* config : {"bm64_bn128_bk128_w4x1_s3_p_g16_so_xt", "bm64_bn128_bk128_w4x1_s3_so"}) {
-    const std::string sass = sass_of(tool, s, TileConfig::parse(config));
+    const std::string sass = sass_of(tool, s, wg(config));
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x128x32)"))) << config << ": no m64n128 sparse MMA";
     EXPECT_FALSE(std::regex_search(sass, std::regex(R"(HGMMA\.SP\.64x64x32)"))) << config << ": still m64n64";
     EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << config << " uses local memory";
@@ -378,7 +381,7 @@ TEST(SassWgmmaSp, MulticastPairsReleaseStagesWithoutAGpuWideFence) {
   KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
   s.backend = Backend::WgmmaSp;
   for (const char* config : {"bm128_bn128_bk128_w8x1_s4_m2_tf", "bm64_bn64_bk128_w4x1_s4_m2_p_tf"}) {
-    const std::string sass = sass_of(tool, s, TileConfig::parse(config));
+    const std::string sass = sass_of(tool, s, wg(config));
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(UTMALDG\.2D\.MULTICAST)"))) << config << ": no multicast load";
     EXPECT_TRUE(std::regex_search(sass, std::regex(R"(SYNCS\.ARRIVE\.TRANS64\.RED)")))
         << config << ": no remote arrive";

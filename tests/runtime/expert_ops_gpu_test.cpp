@@ -20,6 +20,9 @@
 namespace samoyeds::test {
 namespace {
 
+// A config by its text name, schedule suffixes as wgmma_sp names them.
+WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+
 KernelRuntime& runtime() { return shared_runtime(); }
 
 struct Case {
@@ -69,7 +72,7 @@ Comparison run_case(const Case& c) {
   int64_t x_rows = c.x_rows;
   const int32_t* d_id = static_cast<const int32_t*>(d_ids.data());
   DeviceBuffer d_xg;
-  if (c.config && c.config->tokens_tma) {
+  if (c.config && WgmmaSpConfig::of(*c.config).tokens_tma) {
     d_xg = to_device(take_rows(x.data(), c.k, ids));
     xs = d_xg.data();
     x_rows = std::max<int64_t>(c.n, 1);
@@ -227,42 +230,42 @@ TEST_F(WgmmaSpGpu, SanitizerSmallCases) {
   // block with an empty k share: 3 k-tiles over 4), persistent blocks
   // walking several tiles in token-first order.
   run_case({DType::bf16, {128, 1, 2}, 200, 384, 37, 50, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn32_bk128_w4x1_s3_k4"), Backend::WgmmaSp});
+            wg("bm64_bn32_bk128_w4x1_s3_k4"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 520, 256, 150, 150, Epilogue::None,
-            TileConfig::parse("bm128_bn32_bk128_w8x1_s3_p_tf"), Backend::WgmmaSp});
+            wg("bm128_bn32_bk128_w8x1_s3_p_tf"), Backend::WgmmaSp});
   // Multicast pairs: weights sent to both blocks, stages released by both;
   // 3 token tiles, so the second pair's second block is past the tokens.
   run_case({DType::bf16, {128, 1, 2}, 520, 256, 150, 150, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
+            wg("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
   run_case({DType::f16, {64, 2, 4}, 520, 384, 150, 150, Epilogue::None,
-            TileConfig::parse("bm128_bn64_bk128_w8x1_s2_m2"), Backend::WgmmaSp});
+            wg("bm128_bn64_bk128_w8x1_s2_m2"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
-            TileConfig::parse("bm64_bn64_bk128_w4x1_s4_m2_p_tf"), Backend::WgmmaSp});
+            wg("bm64_bn64_bk128_w4x1_s4_m2_p_tf"), Backend::WgmmaSp});
   // Token tiles by TMA (down projection): a partial tile and k past the last
   // full box; a multicast pair whose second block's box lies wholly past
   // the rows; persistent blocks reusing their stages tile after tile.
   run_down_case({DType::bf16, {128, 1, 2}, 200, 136, 37, 37, Epilogue::None,
-                 TileConfig::parse("bm64_bn32_bk128_w4x1_s3_xt"), Backend::WgmmaSp});
+                 wg("bm64_bn32_bk128_w4x1_s3_xt"), Backend::WgmmaSp});
   run_down_case({DType::f16, {128, 1, 2}, 520, 384, 150, 150, Epilogue::None,
-                 TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf_xt"), Backend::WgmmaSp});
+                 wg("bm64_bn64_bk128_w4x1_s3_m2_tf_xt"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 2000, 256, 300, 300, Epilogue::None,
-                 TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf_xt"), Backend::WgmmaSp});
+                 wg("bm128_bn64_bk128_w8x1_s4_p_tf_xt"), Backend::WgmmaSp});
   // Row groups: 5 row tiles in groups of 4 (a short last group), persistent
   // blocks and one tile per block; grouped launches in check_grouped below.
   run_case({DType::bf16, {128, 1, 2}, 1200, 256, 300, 300, Epilogue::None,
-            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_g4_xt"), Backend::WgmmaSp});
+            wg("bm128_bn64_bk128_w8x1_s4_p_g4_xt"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 1200, 256, 300, 300, Epilogue::None,
-                 TileConfig::parse("bm128_bn64_bk128_w8x1_s3_g4_xt"), Backend::WgmmaSp});
+                 wg("bm128_bn64_bk128_w8x1_s3_g4_xt"), Backend::WgmmaSp});
   // A warpgroup per operand of the gated up projection: the hand-off of the
   // up accumulators through shared memory, tile after tile in persistent
   // blocks (16 row tiles x 10 token tiles: more than one wave on the H200);
   // through the pipeline's f32 tile with N = 2 and with split-k.
   run_case({DType::bf16, {128, 1, 2}, 2000, 256, 1200, 1200, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn128_bk128_w4x1_s3_p_so"), Backend::WgmmaSp});
+            wg("bm64_bn128_bk128_w4x1_s3_p_so"), Backend::WgmmaSp});
   run_case({DType::f16, {64, 2, 4}, 96, 256, 150, 150, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_so"), Backend::WgmmaSp});
+            wg("bm64_bn64_bk128_w4x1_s3_so"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 200, 384, 37, 50, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_k2_so"), Backend::WgmmaSp});
+            wg("bm64_bn64_bk128_w4x1_s3_k2_so"), Backend::WgmmaSp});
 }
 
 TEST_F(WgmmaSpGpu, EveryValidConfigPassesBf16OneOfTwo) {
@@ -296,7 +299,7 @@ TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
 // "invalid config" before).
 TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
   Case c{DType::bf16, {128, 1, 2}, 2048, 256, 1000, 1200, Epilogue::None,
-         TileConfig::parse("bm128_bn64_bk128_w8x1_s3_xt"), Backend::WgmmaSp};
+         wg("bm128_bn64_bk128_w8x1_s3_xt"), Backend::WgmmaSp};
   Expert w = make_expert(c);
   DeviceBuffer d_x = to_device(random_matrix(c.x_rows, c.k, c.dtype)), d_ids = to_device(random_ids(c.n, c.x_rows));
   PoisonedOutput y(c.n * c.m);
@@ -314,7 +317,7 @@ TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
   spec.sparsity = c.sp;
   const KernelFamily& family = kernel_family(Backend::WgmmaSp);
   const int sms = Device::get().info().sm_count;
-  ASSERT_TRUE(family.default_config(spec, c.n, sms).tokens_tma);
+  ASSERT_TRUE(family.reads_rows_in_order(family.default_config(spec, c.n, sms)));
   c.config.reset();
   run_case(c);  // the default config reads by TMA; this call gathers
   Case decode{DType::bf16, {128, 1, 2}, 12288, 256, 64, 300, Epilogue::None, std::nullopt, Backend::WgmmaSp};
@@ -341,7 +344,7 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
   spec.k = 392;
   spec.sparsity = {128, 1, 2};
   const auto configs = kernel_family(Backend::WgmmaSp).search_space(spec);
-  ASSERT_TRUE(std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return c.tokens_tma; }));
+  ASSERT_TRUE(std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return WgmmaSpConfig::of(c).tokens_tma; }));
   parallel_for(configs.size(), 8, [&](size_t i) { runtime().get(spec, configs[i]); });
   for (const auto& cfg : configs)
     run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
@@ -358,31 +361,31 @@ TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
 // has the stores: the failure the first version of this test found).
 TEST_F(WgmmaSpGpu, TmaStoredTilesMatchTheReference) {
   run_case({DType::bf16, {128, 1, 2}, 520, 256, 300, 300, Epilogue::Silu,
-            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
-  run_case({DType::f16, {128, 1, 4}, 1000, 384, 77, 77, Epilogue::None, TileConfig::parse("bm128_bn64_bk128_w8x1_s3_xt"),
+            wg("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
+  run_case({DType::f16, {128, 1, 4}, 1000, 384, 77, 77, Epilogue::None, wg("bm128_bn64_bk128_w8x1_s3_xt"),
             Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 1000, 256, 150, 150, Epilogue::GatedSilu,
-            TileConfig::parse("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
+            wg("bm64_bn64_bk128_w4x1_s3_m2_tf"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 2000, 256, 1200, 1200, Epilogue::None,
-                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt"), Backend::WgmmaSp});
+                 wg("bm128_bn128_bk128_w8x1_s4_p_xt"), Backend::WgmmaSp});
   // 16 x 19 = 304 tiles: persistent blocks store two or three tiles each.
   run_down_case({DType::f16, {128, 1, 2}, 4096, 256, 2400, 2400, Epilogue::None,
-                 TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_g16_xt"), Backend::WgmmaSp});
+                 wg("bm128_bn128_bk128_w8x1_s4_p_g16_xt"), Backend::WgmmaSp});
   // 192-row tiles (three warpgroups storing their own boxes): 1:1 (one box
   // each, 2-byte writes, chunks of 32), and a down projection of 11 x 19 =
   // 209 tiles (chunks of 16; blocks store one or two tiles).
   run_case({DType::f16, {128, 1, 1}, 1000, 256, 300, 300, Epilogue::Silu,
-            TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
+            wg("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
   run_down_case({DType::bf16, {128, 1, 2}, 4096, 256, 2400, 2400, Epilogue::None,
-                 TileConfig::parse("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
+                 wg("bm192_bn128_bk128_w12x1_s3_p_xt"), Backend::WgmmaSp});
   // Chunks of 64 tokens (one warpgroup, 64-row tiles), and of 16 in a
   // 32-token tile (one pair of chunks a tile).
   run_case({DType::bf16, {128, 1, 2}, 1000, 384, 300, 300, Epilogue::None,
-            TileConfig::parse("bm64_bn128_bk128_w4x1_s4_p_xt"), Backend::WgmmaSp});
+            wg("bm64_bn128_bk128_w4x1_s4_p_xt"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 1000, 256, 150, 150, Epilogue::Silu,
-            TileConfig::parse("bm64_bn32_bk128_w4x1_s8_p"), Backend::WgmmaSp});
+            wg("bm64_bn32_bk128_w4x1_s8_p"), Backend::WgmmaSp});
   run_case({DType::bf16, {128, 1, 2}, 204, 256, 300, 300, Epilogue::Silu,
-            TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
+            wg("bm128_bn64_bk128_w8x1_s4_p_tf"), Backend::WgmmaSp});
 }
 
 // A stream-K case must split tiles on the device it runs on (the grid is
@@ -425,14 +428,14 @@ TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
   } cases[] = {{"bm128_bn128_bk128_w8x1_s4_p_xt_sk", 1152}, {"bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk", 1664},
                {"bm128_bn128_bk128_w8x1_s4_p_sk", 1152}};
   for (const auto& c : cases)
-    run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, TileConfig::parse(c.config),
+    run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 1000, c.n, c.n, Epilogue::None, wg(c.config),
                       Backend::WgmmaSp});
   // Two operands a block (gated up), f16; and V = 256 at 1:4 (k = 1000 is
   // four 256-column segments: four shares of one segment each).
   run_stream_k_case({DType::f16, {128, 1, 2}, 4096, 1000, 576, 576, Epilogue::GatedSilu,
-                    TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
+                    wg("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
   run_stream_k_case({DType::bf16, {256, 1, 4}, 8192, 1000, 576, 576, Epilogue::None,
-                    TileConfig::parse("bm128_bn64_bk128_w8x1_s3_p_xt_sk"), Backend::WgmmaSp});
+                    wg("bm128_bn64_bk128_w8x1_s3_p_xt_sk"), Backend::WgmmaSp});
 }
 
 // Stream-K tails under compute-sanitizer: the same splits as above (144
@@ -440,9 +443,9 @@ TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
 // shares' workspace writes, flag handshake and ordered sum.
 TEST_F(WgmmaSpGpu, SanitizerStreamKTails) {
   run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 512, 1152, 1152, Epilogue::None,
-                    TileConfig::parse("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
+                    wg("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp});
   run_stream_k_case({DType::bf16, {128, 1, 2}, 4096, 512, 576, 576, Epilogue::GatedSilu,
-                    TileConfig::parse("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
+                    wg("bm128_bn64_bk128_w8x1_s4_p_sk"), Backend::WgmmaSp});
 }
 
 TEST_F(ExpertOpsGpu, DownCombineAddsIntoRoutedRowsDeterministically) {
@@ -552,10 +555,14 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, 
   opt.config = up_opt.config = grouped_up_opt.config = config;
   // Grouped, a config reading token tiles by TMA copies the tokens into list
   // order first; each expert's own launch gathers them with the same tile.
-  up_opt.config->tokens_tma = false;
+  WgmmaSpConfig up = WgmmaSpConfig::of(*up_opt.config);
+  up.tokens_tma = false;
+  up_opt.config = up.config();
   // A warpgroup per operand is the up projection's (two operands); the down
   // projection runs the same tile without it.
-  opt.config->split_operands = false;
+  WgmmaSpConfig down = WgmmaSpConfig::of(*opt.config);
+  down.split_operands = false;
+  opt.config = down.config();
   if (down_config) opt.config = down_config;
   DeviceBuffer in_order(size_t(rows * H * 2));
   grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),
@@ -610,15 +617,15 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
                              "bm64_bn128_bk128_w4x1_s3_p_so_xt", "bm64_bn64_bk128_w4x1_s4_p_g4_so",
                              "bm64_bn128_bk128_w4x1_s3_tf_so_xt", "bm64_bn64_bk128_w4x1_s3_k2_so"}) {
     SCOPED_TRACE(config);
-    check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse(config));
+    check_grouped_equals_per_expert(Backend::WgmmaSp, wg(config));
   }
   // 192-row down tiles (three consumer warpgroups) over 256 condensed rows an
   // expert: each expert's second row tile reads past its rows (into the next
   // expert's, or past the last), persistent and one tile per block.
   for (const char* down : {"bm192_bn128_bk128_w12x1_s3_p_tf_xt", "bm192_bn64_bk128_w12x1_s4_xt"}) {
     SCOPED_TRACE(down);
-    check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse("bm64_bn128_bk128_w4x1_s3_p_so_xt"), 512,
-                                    TileConfig::parse(down));
+    check_grouped_equals_per_expert(Backend::WgmmaSp, wg("bm64_bn128_bk128_w4x1_s3_p_so_xt"), 512,
+                                    wg(down));
   }
 }
 
@@ -626,7 +633,7 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
 // copying its tokens into list order and reading them by TMA, then the down
 // projection reading h by TMA.
 TEST_F(WgmmaSpGpu, SanitizerGroupedTokensInListOrder) {
-  check_grouped_equals_per_expert(Backend::WgmmaSp, TileConfig::parse("bm64_bn64_bk128_w4x1_s3_tf_xt"));
+  check_grouped_equals_per_expert(Backend::WgmmaSp, wg("bm64_bn64_bk128_w4x1_s3_tf_xt"));
 }
 
 TEST_F(ExpertOpsGpu, OutOfRangeIdsRaiseTheErrorFlagWithoutFaulting) {
@@ -709,7 +716,7 @@ void check_list_past_rows(Backend backend) {
   }
   if (backend == Backend::WgmmaSp) {
     LaunchOptions up = opt;
-    up.config = TileConfig::parse("bm64_bn64_bk128_w4x1_s3_tf_xt");  // reads the list-order copy by TMA
+    up.config = wg("bm64_bn64_bk128_w4x1_s3_tf_xt");  // reads the list-order copy by TMA
     PoisonedOutput hu(rows * I);
     const int f = flag_after([&] {
       grouped_gated_up(runtime(), g1, g3, d_x.data(), T, static_cast<const int32_t*>(d_list.data()),

@@ -85,7 +85,7 @@ TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
   std::vector<std::string> lines;
   TuneLog log;
   log.line = [&](const std::string& l) { lines.push_back(l); };
-  const TuneReport rep = tune_spec(spec(), fake, rs, opt, log);
+  const TuneReport rep = tune_spec(spec(), fake, &rs, opt, log);
   KernelSpec wg = spec();
   wg.backend = Backend::WgmmaSp;
   EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(spec()).size() +
@@ -123,7 +123,7 @@ TEST(Autotuner, EachBucketRecordsTheBackendThatWonAndDispatchFollowsIt) {
   TuneOptions opt;
   opt.buckets = {512, 1024};
   opt.jobs = 2;
-  const TuneReport rep = tune_spec(spec(), fake, rs, opt, {});
+  const TuneReport rep = tune_spec(spec(), fake, &rs, opt, {});
   ASSERT_EQ(rep.records.size(), 2u);
   EXPECT_EQ(rep.records[0].backend, Backend::MmaSp);
   EXPECT_EQ(rep.records[1].backend, Backend::WgmmaSp);
@@ -153,7 +153,7 @@ TEST(Autotuner, OnlyMmaSpCompetesBelowSm90a) {
   FakeBackend fake(s);
   TuneOptions opt;
   opt.buckets = {64};
-  const TuneReport rep = tune_spec(s, fake, rs, opt, {});
+  const TuneReport rep = tune_spec(s, fake, &rs, opt, {});
   EXPECT_EQ(rep.candidates, int(kernel_family(Backend::MmaSp).search_space(s).size()));
   EXPECT_EQ(rep.records.at(0).backend, Backend::MmaSp);
 }
@@ -167,7 +167,7 @@ TEST(Autotuner, NothingUsableIsAnError) {
   } fake(spec());
   TuneOptions opt;
   opt.buckets = {64};
-  EXPECT_THROW(tune_spec(spec(), fake, rs, opt, {}), Error);
+  EXPECT_THROW(tune_spec(spec(), fake, &rs, opt, {}), Error);
   EXPECT_TRUE(rs.list().empty());
 }
 
@@ -181,7 +181,7 @@ TEST(Autotuner, TwoProcessesTuningIntoOneFileLoseNothing) {
     TuneOptions opt;
     opt.buckets = default_token_buckets();
     opt.jobs = 1;
-    tune_spec(spec(4096 + 1024 * p), fake, rs, opt, {});
+    tune_spec(spec(4096 + 1024 * p), fake, &rs, opt, {});
   });
   EXPECT_EQ(failed, 0);
   SqliteStore db(path);

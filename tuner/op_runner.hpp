@@ -1,6 +1,8 @@
-// The tuner's backend on a real GPU: kernels through the KernelRuntime (JIT
-// and binary cache), correctness against the float64 reference, CUDA-event
-// medians over weights rotated past L2, cuBLAS measured beside them.
+// The one runner of the expert ops on a GPU, shared by the tuner, `samoyeds
+// bench` and the benchmark executables: it prepares a spec's inputs, runs a
+// candidate (spec's op and backend, a config) through the public ops,
+// checks it against the float64 reference and times it (CUDA-event medians
+// over weights rotated past L2), with cuBLAS and cuSPARSELt beside it.
 // A grouped spec (spec.grouped, spec.experts experts) is tuned as MoeLayer
 // launches it: every expert's weights, a batch of `tokens` tokens routed to
 // top_k experts each (tuner/random_routing.hpp), one grouped launch; its
@@ -19,12 +21,12 @@ namespace samoyeds {
 
 class PackedExpertWeights;  // samoyeds/expert_ops.hpp
 
-class GpuTuningBackend final : public TuningBackend {
+class OpRunner final : public TuningBackend {
  public:
   // max_tokens: the largest bucket that will be timed (sizes the buffers).
   // top_k: experts per token in the routing of grouped specs.
-  GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int top_k = 1);
-  ~GpuTuningBackend() override;
+  OpRunner(KernelRuntime& rt, int64_t max_tokens, int top_k = 1);
+  ~OpRunner() override;
 
   DeviceFingerprint device() override;
   void prepare(const KernelSpec& spec, const TileConfig& config) override;

@@ -1,4 +1,4 @@
-#include "tuner/gpu_tuning_backend.hpp"
+#include "tuner/op_runner.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "backends/backend.hpp"
 #include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -21,7 +22,7 @@ using tuning::random_fill;
 
 // Device data for timing one spec: weights in rotated copies, a token batch
 // four times the largest bucket, ids into it, gathered rows for cuBLAS.
-struct GpuTuningBackend::Problem {
+struct OpRunner::Problem {
   struct LtRun {  // cuSPARSELt for one token count: a plan and rotated compressed weights per operand
     std::vector<std::shared_ptr<tuning::CusparseLtBaseline::Plan>> plans;
     std::vector<std::vector<DeviceBuffer>> compressed;
@@ -36,7 +37,7 @@ struct GpuTuningBackend::Problem {
 
 // A grouped spec's data: every expert's weights (sparse for ours, dense for
 // cuBLAS), a token batch, and per token count its routing.
-struct GpuTuningBackend::Grouped {
+struct OpRunner::Grouped {
   int operands = 1;
   std::vector<GroupedExpertWeights> sparse;      // [operand]
   std::vector<std::vector<DeviceBuffer>> dense;  // [operand][expert]
@@ -117,7 +118,7 @@ bool matches_reference(const std::vector<uint16_t>& got, DType dtype, const std:
 
 }  // namespace
 
-GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int top_k)
+OpRunner::OpRunner(KernelRuntime& rt, int64_t max_tokens, int top_k)
     : rt_(rt), max_tokens_(max_tokens), top_k_(top_k) {
   if (top_k < 1) throw Error(ErrorCode::InvalidArgument, fmt::format("top_k {} (at least 1)", top_k));
   rt_.device().make_current();
@@ -126,13 +127,13 @@ GpuTuningBackend::GpuTuningBackend(KernelRuntime& rt, int64_t max_tokens, int to
   stream_ = s;
 }
 
-GpuTuningBackend::~GpuTuningBackend() { driver().cuStreamDestroy(static_cast<CUstream>(stream_)); }
+OpRunner::~OpRunner() { driver().cuStreamDestroy(static_cast<CUstream>(stream_)); }
 
-DeviceFingerprint GpuTuningBackend::device() { return current_fingerprint(rt_.device().info().ordinal); }
+DeviceFingerprint OpRunner::device() { return current_fingerprint(rt_.device().info().ordinal); }
 
-void GpuTuningBackend::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.get(spec, config); }
+void OpRunner::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.get(spec, config); }
 
-bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
+bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
   if (spec.grouped) return verify_grouped(spec, config, tokens, why);
   const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2), rows = tokens + 37;
   const bool gated = spec.op == Op::GatedUp;
@@ -177,7 +178,7 @@ bool GpuTuningBackend::verify(const KernelSpec& spec, const TileConfig& config, 
   return matches_reference(got, spec.dtype, ref.data, "", why);
 }
 
-GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
+OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   const std::string key = data_key(spec);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = problems_[key];
@@ -220,7 +221,7 @@ GpuTuningBackend::Problem& GpuTuningBackend::problem(const KernelSpec& spec) {
   return *slot;
 }
 
-void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
+void OpRunner::run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
                                      const PackedExpertWeights* w1, const void* x, int64_t x_rows,
                                      const int32_t* ids, const void* x_in_order, const float* p, int64_t tokens,
                                      void* y, void* stream) {
@@ -228,7 +229,9 @@ void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& c
   opt.stream = stream;
   opt.backend = spec.backend;  // without it a config valid for both backends would run mma_sp's kernel
   opt.config = config;
-  if (config.tokens_tma && spec.op != Op::Down) {  // down reads x in order already
+  // A kernel that reads rows in order gets them so (as a call with rows in
+  // order, e.g. a shared expert's, gives them); down reads x in order already.
+  if (kernel_family(spec.backend).reads_rows_in_order(config) && spec.op != Op::Down) {
     x = x_in_order;
     x_rows = tokens;
     ids = nullptr;
@@ -241,14 +244,14 @@ void GpuTuningBackend::run_candidate(const KernelSpec& spec, const TileConfig& c
     ssmm(rt_, w0, x, x_rows, ids, tokens, y, spec.epilogue, opt);
 }
 
-void GpuTuningBackend::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
+void OpRunner::launch(const KernelSpec& spec, const TileConfig& config, Problem& p, int copy, int64_t tokens) {
   const auto* w1 = spec.op == Op::GatedUp ? &p.sparse[1][size_t(copy) % p.sparse[1].size()] : nullptr;
   run_candidate(spec, config, p.sparse[0][size_t(copy) % p.sparse[0].size()], w1, p.x.data(), p.batch_rows,
                 static_cast<const int32_t*>(p.ids.data()), p.x_gathered.data(), static_cast<const float*>(p.p.data()),
                 tokens, p.y.data(), stream_);
 }
 
-double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
+double OpRunner::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
   if (tokens > max_tokens_) throw Error(ErrorCode::InvalidArgument, "bucket larger than the tuner's buffers");
   if (spec.grouped) {
     Grouped& g = grouped(spec);
@@ -263,7 +266,7 @@ double GpuTuningBackend::time_ms(const KernelSpec& spec, const TileConfig& confi
                            tuning::Launches::BackToBack);
 }
 
-double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
+double OpRunner::baseline_ms(const KernelSpec& spec, int64_t tokens) {
   if (spec.grouped) {  // cuBLAS expert after expert on the same routing (the classic loop)
     Grouped& g = grouped(spec);
     const Grouped::Batch& b = g.batch(spec, tokens, top_k_, mu_);
@@ -290,7 +293,7 @@ double GpuTuningBackend::baseline_ms(const KernelSpec& spec, int64_t tokens) {
   }, batch, 5, 2, tuning::Launches::BackToBack);
 }
 
-double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why) {
+double OpRunner::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why) {
   if (spec.grouped) {
     *why = "cuSPARSELt is not timed for grouped launches";
     return -1.0;
@@ -339,7 +342,7 @@ double GpuTuningBackend::cusparselt_ms(const KernelSpec& spec, int64_t tokens, s
 // top_k each: each list row against the float64 reference of its expert.
 // The data and the reference are built once per spec; each candidate runs
 // on them into a poisoned output.
-struct GpuTuningBackend::GroupedCheck {
+struct OpRunner::GroupedCheck {
   std::vector<GroupedExpertWeights> weights;  // [operand]
   tuning::RoutedBatch routed;
   int64_t x_rows = 0, rows = 0, m = 0;
@@ -348,7 +351,7 @@ struct GpuTuningBackend::GroupedCheck {
   std::vector<double> reference;  // [rows, m], list order
 };
 
-GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec& spec, int64_t tokens) {
+OpRunner::GroupedCheck& OpRunner::grouped_check(const KernelSpec& spec, int64_t tokens) {
   const std::string key = fmt::format("{} tokens {}", data_key(spec), tokens);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = checks_[key];
@@ -397,7 +400,7 @@ GpuTuningBackend::GroupedCheck& GpuTuningBackend::grouped_check(const KernelSpec
   return *slot;
 }
 
-bool GpuTuningBackend::verify_grouped(const KernelSpec& spec, const TileConfig& config, int64_t tokens,
+bool OpRunner::verify_grouped(const KernelSpec& spec, const TileConfig& config, int64_t tokens,
                                       std::string* why) {
   GroupedCheck& c = grouped_check(spec, tokens);
   // Candidates are checked one at a time (the autotuner's verify phase is serial).
@@ -419,7 +422,7 @@ bool GpuTuningBackend::verify_grouped(const KernelSpec& spec, const TileConfig& 
   return matches_reference(got, spec.dtype, c.reference, fmt::format("grouped over {} experts: ", spec.experts), why);
 }
 
-GpuTuningBackend::Grouped& GpuTuningBackend::grouped(const KernelSpec& spec) {
+OpRunner::Grouped& OpRunner::grouped(const KernelSpec& spec) {
   const std::string key = data_key(spec);
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = grouped_[key];
@@ -452,7 +455,7 @@ GpuTuningBackend::Grouped& GpuTuningBackend::grouped(const KernelSpec& spec) {
   return *slot;
 }
 
-GpuTuningBackend::Grouped::Batch& GpuTuningBackend::Grouped::batch(const KernelSpec& spec, int64_t tokens, int top_k,
+OpRunner::Grouped::Batch& OpRunner::Grouped::batch(const KernelSpec& spec, int64_t tokens, int top_k,
                                                                    std::mutex& mu) {
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = batches[tokens];
