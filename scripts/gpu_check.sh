@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$LO
 rm -rf /tmp/samoyeds-cubins
 
 if has tests; then
-  # A hang must not eat the session's device time: every part has a time limit.
+  # A hang must not eat the whole call's device time: every part has a time limit.
   timeout "${TEST_TIMEOUT:-420}" "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
     >"$LOGS/gpu_tests.log" 2>&1
   rc=$?

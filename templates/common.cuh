@@ -96,8 +96,8 @@ __device__ __forceinline__ float global_load_l2(const float* p) {
 // after all its blocks waited. No griddepcontrol.launch_dependents: the
 // next kernel may start as each block exits. Triggering it here instead
 // (its blocks resident early, waiting) made the H200's MoE layers 4-5%
-// slower at T = 4096. A no-op when the launch did not ask for programmatic
-// dependence, and before sm_90.
+// slower at T = 4096 (docs/perf-log.md, 2026-11-29, 7af0259). A no-op when
+// the launch did not ask for programmatic dependence, and before sm_90.
 __device__ __forceinline__ void grid_dependency_begin() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -5,7 +5,7 @@
 // a thread computes it once and applies it to every k-step's chunk. (Keeping
 // the XOR per (row, k-step) held 32 addresses live and spilled at
 // block_k = 128; 16-byte row padding avoided that too but ran 10-16% slower
-// than this layout on the H200, docs/perf-log.md.)
+// than this layout on the H200: docs/perf-log.md, 2026-11-29, 8c881d1.)
 #pragma once
 #include "samoyeds/common.cuh"
 

@@ -230,7 +230,8 @@ struct SsmmPipeline {
       // A lane's two words of a k-tile sit side by side (device_layout.hpp),
       // so a 64-column stage cannot take its half in 16-byte pieces; it
       // takes the whole k-tile (4-byte copies of its half made mma_sp 5%
-      // slower at n = 4096 on the H200; the whole k-tile costs 1-3%).
+      // slower at n = 4096 on the H200; the whole k-tile costs 1-3%:
+      // docs/perf-log.md, 2026-11-30, c7e0768).
       constexpr int kChunksPerTile = kMetaCols / 8;
 #pragma unroll
       for (int c = tid; c < kMetaBytes / 16; c += NTHREADS) {

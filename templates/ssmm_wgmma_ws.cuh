@@ -120,8 +120,9 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // MCAST = 2: a cluster of two blocks takes a row tile and two neighbouring
 // token tiles, one each. Each block's TMA brings half of the weight values
 // and metadata rows and multicasts them to both, so the pair reads its
-// weights from L2 once (at large n the kernel is L2-bound, and the weights
-// were a third of its L2 reads). A stage is then refilled only when the
+// weights from L2 once (built when the kernel looked L2-bound, the weights a
+// third of its L2 reads; it gained 1-3%: docs/perf-log.md, 2026-11-29,
+// a6e9999). A stage is then refilled only when the
 // consumers of both blocks have released it: each warp arrives on the
 // `empty` barrier of both. Each block gathers its own tokens.
 // STREAM_K (persistent single launches, N = 1, no warpgroup per operand,
@@ -139,7 +140,8 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // tokens copied into list order), so the token tile is a box of BN
 // consecutive rows per 128-byte column, brought by TMA through maps.tokens
 // (zeros past the rows and past k) instead of 16-byte cp.async pieces from
-// every producer thread: on the H200 the same bytes arrive ~1.25x faster.
+// every producer thread: on the H200 the same bytes arrive ~1.25x faster
+// (docs/perf-log.md, 2026-11-29, 76426db).
 template <class T, int BM, int BN, int BK, int STAGES, int V, int NKEEP, int MGROUP, int EPI, int SPLIT = 1,
           bool TOKENS_FIRST = false, int MCAST = 1, bool TOKENS_TMA = false, int ROW_GROUP = 0, bool SPLIT_OPS = false,
           bool STREAM_K = false, int OUT_CHUNK = 0>
@@ -186,9 +188,9 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // OUT_CHUNK > 0: the tile leaves through shared memory, OUT_CHUNK tokens at
   // a time (boxes of 64 original rows by the chunk's tokens), by TMA stores
   // that run on while the next tile's k-tiles multiply; the epilogue from
-  // registers kept the tensor cores idle while the stores drained (the
-  // math-only kernel without its epilogue took 15% less time on Mixtral up at
-  // n = 4096, H200, thirteenth session). Each consumer warpgroup stores its
+  // registers kept the tensor cores idle while the stores drained (15% of the
+  // math-only time: docs/perf-log.md, 2026-11-30, 38a20c2..508e639, and
+  // 3aa224d for this form). Each consumer warpgroup stores its
   // own boxes (its 64 condensed rows are MGROUP boxes) with its own barrier
   // and issuing thread, so no warpgroup waits for another's epilogue, and
   // stages chunks in two buffers in turn, so writing one chunk overlaps the

@@ -487,28 +487,21 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
   const KernelSpec mixtral = expert(14336, 4096), deepseek = expert(1408, 2048), openmoe = expert(12288, 3072);
   const int sms = kReferenceSmCount;
-  // Tiles and schedules: the fourth session's last sweep, gathering (after row selection by differences, quick
-  // pass of every config): each was the measured winner or within 3% of it, except DeepSeek n = 4096
-  // (bm128_bn64_s6_p_tf won by 8%: the tile rule favours fewer, larger tiles than the 2048-deep small expert
-  // wants). Since the sixth session, tiles of 64 or 128 tokens read them by TMA (_xt) where the call's rows are
-  // in order (a call that gathers runs the same tile with the gather), and such tiles of one launch take 4 stages
-  // (k of 16 k-tiles or more) and row tiles first unless all tiles run at once: the percentages of those are from
-  // the sixth session's quick passes on rows in order. Since the seventh, past one wave of tiles they run
-  // persistent, row-first, in groups of 16 row tiles where there are more ("winner": of that session's runs).
-  // Since the seventeenth, 33-64 tokens in order take 64 x 64 tiles by TMA where their row tiles make 0.7 of
-  // a wave (Mixtral 1.14x, OpenMoE-34B 1.10x, bf16 and f16); a call that gathers keeps 128 x 32, which the
-  // gathered 64 x 64 tile lost to by 1.18x; OpenMoE-8B's 64 row tiles keep the narrower tiles.
+  // Each default is the H200 winner of its cell or within a few % of it ("the winner", "+1%"), in the sweeps that
+  // set its rule: docs/perf-log.md, 2026-11-29 (3092a23, 76426db, 474575d) and 2026-11-30 (47f8cc2).
+  // 33-64 tokens in order take 64 x 64 tiles by TMA where their row tiles make 0.7 of a wave; a call that gathers
+  // keeps 128 x 32 (the gathered 64 x 64 tile is slower); OpenMoE-8B's 64 row tiles keep the narrower tiles.
   EXPECT_EQ(w.default_config(mixtral, 64, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
   EXPECT_EQ(w.default_config(mixtral, 48, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
   EXPECT_EQ(w.gathered_default_config(mixtral, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");  // the winner
   EXPECT_EQ(w.default_config(mixtral, 32, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");  // not below 33
   EXPECT_EQ(w.default_config(expert(8192, 2048), 64, sms).to_string(), "bm64_bn32_bk128_w4x1_s8_tf");
   EXPECT_EQ(w.default_config(mixtral, 256, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_tf_xt");   // the winner
-  // Since the thirteenth, with stream-K tails where the last round is at most half full (448 tiles on 132 SMs:
-  // 52 left, in two shares each; 1216 192-row tiles: 28 left, four shares): 1.05x and 1.02x faster, bf16.
+  // Stream-K tails where the last round is at most half full (7627402; 448 tiles on 132 SMs leave 52, in two
+  // shares each; 1216 192-row tiles leave 28, in four): docs/perf-log.md, 2026-11-30, 38a20c2..508e639.
   EXPECT_EQ(w.default_config(mixtral, 1024, sms).to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16_xt_sk");
-  // Since the eleventh, 192-row tiles where they take fewer waves (1.35 128-row tiles' time each): the
-  // winners of that session's quick pass, except DeepSeek n = 4096 (not in it; 1 wave against 2).
+  // 192-row tiles where they take fewer waves at 1.35x a 128-row tile's time (312452a, the winners of the
+  // 2026-11-30 quick pass), also for DeepSeek n = 4096 (not in that pass; 1 wave against 2).
   EXPECT_EQ(w.default_config(mixtral, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_g16_xt_sk");
   EXPECT_EQ(w.default_config(openmoe, 64, sms).to_string(), "bm64_bn64_bk128_w4x1_s8_xt");
   EXPECT_EQ(w.gathered_default_config(openmoe, 64, sms).to_string(), "bm128_bn32_bk128_w8x1_s8_tf");  // the winner
@@ -538,7 +531,7 @@ TEST(Generator, WgmmaSpDefaultsFollowTheMeasuredWinners) {
   grouped_down.grouped = true;
   grouped_down.experts = 8;
   // ... with 192-row tiles where they take fewer waves (Mixtral's and OpenMoE-34B's tuning winners at bucket 4096,
-  // eleventh session), not for DeepSeek's 1024 condensed rows (6 such tiles against 8).
+  // 2026-11-30, e09fcce), not for DeepSeek's 1024 condensed rows (6 such tiles against 8).
   EXPECT_EQ(w.default_config(grouped_down, 4096, sms).to_string(), "bm192_bn128_bk128_w12x1_s3_p_tf_xt");
   KernelSpec grouped_small_down = deepseek_down;
   grouped_small_down.grouped = true;

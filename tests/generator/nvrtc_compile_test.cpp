@@ -219,7 +219,7 @@ TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
 }
 
 // The limit is for an unloaded machine: a CI run while another build shared
-// the two cores measured 2.28 s.
+// the two cores measured 2.28 s (2026-11-29, ade2648).
 TEST(Nvrtc, CompileTimeIsUnderTwoSecondsPerKernel) {
   const KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096, kReferenceSmCount));
@@ -373,8 +373,9 @@ TEST(SassWgmmaSp, SplitOperandsTakeWholeTokenTilesPerWarpgroup) {
 // A multicast pair multicasts its weight tiles and releases every stage in
 // both blocks (a remote mbarrier arrive per consumer warp and k-tile). With a
 // cluster-scope release on that arrive, ptxas put a GPU-wide fence before it,
-// and the pairs ran 1.5x slower than single blocks on the H200: a GPU-scope
-// fence may appear only where a cluster barrier needs it.
+// and the pairs ran 1.5x slower than single blocks on the H200 (2026-11-29,
+// a6e9999, docs/perf-log.md): a GPU-scope fence may appear only where a
+// cluster barrier needs it.
 TEST(SassWgmmaSp, MulticastPairsReleaseStagesWithoutAGpuWideFence) {
   const std::string tool = find_cuobjdump();
   if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
