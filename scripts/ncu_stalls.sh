@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where one ssmm kernel's warps wait: Nsight Compute with PC sampling, then
 # the SASS lines with the most stall samples and the stall reasons overall.
-#   bash scripts/ncu_stalls.sh build SHAPE_INDEX TOKENS DTYPE CONFIG [BACKEND]
+#   bash scripts/ncu_stalls.sh build MODEL TOKENS DTYPE CONFIG [BACKEND]
 # NCU_SECTIONS adds sections (e.g. "--section MemoryWorkloadAnalysis_Tables").
 set -uo pipefail
 BUILD=${1:-build}
@@ -12,7 +12,7 @@ export SAMOYEDS_CACHE_DIR=${SAMOYEDS_CACHE_DIR:-/tmp/samoyeds-cache}
 rep=/tmp/ncu_stalls_$5
 ncu --clock-control none --kernel-name "samoyeds_ssmm_$BACKEND" --launch-skip 20 --launch-count 1 \
   --section WarpStateStats --section SourceCounters --section SpeedOfLight ${NCU_SECTIONS:-} -f -o "$rep" \
-  "$BUILD/bench/samoyeds_expert_bench" --shapes "${2:-0}" --tokens "${3:-1024}" --dtype "${4:-bf16}" \
+  "$BUILD/bench/samoyeds_expert_bench" --model "${2:-mixtral-8x7b}" --tokens "${3:-1024}" --dtype "${4:-bf16}" \
   --config "$5" --backend "$BACKEND" --csv /tmp/ncu_bench.csv >/dev/null 2>&1
 ncu -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUTDIR/ncu_source_$5.csv" 2>&1
 ncu -i "$rep.ncu-rep" --page details --print-details all > "$OUTDIR/ncu_details_$5.txt" 2>&1

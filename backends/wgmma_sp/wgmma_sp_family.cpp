@@ -199,12 +199,8 @@ bool WgmmaSpFamily::tma_store(const KernelSpec& spec, const WgmmaSpConfig& c) {
 
 // The largest chunk (64, 32 or 16 tokens, at most half the tile's: the
 // chunks come in pairs, one per buffer) two buffers of which fit beside the
-// stages; 0 where the kernel keeps the epilogue from registers. On the H200
-// (fourteenth session, quick passes, bf16 up and down projections of
-// Mixtral, OpenMoE-34B and -8B at n = 64-4096, against the same kernels
-// storing from registers) chunks of 8 tokens ran 0.92-1.03x (15 of 16 cells
-// slower), so tiles with room for no more keep the registers; 192-row tiles
-// in chunks of 16 gained 1-10% and 128-row tiles 1-12% at n >= 1024.
+// stages; 0 where the kernel keeps the epilogue from registers (chunks of 8
+// lost: perf-log, "TMA stores of the epilogue").
 int WgmmaSpFamily::tma_store_chunk_tokens(const KernelSpec& spec, const WgmmaSpConfig& c) {
   if (spec.grouped || spec.sparsity.N != 1 || c.split_k != 1 || c.split_operands) return 0;
   const int pipeline = pipeline_resources(spec, c, 1024).smem_bytes;

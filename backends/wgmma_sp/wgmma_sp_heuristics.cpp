@@ -25,78 +25,24 @@ int default_row_group(const KernelSpec& spec, int block_m) { return row_tiles(sp
 
 }  // namespace
 
-// From every config timed on the H200 (docs/perf-log.md): the largest tile
-// wins as long as the grid has 0.7 of a wave of blocks, even short of one
-// (Mixtral n = 256: 128x128 in 112 blocks beat 128x64 in 224 by 1.3x;
-// OpenMoE-34B n = 64: 128x32 in 96 blocks beat 64x32 in 192 by 1.28x); a
-// token tile at most half the tokens (n = 64: 128x32 beat 128x64); where no
-// tile reaches that many blocks (a 1408-row expert at n <= 256), the most
-// blocks (64x32). Three stages at 128-token tiles; below, the deepest
-// pipeline that fits. `tokens` is per expert for a single launch and the
-// per-expert bound for a grouped one.
-// Then the schedule, from the H200 sweep of every schedule (perf-log, fourth
-// session):
-// - more tiles than SMs, at most four waves of them, and N = 1: persistent
-//   blocks (DeepSeek n = 4096 -9%, Mixtral n = 1024 -4.5%) in token-first
-//   order; past four waves persistence lost once selection was cheap
-//   (OpenMoE n = 4096: 12 tiles per SM, +11%);
-// - tiles for at most half the SMs: split-k, the largest split of 2 or 4
-//   that still fits the SMs (DeepSeek n = 64: 22 tiles, k4 -26%); a split
-//   that makes a second wave lost everywhere (DeepSeek n = 256: k2 +13%);
-// - else one tile per block in token-first order (Mixtral n = 64 -6%,
-//   n = 256 -3.5%; equal on the small expert).
-// Token tiles by TMA where tiles are 64 or 128 tokens wide: on the H200 the
-// down projection's best config ran 1.17-1.27x faster with them on Mixtral
-// and OpenMoE at n = 256-4096 (1.03-1.14x on DeepSeek); only 32-token tiles
-// (4 KB boxes) lost, by 4-12%. A call that gathers by id runs the tile with
-// the gather instead (runtime/expert_ops.cpp).
-// With token tiles by TMA, one launch's tiles (the sixth session's quick
-// passes, bf16, Mixtral, OpenMoE-34B, DeepSeek at n = 256-4096, up and down
-// projections) want 4 stages at 128-token tiles where k spans at least 16
-// k-tiles (Mixtral up n = 4096: s4 0.3240 ms against s3 0.3607; the 11-k-tile
-// DeepSeek down lost 15% with s4), and row tiles first unless every tile
-// runs at once: tiles running together then share their token tile (Mixtral
-// up n = 4096: 0.3240 against 0.3841 token-first; persistent Mixtral down
-// n = 4096: 0.2996 against 0.3591). Over those 18 cells the defaults went
-// from 1.13x to 1.06x the best config on average. The seventh session's runs
-// (same shapes, rows in order) confirmed them against the previous defaults
-// (Mixtral up n = 256 1.13x, n = 4096 1.10x; Mixtral down n = 4096 1.17x)
-// and added: past one wave of tiles (N = 1) persistent blocks in row-first
-// order beat one tile per block at any number of waves, 1.5-6.6% on Mixtral
-// and 3-5% on OpenMoE-34B up at n = 4096 in four runs each (the four-wave
-// cap of schedule() came from gathered token-first runs); and where there
-// are more than 16 row tiles, walking them in groups of 16 (row_group) gave
-// another 1-3.5% in three runs. Grouped launches keep the schedule the MoE
-// layer was measured with (their tiles may grow to 192 rows, below), except
-// for the gated up projection from 4096 tokens: a warpgroup per operand over
-// 64 x 128 tiles, persistent, row-first in groups of 16 where there are more
-// row tiles (eighth session, Mixtral's
-// tuning run at bucket 4096: 1.54 ms against 1.68 for the best other config;
-// at bucket 1024 it lost by 3%).
-// The grouped gated up projection reads token tiles by TMA only after a copy
-// of the routed tokens into list order (one pass over T * top_k rows of k
-// values), whose cost against the projection's work goes as 1/m: on
-// Mixtral's 14336-row experts the copy and `_xt` won (bucket 1024: 0.485 ms
-// against 0.523 gathering; 4096: 1.54 against 1.79), on DeepSeek's 1408-row
-// ones the gather won (4096: bm128_bn64_s4_p_tf 0.309 ms against 0.336 with
-// `_xt`, 0.335 with the `_so` tile), so experts under 4096 rows gather.
-// A call that gathers its rows by id gets schedule()'s tile, the rule fitted
-// on gathered tiles (fourth session), with persistent token-first blocks at
-// any number of waves past one (N = 1). Before, it ran the in-order
-// default's tile with the gather, which failed with "invalid config" where
-// that tile was 192 rows, and was slower elsewhere: on the H200 (seventeenth
-// session, bf16, two passes, gathered) bm128_bn128_s3_p_tf beat the
-// in-order tiles with the gather (s4_p_g16, s4_p_g16_sk) by 1.03-1.11x on
-// Mixtral and OpenMoE-34B at n = 1024 and 4096, and the same tile without
-// persistence by 1.04-1.07x at n = 4096 (7.8 and 13.6 waves: the four-wave
-// cap of schedule() no longer holds).
-// 33-64 tokens in order, one launch of one operand: 64 x 64 tiles by TMA
-// where their row tiles make 0.7 of a wave. On the H200 (seventeenth
-// session, bf16 and f16, n = 48 and 64, two passes each) they beat the
-// 128 x 32 gathered default by 1.14x on Mixtral (13.4 against 15.3 us),
-// 1.17x on Mixtral-8x22B and 1.10x on OpenMoE-34B; gathered, the same tile
-// ran 1.18x slower than 128 x 32, and where the row tiles are fewer
-// (OpenMoE-8B: 64, MiniCPM: 45) the default's narrower tiles tied or won.
+// The defaults, rule by rule (each rule's measurements on the H200:
+// docs/perf-log.md, "the measurements behind wgmma_sp's default rules"):
+// - tile: the largest that gives 0.7 of a wave of blocks; a token tile at
+//   most half the tokens; where none reaches that, the most blocks. Three
+//   stages at 128-token tiles, else the deepest pipeline that fits;
+// - schedule: persistent token-first blocks past one wave (at most four, N =
+//   1); split-k 4 or 2 where tiles fill at most half the SMs; else one tile
+//   per block, token-first;
+// - rows in order: token tiles by TMA at 64/128-token tiles, 4 stages at
+//   128-token tiles over >= 16 k-tiles, row-first persistent blocks past a
+//   wave in groups of 16 row tiles; 64 x 64 tiles at 33-64 tokens where
+//   they make 0.7 of a wave; grouped gated up from 4096 tokens: a warpgroup
+//   per operand over 64 x 128 tiles (experts of >= 4096 rows: the list
+//   copy pays only there);
+// - a call that gathers by id: schedule()'s tile, persistent token-first
+//   past one wave.
+// `tokens` is per expert for a single launch and the per-expert bound for a
+// grouped one.
 TileConfig WgmmaSpFamily::default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const {
   return default_for(spec, tokens, sm_count, true);
 }
@@ -143,17 +89,8 @@ TileConfig WgmmaSpFamily::default_for(const KernelSpec& spec, int64_t tokens, in
     order_tiles(t);
     if (!invalid_reason(spec, t)) x = t;
   }
-  // 192-row tiles (three consumer warpgroups, 3 stages) for 128 x 128 `_xt`
-  // tiles where they take fewer waves (one launch: in the order their count
-  // asks for; grouped: the same schedule): on the H200 (eleventh session,
-  // rows in order) one ran like 1.35 128-row tiles once the waves were many
-  // (Mixtral up n = 4096: 14 waves of 128 rows against 10 of 192, 1.06x
-  // faster), and won or lost by the waves where they were few (MiniCPM up
-  // n = 1024: 1 wave against 2, 1.54x; OpenMoE-8B up n = 1024: 2 against 2,
-  // 0.82x). Grouped down projections at bucket 4096 (tuning runs, every
-  // config): Mixtral's and OpenMoE-34B's winners were 192-row tiles, 1.22x
-  // and 1.16x the 128-row default; their layers at T = 4096 took 1% and 6%
-  // less time with them.
+  // 192-row tiles for 128 x 128 `_xt` tiles where they take fewer waves
+  // (one ran like 1.35 128-row tiles; perf-log, "192-row tiles").
   WgmmaSpConfig w = x;
   w.block_m = 192;
   w.warps_m = 12;
@@ -162,13 +99,9 @@ TileConfig WgmmaSpFamily::default_for(const KernelSpec& spec, int64_t tokens, in
   const auto waves = [&](const WgmmaSpConfig& t) { return (tile_count(spec, t, tokens) + sm_count - 1) / sm_count; };
   // invalid_reason(w) also rules out tiles that gather (192 rows are `_xt` only).
   if (x.block_m == 128 && x.block_n == 128 && !invalid_reason(spec, w) && waves(w) * 1.35 < waves(x)) x = w;
-  // Stream-K tails wherever persistent row-first tiles of one operand leave
-  // a last round at most half full (the grid taken as one block per SM, as
-  // these tiles run): on the H200 (thirteenth session, quick passes,
-  // Mixtral-8x7B and -8x22B up, bf16 and f16, n = 1024 and 4096) `_sk` ran
-  // 1.01-1.05x faster where it split and equal where it did not; it never
-  // lost. The gated projection's tails (two operands' partial tiles) are
-  // correct but were not timed, so its defaults keep whole tiles.
+  // Stream-K tails where persistent row-first tiles of one operand leave a
+  // last round at most half full (1.01-1.05x, never slower; perf-log,
+  // "Stream-K tails"). The gated projection's tails were not timed.
   WgmmaSpConfig k = x;
   k.stream_k = true;
   if (!spec.grouped && weight_operands(spec) == 1 && x.persistent && !x.tokens_first && !invalid_reason(spec, k) &&
