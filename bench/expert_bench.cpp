@@ -53,7 +53,7 @@ struct Args {
   SparsityParams sparsity{128, 1, 2};
   std::string cubin_dir;  // write the winners' binaries here (for cuobjdump)
   std::string configs_csv;  // every config's quick-pass time, for heuristics and the perf log
-  std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};  // those the device supports
+  std::vector<Backend> backends = all_backends();  // those the device supports
   // ssmm: the model's up projection on gathered tokens (ids); down: its down
   // projection (m and k swapped) on compact rows with routing weights, as
   // MoeLayer runs it.
@@ -114,7 +114,10 @@ int main(int argc, char** argv) try {
   std::ofstream csv(args.csv);
   csv << "model,m,k,n,dtype,ours_ms,ours_tflops,cublas_ms,cublas_tflops,cusparselt_ms,cusparselt_tflops,"
          "x_cublas,x_cusparselt,best_config,second_ms,third_ms,registers,spill_bytes,rows,instruction_tflops,"
-         "backend,mma_sp_ms,wgmma_sp_ms,mma_sp_config,wgmma_sp_config\n";
+         "backend";
+  for (Backend b : all_backends()) csv << "," << backend_name(b) << "_ms";
+  for (Backend b : all_backends()) csv << "," << backend_name(b) << "_config";
+  csv << "\n";
   std::vector<std::string> table;
   const SparsityParams sp = args.sparsity;
   std::ofstream configs_csv;
@@ -176,23 +179,26 @@ int main(int argc, char** argv) try {
         const auto ms_of = [&](Backend b) { return best_of.count(b) ? best_of[b]->ms : 0.0; };
         const auto config_of = [&](Backend b) { return best_of.count(b) ? best_of[b]->config.to_string() : ""; };
         csv << fmt::format("{},{},{},{},{},{:.4f},{:.1f},{:.4f},{:.1f},{:.4f},{:.1f},{:.3f},{:.3f},{},{:.4f},{:.4f},{},{},{},{:.1f},"
-                           "{},{:.4f},{:.4f},{},{}\n",
+                           "{}",
                            model, m, k, n, dtype_name(dt), ours_ms, tflops(m, n, k, ours_ms), cublas_ms,
                            tflops(m, n, k, cublas_ms), lt_ms, lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt,
                            best.config.to_string(), timed.size() > 1 ? timed[1].ms : 0.0,
                            timed.size() > 2 ? timed[2].ms : 0.0, bk.registers, bk.spill_bytes,
                            fmt::format("{}:{}", sp.N, sp.M), tflops(m, n, k, ours_ms) * sp.N / sp.M,
-                           backend_name(best.spec.backend), ms_of(Backend::MmaSp), ms_of(Backend::WgmmaSp),
-                           config_of(Backend::MmaSp), config_of(Backend::WgmmaSp));
+                           backend_name(best.spec.backend));
+        for (Backend b : all_backends()) csv << fmt::format(",{:.4f}", ms_of(b));
+        for (Backend b : all_backends()) csv << "," << config_of(b);
+        csv << "\n";
         csv.flush();
         const auto backend_x = [&](Backend b) {
           return best_of.count(b) ? fmt::format("{:.2f}x", cublas_ms / best_of[b]->ms) : std::string("-");
         };
-        table.push_back(fmt::format(
-            "{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x | mma_sp {} wgmma_sp {} | {} {}",
-            model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms), tflops(m, n, k, cublas_ms),
-            lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt, backend_x(Backend::MmaSp),
-            backend_x(Backend::WgmmaSp), backend_name(best.spec.backend), best.config.to_string()));
+        std::string per_backend;
+        for (Backend b : all_backends()) per_backend += fmt::format(" {} {}", backend_name(b), backend_x(b));
+        table.push_back(fmt::format("{:<18} {:>5}x{:<5} {:>5} {:<4} {:>7.1f} {:>7.1f} {:>7.1f} {:>6.2f}x {:>6.2f}x |{} | {} {}",
+                                    model, m, k, n, dtype_name(dt), tflops(m, n, k, ours_ms), tflops(m, n, k, cublas_ms),
+                                    lt_ms > 0 ? tflops(m, n, k, lt_ms) : 0.0, x_cublas, x_lt, per_backend,
+                                    backend_name(best.spec.backend), best.config.to_string()));
         fmt::print("{}\n", table.back());
         std::fflush(stdout);
         if (!args.cubin_dir.empty()) {

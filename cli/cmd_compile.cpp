@@ -72,7 +72,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
     // default: what an untuned launch dispatches to; all: every backend's
     // whole search space (what tuning would try).
     std::vector<Backend> backends = {default_backend(spec)};
-    if (which == "all") backends = {Backend::MmaSp, Backend::WgmmaSp};
+    if (which == "all") backends = all_backends();
     for (Backend b : backends) {
       spec.backend = b;
       const auto& family = kernel_family(b);

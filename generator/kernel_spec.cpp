@@ -36,6 +36,15 @@ const char* backend_name(Backend b) {
   return "?";
 }
 
+const std::vector<Backend>& all_backends() {
+  static const std::vector<Backend> all = {
+#define SAMOYEDS_BACKEND_ALL(name, text, family) Backend::name,
+      SAMOYEDS_BACKENDS(SAMOYEDS_BACKEND_ALL)
+#undef SAMOYEDS_BACKEND_ALL
+  };
+  return all;
+}
+
 Backend parse_backend(const std::string& name) {
   std::string known;
 #define SAMOYEDS_BACKEND_PARSE(value, text, family)  \

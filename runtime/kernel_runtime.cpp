@@ -87,7 +87,6 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   k.threads = generated.threads;
   k.smem_bytes = generated.smem_bytes;
   k.layout_id = generated.layout_id;
-  k.weight_maps = generated.weight_maps;
   k.persistent = generated.persistent;
   k.tile_prefix = generated.tile_prefix;
   k.cluster_blocks = generated.cluster_blocks;

@@ -41,7 +41,7 @@ struct TuneOptions {
   std::vector<std::string> named;
   // Backends whose search spaces compete; each bucket's record keeps the
   // winner's backend. Those the arch lacks contribute nothing.
-  std::vector<Backend> backends = {Backend::MmaSp, Backend::WgmmaSp};
+  std::vector<Backend> backends = all_backends();
   int jobs = 0;          // parallel compiles; 0 = hardware threads
   int max_configs = 0;   // 0 = the whole search space
   int retime_top = 3;    // candidates of each backend re-timed before a winner is picked

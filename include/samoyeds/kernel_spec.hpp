@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "samoyeds/dtype.hpp"
 #include "samoyeds/format.hpp"
@@ -33,6 +34,8 @@ enum class Backend {
 #undef SAMOYEDS_BACKEND_ENUM
 };
 const char* backend_name(Backend b);
+// Every backend of SAMOYEDS_BACKENDS, in its order.
+const std::vector<Backend>& all_backends();
 Backend parse_backend(const std::string& name);
 
 // Every field a kernel is keyed by, once: equality, hashing and the memo

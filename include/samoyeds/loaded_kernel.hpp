@@ -13,7 +13,6 @@ struct LoadedKernel {
   int threads = 0;
   int smem_bytes = 0;
   std::string layout_id;
-  bool weight_maps = false;  // launched with TmaWeightMaps as its second parameter, on a 1-D grid of tiles
   bool persistent = false;   // grid: at most resident_blocks, each walking its tiles
   int cluster_blocks = 1;    // blocks per cluster: a grid is a multiple of it
   int resident_blocks = 0;   // persistent kernels: how many blocks (whole clusters) the device runs at once
