@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "generator/generated_kernel.hpp"
+#include "samoyeds/backends.hpp"
 #include "samoyeds/kernel_spec.hpp"
 #include "samoyeds/loaded_kernel.hpp"
 
@@ -107,8 +108,7 @@ class KernelFamily {
 constexpr int kReferenceSmCount = 132;
 
 const KernelFamily& kernel_family(Backend backend);
-// The config's text name parsed for `backend` (its schedule suffixes).
-TileConfig parse_config(const std::string& text, Backend backend);
+
 // The backend an untuned launch of `spec` uses: wgmma_sp where the arch has
 // it and its search space holds a config for the spec (sm_90a: faster than
 // mma_sp on every shape measured on the H200, docs/perf-log.md), else mma_sp.

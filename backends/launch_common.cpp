@@ -8,6 +8,10 @@
 
 namespace samoyeds {
 
+void require(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::InvalidArgument, what);
+}
+
 SsmmArgs ssmm_args(const ExpertLaunch& l) {
   SsmmArgs a{};
   for (int i = 0; i < 2; ++i) {

@@ -29,9 +29,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
   KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));
   int64_t max_tokens = 1;
   for (int64_t t : tokens) max_tokens = std::max(max_tokens, t);
-  OpRunner backend(rt, max_tokens, model.top_k);  // the routed experts run grouped, as in the layer
+  OpRunner runner(rt, max_tokens, model.top_k);  // the routed experts run grouped, as in the layer
   const DType dt = parse_dtype(args.get("--dtype", "bf16"));
-  fmt::print("{} on {}\n", model.display_name, backend.device().to_string());
+  fmt::print("{} on {}\n", model.display_name, runner.device().to_string());
   fmt::print("{:<9} {:>13} {:>6} {:<26} {:<22} {:>8} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "op", "m x k", "tokens",
              "config", "chosen by", "load ms", "from", "ours ms", "cuBLAS ms", "/cuBLAS", "cuSPLt", "/cuSPLt");
   std::string lt_absent;
@@ -41,11 +41,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
       KernelSpec chosen = spec;
       chosen.backend = choice.backend;
       const LoadedKernel& k = rt.get(chosen, choice.config);
-      const double ours = backend.time_ms(chosen, choice.config, n), dense = backend.baseline_ms(spec, n);
-      const double lt = backend.cusparselt_ms(spec, n, &lt_absent);
+      const double ours = runner.time_ms(chosen, choice.config, n), dense = runner.baseline_ms(spec, n);
+      const double lt = runner.cusparselt_ms(spec, n, &lt_absent);
       fmt::print("{:<9} {:>6}x{:<6} {:>6} {:<26} {:<22} {:>8.2f} {:>5} {:>8.4f} {:>9.4f} {:>7.2f}x {:>8} {:>8}\n",
                  op_name(spec.op), spec.m, spec.k, n,
-                 fmt::format("{}{}", choice.backend == Backend::MmaSp ? "" : "wgmma_sp ", choice.config.to_string()),
+                 fmt::format("{}/{}", backend_name(choice.backend), choice.config.to_string()),
                  choice.source == ConfigChoice::Source::Heuristic
                      ? std::string("heuristic")
                      : fmt::format("{} ({})", choice_source_name(choice.source), choice.bucket),

@@ -14,6 +14,7 @@
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
+#include "samoyeds/config_selector.hpp"
 #include "samoyeds/tuning_record.hpp"
 
 namespace samoyeds::cli {

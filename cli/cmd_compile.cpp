@@ -43,7 +43,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   const std::string arch = args.get("--arch", "sm_90a");
   const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
   const std::string dtype_arg = args.get("--dtype", "all");
-  std::vector<DType> dtypes = dtype_arg == "all" ? std::vector<DType>{DType::f16, DType::bf16}
+  std::vector<DType> dtypes = dtype_arg == "all" ? all_dtypes()
                                                  : std::vector<DType>{parse_dtype(dtype_arg)};
   const std::string which = args.get("--configs", "default");
   if (which != "default" && which != "all")

@@ -134,7 +134,7 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     if (!csv) throw Error(ErrorCode::IoError, "cannot write " + path);
     if (fresh) csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error\n";
   }
-  const double tol = dt == DType::f16 ? 1e-3 : 8e-3;
+  const double tol = dtype_tolerance(dt);
   bool all_ok = true;
   fmt::print("{:>6} {:>11} {:>12} {:>12} {:>9} {:>10}  {}\n", "T", "samoyeds ms", "cuBLAS loop", "cuBLAS group",
              "vs best", "rel error", "workspace");

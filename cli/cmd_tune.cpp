@@ -104,7 +104,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
   int tuned = 0;
   for (const auto& model : sweep.models) {
     // The routed experts are tuned grouped, on routings of the model's top-k.
-    OpRunner backend(rt, sweep.buckets.back(), model.top_k);
+    OpRunner runner(rt, sweep.buckets.back(), model.top_k);
     for (DType dt : sweep.dtypes)
       for (const KernelSpec& spec0 : model_expert_specs(model, rt.device().info().arch(), dt, sweep.sparsity)) {
         // The shared experts' single launches (experts = 1, after the routed
@@ -123,11 +123,11 @@ int cmd_tune(const std::vector<std::string>& argv) {
                          dtype_name(s.dtype), (long long)s.m, (long long)s.k, s.grouped ? 1 : 0, (long long)bucket,
                          backend_name(s.backend), c.to_string().c_str(), ms);
           };
-        const TuneReport rep = tune_spec(spec0, backend, &records, opt, log);
+        const TuneReport rep = tune_spec(spec0, runner, &records, opt, log);
         fmt::print("{}: {} candidates, {} failed to compile, {} wrong; {} buckets in {:.1f} s\n", label,
                    rep.candidates, rep.compile_failures, rep.wrong_answers, rep.records.size(), rep.seconds);
         for (const auto& r : rep.records)
-          fmt::print("  bucket {:>5}: {:<26} {:>9.4f} ms  {:.2f}x cuBLAS\n", r.key.bucket, r.config.to_string(),
+          fmt::print("  bucket {:>5}: {:<35} {:>9.4f} ms  {:.2f}x cuBLAS\n", r.key.bucket, fmt::format("{}/{}", backend_name(r.backend), r.config.to_string()),
                      r.time_ms, r.baseline_ms / r.time_ms);
         ++tuned;
       }

@@ -7,12 +7,54 @@
 
 namespace samoyeds {
 
-const char* dtype_name(DType dtype) { return dtype == DType::f16 ? "f16" : "bf16"; }
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+#define SAMOYEDS_DTYPE_NAME(value, name, aliases, device, tolerance) \
+  case DType::value: return name;
+    SAMOYEDS_DTYPES(SAMOYEDS_DTYPE_NAME)
+#undef SAMOYEDS_DTYPE_NAME
+  }
+  return "?";
+}
 
-DType parse_dtype(const std::string& name) {
-  if (name == "f16" || name == "fp16" || name == "float16" || name == "half") return DType::f16;
-  if (name == "bf16" || name == "bfloat16") return DType::bf16;
-  throw Error(ErrorCode::InvalidArgument, "unknown dtype '" + name + "' (expected f16 or bf16)");
+const char* dtype_device_type(DType dtype) {
+  switch (dtype) {
+#define SAMOYEDS_DTYPE_DEVICE(value, name, aliases, device, tolerance) \
+  case DType::value: return device;
+    SAMOYEDS_DTYPES(SAMOYEDS_DTYPE_DEVICE)
+#undef SAMOYEDS_DTYPE_DEVICE
+  }
+  return "?";
+}
+
+double dtype_tolerance(DType dtype) {
+  switch (dtype) {
+#define SAMOYEDS_DTYPE_TOLERANCE(value, name, aliases, device, tolerance) \
+  case DType::value: return tolerance;
+    SAMOYEDS_DTYPES(SAMOYEDS_DTYPE_TOLERANCE)
+#undef SAMOYEDS_DTYPE_TOLERANCE
+  }
+  return 0.0;
+}
+
+const std::vector<DType>& all_dtypes() {
+  static const std::vector<DType> all = {
+#define SAMOYEDS_DTYPE_ALL(value, name, aliases, device, tolerance) DType::value,
+      SAMOYEDS_DTYPES(SAMOYEDS_DTYPE_ALL)
+#undef SAMOYEDS_DTYPE_ALL
+  };
+  return all;
+}
+
+DType parse_dtype(const std::string& text) {
+  std::string known;
+#define SAMOYEDS_DTYPE_PARSE(value, name, aliases, device, tolerance)                 \
+  if (text == name || (" " + std::string(aliases) + " ").find(" " + text + " ") != std::string::npos) \
+    return DType::value;                                                                \
+  known += known.empty() ? name : std::string(", ") + name;
+  SAMOYEDS_DTYPES(SAMOYEDS_DTYPE_PARSE)
+#undef SAMOYEDS_DTYPE_PARSE
+  throw Error(ErrorCode::InvalidArgument, "unknown dtype '" + text + "' (expected " + known + ")");
 }
 
 static uint32_t float_bits(float f) {

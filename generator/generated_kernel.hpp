@@ -11,8 +11,7 @@ struct GeneratedKernel {
   int threads = 0;
   int smem_bytes = 0;       // dynamic shared memory per block
   std::string layout_id;    // physical weight layout the kernel reads
-  bool weight_maps = false; // second parameter: TmaWeightMaps (templates/kernel_args.cuh); 1-D grid over tiles
-  bool persistent = false;  // with weight_maps: launch about one block per SM slot, each walks its tiles
+  bool persistent = false;  // launch about one block per SM slot, each walks its tiles
   // The launch adds tile_prefix_bytes(experts) of dynamic shared memory: the
   // grouped tile prefix (templates/tile_scheduler.cuh). Not in smem_bytes,
   // because one binary (and loaded kernel) serves every expert count.

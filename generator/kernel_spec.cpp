@@ -102,19 +102,31 @@ void mix(size_t& h, int64_t v) { h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c
 bool KernelSpec::operator==(const KernelSpec& o) const {
 #define SAMOYEDS_SPEC_EQ(field) &&field == o.field
   return arch == o.arch SAMOYEDS_SPEC_FIELDS(SAMOYEDS_SPEC_EQ);
+}
+
+bool KernelSpec::same_source(const KernelSpec& o) const {
+  return arch == o.arch SAMOYEDS_SPEC_SOURCE_FIELDS(SAMOYEDS_SPEC_EQ);
 #undef SAMOYEDS_SPEC_EQ
 }
 
 size_t KernelSpec::hash() const {
-  size_t h = std::hash<std::string>()(arch);
+  size_t h = source_hash();
 #define SAMOYEDS_SPEC_MIX(field) mix(h, int64_t(field));
-  SAMOYEDS_SPEC_FIELDS(SAMOYEDS_SPEC_MIX)
+  mix(h, m);
+  mix(h, k);
+  mix(h, experts);
+  return h;
+}
+
+size_t KernelSpec::source_hash() const {
+  size_t h = std::hash<std::string>()(arch);
+  SAMOYEDS_SPEC_SOURCE_FIELDS(SAMOYEDS_SPEC_MIX)
 #undef SAMOYEDS_SPEC_MIX
   return h;
 }
 
 bool TileConfig::default_schedule() const {
-  for (int16_t v : schedule)
+  for (int32_t v : schedule)
     if (v != 0) return false;
   return true;
 }
@@ -130,7 +142,7 @@ size_t TileConfig::hash() const {
 #define SAMOYEDS_TILE_MIX(name, prefix, init) mix(h, name);
   SAMOYEDS_TILE_FIELDS(SAMOYEDS_TILE_MIX)
 #undef SAMOYEDS_TILE_MIX
-  for (int16_t v : schedule) mix(h, v);
+  for (int32_t v : schedule) mix(h, v);
   return h;
 }
 
@@ -193,7 +205,7 @@ TileConfig TileConfig::parse(const std::string& text, const ScheduleFields* fiel
       if (!number(suffix, value)) continue;
       if (value < 1) throw bad();
     }
-    c.schedule[size_t(i)] = int16_t(value == f.default_value ? 0 : value);
+    c.schedule[size_t(i)] = value == f.default_value ? 0 : value;
   }
   if (!rest.empty()) throw bad();
   return c;

@@ -61,7 +61,7 @@ std::optional<std::string> pipeline_invalid_reason(const KernelSpec& spec, const
 }
 
 std::string pipeline_tile_args(const KernelSpec& spec, const TileConfig& c) {
-  return fmt::format("samoyeds::{}, {}, {}, {}", spec.dtype == DType::f16 ? "F16" : "BF16", c.block_m, c.block_n,
+  return fmt::format("samoyeds::{}, {}, {}, {}", dtype_device_type(spec.dtype), c.block_m, c.block_n,
                      c.block_k);
 }
 
@@ -76,7 +76,6 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   g.threads = k.threads;
   g.smem_bytes = k.smem_bytes;
   g.layout_id = DeviceLayout::kLayoutId;
-  g.weight_maps = k.weight_maps;
   g.persistent = k.persistent;
   g.cluster_blocks = k.cluster_blocks;
   g.tile_prefix = k.weight_maps && spec.grouped;

@@ -60,7 +60,7 @@ GeneratedKernel generate_utility_kernel(UtilityKernel which, DType dtype) {
   g.threads = utility_kernel_threads(which);
   g.smem_bytes = 0;
   g.layout_id = "";
-  const UtilityBody body = utility_body(which, dtype == DType::f16 ? "F16" : "BF16", g.threads);
+  const UtilityBody body = utility_body(which, dtype_device_type(dtype), g.threads);
   g.source = fmt::format(
       "#include \"samoyeds/{}\"\n"
       "extern \"C\" __global__ void __launch_bounds__({}) {}(const samoyeds::{} args) {{\n"

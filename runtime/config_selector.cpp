@@ -33,8 +33,8 @@ ConfigSelector::ConfigSelector(RecordStore* records, DeviceFingerprint device, s
 
 ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only) {
   const int64_t bucket = token_bucket(tokens, buckets_);
-  MemoKey memo_key{spec, !only, bucket};
-  memo_key.spec.backend = only.value_or(Backend::MmaSp);
+  MemoKey memo_key{spec, only, bucket};
+  memo_key.spec.backend = Backend{};
   std::lock_guard<std::mutex> lock(mu_);
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;

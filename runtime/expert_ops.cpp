@@ -1,10 +1,9 @@
 // The expert ops: argument checks, the config choice, then the launch of
 // the backend that owns the chosen kernel (backends/<name>/).
-#include <algorithm>
-
 #include <fmt/format.h>
 
 #include "backends/backend.hpp"
+#include "backends/launch_common.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
@@ -14,11 +13,6 @@
 namespace samoyeds {
 namespace {
 
-constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
-
-void require(bool ok, const std::string& what) {
-  if (!ok) throw Error(ErrorCode::InvalidArgument, what);
-}
 void require_aligned(const void* p, size_t align, const char* name) {
   require(p != nullptr, fmt::format("{} is null", name));
   require(reinterpret_cast<uintptr_t>(p) % align == 0,

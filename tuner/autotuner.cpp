@@ -21,23 +21,20 @@ constexpr int64_t kVerifyTokens = 100;
 
 }  // namespace
 
-TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore* store, const TuneOptions& opt,
+TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStore* store, const TuneOptions& opt,
                      const TuneLog& log) {
   const auto start = std::chrono::steady_clock::now();
   spec.validate();
   if (opt.buckets.empty()) throw Error(ErrorCode::InvalidArgument, "no token buckets to tune");
   if (opt.backends.empty()) throw Error(ErrorCode::InvalidArgument, "no backend to tune");
-  const int sm_count = backend.device().sm_count;
+  const int sm_count = runner.device().sm_count;
   // Candidates of every backend this arch supports (wgmma_sp's search space
   // is empty below sm_90a).
   struct Candidate {
     KernelSpec spec;
     TileConfig config;
     std::vector<int64_t> default_for;  // Candidates::Defaults: the buckets it is the default of
-    std::string name() const {
-      return spec.backend == Backend::MmaSp ? config.to_string()
-                                            : fmt::format("{}/{}", backend_name(spec.backend), config.to_string());
-    }
+    std::string name() const { return fmt::format("{}/{}", backend_name(spec.backend), config.to_string()); }
   };
   std::vector<Candidate> configs;
   for (Backend b : opt.backends) {
@@ -58,8 +55,15 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     std::vector<TileConfig> cs;
     if (opt.candidates == TuneOptions::Candidates::Named) {
       for (const std::string& text : opt.named) {
-        const TileConfig c = parse_config(text, b);
-        if (!family.invalid_reason(bs, c)) cs.push_back(c);
+        try {  // a name with another backend's schedule is not this backend's
+          const TileConfig c = parse_config(text, b);
+          if (auto why = family.invalid_reason(bs, c))
+            log.line(fmt::format("skip {}/{}: {}", backend_name(b), text, *why));
+          else
+            cs.push_back(c);
+        } catch (const Error&) {
+          log.line(fmt::format("skip {}/{}: not a {} config name", backend_name(b), text, backend_name(b)));
+        }
       }
     } else {
       cs = family.search_space(bs);
@@ -78,7 +82,7 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     std::mutex mu;
     parallel_for(configs.size(), opt.jobs, [&](size_t i) {
       try {
-        backend.prepare(configs[i].spec, configs[i].config);
+        runner.prepare(configs[i].spec, configs[i].config);
         usable[i] = 1;
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu);
@@ -97,7 +101,7 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
     std::string why;
     bool ok = false;
     try {
-      ok = backend.verify(configs[i].spec, configs[i].config, kVerifyTokens, &why);
+      ok = runner.verify(configs[i].spec, configs[i].config, kVerifyTokens, &why);
     } catch (const std::exception& e) {
       why = first_line(e.what());
     }
@@ -125,32 +129,43 @@ TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore
         if (!kernel_family(c.spec.backend).worth_timing(c.spec, c.config, bucket, sm_count)) continue;
       }
       try {
-        timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
+        timed.push_back({runner.time_ms(c.spec, c.config, bucket), c});
         log.timed(c.spec, c.config, bucket, timed.back().first);
       } catch (const std::exception& e) {
         log.line(fmt::format("skip {} at {} tokens: {}", c.name(), bucket, first_line(e.what())));
       }
     }
-    if (timed.empty())
-      for (const auto& c : survivors) timed.push_back({backend.time_ms(c.spec, c.config, bucket), c});
+    if (timed.empty()) {
+      // Chosen candidates (defaults, named) that could not run here stand
+      // for nothing else: the bucket is reported missing, not filled in.
+      if (opt.candidates != TuneOptions::Candidates::SearchSpace) {
+        log.line(fmt::format("no candidate ran at {} tokens", bucket));
+        log.progress("time", ++bucket_index, int(opt.buckets.size()));
+        continue;
+      }
+      for (const auto& c : survivors) timed.push_back({runner.time_ms(c.spec, c.config, bucket), c});
+    }
     auto by_time = [](const auto& a, const auto& b) { return a.first < b.first; };
     std::stable_sort(timed.begin(), timed.end(), by_time);
-    // The best few of each backend timed again, so that each backend's best
-    // (and the winner) is a re-timed figure, not a quick pass.
-    std::map<Backend, int> retimed;
-    for (auto& t : timed)
-      if (retimed[t.second.spec.backend]++ < std::max(1, opt.retime_top))
-        t.first = backend.time_ms(t.second.spec, t.second.config, bucket);
-    std::stable_sort(timed.begin(), timed.end(), by_time);
+    // The best few of each backend timed again; the re-timed ones go first,
+    // so that the winner and each backend's best are re-timed figures and a
+    // quick pass never overtakes them.
+    std::map<Backend, int> per_backend;
+    std::vector<std::pair<double, Candidate>> retimed, quick;
+    for (auto& t : timed) (per_backend[t.second.spec.backend]++ < std::max(1, opt.retime_top) ? retimed : quick).push_back(t);
+    for (auto& t : retimed) t.first = runner.time_ms(t.second.spec, t.second.config, bucket);
+    std::stable_sort(retimed.begin(), retimed.end(), by_time);
+    timed = retimed;
+    timed.insert(timed.end(), quick.begin(), quick.end());
 
     const Candidate& win = timed[0].second;
     TuningRecord r;
-    r.key = TuningKey::of(backend.device(), spec, bucket);
+    r.key = TuningKey::of(runner.device(), spec, bucket);
     r.backend = win.spec.backend;
     r.config = win.config;
     r.time_ms = timed[0].first;
     for (size_t i = 1; i < timed.size() && int(i) <= opt.runner_ups; ++i) r.runner_up_ms.push_back(timed[i].first);
-    r.baseline_ms = backend.baseline_ms(spec, bucket);
+    r.baseline_ms = runner.baseline_ms(spec, bucket);
     if (store) store->put(r);
     report.records.push_back(r);
     report.timed.emplace_back();

@@ -3,7 +3,7 @@
 // output matches the reference compete, time the survivors and record the
 // winner with the runner-ups and the baseline measured beside it.
 //
-// The tuner knows nothing about PTX or devices: it talks to a TuningBackend
+// The tuner knows nothing about PTX or devices: it talks to a CandidateRunner
 // (compile / verify / time). tuner/op_runner.hpp is the real one;
 // tests inject a fake.
 #pragma once
@@ -17,9 +17,9 @@
 
 namespace samoyeds {
 
-class TuningBackend {
+class CandidateRunner {
  public:
-  virtual ~TuningBackend() = default;
+  virtual ~CandidateRunner() = default;
   virtual DeviceFingerprint device() = 0;
   // Compile and load; throws Error on failure. Called from several threads.
   virtual void prepare(const KernelSpec& spec, const TileConfig& config) = 0;
@@ -66,8 +66,10 @@ struct TimedCandidate {
 };
 
 struct TuneReport {
-  std::vector<TuningRecord> records;  // one per bucket, as stored
-  std::vector<std::vector<TimedCandidate>> timed;  // per bucket, fastest first
+  std::vector<TuningRecord> records;  // one per bucket (defaults and named: per bucket one ran at)
+  // Per record (bucket): the re-timed candidates fastest first, then the
+  // others by their quick pass.
+  std::vector<std::vector<TimedCandidate>> timed;
   int candidates = 0;
   int compile_failures = 0;
   int wrong_answers = 0;
@@ -75,7 +77,7 @@ struct TuneReport {
 };
 
 // store may be null: the records are then only reported (benchmarks).
-TuneReport tune_spec(const KernelSpec& spec, TuningBackend& backend, RecordStore* store, const TuneOptions& options,
+TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStore* store, const TuneOptions& options,
                      const TuneLog& log);
 
 }  // namespace samoyeds

@@ -1,4 +1,5 @@
 #include "tuner/cublas_baseline.hpp"
+#include "tuner/cuda_data_type.hpp"
 
 #include <cublas_v2.h>
 
@@ -24,7 +25,7 @@ void CublasBaseline::gemm(void* stream, DType dtype, int64_t m, int64_t n, int64
                           void* y) {
   auto h = static_cast<cublasHandle_t>(handle_);
   cublas_check(cublasSetStream(h, static_cast<cudaStream_t>(stream)), "cublasSetStream");
-  const cudaDataType t = dtype == DType::f16 ? CUDA_R_16F : CUDA_R_16BF;
+  const cudaDataType t = cuda_data_type(dtype);
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: y^T [m, n] = (w^T)^T [m, k] . x^T [k, n].
   cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w, t, int(k), x, t, int(k),

@@ -1,4 +1,5 @@
 #include "tuner/cusparselt_baseline.hpp"
+#include "tuner/cuda_data_type.hpp"
 
 #include <dlfcn.h>
 
@@ -78,7 +79,7 @@ std::shared_ptr<CusparseLtBaseline::Plan> CusparseLtBaseline::prepare(void* stre
                                                                       void* y) {
   Impl& I = *impl_;
   auto p = std::make_shared<Plan>();
-  const cudaDataType t = dtype == DType::f16 ? CUDA_R_16F : CUDA_R_16BF;
+  const cudaDataType t = cuda_data_type(dtype);
   // Column-major view as for cuBLAS: D^T [m, n] = op_T(W col-major [k, m]) . X col-major [k, n].
   lt_check(I.cusparseLtStructuredDescriptorInit(&I.handle, &p->a, k, m, k, 16, t, CUSPARSE_ORDER_COL,
                                                 CUSPARSELT_SPARSITY_50_PERCENT),

@@ -1,4 +1,5 @@
 #include "tuner/dense_moe_baseline.hpp"
+#include "tuner/cuda_data_type.hpp"
 
 #include <cublas_v2.h>
 
@@ -47,7 +48,7 @@ DenseMoeBaseline::DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, con
     : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   ok(cublasCreate(&I.handle), "cublasCreate");
-  I.type = dtype == DType::f16 ? CUDA_R_16F : CUDA_R_16BF;
+  I.type = cuda_data_type(dtype);
   I.hidden = hidden;
   I.routed = routed.size();
   auto add = [&](const DenseExpert& d) {

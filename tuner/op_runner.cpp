@@ -96,11 +96,12 @@ void upload_lists(const tuning::RoutedBatch& r, DeviceBuffer* offsets, DeviceBuf
   list_weight->upload(r.list_weight.data(), r.list_weight.size() * 4);
 }
 
-// The key of a spec's test data: both backends time and check on the same data.
+// The key of a spec's test data, its backend left out: every backend times
+// and checks on the same data.
 std::string data_key(const KernelSpec& spec) {
-  KernelSpec data_spec = spec;
-  data_spec.backend = Backend::MmaSp;
-  return data_spec.to_string();
+  return fmt::format("{} {} {} m{} k{} {} E{}{} {}", op_name(spec.op), spec.arch, dtype_name(spec.dtype), spec.m,
+                     spec.k, spec.sparsity.to_string(), spec.experts, spec.grouped ? " grouped" : "",
+                     epilogue_name(spec.epilogue));
 }
 
 // Whether a candidate's output is within the DESIGN.md tolerance of the
@@ -110,7 +111,7 @@ bool matches_reference(const std::vector<uint16_t>& got, DType dtype, const std:
   std::vector<double> g(got.size());
   for (size_t i = 0; i < got.size(); ++i) g[i] = to_float(dtype, got[i]);
   const double err = relative_frobenius_error(g, ref);
-  const double tol = dtype == DType::f16 ? 1e-3 : 8e-3;
+  const double tol = dtype_tolerance(dtype);
   if (err <= tol) return true;
   *why = fmt::format("{}relative error {:.3g} > {:.0e}", what, err, tol);
   return false;
@@ -133,18 +134,30 @@ DeviceFingerprint OpRunner::device() { return current_fingerprint(rt_.device().i
 
 void OpRunner::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.get(spec, config); }
 
-bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
-  if (spec.grouped) return verify_grouped(spec, config, tokens, why);
+// One expert on a small shape (partial row and token tiles), `tokens`
+// gathered rows and routing weights, and its float64 reference: built once
+// per spec and token count; each candidate runs on it into a poisoned output.
+struct OpRunner::SingleCheck {
+  std::vector<PackedExpertWeights> weights;  // [operand]
+  int64_t rows = 0, m = 0;
+  DeviceBuffer x, ids, x_in_order, p, y;
+  std::vector<double> reference;  // [tokens, m]
+};
+
+OpRunner::SingleCheck& OpRunner::single_check(const KernelSpec& spec, int64_t tokens) {
+  const std::string key = fmt::format("{} tokens {}", data_key(spec), tokens);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = single_checks_[key];
+  if (slot) return *slot;
+  auto c = std::make_unique<SingleCheck>();
   const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2), rows = tokens + 37;
   const bool gated = spec.op == Op::GatedUp;
-  std::vector<PackedWeights> packed;
-  std::vector<PackedExpertWeights> dev;
   std::vector<DenseF64> decoded;
   for (int w = 0; w < (gated ? 2 : 1); ++w) {
     auto dense = random_fill(m * k, spec.dtype, 0.1f, uint64_t(17 + w));
-    packed.push_back(pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity));
-    decoded.push_back(DenseF64{m, k, decode_weights_f64(packed.back())});
-    dev.push_back(PackedExpertWeights::upload(packed.back()));
+    const PackedWeights packed = pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity);
+    decoded.push_back(DenseF64{m, k, decode_weights_f64(packed)});
+    c->weights.push_back(PackedExpertWeights::upload(packed));
   }
   auto x = random_fill(rows * k, spec.dtype, 1.0f, 99);
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
@@ -153,19 +166,17 @@ bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t 
   std::vector<float> p(static_cast<size_t>(tokens));
   for (auto& v : p) v = 0.25f + float(gen() % 100) / 100.0f;
   const std::vector<uint16_t> xg = take_rows(x.data(), k, ids);
-  DeviceBuffer d_x(x.size() * 2), d_ids(ids.size() * 4 + 16), d_p(p.size() * 4 + 16), d_y(size_t(tokens * m * 2)),
-      d_xg(xg.size() * 2 + 16);
-  d_x.upload(x.data(), x.size() * 2);
-  d_ids.upload(ids.data(), ids.size() * 4);
-  d_xg.upload(xg.data(), xg.size() * 2);
-  d_p.upload(p.data(), p.size() * 4);
-  d_y.fill_bytes(0xff);  // NaN: anything not written shows up
-  run_candidate(spec, config, dev[0], gated ? &dev[1] : nullptr, d_x.data(), rows,
-                static_cast<const int32_t*>(d_ids.data()), d_xg.data(), static_cast<const float*>(d_p.data()), tokens,
-                d_y.data(), nullptr);
-  rt_.device().synchronize();
-  std::vector<uint16_t> got(size_t(tokens * m));
-  d_y.download(got.data(), got.size() * 2);
+  c->rows = rows;
+  c->m = m;
+  c->x = DeviceBuffer(x.size() * 2);
+  c->x.upload(x.data(), x.size() * 2);
+  c->ids = DeviceBuffer(ids.size() * 4 + 16);
+  c->ids.upload(ids.data(), ids.size() * 4);
+  c->x_in_order = DeviceBuffer(xg.size() * 2 + 16);
+  c->x_in_order.upload(xg.data(), xg.size() * 2);
+  c->p = DeviceBuffer(p.size() * 4 + 16);
+  c->p.upload(p.data(), p.size() * 4);
+  c->y = DeviceBuffer(size_t(tokens * m * 2));
 
   const DenseF64 xf = to_f64(x.data(), rows, k, spec.dtype);
   std::vector<int32_t> rows_used = ids;
@@ -175,7 +186,36 @@ bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t 
   if (spec.op == Op::Down)
     for (int64_t i = 0; i < tokens; ++i)
       for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
-  return matches_reference(got, spec.dtype, ref.data, "", why);
+  c->reference = std::move(ref.data);
+  slot = std::move(c);
+  return *slot;
+}
+
+bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) {
+  if (spec.grouped) return verify_grouped(spec, config, tokens, why);
+  SingleCheck& c = single_check(spec, tokens);
+  // Candidates are checked one at a time (the autotuner's verify phase is serial).
+  c.y.fill_bytes(0xff);  // NaN: anything not written shows up
+  run_candidate(spec, config, c.weights[0], spec.op == Op::GatedUp ? &c.weights[1] : nullptr, c.x.data(), c.rows,
+                static_cast<const int32_t*>(c.ids.data()), c.x_in_order.data(), static_cast<const float*>(c.p.data()),
+                tokens, c.y.data(), nullptr);
+  rt_.device().synchronize();
+  std::vector<uint16_t> got(size_t(tokens * c.m));
+  c.y.download(got.data(), got.size() * 2);
+  return matches_reference(got, spec.dtype, c.reference, "", why);
+}
+
+void OpRunner::release(const KernelSpec& spec) {
+  const std::string key = data_key(spec);
+  std::lock_guard<std::mutex> lock(mu_);
+  problems_.erase(key);
+  grouped_.erase(key);
+  const auto erase_tokens_of = [&](auto& checks) {
+    for (auto it = checks.begin(); it != checks.end();)
+      it = it->first.rfind(key + " tokens ", 0) == 0 ? checks.erase(it) : std::next(it);
+  };
+  erase_tokens_of(checks_);
+  erase_tokens_of(single_checks_);
 }
 
 OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {

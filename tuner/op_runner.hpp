@@ -21,7 +21,7 @@ namespace samoyeds {
 
 class PackedExpertWeights;  // samoyeds/expert_ops.hpp
 
-class OpRunner final : public TuningBackend {
+class OpRunner final : public CandidateRunner {
  public:
   // max_tokens: the largest bucket that will be timed (sizes the buffers).
   // top_k: experts per token in the routing of grouped specs.
@@ -40,11 +40,16 @@ class OpRunner final : public TuningBackend {
   // and algorithm searched once per shape); negative when the library is
   // absent (or the spec is grouped), with the reason in *why.
   double cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::string* why);
+  // Frees the device data prepared for `spec` (any backend): a benchmark
+  // going through many shapes keeps one shape's at a time.
+  void release(const KernelSpec& spec);
 
  private:
   struct Problem;
   struct Grouped;       // a grouped spec's weights and its routings, for timing
   struct GroupedCheck;  // small experts, a routing and their float64 reference, for checking
+  struct SingleCheck;   // one small expert, gathered rows and their float64 reference, for checking
+  SingleCheck& single_check(const KernelSpec& spec, int64_t tokens);
   Problem& problem(const KernelSpec& spec);
   Grouped& grouped(const KernelSpec& spec);
   GroupedCheck& grouped_check(const KernelSpec& spec, int64_t tokens);
@@ -71,6 +76,7 @@ class OpRunner final : public TuningBackend {
   std::map<std::string, std::unique_ptr<Problem>> problems_;
   std::map<std::string, std::unique_ptr<Grouped>> grouped_;
   std::map<std::string, std::unique_ptr<GroupedCheck>> checks_;
+  std::map<std::string, std::unique_ptr<SingleCheck>> single_checks_;
 };
 
 }  // namespace samoyeds

@@ -42,7 +42,7 @@ TileConfig WgmmaSpConfig::config() const {
   SAMOYEDS_TILE_FIELDS(SAMOYEDS_WGMMA_TILE_OUT)
 #undef SAMOYEDS_WGMMA_TILE_OUT
 #define SAMOYEDS_WGMMA_SCHEDULE_OUT(type, name, suffix, init, flag) \
-  c.schedule[k_##name] = int16_t(int(name) == init ? 0 : int(name));
+  c.schedule[k_##name] = int(name) == init ? 0 : int(name);
   SAMOYEDS_WGMMA_SP_SCHEDULE(SAMOYEDS_WGMMA_SCHEDULE_OUT)
 #undef SAMOYEDS_WGMMA_SCHEDULE_OUT
   c.schedule_fields = &wgmma_sp_schedule_fields();

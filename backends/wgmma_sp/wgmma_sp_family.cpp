@@ -1,9 +1,7 @@
 #include "backends/wgmma_sp/wgmma_sp_family.hpp"
 
 #include <algorithm>
-#include <iterator>
 #include <optional>
-#include <utility>
 
 #include <fmt/format.h>
 
@@ -13,13 +11,6 @@
 
 namespace samoyeds {
 namespace {
-
-// Row tiles of one expert: its condensed rows (N of every M) over block_m.
-int64_t row_tiles(const KernelSpec& spec, int block_m) {
-  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
-  return (rows + block_m - 1) / block_m;
-}
-
 
 // With TMA stores of chunks of `chunk_tokens` (WgmmaSpFamily::tma_store):
 // the stages and barriers, then two buffers of output boxes on a swizzle

@@ -41,6 +41,12 @@ class WgmmaSpFamily final : public KernelFamily {
   // cannot feed; this picks among the others.
   TileConfig gathered_default_config(const KernelSpec& spec, int64_t tokens, int sm_count) const;
 
+  // Row tiles of one expert: its condensed rows (N of every M) over block_m.
+  static int64_t row_tiles(const KernelSpec& spec, int block_m) {
+    const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
+    return (rows + block_m - 1) / block_m;
+  }
+
   // Blocks of a launch at `tokens` tokens (per expert; every expert counted
   // for a grouped launch), before any split-k: one per tile, both blocks of
   // each multicast pair (a pair's second block may be past the tokens).

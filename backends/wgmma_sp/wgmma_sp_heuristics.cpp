@@ -14,14 +14,8 @@
 namespace samoyeds {
 namespace {
 
-// Row tiles of one expert: its condensed rows (N of every M) over block_m.
-int64_t row_tiles(const KernelSpec& spec, int block_m) {
-  const int64_t rows = (spec.m + spec.sparsity.M - 1) / spec.sparsity.M * spec.sparsity.N;
-  return (rows + block_m - 1) / block_m;
-}
-
 // The defaults' row groups: 16 where there are more row tiles than that.
-int default_row_group(const KernelSpec& spec, int block_m) { return row_tiles(spec, block_m) > 16 ? 16 : 0; }
+int default_row_group(const KernelSpec& spec, int block_m) { return WgmmaSpFamily::row_tiles(spec, block_m) > 16 ? 16 : 0; }
 
 }  // namespace
 

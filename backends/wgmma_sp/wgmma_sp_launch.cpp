@@ -11,15 +11,6 @@
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
-namespace {
-
-constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
-
-void require(bool ok, const std::string& what) {
-  if (!ok) throw Error(ErrorCode::InvalidArgument, what);
-}
-
-}  // namespace
 
 void WgmmaSpFamily::launch(const ExpertLaunch& l, LaunchContext& context) const {
   const WgmmaSpConfig cfg = WgmmaSpConfig::of(l.config);

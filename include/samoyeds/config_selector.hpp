@@ -19,6 +19,10 @@ namespace samoyeds {
 
 class RecordStore;
 
+// The running device's fingerprint (needs a GPU): the device, its driver,
+// this NVRTC and this library.
+DeviceFingerprint current_fingerprint(int device = 0);
+
 struct ConfigChoice {
   enum class Source { Tuned, NearestBucket, Heuristic };
   Backend backend = Backend::MmaSp;  // the record's winner may be either backend
@@ -46,19 +50,17 @@ class ConfigSelector {
 
  private:
   ConfigChoice lookup(const KernelSpec& spec, int64_t bucket, std::optional<Backend> only);
-  // The spec (its field list: KernelSpec::operator==, hash; its backend
-  // is `only`'s, or ignored when any backend may answer) and the bucket.
+  // The spec (compared through its field list; its backend field unused:
+  // the restriction is `only`) and the bucket.
   struct MemoKey {
     KernelSpec spec;
-    bool any_backend;
+    std::optional<Backend> only;
     int64_t bucket;
-    bool operator==(const MemoKey& o) const {
-      return spec == o.spec && any_backend == o.any_backend && bucket == o.bucket;
-    }
+    bool operator==(const MemoKey& o) const { return spec == o.spec && only == o.only && bucket == o.bucket; }
   };
   struct MemoHash {
     size_t operator()(const MemoKey& k) const {
-      return k.spec.hash() * 1000003u ^ std::hash<int64_t>()(k.bucket * 2 + (k.any_backend ? 1 : 0));
+      return k.spec.hash() * 1000003u ^ std::hash<int64_t>()(k.bucket * 64 + (k.only ? int(*k.only) + 1 : 0));
     }
   };
   RecordStore* records_;

@@ -49,15 +49,16 @@ class KernelRuntime {
   struct Slot;
   struct DiskCache;
   // Everything the generated source depends on, compared field by field
-  // (the field lists of KernelSpec and TileConfig): warm dispatch is one
-  // hash lookup with no formatting.
+  // (SAMOYEDS_SPEC_SOURCE_FIELDS and the config's lists; not the shape,
+  // which is a launch argument): warm dispatch is one hash lookup with no
+  // formatting, and every shape shares the kernel.
   struct KernelKey {
     KernelSpec spec;
     TileConfig config;
-    bool operator==(const KernelKey& o) const { return spec == o.spec && config == o.config; }
+    bool operator==(const KernelKey& o) const { return spec.same_source(o.spec) && config == o.config; }
   };
   struct KernelKeyHash {
-    size_t operator()(const KernelKey& k) const { return k.spec.hash() * 1000003u ^ k.config.hash(); }
+    size_t operator()(const KernelKey& k) const { return k.spec.source_hash() * 1000003u ^ k.config.hash(); }
   };
   std::shared_ptr<Slot> slot_for(const KernelKey& key);
   void load(Slot& slot, const GeneratedKernel& generated, const std::string& description);

@@ -38,10 +38,13 @@ const char* backend_name(Backend b);
 const std::vector<Backend>& all_backends();
 Backend parse_backend(const std::string& name);
 
-// Every field a kernel is keyed by, once: equality, hashing and the memo
-// keys of dispatch derive from this list (the arch is compared apart).
-#define SAMOYEDS_SPEC_FIELDS(X) \
-  X(op) X(backend) X(dtype) X(m) X(k) X(sparsity.V) X(sparsity.N) X(sparsity.M) X(experts) X(grouped) X(epilogue)
+// The fields the generated source depends on (with the arch): one binary
+// and one loaded kernel serve every shape and expert count.
+#define SAMOYEDS_SPEC_SOURCE_FIELDS(X) \
+  X(op) X(backend) X(dtype) X(sparsity.V) X(sparsity.N) X(sparsity.M) X(grouped) X(epilogue)
+// Every field a spec is keyed by (records, config choices), once: equality
+// and hashing derive from these lists (the arch is compared apart).
+#define SAMOYEDS_SPEC_FIELDS(X) SAMOYEDS_SPEC_SOURCE_FIELDS(X) X(m) X(k) X(experts)
 
 struct KernelSpec {
   Op op = Op::Ssmm;
@@ -60,6 +63,9 @@ struct KernelSpec {
   std::string to_string() const;
   bool operator==(const KernelSpec& o) const;
   size_t hash() const;  // of the listed fields and the arch
+  // The same comparison and hash over the source fields alone.
+  bool same_source(const KernelSpec& o) const;
+  size_t source_hash() const;
 };
 
 // A backend's schedule beyond the common tile (split-k, persistence, ...):
@@ -91,7 +97,7 @@ struct TileConfig {
 #undef SAMOYEDS_TILE_MEMBER
   static constexpr int kMaxScheduleFields = 8;
   // The backend's schedule, by the position of its field list; 0 = default.
-  std::array<int16_t, kMaxScheduleFields> schedule{};
+  std::array<int32_t, kMaxScheduleFields> schedule{};
   // That field list (names and suffixes); null where every value is 0.
   const ScheduleFields* schedule_fields = nullptr;
 

@@ -31,8 +31,6 @@ struct DeviceFingerprint {
   std::string differences(const DeviceFingerprint& other) const;
 };
 
-// The running device's fingerprint (needs a GPU).
-DeviceFingerprint current_fingerprint(int device = 0);
 std::string library_version();
 
 // Token counts are tuned per bucket: powers of two from 1 to 8192 by default.

@@ -23,7 +23,7 @@ namespace samoyeds::test {
 KernelRuntime& shared_runtime();
 
 // DESIGN.md tolerances on relative Frobenius error.
-inline double tolerance(DType dtype) { return dtype == DType::f16 ? 1e-3 : 8e-3; }
+inline double tolerance(DType dtype) { return dtype_tolerance(dtype); }
 
 // A device buffer of `elems` 16-bit values filled with NaN (0xFFFF), plus a
 // guard zone on both sides that must still hold the poison afterwards.

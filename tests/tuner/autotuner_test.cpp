@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -31,7 +32,7 @@ KernelSpec spec(int64_t m = 4096) {
   return s;
 }
 
-class FakeBackend : public TuningBackend {
+class FakeBackend : public CandidateRunner {
  public:
   explicit FakeBackend(const KernelSpec& s) {
     const auto all = kernel_family(Backend::MmaSp).search_space(s);
@@ -110,7 +111,7 @@ TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
   EXPECT_EQ(rep.records[0].config.block_n, 32);  // 16 tokens: narrowest tiles
   EXPECT_EQ(rep.records[2].config.block_n, 128);
   bool mentions_skip = false;
-  for (const auto& l : lines) mentions_skip |= l.find("skip " + fake.broken.to_string()) != std::string::npos;
+  for (const auto& l : lines) mentions_skip |= l.find("skip mma_sp/" + fake.broken.to_string()) != std::string::npos;
   EXPECT_TRUE(mentions_skip);
 }
 
@@ -187,6 +188,70 @@ TEST(Autotuner, TwoProcessesTuningIntoOneFileLoseNothing) {
   SqliteStore db(path);
   RecordStore rs(db);
   EXPECT_EQ(rs.list().size(), 2 * default_token_buckets().size());
+}
+
+// The benchmark's modes: each bucket times the defaults of that bucket only,
+// and named configs of another backend are skipped with a line, not an error.
+TEST(Autotuner, DefaultsModeTimesEachBucketsOwnDefault) {
+  FakeBackend fake(spec());
+  TuneOptions opt;
+  opt.buckets = {16, 1024};
+  opt.candidates = TuneOptions::Candidates::Defaults;
+  const TuneReport rep = tune_spec(spec(), fake, nullptr, opt, {});
+  ASSERT_EQ(rep.records.size(), 2u);
+  for (size_t i = 0; i < rep.records.size(); ++i) {
+    const int64_t bucket = rep.records[i].key.bucket;
+    for (const TimedCandidate& t : rep.timed[i])
+      EXPECT_EQ(t.config, kernel_family(t.spec.backend).default_config(t.spec, bucket, 132))
+          << backend_name(t.spec.backend) << " at " << bucket << ": " << t.config.to_string();
+    EXPECT_LE(rep.timed[i].size(), all_backends().size());
+  }
+}
+
+TEST(Autotuner, NamedModeSkipsNamesAnotherBackendOwns) {
+  FakeBackend fake(spec());
+  TuneOptions opt;
+  opt.buckets = {64};
+  opt.candidates = TuneOptions::Candidates::Named;
+  opt.named = {"bm128_bn64_bk128_w8x1_s4_p_tf", "bm128_bn64_bk64_w2x2_s3"};
+  std::vector<std::string> lines;
+  TuneLog log;
+  log.line = [&](const std::string& l) { lines.push_back(l); };
+  const TuneReport rep = tune_spec(spec(), fake, nullptr, opt, log);
+  ASSERT_EQ(rep.records.size(), 1u);
+  bool skipped = false;
+  for (const auto& l : lines) skipped |= l.find("skip mma_sp/bm128_bn64_bk128_w8x1_s4_p_tf") != std::string::npos;
+  EXPECT_TRUE(skipped) << "a wgmma_sp schedule is not an mma_sp config";
+  for (const TimedCandidate& t : rep.timed[0])
+    EXPECT_TRUE(t.config.to_string() == opt.named[0] || t.config.to_string() == opt.named[1]) << t.config.to_string();
+}
+
+// A candidate's re-timed figure goes first even where it came out slower
+// than another candidate's quick pass: the winner is always re-timed.
+TEST(Autotuner, AQuickPassNeverOvertakesARetimedFigure) {
+  struct SlowerOnRetime : FakeBackend {
+    using FakeBackend::FakeBackend;
+    std::map<std::string, int> calls;
+    double time_ms(const KernelSpec& s, const TileConfig& c, int64_t tokens) override {
+      const double base = FakeBackend::time_ms(s, c, tokens);
+      const int n = calls[fmt::format("{}/{}", backend_name(s.backend), c.to_string())]++;
+      return n == 0 ? base : base * 10;  // every re-time is ten times its quick pass
+    }
+  } fake(spec());
+  fake.wgmma_ms = [](int64_t) { return 0.5; };
+  TuneOptions opt;
+  opt.buckets = {64};
+  opt.retime_top = 1;
+  const TuneReport rep = tune_spec(spec(), fake, nullptr, opt, {});
+  ASSERT_EQ(rep.records.size(), 1u);
+  const auto& timed = rep.timed[0];
+  ASSERT_GE(timed.size(), 3u);
+  // One re-timed candidate per backend leads the list, each at its second figure.
+  EXPECT_EQ(fake.calls.at(fmt::format("{}/{}", backend_name(timed[0].spec.backend), timed[0].config.to_string())), 2);
+  EXPECT_EQ(fake.calls.at(fmt::format("{}/{}", backend_name(timed[1].spec.backend), timed[1].config.to_string())), 2);
+  EXPECT_NE(timed[0].spec.backend, timed[1].spec.backend);
+  EXPECT_EQ(rep.records[0].time_ms, timed[0].ms);
+  EXPECT_LE(timed[0].ms, timed[1].ms);
 }
 
 }  // namespace

@@ -4,8 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "runtime/nvrtc_compiler.hpp"
-#include "samoyeds/device.hpp"
 
 namespace samoyeds {
 
@@ -28,19 +26,6 @@ std::string DeviceFingerprint::differences(const DeviceFingerprint& o) const {
   if (library_version != o.library_version)
     add(fmt::format("samoyeds {} vs {}", library_version, o.library_version));
   return out;
-}
-
-DeviceFingerprint current_fingerprint(int device) {
-  const DeviceInfo& info = Device::get(device).info();
-  DeviceFingerprint f;
-  f.gpu_name = info.name;
-  f.cc_major = info.cc_major;
-  f.cc_minor = info.cc_minor;
-  f.sm_count = info.sm_count;
-  f.driver_version = info.driver_version;
-  f.nvrtc_version = nvrtc_version();
-  f.library_version = library_version();
-  return f;
 }
 
 std::vector<int64_t> default_token_buckets() {
