@@ -34,11 +34,13 @@ void parse_resources(const std::string& log, CompiledBinary& out) {
 
 CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch) {
   const auto start = std::chrono::steady_clock::now();
-  const auto& headers = template_headers();
+  // Only the templates the source reaches: what its binary key hashes.
+  const TemplateLibrary& library = TemplateLibrary::embedded();
+  const std::vector<std::string> included = library.included_by(kernel.source);
   std::vector<const char*> texts, names;
-  for (const auto& h : headers) {
-    texts.push_back(h.text.c_str());
-    names.push_back(h.include_name.c_str());
+  for (const auto& name : included) {
+    texts.push_back(library.texts().at(name).c_str());
+    names.push_back(name.c_str());
   }
   nvrtcProgram prog;
   nvrtcResult rc = nvrtcCreateProgram(&prog, kernel.source.c_str(), "samoyeds_kernel.cu", int(texts.size()),

@@ -1,4 +1,4 @@
-// NVRTC: generated source + embedded templates -> CUBIN, with the compiler's
+// NVRTC: generated source + the embedded templates it includes -> CUBIN, with the compiler's
 // resource report (registers, spills) parsed out of its log.
 #pragma once
 #include <string>
