@@ -33,6 +33,11 @@ void parse_resources(const std::string& log, CompiledBinary& out) {
 }  // namespace
 
 CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch) {
+  return nvrtc_compile(kernel, arch, {});
+}
+
+CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch,
+                             const std::vector<std::string>& extra_options) {
   const auto start = std::chrono::steady_clock::now();
   // Only the templates the source reaches: what its binary key hashes.
   const TemplateLibrary& library = TemplateLibrary::embedded();
@@ -52,7 +57,8 @@ CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& a
     ~Guard() { nvrtcDestroyProgram(p); }
   } guard{&prog};
 
-  const auto opts = nvrtc_options(arch);
+  auto opts = nvrtc_options(arch);
+  opts.insert(opts.end(), extra_options.begin(), extra_options.end());
   std::vector<const char*> copts;
   for (const auto& o : opts) copts.push_back(o.c_str());
   rc = nvrtcCompileProgram(prog, int(copts.size()), copts.data());
