@@ -7,6 +7,7 @@
 #include <nvrtc.h>
 
 #include "generator/template_library.hpp"
+#include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/kernel_spec.hpp"
 
@@ -20,7 +21,16 @@ std::string nvrtc_version() {
 
 std::vector<std::string> nvrtc_options(const std::string& arch) {
   arch_number(arch);  // validates
-  return {"--gpu-architecture=" + arch, "--std=c++17", "-lineinfo", "--ptxas-options=-v"};
+  // -minimal: no texture, device-runtime or driver-type declarations, which
+  // the templates never use: a smaller built-in header to parse.
+  // --no-source-include: headers come from the embedded library alone (what
+  // the key hashes), never from the working directory.
+  std::vector<std::string> options = {"--gpu-architecture=" + arch, "--std=c++17", "-minimal", "--no-source-include",
+                                      "--ptxas-options=-v"};
+  // Line tables only for profiling: the SASS is the same without them, and
+  // they cost ~2% of a compile (docs/perf-log.md, 2026-12-07).
+  if (kernel_line_info()) options.push_back("-lineinfo");
+  return options;
 }
 
 namespace {
