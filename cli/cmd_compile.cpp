@@ -17,6 +17,7 @@
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
 #include "samoyeds/tuning_record.hpp"
+#include "tuner/model_kernels.hpp"
 
 namespace samoyeds::cli {
 
@@ -49,49 +50,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   if (which != "default" && which != "all")
     throw Error(ErrorCode::InvalidArgument, "--configs expects default or all");
 
-  struct Job {
-    KernelSpec spec;
-    TileConfig config;
-  };
-  std::vector<Job> jobs;
-  // Each projection in the forms it is launched in: as MoeLayer launches it
-  // (the routed experts grouped: their own binaries) and, for the routed
-  // experts, one expert at a time (the ops API).
-  std::vector<KernelSpec> forms;
-  for (DType dt : dtypes)
-    for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sp)) {
-      forms.push_back(spec);
-      if (spec.grouped) {
-        KernelSpec single = spec;
-        single.grouped = false;
-        single.experts = 1;
-        forms.push_back(single);
-      }
-    }
-  for (KernelSpec spec : forms) {
-    // default: what an untuned launch dispatches to; all: every backend's
-    // whole search space (what tuning would try).
-    std::vector<Backend> backends = {default_backend(spec)};
-    if (which == "all") backends = all_backends();
-    for (Backend b : backends) {
-      spec.backend = b;
-      const auto& family = kernel_family(b);
-      std::vector<TileConfig> configs;
-      if (which == "all") {
-        configs = family.search_space(spec);
-      } else {
-        // Every bucket dispatch rounds a token count to (the defaults differ
-        // up to the largest: persistent and `_so` tiles from 4096 tokens).
-        for (int64_t tokens : default_token_buckets()) {
-          const TileConfig c = family.default_config(spec, tokens, kReferenceSmCount);
-          bool seen = false;
-          for (const auto& d : configs) seen |= d == c;
-          if (!seen) configs.push_back(c);
-        }
-      }
-      for (const auto& c : configs) jobs.push_back({spec, c});
-    }
-  }
+  const std::vector<KernelJob> jobs = model_kernel_jobs(model, arch, dtypes, sp, which == "all");
 
   const std::string emit_dir = args.get("--emit-cubins", "");
   if (!emit_dir.empty()) std::filesystem::create_directories(emit_dir);
@@ -109,7 +68,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   std::mutex print_mu;
   double total_ms = 0.0, max_ms = 0.0;
   parallel_for(jobs.size(), n_threads, [&](size_t i) {
-    const Job& job = jobs[i];
+    const KernelJob& job = jobs[i];
     const std::string name = fmt::format("{}{} {} {} {}x{}", job.spec.grouped ? "grouped " : "", op_name(job.spec.op),
                                          backend_name(job.spec.backend), dtype_name(job.spec.dtype), job.spec.m,
                                          job.spec.k);

@@ -38,6 +38,11 @@ bool programmatic_launch_enabled() {
   return on;
 }
 
+bool kernel_line_info() {
+  static const bool on = env("SAMOYEDS_LINEINFO") == "1";
+  return on;
+}
+
 void log(LogLevel level, const std::string& message) {
   if (int(level) > int(log_level())) return;
   static std::mutex mu;

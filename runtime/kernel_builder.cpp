@@ -8,13 +8,17 @@
 namespace samoyeds {
 
 std::string binary_key(const GeneratedKernel& kernel, const std::string& arch) {
+  return binary_key(kernel, arch, TemplateLibrary::embedded());
+}
+
+std::string binary_key(const GeneratedKernel& kernel, const std::string& arch, const TemplateLibrary& templates) {
   Sha256 h;
   auto field = [&](const std::string& s) {
     h.update(s);
     h.update(std::string(1, '\0'));
   };
   field(kernel.source);
-  field(template_library_digest());
+  field(templates.digest_of_included(kernel.source));
   field(nvrtc_version());
   field(arch);
   for (const auto& o : nvrtc_options(arch)) field(o);

@@ -6,6 +6,7 @@
 
 #include "cache/binary_cache.hpp"
 #include "backends/backend.hpp"
+#include "generator/template_library.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 
 namespace samoyeds {
@@ -18,9 +19,13 @@ struct BuiltKernel {
   bool from_cache = false;
 };
 
-// sha256 over the source, the template library, the NVRTC version, the arch
-// and the compile options. No paths, no shapes unless the source holds them.
+// sha256 over the source, the templates it includes (directly or not), the
+// NVRTC version, the arch and the compile options. No paths, no shapes unless
+// the source holds them; a template the kernel does not include leaves its key
+// alone. Throws Error(CompileError) for an include the library lacks.
 std::string binary_key(const GeneratedKernel& kernel, const std::string& arch);
+// The same over another template library (tests edit one template's text).
+std::string binary_key(const GeneratedKernel& kernel, const std::string& arch, const TemplateLibrary& templates);
 
 // Looks the generated kernel's key up in the cache, compiles on a miss and
 // stores the result. cache may be null (compile only).

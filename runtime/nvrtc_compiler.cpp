@@ -7,6 +7,7 @@
 #include <nvrtc.h>
 
 #include "generator/template_library.hpp"
+#include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/kernel_spec.hpp"
 
@@ -20,7 +21,16 @@ std::string nvrtc_version() {
 
 std::vector<std::string> nvrtc_options(const std::string& arch) {
   arch_number(arch);  // validates
-  return {"--gpu-architecture=" + arch, "--std=c++17", "-lineinfo", "--ptxas-options=-v"};
+  // -minimal: no texture, device-runtime or driver-type declarations, which
+  // the templates never use: a smaller built-in header to parse.
+  // --no-source-include: headers come from the embedded library alone (what
+  // the key hashes), never from the working directory.
+  std::vector<std::string> options = {"--gpu-architecture=" + arch, "--std=c++17", "-minimal", "--no-source-include",
+                                      "--ptxas-options=-v"};
+  // Line tables only for profiling: the SASS is the same without them, and
+  // they cost ~2% of a compile (docs/perf-log.md, 2026-12-07).
+  if (kernel_line_info()) options.push_back("-lineinfo");
+  return options;
 }
 
 namespace {
@@ -33,12 +43,19 @@ void parse_resources(const std::string& log, CompiledBinary& out) {
 }  // namespace
 
 CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch) {
+  return nvrtc_compile(kernel, arch, {});
+}
+
+CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch,
+                             const std::vector<std::string>& extra_options) {
   const auto start = std::chrono::steady_clock::now();
-  const auto& headers = template_headers();
+  // Only the templates the source reaches: what its binary key hashes.
+  const TemplateLibrary& library = TemplateLibrary::embedded();
+  const std::vector<std::string> included = library.included_by(kernel.source);
   std::vector<const char*> texts, names;
-  for (const auto& h : headers) {
-    texts.push_back(h.text.c_str());
-    names.push_back(h.include_name.c_str());
+  for (const auto& name : included) {
+    texts.push_back(library.texts().at(name).c_str());
+    names.push_back(name.c_str());
   }
   nvrtcProgram prog;
   nvrtcResult rc = nvrtcCreateProgram(&prog, kernel.source.c_str(), "samoyeds_kernel.cu", int(texts.size()),
@@ -50,7 +67,8 @@ CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& a
     ~Guard() { nvrtcDestroyProgram(p); }
   } guard{&prog};
 
-  const auto opts = nvrtc_options(arch);
+  auto opts = nvrtc_options(arch);
+  opts.insert(opts.end(), extra_options.begin(), extra_options.end());
   std::vector<const char*> copts;
   for (const auto& o : opts) copts.push_back(o.c_str());
   rc = nvrtcCompileProgram(prog, int(copts.size()), copts.data());

@@ -1,4 +1,4 @@
-// NVRTC: generated source + embedded templates -> CUBIN, with the compiler's
+// NVRTC: generated source + the embedded templates it includes -> CUBIN, with the compiler's
 // resource report (registers, spills) parsed out of its log.
 #pragma once
 #include <string>
@@ -22,5 +22,9 @@ std::vector<std::string> nvrtc_options(const std::string& arch);
 
 // Throws Error(CompileError) with the log and the source on failure.
 CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch);
+// The same with `extra_options` after nvrtc_options(arch): for measuring the
+// compile (bench/compile_bench.cpp), never for binaries that enter the cache.
+CompiledBinary nvrtc_compile(const GeneratedKernel& kernel, const std::string& arch,
+                             const std::vector<std::string>& extra_options);
 
 }  // namespace samoyeds

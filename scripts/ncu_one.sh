@@ -6,6 +6,7 @@ BUILD=${1:-build}
 BACKEND=${6:-mma_sp}
 export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export SAMOYEDS_CACHE_DIR=${SAMOYEDS_CACHE_DIR:-/tmp/samoyeds-cache}
+export SAMOYEDS_LINEINFO=${SAMOYEDS_LINEINFO:-1}  # line tables for the source view
 ncu --clock-control none --kernel-name "samoyeds_ssmm_$BACKEND" --launch-skip 20 --launch-count 1 \
   --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis \
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section SchedulerStats \

@@ -9,6 +9,7 @@ BACKEND=${6:-wgmma_sp}
 OUTDIR=${OUT:-/tmp}
 export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export SAMOYEDS_CACHE_DIR=${SAMOYEDS_CACHE_DIR:-/tmp/samoyeds-cache}
+export SAMOYEDS_LINEINFO=${SAMOYEDS_LINEINFO:-1}  # line tables for the source view
 rep=/tmp/ncu_stalls_$5
 ncu --clock-control none --kernel-name "samoyeds_ssmm_$BACKEND" --launch-skip 20 --launch-count 1 \
   --section WarpStateStats --section SourceCounters --section SpeedOfLight ${NCU_SECTIONS:-} -f -o "$rep" \

@@ -4,6 +4,7 @@
 //   SAMOYEDS_LOG        error | warn (default) | info | debug
 //   SAMOYEDS_PDL        0 launches without programmatic dependent launch
 //                       (default on, sm_90 and later)
+//   SAMOYEDS_LINEINFO   1 compiles kernels with line tables (for profilers)
 #pragma once
 #include <string>
 
@@ -16,6 +17,9 @@ std::string default_cache_path();  // <dir>/samoyeds.sqlite
 LogLevel log_level();
 // False when SAMOYEDS_PDL is "0" (read once).
 bool programmatic_launch_enabled();
+// True when SAMOYEDS_LINEINFO is "1" (read once): NVRTC's -lineinfo, which
+// enters the binaries' keys with the other options.
+bool kernel_line_info();
 
 // Printed to stderr when `level` is enabled.
 void log(LogLevel level, const std::string& message);

@@ -218,13 +218,14 @@ TEST(Nvrtc, CompileErrorCarriesTheLogAndTheSource) {
   }
 }
 
-// The limit is for an unloaded machine: a CI run while another build shared
-// the two cores measured 2.28 s (2026-11-29, ade2648).
-TEST(Nvrtc, CompileTimeIsUnderTwoSecondsPerKernel) {
+// What the compile reports beside the CUBIN: its time, and the registers and
+// spills parsed from ptxas' log. How long it takes is measured by
+// bench/compile_bench.cpp, not asserted here.
+TEST(Nvrtc, CompileReportsItsTimeAndResources) {
   const KernelSpec s = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu);
   const auto g = kernel_family(Backend::MmaSp).generate(s, kernel_family(Backend::MmaSp).default_config(s, 4096, kReferenceSmCount));
   const CompiledBinary b = nvrtc_compile(g, "sm_90a");
-  EXPECT_LT(b.compile_ms, 2000.0);
+  EXPECT_FALSE(b.cubin.empty());
   EXPECT_GT(b.compile_ms, 0.0);
   EXPECT_GT(b.registers, 0);
   EXPECT_EQ(b.spill_bytes, 0);
