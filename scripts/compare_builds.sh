@@ -8,7 +8,9 @@ set -uo pipefail
 OLD=$(cd "$1" && pwd)
 NEW=$(cd "$2" && pwd)
 PARTS=${3:-defaults,moe}
-OUT=${OUT:-/tmp/samoyeds-compare}
+# Working files here; the CSVs and logs end up in one archive, $RESULT/compare_<parts>.tgz.
+OUT=/tmp/samoyeds-compare
+RESULT=${RESULT:-$OUT}
 mkdir -p "$OUT/logs"
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 run() {  # run SECONDS BUILD_DIR TAG ARGS...: one binary of one build, its own kernel cache
@@ -73,4 +75,5 @@ if moe:
             print(f"{model:<18} {t:>5} {v['old'][0]:>9.4f} {v['new'][0]:>9.4f} {v['new'][0]/v['old'][0]:>8.3f} "
                   f"{v['old'][1]:>10.4f} {v['new'][1]:>10.4f}")
 EOF
-tar czf "$OUT/compare_logs.tgz" -C "$OUT" logs
+mkdir -p "$RESULT"
+tar czf "$RESULT/compare_${PARTS//,/_}.tgz" -C "$OUT" .
