@@ -213,6 +213,10 @@ ModelPreset parse_hf_config(const std::string& text, const std::string& origin) 
 }
 
 static std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(ErrorCode::IoError, "'" + path + "' is a folder, not a file");
+  if (!std::filesystem::exists(path, ec)) throw Error(ErrorCode::IoError, "'" + path + "': no such file");
   std::ifstream in(path);
   if (!in) throw Error(ErrorCode::IoError, "cannot read '" + path + "'");
   std::stringstream ss;

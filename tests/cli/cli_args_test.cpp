@@ -107,6 +107,15 @@ TEST_F(CliArgs, FolderGivenAsModelFileSaysItIsAFolder) {
   EXPECT_NE(r.out.find("is a folder"), std::string::npos) << r.out;
 }
 
+TEST_F(CliArgs, SweepThatIsMissingOrAFolderSaysSo) {
+  CliRun r = run(fmt::format("tune --sweep {}", path("sweep.yaml")));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("sweep.yaml': no such file"), std::string::npos) << r.out;
+  r = run(fmt::format("tune --sweep {}", dir.string()));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("is a folder"), std::string::npos) << r.out;
+}
+
 TEST_F(CliArgs, EmitCubinsIntoAnUnwritableFolderFailsWithExit1) {
   std::ofstream(path("a_file")) << "x";  // a folder cannot be made under a file, even by root
   const CliRun r = run(fmt::format("compile --model openmoe-8b --cache {} --emit-cubins {}", path("c.sqlite"),
