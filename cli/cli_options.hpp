@@ -3,7 +3,10 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -55,9 +58,29 @@ inline std::string model_option_help(const std::string& default_note = "") {
 }
 
 // A comma-separated list of integers, each in [lo, hi]: "--buckets 1,2,64".
+// An empty list or item ("", "1,,2", "1,") and anything not an integer is a
+// usage error naming the option; nothing is dropped or truncated.
 inline CLI::Option* add_int_list(CLI::App& app, const std::string& name, std::vector<int64_t>& out,
                                  const std::string& help, int64_t lo, int64_t hi) {
-  return app.add_option(name, out, help)->delimiter(',')->check(CLI::Range(lo, hi));
+  auto parse = [&out, name, lo, hi](const std::string& text) {
+    std::vector<int64_t> values;
+    size_t begin = 0;
+    while (true) {
+      const size_t end = std::min(text.find(',', begin), text.size());
+      const std::string item = text.substr(begin, end - begin);
+      errno = 0;
+      char* stop = nullptr;
+      const long long v = item.empty() ? 0 : std::strtoll(item.c_str(), &stop, 10);
+      if (item.empty() || *stop != '\0' || errno == ERANGE || v < lo || v > hi)
+        throw CLI::ValidationError(name, "'" + item + "' in '" + text + "' is not an integer from " +
+                                             std::to_string(lo) + " to " + std::to_string(hi));
+      values.push_back(v);
+      if (end == text.size()) break;
+      begin = end + 1;
+    }
+    out = values;
+  };
+  return app.add_option_function<std::string>(name, parse, help)->type_name("N[,N...]");
 }
 
 // Creates `dir` if needed and checks that files can be written into it, so a

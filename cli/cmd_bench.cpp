@@ -20,7 +20,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::vector<int64_t> tokens = {16, 64, 256, 1024, 4096};
   int segment = 128;
   app.add_option("--model", model_arg, model_option_help())->required();
-  add_int_list(app, "--tokens", tokens, "token counts, e.g. 16,64,1024", 1, int64_t(1) << 20)->capture_default_str();
+  add_int_list(app, "--tokens", tokens, "token counts (default 16,64,256,1024,4096)", 1, int64_t(1) << 20);
   app.add_option("--dtype", dtype_arg, "bf16 or f16")->capture_default_str();
   app.add_option("--rows", rows, "row pattern N:M")->capture_default_str();
   app.add_option("--segment", segment, "segment length")->capture_default_str();

@@ -56,6 +56,8 @@ TEST_F(CliArgs, CliRejectsNonNumericJobs) {
 TEST_F(CliArgs, UsageErrorsGoToStderrWithExit2) {
   for (const char* args : {"compile --bogus", "compile --jobs=0", "tune --model mixtral-8x7b --max-configs -5",
                            "tune --model mixtral-8x7b --buckets ''", "tune --model mixtral-8x7b --buckets 1,x",
+                           "tune --model mixtral-8x7b --buckets 1,,2", "tune --model mixtral-8x7b --buckets 1,2,",
+                           "tune --model mixtral-8x7b --buckets 99999999999999999999",
                            "bench", "run-moe --model mixtral-8x7b", "cache", "compile --configs some"}) {
     const CliRun out = run(args, "2>/dev/null");
     EXPECT_EQ(out.rc, 2) << args;
@@ -63,6 +65,12 @@ TEST_F(CliArgs, UsageErrorsGoToStderrWithExit2) {
     const CliRun err = run(args, "2>&1 >/dev/null");
     EXPECT_FALSE(err.out.empty()) << args << ": nothing on stderr";
   }
+}
+
+TEST_F(CliArgs, ListErrorsNameTheOptionAndTheItem) {
+  const CliRun r = run("run-moe --model mixtral-8x7b --tokens=16,,64");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("--tokens: '' in '16,,64' is not an integer from 1 to"), std::string::npos) << r.out;
 }
 
 TEST_F(CliArgs, OptionsTakeFlagEqualsValue) {
