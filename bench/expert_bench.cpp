@@ -19,7 +19,8 @@
 #include "tuner/random_fill.hpp"
 #include "tuner/timing.hpp"
 #include "samoyeds/model_preset.hpp"
-#include "core/cli_args.hpp"
+#include <CLI/CLI.hpp>
+#include <sstream>
 #include "backends/backend.hpp"
 #include "core/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
@@ -35,15 +36,15 @@ using namespace samoyeds::tuning;
 
 namespace {
 
-// The six model shapes of ANCHORS.md (their up projections), from the presets.
-const char* const kDefaultModels = "mixtral-8x7b,mixtral-8x22b,openmoe-34b,openmoe-8b,minicpm-moe-8x2b,deepseek-moe-16b";
 
 double tflops(int64_t m, int64_t n, int64_t k, double ms) { return 2.0 * m * n * k / (ms * 1e-3) / 1e12; }
 
 struct Args {
   std::vector<int64_t> tokens = {64, 256, 1024, 4096};
   std::vector<DType> dtypes = {DType::f16, DType::bf16};
-  std::vector<std::string> models = cli::split_list(kDefaultModels);
+  // The six model shapes of ANCHORS.md (their up projections), from the presets.
+  std::vector<std::string> models = {"mixtral-8x7b", "mixtral-8x22b",    "openmoe-34b",
+                                     "openmoe-8b",   "minicpm-moe-8x2b", "deepseek-moe-16b"};
   std::string csv = "expert_bench.csv";
   int max_configs = 1000;
   // Time only these configs, comma-separated (e.g. for ncu, or to compare a
@@ -60,39 +61,40 @@ struct Args {
   Op op = Op::Ssmm;
 };
 
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error(ErrorCode::InvalidArgument, f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "--tokens") a.tokens = cli::parse_int_list(next(), "--tokens", 1);
-    else if (f == "--model") a.models = cli::split_list(next());
-    else if (f == "--dtype") a.dtypes = {parse_dtype(next())};
-    else if (f == "--csv") a.csv = next();
-    else if (f == "--max-configs") a.max_configs = int(std::stoll(next()));
-    else if (f == "--config") a.config = next();
-    else if (f == "--dump-cubins") a.cubin_dir = next();
-    else if (f == "--configs-csv") a.configs_csv = next();
-    else if (f == "--rows") a.sparsity = SparsityParams::from_rows(next(), a.sparsity.V);
-    else if (f == "--backend") a.backends = {parse_backend(next())};
-    else if (f == "--op") {
-      a.op = parse_op(next());
-      if (a.op == Op::GatedUp) throw Error(ErrorCode::InvalidArgument, "--op: ssmm or down");
-    }
-    else throw Error(ErrorCode::InvalidArgument, "unknown argument " + f +
-                     " (--tokens a,b --model NAME[,NAME] --dtype T --csv F --max-configs N --config CFG[,CFG]|default"
-                     " --rows N:M --backend B --op ssmm|down --dump-cubins DIR --configs-csv F)");
+// Returns the exit code when the run should stop here (help, usage error).
+int parse(int argc, char** argv, Args& a) {
+  CLI::App app("Times every candidate config of each model's expert shape against cuBLAS.", "expert_bench");
+  std::string dtype, rows, backend, op;
+  app.add_option("--tokens", a.tokens, "token counts a,b,...")->delimiter(',')->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--model", a.models, "preset names or files NAME[,NAME]")->delimiter(',');
+  app.add_option("--dtype", dtype, "f16 or bf16 (default both)");
+  app.add_option("--csv", a.csv, "results file")->capture_default_str();
+  app.add_option("--max-configs", a.max_configs, "configs per shape")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  app.add_option("--config", a.config, "time only CFG[,CFG] or 'default'");
+  app.add_option("--dump-cubins", a.cubin_dir, "write the winners' binaries to DIR");
+  app.add_option("--configs-csv", a.configs_csv, "every config's quick-pass time");
+  app.add_option("--rows", rows, "row pattern N:M (default 1:2)");
+  app.add_option("--backend", backend, "one backend only");
+  app.add_option("--op", op, "ssmm or down (default ssmm)")->check(CLI::IsMember({"ssmm", "down"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // help on stdout, errors on stderr
   }
-  return a;
+  if (a.tokens.empty() || a.models.empty()) throw Error(ErrorCode::InvalidArgument, "--tokens and --model need values");
+  if (!dtype.empty()) a.dtypes = {parse_dtype(dtype)};
+  if (!rows.empty()) a.sparsity = SparsityParams::from_rows(rows, a.sparsity.V);
+  if (!backend.empty()) a.backends = {parse_backend(backend)};
+  if (!op.empty()) a.op = parse_op(op);
+  return -1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args args = parse(argc, argv);
+  Args parsed;
+  if (const int rc = parse(argc, argv, parsed); rc >= 0) return rc;
+  const Args& args = parsed;
   std::string why;
   if (!gpu_available(&why)) {
     std::fprintf(stderr, "expert_bench needs a GPU: %s\n", why.c_str());
@@ -150,7 +152,8 @@ int main(int argc, char** argv) try {
       if (args.config == "default") opt.candidates = TuneOptions::Candidates::Defaults;
       else if (!args.config.empty()) {
         opt.candidates = TuneOptions::Candidates::Named;
-        opt.named = cli::split_list(args.config);
+        std::stringstream names(args.config);
+        for (std::string name; std::getline(names, name, ',');) opt.named.push_back(name);
       }
       TuneLog log;
       std::map<std::pair<std::string, int64_t>, double> quick;  // (backend/config, n) -> quick-pass ms

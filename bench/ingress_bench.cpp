@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "core/cli_args.hpp"
+#include <CLI/CLI.hpp>
 #include "bench/ingress_probe_kernel.hpp"
 #include "core/cuda_driver.hpp"
 #include "runtime/kernel_builder.hpp"
@@ -61,18 +61,20 @@ const Source kSources[] = {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const std::vector<std::string> argv_list(argv + 1, argv + argc);
-  if (cli::print_help_if_asked(argv_list, "ingress_bench [--csv FILE] [--mb-per-sm N] [--blocks N]\n"
-                                          "  TMA delivery into each SM's shared memory, bytes per SM cycle\n"
-                                          "  --blocks: run on N SMs only (default all), to tell a per-SM limit\n"
-                                          "  from the whole chip's\n"))
-    return 0;
-  const cli::Args args(argv_list, {"--csv", "--mb-per-sm", "--blocks"}, {});
-  const std::string csv_path = args.get("--csv", "ingress_bench.csv");
+  CLI::App app("TMA delivery into each SM's shared memory, bytes per SM cycle.", "ingress_bench");
+  std::string csv_path = "ingress_bench.csv";
   // What each SM receives per launch (at most 4 GB: the stage count is an int).
-  const std::vector<int64_t> mb = cli::parse_int_list(args.get("--mb-per-sm", "64"), "--mb-per-sm", 1);
-  if (mb.size() != 1 || mb[0] > 4096) throw Error(ErrorCode::InvalidArgument, "--mb-per-sm: one value, 1 to 4096");
-  const int64_t mb_per_sm = mb[0];
+  int64_t mb_per_sm = 64;
+  int blocks = 0;
+  app.add_option("--csv", csv_path, "results file")->capture_default_str();
+  app.add_option("--mb-per-sm", mb_per_sm, "MB each SM receives per launch")->check(CLI::Range(1, 4096))->capture_default_str();
+  app.add_option("--blocks", blocks, "run on N SMs only (default all), to tell a per-SM limit from the whole chip's")
+      ->check(CLI::Range(2, 1 << 20));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // help on stdout, errors on stderr
+  }
   std::string why;
   if (!gpu_available(&why)) {
     std::fprintf(stderr, "ingress_bench needs a GPU: %s\n", why.c_str());
@@ -85,10 +87,8 @@ int main(int argc, char** argv) try {
   }
   const DriverApi& d = driver();
   const int sms = dev.info().sm_count;
-  const std::vector<int64_t> blocks_arg = cli::parse_int_list(args.get("--blocks", std::to_string(sms)), "--blocks", 2);
-  if (blocks_arg.size() != 1 || blocks_arg[0] > sms)
-    throw Error(ErrorCode::InvalidArgument, fmt::format("--blocks: one value, 2 to {} (the SM count)", sms));
-  const int used_sms = int(blocks_arg[0]);
+  if (blocks > sms) throw Error(ErrorCode::InvalidArgument, fmt::format("--blocks: 2 to {} (the SM count)", sms));
+  const int used_sms = blocks > 0 ? blocks : sms;
   CUstream stream;
   check(d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   // The map: every group's region, back to back.

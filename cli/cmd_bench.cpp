@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "core/cli_args.hpp"
+#include "cli/cli_options.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
@@ -14,23 +14,28 @@
 namespace samoyeds::cli {
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  if (print_help_if_asked(argv,
-                          "usage: samoyeds bench --model NAME|FILE [--tokens 16,64,1024] [--dtype bf16|f16] "
-                          "[--rows 1:2]\n"
-                          "                      [--segment 128] [--cache FILE]\n"))
-    return 0;
-  Args args(argv, {"--model", "--tokens", "--dtype", "--rows", "--segment", "--cache"}, {});
-  if (!args.has("--model")) throw Error(ErrorCode::InvalidArgument, "bench needs --model");
-  const ModelPreset model = load_model(args.get("--model", ""));
-  const std::vector<int64_t> tokens = parse_int_list(args.get("--tokens", "16,64,256,1024,4096"), "--tokens", 1);
-  const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
+  CLI::App app("Time a model's kernels as dispatch picks them (tuned or heuristic) against cuBLAS.",
+               "samoyeds bench");
+  std::string model_arg, dtype_arg = "bf16", rows = "1:2", cache_path = default_cache_path();
+  std::vector<int64_t> tokens = {16, 64, 256, 1024, 4096};
+  int segment = 128;
+  app.add_option("--model", model_arg, model_option_help())->required();
+  add_int_list(app, "--tokens", tokens, "token counts (default 16,64,256,1024,4096)", 1, int64_t(1) << 20);
+  app.add_option("--dtype", dtype_arg, "bf16 or f16")->capture_default_str();
+  app.add_option("--rows", rows, "row pattern N:M")->capture_default_str();
+  app.add_option("--segment", segment, "segment length")->capture_default_str();
+  app.add_option("--cache", cache_path, "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
+  if (const int rc = parse_args(app, argv); rc >= 0) return rc;
+  if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "--tokens is empty");
+  const ModelPreset model = load_model(model_arg);
+  const SparsityParams sp = SparsityParams::from_rows(rows, segment);
+  const DType dt = parse_dtype(dtype_arg);
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "bench needs a GPU: " + why);
-  KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));
+  KernelRuntime rt(Device::get(), cache_path);
   int64_t max_tokens = 1;
   for (int64_t t : tokens) max_tokens = std::max(max_tokens, t);
   OpRunner runner(rt, max_tokens, model.top_k);  // the routed experts run grouped, as in the layer
-  const DType dt = parse_dtype(args.get("--dtype", "bf16"));
   fmt::print("{} on {}\n", model.display_name, runner.device().to_string());
   fmt::print("{:<9} {:>13} {:>6} {:<26} {:<22} {:>8} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "op", "m x k", "tokens",
              "config", "chosen by", "load ms", "from", "ours ms", "cuBLAS ms", "/cuBLAS", "cuSPLt", "/cuSPLt");

@@ -10,7 +10,7 @@
 
 #include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
-#include "core/cli_args.hpp"
+#include "cli/cli_options.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
@@ -19,17 +19,6 @@
 
 namespace samoyeds::cli {
 namespace {
-
-const char* kHelp =
-    "usage: samoyeds cache <ls|export|import|verify|prune> [options]\n"
-    "  ls                      list tuning records and binaries\n"
-    "  export FILE [--binaries] [--force]\n"
-    "                          write the records (and binaries) into a new portable file\n"
-    "  import FILE [--force]   merge a file: faster record wins a conflict; records or binaries of\n"
-    "                          another GPU, driver, NVRTC or library version are refused unless --force\n"
-    "  verify                  check every binary's checksum and report stale records; exit 1 on problems\n"
-    "  prune                   delete corrupt binaries and entries of other NVRTC or library versions\n"
-    "  --cache FILE            the cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
 
 // What this machine can check imported entries against. The GPU parts are
 // known only where a GPU is.
@@ -192,29 +181,53 @@ int cmd_prune(SqliteStore& db) {
 }  // namespace
 
 int cmd_cache(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kHelp, stdout);
-    return argv.empty() ? 2 : 0;
+  CLI::App app("Inspect and move the tuned records (and optionally the binaries) between machines of one GPU kind.",
+               "samoyeds cache");
+  std::string cache_path = default_cache_path(), file;
+  bool binaries = false, force = false;
+  CLI::Option* cache_opt =
+      app.add_option("--cache", cache_path, "the cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
+  app.require_subcommand(1, 1);
+  app.fallthrough();  // --cache may follow the verb
+  CLI::App* ls = app.add_subcommand("ls", "list the binaries (kernels) and tuning records the cache holds");
+  CLI::App* exp = app.add_subcommand("export", "write the records (and binaries) into a new portable file");
+  exp->add_option("FILE", file, "the file to write")->required();
+  exp->add_flag("--binaries", binaries, "also export the binaries");
+  exp->add_flag("--force", force, "replace FILE if it exists");
+  CLI::App* imp = app.add_subcommand(
+      "import",
+      "merge a file: faster record wins a conflict; records or binaries of another GPU, driver, NVRTC or library "
+      "version are refused unless --force");
+  imp->add_option("FILE", file, "the file to merge")->required();
+  imp->add_flag("--force", force, "take entries of another GPU, driver, NVRTC or library version too");
+  CLI::App* verify =
+      app.add_subcommand("verify", "check every binary's checksum and report stale records; exit 1 on problems");
+  CLI::App* prune =
+      app.add_subcommand("prune", "delete corrupt binaries and entries of other NVRTC or library versions");
+  if (argv.empty()) {
+    std::fputs(app.help().c_str(), stderr);
+    return kExitUsage;
   }
-  const std::string verb = argv[0];
-  std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  std::string file;
-  if ((verb == "export" || verb == "import") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
-    file = rest[0];
-    rest.erase(rest.begin());
+  if (const int rc = parse_args(app, argv); rc >= 0) return rc;
+
+  // Only reading: a mistyped path is an error, never a new cache (or folder).
+  if (ls->parsed() || verify->parsed()) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(cache_path, ec))
+      throw Error(ErrorCode::IoError, "--cache: '" + cache_path + "' is a folder, not a cache file");
+    if (!fs::exists(cache_path, ec)) {
+      if (cache_opt->count()) throw Error(ErrorCode::IoError, "--cache: '" + cache_path + "': no such file");
+      std::printf("cache %s: no such file yet (0 binaries, 0 tuning records)\n", cache_path.c_str());
+      return 0;
+    }
   }
-  if (print_help_if_asked(rest, kHelp)) return 0;
-  Args args(rest, {"--cache"}, {"--binaries", "--force"});
-  SqliteStore db(args.get("--cache", default_cache_path()));
-  if (verb == "ls") return cmd_ls(db);
-  if (verb == "verify") return cmd_verify(db);
-  if (verb == "prune") return cmd_prune(db);
-  if (verb == "export" || verb == "import") {
-    if (file.empty()) throw Error(ErrorCode::InvalidArgument, "cache " + verb + " needs a FILE");
-    return verb == "export" ? cmd_export(db, file, args.has("--binaries"), args.has("--force"))
-                            : cmd_import(db, file, args.has("--force"));
-  }
-  throw Error(ErrorCode::InvalidArgument, "unknown cache command '" + verb + "' (ls, export, import, verify, prune)");
+  SqliteStore db(cache_path);
+  if (ls->parsed()) return cmd_ls(db);
+  if (verify->parsed()) return cmd_verify(db);
+  if (prune->parsed()) return cmd_prune(db);
+  if (exp->parsed()) return cmd_export(db, file, binaries, force);
+  return cmd_import(db, file, force);
 }
 
 }  // namespace samoyeds::cli

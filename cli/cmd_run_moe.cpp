@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "core/cli_args.hpp"
+#include "cli/cli_options.hpp"
 #include "core/cuda_driver.hpp"
 #include "core/parallel_for.hpp"
 #include "samoyeds/device.hpp"
@@ -25,13 +25,6 @@
 
 namespace samoyeds::cli {
 namespace {
-
-constexpr const char* kHelp =
-    "usage: samoyeds run-moe --model NAME|FILE --tokens T[,T...] [--dtype bf16|f16] [--rows 1:2]\n"
-    "                        [--segment 128] [--check 4] [--csv FILE] [--cache FILE]\n"
-    "Builds the model's MoE layer once with random weights; for each token count checks --check\n"
-    "sampled tokens against the float64 reference and times the layer (GPU routing included)\n"
-    "against dense cuBLAS on the same routing: a per-expert loop and grouped GEMM (GEMMs only).\n";
 
 // One expert's host weights: dense (what the layer and cuBLAS get) and pruned
 // (decoded from the same deterministic packing: what the reference uses).
@@ -84,20 +77,33 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int cmd_run_moe(const std::vector<std::string>& argv) {
-  if (print_help_if_asked(argv, kHelp)) return 0;
-  Args args(argv, {"--model", "--tokens", "--dtype", "--rows", "--segment", "--check", "--csv", "--cache"}, {});
-  if (!args.has("--model") || !args.has("--tokens"))
-    throw Error(ErrorCode::InvalidArgument, "run-moe needs --model and --tokens");
-  const ModelPreset model = load_model(args.get("--model", ""));
-  const std::vector<int64_t> token_counts = parse_int_list(args.get("--tokens", ""), "--tokens", 1);
-  const DType dt = parse_dtype(args.get("--dtype", "bf16"));
-  const int segment = int(parse_int_list(args.get("--segment", "128"), "--segment", 1).at(0));
-  const SparsityParams sp = SparsityParams::from_rows(args.get("--rows", "1:2"), segment);
-  const int checks = int(parse_int_list(args.get("--check", "4"), "--check", 0).at(0));
+  CLI::App app(
+      "Builds the model's MoE layer once with random weights; for each token count checks --check sampled tokens "
+      "against the float64 reference and times the layer (GPU routing included) against dense cuBLAS on the same "
+      "routing: a per-expert loop and grouped GEMM (GEMMs only).",
+      "samoyeds run-moe");
+  std::string model_arg, dtype_arg = "bf16", rows = "1:2", csv_path, cache_path = default_cache_path();
+  std::vector<int64_t> token_counts;
+  int segment = 128, checks = 4;
+  app.add_option("--model", model_arg, model_option_help())->required();
+  add_int_list(app, "--tokens", token_counts, "token counts T[,T...]", 1, int64_t(1) << 20)->required();
+  app.add_option("--dtype", dtype_arg, "bf16 or f16")->capture_default_str();
+  app.add_option("--rows", rows, "row pattern N:M")->capture_default_str();
+  app.add_option("--segment", segment, "segment length")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  app.add_option("--check", checks, "sampled tokens checked against the reference")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--csv", csv_path, "append one row per token count to FILE");
+  app.add_option("--cache", cache_path, "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
+  if (const int rc = parse_args(app, argv); rc >= 0) return rc;
+  if (token_counts.empty()) throw Error(ErrorCode::InvalidArgument, "--tokens is empty");
+  const ModelPreset model = load_model(model_arg);
+  const DType dt = parse_dtype(dtype_arg);
+  const SparsityParams sp = SparsityParams::from_rows(rows, segment);
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "run-moe needs a GPU: " + why);
 
-  KernelRuntime rt(Device::get(), args.get("--cache", default_cache_path()));
+  KernelRuntime rt(Device::get(), cache_path);
   const int64_t H = model.hidden_size, I = model.ffn_size;
   const int E = model.experts, K = model.top_k;
   fmt::print("{}: hidden {}, ffn {}, {} experts, top-{}, {} shared (ffn {}); {} {}\n", model.display_name, H, I, E, K,
@@ -127,11 +133,11 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   CUstream stream;
   check(driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   std::ofstream csv;
-  if (args.has("--csv")) {
-    const std::string path = args.get("--csv", "");
+  if (!csv_path.empty()) {
+    const std::string& path = csv_path;
     const bool fresh = !std::ifstream(path).good();
     csv.open(path, std::ios::app);
-    if (!csv) throw Error(ErrorCode::IoError, "cannot write " + path);
+    if (!csv) throw Error(ErrorCode::IoError, "--csv: cannot write '" + path + "'");
     if (fresh) csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error\n";
   }
   const double tol = dtype_tolerance(dt);

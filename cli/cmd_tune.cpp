@@ -2,6 +2,7 @@
 // and write the winners into the cache file.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -10,7 +11,8 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
-#include "core/cli_args.hpp"
+#include "cli/cli_options.hpp"
+#include "cli/progress.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
@@ -19,19 +21,7 @@
 namespace samoyeds::cli {
 namespace {
 
-const char* kHelp =
-    "usage: samoyeds tune (--model NAME|FILE | --sweep FILE.yaml) [options]\n"
-    "  --model NAME|FILE   preset, preset-style YAML or Hugging Face config.json\n"
-    "  --sweep FILE.yaml   models, dtypes, ops, buckets, rows, segment, max_configs\n"
-    "  --dtype T           f16, bf16 or all (default bf16; with --model)\n"
-    "  --buckets LIST      token buckets, e.g. 1,2,4,8 (default 1,2,4,...,8192)\n"
-    "  --rows N:M          row pattern (default 1:2)   --segment V (default 128)\n"
-    "  --max-configs N     tune only the first N configs of the search space\n"
-    "  --jobs N            parallel compiles (default: hardware threads)\n"
-    "  --timings-csv FILE  every candidate's time per bucket (what the winners beat)\n"
-    "  --cache FILE        cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
-
-// A bar on a terminal, a line per quarter elsewhere (logs stay short).
+// A bar on a terminal, a line per tenth elsewhere (logs stay short).
 TuneLog progress_log(const std::string& label) {
   TuneLog log;
   const bool tty = isatty(fileno(stderr));
@@ -51,8 +41,9 @@ TuneLog progress_log(const std::string& label) {
                    std::string(size_t(fill), '#').c_str(), std::string(size_t(width - fill), '.').c_str(), done,
                    total, eta);
       if (done == total) std::fputc('\n', stderr);
-    } else if (done == total || (total >= 4 && done % (total / 4) == 0)) {
-      std::fprintf(stderr, "%s %s %d/%d (ETA %.0fs)\n", label.c_str(), phase.c_str(), done, total, eta);
+    } else if (at_a_tenth(done, total)) {
+      std::fprintf(stderr, "%s %s %d/%d (%d%%), %s\n", label.c_str(), phase.c_str(), done, total, done * 100 / total,
+                   eta_text(secs, done, total).c_str());
     }
   };
   return log;
@@ -61,28 +52,54 @@ TuneLog progress_log(const std::string& label) {
 }  // namespace
 
 int cmd_tune(const std::vector<std::string>& argv) {
-  if (print_help_if_asked(argv, kHelp)) return 0;
-  Args args(argv, {"--model", "--sweep", "--dtype", "--buckets", "--rows", "--segment", "--max-configs", "--jobs",
-                   "--cache", "--timings-csv"},
-            {});
-  if (args.has("--model") == args.has("--sweep"))
+  CLI::App app("Tune a model's (or a YAML sweep's) expert kernels on this GPU into the cache.", "samoyeds tune");
+  std::string model_arg, sweep_path, dtype_arg = "bf16", rows = "1:2", cache_path = default_cache_path(), csv_path;
+  int segment = 128, max_configs = 0, jobs = 0;
+  std::vector<int64_t> buckets;
+  auto* model_opt = app.add_option("--model", model_arg, model_option_help());
+  auto* sweep_opt = app.add_option("--sweep", sweep_path,
+                                   "a YAML sweep: models, dtypes, ops, buckets, rows, segment, max_configs "
+                                   "(model paths relative to the sweep's folder)");
+  model_opt->excludes(sweep_opt);
+  auto* dtype_opt = app.add_option("--dtype", dtype_arg, "f16, bf16 or all (with --model)")->capture_default_str();
+  auto* buckets_opt = add_int_list(app, "--buckets", buckets, "token buckets, e.g. 1,2,4,8 (default 1,2,4,...,8192)",
+                                   1, int64_t(1) << 20);
+  auto* rows_opt = app.add_option("--rows", rows, "row pattern N:M (with --model)")->capture_default_str();
+  auto* segment_opt = app.add_option("--segment", segment, "segment length (with --model)")->capture_default_str();
+  auto* max_opt = app.add_option("--max-configs", max_configs, "tune only the first N configs of the search space")
+                      ->check(CLI::Range(1, 1 << 30));
+  auto* jobs_opt = app.add_option("--jobs", jobs, "parallel compiles (default: hardware threads)")
+                       ->check(CLI::Range(1, 4096));
+  app.add_option("--timings-csv", csv_path, "every candidate's time per bucket (what the winners beat)");
+  app.add_option("--cache", cache_path, "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
+  if (const int rc = parse_args(app, argv); rc >= 0) return rc;
+  if (model_opt->count() == sweep_opt->count())
     throw Error(ErrorCode::InvalidArgument, "give exactly one of --model and --sweep");
+  if (sweep_opt->count())
+    for (const CLI::Option* o : {dtype_opt, rows_opt, segment_opt})
+      if (o->count())
+        throw Error(ErrorCode::InvalidArgument, o->get_name() + " goes with --model; a sweep names its own");
+  if (buckets_opt->count() && buckets.empty()) throw Error(ErrorCode::InvalidArgument, "--buckets is empty");
+
   TuningSweep sweep;
-  if (args.has("--sweep")) {
-    sweep = load_sweep(args.get("--sweep", ""));
+  if (sweep_opt->count()) {
+    sweep = load_sweep(sweep_path);
   } else {
-    sweep.models = {load_model(args.get("--model", ""))};
-    const std::string dt = args.get("--dtype", "bf16");
-    sweep.dtypes = dt == "all" ? std::vector<DType>{DType::f16, DType::bf16} : std::vector<DType>{parse_dtype(dt)};
-    sweep.sparsity = SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
+    sweep.models = {load_model(model_arg)};
+    sweep.dtypes = dtype_arg == "all" ? std::vector<DType>{DType::f16, DType::bf16}
+                                      : std::vector<DType>{parse_dtype(dtype_arg)};
+    sweep.sparsity = SparsityParams::from_rows(rows, segment);
   }
-  if (args.has("--buckets")) sweep.buckets = parse_int_list(args.get("--buckets", ""), "--buckets", 1);
+  if (buckets_opt->count()) {
+    std::sort(buckets.begin(), buckets.end());
+    buckets.erase(std::unique(buckets.begin(), buckets.end()), buckets.end());
+    sweep.buckets = buckets;
+  }
   if (sweep.buckets.empty()) sweep.buckets = default_token_buckets();
-  if (args.has("--max-configs")) sweep.max_configs = std::stoi(args.get("--max-configs", "0"));
+  if (max_opt->count()) sweep.max_configs = max_configs;
 
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "tuning needs a GPU: " + why);
-  const std::string cache_path = args.get("--cache", default_cache_path());
   KernelRuntime rt(Device::get(), cache_path);
   SqliteStore db(cache_path);
   if (db.read_only()) throw Error(ErrorCode::CacheError, "cache file '" + cache_path + "' is read-only");
@@ -90,13 +107,12 @@ int cmd_tune(const std::vector<std::string>& argv) {
   TuneOptions opt;
   opt.buckets = sweep.buckets;
   opt.max_configs = sweep.max_configs;
-  if (args.has("--jobs")) opt.jobs = std::stoi(args.get("--jobs", "0"));
+  if (jobs_opt->count()) opt.jobs = jobs;
 
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> timings(nullptr, &std::fclose);
-  if (args.has("--timings-csv")) {
-    const std::string path = args.get("--timings-csv", "");
-    timings.reset(std::fopen(path.c_str(), "w"));
-    if (!timings) throw Error(ErrorCode::InvalidArgument, "cannot write --timings-csv file '" + path + "'");
+  if (!csv_path.empty()) {
+    timings.reset(std::fopen(csv_path.c_str(), "w"));
+    if (!timings) throw Error(ErrorCode::IoError, "--timings-csv: cannot write '" + csv_path + "'");
     std::fprintf(timings.get(), "model,op,dtype,m,k,grouped,bucket,backend,config,ms\n");
   }
   const auto start = std::chrono::steady_clock::now();

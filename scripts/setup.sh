@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 
 need=()
-for pkg in cmake ninja-build g++ libfmt-dev libyaml-cpp-dev libsqlite3-dev libgtest-dev pkg-config; do
+for pkg in cmake ninja-build g++ libfmt-dev libyaml-cpp-dev libsqlite3-dev libgtest-dev pkg-config libcli11-dev nlohmann-json3-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -4,6 +4,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -105,18 +110,155 @@ TEST(ModelPresets, HuggingFaceConfigsOfMoeModelsAreRead) {
   EXPECT_EQ(ds.experts, 64);
   EXPECT_EQ(ds.shared_experts, 2);
   EXPECT_EQ(ds.shared_ffn_size, 1408);
-  const ModelPreset qw = parse_hf_config(
-      R"({"hidden_size": 2048, "moe_intermediate_size": 1408, "num_experts": 60, "num_experts_per_tok": 4,
-          "shared_expert_intermediate_size": 5632})",
-      "qwen/config.json");
-  EXPECT_EQ(qw.shared_experts, 1);
-  EXPECT_EQ(qw.shared_ffn_size, 5632);
   try {
     parse_hf_config(R"({"hidden_size": 4096, "intermediate_size": 11008})", "llama/config.json");
     FAIL() << "a dense model was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not an MoE config"), std::string::npos) << e.what();
   }
+}
+
+// What `what` throws, or "" when it does not.
+template <typename F>
+std::string error_of(F what) {
+  try {
+    what();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+constexpr const char* kMixtralJson =
+    R"({"hidden_size": 4096, "intermediate_size": 14336, "num_local_experts": 8, "num_experts_per_tok": 2,
+        "hidden_act": "silu", "model_type": "mixtral")";
+
+TEST(HfConfig, DuplicateKeyInConfigJsonIsAnError) {
+  const std::string e = error_of([] {
+    parse_hf_config(std::string(kMixtralJson) + R"(, "num_local_experts": 16})", "mix/config.json");
+  });
+  EXPECT_NE(e.find("mix/config.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("duplicate key 'num_local_experts'"), std::string::npos) << e;
+  // The same key in two different objects is no duplicate.
+  EXPECT_EQ(error_of([] {
+              parse_hf_config(std::string(kMixtralJson) + R"(, "rope_scaling": {"model_type": "x"}})", "m.json");
+            }),
+            "");
+}
+
+TEST(HfConfig, WrongTypeInConfigJsonNamesTheKey) {
+  std::string e = error_of([] {
+    parse_hf_config(R"({"hidden_size": "4096", "intermediate_size": 14336, "num_local_experts": 8,
+                        "num_experts_per_tok": 2})",
+                    "c.json");
+  });
+  EXPECT_NE(e.find("c.json: 'hidden_size' must be an integer"), std::string::npos) << e;
+  e = error_of([] {
+    parse_hf_config(R"({"hidden_size": 4096.5, "intermediate_size": 14336, "num_local_experts": 8,
+                        "num_experts_per_tok": 2})",
+                    "c.json");
+  });
+  EXPECT_NE(e.find("'hidden_size' must be an integer"), std::string::npos) << e;
+  e = error_of([] {
+    parse_hf_config(R"({"hidden_size": 4096, "intermediate_size": 14336, "num_local_experts": 4294967304,
+                        "num_experts_per_tok": 2})",
+                    "c.json");
+  });
+  EXPECT_NE(e.find("'num_local_experts' = 4294967304 is out of range"), std::string::npos) << e;
+}
+
+TEST(HfConfig, ConfigJsonIsStrictJsonWithTheLineOfASyntaxError) {
+  const std::string e = error_of([] {
+    parse_hf_config("{\"hidden_size\": 4096,\n  \"intermediate_size\": 14336,\n}", "c.json");  // trailing comma
+  });
+  EXPECT_NE(e.find("c.json:3: JSON syntax error"), std::string::npos) << e;
+  // YAML is no longer taken for JSON.
+  EXPECT_NE(error_of([] { parse_hf_config("hidden_size: 4096\n", "c.json"); }).find("JSON syntax error"),
+            std::string::npos);
+}
+
+TEST(HfConfig, HfConfigWithSigmoidRoutingIsRefusedNamingTheField) {
+  const std::string e = error_of([] {
+    parse_hf_config(std::string(kMixtralJson) + R"(, "scoring_func": "sigmoid"})", "ds3/config.json");
+  });
+  EXPECT_NE(e.find("ds3/config.json: 'scoring_func' = \"sigmoid\""), std::string::npos) << e;
+  EXPECT_NE(e.find("not implemented"), std::string::npos) << e;
+}
+
+TEST(HfConfig, MoeSemanticsTheLibraryDoesNotImplementAreRefusedNamingTheField) {
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {R"("topk_method": "noaux_tc")", "topk_method"},
+      {R"("topk_method": "group_limited_greedy")", "topk_method"},
+      {R"("n_group": 8)", "n_group"},
+      {R"("topk_group": 4)", "topk_group"},
+      {R"("routed_scaling_factor": 2.5)", "routed_scaling_factor"},
+      {R"("shared_expert_intermediate_size": 5632)", "shared_expert_intermediate_size"},
+      {R"("mlp_bias": true)", "mlp_bias"},
+      {R"("swiglu_limit": 7.0)", "swiglu_limit"},
+  };
+  for (const auto& [field, key] : refused) {
+    const std::string e =
+        error_of([&] { parse_hf_config(std::string(kMixtralJson) + ", " + field + "}", "c.json"); });
+    EXPECT_NE(e.find("'" + key + "'"), std::string::npos) << field << ": " << e;
+  }
+  const std::string gelu = error_of([] {
+    parse_hf_config(R"({"hidden_size": 4096, "intermediate_size": 14336, "num_local_experts": 8,
+                        "num_experts_per_tok": 2, "hidden_act": "gelu"})",
+                    "c.json");
+  });
+  EXPECT_NE(gelu.find("'hidden_act' = \"gelu\""), std::string::npos) << gelu;
+  // What the layer does implement passes: softmax, greedy, one group, a factor of 1.
+  EXPECT_EQ(error_of([] {
+              parse_hf_config(std::string(kMixtralJson) +
+                                  R"(, "scoring_func": "softmax", "topk_method": "greedy", "n_group": 1,
+                                     "topk_group": 1, "routed_scaling_factor": 1.0, "mlp_bias": false})",
+                              "c.json");
+            }),
+            "");
+}
+
+TEST(ModelPresets, MissingJsonFileSaysNoSuchFileNotUnknownModel) {
+  const std::string e = error_of([] { load_model("/no/such/folder/config.json"); });
+  EXPECT_NE(e.find("no such file"), std::string::npos) << e;
+  EXPECT_EQ(e.find("unknown model"), std::string::npos) << e;
+}
+
+TEST(ModelPresets, FolderGivenAsModelFileSaysItIsAFolder) {
+  const std::string e = error_of([] { load_model(::testing::TempDir()); });
+  EXPECT_NE(e.find("is a folder"), std::string::npos) << e;
+}
+
+TEST(ModelPresets, CountsBeyondAnIntAreRejectedNotTruncated) {
+  const std::string e = error_of([] {
+    parse_model_yaml("name: x\nhidden_size: 8\nffn_size: 8\nexperts: 4294967304\ntop_k: 2\n", "m.yaml");
+  });
+  EXPECT_NE(e.find("m.yaml:4: 'experts' = 4294967304 is out of range"), std::string::npos) << e;
+}
+
+TEST(Sweeps, NegativeMaxConfigsAndEmptyBucketsAreErrors) {
+  std::string e = error_of([] { parse_sweep_yaml("models: [mixtral-8x7b]\nmax_configs: -5\n", "s.yaml"); });
+  EXPECT_NE(e.find("s.yaml:2: 'max_configs' = -5 is out of range"), std::string::npos) << e;
+  e = error_of([] { parse_sweep_yaml("models: [mixtral-8x7b]\nbuckets: []\n", "s.yaml"); });
+  EXPECT_NE(e.find("s.yaml:2: 'buckets' lists no bucket"), std::string::npos) << e;
+}
+
+TEST(Sweeps, ModelPathsResolveAgainstTheSweepFilesFolder) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_sweep_rel_{}", getpid());
+  std::filesystem::create_directories(dir / "models");
+  std::ofstream(dir / "models" / "tiny.yaml") << "name: tiny\nhidden_size: 256\nffn_size: 512\nexperts: 4\ntop_k: 2\n";
+  std::ofstream(dir / "sweep.yaml") << "models: [models/tiny.yaml, mixtral-8x7b]\n";
+  const TuningSweep sw = load_sweep((dir / "sweep.yaml").string());  // the working folder is elsewhere
+  ASSERT_EQ(sw.models.size(), 2u);
+  EXPECT_EQ(sw.models[0].name, "tiny");
+  EXPECT_EQ(sw.models[1].name, "mixtral-8x7b");
+  // A mistake in the model file names the sweep's line and the model's, with one error prefix.
+  std::ofstream(dir / "models" / "bad.yaml") << "name: bad\nhidden_size: 8\nffn_size: 8\nexperts: -1\ntop_k: 1\n";
+  std::ofstream(dir / "bad_sweep.yaml") << "models:\n  - models/bad.yaml\n";
+  const std::string e = error_of([&] { load_sweep((dir / "bad_sweep.yaml").string()); });
+  EXPECT_NE(e.find("bad_sweep.yaml:2: "), std::string::npos) << e;
+  EXPECT_NE(e.find("bad.yaml:4: 'experts'"), std::string::npos) << e;
+  EXPECT_EQ(e.find("samoyeds:", 1), std::string::npos) << "a doubled prefix: " << e;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Sweeps, ParseAndNameTheLineOfEveryMistake) {
@@ -178,9 +320,27 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
   // Every token bucket's default, up to the large-batch ones (a warpgroup per operand from 4096 tokens).
   EXPECT_NE(out.find("bm64_bn128_bk128_w4x1_s3_p_g16_so_xt"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "samoyeds.sqlite"));
+  // Output that is no terminal gets a progress line per tenth, with done/total and the ETA.
+  EXPECT_NE(out.find("compile: "), std::string::npos) << out;
+  EXPECT_NE(out.find(" done (100%), "), std::string::npos) << out;
+  EXPECT_NE(out.find("ETA"), std::string::npos) << out;
   out = run(cmd, &rc);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("compiled 0 new kernels"), std::string::npos) << out;
+  // A cache hit cost no compile time: its row shows 0 ms, not the original compile's figure.
+  std::istringstream rows(out);
+  int hits = 0;
+  for (std::string row; std::getline(rows, row);) {
+    if (row.size() < 6 || row.compare(row.size() - 5, 5, "cache") != 0) continue;
+    ++hits;
+    // ... compile ms, cubin bytes, regs, spills, source: the fifth word from the end.
+    std::istringstream words(row);
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    ASSERT_GE(w.size(), 5u) << row;
+    EXPECT_EQ(w[w.size() - 5], "0") << row;
+  }
+  EXPECT_GT(hits, 0) << out;
   out = run(fmt::format("{} compile --model no-such-model", SAMOYEDS_CLI_PATH), &rc);
   EXPECT_EQ(rc, 2) << out;
   out = run(fmt::format("{} compile --bogus", SAMOYEDS_CLI_PATH), &rc);
