@@ -19,7 +19,7 @@
 #include <fmt/format.h>
 
 #include "backends/backend.hpp"
-#include "core/cli_args.hpp"
+#include "cli/cli_options.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/model_preset.hpp"
@@ -30,16 +30,13 @@ using namespace samoyeds::cli;
 
 namespace {
 
-const char* kHelp =
-    "usage: samoyeds_compile_bench [options]\n"
-    "  --model NAME|FILE      model preset or YAML file (default mixtral-8x7b)\n"
-    "  --arch ARCH            sm_80, sm_86, sm_89, sm_90 or sm_90a (default sm_90a)\n"
-    "  --dtype T              f16, bf16 or all (default bf16)\n"
-    "  --rows N:M             row pattern (default 1:2)\n"
-    "  --segment V            segment length 32|64|128|256 (default 128)\n"
-    "  --repeat N             compiles per kernel (default 3)\n"
-    "  --extra-options A,B    NVRTC options appended to the library's, to try a lever\n"
-    "                         (the binaries are not the ones the library builds)\n";
+// "a,b,c" -> {"a", "b", "c"} (NVRTC's --time CSV rows; --extra-options).
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
+  return out;
+}
 
 // NVRTC's compile phases as its --time report names them.
 struct Phases {
@@ -52,7 +49,7 @@ Phases read_phases(const std::string& csv_path) {
   std::string line;
   std::getline(in, line);  // headings
   while (std::getline(in, line)) {
-    std::vector<std::string> cells = split_list(line);
+    std::vector<std::string> cells = split_commas(line);
     if (cells.size() < 3) continue;
     const double ms = std::stod(cells[2]);
     if (cells[1].find("Frontend") != std::string::npos) p.front_ms += ms;
@@ -99,19 +96,29 @@ Compile timed_compile(const GeneratedKernel& g, const std::string& arch, const s
 
 int main(int argc, char** argv) {
   try {
-    const std::vector<std::string> argv_list(argv + 1, argv + argc);
-    if (print_help_if_asked(argv_list, kHelp)) return 0;
-    Args args(argv_list, {"--model", "--arch", "--dtype", "--rows", "--segment", "--repeat", "--extra-options"}, {});
-    const ModelPreset model = load_model(args.get("--model", "mixtral-8x7b"));
-    const std::string arch = args.get("--arch", "sm_90a");
-    const SparsityParams sp =
-        SparsityParams::from_rows(args.get("--rows", "1:2"), std::stoi(args.get("--segment", "128")));
-    const std::string dtype_arg = args.get("--dtype", "bf16");
-    const std::vector<DType> dtypes = dtype_arg == "all" ? std::vector<DType>{DType::f16, DType::bf16}
-                                                         : std::vector<DType>{parse_dtype(dtype_arg)};
-    const int repeat = std::max(1, std::stoi(args.get("--repeat", "3")));
+    CLI::App app("First-call compile time of a model's default kernels (NVRTC, no cache), by phase.",
+                 "samoyeds_compile_bench");
+    std::string model_arg = "mixtral-8x7b", arch = "sm_90a", dtype_arg = "bf16", rows = "1:2", extra_arg;
+    int segment = 128, repeat = 3;
+    app.add_option("--model", model_arg, model_option_help())->capture_default_str();
+    app.add_option("--arch", arch, "sm_80, sm_86, sm_89, sm_90 or sm_90a")->capture_default_str();
+    app.add_option("--dtype", dtype_arg, "f16, bf16 or all")->capture_default_str();
+    app.add_option("--rows", rows, "row pattern N:M")->capture_default_str();
+    app.add_option("--segment", segment, "segment length V")->check(CLI::IsMember({32, 64, 128, 256}))->capture_default_str();
+    app.add_option("--repeat", repeat, "compiles per kernel")->check(CLI::Range(1, 1000))->capture_default_str();
+    app.add_option("--extra-options", extra_arg,
+                   "NVRTC options appended to the library's, comma-separated, to try a lever (the binaries are not "
+                   "the ones the library builds)");
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e) == 0 ? 0 : 2;  // help on stdout, usage errors on stderr
+    }
+    const ModelPreset model = load_model(model_arg);
+    const SparsityParams sp = SparsityParams::from_rows(rows, segment);
+    const std::vector<DType> dtypes = dtype_arg == "all" ? all_dtypes() : std::vector<DType>{parse_dtype(dtype_arg)};
     std::vector<std::string> extra;
-    if (args.has("--extra-options")) extra = split_list(args.get("--extra-options", ""));
+    if (!extra_arg.empty()) extra = split_commas(extra_arg);
     const std::string time_csv =
         (std::filesystem::temp_directory_path() / fmt::format("samoyeds_compile_bench_{}.csv", getpid())).string();
 
