@@ -34,5 +34,22 @@ TEST(KernelRuntimeGpu, ManyThreadsAskingForOneNewKernelLoadItOnce) {
   EXPECT_EQ(got[0]->spill_bytes, 0);
 }
 
+// The shape and the expert count are launch arguments (not in the source):
+// every shape of one source shares one loaded kernel; another dtype does not.
+TEST(KernelRuntimeGpu, EveryShapeSharesOneLoadedKernel) {
+  SAMOYEDS_REQUIRE_GPU();
+  KernelRuntime rt(Device::get(), "none");
+  const TileConfig cfg{64, 32, 64, 2, 2, 3};
+  KernelSpec a = small_spec(), b = small_spec();
+  b.m = 4096;
+  b.k = 1024;
+  const LoadedKernel& ka = rt.get(a, cfg);
+  EXPECT_EQ(&rt.get(b, cfg), &ka);
+  EXPECT_EQ(rt.loaded_count(), 1u);
+  b.dtype = DType::f16;
+  EXPECT_NE(&rt.get(b, cfg), &ka);
+  EXPECT_EQ(rt.loaded_count(), 2u);
+}
+
 }  // namespace
 }  // namespace samoyeds::test
