@@ -27,7 +27,8 @@ const char* kHelp =
     "                          write the records (and binaries) into a new portable file\n"
     "  import FILE [--force]   merge a file: faster record wins a conflict; records or binaries of\n"
     "                          another GPU, driver, NVRTC or library version are refused unless --force\n"
-    "  verify                  check every binary's checksum and report stale records; exit 1 on problems\n"
+    "  verify [--repair]       check the file, every binary's checksum and report stale records; exit 1 on\n"
+    "                          problems; --repair copies what a damaged file still holds into a new one\n"
     "  prune                   delete corrupt binaries and entries of other NVRTC or library versions\n"
     "  --cache FILE            the cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)\n";
 
@@ -109,7 +110,8 @@ int cmd_export(SqliteStore& db, const std::string& file, bool with_binaries, boo
 
 int cmd_import(SqliteStore& db, const std::string& file, bool force) {
   if (!std::filesystem::exists(file)) throw Error(ErrorCode::IoError, "'" + file + "' does not exist");
-  SqliteStore in(file);
+  if (db.read_only()) throw Error(ErrorCode::CacheError, "cache '" + db.path() + "' is read-only here: nothing can be imported");
+  SqliteStore in(file, OpenMode::Foreign);  // refuses what is not a samoyeds file; never changes it
   const Here h = here();
   if (!h.have_gpu)
     fmt::print("no GPU here: checking NVRTC and library versions only (GPU and driver are checked at use)\n");
@@ -204,10 +206,26 @@ int cmd_cache(const std::vector<std::string>& argv) {
     rest.erase(rest.begin());
   }
   if (print_help_if_asked(rest, kHelp)) return 0;
-  Args args(rest, {"--cache"}, {"--binaries", "--force"});
-  SqliteStore db(args.get("--cache", default_cache_path()));
-  if (verb == "ls") return cmd_ls(db);
+  Args args(rest, {"--cache"}, {"--binaries", "--force", "--repair"});
+  const std::string path = args.get("--cache", default_cache_path());
+  if (verb == "verify") {
+    // Before opening it as the cache, which would move a damaged file aside.
+    const std::string damage = cache_damage(path);
+    if (!damage.empty()) {
+      fmt::print("damaged database {}: {}\n", path, damage);
+      if (!args.has("--repair")) {
+        fmt::print("`samoyeds cache verify --repair` copies what is readable into a new file\n");
+        return 1;
+      }
+      const SalvageResult s = salvage_cache(path);
+      fmt::print("repaired: saved {} binaries and {} tuning records ({} unreadable rows or ranges); the damaged file "
+                 "is now {}\n",
+                 s.binaries, s.records, s.unreadable, s.moved_aside_to);
+    }
+  }
+  SqliteStore db(path);
   if (verb == "verify") return cmd_verify(db);
+  if (verb == "ls") return cmd_ls(db);
   if (verb == "prune") return cmd_prune(db);
   if (verb == "export" || verb == "import") {
     if (file.empty()) throw Error(ErrorCode::InvalidArgument, "cache " + verb + " needs a FILE");
