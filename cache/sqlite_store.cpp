@@ -1,9 +1,13 @@
 #include "cache/sqlite_store.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 
@@ -227,17 +231,36 @@ SqliteStore::SqliteStore(const std::string& path, OpenMode mode) : path_(path), 
 
 SqliteStore::~SqliteStore() { sqlite3_close(db_); }
 
+std::string SqliteStore::last_error() const {
+  if (!db_) return "not open";
+  std::string msg = sqlite3_errmsg(db_);
+  const int ext = sqlite3_extended_errcode(db_);
+  // A full disk, a quota or RLIMIT_FSIZE: SQLite says "disk I/O error" for
+  // most of them and has forgotten errno by the time the commit fails.
+  if ((ext & 0xff) == SQLITE_FULL || ext == SQLITE_IOERR_WRITE || ext == SQLITE_IOERR_TRUNCATE) {
+    std::string why = "a write failed: a full disk, a quota or a failing disk";
+    rlimit lim{};
+    struct statvfs fs_info {};
+    const std::string dir = fs::path(path_).has_parent_path() ? fs::path(path_).parent_path().string() : ".";
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+      why = fmt::format("out of disk space: the file-size limit (RLIMIT_FSIZE, {} bytes) is reached",
+                        uint64_t(lim.rlim_cur));
+    else if (statvfs(dir.c_str(), &fs_info) == 0 && uint64_t(fs_info.f_bavail) * fs_info.f_frsize < (64u << 20))
+      why = "out of disk space: the disk is full";
+    msg += fmt::format(" ({}; the write was rolled back, the cache is intact)", why);
+  }
+  return msg;
+}
+
 void SqliteStore::fail(const std::string& what) const {
-  throw Error(ErrorCode::CacheError,
-              fmt::format("cache file '{}': {}: {}", path_, what, db_ ? sqlite3_errmsg(db_) : "not open"));
+  throw Error(ErrorCode::CacheError, fmt::format("cache file '{}': {}: {}", path_, what, last_error()));
 }
 
 void SqliteStore::exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown";
     sqlite3_free(err);
-    throw Error(ErrorCode::CacheError, fmt::format("cache file '{}': {}", path_, msg));
+    throw Error(ErrorCode::CacheError, fmt::format("cache file '{}': {}", path_, last_error()));
   }
 }
 

@@ -69,6 +69,8 @@ class SqliteStore {
   // BEGIN IMMEDIATE ... COMMIT, rolled back if fn throws.
   void transaction(const std::function<void()>& fn);
   [[noreturn]] void fail(const std::string& what) const;
+  // SQLite's message for the last failure, naming a full disk as such.
+  std::string last_error() const;
   sqlite3* db() { return db_; }
   // PRAGMA integrity_check: "ok", or SQLite's first messages.
   std::string integrity_check();
