@@ -176,8 +176,9 @@ int SqliteStore::open_file(bool writable, bool immutable, std::string* damage) {
   rc = sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
   if (is_damage(rc)) *damage = sqlite3_errmsg(db_);
   if (rc != SQLITE_OK) return rc;
-  // Malformed pages show only when read: quick_check reads every page once
-  // (no index cross-check), milliseconds for a cache of a few hundred kernels.
+  // Malformed pages show only when read: quick_check walks every b-tree (no
+  // index cross-check); 28 ms for a 60 MB file of 300 blobs of 200 KB
+  // (2026-12-07, file in the page cache).
   const std::string q = check(db_, "PRAGMA quick_check(3)");
   if (q != "ok") {
     *damage = q;
