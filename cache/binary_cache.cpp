@@ -1,5 +1,9 @@
 #include "cache/binary_cache.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -68,7 +72,43 @@ void BinaryCache::put(const BinaryRecord& r) {
     ins.bind(10, int64_t(r.blob.size())).bind(11, sha256_hex(r.blob.data(), r.blob.size()));
     ins.bind(12, int64_t(std::time(nullptr))).bind_blob(13, r.blob.data(), r.blob.size());
     ins.run();
+    Statement done(store_, "DELETE FROM compile_claims WHERE key = ? AND pid = ?");
+    done.bind(1, r.key).bind(2, int64_t(getpid())).run();
   });
+}
+
+BinaryCache::Claim BinaryCache::claim(const std::string& key, int stale_after_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_.read_only()) return Claim::Compile;  // nothing to share: compile in memory
+  Claim result = Claim::Compile;
+  store_.transaction([&] {
+    Statement have(store_, "SELECT 1 FROM binaries WHERE key = ?");
+    if (have.bind(1, key).step()) {
+      result = Claim::Present;
+      return;
+    }
+    const int64_t now = int64_t(std::time(nullptr));
+    Statement holder(store_, "SELECT pid, claimed_unix FROM compile_claims WHERE key = ?");
+    if (holder.bind(1, key).step()) {
+      const pid_t pid = pid_t(holder.integer(0));
+      // pid is this process for another thread's claim: that thread is alive.
+      const bool alive = pid == getpid() || kill(pid, 0) == 0 || errno == EPERM;
+      if (alive && now - holder.integer(1) < stale_after_s) {
+        result = Claim::Wait;
+        return;
+      }
+    }
+    Statement take(store_, "INSERT OR REPLACE INTO compile_claims (key, pid, claimed_unix) VALUES (?, ?, ?)");
+    take.bind(1, key).bind(2, int64_t(getpid())).bind(3, now).run();
+  });
+  return result;
+}
+
+void BinaryCache::release(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_.read_only()) return;
+  Statement del(store_, "DELETE FROM compile_claims WHERE key = ? AND pid = ?");
+  del.bind(1, key).bind(2, int64_t(getpid())).run();
 }
 
 std::vector<BinaryRecord> BinaryCache::list(bool with_blobs) {

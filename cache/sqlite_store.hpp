@@ -24,6 +24,8 @@ class Statement {
   Statement& bind(int i, int64_t v);
   Statement& bind(int i, double v);
   Statement& bind_blob(int i, const void* data, size_t size);
+  Statement& bind_value(int i, const sqlite3_value* v);  // a value read from another database
+  void reset();  // ready to step again with new binds
   bool step();  // true while a row is available
   void run();   // step to completion
   std::string text(int col) const;
@@ -36,13 +38,27 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// How a file is opened.
+enum class OpenMode {
+  // The cache itself: created if missing; read-only (with one warning) when
+  // the file or its folder cannot be written; a damaged file (not a database,
+  // truncated, malformed pages) is moved aside to `<path>.corrupt-<time>`,
+  // with one warning, and replaced by a fresh cache.
+  Use,
+  // An existing file exactly as it is (cache verify): damage throws, nothing is moved.
+  Inspect,
+  // A file from elsewhere (cache import): opened immutable, never changed;
+  // anything but a samoyeds cache or export throws.
+  Foreign,
+};
+
 class SqliteStore {
  public:
-  static constexpr int kSchemaVersion = 2;  // 1: binaries; 2: + tuning_records
+  static constexpr int kSchemaVersion = 2;  // 1: binaries; 2: + tuning_records (compile_claims needs no bump)
 
-  // Creates the file and its folder if needed. Falls back to read-only when
-  // the file cannot be written. Throws Error(CacheError) naming the file.
-  explicit SqliteStore(const std::string& path);
+  // Creates the file and its folder if needed (Use). Throws Error(CacheError)
+  // naming the file.
+  explicit SqliteStore(const std::string& path, OpenMode mode = OpenMode::Use);
   ~SqliteStore();
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -53,13 +69,42 @@ class SqliteStore {
   // BEGIN IMMEDIATE ... COMMIT, rolled back if fn throws.
   void transaction(const std::function<void()>& fn);
   [[noreturn]] void fail(const std::string& what) const;
+  // SQLite's message for the last failure, naming a full disk as such.
+  std::string last_error() const;
   sqlite3* db() { return db_; }
+  // PRAGMA integrity_check: "ok", or SQLite's first messages.
+  std::string integrity_check();
+  // Where a damaged file was moved on open (Use), or "".
+  const std::string& moved_aside_to() const { return moved_aside_to_; }
 
  private:
+  // Opens path_ read-write, read-only or immutable; returns SQLite's code of
+  // the first read (sqlite_master), and on damage a description in *damage.
+  int open_file(bool writable, bool immutable, std::string* damage);
+  void close();
   void init_schema();
   std::string path_;
+  OpenMode mode_;
   sqlite3* db_ = nullptr;
   bool read_only_ = false;
+  std::string moved_aside_to_;
 };
+
+// Renames a damaged cache file (and its -wal/-shm) to `<path>.corrupt-<UTC
+// time>`; returns the new name.
+std::string move_cache_aside(const std::string& path);
+
+// What `cache verify --repair` does: copies every row that can still be read
+// from the damaged file into a fresh cache, moves the damaged file aside and
+// puts the copy in its place.
+struct SalvageResult {
+  int64_t binaries = 0, records = 0;  // rows saved
+  int64_t unreadable = 0;             // rows or row ranges SQLite could not read
+  std::string moved_aside_to;
+};
+SalvageResult salvage_cache(const std::string& path);
+
+// "" when the file opens as a database and passes integrity_check, else why not.
+std::string cache_damage(const std::string& path);
 
 }  // namespace samoyeds

@@ -98,7 +98,8 @@ int cmd_export(SqliteStore& db, const std::string& file, bool with_binaries, boo
 
 int cmd_import(SqliteStore& db, const std::string& file, bool force) {
   if (!std::filesystem::exists(file)) throw Error(ErrorCode::IoError, "'" + file + "' does not exist");
-  SqliteStore in(file);
+  if (db.read_only()) throw Error(ErrorCode::CacheError, "cache '" + db.path() + "' is read-only here: nothing can be imported");
+  SqliteStore in(file, OpenMode::Foreign);  // refuses what is not a samoyeds file; never changes it
   const Here h = here();
   if (!h.have_gpu)
     fmt::print("no GPU here: checking NVRTC and library versions only (GPU and driver are checked at use)\n");
@@ -200,8 +201,10 @@ int cmd_cache(const std::vector<std::string>& argv) {
       "version are refused unless --force");
   imp->add_option("FILE", file, "the file to merge")->required();
   imp->add_flag("--force", force, "take entries of another GPU, driver, NVRTC or library version too");
-  CLI::App* verify =
-      app.add_subcommand("verify", "check every binary's checksum and report stale records; exit 1 on problems");
+  CLI::App* verify = app.add_subcommand(
+      "verify", "check the file, every binary's checksum and report stale records; exit 1 on problems");
+  bool repair = false;
+  verify->add_flag("--repair", repair, "copy what a damaged file still holds into a new one, and use that");
   CLI::App* prune =
       app.add_subcommand("prune", "delete corrupt binaries and entries of other NVRTC or library versions");
   if (argv.empty()) {
@@ -220,6 +223,21 @@ int cmd_cache(const std::vector<std::string>& argv) {
       if (cache_opt->count()) throw Error(ErrorCode::IoError, "--cache: '" + cache_path + "': no such file");
       std::printf("cache %s: no such file yet (0 binaries, 0 tuning records)\n", cache_path.c_str());
       return 0;
+    }
+  }
+  if (verify->parsed()) {
+    // Before opening it as the cache, which would move a damaged file aside.
+    const std::string damage = cache_damage(cache_path);
+    if (!damage.empty()) {
+      fmt::print("damaged database {}: {}\n", cache_path, damage);
+      if (!repair) {
+        fmt::print("`samoyeds cache verify --repair` copies what is readable into a new file\n");
+        return 1;
+      }
+      const SalvageResult r = salvage_cache(cache_path);
+      fmt::print("repaired: saved {} binaries and {} tuning records ({} unreadable rows or ranges); the damaged file "
+                 "is now {}\n",
+                 r.binaries, r.records, r.unreadable, r.moved_aside_to);
     }
   }
   SqliteStore db(cache_path);

@@ -1,5 +1,8 @@
 #include "runtime/kernel_builder.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "core/sha256.hpp"
@@ -30,12 +33,29 @@ BinaryRecord build_binary(const GeneratedKernel& kernel, const std::string& arch
   const std::string key = binary_key(kernel, arch);
   *from_cache = false;
   if (cache) {
-    if (auto hit = cache->get(key)) {
-      *from_cache = true;
-      return std::move(*hit);
+    // Several processes (and threads) asking for one key: one compiles, the
+    // others wait for its row. Bounded: past kMaxWait compile anyway.
+    constexpr auto kPoll = std::chrono::milliseconds(50);
+    constexpr auto kMaxWait = std::chrono::minutes(10);
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      if (auto hit = cache->get(key)) {
+        *from_cache = true;
+        return std::move(*hit);
+      }
+      const BinaryCache::Claim claim = cache->claim(key);
+      if (claim == BinaryCache::Claim::Compile || std::chrono::steady_clock::now() - start > kMaxWait) break;
+      // Present: stored since get() (a corrupt row get() deleted is claimed next round).
+      if (claim == BinaryCache::Claim::Wait) std::this_thread::sleep_for(kPoll);
     }
   }
-  CompiledBinary c = nvrtc_compile(kernel, arch);
+  CompiledBinary c;
+  try {
+    c = nvrtc_compile(kernel, arch);
+  } catch (...) {
+    if (cache) cache->release(key);  // the next asker compiles (and reports) it
+    throw;
+  }
   BinaryRecord r;
   r.key = key;
   r.arch = arch;
@@ -47,7 +67,17 @@ BinaryRecord build_binary(const GeneratedKernel& kernel, const std::string& arch
   r.spill_bytes = c.spill_bytes;
   r.compile_ms = c.compile_ms;
   r.blob = std::move(c.cubin);
-  if (cache) cache->put(r);
+  if (cache) {
+    try {
+      cache->put(r);
+    } catch (...) {
+      try {
+        cache->release(key);
+      } catch (...) {  // the disk may be full: the claim is taken over once this process is gone
+      }
+      throw;
+    }
+  }
   return r;
 }
 
