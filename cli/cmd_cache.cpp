@@ -52,6 +52,12 @@ int cmd_ls(SqliteStore& db) {
   const auto bins = binaries.list();
   const auto recs = records.list();
   fmt::print("cache {}: {} binaries, {} tuning records\n", db.path(), bins.size(), recs.size());
+  if (!bins.empty())
+    fmt::print("{:<8} {:<8} {:<7} {:>5} {:>6} {:>10} {}\n", "key", "arch", "nvrtc", "regs", "spill", "compile ms",
+               "kernel");
+  for (const auto& b : bins)
+    fmt::print("{:<8} {:<8} {:<7} {:>5} {:>6} {:>10.1f} {}\n", b.key.substr(0, 8), b.arch, b.nvrtc, b.registers,
+               b.spill_bytes, b.compile_ms, b.description);
   if (!recs.empty())
     fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<8} {:<26} {:>9} {:>8}\n", "gpu", "op", "type", "m x k",
                "sparsity", "bucket", "backend", "config", "ms", "/cuBLAS");

@@ -100,6 +100,7 @@ TEST_F(CacheCli, ExportThenImportIntoAnEmptyCacheTakesEverything) {
   r = run(fmt::format("cache ls --cache {}", path("b.sqlite")));
   EXPECT_EQ(r.rc, 0);
   EXPECT_NE(r.out.find("1 binaries, 3 tuning records"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("test k1"), std::string::npos) << "ls lists each binary, not only their count:\n" << r.out;
 }
 
 TEST_F(CacheCli, ImportKeepsTheFasterRecordOnConflict) {
