@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -29,7 +31,15 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uid_t kNobody = 65534;
-constexpr int kHammerSeconds = 15;  // the issue asks 60 s; 15 (plus the compile run under way) keeps the CPU suite short on 2 cores
+// The hammer's length and width: 15 s of five processes in the suite (two
+// cores); SAMOYEDS_HAMMER_SECONDS=60 SAMOYEDS_HAMMER_COPIES=2 runs the full
+// one (eight processes: three compile, two import, two prune, one verify).
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+const int kHammerSeconds = env_int("SAMOYEDS_HAMMER_SECONDS", 15);
+const int kHammerCopies = std::max(1, env_int("SAMOYEDS_HAMMER_COPIES", 1));
 
 struct ChildOptions {
   bool as_nobody = false;      // drop root (CI) so that permission bits hold
@@ -409,10 +419,17 @@ TEST_F(CacheFaults, SeveralProcessesHammeringOneCacheLoseNothing) {
     return c;
   };
   std::vector<std::pair<std::string, Child>> loops;
-  loops.emplace_back("compile", loop(fmt::format("{} --jobs 1 --cache {}", kCompileArgs, cache), "compile_a"));
-  loops.emplace_back("compile", loop(fmt::format("{} --jobs 1 --cache {}", kCompileArgs, cache), "compile_b"));
-  loops.emplace_back("import", loop(fmt::format("cache import {} --cache {}", path("export.sqlite"), cache), "import"));
-  loops.emplace_back("prune", loop(fmt::format("cache prune --cache {}", cache), "prune"));
+  std::vector<std::string> compile_logs;
+  for (int i = 0; i <= kHammerCopies; ++i) {
+    compile_logs.push_back(fmt::format("compile_{}", i));
+    loops.emplace_back(compile_logs.back(),
+                       loop(fmt::format("{} --jobs 1 --cache {}", kCompileArgs, cache), compile_logs.back()));
+  }
+  for (int i = 0; i < kHammerCopies; ++i) {
+    const std::string imp = fmt::format("import_{}", i), prn = fmt::format("prune_{}", i);
+    loops.emplace_back(imp, loop(fmt::format("cache import {} --cache {}", path("export.sqlite"), cache), imp));
+    loops.emplace_back(prn, loop(fmt::format("cache prune --cache {}", cache), prn));
+  }
   loops.emplace_back("verify", loop(fmt::format("cache verify --cache {}", cache), "verify"));
   for (auto& [name, c] : loops) {
     const Result r = finish(c);
@@ -420,19 +437,20 @@ TEST_F(CacheFaults, SeveralProcessesHammeringOneCacheLoseNothing) {
     EXPECT_NE(r.out.find("failed=0"), std::string::npos) << name << ": " << r.out << read_text(path(name + ".log"));
     fmt::print("hammer {}: {}", name, r.out);
   }
-  const int kernels = kernels_of(read_text(path("compile_a.log")));
+  const int kernels = kernels_of(read_text(path("compile_0.log")));
   EXPECT_EQ(integrity(cache), "ok");
   EXPECT_EQ(binaries_in(cache), size_t(kernels + 20));
   EXPECT_EQ(records_in(cache), 3u);
   int compiles = 0;
   const std::regex compiled_line("compiled (\\d+) new kernels");
-  for (const char* log : {"compile_a.log", "compile_b.log"}) {
-    const std::string text = read_text(path(log));
+  for (const std::string& log : compile_logs) {
+    const std::string text = read_text(path(log + ".log"));
     for (std::sregex_iterator it(text.begin(), text.end(), compiled_line), end; it != end; ++it)
       compiles += std::stoi((*it)[1]);
   }
-  fmt::print("hammer: {} s, {} compiles for {} kernels; {} binaries, {} records after (expected {} and 3)\n",
-             kHammerSeconds, compiles, kernels, binaries_in(cache), records_in(cache), kernels + 20);
+  fmt::print("hammer: {} processes for {} s, {} compiles for {} kernels; {} binaries, {} records after (expected {} "
+             "and 3)\n",
+             loops.size(), kHammerSeconds, compiles, kernels, binaries_in(cache), records_in(cache), kernels + 20);
   EXPECT_LE(compiles, kernels + 2);
 }
 
