@@ -16,17 +16,16 @@
 #include <sstream>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "backends/backend.hpp"
-#include "cli/cli_options.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/model_preset.hpp"
 #include "tuner/model_kernels.hpp"
 
 using namespace samoyeds;
-using namespace samoyeds::cli;
 
 namespace {
 
@@ -100,7 +99,7 @@ int main(int argc, char** argv) {
                  "samoyeds_compile_bench");
     std::string model_arg = "mixtral-8x7b", arch = "sm_90a", dtype_arg = "bf16", rows = "1:2", extra_arg;
     int segment = 128, repeat = 3;
-    app.add_option("--model", model_arg, model_option_help())->capture_default_str();
+    app.add_option("--model", model_arg, "a preset name, a preset .yaml or a Hugging Face config.json")->capture_default_str();
     app.add_option("--arch", arch, "sm_80, sm_86, sm_89, sm_90 or sm_90a")->capture_default_str();
     app.add_option("--dtype", dtype_arg, "f16, bf16 or all")->capture_default_str();
     app.add_option("--rows", rows, "row pattern N:M")->capture_default_str();
