@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
     fmt::print("samoyeds_compile_bench: {} ({}), {} default kernels for {}, {} compiles each, NVRTC {}, no cache\n",
                model.display_name, model.name, jobs.size(), arch, repeat, nvrtc_version());
     fmt::print("options: {}(+ --time, --no-cache)\n", options);
-    fmt::print("{:<40} {:<38} {:>7} {:>7} {:>6} {:>6} {:>6} {:>5} {:>6} {:>9}\n", "kernel (medians, ms)", "config",
+    fmt::print("{:<42} {:<38} {:>7} {:>7} {:>6} {:>6} {:>6} {:>5} {:>6} {:>9}\n", "kernel (medians, ms)", "config",
                "wall", "cpu", "front", "nvvm", "ptxas", "regs", "spills", "cubin KB");
 
     std::vector<double> wall_medians, cpu_medians, front, nvvm, ptxas;
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
       const std::string name = fmt::format("{}{} {} {} {}x{}", job.spec.grouped ? "grouped " : "",
                                            op_name(job.spec.op), backend_name(job.spec.backend),
                                            dtype_name(job.spec.dtype), job.spec.m, job.spec.k);
-      fmt::print("{:<40} {:<38} {:>7.0f} {:>7.0f} {:>6.0f} {:>6.0f} {:>6.0f} {:>5} {:>6} {:>9.0f}\n", name,
+      fmt::print("{:<42} {:<38} {:>7.0f} {:>7.0f} {:>6.0f} {:>6.0f} {:>6.0f} {:>5} {:>6} {:>9.0f}\n", name,
                  job.config.to_string(), median(wall), median(cpu), median(fr), median(nv), median(px),
                  last.registers, last.spill_bytes, last.cubin.size() / 1024.0);
       std::fflush(stdout);

@@ -23,10 +23,7 @@ std::vector<std::string> nvrtc_options(const std::string& arch) {
   arch_number(arch);  // validates
   // -minimal: no texture, device-runtime or driver-type declarations, which
   // the templates never use: a smaller built-in header to parse.
-  // --no-source-include: headers come from the embedded library alone (what
-  // the key hashes), never from the working directory.
-  std::vector<std::string> options = {"--gpu-architecture=" + arch, "--std=c++17", "-minimal", "--no-source-include",
-                                      "--ptxas-options=-v"};
+  std::vector<std::string> options = {"--gpu-architecture=" + arch, "--std=c++17", "-minimal", "--ptxas-options=-v"};
   // Line tables only for profiling: the SASS is the same without them, and
   // they cost ~2% of a compile (docs/perf-log.md, 2026-12-07).
   if (kernel_line_info()) options.push_back("-lineinfo");
