@@ -44,7 +44,8 @@ void WgmmaSpFamily::launch(const ExpertLaunch& l, LaunchContext& context) const 
   if (cfg.tokens_tma || store_by_tma) {
     with_call = *maps;
     if (cfg.tokens_tma) {  // rows in order (the runtime copied gathered rows into list order), k values apart
-      require(l.ids == nullptr, fmt::format("config {} reads token rows in order; the call gathers them", cfg.to_string()));
+      if (l.ids != nullptr)  // the message is built only on failure: this is the hot path
+        require(false, fmt::format("config {} reads token rows in order; the call gathers them", cfg.to_string()));
       require(l.ldx == l.k, "token tiles by TMA read rows of exactly k values");
       with_call.tokens = encode_token_map(l.x, l.x_rows, l.k, cfg.block_n);
     }
