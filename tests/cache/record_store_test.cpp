@@ -7,46 +7,20 @@
 #include <fmt/format.h>
 
 #include "cache/record_store.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
 
-std::string fresh(const std::string& name) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_rec_{}_{}", name, getpid());
-  std::filesystem::remove_all(dir);
-  return (dir / "samoyeds.sqlite").string();
-}
-
-DeviceFingerprint h200() {
-  return {"NVIDIA H200", 9, 0, 132, 13000, "13.0", library_version()};
-}
-
-KernelSpec spec() {
-  KernelSpec s;
-  s.op = Op::GatedUp;
-  s.epilogue = Epilogue::GatedSilu;
-  s.dtype = DType::bf16;
-  s.m = 14336;
-  s.k = 4096;
-  s.sparsity = {128, 1, 2};
-  s.experts = 8;
-  return s;
-}
-
-TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFingerprint dev = h200()) {
-  TuningRecord r;
-  r.key = TuningKey::of(dev, spec(), bucket);
-  r.config = cfg;
-  r.time_ms = ms;
-  r.runner_up_ms = {ms * 1.1, ms * 1.2};
-  r.baseline_ms = ms * 1.5;
-  return r;
-}
+using test::fresh_db;
+using test::h200;
+using test::record;
+KernelSpec spec() { return test::mixtral_gated_up(); }
 
 const TileConfig kA{64, 32, 64, 4, 1, 4}, kB{64, 64, 64, 2, 2, 3}, kC{64, 128, 64, 2, 4, 3};
 
 TEST(RecordStore, RoundTripsEveryField) {
-  SqliteStore db(fresh("roundtrip"));
+  SqliteStore db(fresh_db("records_roundtrip"));
   RecordStore rs(db);
   const TuningRecord r = record(64, kB, 0.25);
   EXPECT_TRUE(rs.put(r));
@@ -62,7 +36,7 @@ TEST(RecordStore, RoundTripsEveryField) {
 }
 
 TEST(RecordStore, EveryKeyFieldSeparatesRecords) {
-  SqliteStore db(fresh("keys"));
+  SqliteStore db(fresh_db("records_keys"));
   RecordStore rs(db);
   TuningRecord base = record(64, kA, 1.0);
   rs.put(base);
@@ -83,7 +57,7 @@ TEST(RecordStore, EveryKeyFieldSeparatesRecords) {
 }
 
 TEST(RecordStore, KeepFasterKeepsTheFasterRecord) {
-  SqliteStore db(fresh("faster"));
+  SqliteStore db(fresh_db("records_faster"));
   RecordStore rs(db);
   rs.put(record(64, kA, 1.0));
   EXPECT_FALSE(rs.put(record(64, kB, 2.0), RecordStore::PutPolicy::KeepFaster));
@@ -93,7 +67,7 @@ TEST(RecordStore, KeepFasterKeepsTheFasterRecord) {
 }
 
 TEST(RecordStore, VersionOneFileGainsTheRecordsTable) {
-  const std::string path = fresh("migrate");
+  const std::string path = fresh_db("records_migrate");
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);

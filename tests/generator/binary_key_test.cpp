@@ -9,6 +9,7 @@
 #include "generator/template_library.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
@@ -16,17 +17,10 @@ namespace {
 // A wgmma_sp kernel as untuned dispatch compiles it: the grouped gated up
 // projection of an 8-expert layer on sm_90a.
 GeneratedKernel wgmma_sp_kernel() {
-  KernelSpec s;
-  s.op = Op::GatedUp;
+  KernelSpec s = test::mixtral_gated_up();
   s.backend = Backend::WgmmaSp;
   s.arch = "sm_90a";
-  s.dtype = DType::bf16;
-  s.m = 14336;
-  s.k = 4096;
-  s.sparsity = {128, 1, 2};
-  s.epilogue = Epilogue::GatedSilu;
   s.grouped = true;
-  s.experts = 8;
   const KernelFamily& family = kernel_family(Backend::WgmmaSp);
   return family.generate(s, family.default_config(s, 4096, kReferenceSmCount));
 }

@@ -8,23 +8,14 @@
 #include "format/device_layout.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
 
-// A config by its text name, schedule suffixes as wgmma_sp names them.
-WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+using test::wg;
 
-KernelSpec spec() {
-  KernelSpec s;
-  s.op = Op::Ssmm;
-  s.arch = "sm_90a";
-  s.dtype = DType::bf16;
-  s.m = 14336;
-  s.k = 4096;
-  s.sparsity = {128, 1, 2};
-  return s;
-}
+KernelSpec spec() { return test::mixtral_ssmm(); }
 
 const KernelFamily& fam() { return kernel_family(Backend::MmaSp); }
 

@@ -11,49 +11,21 @@
 #include "backends/wgmma_sp/wgmma_sp_family.hpp"
 #include "cache/record_store.hpp"
 #include "samoyeds/config_selector.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
 
-// A config by its text name, schedule suffixes as wgmma_sp names them.
-WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
-
-std::string fresh(const std::string& name) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / fmt::format("samoyeds_sel_{}_{}", name, getpid());
-  std::filesystem::remove_all(dir);
-  return (dir / "samoyeds.sqlite").string();
-}
-
-DeviceFingerprint h200() {
-  return {"NVIDIA H200", 9, 0, 132, 13000, "13.0", library_version()};
-}
-
-KernelSpec spec() {
-  KernelSpec s;
-  s.op = Op::GatedUp;
-  s.epilogue = Epilogue::GatedSilu;
-  s.dtype = DType::bf16;
-  s.m = 14336;
-  s.k = 4096;
-  s.sparsity = {128, 1, 2};
-  s.experts = 8;
-  return s;
-}
-
-TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFingerprint dev = h200()) {
-  TuningRecord r;
-  r.key = TuningKey::of(dev, spec(), bucket);
-  r.config = cfg;
-  r.time_ms = ms;
-  r.runner_up_ms = {ms * 1.1, ms * 1.2};
-  r.baseline_ms = ms * 1.5;
-  return r;
-}
+using test::fresh_db;
+using test::h200;
+using test::record;
+KernelSpec spec() { return test::mixtral_gated_up(); }
+using test::wg;
 
 const TileConfig kA{64, 32, 64, 4, 1, 4}, kB{64, 64, 64, 2, 2, 3}, kC{64, 128, 64, 2, 4, 3};
 
 TEST(ConfigSelector, ExactBucketThenNearestWithinAnOctaveThenHeuristic) {
-  SqliteStore db(fresh("selector"));
+  SqliteStore db(fresh_db("selector_selector"));
   RecordStore rs(db);
   rs.put(record(64, kA, 1.0));
   rs.put(record(1024, kC, 1.0));
@@ -83,7 +55,7 @@ TEST(ConfigSelector, ExactBucketThenNearestWithinAnOctaveThenHeuristic) {
 }
 
 TEST(ConfigSelector, RecordsOfAnotherDeviceOrVersionAreNeverUsed) {
-  SqliteStore db(fresh("foreign"));
+  SqliteStore db(fresh_db("selector_foreign"));
   RecordStore rs(db);
   DeviceFingerprint h100 = h200();
   h100.gpu_name = "NVIDIA H100";
@@ -101,7 +73,7 @@ TEST(ConfigSelector, RecordsOfAnotherDeviceOrVersionAreNeverUsed) {
 // search space shrank, e.g. mma_sp's register rule in sp_tc.v2): the launch
 // falls back, and says which record it ignored and why.
 TEST(ConfigSelector, RecordsOfConfigsTheLibraryNoLongerRunsAreSkippedWithAWarning) {
-  SqliteStore db(fresh("invalid"));
+  SqliteStore db(fresh_db("selector_invalid"));
   RecordStore rs(db);
   TuningRecord r = record(64, TileConfig{64, 64, 64, 3, 1, 4}, 1.0);  // 64 rows over 3 warps: never valid
   r.backend = Backend::MmaSp;
@@ -117,7 +89,7 @@ TEST(ConfigSelector, RecordsOfConfigsTheLibraryNoLongerRunsAreSkippedWithAWarnin
 }
 
 TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
-  SqliteStore db(fresh("pinned"));
+  SqliteStore db(fresh_db("selector_pinned"));
   RecordStore rs(db);
   rs.put(record(64, kA, 1.0));
   ConfigSelector sel(&rs, h200());
@@ -129,7 +101,7 @@ TEST(ConfigSelector, PinnedAnswersDoNotChangeWhenRecordsArriveLater) {
 }
 
 TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
-  SqliteStore db(fresh("grouped"));
+  SqliteStore db(fresh_db("selector_grouped"));
   RecordStore rs(db);
   KernelSpec g = spec();
   g.arch = "sm_90a";
@@ -159,7 +131,7 @@ TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
 // allows it; the gathered default where it does not (192-row tiles), and
 // for the heuristic.
 TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
-  SqliteStore db(fresh("gathered"));
+  SqliteStore db(fresh_db("selector_gathered"));
   RecordStore rs(db);
   KernelSpec one = spec();
   one.op = Op::Ssmm;

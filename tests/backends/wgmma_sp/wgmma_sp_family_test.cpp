@@ -9,23 +9,14 @@
 #include "backends/wgmma_sp/wgmma_sp_family.hpp"
 #include "format/device_layout.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
 
-// A config by its text name, schedule suffixes as wgmma_sp names them.
-WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+using test::wg;
 
-KernelSpec spec() {
-  KernelSpec s;
-  s.op = Op::Ssmm;
-  s.arch = "sm_90a";
-  s.dtype = DType::bf16;
-  s.m = 14336;
-  s.k = 4096;
-  s.sparsity = {128, 1, 2};
-  return s;
-}
+KernelSpec spec() { return test::mixtral_ssmm(); }
 
 TEST(WgmmaSpFamily, StreamKSplitsOnlyTheLastRound) {
   const auto is = [](StreamKSplit s, int full, int rest, int parts) {
