@@ -8,6 +8,7 @@ std::string utility_kernel_name(UtilityKernel which) {
   switch (which) {
     case UtilityKernel::ScatterAddRows: return "samoyeds_scatter_add_rows";
     case UtilityKernel::RouteTopk: return "samoyeds_route_topk";
+    case UtilityKernel::RouteTopkF32: return "samoyeds_route_topk_f32";
     case UtilityKernel::BuildExpertLists: return "samoyeds_build_expert_lists";
     case UtilityKernel::MoeCombine: return "samoyeds_moe_combine";
     case UtilityKernel::GatherRows: return "samoyeds_gather_rows";
@@ -42,6 +43,8 @@ UtilityBody utility_body(UtilityKernel which, const char* elem, int threads) {
       return {"scatter_add_rows.cuh", "ScatterAddArgs", fmt::format("scatter_add_rows<samoyeds::{}, 16>", elem)};
     case UtilityKernel::RouteTopk:
       return {"moe_routing.cuh", "RouteArgs", fmt::format("route_topk<samoyeds::{}>", elem)};
+    case UtilityKernel::RouteTopkF32:
+      return {"moe_routing.cuh", "RouteArgs", "route_topk<samoyeds::F32>"};
     case UtilityKernel::MoeCombine:
       return {"moe_routing.cuh", "CombineArgs", fmt::format("moe_combine<samoyeds::{}>", elem)};
     case UtilityKernel::GatherRows:

@@ -8,12 +8,13 @@ namespace samoyeds {
 
 enum class UtilityKernel {
   ScatterAddRows,   // single-expert deterministic combine
-  RouteTopk,        // MoE: softmax top-k, one warp per token (dtype of the logits)
+  RouteTopk,        // MoE: each token's top-k by the layer's routing method, a warp per token (logits in the dtype)
   BuildExpertLists, // MoE token lists (experts x splits blocks)
   MoeCombine,       // MoE: gather each token's expert outputs in slot order
   GatherRows,       // routed tokens into list order, one warp per row
+  RouteTopkF32,     // RouteTopk over float logits (the dtype is the layer's, unused)
 };
-constexpr int kUtilityKernelCount = 5;
+constexpr int kUtilityKernelCount = 6;
 // Threads per block of the utility kernels that are launched with blocks of threads.
 constexpr int kUtilityThreads = 256;
 

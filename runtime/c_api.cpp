@@ -150,7 +150,7 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     s.top_k = spec->top_k;
     s.dtype = dtype_of(spec->dtype);
     s.sparsity = {spec->V, spec->N, spec->M};
-    s.renormalize = spec->renormalize != 0;
+    s.routing.renormalize = spec->renormalize != 0;
     s.validate();
     std::vector<samoyeds::DenseExpert> experts, shared;
     for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0});

@@ -17,6 +17,11 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorCode::InvalidArgument, "MoE layer: " + what);
 }
 
+static_assert(int(RoutingMethod::SoftmaxTopK) == kRouteSoftmaxTopK &&
+                  int(RoutingMethod::SigmoidGroupTopK) == kRouteSigmoidGroupTopK &&
+                  int(RoutingMethod::TopKSoftmax) == kRouteTopKSoftmax,
+              "the routing kernel numbers the methods as RoutingMethod does");
+
 size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
 
 // Stacks expert matrices [rows_i, cols] (row-major, host) into one.
@@ -57,6 +62,7 @@ void MoeLayerSpec::validate() const {
           fmt::format("hidden={} ffn={}: both must be multiples of 8 (pad with zero rows and columns)", hidden, ffn));
   require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
   require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
+  routing.validate(experts, top_k);
 }
 
 struct MoeLayer::Workspace {
@@ -106,6 +112,20 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   w1_ = GroupedExpertWeights::upload(p1);
   w3_ = GroupedExpertWeights::upload(p3);
   w2_ = GroupedExpertWeights::upload(p2);
+  if (!spec_.routing.choice_bias.empty()) {
+    choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
+    choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
+  }
+  for (size_t i = 0; i < shared.size(); ++i)
+    if (shared[i].gate) {
+      // One gate scales one expert: folded experts would need one each.
+      require(shared.size() == 1, fmt::format("shared expert {} of {} has a gate: a gated shared expert must be the "
+                                              "only one",
+                                              i, shared.size()));
+      std::vector<uint16_t> staging;
+      shared_gate_ = DeviceBuffer(size_t(spec_.hidden) * 2);
+      shared_gate_.upload(host_view(shared[i], shared[i].gate, spec_.hidden, staging), shared_gate_.bytes());
+    }
   if (!shared.empty()) {
     std::vector<std::pair<const uint16_t*, int64_t>> g, u, d;
     std::vector<std::vector<uint16_t>> staging(3 * shared.size());
@@ -170,22 +190,26 @@ MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens
   return w;
 }
 
-void MoeLayer::forward(const void* x, int64_t tokens, const void* router_logits, void* y, void* workspace,
+void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
                        size_t workspace_size, void* stream, int* error_flag) const {
   if (tokens == 0) return;
-  require(router_logits != nullptr, "router logits are null");
+  require(router_logits.data != nullptr, "router logits are null");
   const Workspace w = carve(workspace, workspace_size, tokens);
+  const MoeRouting& routing = spec_.routing;
   RouteArgs r{};
-  r.logits = static_cast<const unsigned short*>(router_logits);
+  r.logits = router_logits.data;
+  r.choice_bias = static_cast<const float*>(choice_bias_.data());
   r.topk_ids = w.topk_ids;
   r.topk_weights = w.topk_weights;
   r.tokens = int(tokens);
   r.experts = spec_.experts;
   r.top_k = spec_.top_k;
-  r.renormalize = spec_.renormalize ? 1 : 0;
-  const unsigned warps_per_block = kUtilityThreads / 32;
-  launch_utility(rt_, UtilityKernel::RouteTopk, spec_.dtype, unsigned((tokens + warps_per_block - 1) / warps_per_block),
-                 1, &r, stream);
+  r.method = int(routing.method);
+  r.renormalize = routing.renormalize ? 1 : 0;
+  r.groups = routing.groups;
+  r.topk_groups = routing.topk_groups;
+  r.scale = float(routing.scale);
+  launch_route(rt_, spec_.dtype, router_logits.fp32, r, stream);
   forward_routed(x, tokens, w.topk_ids, w.topk_weights, y, workspace, workspace_size, stream, error_flag);
 }
 
@@ -232,6 +256,8 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   c.z = static_cast<const unsigned short*>(w.z);
   c.position = w.position;
   c.shared = has_shared_ ? static_cast<const unsigned short*>(w.shared_z) : nullptr;
+  c.shared_gate = static_cast<const unsigned short*>(shared_gate_.data());
+  c.x = static_cast<const unsigned short*>(x);
   c.y = static_cast<unsigned short*>(y);
   c.tokens = int(tokens);
   c.top_k = spec_.top_k;

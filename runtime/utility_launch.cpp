@@ -21,6 +21,12 @@ void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigne
   if (rc != CUDA_SUCCESS) check(rc, ("launch " + utility_kernel_name(which)).c_str());
 }
 
+void launch_route(KernelRuntime& rt, DType dtype, bool fp32_logits, RouteArgs& args, void* stream) {
+  const UtilityKernel which = fp32_logits ? UtilityKernel::RouteTopkF32 : UtilityKernel::RouteTopk;
+  const unsigned warps_per_block = unsigned(utility_kernel_threads(which) / 32);
+  launch_utility(rt, which, dtype, (unsigned(args.tokens) + warps_per_block - 1) / warps_per_block, 1, &args, stream);
+}
+
 void launch_token_lists(KernelRuntime& rt, DType dtype, TokenListArgs& args, void* stream) {
   // Every block counts all n entries, so a split should write at least a few
   // entries a thread (kMinEntriesPerSplit) to be worth its count pass; past

@@ -12,6 +12,11 @@ namespace samoyeds {
 void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigned gx, unsigned gy, void* args,
                     void* stream);
 
+struct RouteArgs;
+// Each token's top-k experts and weights (RouteTopk, or RouteTopkF32 for
+// float logits) on `stream`: a warp per token.
+void launch_route(KernelRuntime& rt, DType dtype, bool fp32_logits, RouteArgs& args, void* stream);
+
 struct TokenListArgs;
 // The MoE token lists of `args` (BuildExpertLists) on `stream`: one block per
 // expert and split of the entries, with splits enough that few experts still

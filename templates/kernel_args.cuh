@@ -108,11 +108,17 @@ struct ScatterAddArgs {
 };
 
 // MoE routing, token lists and combine (templates/moe_routing.cuh).
+// RouteArgs::method, in samoyeds::RoutingMethod's order (runtime/moe_layer.cpp checks).
+enum RouteMethod { kRouteSoftmaxTopK = 0, kRouteSigmoidGroupTopK = 1, kRouteTopKSoftmax = 2 };
 struct RouteArgs {
-  const unsigned short* logits;  // [tokens, experts], the layer's dtype
-  int* topk_ids;                 // [tokens, top_k]
-  float* topk_weights;           // [tokens, top_k]
-  int tokens, experts, top_k, renormalize;
+  const void* logits;        // [tokens, experts]: the layer's dtype, or float (samoyeds_route_topk_f32)
+  const float* choice_bias;  // [experts] or null: added for choosing only (sigmoid_group_topk)
+  int* topk_ids;             // [tokens, top_k]
+  float* topk_weights;       // [tokens, top_k]
+  int tokens, experts, top_k;
+  int method;  // RouteMethod
+  int renormalize, groups, topk_groups;
+  float scale;
 };
 
 struct TokenListArgs {
@@ -130,7 +136,10 @@ struct CombineArgs {
   const unsigned short* z;       // [tokens * top_k, hidden]: weighted expert outputs, list order
   const int* position;           // [tokens * top_k]
   const unsigned short* shared;  // [tokens, hidden] or null: the shared experts' sum
-  unsigned short* y;             // [tokens, hidden]
+  // [hidden] or null: the shared sum is scaled by sigmoid(shared_gate . x[t]) (Qwen2-MoE)
+  const unsigned short* shared_gate;
+  const unsigned short* x;  // [tokens, hidden]: the layer's input, read for the shared gate
+  unsigned short* y;        // [tokens, hidden]
   int tokens, top_k, hidden;
 };
 

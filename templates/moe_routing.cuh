@@ -1,5 +1,5 @@
 // MoE routing on the GPU with no host round trip and no floating-point
-// atomics: softmax top-k per token, then per-expert token lists by an ordered
+// atomics: each token's top-k experts by its model's routing method, then per-expert token lists by an ordered
 // counting sort (counts and writes in token order), so every run builds the
 // same lists, and a combine that gathers each token's expert outputs in slot
 // order (same bits every run).
@@ -11,59 +11,130 @@
 namespace samoyeds {
 
 
-// One warp per token. Ties go to the lower expert id (as the reference).
-// Lane j keeps round j's pick and probability in registers, so the rounds
-// read back nothing from memory, and the results go out in one store a lane.
+// Router logits in float (the layer's 16-bit dtype otherwise).
+struct F32 {};
+
+template <class T>
+struct Logits {
+  static __device__ __forceinline__ float at(const void* logits, u64 i) {
+    return ToFloat<T>::run(static_cast<const u16*>(logits)[i]);
+  }
+};
+template <>
+struct Logits<F32> {
+  static __device__ __forceinline__ float at(const void* logits, u64 i) { return static_cast<const float*>(logits)[i]; }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// The warp's best (value, index) under (value descending, index ascending).
+__device__ __forceinline__ void warp_best(float& best, int& best_i) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (ov > best || (ov == best && oi < best_i)) {
+      best = ov;
+      best_i = oi;
+    }
+  }
+}
+
+// One warp per token, every method (samoyeds/moe_routing.hpp). Ties go to
+// the lower expert id, and to the lower group, as the reference breaks them.
+// Lane j keeps round j's pick in registers, so the rounds read back nothing
+// from memory, and the results go out in one store a lane.
 template <class T>
 __device__ __forceinline__ void route_topk(const RouteArgs& a) {
   const int warps = blockDim.x / 32;
   const int t = blockIdx.x * warps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (t >= a.tokens) return;
-  const unsigned short* row = a.logits + u64(t) * a.experts;
-  float mx = -3.0e38f;
-  for (int e = lane; e < a.experts; e += 32) mx = fmaxf(mx, ToFloat<T>::run(row[e]));
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  float sum = 0.0f;
-  for (int e = lane; e < a.experts; e += 32) sum += __expf(ToFloat<T>::run(row[e]) - mx);
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  float chosen_sum = 0.0f, my_p = 0.0f;
-  int my_pick = -1;
+  const u64 row = u64(t) * a.experts;
+  const bool sigmoid = a.method == kRouteSigmoidGroupTopK;
+  const float kNegInf = __int_as_float(0xff800000);
+  // What the choice ranks: the logit (softmax is monotone in it), or the
+  // sigmoid score plus the choice bias.
+  auto choice = [&](int e) {
+    const float l = Logits<T>::at(a.logits, row + e);
+    return sigmoid ? 1.0f / (1.0f + expf(-l)) + (a.choice_bias ? a.choice_bias[e] : 0.0f) : l;
+  };
+  // Group-limited choice: lane g scores group g by its two best; the best
+  // topk_groups groups stay in. One group holds every expert otherwise.
+  int group_size = a.experts;
+  unsigned groups_in = 1u;
+  if (sigmoid && a.groups > 1) {
+    group_size = a.experts / a.groups;
+    float score = kNegInf;
+    if (lane < a.groups) {
+      float b1 = kNegInf, b2 = kNegInf;
+      for (int i = 0; i < group_size; ++i) {
+        const float v = choice(lane * group_size + i);
+        if (v > b1) {
+          b2 = b1;
+          b1 = v;
+        } else if (v > b2) {
+          b2 = v;
+        }
+      }
+      score = b1 + b2;
+    }
+    groups_in = 0u;
+    for (int r = 0; r < a.topk_groups; ++r) {
+      float best = (groups_in >> lane) & 1u ? kNegInf : score;
+      int best_g = lane < a.groups && !((groups_in >> lane) & 1u) ? lane : 0x7fffffff;
+      warp_best(best, best_g);
+      groups_in |= 1u << best_g;
+    }
+  }
   // Round j takes the best expert ranked after round j-1's pick, in the
-  // order (logit descending, id ascending) that the picks follow: so what
+  // order (choice descending, id ascending) that the picks follow: so what
   // earlier rounds took is excluded by one comparison, with no list of them.
-  float last = __int_as_float(0x7f800000);  // +inf: every logit comes after it
-  int last_e = -1;
+  float last = __int_as_float(0x7f800000);  // +inf: every choice comes after it
+  int last_e = -1, my_pick = -1;
+  float my_choice = 0.0f;
   for (int j = 0; j < a.top_k; ++j) {
-    float best = -3.0e38f;
+    float best = kNegInf;
     int best_e = 0x7fffffff;
     for (int e = lane; e < a.experts; e += 32) {
-      const float v = ToFloat<T>::run(row[e]);
+      const float v = (groups_in >> (e / group_size)) & 1u ? choice(e) : kNegInf;
       const bool after_last = v < last || (v == last && e > last_e);
       if (after_last && (v > best || (v == best && e < best_e))) {
         best = v;
         best_e = e;
       }
     }
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
-      if (ov > best || (ov == best && oe < best_e)) {
-        best = ov;
-        best_e = oe;
-      }
-    }
+    warp_best(best, best_e);
     last = best;
     last_e = best_e;
-    const float p = __expf(best - mx) / sum;
-    chosen_sum += p;
     if (lane == j) {
       my_pick = best_e;
-      my_p = p;
+      my_choice = best;
     }
   }
+  // Each lane below top_k weighs its pick.
+  float w = 0.0f;
+  if (a.method == kRouteSoftmaxTopK) {
+    float mx = kNegInf;
+    for (int e = lane; e < a.experts; e += 32) mx = fmaxf(mx, Logits<T>::at(a.logits, row + e));
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+    for (int e = lane; e < a.experts; e += 32) sum += __expf(Logits<T>::at(a.logits, row + e) - mx);
+    sum = warp_sum(sum);
+    if (lane < a.top_k) w = __expf(my_choice - mx) / sum;
+  } else if (sigmoid) {
+    if (lane < a.top_k) w = 1.0f / (1.0f + expf(-Logits<T>::at(a.logits, row + my_pick)));
+  } else {
+    // Softmax over the picks: round 0's is the largest.
+    const float first = __shfl_sync(0xffffffffu, my_choice, 0);
+    if (lane < a.top_k) w = __expf(my_choice - first);
+    w /= warp_sum(w);
+  }
+  if (a.renormalize) w /= warp_sum(w) + (sigmoid ? 1e-20f : 0.0f);
   if (lane < a.top_k) {
     a.topk_ids[u64(t) * a.top_k + lane] = my_pick;
-    a.topk_weights[u64(t) * a.top_k + lane] = a.renormalize ? my_p / chosen_sum : my_p;
+    a.topk_weights[u64(t) * a.top_k + lane] = w * a.scale;
   }
 }
 
@@ -206,11 +277,34 @@ template <class T>
 __device__ __forceinline__ void moe_combine(const CombineArgs& a) {
   const int t = blockIdx.y;
   const int c = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
+  // The shared gate: every block of the token takes the whole dot product
+  // (hidden x 2 x 2 bytes, from L2), cheaper than a launch of its own.
+  float gate = 1.0f;
+  if (a.shared_gate) {
+    __shared__ float warp_dots[32];
+    float d = 0.0f;
+    for (int i = threadIdx.x * 8; i < a.hidden; i += blockDim.x * 8) {
+      float xv[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, gv[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+      add_row8<T>(xv, *reinterpret_cast<const uint4*>(a.x + u64(t) * a.hidden + i));
+      add_row8<T>(gv, *reinterpret_cast<const uint4*>(a.shared_gate + i));
+#pragma unroll
+      for (int q = 0; q < 8; ++q) d += xv[q] * gv[q];
+    }
+    d = warp_sum(d);
+    if (threadIdx.x % 32 == 0) warp_dots[threadIdx.x / 32] = d;
+    __syncthreads();
+    d = threadIdx.x % 32 < blockDim.x / 32 ? warp_dots[threadIdx.x % 32] : 0.0f;
+    gate = 1.0f / (1.0f + expf(-warp_sum(d)));
+  }
   if (c >= a.hidden || t >= a.tokens) return;
   float acc[8];
 #pragma unroll
   for (int q = 0; q < 8; ++q) acc[q] = 0.0f;
-  if (a.shared) add_row8<T>(acc, *reinterpret_cast<const uint4*>(a.shared + u64(t) * a.hidden + c));
+  if (a.shared) {
+    add_row8<T>(acc, *reinterpret_cast<const uint4*>(a.shared + u64(t) * a.hidden + c));
+#pragma unroll
+    for (int q = 0; q < 8; ++q) acc[q] *= gate;
+  }
   for (int j0 = 0; j0 < a.top_k; j0 += kCombineBatch) {
     uint4 v[kCombineBatch];
     int pos[kCombineBatch];

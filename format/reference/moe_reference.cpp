@@ -3,6 +3,7 @@
 #include "samoyeds/moe_reference.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <numeric>
 
@@ -13,30 +14,72 @@
 
 namespace samoyeds {
 
-Routing reference_route(const DenseF64& logits, int top_k, bool renormalize) {
+Routing reference_route(const DenseF64& logits, int top_k, const MoeRouting& routing) {
   const int64_t T = logits.rows, E = logits.cols;
   if (top_k < 1 || top_k > E)
     throw Error(ErrorCode::InvalidArgument, fmt::format("top_k {} with {} experts", top_k, E));
+  routing.validate(int(E), top_k);
   Routing r;
   r.tokens = T;
   r.top_k = top_k;
   r.expert.resize(size_t(T * top_k));
   r.weight.resize(size_t(T * top_k));
-  std::vector<double> p(static_cast<size_t>(E));
+  // Per expert: what the choice ranks, and the weight it gets if chosen.
+  std::vector<double> choice(static_cast<size_t>(E)), weight(static_cast<size_t>(E));
   std::vector<int32_t> order(static_cast<size_t>(E));
+  const bool sigmoid = routing.method == RoutingMethod::SigmoidGroupTopK;
   for (int64_t t = 0; t < T; ++t) {
-    double mx = -INFINITY;
-    for (int64_t e = 0; e < E; ++e) mx = std::max(mx, logits.at(t, e));
-    double sum = 0.0;
-    for (int64_t e = 0; e < E; ++e) sum += p[size_t(e)] = std::exp(logits.at(t, e) - mx);
-    for (auto& v : p) v /= sum;
+    switch (routing.method) {
+      case RoutingMethod::SoftmaxTopK: {
+        double mx = -INFINITY, sum = 0.0;
+        for (int64_t e = 0; e < E; ++e) mx = std::max(mx, logits.at(t, e));
+        for (int64_t e = 0; e < E; ++e) sum += weight[size_t(e)] = std::exp(logits.at(t, e) - mx);
+        for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = weight[size_t(e)] /= sum;
+        break;
+      }
+      case RoutingMethod::SigmoidGroupTopK:
+        for (int64_t e = 0; e < E; ++e) {
+          weight[size_t(e)] = 1.0 / (1.0 + std::exp(-logits.at(t, e)));
+          choice[size_t(e)] = weight[size_t(e)] + (routing.choice_bias.empty() ? 0.0 : routing.choice_bias[size_t(e)]);
+        }
+        break;
+      case RoutingMethod::TopKSoftmax:
+        for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = logits.at(t, e);
+        break;
+    }
+    if (sigmoid && routing.groups > 1) {
+      // A group scores the sum of its two best choices; the experts of all
+      // but the best topk_groups groups are out.
+      const int64_t size = E / routing.groups;
+      std::vector<double> score(size_t(routing.groups));
+      for (int g = 0; g < routing.groups; ++g) {
+        std::vector<double> members(choice.begin() + g * size, choice.begin() + (g + 1) * size);
+        std::partial_sort(members.begin(), members.begin() + 2, members.end(), std::greater<double>());
+        score[size_t(g)] = members[0] + members[1];
+      }
+      std::vector<int> groups(size_t(routing.groups));
+      std::iota(groups.begin(), groups.end(), 0);
+      std::stable_sort(groups.begin(), groups.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
+      for (size_t i = size_t(routing.topk_groups); i < groups.size(); ++i)
+        std::fill_n(choice.begin() + groups[i] * size, size, -INFINITY);
+    }
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[size_t(a)] > p[size_t(b)]; });
-    double chosen = 0.0;
-    for (int j = 0; j < top_k; ++j) chosen += p[size_t(order[size_t(j)])];
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return choice[size_t(a)] > choice[size_t(b)]; });
+    std::vector<double> w(static_cast<size_t>(top_k));
+    for (int j = 0; j < top_k; ++j) w[size_t(j)] = weight[size_t(order[size_t(j)])];
+    if (routing.method == RoutingMethod::TopKSoftmax) {
+      double sum = 0.0;
+      for (int j = 0; j < top_k; ++j) sum += w[size_t(j)] = std::exp(choice[size_t(order[size_t(j)])] - choice[size_t(order[0])]);
+      for (double& v : w) v /= sum;
+    }
+    if (routing.renormalize) {
+      const double sum = std::accumulate(w.begin(), w.end(), 0.0) + (sigmoid ? 1e-20 : 0.0);
+      for (double& v : w) v /= sum;
+    }
     for (int j = 0; j < top_k; ++j) {
       r.expert[size_t(t * top_k + j)] = order[size_t(j)];
-      r.weight[size_t(t * top_k + j)] = float(p[size_t(order[size_t(j)])] / (renormalize ? chosen : 1.0));
+      r.weight[size_t(t * top_k + j)] = float(w[size_t(j)] * routing.scale);
     }
   }
   return r;
@@ -88,8 +131,10 @@ void check_expert(const ExpertWeightsF64& w, int64_t hidden) {
 }  // namespace
 
 DenseF64 reference_moe_layer(const DenseF64& x, const Routing& routing, const std::vector<ExpertWeightsF64>& experts,
-                             const std::vector<ExpertWeightsF64>& shared) {
+                             const std::vector<ExpertWeightsF64>& shared, const std::vector<double>& shared_gate) {
   if (routing.tokens != x.rows) throw Error(ErrorCode::InvalidArgument, "routing and X disagree on the token count");
+  if (!shared_gate.empty() && (int64_t(shared_gate.size()) != x.cols || shared.empty()))
+    throw Error(ErrorCode::InvalidArgument, "a shared-expert gate needs shared experts and one weight per hidden column");
   for (const auto& e : experts) check_expert(e, x.cols);
   for (const auto& e : shared) check_expert(e, x.cols);
   DenseF64 y{x.rows, x.cols, std::vector<double>(x.data.size(), 0.0)};
@@ -106,9 +151,15 @@ DenseF64 reference_moe_layer(const DenseF64& x, const Routing& routing, const st
       const double w = routing.weight[size_t(t * routing.top_k + j)];
       for (int64_t c = 0; c < x.cols; ++c) yt[c] += w * out[size_t(c)];
     }
+    double gate = 1.0;
+    if (!shared_gate.empty()) {
+      double dot = 0.0;
+      for (int64_t c = 0; c < x.cols; ++c) dot += shared_gate[size_t(c)] * xt[c];
+      gate = 1.0 / (1.0 + std::exp(-dot));
+    }
     for (const auto& s : shared) {
       const auto out = expert_forward(s, xt);
-      for (int64_t c = 0; c < x.cols; ++c) yt[c] += out[size_t(c)];
+      for (int64_t c = 0; c < x.cols; ++c) yt[c] += gate * out[size_t(c)];
     }
   });
   return y;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "samoyeds/expert_ops.hpp"
+#include "samoyeds/moe_routing.hpp"
 
 namespace samoyeds {
 
@@ -19,8 +20,16 @@ struct MoeLayerSpec {
   int experts = 0, top_k = 0;
   DType dtype = DType::bf16;
   SparsityParams sparsity;
-  bool renormalize = true;  // divide the top-k softmax weights by their sum
+  MoeRouting routing;  // how forward() routes (forward_routed takes the caller's)
   void validate() const;
+};
+
+// The router's output for forward(): [tokens, experts] logits, with the
+// router's bias if it has one (gpt-oss), in the layer's dtype or in float.
+struct RouterLogits {
+  RouterLogits(const void* data, bool fp32 = false) : data(data), fp32(fp32) {}
+  const void* data;
+  bool fp32;
 };
 
 // One expert's dense weights, 16-bit row-major: w1, w3 [ffn, hidden] (gate,
@@ -32,6 +41,9 @@ struct DenseExpert {
   const uint16_t* w2 = nullptr;
   int64_t ffn = 0;  // rows of w1/w3; 0 = the layer's ffn (shared experts may differ)
   bool on_device = false;
+  // A shared expert only, and then the only one: [hidden] weights of its
+  // gate, which scales its output by sigmoid(gate . x) (Qwen2-MoE).
+  const uint16_t* gate = nullptr;
 };
 
 class MoeLayer {
@@ -50,11 +62,12 @@ class MoeLayer {
   // experts' T*(shared ffn + hidden)*2.
   size_t workspace_bytes(int64_t max_tokens) const;
 
-  // y[T, hidden] from x[T, hidden] and router logits [T, experts] (layer dtype).
+  // y[T, hidden] from x[T, hidden] and router logits [T, experts], routed by
+  // spec().routing.
   // error_flag: a device int the kernels OR their error bits into, as
   // LaunchOptions::error_flag (bit 0: an id out of range, such as a top-k
   // expert id of forward_routed).
-  void forward(const void* x, int64_t tokens, const void* router_logits, void* y, void* workspace,
+  void forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
                size_t workspace_size, void* stream = nullptr, int* error_flag = nullptr) const;
   // The same with routing done by the caller: topk_ids [T, top_k] int32,
   // topk_weights [T, top_k] f32 (used as given).
@@ -71,6 +84,7 @@ class MoeLayer {
   bool has_shared_ = false;
   int64_t shared_ffn_ = 0;
   PackedExpertWeights shared_w1_, shared_w3_, shared_w2_;
+  DeviceBuffer choice_bias_, shared_gate_;  // empty where the layer has none
 };
 
 }  // namespace samoyeds

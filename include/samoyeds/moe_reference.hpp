@@ -1,11 +1,12 @@
-// Float64 reference of a whole MoE layer (DESIGN.md op 3): softmax top-k
-// routing, per-expert token lists, gated SiLU experts, optional shared
+// Float64 reference of a whole MoE layer (DESIGN.md op 3): routing by each
+// model family's method, per-expert token lists, gated SiLU experts, optional shared
 // experts, and the routing-weighted combine. The GPU layer is checked
 // against this.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "samoyeds/moe_routing.hpp"
 #include "samoyeds/reference.hpp"
 
 namespace samoyeds {
@@ -17,9 +18,10 @@ struct Routing {
   std::vector<float> weight;    // [tokens, top_k]
 };
 
-// softmax(logits[t, :]) then the top_k experts (ties to the lower expert id);
-// with renormalize the chosen weights are divided by their sum.
-Routing reference_route(const DenseF64& logits, int top_k, bool renormalize);
+// Each token's top_k experts and weights by `routing`'s method
+// (samoyeds/moe_routing.hpp), in the order of what the choice ranks
+// (ties to the lower expert id; to the lower group id for groups).
+Routing reference_route(const DenseF64& logits, int top_k, const MoeRouting& routing = {});
 
 // Tokens routed to each expert, in increasing token order: the tokens of
 // expert e are rows offsets[e] .. offsets[e+1]-1 of `token` and `slot`
@@ -36,9 +38,11 @@ struct ExpertWeightsF64 {
   DenseF64 w2;      // [hidden, ffn]: down projection
 };
 
-// Y[t] = sum_j weight[t, j] * E_{expert[t, j]}(X[t]) + sum_s S_s(X[t]),
-// E(x) = W2 . (silu(W1 . x) * (W3 . x)); shared experts S_s always on.
+// Y[t] = sum_j weight[t, j] * E_{expert[t, j]}(X[t]) + g(X[t]) * sum_s S_s(X[t]),
+// E(x) = W2 . (silu(W1 . x) * (W3 . x)); shared experts S_s always on;
+// g(x) = sigmoid(shared_gate . x) with a shared gate [hidden] (Qwen2-MoE), else 1.
 DenseF64 reference_moe_layer(const DenseF64& x, const Routing& routing, const std::vector<ExpertWeightsF64>& experts,
-                             const std::vector<ExpertWeightsF64>& shared = {});
+                             const std::vector<ExpertWeightsF64>& shared = {},
+                             const std::vector<double>& shared_gate = {});
 
 }  // namespace samoyeds

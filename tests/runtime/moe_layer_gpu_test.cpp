@@ -40,9 +40,10 @@ struct Fixture {
   std::vector<ExpertWeightsF64> ref_experts, ref_shared;
 };
 
-Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, bool with_shared) {
+Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, bool with_shared, const MoeRouting& routing = {},
+                   const std::vector<uint16_t>* shared_gate = nullptr) {
   Fixture f;
-  f.spec = {H, I, E, K, dt, {128, 1, 2}, true};
+  f.spec = {H, I, E, K, dt, {128, 1, 2}, routing};
   std::vector<DenseExpert> dense, dense_shared;
   for (int e = 0; e < E + (with_shared ? 1 : 0); ++e) {
     HostExpert h{random_matrix(I, H, dt, 0.08f), random_matrix(I, H, dt, 0.08f), random_matrix(H, I, dt, 0.08f)};
@@ -50,6 +51,7 @@ Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, bool with_share
   }
   for (auto& e : f.experts) dense.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
   for (auto& e : f.shared) dense_shared.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  if (shared_gate) dense_shared.at(0).gate = shared_gate->data();
   f.layer = std::make_unique<MoeLayer>(runtime(), f.spec, dense, dense_shared);
   for (auto& e : f.experts) f.ref_experts.push_back(decoded(e, f.spec, I));
   for (auto& e : f.shared) f.ref_shared.push_back(decoded(e, f.spec, I));
@@ -89,7 +91,7 @@ TEST_F(MoeLayerGpu, MatchesTheReferenceOverRoutingsTokenCountsAndExpertCounts) {
     const auto x = random_matrix(c.T, 256, c.dt);
     DenseF64 logits{c.T, c.E, std::vector<double>(size_t(c.T * c.E))};
     for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-    const Routing r = reference_route(logits, c.K, true);
+    const Routing r = reference_route(logits, c.K);
     const auto got = run_routed(f, x, r);
     const DenseF64 ref = reference_moe_layer(to_f64(x.data(), c.T, 256, c.dt), r, f.ref_experts, f.ref_shared);
     const Comparison cmp = compare(got, c.dt, ref);
@@ -115,7 +117,7 @@ TEST_F(MoeLayerGpu, OutOfRangeExpertIdsAddNothingAndRaiseTheFlag) {
   const auto x = random_matrix(T, 256, DType::bf16);
   DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
   for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-  Routing r = reference_route(logits, K, true);
+  Routing r = reference_route(logits, K);
   Routing kept = r;  // what the reference sees: a bad entry is expert 0 with weight 0
   const int bad_ids[] = {-1, E, 1 << 30};
   for (size_t i = 0; i < r.expert.size(); i += 7) {
@@ -157,7 +159,7 @@ TEST_F(MoeLayerGpu, WeightsInDeviceMemoryBuildTheSameLayer) {
   const auto x = random_matrix(T, 256, DType::f16);
   DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
   for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-  const Routing r = reference_route(logits, 2, true);
+  const Routing r = reference_route(logits, 2);
   EXPECT_EQ(run_routed(f, x, r), run_routed(g, x, r));
 }
 
@@ -189,9 +191,90 @@ TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
   Device::get().synchronize();
   const auto got = y1.read();
   EXPECT_EQ(got, y2.read()) << "two runs differ";
-  const Routing r = reference_route(logits_f64, K, true);
+  const Routing r = reference_route(logits_f64, K);
   const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), r, f.ref_experts);
   EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
+}
+
+// forward() with each model family's routing, float logits, a choice bias and
+// a gated shared expert, against the layer reference. Logits without
+// near-ties (the routing tests cover ties): a shuffled ladder per token,
+// or for the sigmoid a ladder of scores with group biases that keep groups
+// and experts apart (as MoeRoutingGpu.GroupLimitedChoice...).
+TEST_F(MoeLayerGpu, EachRoutingMethodAndASharedGateMatchTheReference) {
+  struct Case {
+    const char* name;
+    int64_t T;
+    int E, K;
+    DType dt;
+    RoutingMethod method;
+    bool renormalize, fp32_logits, shared, gated;
+  };
+  const Case cases[] = {
+      {"qwen1.5-like", 7, 60, 4, DType::bf16, RoutingMethod::SoftmaxTopK, false, false, true, true},
+      {"qwen3-like", 64, 128, 8, DType::bf16, RoutingMethod::SoftmaxTopK, true, true, false, false},
+      {"deepseek-like", 64, 64, 6, DType::bf16, RoutingMethod::SigmoidGroupTopK, true, true, true, false},
+      {"deepseek-like", 1000, 64, 6, DType::f16, RoutingMethod::SigmoidGroupTopK, true, true, true, false},
+      {"gpt-oss-like", 1, 32, 4, DType::bf16, RoutingMethod::TopKSoftmax, false, false, false, false},
+      {"gpt-oss-like", 1000, 32, 4, DType::f16, RoutingMethod::TopKSoftmax, false, true, false, false},
+      {"gated shared", 1000, 8, 2, DType::f16, RoutingMethod::SoftmaxTopK, true, false, true, true}};
+  const int64_t H = 256, I = 384;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{}: T={} E={} top_k={} {} {} logits in {} shared={} gated={}", c.name, c.T, c.E, c.K,
+                             dtype_name(c.dt), routing_method_name(c.method), c.fp32_logits ? "f32" : "the dtype",
+                             c.shared, c.gated));
+    MoeRouting m;
+    m.method = c.method;
+    m.renormalize = c.renormalize;
+    const bool sigmoid = c.method == RoutingMethod::SigmoidGroupTopK;
+    const double d = 0.9 / c.E;
+    if (sigmoid) {
+      m.groups = 8;
+      m.topk_groups = 3;
+      m.scale = 2.5;
+      // A group's bias: whole steps plus (group + 1) / 9 of one.
+      for (int e = 0; e < c.E; ++e) m.choice_bias.push_back(float(d * (2 * ((e / 8) % 3) + double(e / 8 + 1) / 9)));
+    }
+    const std::vector<uint16_t> gate = random_matrix(1, H, c.dt, 0.1f);
+    const Fixture f = make_layer(c.dt, c.E, c.K, H, I, c.shared, m, c.gated ? &gate : nullptr);
+    const auto x = random_matrix(c.T, H, c.dt);
+    std::vector<uint16_t> narrow(size_t(c.T * c.E));
+    std::vector<float> wide(narrow.size());
+    DenseF64 ref_logits{c.T, c.E, std::vector<double>(narrow.size())};
+    std::vector<int> ladder(static_cast<size_t>(c.E));
+    for (int64_t t = 0; t < c.T; ++t) {
+      std::iota(ladder.begin(), ladder.end(), 0);
+      std::shuffle(ladder.begin(), ladder.end(), rng());
+      for (int e = 0; e < c.E; ++e) {
+        const size_t i = size_t(t * c.E + e);
+        const double score = 0.05 + d * ladder[size_t(e)];
+        // 2^-5 rungs within +-2, exact in every dtype.
+        const float v = sigmoid ? float(std::log(score / (1.0 - score))) : float(ladder[size_t(e)] % 128) / 32.0f - 2.0f;
+        narrow[i] = from_float(c.dt, v);
+        wide[i] = c.fp32_logits ? v : to_float(c.dt, narrow[i]);
+        ref_logits.data[i] = wide[i];
+      }
+    }
+    DeviceBuffer d_x = to_device(x), d_logits = c.fp32_logits ? to_device(wide) : to_device(narrow);
+    const size_t bytes = f.layer->workspace_bytes(c.T);
+    DeviceBuffer ws(bytes);
+    PoisonedOutput y(c.T * H);
+    f.layer->forward(d_x.data(), c.T, RouterLogits(d_logits.data(), c.fp32_logits), y.data(), ws.data(), bytes);
+    Device::get().synchronize();
+    std::vector<double> ref_gate;
+    if (c.gated)
+      for (uint16_t g : gate) ref_gate.push_back(to_float(c.dt, g));
+    const Routing r = reference_route(ref_logits, c.K, m);
+    const DenseF64 ref =
+        reference_moe_layer(to_f64(x.data(), c.T, H, c.dt), r, f.ref_experts, f.ref_shared, ref_gate);
+    const Comparison cmp = compare(y.read(), c.dt, ref);
+    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+    EXPECT_LE(cmp.rel_error, tolerance(c.dt));
+    if (c.gated) {  // the gate must matter: the ungated sum is far off
+      const DenseF64 ungated = reference_moe_layer(to_f64(x.data(), c.T, H, c.dt), r, f.ref_experts, f.ref_shared);
+      EXPECT_GT(compare(y.read(), c.dt, ungated).rel_error, 10 * tolerance(c.dt));
+    }
+  }
 }
 
 TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
@@ -203,7 +286,7 @@ TEST_F(MoeLayerGpu, ForwardCanBeCapturedInACudaGraph) {
   const auto x = random_matrix(T, 256, DType::f16);
   DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
   for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-  const Routing r = reference_route(logits, 2, true);
+  const Routing r = reference_route(logits, 2);
   DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
   const size_t bytes = f.layer->workspace_bytes(T);
   DeviceBuffer ws(bytes + 256);
@@ -252,7 +335,7 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   const auto x = random_matrix(T, 256, DType::bf16);
   DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
   for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-  const Routing r = reference_route(logits, 2, true);
+  const Routing r = reference_route(logits, 2);
   DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
   const size_t bytes = samoyeds_moe_workspace_bytes(layer, T);
   ASSERT_EQ(bytes, f.layer->workspace_bytes(T));

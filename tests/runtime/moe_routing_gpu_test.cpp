@@ -126,55 +126,155 @@ TEST_F(MoeRoutingGpu, TokenListsMatchTheReference) {
   }
 }
 
-TEST_F(MoeRoutingGpu, TopkMatchesTheReference) {
+// Logits a token ranks without near-ties: its experts take the values of a
+// shuffled ladder, -2 .. 2 (exact in every dtype), or 4 values with `ties`
+// (the lower id must win). What the GPU reads (in `dt`, or in float) and
+// the reference sees are the same numbers.
+struct TestLogits {
+  std::vector<uint16_t> narrow;  // in the dtype
+  std::vector<float> wide;       // the same values in float
+  DenseF64 ref;
+};
+TestLogits ladder_logits(int tokens, int experts, DType dt, bool ties) {
+  TestLogits l;
+  const size_t n = size_t(tokens) * size_t(experts);
+  l.narrow.resize(n);
+  l.wide.resize(n);
+  l.ref = {tokens, experts, std::vector<double>(n)};
+  std::vector<int> ladder(static_cast<size_t>(experts));
+  for (int t = 0; t < tokens; ++t) {
+    std::iota(ladder.begin(), ladder.end(), 0);
+    std::shuffle(ladder.begin(), ladder.end(), rng());
+    for (int e = 0; e < experts; ++e) {
+      const size_t i = size_t(t) * size_t(experts) + size_t(e);
+      const int step = ladder[size_t(e)];
+      // 2^-5 steps keep up to 128 rungs exact in f16 and bf16 within +-2.
+      const float v = ties ? 0.5f * float(step % 4) : 4.0f * float(step % 128) / 128.0f - 2.0f + (step / 128) / 64.0f;
+      l.narrow[i] = from_float(dt, v);
+      l.wide[i] = to_float(dt, l.narrow[i]);
+      l.ref.data[i] = l.wide[i];
+    }
+  }
+  return l;
+}
+
+struct GpuRouting {
+  std::vector<int> ids;
+  std::vector<float> weights;
+};
+GpuRouting gpu_route(const TestLogits& l, bool fp32, DType dt, const MoeRouting& routing, int top_k) {
+  KernelRuntime& rt = shared_runtime();
+  const int tokens = int(l.ref.rows), experts = int(l.ref.cols);
+  DeviceBuffer d_logits = fp32 ? to_device(l.wide) : to_device(l.narrow), bias;
+  if (!routing.choice_bias.empty()) bias = to_device(routing.choice_bias);
+  const size_t n = size_t(tokens) * size_t(top_k);
+  DeviceBuffer ids(n * 4), weights(n * 4);
+  ids.fill_bytes(0x5a);
+  weights.fill_bytes(0x5a);
+  RouteArgs r{};
+  r.logits = d_logits.data();
+  r.choice_bias = static_cast<const float*>(bias.data());
+  r.topk_ids = static_cast<int*>(ids.data());
+  r.topk_weights = static_cast<float*>(weights.data());
+  r.tokens = tokens;
+  r.experts = experts;
+  r.top_k = top_k;
+  r.method = int(routing.method);
+  r.renormalize = routing.renormalize ? 1 : 0;
+  r.groups = routing.groups;
+  r.topk_groups = routing.topk_groups;
+  r.scale = float(routing.scale);
+  launch_route(rt, dt, fp32, r, nullptr);
+  Device::get().synchronize();
+  return {from_device<int>(ids, n), from_device<float>(weights, n)};
+}
+
+void expect_same_routing(const GpuRouting& got, const Routing& want) {
+  EXPECT_EQ(got.ids, want.expert);
+  ASSERT_EQ(got.weights.size(), want.weight.size());
+  for (size_t i = 0; i < got.weights.size(); ++i)
+    ASSERT_NEAR(got.weights[i], want.weight[i], 1e-5 + 1e-5 * std::fabs(want.weight[i])) << "entry " << i;
+}
+
+MoeRouting routing_of(RoutingMethod method, bool renormalize, double scale = 1.0) {
+  MoeRouting r;
+  r.method = method;
+  r.renormalize = renormalize;
+  r.scale = scale;
+  return r;
+}
+
+TEST_F(MoeRoutingGpu, EveryMethodMatchesTheReferenceForLogitsInEachType) {
   struct Case {
     int tokens, experts, top_k;
-    bool renormalize, ties;
+    bool ties;
   };
-  const Case cases[] = {{5, 1, 1, true, false},    {100, 7, 2, true, false},  {300, 33, 6, false, false},
-                        {64, 64, 6, true, true},    {1000, 160, 8, true, false}, {9, 40, 32, true, true},
-                        {257, 8, 2, false, true}};
-  KernelRuntime& rt = shared_runtime();
+  const Case cases[] = {{5, 1, 1, false},    {100, 7, 2, false}, {300, 33, 6, false}, {64, 64, 6, true},
+                        {1000, 160, 8, false}, {9, 40, 32, true},  {257, 8, 2, true},   {64, 256, 8, false}};
+  const MoeRouting methods[] = {
+      routing_of(RoutingMethod::SoftmaxTopK, true),         routing_of(RoutingMethod::SoftmaxTopK, false),
+      routing_of(RoutingMethod::SigmoidGroupTopK, true, 2.5), routing_of(RoutingMethod::SigmoidGroupTopK, false),
+      routing_of(RoutingMethod::TopKSoftmax, false)};
   for (const Case& c : cases)
-    for (DType dt : {DType::bf16, DType::f16}) {
-      SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} renormalize={} ties={} {}", c.tokens, c.experts,
-                               c.top_k, c.renormalize, c.ties, dtype_name(dt)));
-      // With ties the logits take 4 values (the lower id must win); without,
-      // a shuffled ladder per token (no near-ties after rounding).
-      std::vector<uint16_t> logits(size_t(c.tokens) * size_t(c.experts));
-      DenseF64 ref_logits{c.tokens, c.experts, std::vector<double>(logits.size())};
-      std::vector<int> ladder(size_t(c.experts));
-      for (int t = 0; t < c.tokens; ++t) {
-        std::iota(ladder.begin(), ladder.end(), 0);
-        std::shuffle(ladder.begin(), ladder.end(), rng());
-        for (int e = 0; e < c.experts; ++e) {
-          const size_t i = size_t(t) * size_t(c.experts) + size_t(e);
-          const float v = c.ties ? 0.5f * float(ladder[size_t(e)] % 4) : 0.125f * float(ladder[size_t(e)]) - 2.0f;
-          logits[i] = from_float(dt, v);
-          ref_logits.data[i] = to_float(dt, logits[i]);
+    for (const MoeRouting& m : methods)
+      for (DType dt : {DType::bf16, DType::f16})
+        for (bool fp32 : {false, true}) {
+          SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} ties={} {} renormalize={} logits in {}", c.tokens,
+                                   c.experts, c.top_k, c.ties, routing_method_name(m.method), m.renormalize,
+                                   fp32 ? "f32" : dtype_name(dt)));
+          const TestLogits l = ladder_logits(c.tokens, c.experts, dt, c.ties);
+          expect_same_routing(gpu_route(l, fp32, dt, m, c.top_k), reference_route(l.ref, c.top_k, m));
         }
+}
+
+// DeepSeek-V3's choice: 8 groups of 32, the best 4 groups, a choice bias.
+// The scores lie on a lattice of step d (sigmoid values, from float logits)
+// and each group's bias is a whole number of steps plus group/(groups+1) of
+// one, so no two experts and no two groups' scores come closer than d/9
+// (far above float's rounding) while the bias still reorders experts
+// across groups. A check that the groups and the bias change the choice
+// keeps the case from passing by accident.
+TEST_F(MoeRoutingGpu, GroupLimitedChoiceWithABiasMatchesTheReference) {
+  struct Case {
+    int tokens, experts, top_k, groups, topk_groups;
+  };
+  const Case cases[] = {{1, 256, 8, 8, 4}, {64, 256, 8, 8, 4}, {1000, 256, 8, 8, 4}, {100, 64, 6, 8, 3},
+                        {33, 160, 6, 32, 5}, {7, 72, 1, 8, 1}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} groups={} topk_groups={}", c.tokens, c.experts, c.top_k,
+                             c.groups, c.topk_groups));
+    const int size = c.experts / c.groups;
+    const double d = 0.9 / c.experts;
+    MoeRouting m = routing_of(RoutingMethod::SigmoidGroupTopK, true, 2.5);
+    m.groups = c.groups;
+    m.topk_groups = c.topk_groups;
+    std::uniform_int_distribution<int> shift(-c.experts / 4, c.experts / 4);
+    for (int g = 0; g < c.groups; ++g)
+      m.choice_bias.resize(size_t((g + 1) * size), float(d * (shift(rng()) + double(g + 1) / (c.groups + 1))));
+    TestLogits l;
+    const size_t n = size_t(c.tokens) * size_t(c.experts);
+    l.wide.resize(n);
+    l.ref = {c.tokens, c.experts, std::vector<double>(n)};
+    std::vector<int> ladder(static_cast<size_t>(c.experts));
+    for (int t = 0; t < c.tokens; ++t) {
+      std::iota(ladder.begin(), ladder.end(), 0);
+      std::shuffle(ladder.begin(), ladder.end(), rng());
+      for (int e = 0; e < c.experts; ++e) {
+        const double score = 0.05 + d * ladder[size_t(e)];
+        const size_t i = size_t(t) * size_t(c.experts) + size_t(e);
+        l.wide[i] = float(std::log(score / (1.0 - score)));
+        l.ref.data[i] = l.wide[i];
       }
-      const Routing want = reference_route(ref_logits, c.top_k, c.renormalize);
-      DeviceBuffer d_logits = to_device(logits), ids(want.expert.size() * 4), weights(want.weight.size() * 4);
-      ids.fill_bytes(0x5a);
-      weights.fill_bytes(0x5a);
-      RouteArgs r{};
-      r.logits = static_cast<const unsigned short*>(d_logits.data());
-      r.topk_ids = static_cast<int*>(ids.data());
-      r.topk_weights = static_cast<float*>(weights.data());
-      r.tokens = c.tokens;
-      r.experts = c.experts;
-      r.top_k = c.top_k;
-      r.renormalize = c.renormalize ? 1 : 0;
-      const unsigned warps_per_block = unsigned(utility_kernel_threads(UtilityKernel::RouteTopk) / 32);
-      launch_utility(rt, UtilityKernel::RouteTopk, dt, (unsigned(c.tokens) + warps_per_block - 1) / warps_per_block, 1,
-                     &r, nullptr);
-      Device::get().synchronize();
-      EXPECT_EQ(from_device<int>(ids, want.expert.size()), want.expert);
-      const std::vector<float> got_w = from_device<float>(weights, want.weight.size());
-      for (size_t i = 0; i < got_w.size(); ++i)
-        ASSERT_NEAR(got_w[i], want.weight[i], 1e-5 + 1e-5 * std::fabs(want.weight[i])) << "entry " << i;
     }
+    const Routing want = reference_route(l.ref, c.top_k, m);
+    expect_same_routing(gpu_route(l, true, DType::bf16, m, c.top_k), want);
+    MoeRouting ungrouped = m;
+    ungrouped.groups = ungrouped.topk_groups = 1;
+    MoeRouting unbiased = m;
+    unbiased.choice_bias.clear();
+    EXPECT_NE(reference_route(l.ref, c.top_k, ungrouped).expert, want.expert) << "the groups changed nothing";
+    EXPECT_NE(reference_route(l.ref, c.top_k, unbiased).expert, want.expert) << "the bias changed nothing";
+  }
 }
 
 }  // namespace

@@ -18,19 +18,90 @@ DenseF64 random_f64(int64_t r, int64_t c, double scale) {
 
 TEST(MoeReference, RoutingTakesTheLargestProbabilitiesWithTiesToTheLowerExpert) {
   const DenseF64 logits{2, 4, {0.0, 2.0, 1.0, 2.0, /**/ 3.0, -1.0, 3.0, 0.0}};
-  const Routing r = reference_route(logits, 2, false);
+  MoeRouting plain;
+  plain.renormalize = false;
+  const Routing r = reference_route(logits, 2, plain);
   EXPECT_EQ(r.expert, (std::vector<int32_t>{1, 3, 0, 2}));
   const double z0 = 1 + 2 * std::exp(2.0) + std::exp(1.0);
   EXPECT_NEAR(r.weight[0], std::exp(2.0) / z0, 1e-7);
-  const Routing rn = reference_route(logits, 2, true);
+  const Routing rn = reference_route(logits, 2);
   EXPECT_NEAR(rn.weight[0] + rn.weight[1], 1.0, 1e-6);
   EXPECT_NEAR(rn.weight[0], 0.5, 1e-6);
-  EXPECT_THROW(reference_route(logits, 5, true), Error);
+  EXPECT_THROW(reference_route(logits, 5), Error);
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// Worked by hand: groups of 2 score {g0 0.15, g1 1.12, g2 1.55, g3 1.07}
+// after the bias, so groups 2 and 1 stay in; expert 7 (the best score, in
+// group 3) and expert 0 (a good score, biased down) are out.
+TEST(MoeReference, GroupLimitedSigmoidChoosesByTheBiasedScoresAndWeighsByTheUnbiased) {
+  const DenseF64 logits{1, 8, {2.0, -1.0, 0.0, 0.5, 1.0, 1.5, -2.0, 3.0}};
+  MoeRouting m;
+  m.method = RoutingMethod::SigmoidGroupTopK;
+  m.groups = 4;
+  m.topk_groups = 2;
+  m.scale = 2.5;
+  m.choice_bias = {-1.0f, 0, 0, 0, 0, 0, 0, 0};
+  const Routing r = reference_route(logits, 3, m);
+  EXPECT_EQ(r.expert, (std::vector<int32_t>{5, 4, 3}));
+  const double sum = sigmoid(1.5) + sigmoid(1.0) + sigmoid(0.5) + 1e-20;
+  EXPECT_NEAR(r.weight[0], 2.5 * sigmoid(1.5) / sum, 1e-6);
+  EXPECT_NEAR(r.weight[2], 2.5 * sigmoid(0.5) / sum, 1e-6);
+  m.renormalize = false;
+  EXPECT_NEAR(reference_route(logits, 3, m).weight[1], 2.5 * sigmoid(1.0), 1e-6);
+  m.groups = m.topk_groups = 1;  // every group: expert 7 first
+  EXPECT_EQ(reference_route(logits, 3, m).expert, (std::vector<int32_t>{7, 5, 4}));
+}
+
+TEST(MoeReference, TopKSoftmaxWeighsOnlyTheChosenLogits) {
+  const DenseF64 logits{1, 4, {1.0, 3.0, 2.0, 0.0}};
+  MoeRouting m;
+  m.method = RoutingMethod::TopKSoftmax;
+  m.renormalize = false;
+  const Routing r = reference_route(logits, 2, m);
+  EXPECT_EQ(r.expert, (std::vector<int32_t>{1, 2}));
+  EXPECT_NEAR(r.weight[0], std::exp(1.0) / (std::exp(1.0) + 1.0), 1e-7);
+  EXPECT_NEAR(r.weight[1], 1.0 / (std::exp(1.0) + 1.0), 1e-7);
+}
+
+TEST(MoeReference, RoutingThatDoesNotFitItsMethodIsRefusedByField) {
+  const DenseF64 logits{1, 8, std::vector<double>(8, 0.0)};
+  auto refused = [&](MoeRouting m, int top_k, const char* field) {
+    try {
+      reference_route(logits, top_k, m);
+    } catch (const Error& e) {
+      return std::string(e.what()).find(field) != std::string::npos;
+    }
+    return false;
+  };
+  MoeRouting m;
+  m.choice_bias.assign(8, 0.0f);
+  EXPECT_TRUE(refused(m, 2, "bias"));  // softmax has no choice bias
+  m = {};
+  m.groups = 2;
+  EXPECT_TRUE(refused(m, 2, "groups"));
+  m = {};
+  m.method = RoutingMethod::TopKSoftmax;
+  EXPECT_TRUE(refused(m, 2, "renormalize"));
+  m = {};
+  m.method = RoutingMethod::SigmoidGroupTopK;
+  m.groups = 3;  // 8 experts do not split in 3
+  EXPECT_TRUE(refused(m, 2, "groups 3"));
+  m.groups = 4;
+  m.topk_groups = 1;  // one group of 2 cannot give 3
+  EXPECT_TRUE(refused(m, 3, "topk_groups"));
+  m.topk_groups = 2;
+  m.choice_bias.assign(7, 0.0f);
+  EXPECT_TRUE(refused(m, 3, "bias of 7"));
+  m.choice_bias.clear();
+  m.scale = 0.0;
+  EXPECT_TRUE(refused(m, 3, "scale"));
 }
 
 TEST(MoeReference, TokenListsHoldEveryTokenOnceInIncreasingOrder) {
   const DenseF64 logits = random_f64(50, 8, 1.0);
-  const Routing r = reference_route(logits, 3, true);
+  const Routing r = reference_route(logits, 3);
   const ExpertTokenLists l = build_token_lists(r, 8);
   ASSERT_EQ(l.offsets.back(), 150);
   for (int e = 0; e < 8; ++e)
@@ -53,7 +124,7 @@ TEST(MoeReference, LayerEqualsThePerExpertComposition) {
     ExpertWeightsF64 w{random_f64(I, H, 0.2), random_f64(I, H, 0.2), random_f64(H, I, 0.2)};
     (e < E ? experts : shared).push_back(w);
   }
-  const Routing r = reference_route(random_f64(T, E, 2.0), K, true);
+  const Routing r = reference_route(random_f64(T, E, 2.0), K);
   const DenseF64 y = reference_moe_layer(x, r, experts, shared);
 
   const ExpertTokenLists l = build_token_lists(r, E);
