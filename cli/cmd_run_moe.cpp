@@ -98,6 +98,8 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   if (const int rc = parse_args(app, argv); rc >= 0) return rc;
   if (token_counts.empty()) throw Error(ErrorCode::InvalidArgument, "--tokens is empty");
   const ModelPreset model = load_model(model_arg);
+  if (!model.unsupported().empty())
+    throw Error(ErrorCode::Unsupported, fmt::format("{}: {}", model.name, model.unsupported()));
   const DType dt = parse_dtype(dtype_arg);
   const SparsityParams sp = SparsityParams::from_rows(rows, segment);
   std::string why;
@@ -106,8 +108,26 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   KernelRuntime rt(Device::get(), cache_path);
   const int64_t H = model.hidden_size, I = model.ffn_size;
   const int E = model.experts, K = model.top_k;
-  fmt::print("{}: hidden {}, ffn {}, {} experts, top-{}, {} shared (ffn {}); {} {}\n", model.display_name, H, I, E, K,
-             model.shared_experts, model.shared_ffn_size, dtype_name(dt), sp.to_string());
+  fmt::print("{}: hidden {}, ffn {}, {} experts, top-{}, {} shared (ffn {}{}); {} {}\n", model.display_name, H, I, E, K,
+             model.shared_experts, model.shared_ffn_size, model.shared_expert_gate ? ", gated" : "", dtype_name(dt),
+             sp.to_string());
+  // The model's routing; a choice bias and a shared gate are weights, so random too.
+  MoeRouting routing = model.routing;
+  std::mt19937 wgen(11);
+  if (model.choice_bias) {
+    std::uniform_real_distribution<float> bias(-0.1f, 0.1f);
+    for (int e = 0; e < E; ++e) routing.choice_bias.push_back(bias(wgen));
+  }
+  std::vector<uint16_t> shared_gate;
+  std::vector<double> shared_gate_f64;
+  if (model.shared_expert_gate) {
+    shared_gate = tuning::random_fill(H, dt, 0.03f, 4242);
+    for (uint16_t g : shared_gate) shared_gate_f64.push_back(to_float(dt, g));
+  }
+  fmt::print("routing: {}{}{}, router logits in {}\n", routing_method_name(routing.method),
+             routing.renormalize ? ", renormalized" : "",
+             routing.groups > 1 ? fmt::format(", best {} of {} groups", routing.topk_groups, routing.groups) : "",
+             model.router_fp32 ? "f32" : dtype_name(dt));
 
   auto t0 = std::chrono::steady_clock::now();
   const std::vector<HostExpert> experts = random_experts(E, I, H, dt, sp, 1);
@@ -116,9 +136,10 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   std::vector<DenseExpert> dense, dense_shared;
   for (const auto& e : experts) dense.push_back(e.dense());
   for (const auto& e : shared) dense_shared.push_back(e.dense());
+  if (!shared_gate.empty()) dense_shared.at(0).gate = shared_gate.data();
   fmt::print("random weights and their f64 reference: {:.1f} s\n", seconds_since(t0));
   t0 = std::chrono::steady_clock::now();
-  const MoeLayer layer(rt, MoeLayerSpec{H, I, E, K, dt, sp, true}, dense, dense_shared);
+  const MoeLayer layer(rt, MoeLayerSpec{H, I, E, K, dt, sp, routing}, dense, dense_shared);
   fmt::print("layer built (pack + upload): {:.1f} s; packed weights {:.1f} MB ({:.3f}x dense)\n", seconds_since(t0),
              double(layer.weight_bytes()) / 1e6,
              double(layer.weight_bytes()) /
@@ -128,7 +149,7 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
 
   const int64_t max_t = *std::max_element(token_counts.begin(), token_counts.end());
   const size_t ws_bytes = layer.workspace_bytes(max_t);
-  DeviceBuffer ws(ws_bytes), d_x(size_t(max_t * H * 2)), d_logits(size_t(max_t * E * 2)),
+  DeviceBuffer ws(ws_bytes), d_x(size_t(max_t * H * 2)), d_logits(size_t(max_t * E * 4)),
       d_ids(size_t(max_t * K * 4)), d_w(size_t(max_t * K * 4)), d_y(size_t(max_t * H * 2));
   CUstream stream;
   check(driver().cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
@@ -150,15 +171,20 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     std::mt19937 gen(uint32_t(5 + T));
     std::normal_distribution<double> nd(0.0, 2.0);
     std::vector<uint16_t> logits16(size_t(T * E));
+    std::vector<float> logits32(size_t(T * E));
     for (size_t i = 0; i < logits16.size(); ++i) {
       logits16[i] = from_float(dt, float(nd(gen)));
-      logits.data[i] = to_float(dt, logits16[i]);
+      logits32[i] = model.router_fp32 ? float(nd(gen)) : to_float(dt, logits16[i]);
+      logits.data[i] = logits32[i];
     }
-    const Routing routing = reference_route(logits, K, true);
+    const Routing chosen = reference_route(logits, K, routing);
     d_x.upload(x.data(), x.size() * 2);
-    d_logits.upload(logits16.data(), logits16.size() * 2);
-    d_ids.upload(routing.expert.data(), routing.expert.size() * 4);
-    d_w.upload(routing.weight.data(), routing.weight.size() * 4);
+    if (model.router_fp32)
+      d_logits.upload(logits32.data(), logits32.size() * 4);
+    else
+      d_logits.upload(logits16.data(), logits16.size() * 2);
+    d_ids.upload(chosen.expert.data(), chosen.expert.size() * 4);
+    d_w.upload(chosen.weight.data(), chosen.weight.size() * 4);
 
     // Check sampled tokens, first and last included (routing given, so near-ties cannot differ).
     layer.forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
@@ -172,9 +198,15 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
       const int64_t t = n_checks == 1 ? 0 : int64_t(c) * (T - 1) / (n_checks - 1);
       std::vector<double> ref(size_t(H), 0.0);
       for (int j = 0; j < K; ++j)
-        add_expert_row(experts[size_t(routing.expert[size_t(t * K + j)])], dt, H, &x[size_t(t * H)],
-                       routing.weight[size_t(t * K + j)], ref);
-      for (const auto& s : shared) add_expert_row(s, dt, H, &x[size_t(t * H)], 1.0, ref);
+        add_expert_row(experts[size_t(chosen.expert[size_t(t * K + j)])], dt, H, &x[size_t(t * H)],
+                       chosen.weight[size_t(t * K + j)], ref);
+      double gate = 1.0;
+      if (!shared_gate_f64.empty()) {
+        double dot = 0.0;
+        for (int64_t c = 0; c < H; ++c) dot += shared_gate_f64[size_t(c)] * to_float(dt, x[size_t(t * H + c)]);
+        gate = 1.0 / (1.0 + std::exp(-dot));
+      }
+      for (const auto& s : shared) add_expert_row(s, dt, H, &x[size_t(t * H)], gate, ref);
       for (int64_t r = 0; r < H; ++r) {
         const double g = to_float(dt, y[size_t(t * H + r)]), d = g - ref[size_t(r)];
         num[c] += std::isfinite(g) ? d * d : INFINITY;
@@ -189,9 +221,10 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
 
     // The layer as a user calls it: GPU routing from logits, then everything else.
     const double ours = tuning::median_ms(stream, [&](int) {
-      layer.forward(d_x.data(), T, d_logits.data(), d_y.data(), ws.data(), ws_bytes, stream);
+      layer.forward(d_x.data(), T, RouterLogits(d_logits.data(), model.router_fp32), d_y.data(), ws.data(), ws_bytes,
+                    stream);
     }, 1, 7, 2);
-    dense_peer.set_tokens(x, routing);
+    dense_peer.set_tokens(x, chosen);
     const double loop = dense_peer.loop_ms(stream);
     double grouped = -1.0;
     try {

@@ -108,8 +108,8 @@ fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
 if has moe; then
   # One process per model: the layer is built once, then run for every T.
-  for model in mixtral-8x7b openmoe-34b deepseek-moe-16b; do
-    timeout 300 "$BUILD/samoyeds" run-moe --model "$model" --tokens ${MOE_TOKENS:-8,64,256,1024,4096} --csv "$OUT/moe.csv" \
+  for model in ${MOE_MODELS:-mixtral-8x7b openmoe-34b deepseek-moe-16b}; do
+    timeout ${MOE_TIMEOUT:-300} "$BUILD/samoyeds" run-moe --model "$model" --tokens ${MOE_TOKENS:-8,64,256,1024,4096} --csv "$OUT/moe.csv" \
       >"$LOGS/moe_$model.log" 2>&1
     rc=$?
     cat "$LOGS/moe_$model.log"

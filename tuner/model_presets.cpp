@@ -2,7 +2,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <type_traits>
 #include <set>
 #include <sstream>
 
@@ -23,59 +25,6 @@ std::vector<std::string> model_preset_names() {
     names.push_back(n.substr(0, n.size() - 5));  // drop ".yaml"
   }
   return names;
-}
-
-ModelPreset parse_model_yaml(const std::string& text, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorCode::InvalidArgument,
-                fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
-  }
-  if (!root.IsMap()) throw Error(ErrorCode::InvalidArgument, origin + ": expected a mapping of model fields");
-  static const std::set<std::string> known = {"name",  "display_name",   "hidden_size",    "ffn_size", "experts",
-                                              "top_k", "shared_experts", "shared_ffn_size"};
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    if (!known.count(key))
-      throw Error(ErrorCode::InvalidArgument,
-                  fmt::format("{}:{}: unknown key '{}'", origin, kv.first.Mark().line + 1, key));
-  }
-  // Sizes and counts stay within an int (the counts are stored as one):
-  // 4294967304 experts is an error, never 8.
-  auto get_int = [&](const char* key, bool required, int64_t min_value) -> int64_t {
-    const YAML::Node n = root[key];
-    if (!n) {
-      if (required) throw Error(ErrorCode::InvalidArgument, fmt::format("{}: missing key '{}'", origin, key));
-      return 0;
-    }
-    int64_t v = 0;
-    try {
-      v = n.as<int64_t>();
-    } catch (const YAML::Exception&) {
-      throw Error(ErrorCode::InvalidArgument,
-                  fmt::format("{}:{}: '{}' must be an integer", origin, n.Mark().line + 1, key));
-    }
-    constexpr int64_t max_value = std::numeric_limits<int32_t>::max();
-    if (v < min_value || v > max_value)
-      throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: '{}' = {} is out of range ({} to {})", origin,
-                                                          n.Mark().line + 1, key, v, min_value, max_value));
-    return v;
-  };
-  ModelPreset m;
-  if (!root["name"]) throw Error(ErrorCode::InvalidArgument, origin + ": missing key 'name'");
-  m.name = root["name"].as<std::string>();
-  m.display_name = root["display_name"] ? root["display_name"].as<std::string>() : m.name;
-  m.hidden_size = get_int("hidden_size", true, 1);
-  m.ffn_size = get_int("ffn_size", true, 1);
-  m.experts = int(get_int("experts", true, 1));
-  m.top_k = int(get_int("top_k", true, 1));
-  m.shared_experts = int(get_int("shared_experts", false, 0));
-  m.shared_ffn_size = get_int("shared_ffn_size", false, 0);
-  if (m.top_k > m.experts)
-    throw Error(ErrorCode::InvalidArgument, fmt::format("{}: top_k {} > experts {}", origin, m.top_k, m.experts));
-  return m;
 }
 
 namespace {
@@ -114,7 +63,135 @@ nlohmann::json parse_strict_json(const std::string& text, const std::string& ori
   }
 }
 
+
+// What every model file must make consistent, however it was read.
+void check_model(ModelPreset& m, const std::string& origin) {
+  if (m.choice_bias && m.routing.method != RoutingMethod::SigmoidGroupTopK)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}: a choice bias is sigmoid_group_topk routing's, not {}'s", origin,
+                            routing_method_name(m.routing.method)));
+  if (m.shared_expert_gate && m.shared_experts != 1)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}: a shared-expert gate needs exactly one shared expert, not {}", origin,
+                            m.shared_experts));
+  if ((m.swiglu_limit > 0) != (m.swiglu_alpha > 0) || m.swiglu_limit < 0 || m.swiglu_alpha < 0)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}: swiglu_alpha {} and swiglu_limit {}: both positive (clamped SwiGLU) or both absent",
+                            origin, m.swiglu_alpha, m.swiglu_limit));
+  try {
+    m.routing.validate(m.experts, m.top_k);
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("{}: {}", origin, message_of(e)));
+  }
+}
+
 }  // namespace
+
+std::string ModelPreset::unsupported() const {
+  if (expert_bias || swiglu_limit > 0)
+    return "expert biases and clamped SwiGLU (gpt-oss) are not implemented in the layer's kernels yet";
+  return "";
+}
+
+ModelPreset parse_model_yaml(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg));
+  }
+  if (!root.IsMap()) throw Error(ErrorCode::InvalidArgument, origin + ": expected a mapping of model fields");
+  static const std::set<std::string> known = {
+      "name",         "display_name",  "hidden_size",  "ffn_size",     "experts",      "top_k",
+      "shared_experts", "shared_ffn_size", "routing",  "renormalize",  "groups",       "topk_groups",
+      "routed_scaling_factor", "choice_bias", "router_logits", "shared_expert_gate", "expert_bias",
+      "swiglu_alpha", "swiglu_limit"};
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (!known.count(key)) {
+      std::string names;
+      for (const auto& k : known) names += (names.empty() ? "" : ", ") + k;
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("{}:{}: unknown key '{}' (known: {})", origin, kv.first.Mark().line + 1, key, names));
+    }
+  }
+  // A value of the wrong type is an error naming its key and line.
+  auto get = [&](const char* key, auto fallback) {
+    const YAML::Node n = root[key];
+    if (!n) return fallback;
+    try {
+      return n.as<decltype(fallback)>();
+    } catch (const YAML::Exception&) {
+      throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: '{}' must be {}", origin, n.Mark().line + 1, key,
+                                                          std::is_same_v<decltype(fallback), bool>     ? "true or false"
+                                                          : std::is_same_v<decltype(fallback), double> ? "a number"
+                                                                                                       : "a string"));
+    }
+  };
+  // Sizes and counts stay within an int (the counts are stored as one):
+  // 4294967304 experts is an error, never 8.
+  auto get_int = [&](const char* key, bool required, int64_t min_value) -> int64_t {
+    const YAML::Node n = root[key];
+    if (!n) {
+      if (required) throw Error(ErrorCode::InvalidArgument, fmt::format("{}: missing key '{}'", origin, key));
+      return 0;
+    }
+    int64_t v = 0;
+    try {
+      v = n.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("{}:{}: '{}' must be an integer", origin, n.Mark().line + 1, key));
+    }
+    constexpr int64_t max_value = std::numeric_limits<int32_t>::max();
+    if (v < min_value || v > max_value)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("{}:{}: '{}' = {} is out of range ({} to {})", origin,
+                                                          n.Mark().line + 1, key, v, min_value, max_value));
+    return v;
+  };
+  ModelPreset m;
+  if (!root["name"]) throw Error(ErrorCode::InvalidArgument, origin + ": missing key 'name'");
+  m.name = root["name"].as<std::string>();
+  m.display_name = root["display_name"] ? root["display_name"].as<std::string>() : m.name;
+  m.hidden_size = get_int("hidden_size", true, 1);
+  m.ffn_size = get_int("ffn_size", true, 1);
+  m.experts = int(get_int("experts", true, 1));
+  m.top_k = int(get_int("top_k", true, 1));
+  m.shared_experts = int(get_int("shared_experts", false, 0));
+  m.shared_ffn_size = get_int("shared_ffn_size", false, 0);
+  if (m.top_k > m.experts)
+    throw Error(ErrorCode::InvalidArgument, fmt::format("{}: top_k {} > experts {}", origin, m.top_k, m.experts));
+  auto at_line = [&](const char* key, const auto& fn) {
+    try {
+      return fn();
+    } catch (const Error& e) {
+      const YAML::Node n = root[key];
+      throw Error(e.code(), fmt::format("{}:{}: {}", origin, n ? n.Mark().line + 1 : 1, message_of(e)));
+    }
+  };
+  m.routing.method = at_line("routing", [&] { return parse_routing_method(get("routing", std::string("softmax_topk"))); });
+  m.routing.renormalize = get("renormalize", true);
+  m.routing.groups = int(get_int("groups", false, 1));
+  m.routing.topk_groups = int(get_int("topk_groups", false, 1));
+  if (!m.routing.groups) m.routing.groups = 1;
+  if (!m.routing.topk_groups) m.routing.topk_groups = 1;
+  m.routing.scale = get("routed_scaling_factor", 1.0);
+  m.choice_bias = get("choice_bias", false);
+  const std::string logits = get("router_logits", std::string("dtype"));
+  if (logits != "dtype" && logits != "f32")
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}:{}: 'router_logits' = {}: dtype (the layer's) or f32", origin,
+                            root["router_logits"].Mark().line + 1, logits));
+  m.router_fp32 = logits == "f32";
+  m.shared_expert_gate = get("shared_expert_gate", false);
+  m.expert_bias = get("expert_bias", false);
+  m.swiglu_alpha = get("swiglu_alpha", 0.0);
+  m.swiglu_limit = get("swiglu_limit", 0.0);
+  check_model(m, origin);
+  return m;
+}
+
 
 ModelPreset parse_hf_config(const std::string& text, const std::string& origin) {
   const nlohmann::json root = parse_strict_json(text, origin);
@@ -164,51 +241,122 @@ ModelPreset parse_hf_config(const std::string& text, const std::string& origin) 
     return 0;
   };
 
-  // The layer implemented here: softmax over all experts, top-k, SiLU-gated
-  // experts without biases, shared experts added unscaled. Any other routing
-  // or expert would run as a different layer, so it is refused by its field.
-  auto refuse = [&](const char* key, const std::string& value, const char* why) {
+  auto refuse = [&](const char* key, const std::string& why) {
     throw Error(ErrorCode::Unsupported,
-                fmt::format("{}: '{}' = {}: {} is not implemented (samoyeds runs softmax top-k routing over "
-                            "SiLU-gated experts without biases)",
-                            origin, key, value, why));
+                fmt::format("{}: '{}' = {}: {}", origin, key, root.at(key).dump(), why));
   };
-  if (present("scoring_func") && string_of("scoring_func") != "softmax")
-    refuse("scoring_func", root.at("scoring_func").dump(), "routing scores other than softmax");
-  if (present("topk_method") && string_of("topk_method") != "greedy")
-    refuse("topk_method", root.at("topk_method").dump(), "group-limited or bias-corrected top-k routing");
-  if (present("n_group") && int_of("n_group", kMaxSize) > 1)
-    refuse("n_group", root.at("n_group").dump(), "group-limited routing");
-  if (present("topk_group") && int_of("topk_group", kMaxSize) > 1)
-    refuse("topk_group", root.at("topk_group").dump(), "group-limited routing");
-  if (present("routed_scaling_factor") && number_of("routed_scaling_factor") != 1.0)
-    refuse("routed_scaling_factor", root.at("routed_scaling_factor").dump(), "scaling the routed experts' sum");
-  if (present("shared_expert_intermediate_size") && int_of("shared_expert_intermediate_size", kMaxSize) > 0)
-    refuse("shared_expert_intermediate_size", root.at("shared_expert_intermediate_size").dump(),
-           "a shared expert behind a sigmoid gate (Qwen2-MoE)");
-  for (const char* k : {"hidden_act", "hidden_activation"})
-    if (present(k) && string_of(k) != "silu" && string_of(k) != "swish")
-      refuse(k, root.at(k).dump(), "an expert activation other than SiLU");
-  for (const char* k : {"mlp_bias", "moe_bias", "expert_bias", "use_expert_bias"})
-    if (present(k) && bool_of(k)) refuse(k, "true", "expert biases");
-  if (present("swiglu_limit")) refuse("swiglu_limit", root.at("swiglu_limit").dump(), "clamped SwiGLU (gpt-oss)");
-  if (present("model_type") && string_of("model_type") == "gpt_oss")
-    refuse("model_type", "\"gpt_oss\"", "expert biases and clamped SwiGLU");
+  const std::string type = present("model_type") ? string_of("model_type") : "";
 
   ModelPreset m;
-  m.name = present("_name_or_path") ? string_of("_name_or_path")
-                                     : (present("model_type") ? string_of("model_type") : origin);
+  m.name = present("_name_or_path") ? string_of("_name_or_path") : (type.empty() ? origin : type);
   m.display_name = m.name;
   m.hidden_size = first_int({"hidden_size", "d_model"}, true);
-  m.ffn_size = first_int({"moe_intermediate_size", "expert_intermediate_size", "intermediate_size", "ffn_dim"}, true);
   m.experts = int(first_int({"num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts"}, true));
-  m.top_k = int(first_int({"num_experts_per_tok", "moe_top_k", "top_k"}, true));
-  m.shared_experts = int(first_int({"n_shared_experts", "num_shared_experts"}, false));
-  if (m.shared_experts > 0) m.shared_ffn_size = m.ffn_size;
+  m.top_k = int(first_int({"num_experts_per_tok", "experts_per_token", "moe_top_k", "top_k"}, true));
+  // The expert width each modeling file reads: OLMoE, Mixtral and gpt-oss
+  // have no moe_intermediate_size (their intermediate_size is the expert's);
+  // the others' intermediate_size is their dense layers'.
+  if (type == "olmoe" || type == "mixtral" || type == "gpt_oss")
+    m.ffn_size = first_int({"intermediate_size"}, true);
+  else
+    m.ffn_size = first_int({"moe_intermediate_size", "expert_intermediate_size", "intermediate_size", "ffn_dim"}, true);
+  auto norm_topk_prob = [&](bool fallback) { return present("norm_topk_prob") ? bool_of("norm_topk_prob") : fallback; };
+
+  // Fields that would make another layer, each with whether it asks for
+  // more than softmax top-k over SiLU-gated experts without biases. A field
+  // the model_type's reference does not read is refused when it asks for
+  // more: the layer would not compute what its author meant.
+  struct Field {
+    const char* key;
+    std::function<bool()> asks;
+    const char* what;
+  };
+  const Field fields[] = {
+      {"scoring_func", [&] { return string_of("scoring_func") != "softmax"; }, "routing scores other than softmax"},
+      {"topk_method", [&] { return string_of("topk_method") != "greedy"; }, "group-limited or bias-corrected top-k"},
+      {"n_group", [&] { return int_of("n_group", kMaxSize) > 1; }, "group-limited routing"},
+      {"topk_group", [&] { return int_of("topk_group", kMaxSize) > 1; }, "group-limited routing"},
+      {"routed_scaling_factor", [&] { return number_of("routed_scaling_factor") != 1.0; },
+       "scaling the routed weights"},
+      {"shared_expert_intermediate_size", [&] { return int_of("shared_expert_intermediate_size", kMaxSize) > 0; },
+       "a shared expert behind a sigmoid gate"},
+      {"mlp_bias", [&] { return bool_of("mlp_bias"); }, "expert biases"},
+      {"moe_bias", [&] { return bool_of("moe_bias"); }, "expert biases"},
+      {"expert_bias", [&] { return bool_of("expert_bias"); }, "expert biases"},
+      {"use_expert_bias", [&] { return bool_of("use_expert_bias"); }, "expert biases"},
+      {"swiglu_limit", [&] { return true; }, "clamped SwiGLU"},
+      {"hidden_act", [&] { return string_of("hidden_act") != "silu" && string_of("hidden_act") != "swish"; },
+       "experts gated by an activation other than SiLU"},
+      {"hidden_activation",
+       [&] { return string_of("hidden_activation") != "silu" && string_of("hidden_activation") != "swish"; },
+       "experts gated by an activation other than SiLU"},
+  };
+  auto refuse_unread = [&](std::initializer_list<const char*> read) {
+    for (const Field& f : fields) {
+      if (!present(f.key) || std::find_if(read.begin(), read.end(), [&](const char* k) {
+                               return std::string(k) == f.key;
+                             }) != read.end())
+        continue;
+      if (f.asks())
+        refuse(f.key, fmt::format("{} is not implemented for model_type '{}' (its layer runs as {})", f.what,
+                                  type.empty() ? "(none)" : type,
+                                  type.empty() ? "softmax top-k over SiLU-gated experts" : "its reference computes it"));
+    }
+  };
+
+  if (type == "mixtral") {
+    refuse_unread({});  // softmax top-k, always renormalized
+  } else if (type == "qwen2_moe" || type == "qwen3_moe" || type == "olmoe") {
+    m.routing.renormalize = norm_topk_prob(false);
+    if (type == "qwen2_moe") {
+      refuse_unread({"shared_expert_intermediate_size"});
+      if (present("shared_expert_intermediate_size") && int_of("shared_expert_intermediate_size", kMaxSize) > 0) {
+        m.shared_experts = 1;
+        m.shared_ffn_size = int_of("shared_expert_intermediate_size", kMaxSize);
+        m.shared_expert_gate = true;
+      }
+    } else {
+      refuse_unread({});
+    }
+  } else if (type == "deepseek_v3" || type == "kimi_k2") {
+    // transformers' DeepseekV3 reads neither scoring_func nor topk_method
+    // and always routes this way; a config that asks otherwise is refused,
+    // not silently overruled.
+    refuse_unread({"n_group", "topk_group", "routed_scaling_factor", "scoring_func", "topk_method"});
+    if (present("scoring_func") && string_of("scoring_func") != "sigmoid")
+      refuse("scoring_func", "DeepSeek-V3's reference always scores by sigmoid");
+    if (present("topk_method") && string_of("topk_method") != "noaux_tc")
+      refuse("topk_method", "DeepSeek-V3's reference always chooses group-limited with a bias (noaux_tc)");
+    m.routing.method = RoutingMethod::SigmoidGroupTopK;
+    m.routing.renormalize = norm_topk_prob(true);
+    m.routing.groups = present("n_group") ? int(int_of("n_group", kMaxSize)) : 8;
+    m.routing.topk_groups = present("topk_group") ? int(int_of("topk_group", kMaxSize)) : 4;
+    m.routing.scale = present("routed_scaling_factor") ? number_of("routed_scaling_factor") : 2.5;
+    m.choice_bias = true;
+    m.router_fp32 = true;
+    m.shared_experts = present("n_shared_experts") ? int(int_of("n_shared_experts", kMaxSize)) : 1;
+    m.shared_ffn_size = m.shared_experts > 0 ? m.ffn_size : 0;
+  } else if (type == "gpt_oss") {
+    // Its experts ignore hidden_act: the clamped SwiGLU is their own.
+    refuse_unread({"swiglu_limit", "hidden_act"});
+    m.routing.method = RoutingMethod::TopKSoftmax;
+    m.routing.renormalize = false;
+    m.expert_bias = true;
+    m.swiglu_alpha = present("swiglu_alpha") ? number_of("swiglu_alpha") : 1.702;
+    m.swiglu_limit = present("swiglu_limit") ? number_of("swiglu_limit") : 7.0;
+  } else {
+    // Any other model by the common names, as softmax top-k over SiLU-gated
+    // experts, shared experts added unscaled.
+    refuse_unread({});
+    m.routing.renormalize = norm_topk_prob(true);
+    m.shared_experts = int(first_int({"n_shared_experts", "num_shared_experts"}, false));
+    if (m.shared_experts > 0) m.shared_ffn_size = m.ffn_size;
+  }
   if (m.hidden_size < 1 || m.ffn_size < 1 || m.experts < 1 || m.top_k < 1 || m.top_k > m.experts)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("{}: inconsistent MoE sizes (hidden {}, expert ffn {}, {} experts, top-{})", origin,
                             m.hidden_size, m.ffn_size, m.experts, m.top_k));
+  check_model(m, origin);
   return m;
 }
 
@@ -348,6 +496,9 @@ TuningSweep load_sweep(const std::string& path) { return parse_sweep_yaml(read_f
 
 std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::string& arch, DType dtype,
                                            const SparsityParams& sparsity) {
+  // Its kernels would be another model's: refused, not quietly substituted.
+  if (!model.unsupported().empty())
+    throw Error(ErrorCode::Unsupported, fmt::format("{}: {}", model.name, model.unsupported()));
   KernelSpec up;
   up.op = Op::GatedUp;
   up.arch = arch;

@@ -22,7 +22,7 @@ inline RoutedBatch random_routed_batch(int64_t tokens, int experts, int top_k, u
   std::mt19937 gen(seed);
   std::normal_distribution<double> nd(0.0, 2.0);
   for (auto& v : logits.data) v = nd(gen);
-  const Routing routing = reference_route(logits, top_k, true);
+  const Routing routing = reference_route(logits, top_k);
   RoutedBatch b;
   b.lists = build_token_lists(routing, experts);
   b.offsets.assign(b.lists.offsets.begin(), b.lists.offsets.end());

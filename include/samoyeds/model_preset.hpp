@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "samoyeds/kernel_spec.hpp"
+#include "samoyeds/moe_routing.hpp"
 
 namespace samoyeds {
 
@@ -15,6 +16,21 @@ struct ModelPreset {
   int experts = 0, top_k = 0;
   int shared_experts = 0;
   int64_t shared_ffn_size = 0;  // per shared expert
+  // The router: its method (its choice_bias values are weights, so left
+  // empty), whether it has a choice bias, whether it computes its logits in
+  // float (DeepSeek-V3) rather than in the layer's dtype.
+  MoeRouting routing;
+  bool choice_bias = false;
+  bool router_fp32 = false;
+  // Qwen2-MoE: the shared expert's output is scaled by sigmoid(gate . x).
+  bool shared_expert_gate = false;
+  // gpt-oss's experts: biases on every projection and a clamped SwiGLU,
+  // (up + 1) * g * sigmoid(alpha * g), g = min(gate, limit), up clamped to
+  // +-limit. 0: SiLU-gated experts without biases.
+  bool expert_bias = false;
+  double swiglu_alpha = 0.0, swiglu_limit = 0.0;
+  // What of this model the MoE layer cannot run yet; empty when it can.
+  std::string unsupported() const;
 };
 
 std::vector<std::string> model_preset_names();
@@ -23,7 +39,10 @@ std::vector<std::string> model_preset_names();
 // bad values throw Error naming the file and line.
 ModelPreset load_model(const std::string& name_or_path);
 ModelPreset parse_model_yaml(const std::string& text, const std::string& origin);
-// Hugging Face config.json (Mixtral, Qwen-MoE, DeepSeek-MoE, OpenMoE ... field names).
+// Hugging Face config.json: each model_type's fields as its transformers
+// modeling file reads them (mixtral, qwen2_moe, qwen3_moe, olmoe,
+// deepseek_v3, kimi_k2, gpt_oss; others by the common field names, refusing
+// routing or experts the layer would not compute as that model does).
 ModelPreset parse_hf_config(const std::string& json, const std::string& origin);
 
 // A tuning sweep (samoyeds tune --sweep FILE.yaml).

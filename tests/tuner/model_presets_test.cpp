@@ -18,10 +18,11 @@
 namespace samoyeds {
 namespace {
 
-TEST(ModelPresets, TheSeedPapersModelsAreAllThere) {
+TEST(ModelPresets, TheSeedPapersModelsAndTodaysAreAllThere) {
   const auto names = model_preset_names();
   for (const char* n : {"mixtral-8x7b", "mixtral-8x22b", "minicpm-moe-8x2b", "openmoe-8b", "openmoe-34b",
-                        "deepseek-moe-16b", "qwen1.5-moe-a2.7b"})
+                        "deepseek-moe-16b", "qwen1.5-moe-a2.7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3",
+                        "gpt-oss-20b", "gpt-oss-120b", "olmoe-1b-7b"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   const ModelPreset m = load_model("mixtral-8x7b");
   EXPECT_EQ(m.hidden_size, 4096);
@@ -31,6 +32,86 @@ TEST(ModelPresets, TheSeedPapersModelsAreAllThere) {
   const ModelPreset d = load_model("deepseek-moe-16b");
   EXPECT_EQ(d.shared_experts, 2);
   EXPECT_EQ(d.top_k, 6);
+}
+
+// The config.json fields of each checkpoint (its MoE part), and the preset
+// of the same model: reading the one must give the other.
+TEST(ModelPresets, EachServedModelsConfigJsonGivesItsPreset) {
+  const std::pair<const char*, const char*> models[] = {
+      {"qwen3-30b-a3b", R"({"model_type": "qwen3_moe", "hidden_size": 2048, "intermediate_size": 6144,
+          "moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "norm_topk_prob": true,
+          "decoder_sparse_step": 1, "mlp_only_layers": [], "hidden_act": "silu", "router_aux_loss_coef": 0.001})"},
+      {"qwen3-235b-a22b", R"({"model_type": "qwen3_moe", "hidden_size": 4096, "intermediate_size": 12288,
+          "moe_intermediate_size": 1536, "num_experts": 128, "num_experts_per_tok": 8, "norm_topk_prob": true,
+          "hidden_act": "silu"})"},
+      {"deepseek-v3", R"({"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+          "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 8,
+          "n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5, "norm_topk_prob": true,
+          "scoring_func": "sigmoid", "topk_method": "noaux_tc", "first_k_dense_replace": 3, "hidden_act": "silu"})"},
+      {"gpt-oss-20b", R"({"model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
+          "num_local_experts": 32, "num_experts_per_tok": 4, "experts_per_token": 4, "swiglu_limit": 7.0,
+          "hidden_act": "silu", "router_aux_loss_coef": 0.9})"},
+      {"gpt-oss-120b", R"({"model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
+          "num_local_experts": 128, "num_experts_per_tok": 4, "swiglu_limit": 7.0, "hidden_act": "silu"})"},
+      {"olmoe-1b-7b", R"({"model_type": "olmoe", "hidden_size": 2048, "intermediate_size": 1024,
+          "num_experts": 64, "num_experts_per_tok": 8, "norm_topk_prob": false, "hidden_act": "silu"})"},
+      {"qwen1.5-moe-a2.7b", R"({"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632,
+          "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632, "num_experts": 60,
+          "num_experts_per_tok": 4, "hidden_act": "silu"})"},
+  };
+  for (const auto& [name, json] : models) {
+    SCOPED_TRACE(name);
+    const ModelPreset want = load_model(name), got = parse_hf_config(json, "config.json");
+    EXPECT_EQ(got.hidden_size, want.hidden_size);
+    EXPECT_EQ(got.ffn_size, want.ffn_size);
+    EXPECT_EQ(got.experts, want.experts);
+    EXPECT_EQ(got.top_k, want.top_k);
+    EXPECT_EQ(got.shared_experts, want.shared_experts);
+    EXPECT_EQ(got.shared_ffn_size, want.shared_ffn_size);
+    EXPECT_EQ(got.routing.method, want.routing.method);
+    EXPECT_EQ(got.routing.renormalize, want.routing.renormalize);
+    EXPECT_EQ(got.routing.groups, want.routing.groups);
+    EXPECT_EQ(got.routing.topk_groups, want.routing.topk_groups);
+    EXPECT_EQ(got.routing.scale, want.routing.scale);
+    EXPECT_EQ(got.choice_bias, want.choice_bias);
+    EXPECT_EQ(got.router_fp32, want.router_fp32);
+    EXPECT_EQ(got.shared_expert_gate, want.shared_expert_gate);
+    EXPECT_EQ(got.expert_bias, want.expert_bias);
+    EXPECT_EQ(got.swiglu_alpha, want.swiglu_alpha);
+    EXPECT_EQ(got.swiglu_limit, want.swiglu_limit);
+  }
+  const ModelPreset ds = load_model("deepseek-v3");
+  EXPECT_EQ(ds.routing.method, RoutingMethod::SigmoidGroupTopK);
+  EXPECT_TRUE(ds.unsupported().empty());
+  EXPECT_EQ(load_model("gpt-oss-20b").routing.method, RoutingMethod::TopKSoftmax);
+  EXPECT_NE(load_model("gpt-oss-120b").unsupported().find("clamped SwiGLU"), std::string::npos);
+  EXPECT_FALSE(load_model("qwen1.5-moe-a2.7b").routing.renormalize);
+  EXPECT_TRUE(load_model("mixtral-8x7b").routing.renormalize);
+}
+
+TEST(HfConfig, FieldsAModelTypesReferenceDoesNotReadAreRefusedWhenTheyAskForMore) {
+  auto error_of = [](const std::string& json) {
+    try {
+      parse_hf_config(json, "c.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string qwen3 = R"({"model_type": "qwen3_moe", "hidden_size": 2048, "moe_intermediate_size": 768,
+      "num_experts": 128, "num_experts_per_tok": 8)";
+  EXPECT_NE(error_of(qwen3 + R"(, "n_group": 8})").find("'n_group' = 8"), std::string::npos);
+  EXPECT_NE(error_of(qwen3 + R"(, "shared_expert_intermediate_size": 512})").find("shared_expert_intermediate_size"),
+            std::string::npos);  // qwen3_moe has no shared expert
+  EXPECT_EQ(error_of(qwen3 + R"(, "routed_scaling_factor": 1.0})"), "");  // asks for nothing more
+  const std::string ds = R"({"model_type": "deepseek_v3", "hidden_size": 7168, "moe_intermediate_size": 2048,
+      "n_routed_experts": 256, "num_experts_per_tok": 8)";
+  EXPECT_NE(error_of(ds + R"(, "scoring_func": "softmax"})").find("'scoring_func' = \"softmax\""), std::string::npos);
+  EXPECT_NE(error_of(ds + R"(, "n_group": 6})").find("groups 6"), std::string::npos);  // 256 experts in 6 groups
+  EXPECT_NE(error_of(ds + R"(, "hidden_act": "gelu"})").find("'hidden_act'"), std::string::npos);
+  EXPECT_EQ(error_of(R"({"model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
+      "num_local_experts": 32, "num_experts_per_tok": 4, "hidden_act": "gelu"})"),
+            "");  // gpt-oss's experts do not read hidden_act
 }
 
 TEST(ModelPresets, ExpertSpecsAreUpAndDownProjections) {
