@@ -159,12 +159,14 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     const bool fresh = !std::ifstream(path).good();
     csv.open(path, std::ios::app);
     if (!csv) throw Error(ErrorCode::IoError, "--csv: cannot write '" + path + "'");
-    if (fresh) csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error\n";
+    if (fresh)
+      csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error,routing_us,"
+             "routing_ids_as_reference\n";
   }
   const double tol = dtype_tolerance(dt);
   bool all_ok = true;
-  fmt::print("{:>6} {:>11} {:>12} {:>12} {:>9} {:>10}  {}\n", "T", "samoyeds ms", "cuBLAS loop", "cuBLAS group",
-             "vs best", "rel error", "workspace");
+  fmt::print("{:>6} {:>11} {:>12} {:>12} {:>9} {:>10}  {:>10} {:>7}  {}\n", "T", "samoyeds ms", "cuBLAS loop",
+             "cuBLAS group", "vs best", "rel error", "routing us", "ids ok", "workspace");
   for (const int64_t T : token_counts) {
     const auto x = tuning::random_fill(T * H, dt, 1.0f, uint64_t(77 + T));
     DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
@@ -224,6 +226,17 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
       layer.forward(d_x.data(), T, RouterLogits(d_logits.data(), model.router_fp32), d_y.data(), ws.data(), ws_bytes,
                     stream);
     }, 1, 7, 2);
+    // The routing alone, and how many of its picks are the reference's
+    // (random logits: a near-tie may rank the other way in float).
+    const RouterLogits router(d_logits.data(), model.router_fp32);
+    const double route_ms = tuning::median_ms(stream, [&](int) {
+      layer.route(T, router, static_cast<int32_t*>(d_ids.data()), static_cast<float*>(d_w.data()), stream);
+    }, 1, 7, 2);
+    check(driver().cuStreamSynchronize(stream), "sync");
+    std::vector<int32_t> gpu_ids(chosen.expert.size());
+    d_ids.download(gpu_ids.data(), gpu_ids.size() * 4);
+    int64_t same = 0;
+    for (size_t i = 0; i < gpu_ids.size(); ++i) same += gpu_ids[i] == chosen.expert[i];
     dense_peer.set_tokens(x, chosen);
     const double loop = dense_peer.loop_ms(stream);
     double grouped = -1.0;
@@ -233,12 +246,13 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
       fmt::print(stderr, "cuBLAS grouped GEMM failed at T={}: {}\n", T, e.what());
     }
     const double best = grouped > 0 ? std::min(loop, grouped) : loop;
-    fmt::print("{:>6} {:>11.4f} {:>12.4f} {:>12} {:>8.2f}x {:>10.3g}{} {:.1f} MB\n", T, ours, loop,
-               grouped > 0 ? fmt::format("{:.4f}", grouped) : "failed", best / ours, rel, ok ? " " : "!",
-               double(layer.workspace_bytes(T)) / 1e6);
+    fmt::print("{:>6} {:>11.4f} {:>12.4f} {:>12} {:>8.2f}x {:>10.3g}{} {:>10.1f} {:>6.2f}%  {:.1f} MB\n", T, ours,
+               loop, grouped > 0 ? fmt::format("{:.4f}", grouped) : "failed", best / ours, rel, ok ? " " : "!",
+               route_ms * 1e3, 100.0 * double(same) / double(gpu_ids.size()), double(layer.workspace_bytes(T)) / 1e6);
     if (csv.is_open())
-      csv << fmt::format("{},{},{},{},{:.5f},{:.5f},{:.5f},{:.5f},{:.3f},{:.3g}\n", model.name, dtype_name(dt),
-                         sp.to_string(), T, ours, loop, grouped, best, best / ours, rel);
+      csv << fmt::format("{},{},{},{},{:.5f},{:.5f},{:.5f},{:.5f},{:.3f},{:.3g},{:.2f},{:.5f}\n", model.name,
+                         dtype_name(dt), sp.to_string(), T, ours, loop, grouped, best, best / ours, rel, route_ms * 1e3,
+                         double(same) / double(gpu_ids.size()));
   }
   fmt::print("check: {} sampled tokens per count against the f64 reference, limit {:.0e}: {}\n", checks, tol,
              all_ok ? "ok" : "FAILED (rows marked !)");

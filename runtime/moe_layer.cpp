@@ -190,17 +190,19 @@ MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens
   return w;
 }
 
-void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
-                       size_t workspace_size, void* stream, int* error_flag) const {
+void MoeLayer::route(int64_t tokens, RouterLogits router_logits, int32_t* topk_ids, float* topk_weights,
+                     void* stream) const {
   if (tokens == 0) return;
+  require(tokens > 0 && tokens <= (int64_t(1) << 31) / spec_.top_k, fmt::format("{} tokens", tokens));
   require(router_logits.data != nullptr, "router logits are null");
-  const Workspace w = carve(workspace, workspace_size, tokens);
+  require(topk_ids && topk_weights, "null routing output pointer");
+  rt_.device().make_current();
   const MoeRouting& routing = spec_.routing;
   RouteArgs r{};
   r.logits = router_logits.data;
   r.choice_bias = static_cast<const float*>(choice_bias_.data());
-  r.topk_ids = w.topk_ids;
-  r.topk_weights = w.topk_weights;
+  r.topk_ids = topk_ids;
+  r.topk_weights = topk_weights;
   r.tokens = int(tokens);
   r.experts = spec_.experts;
   r.top_k = spec_.top_k;
@@ -210,6 +212,13 @@ void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits
   r.topk_groups = routing.topk_groups;
   r.scale = float(routing.scale);
   launch_route(rt_, spec_.dtype, router_logits.fp32, r, stream);
+}
+
+void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
+                       size_t workspace_size, void* stream, int* error_flag) const {
+  if (tokens == 0) return;
+  const Workspace w = carve(workspace, workspace_size, tokens);
+  route(tokens, router_logits, w.topk_ids, w.topk_weights, stream);
   forward_routed(x, tokens, w.topk_ids, w.topk_weights, y, workspace, workspace_size, stream, error_flag);
 }
 

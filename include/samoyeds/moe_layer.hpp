@@ -69,6 +69,10 @@ class MoeLayer {
   // expert id of forward_routed).
   void forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
                size_t workspace_size, void* stream = nullptr, int* error_flag = nullptr) const;
+  // The routing of forward() alone: each token's top_k expert ids [T, top_k]
+  // int32 and weights [T, top_k] f32, by spec().routing, on the device.
+  void route(int64_t tokens, RouterLogits router_logits, int32_t* topk_ids, float* topk_weights,
+             void* stream = nullptr) const;
   // The same with routing done by the caller: topk_ids [T, top_k] int32,
   // topk_weights [T, top_k] f32 (used as given).
   void forward_routed(const void* x, int64_t tokens, const int32_t* topk_ids, const float* topk_weights, void* y,

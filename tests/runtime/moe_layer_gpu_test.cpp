@@ -261,10 +261,21 @@ TEST_F(MoeLayerGpu, EachRoutingMethodAndASharedGateMatchTheReference) {
     PoisonedOutput y(c.T * H);
     f.layer->forward(d_x.data(), c.T, RouterLogits(d_logits.data(), c.fp32_logits), y.data(), ws.data(), bytes);
     Device::get().synchronize();
+    // route() alone: the reference's experts and weights.
+    const Routing r = reference_route(ref_logits, c.K, m);
+    DeviceBuffer ids(r.expert.size() * 4), weights(r.weight.size() * 4);
+    ids.fill_bytes(0x5a);
+    weights.fill_bytes(0x5a);
+    f.layer->route(c.T, RouterLogits(d_logits.data(), c.fp32_logits), static_cast<int32_t*>(ids.data()),
+                   static_cast<float*>(weights.data()));
+    Device::get().synchronize();
+    EXPECT_EQ(from_device<int32_t>(ids, r.expert.size()), r.expert);
+    const std::vector<float> got_w = from_device<float>(weights, r.weight.size());
+    for (size_t i = 0; i < got_w.size(); ++i)
+      ASSERT_NEAR(got_w[i], r.weight[i], 1e-5 + 1e-5 * std::fabs(r.weight[i])) << "entry " << i;
     std::vector<double> ref_gate;
     if (c.gated)
       for (uint16_t g : gate) ref_gate.push_back(to_float(c.dt, g));
-    const Routing r = reference_route(ref_logits, c.K, m);
     const DenseF64 ref =
         reference_moe_layer(to_f64(x.data(), c.T, H, c.dt), r, f.ref_experts, f.ref_shared, ref_gate);
     const Comparison cmp = compare(y.read(), c.dt, ref);
