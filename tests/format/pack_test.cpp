@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -69,6 +71,84 @@ TEST(Pack, MagnitudePruningYieldsThePatternAndKeepsOriginalValues) {
       }
     EXPECT_GT(pw.retained_magnitude, 0.0);
     EXPECT_LE(pw.retained_magnitude, 1.0 + 1e-12);
+  }
+}
+
+// Magnitude pruning written again from the format's definition, sharing
+// nothing with format/pack.cpp: per group of M rows and segment of V
+// columns, each row keeps the two largest magnitudes of every 4 columns;
+// the N rows whose kept values have the largest L2 norm keep them (ties to
+// the lower row), the others keep nothing there. Returns, per entry of the
+// [m, k] matrix, whether it is kept. Entries past m or k count as zero.
+std::vector<bool> must_keep(const std::vector<float>& w, int64_t m, int64_t k, const SparsityParams& sp) {
+  std::vector<bool> keep(size_t(m * k), false);
+  auto at = [&](int64_t r, int64_t c) { return r < m && c < k ? double(w[size_t(r * k + c)]) : 0.0; };
+  for (int64_t g = 0; g * sp.M < m; ++g)
+    for (int64_t s = 0; s * sp.V < k; ++s) {
+      std::vector<std::vector<std::pair<int64_t, int64_t>>> kept(size_t(sp.M));
+      std::vector<double> norm(size_t(sp.M), 0.0);
+      for (int i = 0; i < sp.M; ++i) {
+        const int64_t r = g * sp.M + i;
+        for (int64_t c0 = s * sp.V; c0 < (s + 1) * sp.V; c0 += 4) {
+          int64_t idx[4] = {c0, c0 + 1, c0 + 2, c0 + 3};
+          std::stable_sort(idx, idx + 4, [&](int64_t a, int64_t b) { return std::fabs(at(r, a)) > std::fabs(at(r, b)); });
+          for (int j = 0; j < 2; ++j) {
+            kept[size_t(i)].push_back({r, idx[j]});
+            norm[size_t(i)] += at(r, idx[j]) * at(r, idx[j]);
+          }
+        }
+      }
+      std::vector<int> rows(size_t(sp.M));
+      for (int i = 0; i < sp.M; ++i) rows[size_t(i)] = i;
+      std::stable_sort(rows.begin(), rows.end(), [&](int a, int b) { return norm[size_t(a)] > norm[size_t(b)]; });
+      for (int j = 0; j < sp.N; ++j)
+        for (const auto& [r, c] : kept[size_t(rows[size_t(j)])])
+          if (r < m && c < k) keep[size_t(r * k + c)] = true;
+    }
+  return keep;
+}
+
+// Exactly the entries magnitude pruning must keep are kept, with their
+// original values, and on whole groups and segments their count is the
+// pattern's capacity (N/M of the rows, half of each kept row). Distinct
+// magnitudes (a shuffled ladder, exact in the dtype) leave no tie to break.
+TEST(Pack, KeepsExactlyTheEntriesMagnitudePruningMustKeep) {
+  struct Case {
+    int64_t m, k;
+    SparsityParams sp;
+    DType dt;
+  };
+  const Case cases[] = {{64, 256, {128, 1, 2}, DType::bf16}, {48, 128, {64, 2, 4}, DType::f16},
+                        {40, 192, {32, 3, 8}, DType::f16},   {32, 256, {256, 2, 2}, DType::bf16},
+                        {37, 200, {64, 1, 2}, DType::f16},   {23, 72, {32, 2, 3}, DType::bf16}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{}x{} {} {}", c.m, c.k, c.sp.to_string(), dtype_name(c.dt)));
+    // Distinct magnitudes: consecutive positive bit patterns of the dtype
+    // (normal numbers for up to 16384 entries), shuffled, some negated.
+    const int64_t n = c.m * c.k;
+    const uint16_t first = c.dt == DType::f16 ? 0x1000 : 0x3000;
+    std::vector<int64_t> ladder(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ladder[size_t(i)] = i;
+    std::shuffle(ladder.begin(), ladder.end(), test::rng());
+    std::vector<uint16_t> bits(static_cast<size_t>(n));
+    std::vector<float> w(static_cast<size_t>(n));
+    std::set<float> magnitudes;
+    for (int64_t i = 0; i < n; ++i) {
+      bits[size_t(i)] = uint16_t((first + ladder[size_t(i)]) | (i % 3 == 0 ? 0x8000 : 0));
+      w[size_t(i)] = to_float(c.dt, bits[size_t(i)]);
+      magnitudes.insert(std::fabs(w[size_t(i)]));
+    }
+    ASSERT_EQ(int64_t(magnitudes.size()), n) << "the magnitudes must be distinct";
+    const std::vector<bool> want = must_keep(w, c.m, c.k, c.sp);
+    const std::vector<uint16_t> got = decode_weights(pack_weights(bits.data(), c.m, c.k, c.dt, c.sp));
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const bool nonzero = to_float(c.dt, got[size_t(i)]) != 0.0f;
+      ASSERT_EQ(nonzero, bool(want[size_t(i)])) << "entry (" << i / c.k << ", " << i % c.k << ")";
+      if (nonzero) ASSERT_EQ(got[size_t(i)], bits[size_t(i)]) << "a kept value changed";
+      kept += nonzero;
+    }
+    if (c.m % c.sp.M == 0 && c.k % c.sp.V == 0) EXPECT_EQ(kept, c.m / c.sp.M * c.sp.N * c.k / 2);
   }
 }
 
