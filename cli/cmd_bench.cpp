@@ -2,6 +2,8 @@
 // record, nearest bucket or heuristic), how long loading each took in this
 // process, and their time against cuBLAS measured beside them.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -40,12 +42,22 @@ int cmd_bench(const std::vector<std::string>& argv) {
   fmt::print("{:<9} {:>13} {:>6} {:<26} {:<22} {:>8} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "op", "m x k", "tokens",
              "config", "chosen by", "load ms", "from", "ours ms", "cuBLAS ms", "/cuBLAS", "cuSPLt", "/cuSPLt");
   std::string lt_absent;
+  std::vector<std::string> failed;
   for (const KernelSpec& spec : model_expert_specs(model, rt.device().info().arch(), dt, sp))
     for (int64_t n : tokens) {
       const ConfigChoice choice = rt.choose_config(spec, n);
       KernelSpec chosen = spec;
       chosen.backend = choice.backend;
       const LoadedKernel& k = rt.get(chosen, choice.config);
+      // The kernel's output against the float64 reference before its time
+      // is reported (at n tokens, on OpRunner::verify's small shape).
+      std::string why;
+      const bool ok = runner.verify(chosen, choice.config, n, &why);
+      if (!ok) {
+        failed.push_back(fmt::format("{} {}x{} at {} tokens, {}: {}", op_name(spec.op), spec.m, spec.k, n,
+                                     choice.config.to_string(), why));
+        continue;
+      }
       const double ours = runner.time_ms(chosen, choice.config, n), dense = runner.baseline_ms(spec, n);
       const double lt = runner.cusparselt_ms(spec, n, &lt_absent);
       fmt::print("{:<9} {:>6}x{:<6} {:>6} {:<26} {:<22} {:>8.2f} {:>5} {:>8.4f} {:>9.4f} {:>7.2f}x {:>8} {:>8}\n",
@@ -58,7 +70,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
                  lt > 0 ? fmt::format("{:.4f}", lt) : "-", lt > 0 ? fmt::format("{:.2f}x", lt / ours) : "-");
     }
   if (!lt_absent.empty()) fmt::print("cuSPARSELt not measured where '-': {}\n", lt_absent);
-  return 0;
+  fmt::print("each kernel timed above first matched the float64 reference (at its token count, on a 320-row shape)\n");
+  for (const std::string& f : failed) fmt::print(stderr, "wrong output, not timed: {}\n", f);
+  return failed.empty() ? 0 : 1;
 }
 
 }  // namespace samoyeds::cli
