@@ -25,6 +25,10 @@ struct Logits<F32> {
   static __device__ __forceinline__ float at(const void* logits, u64 i) { return static_cast<const float*>(logits)[i]; }
 };
 
+// __expf (relative error about 1e-6, far below the spacing of scores that
+// decides a choice): with expf the float-logit kernel spilled 16 bytes on sm_90.
+__device__ __forceinline__ float sigmoid_of(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -58,7 +62,7 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
   // sigmoid score plus the choice bias.
   auto choice = [&](int e) {
     const float l = Logits<T>::at(a.logits, row + e);
-    return sigmoid ? 1.0f / (1.0f + expf(-l)) + (a.choice_bias ? a.choice_bias[e] : 0.0f) : l;
+    return sigmoid ? sigmoid_of(l) + (a.choice_bias ? a.choice_bias[e] : 0.0f) : l;
   };
   // Group-limited choice: lane g scores group g by its two best; the best
   // topk_groups groups stay in. One group holds every expert otherwise.
@@ -124,7 +128,7 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
     sum = warp_sum(sum);
     if (lane < a.top_k) w = __expf(my_choice - mx) / sum;
   } else if (sigmoid) {
-    if (lane < a.top_k) w = 1.0f / (1.0f + expf(-Logits<T>::at(a.logits, row + my_pick)));
+    if (lane < a.top_k) w = sigmoid_of(Logits<T>::at(a.logits, row + my_pick));
   } else {
     // Softmax over the picks: round 0's is the largest.
     const float first = __shfl_sync(0xffffffffu, my_choice, 0);
