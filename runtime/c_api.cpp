@@ -8,14 +8,17 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/moe_layer.hpp"
+#include "samoyeds/tuning_record.hpp"
 
+// Shared: a layer keeps its runtime alive (MoeLayer holds a reference).
 struct samoyeds_runtime {
-  std::unique_ptr<samoyeds::KernelRuntime> rt;
+  std::shared_ptr<samoyeds::KernelRuntime> rt;
 };
 struct samoyeds_weights {
   samoyeds::PackedExpertWeights w;
 };
 struct samoyeds_moe_layer {
+  std::shared_ptr<samoyeds::KernelRuntime> rt;  // declared first: destroyed after the layer
   std::unique_ptr<samoyeds::MoeLayer> layer;
 };
 
@@ -50,6 +53,11 @@ samoyeds::DType dtype_of(samoyeds_dtype d) {
   return d == SAMOYEDS_F16 ? samoyeds::DType::f16 : samoyeds::DType::bf16;
 }
 
+static_assert(int(samoyeds::RoutingMethod::SoftmaxTopK) == SAMOYEDS_ROUTING_SOFTMAX_TOPK &&
+                  int(samoyeds::RoutingMethod::SigmoidGroupTopK) == SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK &&
+                  int(samoyeds::RoutingMethod::TopKSoftmax) == SAMOYEDS_ROUTING_TOPK_SOFTMAX,
+              "the C enum numbers the routing methods as the C++ one does");
+
 samoyeds::LaunchOptions on(void* stream) {
   samoyeds::LaunchOptions o;
   o.stream = stream;
@@ -67,7 +75,7 @@ samoyeds_status samoyeds_runtime_create(int device, const char* cache_path, samo
     require(out != nullptr, "out is null");
     *out = nullptr;
     auto r = std::make_unique<samoyeds_runtime>();
-    r->rt = std::make_unique<samoyeds::KernelRuntime>(samoyeds::Device::get(device), cache_path ? cache_path : "");
+    r->rt = std::make_shared<samoyeds::KernelRuntime>(samoyeds::Device::get(device), cache_path ? cache_path : "");
     *out = r.release();
   });
 }
@@ -142,7 +150,7 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
   return guarded([&] {
     require(out != nullptr, "out is null");
     *out = nullptr;
-    require(rt && spec && w1 && w3 && w2, "runtime, spec or weight arrays are null");
+    require(spec != nullptr, "spec is null");
     samoyeds::MoeLayerSpec s;
     s.hidden = spec->hidden;
     s.ffn = spec->ffn;
@@ -150,42 +158,68 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     s.top_k = spec->top_k;
     s.dtype = dtype_of(spec->dtype);
     s.sparsity = {spec->V, spec->N, spec->M};
-    s.routing.renormalize = spec->renormalize != 0;
+    samoyeds::MoeRouting& r = s.routing;
+    require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
+            "routing must be a samoyeds_routing_method");
+    r.method = static_cast<samoyeds::RoutingMethod>(int(spec->routing));
+    r.renormalize = spec->renormalize != 0;
+    r.groups = spec->groups ? spec->groups : 1;
+    r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
+    r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
+    if (spec->choice_bias && spec->experts > 0) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
+    // The spec is checked before the runtime, so that a bad one is named
+    // even where no GPU is.
     s.validate();
+    require(rt && w1 && w3 && w2, "runtime or weight arrays are null");
     std::vector<samoyeds::DenseExpert> experts, shared;
     for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0});
     require(spec->n_shared >= 0, "n_shared is negative");
     if (spec->n_shared > 0) require(shared_w1 && shared_w3 && shared_w2, "shared expert weight arrays are null");
+    require(!spec->shared_gate || spec->n_shared == 1, "a shared gate needs exactly one shared expert");
     for (int e = 0; e < spec->n_shared; ++e)
-      shared.push_back({shared_w1[e], shared_w3[e], shared_w2[e], spec->shared_ffn, spec->weights_on_device != 0});
+      shared.push_back({shared_w1[e], shared_w3[e], shared_w2[e], spec->shared_ffn, spec->weights_on_device != 0,
+                        spec->shared_gate});
     auto l = std::make_unique<samoyeds_moe_layer>();
-    l->layer = std::make_unique<samoyeds::MoeLayer>(*rt->rt, s, experts, shared);
+    l->rt = rt->rt;
+    l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, experts, shared,
+                                                    spec->strict ? samoyeds::PackMode::Strict
+                                                                 : samoyeds::PackMode::Magnitude);
     *out = l.release();
   });
 }
 
 void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer) { delete layer; }
 
+int64_t samoyeds_moe_layer_device_bytes(const samoyeds_moe_layer* layer) {
+  return layer ? layer->layer->weight_bytes() : 0;
+}
+
 size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens) {
   return layer && max_tokens > 0 ? layer->layer->workspace_bytes(max_tokens) : 0;
 }
 
 samoyeds_status samoyeds_moe_forward(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
-                                     const void* router_logits, void* y, void* workspace, size_t workspace_size,
-                                     void* stream) {
+                                     const void* router_logits, int logits_fp32, void* y, void* workspace,
+                                     size_t workspace_size, int* error_flag, void* stream) {
   return guarded([&] {
     require(layer != nullptr, "layer handle is null");
-    layer->layer->forward(x, tokens, router_logits, y, workspace, workspace_size, stream);
+    layer->layer->forward(x, tokens, samoyeds::RouterLogits(router_logits, logits_fp32 != 0), y, workspace,
+                          workspace_size, stream, error_flag);
   });
 }
 
 samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
                                             const int32_t* topk_ids, const float* topk_weights, void* y,
-                                            void* workspace, size_t workspace_size, void* stream) {
+                                            void* workspace, size_t workspace_size, int* error_flag, void* stream) {
   return guarded([&] {
     require(layer != nullptr, "layer handle is null");
-    layer->layer->forward_routed(x, tokens, topk_ids, topk_weights, y, workspace, workspace_size, stream);
+    layer->layer->forward_routed(x, tokens, topk_ids, topk_weights, y, workspace, workspace_size, stream, error_flag);
   });
+}
+
+const char* samoyeds_version(void) {
+  static const std::string version = samoyeds::library_version();
+  return version.c_str();
 }
 
 }  // extern "C"

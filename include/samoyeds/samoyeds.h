@@ -62,17 +62,32 @@ samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weigh
 /* A whole MoE layer. Expert weights are pointers to 16-bit row-major
  * matrices: w1[e], w3[e] [ffn, hidden] (gate, up), w2[e] [hidden, ffn]; host
  * pointers, or device pointers when weights_on_device is nonzero.
- * Shared experts (always on) may be omitted: n_shared = 0. */
+ * Shared experts (always on) may be omitted: n_shared = 0. The layer keeps
+ * its runtime alive: destroying the runtime first is safe. */
 typedef struct samoyeds_moe_layer samoyeds_moe_layer;
+/* How forward picks each token's experts (docs/models.md). */
+typedef enum {
+  SAMOYEDS_ROUTING_SOFTMAX_TOPK = 0,      /* Mixtral, Qwen2/3-MoE, OLMoE */
+  SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK = 1, /* DeepSeek-V3/R1, Kimi-K2 */
+  SAMOYEDS_ROUTING_TOPK_SOFTMAX = 2        /* gpt-oss */
+} samoyeds_routing_method;
+/* Zero-initialize, then set what applies: a zero field takes its default. */
 typedef struct {
   int64_t hidden, ffn;
   int experts, top_k;
   samoyeds_dtype dtype;
   int V, N, M;
-  int renormalize;
+  int renormalize; /* divide the top-k weights by their sum (norm_topk_prob) */
   int n_shared;
   int64_t shared_ffn; /* per shared expert */
   int weights_on_device;
+  int strict; /* nonzero: the weights already follow the pattern; verify, never prune */
+  samoyeds_routing_method routing;
+  int groups, topk_groups;       /* sigmoid_group_topk: n_group, topk_group (0: 1) */
+  double routed_scaling_factor;  /* multiplies the weights (0: 1) */
+  const float* choice_bias;      /* [experts] host, or NULL: e_score_correction_bias (sigmoid_group_topk) */
+  const uint16_t* shared_gate;   /* [hidden] (host or device, as the weights) or NULL: the one shared
+                                    expert's output scaled by sigmoid(shared_gate . x) (Qwen2-MoE) */
 } samoyeds_moe_spec;
 
 samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
@@ -81,16 +96,27 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
                                           const uint16_t* const* shared_w3, const uint16_t* const* shared_w2,
                                           samoyeds_moe_layer** out);
 void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer);
+/* Device bytes of the layer's packed weights. */
+int64_t samoyeds_moe_layer_device_bytes(const samoyeds_moe_layer* layer);
 /* Workspace bytes for up to max_tokens tokens (pass a 256-byte aligned buffer). */
 size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens);
-/* y[T, hidden] = layer(x[T, hidden]) routed by router_logits [T, experts] (layer dtype). */
+
+/* error_flag: NULL, or a device int the kernels OR their error bits into
+ * (bit 0: an expert or token id out of range, its entry added nothing). The
+ * calls do not synchronize: read it after the stream. */
+
+/* y[T, hidden] = layer(x[T, hidden]) routed by router_logits [T, experts]:
+ * in the layer's dtype, or float when logits_fp32 is nonzero. */
 samoyeds_status samoyeds_moe_forward(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
-                                     const void* router_logits, void* y, void* workspace, size_t workspace_size,
-                                     void* stream);
+                                     const void* router_logits, int logits_fp32, void* y, void* workspace,
+                                     size_t workspace_size, int* error_flag, void* stream);
 /* The same with caller routing: topk_ids [T, top_k] int32, topk_weights [T, top_k] float. */
 samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,
                                             const int32_t* topk_ids, const float* topk_weights, void* y,
-                                            void* workspace, size_t workspace_size, void* stream);
+                                            void* workspace, size_t workspace_size, int* error_flag, void* stream);
+
+/* The library's version (the tuning records' library_version). */
+const char* samoyeds_version(void);
 
 #ifdef __cplusplus
 }

@@ -28,8 +28,49 @@ TEST(CApi, BadArgumentsGiveACodeAndAMessage) {
   EXPECT_EQ(samoyeds_moe_layer_create(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &layer),
             SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_EQ(layer, nullptr);
-  EXPECT_EQ(samoyeds_moe_forward(nullptr, nullptr, 1, nullptr, nullptr, nullptr, 0, nullptr), SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_EQ(samoyeds_moe_forward(nullptr, nullptr, 1, nullptr, 0, nullptr, nullptr, 0, nullptr, nullptr),
+            SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_EQ(samoyeds_moe_workspace_bytes(nullptr, 16), 0u);
+  EXPECT_EQ(samoyeds_moe_layer_device_bytes(nullptr), 0);
+  EXPECT_NE(std::string(samoyeds_version()), "");
+}
+
+// A layer spec is checked before anything needs a GPU: each mistake named.
+TEST(CApi, AMoeSpecThatDoesNotFitItsRoutingIsNamed) {
+  auto error_of = [](const samoyeds_moe_spec& spec) {
+    samoyeds_moe_layer* layer = reinterpret_cast<samoyeds_moe_layer*>(0x1);
+    const samoyeds_status st =
+        samoyeds_moe_layer_create(nullptr, &spec, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &layer);
+    EXPECT_EQ(layer, nullptr);
+    return st == SAMOYEDS_OK ? std::string("ok") : std::string(samoyeds_last_error());
+  };
+  samoyeds_moe_spec spec{};  // zero: every added field at its default
+  spec.hidden = 256;
+  spec.ffn = 384;
+  spec.experts = 64;
+  spec.top_k = 6;
+  spec.dtype = SAMOYEDS_BF16;
+  spec.V = 128;
+  spec.N = 1;
+  spec.M = 2;
+  spec.routing = SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK;
+  spec.groups = 8;
+  spec.topk_groups = 3;
+  // Valid: it fails only on the null runtime.
+  EXPECT_NE(error_of(spec).find("runtime or weight arrays are null"), std::string::npos) << error_of(spec);
+  spec.groups = 7;
+  EXPECT_NE(error_of(spec).find("groups 7"), std::string::npos) << error_of(spec);
+  spec.groups = 8;
+  spec.routing = static_cast<samoyeds_routing_method>(9);
+  EXPECT_NE(error_of(spec).find("samoyeds_routing_method"), std::string::npos) << error_of(spec);
+  spec.routing = SAMOYEDS_ROUTING_TOPK_SOFTMAX;
+  spec.groups = spec.topk_groups = 0;
+  spec.renormalize = 1;
+  EXPECT_NE(error_of(spec).find("renormalize"), std::string::npos) << error_of(spec);
+  spec.routing = SAMOYEDS_ROUTING_SOFTMAX_TOPK;
+  const float bias[64] = {};
+  spec.choice_bias = bias;
+  EXPECT_NE(error_of(spec).find("choice bias"), std::string::npos) << error_of(spec);
 }
 
 }  // namespace

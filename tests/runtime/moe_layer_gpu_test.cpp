@@ -343,6 +343,9 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   samoyeds_moe_layer* layer = nullptr;
   ASSERT_EQ(samoyeds_moe_layer_create(crt, &spec, w1.data(), w3.data(), w2.data(), s1, s3, s2, &layer), SAMOYEDS_OK)
       << samoyeds_last_error();
+  EXPECT_EQ(samoyeds_moe_layer_device_bytes(layer), f.layer->weight_bytes());
+  // The layer keeps its runtime: destroying the handle first is safe.
+  samoyeds_runtime_destroy(crt);
   const auto x = random_matrix(T, 256, DType::bf16);
   DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
   for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
@@ -353,18 +356,18 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   DeviceBuffer ws(bytes);
   PoisonedOutput y(T * 256);
   ASSERT_EQ(samoyeds_moe_forward_routed(layer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
-                                        static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes, nullptr),
+                                        static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes, nullptr,
+                                        nullptr),
             SAMOYEDS_OK)
       << samoyeds_last_error();
   Device::get().synchronize();
   EXPECT_EQ(y.read(), run_routed(f, x, r));
   EXPECT_EQ(samoyeds_moe_forward_routed(layer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
                                         static_cast<const float*>(d_w.data()), y.data(), ws.data(), bytes - 1,
-                                        nullptr),
+                                        nullptr, nullptr),
             SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_NE(std::string(samoyeds_last_error()).find("workspace"), std::string::npos);
   samoyeds_moe_layer_destroy(layer);
-  samoyeds_runtime_destroy(crt);
 }
 
 TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
