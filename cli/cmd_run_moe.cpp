@@ -229,9 +229,10 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     // The routing alone, and how many of its picks are the reference's
     // (random logits: a near-tie may rank the other way in float).
     const RouterLogits router(d_logits.data(), model.router_fp32);
+    // Back to back in batches of 20: the kernel's own time, not a launch's latency.
     const double route_ms = tuning::median_ms(stream, [&](int) {
       layer.route(T, router, static_cast<int32_t*>(d_ids.data()), static_cast<float*>(d_w.data()), stream);
-    }, 1, 7, 2);
+    }, 20, 7, 2, tuning::Launches::BackToBack);
     check(driver().cuStreamSynchronize(stream), "sync");
     std::vector<int32_t> gpu_ids(chosen.expert.size());
     d_ids.download(gpu_ids.data(), gpu_ids.size() * 4);

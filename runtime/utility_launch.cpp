@@ -4,6 +4,7 @@
 
 #include "core/cuda_driver.hpp"
 #include "core/kernel_launch.hpp"
+#include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
 
 namespace samoyeds {
@@ -24,6 +25,8 @@ void launch_utility(KernelRuntime& rt, UtilityKernel which, DType dtype, unsigne
 void launch_route(KernelRuntime& rt, DType dtype, bool fp32_logits, RouteArgs& args, void* stream) {
   const UtilityKernel which = fp32_logits ? UtilityKernel::RouteTopkF32 : UtilityKernel::RouteTopk;
   const unsigned warps_per_block = unsigned(utility_kernel_threads(which) / 32);
+  if (warps_per_block > unsigned(kRouteWarps))
+    throw Error(ErrorCode::Unsupported, "the routing kernel stages choices for at most kRouteWarps warps a block");
   launch_utility(rt, which, dtype, (unsigned(args.tokens) + warps_per_block - 1) / warps_per_block, 1, &args, stream);
 }
 

@@ -108,6 +108,9 @@ struct ScatterAddArgs {
 };
 
 // MoE routing, token lists and combine (templates/moe_routing.cuh).
+// Warps of a routing block at most (launch_route checks) and the experts
+// whose choices a warp stages in shared memory (8 KB a block).
+constexpr int kRouteWarps = 8, kRouteStaged = 256;
 // RouteArgs::method, in samoyeds::RoutingMethod's order (runtime/moe_layer.cpp checks).
 enum RouteMethod { kRouteSoftmaxTopK = 0, kRouteSigmoidGroupTopK = 1, kRouteTopKSoftmax = 2 };
 struct RouteArgs {
