@@ -106,20 +106,29 @@ ExpertTokenLists build_token_lists(const Routing& routing, int experts) {
 }
 
 namespace {
+double activate(const ExpertActivation& a, double g, double u) {
+  if (a.kind == ExpertActivation::Kind::Silu) return silu(g) * u;
+  g = std::min(g, a.limit);
+  u = std::clamp(u, -a.limit, a.limit);
+  return (u + 1.0) * g / (1.0 + std::exp(-a.alpha * g));
+}
+
 std::vector<double> expert_forward(const ExpertWeightsF64& w, const double* x) {
   const int64_t ffn = w.w1.rows, hidden = w.w1.cols;
   std::vector<double> h(static_cast<size_t>(ffn));
   for (int64_t i = 0; i < ffn; ++i) {
-    double g = 0.0, u = 0.0;
+    double g = w.b1.empty() ? 0.0 : w.b1[size_t(i)], u = w.b3.empty() ? 0.0 : w.b3[size_t(i)];
     for (int64_t c = 0; c < hidden; ++c) {
       g += w.w1.at(i, c) * x[c];
       u += w.w3.at(i, c) * x[c];
     }
-    h[size_t(i)] = silu(g) * u;
+    h[size_t(i)] = activate(w.activation, g, u);
   }
   std::vector<double> y(static_cast<size_t>(hidden), 0.0);
-  for (int64_t r = 0; r < hidden; ++r)
+  for (int64_t r = 0; r < hidden; ++r) {
+    if (!w.b2.empty()) y[size_t(r)] = w.b2[size_t(r)];
     for (int64_t i = 0; i < ffn; ++i) y[size_t(r)] += w.w2.at(r, i) * h[size_t(i)];
+  }
   return y;
 }
 
@@ -127,6 +136,10 @@ void check_expert(const ExpertWeightsF64& w, int64_t hidden) {
   if (w.w1.cols != hidden || w.w3.rows != w.w1.rows || w.w3.cols != hidden || w.w2.rows != hidden ||
       w.w2.cols != w.w1.rows)
     throw Error(ErrorCode::InvalidArgument, "expert weights do not match the hidden size");
+  const size_t ffn = size_t(w.w1.rows);
+  if ((!w.b1.empty() && w.b1.size() != ffn) || (!w.b3.empty() && w.b3.size() != ffn) ||
+      (!w.b2.empty() && w.b2.size() != size_t(hidden)))
+    throw Error(ErrorCode::InvalidArgument, "expert biases do not match the expert's rows");
 }
 }  // namespace
 

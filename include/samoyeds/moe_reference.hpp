@@ -33,13 +33,26 @@ struct ExpertTokenLists {
 };
 ExpertTokenLists build_token_lists(const Routing& routing, int experts);
 
+// How an expert joins its gate and up projections: silu(g) * u, or
+// gpt-oss's clamped SwiGLU, (u' + 1) * g' * sigmoid(alpha g') with
+// g' = min(g, limit) and u' = u clamped to [-limit, limit].
+struct ExpertActivation {
+  enum class Kind { Silu, ClampedSwiglu } kind = Kind::Silu;
+  double alpha = 1.702, limit = 7.0;
+};
+
 struct ExpertWeightsF64 {
   DenseF64 w1, w3;  // [ffn, hidden]: gate and up projections
   DenseF64 w2;      // [hidden, ffn]: down projection
+  // Biases of the projections (gpt-oss), added before the activation and
+  // after the down projection: [ffn], [ffn], [hidden], or empty for none.
+  std::vector<double> b1, b3, b2;
+  ExpertActivation activation;
 };
 
 // Y[t] = sum_j weight[t, j] * E_{expert[t, j]}(X[t]) + g(X[t]) * sum_s S_s(X[t]),
-// E(x) = W2 . (silu(W1 . x) * (W3 . x)); shared experts S_s always on;
+// E(x) = W2 . act(W1 . x + b1, W3 . x + b3) + b2 (act: silu(g) * u unless the
+// expert says otherwise, biases only where given); shared experts S_s always on;
 // g(x) = sigmoid(shared_gate . x) with a shared gate [hidden] (Qwen2-MoE), else 1.
 DenseF64 reference_moe_layer(const DenseF64& x, const Routing& routing, const std::vector<ExpertWeightsF64>& experts,
                              const std::vector<ExpertWeightsF64>& shared = {},

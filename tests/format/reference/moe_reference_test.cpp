@@ -115,6 +115,28 @@ TEST(MoeReference, TokenListsHoldEveryTokenOnceInIncreasingOrder) {
 
 // The per-token layer against the same layer assembled per expert from the
 // single-expert references (gather by token list, gated up, weighted down).
+// gpt-oss's expert worked by hand, one token, hidden 2, ffn 2: row 0's gate
+// passes the clamp (8 -> 7) and row 1's up does (-9 -> -7); biases on all
+// three projections.
+TEST(MoeReference, ClampedSwigluExpertWithBiasesIsGptOssFormula) {
+  ExpertWeightsF64 w{DenseF64{2, 2, {1.0, 2.0, 0.5, 0.0}}, DenseF64{2, 2, {0.0, 1.0, -3.0, -3.0}},
+                     DenseF64{2, 2, {1.0, 0.0, 0.5, -1.0}}};
+  w.b1 = {2.0, -0.5};
+  w.b3 = {0.25, 0.0};
+  w.b2 = {0.1, -0.2};
+  w.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+  const DenseF64 x{1, 2, {2.0, 2.0}};
+  // gate = (1*2 + 2*2 + 2, 0.5*2 - 0.5) = (8, 0.5); up = (2 + 0.25, -12) = (2.25, -12)
+  auto glu = [](double g, double u) { return (u + 1.0) * g / (1.0 + std::exp(-1.702 * g)); };
+  const double h0 = glu(7.0, 2.25), h1 = glu(0.5, -7.0);
+  const Routing r{1, 1, {0}, {0.5f}};
+  const DenseF64 y = reference_moe_layer(x, r, {w});
+  EXPECT_NEAR(y.data[0], 0.5 * (h0 + 0.1), 1e-12);
+  EXPECT_NEAR(y.data[1], 0.5 * (0.5 * h0 - h1 - 0.2), 1e-12);
+  w.b2 = {1.0};  // one bias for two rows
+  EXPECT_THROW(reference_moe_layer(x, r, {w}), Error);
+}
+
 TEST(MoeReference, LayerEqualsThePerExpertComposition) {
   const int64_t T = 23, H = 32, I = 48;
   const int E = 6, K = 2;
