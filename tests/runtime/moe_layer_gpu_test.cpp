@@ -3,12 +3,14 @@
 // one expert, bit-identical reruns, CUDA-graph capture.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <numeric>
 
 #include <fmt/format.h>
 
 #include "core/cuda_driver.hpp"
 #include "samoyeds/error.hpp"
+#include "samoyeds/model_preset.hpp"
 #include "samoyeds/moe_layer.hpp"
 #include "samoyeds/moe_reference.hpp"
 #include "samoyeds/samoyeds.h"
@@ -40,12 +42,13 @@ struct Fixture {
   std::vector<ExpertWeightsF64> ref_experts, ref_shared;
 };
 
-Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, bool with_shared, const MoeRouting& routing = {},
+// With `shared` shared experts of ffn I each (true: one).
+Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, int shared, const MoeRouting& routing = {},
                    const std::vector<uint16_t>* shared_gate = nullptr) {
   Fixture f;
   f.spec = {H, I, E, K, dt, {128, 1, 2}, routing};
   std::vector<DenseExpert> dense, dense_shared;
-  for (int e = 0; e < E + (with_shared ? 1 : 0); ++e) {
+  for (int e = 0; e < E + shared; ++e) {
     HostExpert h{random_matrix(I, H, dt, 0.08f), random_matrix(I, H, dt, 0.08f), random_matrix(H, I, dt, 0.08f)};
     (e < E ? f.experts : f.shared).push_back(std::move(h));
   }
@@ -196,11 +199,90 @@ TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
   EXPECT_LE(compare(got, DType::bf16, ref).rel_error, tolerance(DType::bf16));
 }
 
+// Logits without near-ties (the routing tests cover ties) for routing `m`:
+// a shuffled ladder per token (2^-5 rungs within +-2, exact in every dtype),
+// or for the sigmoid a ladder of scores 0.9 / E apart. Group sums of such
+// scores can tie, so a group-limited sigmoid needs group_bias(): whole
+// steps plus (group + 1) / (groups + 1) of one per group, which keeps any
+// two experts and any two groups a step / (groups + 1) apart.
+std::vector<float> group_bias(int E, int groups) {
+  const double d = 0.9 / E;
+  const int size = E / groups;
+  std::vector<float> bias;
+  for (int e = 0; e < E; ++e) bias.push_back(float(d * (2 * ((e / size) % 3) + double(e / size + 1) / (groups + 1))));
+  return bias;
+}
+struct LayerLogits {
+  std::vector<uint16_t> narrow;
+  std::vector<float> wide;
+  DenseF64 ref;
+};
+LayerLogits no_tie_logits(int64_t T, int E, DType dt, bool fp32, const MoeRouting& m) {
+  const bool sigmoid = m.method == RoutingMethod::SigmoidGroupTopK;
+  const double d = 0.9 / E;
+  EXPECT_TRUE(!sigmoid || m.groups == 1 || m.choice_bias == group_bias(E, m.groups)) << "groups need group_bias()";
+  LayerLogits l;
+  l.narrow.resize(size_t(T * E));
+  l.wide.resize(l.narrow.size());
+  l.ref = {T, E, std::vector<double>(l.narrow.size())};
+  std::vector<int> ladder(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t) {
+    std::iota(ladder.begin(), ladder.end(), 0);
+    std::shuffle(ladder.begin(), ladder.end(), rng());
+    for (int e = 0; e < E; ++e) {
+      const size_t i = size_t(t * E + e);
+      const double score = 0.05 + d * ladder[size_t(e)];
+      const int rung = ladder[size_t(e)];
+      const float v = sigmoid ? float(std::log(score / (1.0 - score)))
+                              : float(rung % 128) / 32.0f - 2.0f + float(rung / 128) / 64.0f;
+      l.narrow[i] = from_float(dt, v);
+      l.wide[i] = fp32 ? v : to_float(dt, l.narrow[i]);
+      l.ref.data[i] = l.wide[i];
+    }
+  }
+  return l;
+}
+
+// forward() of `f` at T tokens against the reference of its layer, and
+// route() alone against the reference's routing; with a gate, the gate must
+// matter.
+void expect_layer_matches(const Fixture& f, int64_t T, bool fp32, const std::vector<uint16_t>* gate) {
+  const MoeLayerSpec& spec = f.spec;
+  const int64_t H = spec.hidden;
+  const MoeRouting& m = spec.routing;
+  const LayerLogits l = no_tie_logits(T, spec.experts, spec.dtype, fp32, m);
+  const auto x = random_matrix(T, H, spec.dtype);
+  DeviceBuffer d_x = to_device(x), d_logits = fp32 ? to_device(l.wide) : to_device(l.narrow);
+  const size_t bytes = f.layer->workspace_bytes(T);
+  DeviceBuffer ws(bytes);
+  PoisonedOutput y(T * H);
+  f.layer->forward(d_x.data(), T, RouterLogits(d_logits.data(), fp32), y.data(), ws.data(), bytes);
+  Device::get().synchronize();
+  const Routing r = reference_route(l.ref, spec.top_k, m);
+  DeviceBuffer ids(r.expert.size() * 4), weights(r.weight.size() * 4);
+  ids.fill_bytes(0x5a);
+  weights.fill_bytes(0x5a);
+  f.layer->route(T, RouterLogits(d_logits.data(), fp32), static_cast<int32_t*>(ids.data()),
+                 static_cast<float*>(weights.data()));
+  Device::get().synchronize();
+  EXPECT_EQ(from_device<int32_t>(ids, r.expert.size()), r.expert);
+  const std::vector<float> got_w = from_device<float>(weights, r.weight.size());
+  for (size_t i = 0; i < got_w.size(); ++i)
+    ASSERT_NEAR(got_w[i], r.weight[i], 1e-5 + 1e-5 * std::fabs(r.weight[i])) << "entry " << i;
+  std::vector<double> ref_gate;
+  if (gate)
+    for (uint16_t g : *gate) ref_gate.push_back(to_float(spec.dtype, g));
+  const DenseF64 x64 = to_f64(x.data(), T, H, spec.dtype);
+  const Comparison cmp = compare(y.read(), spec.dtype, reference_moe_layer(x64, r, f.ref_experts, f.ref_shared, ref_gate));
+  EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+  EXPECT_LE(cmp.rel_error, tolerance(spec.dtype));
+  if (gate)  // the ungated sum is far off
+    EXPECT_GT(compare(y.read(), spec.dtype, reference_moe_layer(x64, r, f.ref_experts, f.ref_shared)).rel_error,
+              10 * tolerance(spec.dtype));
+}
+
 // forward() with each model family's routing, float logits, a choice bias and
-// a gated shared expert, against the layer reference. Logits without
-// near-ties (the routing tests cover ties): a shuffled ladder per token,
-// or for the sigmoid a ladder of scores with group biases that keep groups
-// and experts apart (as MoeRoutingGpu.GroupLimitedChoice...).
+// a gated shared expert.
 TEST_F(MoeLayerGpu, EachRoutingMethodAndASharedGateMatchTheReference) {
   struct Case {
     const char* name;
@@ -226,64 +308,38 @@ TEST_F(MoeLayerGpu, EachRoutingMethodAndASharedGateMatchTheReference) {
     MoeRouting m;
     m.method = c.method;
     m.renormalize = c.renormalize;
-    const bool sigmoid = c.method == RoutingMethod::SigmoidGroupTopK;
-    const double d = 0.9 / c.E;
-    if (sigmoid) {
+    if (c.method == RoutingMethod::SigmoidGroupTopK) {
       m.groups = 8;
       m.topk_groups = 3;
       m.scale = 2.5;
-      // A group's bias: whole steps plus (group + 1) / 9 of one.
-      for (int e = 0; e < c.E; ++e) m.choice_bias.push_back(float(d * (2 * ((e / 8) % 3) + double(e / 8 + 1) / 9)));
+      m.choice_bias = group_bias(c.E, m.groups);
     }
     const std::vector<uint16_t> gate = random_matrix(1, H, c.dt, 0.1f);
     const Fixture f = make_layer(c.dt, c.E, c.K, H, I, c.shared, m, c.gated ? &gate : nullptr);
-    const auto x = random_matrix(c.T, H, c.dt);
-    std::vector<uint16_t> narrow(size_t(c.T * c.E));
-    std::vector<float> wide(narrow.size());
-    DenseF64 ref_logits{c.T, c.E, std::vector<double>(narrow.size())};
-    std::vector<int> ladder(static_cast<size_t>(c.E));
-    for (int64_t t = 0; t < c.T; ++t) {
-      std::iota(ladder.begin(), ladder.end(), 0);
-      std::shuffle(ladder.begin(), ladder.end(), rng());
-      for (int e = 0; e < c.E; ++e) {
-        const size_t i = size_t(t * c.E + e);
-        const double score = 0.05 + d * ladder[size_t(e)];
-        // 2^-5 rungs within +-2, exact in every dtype.
-        const float v = sigmoid ? float(std::log(score / (1.0 - score))) : float(ladder[size_t(e)] % 128) / 32.0f - 2.0f;
-        narrow[i] = from_float(c.dt, v);
-        wide[i] = c.fp32_logits ? v : to_float(c.dt, narrow[i]);
-        ref_logits.data[i] = wide[i];
-      }
+    expect_layer_matches(f, c.T, c.fp32_logits, c.gated ? &gate : nullptr);
+  }
+}
+
+// Every preset's layer as its model computes it (routing, groups, scaling,
+// choice bias, float logits, shared experts and their gate), its expert
+// count and top-k kept, at hidden 256 and ffn 384 (the full sizes run in
+// `samoyeds run-moe`), at T = 1, 7, 64 and 1000.
+TEST_F(MoeLayerGpu, EveryPresetsLayerMatchesItsReference) {
+  const int64_t H = 256, I = 384;
+  for (const std::string& name : model_preset_names()) {
+    const ModelPreset p = load_model(name);
+    if (!p.unsupported().empty()) {
+      std::printf("not run: %s: %s\n", name.c_str(), p.unsupported().c_str());
+      continue;
     }
-    DeviceBuffer d_x = to_device(x), d_logits = c.fp32_logits ? to_device(wide) : to_device(narrow);
-    const size_t bytes = f.layer->workspace_bytes(c.T);
-    DeviceBuffer ws(bytes);
-    PoisonedOutput y(c.T * H);
-    f.layer->forward(d_x.data(), c.T, RouterLogits(d_logits.data(), c.fp32_logits), y.data(), ws.data(), bytes);
-    Device::get().synchronize();
-    // route() alone: the reference's experts and weights.
-    const Routing r = reference_route(ref_logits, c.K, m);
-    DeviceBuffer ids(r.expert.size() * 4), weights(r.weight.size() * 4);
-    ids.fill_bytes(0x5a);
-    weights.fill_bytes(0x5a);
-    f.layer->route(c.T, RouterLogits(d_logits.data(), c.fp32_logits), static_cast<int32_t*>(ids.data()),
-                   static_cast<float*>(weights.data()));
-    Device::get().synchronize();
-    EXPECT_EQ(from_device<int32_t>(ids, r.expert.size()), r.expert);
-    const std::vector<float> got_w = from_device<float>(weights, r.weight.size());
-    for (size_t i = 0; i < got_w.size(); ++i)
-      ASSERT_NEAR(got_w[i], r.weight[i], 1e-5 + 1e-5 * std::fabs(r.weight[i])) << "entry " << i;
-    std::vector<double> ref_gate;
-    if (c.gated)
-      for (uint16_t g : gate) ref_gate.push_back(to_float(c.dt, g));
-    const DenseF64 ref =
-        reference_moe_layer(to_f64(x.data(), c.T, H, c.dt), r, f.ref_experts, f.ref_shared, ref_gate);
-    const Comparison cmp = compare(y.read(), c.dt, ref);
-    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
-    EXPECT_LE(cmp.rel_error, tolerance(c.dt));
-    if (c.gated) {  // the gate must matter: the ungated sum is far off
-      const DenseF64 ungated = reference_moe_layer(to_f64(x.data(), c.T, H, c.dt), r, f.ref_experts, f.ref_shared);
-      EXPECT_GT(compare(y.read(), c.dt, ungated).rel_error, 10 * tolerance(c.dt));
+    MoeRouting m = p.routing;
+    if (p.choice_bias || m.groups > 1) m.choice_bias = group_bias(p.experts, m.groups);
+    const std::vector<uint16_t> gate = random_matrix(1, H, DType::bf16, 0.1f);
+    const Fixture f = make_layer(DType::bf16, p.experts, p.top_k, H, I, p.shared_experts, m,
+                                 p.shared_expert_gate ? &gate : nullptr);
+    for (int64_t T : {1, 7, 64, 1000}) {
+      SCOPED_TRACE(fmt::format("{} T={}", name, T));
+      expect_layer_matches(f, T, p.router_fp32, p.shared_expert_gate ? &gate : nullptr);
     }
   }
 }
