@@ -166,7 +166,9 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     r.groups = spec->groups ? spec->groups : 1;
     r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
     r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
-    if (spec->choice_bias && spec->experts > 0) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
+    // The expert count first: it sizes the copy of the caller's bias.
+    require(spec->experts >= 1 && spec->experts <= 65535, "experts must be 1 to 65535");
+    if (spec->choice_bias) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
     // The spec is checked before the runtime, so that a bad one is named
     // even where no GPU is.
     s.validate();

@@ -103,7 +103,7 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
       float best = (groups_in >> lane) & 1u ? kNegInf : score;
       int best_g = lane < a.groups && !((groups_in >> lane) & 1u) ? lane : 0x7fffffff;
       warp_best(best, best_g);
-      groups_in |= 1u << best_g;
+      if (best_g < 32) groups_in |= 1u << best_g;  // none where every score is NaN
     }
   }
   // Round j takes the best expert ranked after round j-1's pick, in the
@@ -131,6 +131,10 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
       my_choice = best;
     }
   }
+  // A round finds nothing only where scores are NaN (NaN never compares
+  // greater): that slot gets id -1, which the token lists flag and skip,
+  // and weight 0, and nothing is read at its id.
+  const bool picked = my_pick >= 0 && my_pick < a.experts;
   // Each lane below top_k weighs its pick.
   float w = 0.0f;
   if (a.method == kRouteSoftmaxTopK) {
@@ -143,16 +147,17 @@ __device__ __forceinline__ void route_topk(const RouteArgs& a) {
     sum = warp_sum(sum);
     if (lane < a.top_k) w = __expf(my_choice - mx) / sum;
   } else if (sigmoid) {
-    if (lane < a.top_k) w = sigmoid_of(Logits<T>::at(a.logits, row + my_pick));
+    if (lane < a.top_k && picked) w = sigmoid_of(Logits<T>::at(a.logits, row + my_pick));
   } else {
     // Softmax over the picks: round 0's is the largest.
     const float first = __shfl_sync(0xffffffffu, my_choice, 0);
     if (lane < a.top_k) w = __expf(my_choice - first);
     w /= warp_sum(w);
   }
+  if (!picked) w = 0.0f;
   if (a.renormalize) w /= warp_sum(w) + (sigmoid ? 1e-20f : 0.0f);
   if (lane < a.top_k) {
-    a.topk_ids[u64(t) * a.top_k + lane] = my_pick;
+    a.topk_ids[u64(t) * a.top_k + lane] = picked ? my_pick : -1;
     a.topk_weights[u64(t) * a.top_k + lane] = w * a.scale;
   }
 }

@@ -310,9 +310,13 @@ ModelPreset parse_hf_config(const std::string& text, const std::string& origin) 
     m.routing.renormalize = norm_topk_prob(false);
     if (type == "qwen2_moe") {
       refuse_unread({"shared_expert_intermediate_size"});
-      if (present("shared_expert_intermediate_size") && int_of("shared_expert_intermediate_size", kMaxSize) > 0) {
+      // transformers' Qwen2MoeConfig defaults it to 5632.
+      const int64_t shared = present("shared_expert_intermediate_size")
+                                 ? int_of("shared_expert_intermediate_size", kMaxSize)
+                                 : 5632;
+      if (shared > 0) {
         m.shared_experts = 1;
-        m.shared_ffn_size = int_of("shared_expert_intermediate_size", kMaxSize);
+        m.shared_ffn_size = shared;
         m.shared_expert_gate = true;
       }
     } else {
@@ -345,8 +349,14 @@ ModelPreset parse_hf_config(const std::string& text, const std::string& origin) 
     m.swiglu_alpha = present("swiglu_alpha") ? number_of("swiglu_alpha") : 1.702;
     m.swiglu_limit = present("swiglu_limit") ? number_of("swiglu_limit") : 7.0;
   } else {
-    // Any other model by the common names, as softmax top-k over SiLU-gated
-    // experts, shared experts added unscaled.
+    // A model_type whose modeling file routes otherwise (PhiMoE, DeepSeek-V2,
+    // ...) would run as another layer: only these and untyped configs pass,
+    // read by the common names as softmax top-k over SiLU-gated experts,
+    // shared experts added unscaled.
+    if (!type.empty() && type != "deepseek" && type != "minicpm")
+      refuse("model_type",
+             "not a model_type samoyeds reads (mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v3, kimi_k2, gpt_oss, "
+             "deepseek, minicpm; or leave model_type out to read the common fields as softmax top-k)");
     refuse_unread({});
     m.routing.renormalize = norm_topk_prob(true);
     m.shared_experts = int(first_int({"n_shared_experts", "num_shared_experts"}, false));

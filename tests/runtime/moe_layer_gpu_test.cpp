@@ -276,7 +276,7 @@ void expect_layer_matches(const Fixture& f, int64_t T, bool fp32, const std::vec
   const Comparison cmp = compare(y.read(), spec.dtype, reference_moe_layer(x64, r, f.ref_experts, f.ref_shared, ref_gate));
   EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
   EXPECT_LE(cmp.rel_error, tolerance(spec.dtype));
-  if (gate)  // the ungated sum is far off
+  if (gate && T >= 64)  // the ungated sum is far off (a token or a few may sit near sigmoid = 1)
     EXPECT_GT(compare(y.read(), spec.dtype, reference_moe_layer(x64, r, f.ref_experts, f.ref_shared)).rel_error,
               10 * tolerance(spec.dtype));
 }

@@ -209,8 +209,10 @@ TEST_F(MoeRoutingGpu, EveryMethodMatchesTheReferenceForLogitsInEachType) {
     int tokens, experts, top_k;
     bool ties;
   };
-  const Case cases[] = {{5, 1, 1, false},    {100, 7, 2, false}, {300, 33, 6, false}, {64, 64, 6, true},
-                        {1000, 160, 8, false}, {9, 40, 32, true},  {257, 8, 2, true},   {64, 256, 8, false}};
+  // 384 experts (Kimi-K2) take the path that does not stage them.
+  const Case cases[] = {{5, 1, 1, false},      {100, 7, 2, false}, {300, 33, 6, false}, {64, 64, 6, true},
+                        {1000, 160, 8, false}, {9, 40, 32, true},  {257, 8, 2, true},   {64, 256, 8, false},
+                        {33, 384, 8, false}};
   const MoeRouting methods[] = {
       routing_of(RoutingMethod::SoftmaxTopK, true),         routing_of(RoutingMethod::SoftmaxTopK, false),
       routing_of(RoutingMethod::SigmoidGroupTopK, true, 2.5), routing_of(RoutingMethod::SigmoidGroupTopK, false),
@@ -225,6 +227,27 @@ TEST_F(MoeRoutingGpu, EveryMethodMatchesTheReferenceForLogitsInEachType) {
           const TestLogits l = ladder_logits(c.tokens, c.experts, dt, c.ties);
           expect_same_routing(gpu_route(l, fp32, dt, m, c.top_k), reference_route(l.ref, c.top_k, m));
         }
+}
+
+// A token whose logits are all NaN gets no expert (id -1, which the token
+// lists flag and skip) and reads nothing at a missing id; the other tokens
+// route as the reference does. Staged (256 experts) and not (300).
+TEST_F(MoeRoutingGpu, NanLogitsGiveNoExpertAndTheOtherTokensRouteAsBefore) {
+  for (int experts : {256, 300})
+    for (RoutingMethod method :
+         {RoutingMethod::SoftmaxTopK, RoutingMethod::SigmoidGroupTopK, RoutingMethod::TopKSoftmax}) {
+      SCOPED_TRACE(fmt::format("experts={} {}", experts, routing_method_name(method)));
+      const MoeRouting m = routing_of(method, method != RoutingMethod::TopKSoftmax);
+      TestLogits l = ladder_logits(3, experts, DType::bf16, false);
+      const Routing want = reference_route(l.ref, 8, m);
+      for (int e = 0; e < experts; ++e) l.wide[size_t(experts + e)] = NAN;
+      const GpuRouting got = gpu_route(l, true, DType::bf16, m, 8);
+      for (int j = 0; j < 8; ++j) {
+        EXPECT_EQ(got.ids[size_t(j)], want.expert[size_t(j)]);
+        EXPECT_EQ(got.ids[size_t(8 + j)], -1) << "slot " << j << " of the NaN token";
+        EXPECT_EQ(got.ids[size_t(16 + j)], want.expert[size_t(16 + j)]);
+      }
+    }
 }
 
 // DeepSeek-V3's choice: 8 groups of 32, the best 4 groups, a choice bias.

@@ -109,6 +109,15 @@ TEST(HfConfig, FieldsAModelTypesReferenceDoesNotReadAreRefusedWhenTheyAskForMore
   EXPECT_NE(error_of(ds + R"(, "scoring_func": "softmax"})").find("'scoring_func' = \"softmax\""), std::string::npos);
   EXPECT_NE(error_of(ds + R"(, "n_group": 6})").find("groups 6"), std::string::npos);  // 256 experts in 6 groups
   EXPECT_NE(error_of(ds + R"(, "hidden_act": "gelu"})").find("'hidden_act'"), std::string::npos);
+  // A model_type that routes otherwise is refused, not read as softmax top-k.
+  EXPECT_NE(error_of(R"({"model_type": "phimoe", "hidden_size": 4096, "intermediate_size": 6400,
+      "num_local_experts": 16, "num_experts_per_tok": 2})").find("'model_type' = \"phimoe\""),
+            std::string::npos);
+  // qwen2_moe's shared expert defaults as transformers' config does.
+  const ModelPreset q2 = parse_hf_config(R"({"model_type": "qwen2_moe", "hidden_size": 2048,
+      "moe_intermediate_size": 1408, "num_experts": 60, "num_experts_per_tok": 4})", "c.json");
+  EXPECT_EQ(q2.shared_ffn_size, 5632);
+  EXPECT_TRUE(q2.shared_expert_gate);
   EXPECT_EQ(error_of(R"({"model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
       "num_local_experts": 32, "num_experts_per_tok": 4, "hidden_act": "gelu"})"),
             "");  // gpt-oss's experts do not read hidden_act
