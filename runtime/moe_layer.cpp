@@ -148,6 +148,12 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   }
 }
 
+int64_t MoeLayer::max_tokens() const {
+  // The combine's grid has a row of blocks per token (at most 65535), and
+  // the token lists count tokens * top_k entries in an int.
+  return std::min<int64_t>(65535, (int64_t(1) << 31) / spec_.top_k - 1);
+}
+
 int64_t MoeLayer::weight_bytes() const {
   int64_t b = w1_.device_bytes() + w3_.device_bytes() + w2_.device_bytes();
   if (has_shared_) b += shared_w1_.device_bytes() + shared_w3_.device_bytes() + shared_w2_.device_bytes();
@@ -193,7 +199,7 @@ MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens
 void MoeLayer::route(int64_t tokens, RouterLogits router_logits, int32_t* topk_ids, float* topk_weights,
                      void* stream) const {
   if (tokens == 0) return;
-  require(tokens > 0 && tokens <= (int64_t(1) << 31) / spec_.top_k, fmt::format("{} tokens", tokens));
+  require(tokens > 0 && tokens <= max_tokens(), fmt::format("{} tokens (1 to {} a call)", tokens, max_tokens()));
   require(router_logits.data != nullptr, "router logits are null");
   require(topk_ids && topk_weights, "null routing output pointer");
   rt_.device().make_current();
@@ -225,7 +231,7 @@ void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits
 void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk_ids, const float* topk_weights,
                               void* y, void* workspace, size_t workspace_size, void* stream, int* error_flag) const {
   if (tokens == 0) return;
-  require(tokens > 0 && tokens <= (int64_t(1) << 31) / spec_.top_k, fmt::format("{} tokens", tokens));
+  require(tokens > 0 && tokens <= max_tokens(), fmt::format("{} tokens (1 to {} a call)", tokens, max_tokens()));
   require(x && y && topk_ids && topk_weights, "null input or output pointer");
   require(reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0,
           "x and y must be 16-byte aligned");

@@ -171,7 +171,8 @@ ModelPreset parse_model_yaml(const std::string& text, const std::string& origin)
     }
   };
   m.routing.method = at_line("routing", [&] { return parse_routing_method(get("routing", std::string("softmax_topk"))); });
-  m.routing.renormalize = get("renormalize", true);
+  // topk_softmax's weights sum to 1 already; the others renormalize unless told not to.
+  m.routing.renormalize = get("renormalize", m.routing.method != RoutingMethod::TopKSoftmax);
   m.routing.groups = int(get_int("groups", false, 1));
   m.routing.topk_groups = int(get_int("topk_groups", false, 1));
   if (!m.routing.groups) m.routing.groups = 1;

@@ -57,6 +57,8 @@ class MoeLayer {
   const MoeLayerSpec& spec() const { return spec_; }
   // Device bytes of the packed weights.
   int64_t weight_bytes() const;
+  // The most tokens one forward call takes (65535): split larger batches.
+  int64_t max_tokens() const;
   // Workspace for up to max_tokens tokens: T*top_k*(ffn + hidden)*2 bytes of
   // expert activations, 20*T*top_k of routing and lists, O(experts), plus the shared
   // experts' T*(shared ffn + hidden)*2.

@@ -71,7 +71,8 @@ typedef enum {
   SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK = 1, /* DeepSeek-V3/R1, Kimi-K2 */
   SAMOYEDS_ROUTING_TOPK_SOFTMAX = 2        /* gpt-oss */
 } samoyeds_routing_method;
-/* Zero-initialize, then set what applies: a zero field takes its default. */
+/* Zero-initialize, then set what applies: a zero field takes its default
+ * (renormalize 0 is off; forward takes at most 65535 tokens a call). */
 typedef struct {
   int64_t hidden, ffn;
   int experts, top_k;
