@@ -26,8 +26,9 @@ struct MoeLayerSpec {
 
 // The router's output for forward(): [tokens, experts] logits, with the
 // router's bias if it has one (gpt-oss), in the layer's dtype or in float.
+// The caller says which: float logits read as 16-bit would route silently wrong.
 struct RouterLogits {
-  RouterLogits(const void* data, bool fp32 = false) : data(data), fp32(fp32) {}
+  RouterLogits(const void* data, bool fp32) : data(data), fp32(fp32) {}
   const void* data;
   bool fp32;
 };

@@ -189,8 +189,8 @@ TEST_F(MoeLayerGpu, GpuRoutingMatchesTheReferenceAndRerunsAreBitIdentical) {
   DeviceBuffer ws(bytes + 256);
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 255) / 256 * 256);
   PoisonedOutput y1(T * 256), y2(T * 256);
-  f.layer->forward(d_x.data(), T, d_logits.data(), y1.data(), aligned, bytes);
-  f.layer->forward(d_x.data(), T, d_logits.data(), y2.data(), aligned, bytes);
+  f.layer->forward(d_x.data(), T, RouterLogits(d_logits.data(), false), y1.data(), aligned, bytes);
+  f.layer->forward(d_x.data(), T, RouterLogits(d_logits.data(), false), y2.data(), aligned, bytes);
   Device::get().synchronize();
   const auto got = y1.read();
   EXPECT_EQ(got, y2.read()) << "two runs differ";
@@ -433,7 +433,9 @@ TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
                                        static_cast<const float*>(w.data()), y.data(), ws.data(),
                                        f.layer->workspace_bytes(64) - 1),
                Error);  // workspace too small
-  EXPECT_THROW(f.layer->forward(x.data(), 64, nullptr, y.data(), ws.data(), f.layer->workspace_bytes(64)), Error);
+  EXPECT_THROW(f.layer->forward(x.data(), 64, RouterLogits(nullptr, false), y.data(), ws.data(),
+                                f.layer->workspace_bytes(64)),
+               Error);
   MoeLayerSpec bad = f.spec;
   bad.top_k = 9;
   EXPECT_THROW(bad.validate(), Error);
