@@ -13,6 +13,7 @@
 #include "backends/backend.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/fixtures.hpp"
 #include "test_util/processes.hpp"
 
 namespace samoyeds {
@@ -26,18 +27,7 @@ std::string fresh_path(const std::string& name) {
   return (dir / "samoyeds.sqlite").string();
 }
 
-BinaryRecord record(const std::string& key, size_t bytes) {
-  BinaryRecord r;
-  r.key = key;
-  r.arch = "sm_90a";
-  r.nvrtc = "13.0";
-  r.library = "test";
-  r.kernel_name = "k";
-  r.description = "test blob " + key;
-  r.blob.resize(bytes);
-  for (size_t i = 0; i < bytes; ++i) r.blob[i] = char((i * 131 + key.size()) & 0xff);
-  return r;
-}
+using test::blob_record;
 
 TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
@@ -50,10 +40,10 @@ TEST(BinaryCache, StoresAndLoadsABlob) {
   SqliteStore store(fresh_path("roundtrip"));
   BinaryCache cache(store);
   EXPECT_FALSE(cache.get("k1"));
-  cache.put(record("k1", 5000));
+  cache.put(blob_record("k1", 5000));
   auto got = cache.get("k1");
   ASSERT_TRUE(got);
-  EXPECT_EQ(got->blob, record("k1", 5000).blob);
+  EXPECT_EQ(got->blob, blob_record("k1", 5000).blob);
   EXPECT_EQ(got->arch, "sm_90a");
   EXPECT_EQ(cache.list().size(), 1u);
 }
@@ -62,7 +52,7 @@ TEST(BinaryCache, CacheSurvivesTruncatedBlob) {
   const std::string path = fresh_path("truncated");
   {
     SqliteStore store(path);
-    BinaryCache(store).put(record("k1", 4096));
+    BinaryCache(store).put(blob_record("k1", 4096));
     // Damage the stored bytes behind the cache's back.
     store.exec("UPDATE binaries SET blob = substr(blob, 1, 100) WHERE key = 'k1'");
   }
@@ -70,7 +60,7 @@ TEST(BinaryCache, CacheSurvivesTruncatedBlob) {
   BinaryCache cache(store);
   EXPECT_FALSE(cache.get("k1")) << "a truncated blob was served";
   EXPECT_TRUE(cache.list().empty()) << "the corrupt row was not deleted";
-  cache.put(record("k1", 4096));
+  cache.put(blob_record("k1", 4096));
   ASSERT_TRUE(cache.get("k1"));
 }
 
@@ -78,7 +68,7 @@ TEST(BinaryCache, CacheSurvivesFlippedBitInBlob) {
   const std::string path = fresh_path("flipped");
   SqliteStore store(path);
   BinaryCache cache(store);
-  cache.put(record("k1", 4096));
+  cache.put(blob_record("k1", 4096));
   store.exec("UPDATE binaries SET blob = zeroblob(4096) WHERE key = 'k1'");  // same size, other bytes
   EXPECT_FALSE(cache.get("k1"));
 }
@@ -118,8 +108,8 @@ TEST(BinaryCache, ConcurrentProcessesLoseNothing) {
     SqliteStore store(path);
     BinaryCache cache(store);
     for (int i = 0; i < kEach; ++i) {
-      cache.put(record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)));
-      cache.put(record("shared", 3000));  // everyone writes one common key too
+      cache.put(blob_record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)));
+      cache.put(blob_record("shared", 3000));  // everyone writes one common key too
     }
   });
   EXPECT_EQ(failed, 0) << "a writer process failed";
@@ -130,7 +120,7 @@ TEST(BinaryCache, ConcurrentProcessesLoseNothing) {
     for (int i = 0; i < kEach; ++i) {
       auto r = cache.get(fmt::format("p{}_{}", p, i));
       ASSERT_TRUE(r);
-      EXPECT_EQ(r->blob, record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)).blob);
+      EXPECT_EQ(r->blob, blob_record(fmt::format("p{}_{}", p, i), 2000 + size_t(i)).blob);
     }
 }
 
@@ -151,7 +141,7 @@ TEST(BinaryCache, AClaimOfAGoneOrStaleProcessIsTakenOverAndALiveOneWaited) {
   EXPECT_EQ(cache.claim("live"), BinaryCache::Claim::Wait);
   hold("stale", 1, now - 3600);
   EXPECT_EQ(cache.claim("stale", 300), BinaryCache::Claim::Compile);
-  cache.put(record("gone", 100));
+  cache.put(blob_record("gone", 100));
   EXPECT_EQ(cache.claim("gone"), BinaryCache::Claim::Present);
   Statement left(store, "SELECT count(*) FROM compile_claims WHERE key IN ('gone', 'stale')");
   ASSERT_TRUE(left.step());

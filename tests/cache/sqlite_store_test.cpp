@@ -15,6 +15,7 @@
 #include "cache/record_store.hpp"
 #include "runtime/kernel_builder.hpp"
 #include "samoyeds/error.hpp"
+#include "test_util/fixtures.hpp"
 #include "test_util/processes.hpp"
 
 namespace samoyeds {
@@ -31,18 +32,7 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-BinaryRecord blob_record(const std::string& key, size_t bytes) {
-  BinaryRecord r;
-  r.key = key;
-  r.arch = "sm_90a";
-  r.nvrtc = "13.0";
-  r.library = "test";
-  r.kernel_name = "k";
-  r.description = "test blob " + key;
-  r.blob.resize(bytes);
-  for (size_t i = 0; i < bytes; ++i) r.blob[i] = char((i * 131 + key.size()) & 0xff);
-  return r;
-}
+using test::blob_record;
 
 TuningRecord tuning_record(int64_t bucket) {
   TuningRecord r;

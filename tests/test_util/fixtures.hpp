@@ -1,5 +1,5 @@
 // Fixtures several test files share: a fresh database path, an H200
-// fingerprint, Mixtral's specs, a tuning record, a wgmma_sp config by name.
+// fingerprint, Mixtral's specs, a tuning record, a binary, a wgmma_sp config by name.
 #pragma once
 #include <unistd.h>
 
@@ -12,6 +12,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/wgmma_sp/wgmma_sp_config.hpp"
+#include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
 
 namespace samoyeds::test {
@@ -57,6 +58,20 @@ inline TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFing
   r.time_ms = ms;
   r.runner_up_ms = {ms * 1.1, ms * 1.2};
   r.baseline_ms = ms * 1.5;
+  return r;
+}
+
+// A binary of `bytes` bytes whose content follows from its key.
+inline BinaryRecord blob_record(const std::string& key, size_t bytes) {
+  BinaryRecord r;
+  r.key = key;
+  r.arch = "sm_90a";
+  r.nvrtc = "13.0";
+  r.library = "test";
+  r.kernel_name = "k";
+  r.description = "test blob " + key;
+  r.blob.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i) r.blob[i] = char((i * 131 + key.size()) & 0xff);
   return r;
 }
 
