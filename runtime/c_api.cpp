@@ -2,8 +2,12 @@
 // status code and keeps the message for samoyeds_last_error().
 #include "samoyeds/samoyeds.h"
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
+
+#include <fmt/format.h>
 
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -82,6 +86,19 @@ samoyeds_status samoyeds_runtime_create(int device, const char* cache_path, samo
 
 void samoyeds_runtime_destroy(samoyeds_runtime* rt) { delete rt; }
 
+size_t samoyeds_runtime_kernels(const samoyeds_runtime* rt, char* buf, size_t size) {
+  if (!rt) return 0;
+  std::string text;
+  for (const auto& r : rt->rt->load_log())
+    text += fmt::format("{}\t{}\t{:.1f}\n", r.kernel, r.compiled ? "nvrtc" : "cache", r.load_ms);
+  if (buf && size > 0) {
+    const size_t n = std::min(size - 1, text.size());
+    std::memcpy(buf, text.data(), n);
+    buf[n] = '\0';
+  }
+  return text.size() + 1;
+}
+
 samoyeds_status samoyeds_weights_pack(const uint16_t* host_dense, int64_t m, int64_t k, samoyeds_dtype dtype, int V,
                                       int N, int M, int strict, samoyeds_weights** out) {
   return guarded([&] {
@@ -158,6 +175,7 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     s.top_k = spec->top_k;
     s.dtype = dtype_of(spec->dtype);
     s.sparsity = {spec->V, spec->N, spec->M};
+    s.expert_parallel = spec->expert_parallel != 0;
     samoyeds::MoeRouting& r = s.routing;
     require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
             "routing must be a samoyeds_routing_method");
@@ -198,6 +216,15 @@ int64_t samoyeds_moe_layer_device_bytes(const samoyeds_moe_layer* layer) {
 
 size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens) {
   return layer && max_tokens > 0 ? layer->layer->workspace_bytes(max_tokens) : 0;
+}
+
+samoyeds_status samoyeds_moe_workspace_bound(const samoyeds_moe_layer* layer, int64_t* per_token, int64_t* fixed) {
+  return guarded([&] {
+    require(layer && per_token && fixed, "layer handle or outputs are null");
+    const samoyeds::MoeLayer::WorkspaceBound b = layer->layer->workspace_bound();
+    *per_token = b.per_token;
+    *fixed = b.fixed;
+  });
 }
 
 samoyeds_status samoyeds_moe_forward(const samoyeds_moe_layer* layer, const void* x, int64_t tokens,

@@ -122,6 +122,8 @@ void KernelRuntime::load(Slot& slot, const GeneratedKernel& generated, const std
   k.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   log(LogLevel::Info, fmt::format("loaded {} from {} in {:.1f} ms", description, from_cache ? "cache" : "NVRTC",
                                   k.load_ms));
+  std::lock_guard<std::mutex> lock(mu_);
+  load_log_.push_back({description, !from_cache, k.load_ms});
 }
 
 static_assert(kUtilityKernelCount <= 8, "KernelRuntime::utility_ has 8 rows");
@@ -146,6 +148,11 @@ const LoadedKernel& KernelRuntime::get_utility(int which, DType dtype) {
 size_t KernelRuntime::loaded_count() const {
   std::lock_guard<std::mutex> lock(mu_);
   return table_.size();
+}
+
+std::vector<KernelRuntime::LoadRecord> KernelRuntime::load_log() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return load_log_;
 }
 
 // Per-stream device scratch for the backends' launches (backends/backend.hpp).

@@ -168,6 +168,19 @@ size_t MoeLayer::workspace_bytes(int64_t tokens) const {
   return b;
 }
 
+MoeLayer::WorkspaceBound MoeLayer::workspace_bound() const {
+  // workspace_bytes' regions, each affine in T, and each rounded up by less than 256.
+  const int64_t k = spec_.top_k;
+  WorkspaceBound b;
+  b.per_token = k * (5 * 4 + 2 * spec_.ffn + 2 * spec_.hidden);
+  b.fixed = int64_t(align_up(size_t(spec_.experts + 1) * 4)) + 7 * 256;
+  if (has_shared_) {
+    b.per_token += 2 * shared_ffn_ + 2 * spec_.hidden;
+    b.fixed += 2 * 256;
+  }
+  return b;
+}
+
 MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens) const {
   require(workspace != nullptr, "workspace is null");
   require(reinterpret_cast<uintptr_t>(workspace) % 256 == 0, "workspace must be 256-byte aligned");
@@ -247,7 +260,7 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   l.list_token = w.list_token;
   l.list_weight = w.list_weight;
   l.position = w.position;
-  l.error_flag = error_flag;
+  l.error_flag = spec_.expert_parallel ? nullptr : error_flag;  // the lists kernel flags only bad ids
   l.tokens = int(tokens);
   l.experts = spec_.experts;
   l.top_k = spec_.top_k;

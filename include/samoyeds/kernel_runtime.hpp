@@ -36,6 +36,14 @@ class KernelRuntime {
   ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only = std::nullopt);
   Device& device() { return device_; }
   size_t loaded_count() const;
+  // Every kernel loaded so far, in load order: which kernels (backend, spec,
+  // config) calls have run, and whether a load compiled or came from the cache.
+  struct LoadRecord {
+    std::string kernel;  // spec and config, or a utility kernel's name
+    bool compiled = false;  // NVRTC (else the disk cache)
+    double load_ms = 0.0;
+  };
+  std::vector<LoadRecord> load_log() const;
 
   // Device scratch the backends' launches ask for (backends/backend.hpp):
   // per stream, grown when a launch needs more; the smaller buffers it
@@ -68,6 +76,7 @@ class KernelRuntime {
   mutable std::mutex mu_;
   std::unordered_map<KernelKey, std::shared_ptr<Slot>, KernelKeyHash> table_;  // family kernels
   std::shared_ptr<Slot> utility_[8][kDTypeCount];                                // [which][dtype]
+  std::vector<LoadRecord> load_log_;                                             // under mu_
   class Scratch;
   std::unique_ptr<Scratch> scratch_;
 };

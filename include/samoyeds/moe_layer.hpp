@@ -21,6 +21,10 @@ struct MoeLayerSpec {
   DType dtype = DType::bf16;
   SparsityParams sparsity;
   MoeRouting routing;  // how forward() routes (forward_routed takes the caller's)
+  // Expert parallelism: this layer holds some of the model's experts, and a
+  // routed id outside [0, experts) names one another rank holds. Such entries
+  // add nothing either way; this only stops them raising the error flag.
+  bool expert_parallel = false;
   void validate() const;
 };
 
@@ -64,6 +68,12 @@ class MoeLayer {
   // expert activations, 20*T*top_k of routing and lists, O(experts), plus the shared
   // experts' T*(shared ffn + hidden)*2.
   size_t workspace_bytes(int64_t max_tokens) const;
+  // workspace_bytes(T) <= per_token * T + fixed for every T: a size a tracer
+  // holding T as a symbol (torch.compile) can compute without calling here.
+  struct WorkspaceBound {
+    int64_t per_token = 0, fixed = 0;
+  };
+  WorkspaceBound workspace_bound() const;
 
   // y[T, hidden] from x[T, hidden] and router logits [T, experts], routed by
   // spec().routing.

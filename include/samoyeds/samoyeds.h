@@ -36,6 +36,11 @@ const char* samoyeds_last_error(void);
 /* cache_path: NULL or "" = default cache file, "none" = no disk cache. */
 samoyeds_status samoyeds_runtime_create(int device, const char* cache_path, samoyeds_runtime** out);
 void samoyeds_runtime_destroy(samoyeds_runtime* rt);
+/* The kernels the runtime has loaded, in load order, one line each:
+ * "<backend, spec and config>\t<nvrtc|cache>\t<load ms>\n" (what calls ran, and
+ * whether a call compiled). Copies at most size bytes, NUL-terminated, and
+ * returns the size the whole text needs, NUL included (0 for a null runtime). */
+size_t samoyeds_runtime_kernels(const samoyeds_runtime* rt, char* buf, size_t size);
 
 /* Packs dense row-major [m, k] 16-bit weights (host memory) with N:M rows per
  * V columns and 2:4; strict != 0 verifies instead of pruning. */
@@ -89,6 +94,8 @@ typedef struct {
   const float* choice_bias;      /* [experts] host, or NULL: e_score_correction_bias (sigmoid_group_topk) */
   const uint16_t* shared_gate;   /* [hidden] (host or device, as the weights) or NULL: the one shared
                                     expert's output scaled by sigmoid(shared_gate . x) (Qwen2-MoE) */
+  int expert_parallel; /* nonzero: routed ids outside [0, experts) are other ranks' experts; they add
+                          nothing (as always) and raise no error bit */
 } samoyeds_moe_spec;
 
 samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
@@ -101,6 +108,9 @@ void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer);
 int64_t samoyeds_moe_layer_device_bytes(const samoyeds_moe_layer* layer);
 /* Workspace bytes for up to max_tokens tokens (pass a 256-byte aligned buffer). */
 size_t samoyeds_moe_workspace_bytes(const samoyeds_moe_layer* layer, int64_t max_tokens);
+/* An affine bound: workspace_bytes(T) <= per_token * T + fixed for every T
+ * (for tracers that hold T as a symbol, such as torch.compile). */
+samoyeds_status samoyeds_moe_workspace_bound(const samoyeds_moe_layer* layer, int64_t* per_token, int64_t* fixed);
 
 /* error_flag: NULL, or a device int the kernels OR their error bits into
  * (bit 0: an expert or token id out of range, its entry added nothing). The

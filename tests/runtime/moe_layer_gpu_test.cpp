@@ -139,9 +139,26 @@ TEST_F(MoeLayerGpu, OutOfRangeExpertIdsAddNothingAndRaiseTheFlag) {
   Device::get().synchronize();
   EXPECT_EQ(from_device<int>(flag, 1)[0], int(kErrorBadTokenId));
   const DenseF64 ref = reference_moe_layer(to_f64(x.data(), T, 256, DType::bf16), kept, f.ref_experts, f.ref_shared);
-  const Comparison cmp = compare(y.read(), DType::bf16, ref);
+  const std::vector<uint16_t> flagged = y.read();
+  const Comparison cmp = compare(flagged, DType::bf16, ref);
   EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
   EXPECT_LE(cmp.rel_error, tolerance(DType::bf16));
+
+  // Expert-parallel: the same ids name other ranks' experts; the same sums, no flag.
+  MoeLayerSpec ep = f.spec;
+  ep.expert_parallel = true;
+  std::vector<DenseExpert> dense, dense_shared;
+  for (const auto& e : f.experts) dense.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  for (const auto& e : f.shared) dense_shared.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  const MoeLayer ep_layer(runtime(), ep, dense, dense_shared);
+  flag.fill_bytes(0);
+  PoisonedOutput y_ep(T * 256);
+  ep_layer.forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                          static_cast<const float*>(d_w.data()), y_ep.data(), ws.data(), bytes, nullptr,
+                          static_cast<int*>(flag.data()));
+  Device::get().synchronize();
+  EXPECT_EQ(from_device<int>(flag, 1)[0], 0);
+  EXPECT_EQ(y_ep.read(), flagged);
 }
 
 TEST_F(MoeLayerGpu, WeightsInDeviceMemoryBuildTheSameLayer) {
@@ -409,6 +426,14 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
   const size_t bytes = samoyeds_moe_workspace_bytes(layer, T);
   ASSERT_EQ(bytes, f.layer->workspace_bytes(T));
+  // The affine bound covers every T, and closely (a few rounded regions).
+  int64_t per_token = 0, fixed = 0;
+  ASSERT_EQ(samoyeds_moe_workspace_bound(layer, &per_token, &fixed), SAMOYEDS_OK) << samoyeds_last_error();
+  for (int64_t t : {1, 2, 3, 40, 1000, 65535}) {
+    const int64_t exact = int64_t(samoyeds_moe_workspace_bytes(layer, t)), bound = per_token * t + fixed;
+    EXPECT_LE(exact, bound) << t;
+    EXPECT_LT(bound - exact, 4096) << t;
+  }
   DeviceBuffer ws(bytes);
   PoisonedOutput y(T * 256);
   ASSERT_EQ(samoyeds_moe_forward_routed(layer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
@@ -428,6 +453,8 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
 
 TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
   const Fixture f = make_layer(DType::bf16, 8, 2, 256, 384, false);
+  const MoeLayer::WorkspaceBound bound = f.layer->workspace_bound();  // without shared experts
+  for (int64_t t : {1, 5, 64, 4096}) EXPECT_LE(int64_t(f.layer->workspace_bytes(t)), bound.per_token * t + bound.fixed);
   DeviceBuffer x(64 * 256 * 2), y(64 * 256 * 2), ids(64 * 2 * 4), w(64 * 2 * 4), ws(f.layer->workspace_bytes(64));
   EXPECT_THROW(f.layer->forward_routed(x.data(), 64, static_cast<const int32_t*>(ids.data()),
                                        static_cast<const float*>(w.data()), y.data(), ws.data(),
