@@ -19,5 +19,12 @@ if [ -z "${SAMOYEDS_CUOBJDUMP:-}" ]; then
   fi
 fi
 
+# pytest for the Python package's tests, from PyPI where it is missing.
+export PYTHONPATH=$TOOLS/py${PYTHONPATH:+:$PYTHONPATH}
+if ! python3 -c 'import pytest' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" pytest \
+    || echo "samoyeds test: could not install pytest from PyPI; the Python tests will fail" >&2
+fi
+
 cd "$BUILD"
 ctest --output-on-failure -j 2 "$@"

@@ -1,0 +1,119 @@
+"""samoyeds.hf: run a transformers 5.x model's routed experts on samoyeds.
+
+transformers 5 routes each MoE block itself and hands the experts module
+(gate_up_proj [E, 2I, H] with the gate first, down_proj [E, H, I]) the
+tokens [T, H], their top-k expert ids and weights through an experts
+implementation chosen by name. sparsify() packs every experts module once
+and selects "samoyeds" for the model; routing and shared experts stay the
+model's own.
+"""
+from __future__ import annotations
+
+import torch
+
+from .handles import Sparsity
+from .nn import SparseMoE
+
+NAME = "samoyeds"
+
+
+def _experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                     top_k_weights: torch.Tensor) -> torch.Tensor:
+    moe = getattr(self, "samoyeds_moe", None)
+    if moe is None:
+        raise RuntimeError("samoyeds: this experts module was not packed; call samoyeds.hf.sparsify(model) first")
+    return moe.forward_routed(hidden_states, top_k_index, top_k_weights)
+
+
+def _register() -> None:
+    from transformers.integrations import moe as hf_moe
+    if hasattr(hf_moe.ExpertsInterface, "register"):
+        hf_moe.ExpertsInterface.register(NAME, _experts_forward)
+    else:  # an interface without the classmethod: its global mapping
+        hf_moe.ALL_EXPERTS_FUNCTIONS[NAME] = _experts_forward
+
+
+def _experts_modules(model: torch.nn.Module):
+    """(name, module) of every experts module transformers lets an implementation replace."""
+    for name, module in model.named_modules():
+        if hasattr(module, "gate_up_proj") and hasattr(module, "down_proj") and hasattr(module, "is_transposed"):
+            yield name, module
+
+
+def _refusal(module) -> str | None:
+    """Why the library cannot compute this experts module as the model does, or None."""
+    cfg = getattr(module, "config", None)
+    if getattr(module, "is_transposed", False) or getattr(module, "has_bias", False):
+        return ("experts with biases and the clamped SwiGLU (gpt-oss) are not computed by the kernels yet "
+                "(docs/models.md)")
+    if not getattr(module, "has_gate", True) or not getattr(module, "is_concatenated", True):
+        return "experts without a concatenated gate and up projection"
+    if getattr(module, "has_post_expert_norm", False):
+        return "experts with a norm after the expert"
+    act = getattr(cfg, "hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        return f"hidden_act {act!r} (the kernels compute SiLU-gated experts)"
+    w = module.gate_up_proj
+    if w.dim() != 3 or w.shape[1] % 2 or module.down_proj.shape != (w.shape[0], w.shape[2], w.shape[1] // 2):
+        return f"gate_up_proj {list(w.shape)} with down_proj {list(module.down_proj.shape)}"
+    if w.dtype not in (torch.float16, torch.bfloat16):
+        return f"{w.dtype} weights (the kernels take float16 or bfloat16)"
+    return None
+
+
+def _top_k(module) -> int:
+    cfg = module.config
+    for key in ("num_experts_per_tok", "top_k", "moe_topk"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    raise ValueError("samoyeds: the model's config names no top-k (num_experts_per_tok)")
+
+
+def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, strict: bool = False,
+             keep_dense: bool = False, device=None) -> torch.nn.Module:
+    """Packs every MoE experts module of `model` (in place) and selects the samoyeds implementation.
+
+    strict=True: the weights already follow the pattern (samoyeds.prune); verify, never prune.
+    keep_dense=False frees the dense expert weights once packed. Refuses, before changing anything, a
+    model with an experts module whose computation the library does not implement.
+    """
+    found = list(_experts_modules(model))
+    if not found:
+        raise ValueError("samoyeds: no transformers experts module (gate_up_proj, down_proj) in this model")
+    refused = [(n, r) for n, m in found if (r := _refusal(m)) is not None]
+    if refused:
+        name, why = refused[0]
+        raise NotImplementedError(f"samoyeds: cannot run {name} ({len(refused)} such modules): {why}")
+    _register()
+    sparsity = Sparsity(V, N, M)
+    for _, module in found:
+        w = module.gate_up_proj.data
+        inter = w.shape[1] // 2
+        moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module), sparsity=sparsity,
+                        strict=strict, expert_parallel=bool(getattr(module, "_is_expert_parallel", False)),
+                        device=device if device is not None else (w.device if w.is_cuda else None))
+        module.add_module("samoyeds_moe", moe)
+        if not keep_dense:
+            for pname in ("gate_up_proj", "down_proj"):
+                getattr(module, pname).data = torch.empty(0, dtype=w.dtype, device=w.device)
+    _select(model)
+    return model
+
+
+def _select(model: torch.nn.Module) -> None:
+    # From transformers 5.7 the name is validated against the registered ones;
+    # earlier 5.x accept only their built-in names through the setter.
+    try:
+        model.set_experts_implementation(NAME)
+    except (ValueError, KeyError, AttributeError):
+        for module in model.modules():
+            cfg = getattr(module, "config", None)
+            if cfg is not None and hasattr(cfg, "_experts_implementation_internal"):
+                cfg._experts_implementation_internal = NAME
+
+
+def check_errors(model: torch.nn.Module) -> None:
+    """Synchronizes and raises if any packed layer's kernels flagged an error (an id out of range)."""
+    for module in model.modules():
+        if isinstance(module, SparseMoE):
+            module.check_errors()

@@ -1,0 +1,69 @@
+"""samoyeds.hf.sparsify on transformers models built from their configs
+with random weights: logits against the same model running the pruned
+weights densely. Skipped without PyTorch, transformers or a CUDA device."""
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import samoyeds.hf  # noqa: E402
+from samoyeds.pattern import prune  # noqa: E402
+
+SMALL = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+             vocab_size=512, max_position_embeddings=256)
+
+
+def mixtral():
+    return transformers.MixtralConfig(intermediate_size=384, num_local_experts=8, num_experts_per_tok=2, **SMALL)
+
+
+def qwen3_moe():
+    return transformers.Qwen3MoeConfig(moe_intermediate_size=384, intermediate_size=768, num_experts=8,
+                                       num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
+                                       mlp_only_layers=[], **SMALL)
+
+
+def model_with_pruned_experts(config):
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).cuda().eval()
+    found = 0
+    for module in model.modules():
+        if hasattr(module, "gate_up_proj") and hasattr(module, "down_proj"):
+            module.gate_up_proj.data = prune(module.gate_up_proj.data)  # gate and up rows: groups of 2 never straddle
+            module.down_proj.data = prune(module.down_proj.data)
+            found += 1
+    assert found == config.num_hidden_layers
+    return model
+
+
+def rel_err(got, want):
+    return float((got.float() - want.float()).norm() / want.float().norm())
+
+
+@pytest.mark.parametrize("make", [mixtral, qwen3_moe], ids=["mixtral", "qwen3_moe"])
+def test_sparsified_logits_match_the_pruned_dense_model(make):
+    print("transformers", transformers.__version__)
+    model = model_with_pruned_experts(make())
+    ids = torch.randint(0, 512, (2, 33), device="cuda")
+    with torch.no_grad():
+        want = model(ids).logits
+        samoyeds.hf.sparsify(model, strict=True)
+        assert model.config._experts_implementation == "samoyeds"
+        got = model(ids).logits
+        samoyeds.hf.check_errors(model)
+        assert rel_err(got, want) < 1e-2
+        compiled = torch.compile(model)
+        assert rel_err(compiled(ids).logits, want) < 1e-2
+        # A captured CUDA graph of the whole forward, warmed on its stream.
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            model(ids)
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            out = model(ids).logits
+        graph.replay()
+        torch.cuda.synchronize()
+        assert rel_err(out, want) < 1e-2
