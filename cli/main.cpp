@@ -19,6 +19,7 @@ int cmd_tune(const std::vector<std::string>& args);
 int cmd_cache(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_run_moe(const std::vector<std::string>& args);
+int cmd_pack(const std::vector<std::string>& args);
 
 std::string version_text() {
   std::string driver = "no driver";
@@ -43,6 +44,7 @@ static void usage(std::FILE* to) {
       "  cache     ls | export | import | verify | prune the cache file\n"
       "  bench     time a model's kernels as dispatch picks them (tuned or heuristic) against cuBLAS\n"
       "  run-moe   build a model's whole MoE layer with random weights, check it, time it against dense cuBLAS\n"
+      "  pack      prune and pack a Hugging Face checkpoint's expert weights into a packed checkpoint\n"
       "\n"
       "Run 'samoyeds <command> --help' for a command's options; 'samoyeds --version' for the versions.\n"
       "Environment: SAMOYEDS_CACHE_DIR (cache folder), SAMOYEDS_LOG (error|warn|info|debug).\n", to);
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     if (cmd == "cache") return samoyeds::cli::cmd_cache(rest);
     if (cmd == "bench") return samoyeds::cli::cmd_bench(rest);
     if (cmd == "run-moe") return samoyeds::cli::cmd_run_moe(rest);
+    if (cmd == "pack") return samoyeds::cli::cmd_pack(rest);
     std::fprintf(stderr, "samoyeds: unknown command '%s'\n", cmd.c_str());
     usage(stderr);
     return 2;

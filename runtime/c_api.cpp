@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "format/packed_checkpoint.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/moe_layer.hpp"
@@ -48,7 +49,7 @@ samoyeds_status guarded(F&& f) {
   }
 }
 
-void require(bool ok, const char* what) {
+void require(bool ok, const std::string& what) {
   if (!ok) throw samoyeds::Error(samoyeds::ErrorCode::InvalidArgument, what);
 }
 
@@ -61,6 +62,33 @@ static_assert(int(samoyeds::RoutingMethod::SoftmaxTopK) == SAMOYEDS_ROUTING_SOFT
                   int(samoyeds::RoutingMethod::SigmoidGroupTopK) == SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK &&
                   int(samoyeds::RoutingMethod::TopKSoftmax) == SAMOYEDS_ROUTING_TOPK_SOFTMAX,
               "the C enum numbers the routing methods as the C++ one does");
+
+// The C spec as the C++ one, checked (before any runtime, so that a bad
+// spec is named even where no GPU is).
+samoyeds::MoeLayerSpec layer_spec(const samoyeds_moe_spec* spec) {
+  require(spec != nullptr, "spec is null");
+  samoyeds::MoeLayerSpec s;
+  s.hidden = spec->hidden;
+  s.ffn = spec->ffn;
+  s.experts = spec->experts;
+  s.top_k = spec->top_k;
+  s.dtype = dtype_of(spec->dtype);
+  s.sparsity = {spec->V, spec->N, spec->M};
+  s.expert_parallel = spec->expert_parallel != 0;
+  samoyeds::MoeRouting& r = s.routing;
+  require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
+          "routing must be a samoyeds_routing_method");
+  r.method = static_cast<samoyeds::RoutingMethod>(int(spec->routing));
+  r.renormalize = spec->renormalize != 0;
+  r.groups = spec->groups ? spec->groups : 1;
+  r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
+  r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
+  // The expert count first: it sizes the copy of the caller's bias.
+  require(spec->experts >= 1 && spec->experts <= 65535, "experts must be 1 to 65535");
+  if (spec->choice_bias) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
+  s.validate();
+  return s;
+}
 
 samoyeds::LaunchOptions on(void* stream) {
   samoyeds::LaunchOptions o;
@@ -167,29 +195,7 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
   return guarded([&] {
     require(out != nullptr, "out is null");
     *out = nullptr;
-    require(spec != nullptr, "spec is null");
-    samoyeds::MoeLayerSpec s;
-    s.hidden = spec->hidden;
-    s.ffn = spec->ffn;
-    s.experts = spec->experts;
-    s.top_k = spec->top_k;
-    s.dtype = dtype_of(spec->dtype);
-    s.sparsity = {spec->V, spec->N, spec->M};
-    s.expert_parallel = spec->expert_parallel != 0;
-    samoyeds::MoeRouting& r = s.routing;
-    require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
-            "routing must be a samoyeds_routing_method");
-    r.method = static_cast<samoyeds::RoutingMethod>(int(spec->routing));
-    r.renormalize = spec->renormalize != 0;
-    r.groups = spec->groups ? spec->groups : 1;
-    r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
-    r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
-    // The expert count first: it sizes the copy of the caller's bias.
-    require(spec->experts >= 1 && spec->experts <= 65535, "experts must be 1 to 65535");
-    if (spec->choice_bias) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
-    // The spec is checked before the runtime, so that a bad one is named
-    // even where no GPU is.
-    s.validate();
+    const samoyeds::MoeLayerSpec s = layer_spec(spec);
     require(rt && w1 && w3 && w2, "runtime or weight arrays are null");
     std::vector<samoyeds::DenseExpert> experts, shared;
     for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0});
@@ -205,6 +211,59 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
                                                     spec->strict ? samoyeds::PackMode::Strict
                                                                  : samoyeds::PackMode::Magnitude);
     *out = l.release();
+  });
+}
+
+samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                                 const samoyeds_packed_matrix* w1, const samoyeds_packed_matrix* w3,
+                                                 const samoyeds_packed_matrix* w2,
+                                                 const samoyeds_packed_matrix* shared, samoyeds_moe_layer** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    const samoyeds::MoeLayerSpec s = layer_spec(spec);
+    require(rt && w1 && w3 && w2, "runtime or packed matrix arrays are null");
+    require(spec->n_shared == (shared ? 1 : 0), "n_shared must be 1 with a packed shared expert, else 0");
+    require(!spec->shared_gate || shared, "a shared gate needs the shared expert");
+    // The caller's buffers, sized from each matrix's shape and the pattern.
+    auto matrix = [&](const samoyeds_packed_matrix& c, const char* what) {
+      require(c.values && c.sel && c.meta, fmt::format("{}: a null buffer", what));
+      require(c.m > 0 && c.k > 0, fmt::format("{}: shape [{}, {}]", what, c.m, c.k));
+      samoyeds::PackedWeights p;
+      p.dtype = s.dtype;
+      p.sparsity = s.sparsity;
+      p.m = c.m;
+      p.k = c.k;
+      p.m_pad = (c.m + s.sparsity.M - 1) / s.sparsity.M * s.sparsity.M;
+      p.k_pad = (c.k + s.sparsity.V - 1) / s.sparsity.V * s.sparsity.V;
+      const size_t values = size_t(p.condensed_rows() * (p.k_pad / 2));
+      p.values.assign(c.values, c.values + values);
+      p.sel.assign(c.sel, c.sel + size_t(p.segments() * p.condensed_rows()));
+      p.meta.assign(c.meta, c.meta + (values + 3) / 4);
+      return p;
+    };
+    std::vector<samoyeds::PackedExpert> experts;
+    for (int e = 0; e < s.experts; ++e)
+      experts.push_back({matrix(w1[e], "w1"), matrix(w3[e], "w3"), matrix(w2[e], "w2")});
+    samoyeds::PackedExpert packed_shared;
+    if (shared)
+      packed_shared = {matrix(shared[0], "shared w1"), matrix(shared[1], "shared w3"), matrix(shared[2], "shared w2")};
+    auto l = std::make_unique<samoyeds_moe_layer>();
+    l->rt = rt->rt;
+    l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, experts, shared ? &packed_shared : nullptr,
+                                                    spec->shared_gate);
+    *out = l.release();
+  });
+}
+
+samoyeds_status samoyeds_pack_checkpoint(const char* in_dir, const char* out_dir, int V, int N, int M, int strict) {
+  return guarded([&] {
+    require(in_dir && out_dir, "folder paths are null");
+    samoyeds::PackCheckpointOptions o;
+    o.sparsity = {V, N, M};
+    o.mode = strict ? samoyeds::PackMode::Strict : samoyeds::PackMode::Magnitude;
+    o.metadata["samoyeds.library_version"] = samoyeds::library_version();
+    samoyeds::pack_checkpoint(in_dir, out_dir, o);
   });
 }
 

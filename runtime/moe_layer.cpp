@@ -109,13 +109,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
                                  spec_.dtype, spec_.sparsity, mode);
     }
   });
-  w1_ = GroupedExpertWeights::upload(p1);
-  w3_ = GroupedExpertWeights::upload(p3);
-  w2_ = GroupedExpertWeights::upload(p2);
-  if (!spec_.routing.choice_bias.empty()) {
-    choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
-    choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
-  }
+  upload_routed(p1, p3, p2);
   for (size_t i = 0; i < shared.size(); ++i)
     if (shared[i].gate) {
       // One gate scales one expert: folded experts would need one each.
@@ -123,8 +117,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
                                               "only one",
                                               i, shared.size()));
       std::vector<uint16_t> staging;
-      shared_gate_ = DeviceBuffer(size_t(spec_.hidden) * 2);
-      shared_gate_.upload(host_view(shared[i], shared[i].gate, spec_.hidden, staging), shared_gate_.bytes());
+      upload_shared_gate(host_view(shared[i], shared[i].gate, spec_.hidden, staging));
     }
   if (!shared.empty()) {
     std::vector<std::pair<const uint16_t*, int64_t>> g, u, d;
@@ -146,6 +139,61 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
     shared_w2_ = PackedExpertWeights::pack(sw2.data(), spec_.hidden, shared_ffn_, spec_.dtype, spec_.sparsity, mode);
     has_shared_ = true;
   }
+}
+
+MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<PackedExpert>& experts,
+                   const PackedExpert* shared, const uint16_t* shared_gate)
+    : rt_(rt), spec_(spec) {
+  spec_.validate();
+  require(int(experts.size()) == spec_.experts,
+          fmt::format("{} packed experts for {} experts", experts.size(), spec_.experts));
+  // Each matrix as the layer will read it: its shape, dtype and pattern.
+  auto check = [&](const PackedWeights& w, int64_t m, int64_t k, const std::string& what) {
+    validate_packed(w);
+    require(w.m == m && w.k == k && w.dtype == spec_.dtype && w.sparsity == spec_.sparsity,
+            fmt::format("{} is [{}, {}] {} {}; the layer needs [{}, {}] {} {}", what, w.m, w.k, dtype_name(w.dtype),
+                        w.sparsity.to_string(), m, k, dtype_name(spec_.dtype), spec_.sparsity.to_string()));
+  };
+  std::vector<PackedWeights> p1, p3, p2;
+  for (size_t e = 0; e < experts.size(); ++e) {
+    check(experts[e].w1, spec_.ffn, spec_.hidden, fmt::format("expert {}'s w1", e));
+    check(experts[e].w3, spec_.ffn, spec_.hidden, fmt::format("expert {}'s w3", e));
+    check(experts[e].w2, spec_.hidden, spec_.ffn, fmt::format("expert {}'s w2", e));
+    p1.push_back(experts[e].w1);
+    p3.push_back(experts[e].w3);
+    p2.push_back(experts[e].w2);
+  }
+  upload_routed(p1, p3, p2);
+  require(!shared_gate || shared, "a shared gate needs a shared expert");
+  if (shared) {
+    const int64_t f = shared->w1.m;
+    require(f > 0 && f % 8 == 0, fmt::format("the shared expert has ffn {} (a positive multiple of 8)", f));
+    check(shared->w1, f, spec_.hidden, "the shared expert's w1");
+    check(shared->w3, f, spec_.hidden, "the shared expert's w3");
+    check(shared->w2, spec_.hidden, f, "the shared expert's w2");
+    shared_w1_ = PackedExpertWeights::upload(shared->w1);
+    shared_w3_ = PackedExpertWeights::upload(shared->w3);
+    shared_w2_ = PackedExpertWeights::upload(shared->w2);
+    shared_ffn_ = f;
+    has_shared_ = true;
+    if (shared_gate) upload_shared_gate(shared_gate);
+  }
+}
+
+void MoeLayer::upload_routed(const std::vector<PackedWeights>& p1, const std::vector<PackedWeights>& p3,
+                             const std::vector<PackedWeights>& p2) {
+  w1_ = GroupedExpertWeights::upload(p1);
+  w3_ = GroupedExpertWeights::upload(p3);
+  w2_ = GroupedExpertWeights::upload(p2);
+  if (!spec_.routing.choice_bias.empty()) {
+    choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
+    choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
+  }
+}
+
+void MoeLayer::upload_shared_gate(const uint16_t* host_gate) {
+  shared_gate_ = DeviceBuffer(size_t(spec_.hidden) * 2);
+  shared_gate_.upload(host_gate, shared_gate_.bytes());
 }
 
 int64_t MoeLayer::max_tokens() const {

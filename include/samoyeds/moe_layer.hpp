@@ -51,6 +51,12 @@ struct DenseExpert {
   const uint16_t* gate = nullptr;
 };
 
+// One expert's weights already packed (the canonical form of format.hpp,
+// e.g. read from a packed checkpoint): w1, w3 [ffn, hidden], w2 [hidden, ffn].
+struct PackedExpert {
+  PackedWeights w1, w3, w2;
+};
+
 class MoeLayer {
  public:
   // Packs every expert once. Shared experts (always on, weight 1) are folded
@@ -58,6 +64,12 @@ class MoeLayer {
   // rows stacked.
   MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<DenseExpert>& experts,
            const std::vector<DenseExpert>& shared = {}, PackMode mode = PackMode::Magnitude);
+  // The same from packed experts: nothing is pruned; every matrix is checked
+  // (validate_packed) against the spec's shape, dtype and pattern. At most one
+  // shared expert (its ffn may differ), with an optional gate [hidden] in
+  // host memory (Qwen2-MoE).
+  MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<PackedExpert>& experts,
+           const PackedExpert* shared = nullptr, const uint16_t* shared_gate = nullptr);
 
   const MoeLayerSpec& spec() const { return spec_; }
   // Device bytes of the packed weights.
@@ -95,6 +107,9 @@ class MoeLayer {
  private:
   struct Workspace;
   Workspace carve(void* workspace, size_t size, int64_t tokens) const;
+  void upload_routed(const std::vector<PackedWeights>& p1, const std::vector<PackedWeights>& p3,
+                     const std::vector<PackedWeights>& p2);
+  void upload_shared_gate(const uint16_t* host_gate);
   KernelRuntime& rt_;
   MoeLayerSpec spec_;
   GroupedExpertWeights w1_, w3_, w2_;

@@ -103,6 +103,29 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
                                           const uint16_t* const* w2, const uint16_t* const* shared_w1,
                                           const uint16_t* const* shared_w3, const uint16_t* const* shared_w2,
                                           samoyeds_moe_layer** out);
+/* One matrix in the canonical packed form (docs/python.md, format.hpp), in
+ * host memory, as a packed checkpoint stores it: the dense shape [m, k] and
+ * values [rows, k_pad / 2] (16-bit), sel [k_pad / V, rows], meta
+ * ceil(rows * k_pad / 8) bytes, where k_pad is k rounded up to V and rows is
+ * m rounded up to M, times N / M. */
+typedef struct {
+  int64_t m, k;
+  const uint16_t* values;
+  const uint8_t* sel;
+  const uint8_t* meta;
+} samoyeds_packed_matrix;
+/* A layer from packed experts (nothing is pruned; each matrix is checked
+ * against the spec's shape, dtype and pattern): w1, w3, w2 [experts]; shared
+ * NULL or its w1, w3, w2 (spec->n_shared 1, shared_ffn its rows, shared_gate
+ * a host pointer or NULL). spec->weights_on_device and strict are unused. */
+samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                                 const samoyeds_packed_matrix* w1, const samoyeds_packed_matrix* w3,
+                                                 const samoyeds_packed_matrix* w2,
+                                                 const samoyeds_packed_matrix* shared, samoyeds_moe_layer** out);
+/* A Hugging Face checkpoint folder (model.safetensors or its index and
+ * shards) -> a packed checkpoint folder, one tensor in memory at a time, as
+ * `samoyeds pack` does. No GPU needed. */
+samoyeds_status samoyeds_pack_checkpoint(const char* in_dir, const char* out_dir, int V, int N, int M, int strict);
 void samoyeds_moe_layer_destroy(samoyeds_moe_layer* layer);
 /* Device bytes of the layer's packed weights. */
 int64_t samoyeds_moe_layer_device_bytes(const samoyeds_moe_layer* layer);

@@ -14,27 +14,17 @@
 #include "cache/binary_cache.hpp"
 #include "cache/record_store.hpp"
 #include "runtime/nvrtc_compiler.hpp"
+#include "test_util/fixtures.hpp"
 
 namespace samoyeds {
 namespace {
 
-// A config by its text name, schedule suffixes as wgmma_sp names them.
-WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+using test::wg;
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int rc;
-  std::string out;
-};
-CliRun run(const std::string& args) {
-  std::string out;
-  FILE* f = popen((std::string(SAMOYEDS_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
-  return {WEXITSTATUS(pclose(f)), out};
-}
+using test::CliRun;
+test::CliRun run(const std::string& args) { return test::run_cli(args); }
 
 class CacheCli : public ::testing::Test {
  protected:

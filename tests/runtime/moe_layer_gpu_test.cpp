@@ -451,6 +451,81 @@ TEST_F(MoeLayerGpu, CApiGivesTheSameBitsAsTheCppApi) {
   samoyeds_moe_layer_destroy(layer);
 }
 
+// A layer from packed experts (as a packed checkpoint holds them), through
+// the C++ API and the C ABI, gives the bits of the layer that packed the same
+// dense weights itself.
+TEST_F(MoeLayerGpu, PackedExpertsBuildTheSameLayer) {
+  const int64_t T = 50, H = 256, I = 384;
+  const Fixture f = make_layer(DType::bf16, 8, 2, H, I, 1);
+  auto pack = [&](const std::vector<uint16_t>& w, int64_t m, int64_t k) {
+    return pack_weights(w.data(), m, k, DType::bf16, f.spec.sparsity);
+  };
+  std::vector<PackedExpert> packed;
+  for (const auto& e : f.experts) packed.push_back({pack(e.w1, I, H), pack(e.w3, I, H), pack(e.w2, H, I)});
+  const HostExpert& s = f.shared[0];
+  const PackedExpert shared{pack(s.w1, I, H), pack(s.w3, I, H), pack(s.w2, H, I)};
+  const MoeLayer layer(runtime(), f.spec, packed, &shared);
+  EXPECT_EQ(layer.weight_bytes(), f.layer->weight_bytes());
+
+  const auto x = random_matrix(T, H, DType::bf16);
+  DenseF64 logits{T, 8, std::vector<double>(size_t(T * 8))};
+  for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+  const Routing r = reference_route(logits, 2);
+  DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
+  DeviceBuffer ws(layer.workspace_bytes(T));
+  PoisonedOutput y(T * H);
+  layer.forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()), static_cast<const float*>(d_w.data()),
+                       y.data(), ws.data(), ws.bytes());
+  Device::get().synchronize();
+  const std::vector<uint16_t> want = run_routed(f, x, r);
+  EXPECT_EQ(y.read(), want);
+
+  // The C ABI from the same host buffers.
+  auto c_matrix = [](const PackedWeights& p) {
+    return samoyeds_packed_matrix{p.m, p.k, p.values.data(), p.sel.data(), p.meta.data()};
+  };
+  std::vector<samoyeds_packed_matrix> c1, c3, c2;
+  for (const auto& e : packed) {
+    c1.push_back(c_matrix(e.w1));
+    c3.push_back(c_matrix(e.w3));
+    c2.push_back(c_matrix(e.w2));
+  }
+  const samoyeds_packed_matrix cs[3] = {c_matrix(shared.w1), c_matrix(shared.w3), c_matrix(shared.w2)};
+  samoyeds_runtime* crt = nullptr;
+  ASSERT_EQ(samoyeds_runtime_create(0, nullptr, &crt), SAMOYEDS_OK) << samoyeds_last_error();
+  samoyeds_moe_spec spec{};
+  spec.hidden = H, spec.ffn = I, spec.experts = 8, spec.top_k = 2, spec.dtype = SAMOYEDS_BF16;
+  spec.V = 128, spec.N = 1, spec.M = 2, spec.n_shared = 1, spec.shared_ffn = I;
+  samoyeds_moe_layer* clayer = nullptr;
+  ASSERT_EQ(samoyeds_moe_layer_create_packed(crt, &spec, c1.data(), c3.data(), c2.data(), cs, &clayer), SAMOYEDS_OK)
+      << samoyeds_last_error();
+  PoisonedOutput yc(T * H);
+  ASSERT_EQ(samoyeds_moe_forward_routed(clayer, d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                                        static_cast<const float*>(d_w.data()), yc.data(), ws.data(), ws.bytes(),
+                                        nullptr, nullptr),
+            SAMOYEDS_OK)
+      << samoyeds_last_error();
+  Device::get().synchronize();
+  EXPECT_EQ(yc.read(), want);
+  samoyeds_moe_layer_destroy(clayer);
+
+  // Matrices of another shape than the spec's are refused, naming one.
+  spec.hidden = 512;
+  EXPECT_EQ(samoyeds_moe_layer_create_packed(crt, &spec, c1.data(), c3.data(), c2.data(), cs, &clayer),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(samoyeds_last_error()).find("expert 0's w1 is [384, 256]"), std::string::npos)
+      << samoyeds_last_error();
+  samoyeds_runtime_destroy(crt);
+  std::vector<PackedExpert> wrong = packed;
+  wrong[3].w2 = pack(f.experts[3].w1, I, H);  // [ffn, hidden] where [hidden, ffn] belongs
+  try {
+    MoeLayer bad(runtime(), f.spec, wrong);
+    ADD_FAILURE() << "a transposed matrix was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expert 3's w2"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
   const Fixture f = make_layer(DType::bf16, 8, 2, 256, 384, false);
   const MoeLayer::WorkspaceBound bound = f.layer->workspace_bound();  // without shared experts

@@ -1,8 +1,10 @@
 // Fixtures several test files share: a fresh database path, an H200
 // fingerprint, Mixtral's specs, a tuning record, a binary, a wgmma_sp config by name.
 #pragma once
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -77,5 +79,22 @@ inline BinaryRecord blob_record(const std::string& key, size_t bytes) {
 
 // A config by its text name, schedule suffixes as wgmma_sp names them.
 inline WgmmaSpConfig wg(const std::string& text) { return WgmmaSpConfig::of(parse_config(text, Backend::WgmmaSp)); }
+
+#ifdef SAMOYEDS_CLI_PATH
+// The samoyeds command with `args` (shell words), its exit code and its
+// stdout and stderr together.
+struct CliRun {
+  int rc;
+  std::string out;
+};
+inline CliRun run_cli(const std::string& args) {
+  std::string out;
+  FILE* f = popen((std::string(SAMOYEDS_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  return {WEXITSTATUS(pclose(f)), out};
+}
+#endif
 
 }  // namespace samoyeds::test
