@@ -6,6 +6,7 @@ first used.
 """
 from ._lib import (CudaError, InvalidArgumentError, PatternViolationError, SamoyedsError, UnsupportedError,
                    version)
+from .checkpoint import PackedCheckpoint, pack_checkpoint
 from .handles import MoeConfig, MoeLayer, PackedWeights, Runtime, Sparsity, runtime
 
 __version__ = version()

@@ -83,6 +83,12 @@ class MoeSpec(ctypes.Structure):
     ]
 
 
+class PackedMatrix(ctypes.Structure):
+    """samoyeds_packed_matrix: one matrix in the canonical packed form, host buffers."""
+
+    _fields_ = [("m", c_int64), ("k", c_int64), ("values", c_void_p), ("sel", c_void_p), ("meta", c_void_p)]
+
+
 _PTRS = POINTER(c_void_p)
 # name: (restype, argtypes); a restype of c_int is a status checked by call().
 _SIGNATURES = {
@@ -103,6 +109,10 @@ _SIGNATURES = {
         c_int, [c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p]),
     "samoyeds_moe_layer_create": (
         c_int, [c_void_p, POINTER(MoeSpec), _PTRS, _PTRS, _PTRS, _PTRS, _PTRS, _PTRS, POINTER(c_void_p)]),
+    "samoyeds_moe_layer_create_packed": (
+        c_int, [c_void_p, POINTER(MoeSpec), POINTER(PackedMatrix), POINTER(PackedMatrix), POINTER(PackedMatrix),
+                POINTER(PackedMatrix), POINTER(c_void_p)]),
+    "samoyeds_pack_checkpoint": (c_int, [c_char_p, c_char_p, c_int, c_int, c_int, c_int]),
     "samoyeds_moe_layer_destroy": (None, [c_void_p]),
     "samoyeds_moe_layer_device_bytes": (c_int64, [c_void_p]),
     "samoyeds_moe_workspace_bytes": (c_size_t, [c_void_p, c_int64]),

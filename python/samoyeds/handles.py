@@ -174,8 +174,23 @@ class MoeLayer:
         out = c_void_p()
         _lib.call("samoyeds_moe_layer_create", rt.handle, ctypes.byref(spec), *arrays, *shared_arrays,
                   ctypes.byref(out))
+        self._adopt(out.value, config, rt)
+
+    @classmethod
+    def from_packed(cls, rt: Runtime, config: MoeConfig, w1, w3, w2, shared=None) -> "MoeLayer":
+        """From packed matrices (arrays of _lib.PackedMatrix over host buffers, as a packed checkpoint holds
+        them; shared: its w1, w3, w2 or None). Nothing is pruned; each matrix is checked against config."""
+        spec = config.c_spec()
+        out = c_void_p()
+        _lib.call("samoyeds_moe_layer_create_packed", rt.handle, ctypes.byref(spec), w1, w3, w2, shared,
+                  ctypes.byref(out))
+        self = cls.__new__(cls)
+        self._adopt(out.value, config, rt)
+        return self
+
+    def _adopt(self, handle: int, config: MoeConfig, rt: Runtime) -> None:
         # The layer holds the runtime alive on the C side too.
-        self.handle, self.config, self.runtime = out.value, config, rt
+        self.handle, self.config, self.runtime = handle, config, rt
         _live[self.handle] = self
         per_token, fixed = ctypes.c_int64(), ctypes.c_int64()
         _lib.call("samoyeds_moe_workspace_bound", self.handle, ctypes.byref(per_token), ctypes.byref(fixed))

@@ -9,9 +9,13 @@ model's own.
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
-from .handles import Sparsity
+from . import ops
+from .checkpoint import PackedCheckpoint
+from .handles import Sparsity, runtime
 from .nn import SparseMoE
 
 NAME = "samoyeds"
@@ -70,10 +74,12 @@ def _top_k(module) -> int:
 
 
 def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, strict: bool = False,
-             keep_dense: bool = False, device=None) -> torch.nn.Module:
+             keep_dense: bool = False, packed: str | None = None, device=None) -> torch.nn.Module:
     """Packs every MoE experts module of `model` (in place) and selects the samoyeds implementation.
 
     strict=True: the weights already follow the pattern (samoyeds.prune); verify, never prune.
+    packed: a packed checkpoint folder of this model (samoyeds pack, samoyeds.checkpoint): its experts
+    are loaded as packed, nothing is pruned, and its pattern replaces V, N, M.
     keep_dense=False frees the dense expert weights once packed. Refuses, before changing anything, a
     model with an experts module whose computation the library does not implement.
     """
@@ -86,12 +92,24 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
         raise NotImplementedError(f"samoyeds: cannot run {name} ({len(refused)} such modules): {why}")
     _register()
     sparsity = Sparsity(V, N, M)
-    for _, module in found:
+    checkpoint = PackedCheckpoint(packed) if packed is not None else None
+    for name, module in found:
         w = module.gate_up_proj.data
         inter = w.shape[1] // 2
-        moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module), sparsity=sparsity,
-                        strict=strict, expert_parallel=bool(getattr(module, "_is_expert_parallel", False)),
-                        device=device if device is not None else (w.device if w.is_cuda else None))
+        ep = bool(getattr(module, "_is_expert_parallel", False))
+        dev = torch.device(device) if device is not None else (
+            w.device if w.is_cuda else torch.device("cuda", torch.cuda.current_device()))
+        if checkpoint is not None:
+            index = re.search(r"(?:^|\.)layers\.(\d+)\.", name)
+            if index is None:
+                raise ValueError(f"samoyeds: {name}: no layer number to find its packed experts by")
+            with torch.cuda.device(dev):
+                layer = checkpoint.layer(runtime(dev.index), int(index[1]), top_k=_top_k(module),
+                                         dtype=ops._DTYPES[w.dtype], expert_parallel=ep)
+            moe = SparseMoE.from_layer(layer, dev)
+        else:
+            moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module),
+                            sparsity=sparsity, strict=strict, expert_parallel=ep, device=dev)
         module.add_module("samoyeds_moe", moe)
         if not keep_dense:
             for pname in ("gate_up_proj", "down_proj"):

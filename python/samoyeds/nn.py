@@ -68,11 +68,23 @@ class SparseMoE(torch.nn.Module):
                                 topk_groups=topk_groups, routed_scaling_factor=routed_scaling_factor,
                                 n_shared=n_shared, shared_ffn=shared_ffn, expert_parallel=expert_parallel)
         with torch.cuda.device(dev):
-            self.layer = MoeLayer(rt, self.config, *ptrs, on_device=on_device, strict=strict, shared=shared_ptrs,
-                                  choice_bias=bias, shared_gate=gate_ptr)
+            layer = MoeLayer(rt, self.config, *ptrs, on_device=on_device, strict=strict, shared=shared_ptrs,
+                             choice_bias=bias, shared_gate=gate_ptr)
+        self._adopt(layer, dev)
+
+    @classmethod
+    def from_layer(cls, layer: MoeLayer, device) -> "SparseMoE":
+        """A module over a layer built elsewhere (samoyeds.checkpoint.PackedCheckpoint.layer)."""
+        self = cls.__new__(cls)
+        torch.nn.Module.__init__(self)
+        self.config = layer.config
+        self._adopt(layer, torch.device(device))
+        return self
+
+    def _adopt(self, layer: MoeLayer, dev: torch.device) -> None:
+        self.layer = layer
         # The kernels OR error bits into it (bit 0: an id out of range); check_errors() reads it.
         self.register_buffer("error_flag", torch.zeros(1, dtype=torch.int32, device=dev), persistent=False)
-        self.dtype = w1.dtype
 
     @property
     def device_bytes(self) -> int:

@@ -8,6 +8,10 @@ transformers = pytest.importorskip("transformers", reason="transformers is not i
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
+import copy  # noqa: E402
+import re  # noqa: E402
+
+import samoyeds  # noqa: E402
 import samoyeds.hf  # noqa: E402
 from samoyeds.pattern import prune  # noqa: E402
 
@@ -67,3 +71,28 @@ def test_sparsified_logits_match_the_pruned_dense_model(make):
         graph.replay()
         torch.cuda.synchronize()
         assert rel_err(out, want) < 1e-2
+
+
+def test_a_packed_checkpoint_loads_the_layers_packing_in_memory_builds(tmp_path):
+    st = pytest.importorskip("safetensors.torch", reason="safetensors is not installed")
+    model = transformers.AutoModelForCausalLM.from_config(qwen3_moe(), dtype=torch.bfloat16).cuda().eval()
+    # The experts as a Qwen3-MoE checkpoint names them on disk: one matrix per expert and projection.
+    tensors = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "gate_up_proj"):
+            layer = int(re.search(r"layers\.(\d+)\.", name)[1])
+            inter = module.gate_up_proj.shape[1] // 2
+            for e in range(module.gate_up_proj.shape[0]):
+                p = f"model.layers.{layer}.mlp.experts.{e}."
+                tensors[p + "gate_proj.weight"] = module.gate_up_proj[e, :inter].contiguous().cpu()
+                tensors[p + "up_proj.weight"] = module.gate_up_proj[e, inter:].contiguous().cpu()
+                tensors[p + "down_proj.weight"] = module.down_proj[e].contiguous().cpu()
+    (tmp_path / "dense").mkdir()
+    st.save_file(tensors, str(tmp_path / "dense" / "model.safetensors"), metadata={"format": "pt"})
+    samoyeds.pack_checkpoint(str(tmp_path / "dense"), str(tmp_path / "packed"))
+    twin = copy.deepcopy(model)
+    ids = torch.randint(0, 512, (2, 17), device="cuda")
+    with torch.no_grad():
+        samoyeds.hf.sparsify(model)  # magnitude pruning in memory
+        samoyeds.hf.sparsify(twin, packed=str(tmp_path / "packed"))
+        assert torch.equal(twin(ids).logits, model(ids).logits)
