@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds here for a run on the GPU machine (which has no package registry):
-# the normal build plus cuSPARSELt's header for the benchmark baseline.
+# the normal build plus cuSPARSELt's header for the benchmark baseline, the
+# Python wheel (build/wheelhouse) and pytest (build/py) for the Python part.
 # Then carry build/ and run scripts/gpu_check.sh there.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,3 +16,8 @@ if [ ! -f "$DEPS/cusparselt/include/cusparseLt.h" ]; then
   rm -rf "$tmp"
 fi
 source "$ROOT/scripts/setup.sh"
+# The wheel is py3-none (ctypes, no extension): it installs on the GPU
+# machine's Python whatever the version here.
+rm -rf "$BUILD/wheelhouse"
+python3 -m pip wheel --quiet --no-deps -w "$BUILD/wheelhouse" "$ROOT"
+[ -d "$BUILD/py/_pytest" ] || python3 -m pip install --quiet --disable-pip-version-check --target "$BUILD/py" pytest

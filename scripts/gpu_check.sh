@@ -2,10 +2,10 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune (default all).
+# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python (default all).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune}
+PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune,python}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -133,6 +133,25 @@ if has tune; then
   rc=$?
   cat "$LOGS/moe_tuned.log"
   summary+=("run-moe deepseek-moe-16b tuned: rc=$rc, $(grep -E '^check:' "$LOGS/moe_tuned.log" | cut -d: -f3)")
+fi
+
+# The Python package as a user installs it (the wheel build_for_gpu.sh made),
+# its tests (torch, transformers and the GPU there), then its benchmark.
+if has python; then
+  site=/tmp/samoyeds-site
+  rm -rf "$site"
+  python3 -m pip install --quiet --no-deps --no-index --target "$site" "$BUILD"/wheelhouse/*.whl >"$LOGS/pip.log" 2>&1 \
+    || python3 -m zipfile -e "$BUILD"/wheelhouse/*.whl "$site" >>"$LOGS/pip.log" 2>&1
+  PYTHONPATH="$site:$BUILD/py" SAMOYEDS_TEST_INSTALLED=1 PYTHONDONTWRITEBYTECODE=1 timeout 300 \
+    python3 -m pytest -q -rs -p no:cacheprovider python/tests >"$LOGS/pytest.log" 2>&1
+  rc=$?
+  grep -E 'FAILED|Error' "$LOGS/pytest.log" | head -20
+  summary+=("python tests: rc=$rc, $(tail -1 "$LOGS/pytest.log")")
+  PYTHONPATH="$site" timeout 300 python3 bench/torch_moe_bench.py --csv "$OUT/torch_bench.csv" \
+    >"$LOGS/torch_bench.log" 2>&1
+  rc=$?
+  grep -v warning "$LOGS/torch_bench.log" | tail -12
+  summary+=("torch bench: rc=$rc, $(grep 'torch_op above' "$LOGS/torch_bench.log")")
 fi
 
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
