@@ -115,6 +115,9 @@ if has moe; then
     cat "$LOGS/moe_$model.log"
     summary+=("run-moe $model: rc=$rc, $(grep -E '^check:' "$LOGS/moe_$model.log" | cut -d: -f3)")
   done
+  # The same table as a figure (docs/figures/ keeps the ones the log cites).
+  python3 bench/plot_moe.py "$OUT/moe.csv" --out "$OUT/moe.png" --title "$(head -1 "$LOGS/gpu.txt")" \
+    >"$LOGS/moe_table.md" 2>&1 || echo "no plot: $(tail -1 "$LOGS/moe_table.md")"
 fi
 
 # Tuning end to end: every projection of a model with shared experts, then
