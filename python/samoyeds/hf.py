@@ -10,11 +10,12 @@ model's own.
 from __future__ import annotations
 
 import re
+import tempfile
 
 import torch
 
 from . import ops
-from .checkpoint import PackedCheckpoint
+from .checkpoint import PackedCheckpoint, pack_checkpoint
 from .handles import Sparsity, runtime
 from .nn import SparseMoE
 
@@ -128,6 +129,19 @@ def _select(model: torch.nn.Module) -> None:
             cfg = getattr(module, "config", None)
             if cfg is not None and hasattr(cfg, "_experts_implementation_internal"):
                 cfg._experts_implementation_internal = NAME
+
+
+def save_packed(model: torch.nn.Module, path: str, V: int = 128, N: int = 1, M: int = 2, *,
+                strict: bool = False) -> None:
+    """Writes `model` as a packed checkpoint folder (what sparsify(model, packed=path) loads): the model's own
+    save_pretrained (the per-expert names of its checkpoint format), then the library's packer. Needs the
+    dense expert weights: call it before sparsify, or after sparsify(keep_dense=True)."""
+    for name, module in _experts_modules(model):
+        if module.gate_up_proj.numel() == 0:
+            raise ValueError(f"samoyeds: {name} has no dense weights left (sparsify frees them unless keep_dense=True)")
+    with tempfile.TemporaryDirectory(prefix="samoyeds-dense-") as dense:
+        model.save_pretrained(dense)
+        pack_checkpoint(dense, path, Sparsity(V, N, M), strict=strict)
 
 
 def check_errors(model: torch.nn.Module) -> None:

@@ -57,3 +57,25 @@ def test_the_ops_are_registered_with_their_schemas():
     x = torch.zeros(1, 8, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="not a live MoeLayer"):
         samoyeds.ops._check_layer(4096, x, x, torch.zeros(1, dtype=torch.uint8), torch.zeros(1, dtype=torch.int32))
+
+
+def test_save_packed_writes_what_sparsify_loads(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    import samoyeds.hf
+    from samoyeds.checkpoint import PackedCheckpoint
+    config = transformers.MixtralConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                                        num_local_experts=4, num_experts_per_tok=2, vocab_size=64)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    samoyeds.hf.save_packed(model, str(tmp_path / "packed"), V=64)
+    ckpt = PackedCheckpoint(str(tmp_path / "packed"))
+    assert ckpt.sparsity == Sparsity(64, 1, 2)
+    assert sorted(ckpt.experts) == [0, 1] and sorted(ckpt.experts[1]) == [0, 1, 2, 3]
+    assert (tmp_path / "packed" / "config.json").exists()
+    matrix, _ = ckpt.matrix(ckpt.experts[1][2]["w2"])
+    assert (matrix.m, matrix.k) == (64, 64)
+    for module in model.modules():
+        if hasattr(module, "gate_up_proj"):
+            module.gate_up_proj.data = torch.empty(0, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="no dense weights left"):
+        samoyeds.hf.save_packed(model, str(tmp_path / "again"))
