@@ -150,6 +150,10 @@ if has python; then
   rc=$?
   grep -E 'FAILED|Error' "$LOGS/pytest.log" | head -20
   summary+=("python tests: rc=$rc, $(tail -1 "$LOGS/pytest.log")")
+  for example in custom_module sparsify_and_generate; do
+    PYTHONPATH="$site" timeout 180 python3 "examples/python/$example.py" >"$LOGS/example_$example.log" 2>&1
+    summary+=("example $example: rc=$? $(tail -1 "$LOGS/example_$example.log")")
+  done
   PYTHONPATH="$site" timeout 300 python3 bench/torch_moe_bench.py --csv "$OUT/torch_bench.csv" \
     >"$LOGS/torch_bench.log" 2>&1
   rc=$?
