@@ -48,16 +48,6 @@ std::vector<std::string> shard_files(const fs::path& dir) {
        fmt::format("{} holds neither model.safetensors nor {}", dir.string(), kIndex));
 }
 
-// Sizes of a matrix's packed parts, known before packing (the header comes first).
-struct PackedShape {
-  int64_t rows, half_k, segments, meta_bytes;
-};
-PackedShape packed_shape(int64_t m, int64_t k, const SparsityParams& sp) {
-  const int64_t m_pad = (m + sp.M - 1) / sp.M * sp.M, k_pad = (k + sp.V - 1) / sp.V * sp.V;
-  const int64_t rows = m_pad / sp.M * sp.N;
-  return {rows, k_pad / 2, k_pad / sp.V, (rows * (k_pad / 2) + 3) / 4};
-}
-
 void refuse_unsupported_model(const fs::path& dir) {
   if (!fs::exists(dir / "config.json")) return;
   const auto config = read_json(dir / "config.json");
@@ -75,9 +65,11 @@ bool is_expert_weight(const std::string& name) {
   return std::regex_search(name, pattern);
 }
 
-PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                     const PackCheckpointOptions& options,
-                                     const std::function<void(const std::string&)>& progress) {
+namespace {
+
+PackCheckpointResult pack_folder(const std::string& in_dir, const std::string& out_dir,
+                                 const PackCheckpointOptions& options,
+                                 const std::function<void(const std::string&)>& progress) {
   const SparsityParams& sp = options.sparsity;
   sp.validate();
   const fs::path in(in_dir), out(out_dir);
@@ -88,6 +80,7 @@ PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::strin
   refuse_unsupported_model(in);
   const std::vector<std::string> files = shard_files(in);
   fs::create_directories(out);
+  fs::remove(out / kIndex);  // an earlier run's index would name shards of that run
 
   PackCheckpointResult result;
   nlohmann::ordered_json weight_map;
@@ -108,10 +101,11 @@ PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::strin
         fail(ErrorCode::Unsupported,
              fmt::format("{} in {}: {} weights (packs BF16 or F16; dequantize FP8 checkpoints first)", e.name, file,
                          e.dtype));
-      const PackedShape p = packed_shape(e.shape[0], e.shape[1], sp);
-      entries.push_back({e.name + ".values", e.dtype, {p.rows, p.half_k}});
-      entries.push_back({e.name + ".sel", "U8", {p.segments, p.rows}});
-      entries.push_back({e.name + ".meta", "U8", {p.meta_bytes}});
+      // Sizes known before packing: the header comes first.
+      const PackedSizes p = packed_sizes(e.shape[0], e.shape[1], sp);
+      entries.push_back({e.name + ".values", e.dtype, {p.rows, p.k_pad / 2}});
+      entries.push_back({e.name + ".sel", "U8", {p.k_pad / sp.V, p.rows}});
+      entries.push_back({e.name + ".meta", "U8", {p.meta}});
       entries.push_back({e.name + ".shape", "I64", {2}});
     }
     std::map<std::string, std::string> metadata = reader.metadata();
@@ -158,7 +152,10 @@ PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::strin
     nlohmann::ordered_json index;
     index["metadata"] = {{"total_size", total_bytes}};
     index["weight_map"] = weight_map;
-    std::ofstream(out / kIndex) << index.dump(2) << "\n";
+    std::ofstream o(out / kIndex);
+    o << index.dump(2) << "\n";
+    o.close();
+    if (!o) fail(ErrorCode::IoError, "cannot write " + (out / kIndex).string());
   }
   // The rest of the folder (config, tokenizer, generation settings) as it is.
   const std::set<std::string> shards(files.begin(), files.end());
@@ -170,14 +167,31 @@ PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::strin
   return result;
 }
 
+}  // namespace
+
+PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::string& out_dir,
+                                     const PackCheckpointOptions& options,
+                                     const std::function<void(const std::string&)>& progress) {
+  try {
+    return pack_folder(in_dir, out_dir, options, progress);
+  } catch (const fs::filesystem_error& e) {
+    fail(ErrorCode::IoError, e.what());
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::InvalidArgument, std::string("a malformed index: ") + e.what());
+  }
+}
+
 PackedWeights read_packed_matrix(SafetensorsReader& shard, const std::string& name) {
-  const auto sparsity = shard.metadata().find("samoyeds.sparsity");
-  if (sparsity == shard.metadata().end() || shard.metadata().count("samoyeds.format") == 0)
+  const auto& meta_of = shard.metadata();
+  auto get = [&](const char* key) {
+    const auto it = meta_of.find(key);
+    return it == meta_of.end() ? std::string() : it->second;
+  };
+  if (get("samoyeds.format") != "packed" || get("samoyeds.sparsity").empty())
     fail(ErrorCode::InvalidArgument, shard.path() + " is not a samoyeds packed checkpoint shard");
-  const auto version = shard.metadata().at("samoyeds.format_version");
-  if (version != std::to_string(kPackedCheckpointVersion))
-    fail(ErrorCode::Unsupported, fmt::format("{}: packed format version {}, this library reads {}", shard.path(),
-                                             version, kPackedCheckpointVersion));
+  if (get("samoyeds.format_version") != std::to_string(kPackedCheckpointVersion))
+    fail(ErrorCode::Unsupported, fmt::format("{}: packed format version '{}', this library reads {}", shard.path(),
+                                             get("samoyeds.format_version"), kPackedCheckpointVersion));
   auto part = [&](const char* suffix) -> const SafetensorsEntry& {
     const SafetensorsEntry* e = shard.find(name + suffix);
     if (!e) fail(ErrorCode::InvalidArgument, fmt::format("{}: no tensor {}{}", shard.path(), name, suffix));
@@ -185,31 +199,64 @@ PackedWeights read_packed_matrix(SafetensorsReader& shard, const std::string& na
   };
   const SafetensorsEntry &values = part(".values"), &sel = part(".sel"), &meta = part(".meta"), &shape = part(".shape");
   if ((values.dtype != "BF16" && values.dtype != "F16") || sel.dtype != "U8" || meta.dtype != "U8" ||
-      shape.dtype != "I64" || shape.elements() != 2)
+      shape.dtype != "I64" || shape.end - shape.begin != 16)
     fail(ErrorCode::InvalidArgument, fmt::format("{}: {}'s packed parts have unexpected dtypes", shard.path(), name));
   PackedWeights p;
   p.dtype = values.dtype == "BF16" ? DType::bf16 : DType::f16;
-  p.sparsity = SparsityParams::parse(sparsity->second);
+  p.sparsity = SparsityParams::parse(get("samoyeds.sparsity"));
   const std::vector<uint8_t> dims = shard.read(shape);
   int64_t mk[2];
   std::memcpy(mk, dims.data(), sizeof mk);
   p.m = mk[0];
   p.k = mk[1];
-  if (p.m <= 0 || p.k <= 0) fail(ErrorCode::InvalidArgument, fmt::format("{}: {} has shape [{}, {}]", shard.path(),
-                                                                          name, p.m, p.k));
-  p.m_pad = (p.m + p.sparsity.M - 1) / p.sparsity.M * p.sparsity.M;
-  p.k_pad = (p.k + p.sparsity.V - 1) / p.sparsity.V * p.sparsity.V;
-  const std::vector<uint8_t> v = shard.read(values);
-  p.values.resize(v.size() / 2);
-  std::memcpy(p.values.data(), v.data(), v.size());
-  p.sel = shard.read(sel);
-  p.meta = shard.read(meta);
   try {
+    const PackedSizes sizes = packed_sizes(p.m, p.k, p.sparsity);  // the shape checked before any size is used
+    p.m_pad = sizes.m_pad;
+    p.k_pad = sizes.k_pad;
+    const std::vector<uint8_t> v = shard.read(values);
+    p.values.resize(v.size() / 2);
+    std::memcpy(p.values.data(), v.data(), v.size());
+    p.sel = shard.read(sel);
+    p.meta = shard.read(meta);
     validate_packed(p);
   } catch (const Error& e) {
     throw Error(ErrorCode::InvalidArgument, fmt::format("{}: {}: {}", shard.path(), name, e.what()));
   }
   return p;
+}
+
+PackedCheckpointReader::PackedCheckpointReader(const std::string& dir) : dir_(dir) {
+  try {
+    for (const std::string& file : shard_files(dir)) {
+      shards_.emplace(file, std::make_unique<SafetensorsReader>((fs::path(dir) / file).string()));
+      for (const auto& e : shards_.at(file)->entries()) where_[e.name] = file;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::InvalidArgument, fmt::format("{}: a malformed index: {}", dir, e.what()));
+  }
+}
+
+SafetensorsReader& PackedCheckpointReader::shard_of(const std::string& tensor) const {
+  const auto it = where_.find(tensor);
+  if (it == where_.end()) fail(ErrorCode::InvalidArgument, fmt::format("{} holds no tensor {}", dir_, tensor));
+  return *shards_.at(it->second);
+}
+
+PackedWeights PackedCheckpointReader::matrix(const std::string& weight_name) const {
+  return read_packed_matrix(shard_of(weight_name + ".values"), weight_name);
+}
+
+std::vector<uint16_t> PackedCheckpointReader::vector16(const std::string& tensor, DType dtype, int64_t count) const {
+  SafetensorsReader& shard = shard_of(tensor);
+  const SafetensorsEntry& e = *shard.find(tensor);
+  const char* want = dtype == DType::bf16 ? "BF16" : "F16";
+  if (e.dtype != want || e.end - e.begin != uint64_t(count) * 2)
+    fail(ErrorCode::InvalidArgument, fmt::format("{}: {} is {} of {} bytes; {} {} values expected", dir_, tensor,
+                                                 e.dtype, e.end - e.begin, count, want));
+  const std::vector<uint8_t> bytes = shard.read(e);
+  std::vector<uint16_t> out(static_cast<size_t>(count));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
 }
 
 }  // namespace samoyeds

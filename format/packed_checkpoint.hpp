@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,23 @@ PackCheckpointResult pack_checkpoint(const std::string& in_dir, const std::strin
                                      const std::function<void(const std::string&)>& progress = {});
 
 // One matrix of a packed shard, `weight_name` without the suffixes; checked
-// with validate_packed. The pattern comes from the shard's metadata.
+// with validate_packed. The pattern comes from the shard's metadata, the
+// dtype from the values' tensor.
 PackedWeights read_packed_matrix(SafetensorsReader& shard, const std::string& weight_name);
+
+// A packed checkpoint folder (its index or its one file), tensors by name.
+class PackedCheckpointReader {
+ public:
+  explicit PackedCheckpointReader(const std::string& dir);
+  PackedWeights matrix(const std::string& weight_name) const;
+  // A tensor of `count` 16-bit values of `dtype` (a gate's weights), checked.
+  std::vector<uint16_t> vector16(const std::string& tensor, DType dtype, int64_t count) const;
+
+ private:
+  SafetensorsReader& shard_of(const std::string& tensor) const;
+  std::string dir_;
+  std::map<std::string, std::unique_ptr<SafetensorsReader>> shards_;  // by file
+  std::map<std::string, std::string> where_;                          // tensor -> file
+};
 
 }  // namespace samoyeds

@@ -80,14 +80,20 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path), in_
   for (const auto& e : entries_) {
     const int size = safetensors_dtype_bytes(e.dtype);
     if (size == 0) fail(path, fmt::format("tensor {}: unknown dtype {}", e.name, e.dtype));
-    for (int64_t d : e.shape)
+    // The shape's product is checked for overflow: a header could make it wrap to the range's length.
+    uint64_t bytes = uint64_t(size);
+    bool overflow = false;
+    for (int64_t d : e.shape) {
       if (d < 0) fail(path, fmt::format("tensor {}: negative dimension", e.name));
-    if (e.end < e.begin || e.end > data_bytes || e.end - e.begin != uint64_t(e.elements()) * uint64_t(size))
-      fail(path, fmt::format("tensor {}: bytes [{}, {}) do not hold {} {} values within the {} data bytes", e.name,
-                             e.begin, e.end, e.elements(), e.dtype, data_bytes));
+      overflow |= __builtin_mul_overflow(bytes, uint64_t(d), &bytes);
+    }
+    if (overflow || e.end < e.begin || e.end > data_bytes || e.end - e.begin != bytes)
+      fail(path, fmt::format("tensor {}: bytes [{}, {}) do not hold its {} shape of {} values within the {} data bytes",
+                             e.name, e.begin, e.end, e.dtype, e.shape.size(), data_bytes));
   }
   std::vector<const SafetensorsEntry*> by_offset;
-  for (const auto& e : entries_) by_offset.push_back(&e);
+  for (const auto& e : entries_)
+    if (e.end > e.begin) by_offset.push_back(&e);  // empty tensors hold no bytes to overlap
   std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i]->begin < by_offset[i - 1]->end)

@@ -41,4 +41,19 @@ int64_t PackedWeights::payload_bytes() const {
   return int64_t(values.size()) * 2 + int64_t(meta.size()) + int64_t(sel.size());
 }
 
+PackedSizes packed_sizes(int64_t m, int64_t k, const SparsityParams& sp) {
+  sp.validate();
+  // Below 2^31 each, so that every product below fits in 64 bits.
+  if (m <= 0 || k <= 0 || m >= (int64_t(1) << 31) || k >= (int64_t(1) << 31))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("packed matrix shape [{}, {}] (1 to 2^31 - 1 each)", m, k));
+  PackedSizes s;
+  s.m_pad = (m + sp.M - 1) / sp.M * sp.M;
+  s.k_pad = (k + sp.V - 1) / sp.V * sp.V;
+  s.rows = s.m_pad / sp.M * sp.N;
+  s.values = s.rows * (s.k_pad / 2);
+  s.sel = s.k_pad / sp.V * s.rows;
+  s.meta = (s.values + 3) / 4;
+  return s;
+}
+
 }  // namespace samoyeds

@@ -225,33 +225,71 @@ samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const sam
     require(rt && w1 && w3 && w2, "runtime or packed matrix arrays are null");
     require(spec->n_shared == (shared ? 1 : 0), "n_shared must be 1 with a packed shared expert, else 0");
     require(!spec->shared_gate || shared, "a shared gate needs the shared expert");
-    // The caller's buffers, sized from each matrix's shape and the pattern.
-    auto matrix = [&](const samoyeds_packed_matrix& c, const char* what) {
-      require(c.values && c.sel && c.meta, fmt::format("{}: a null buffer", what));
-      require(c.m > 0 && c.k > 0, fmt::format("{}: shape [{}, {}]", what, c.m, c.k));
+    // The caller states each buffer's length: compared with what the shape
+    // and pattern need before anything is read.
+    auto matrix = [&](const samoyeds_packed_matrix& c, const std::string& what) {
+      require(c.values && c.sel && c.meta, what + ": a null buffer");
+      const samoyeds::PackedSizes z = samoyeds::packed_sizes(c.m, c.k, s.sparsity);
+      require(c.values_count == z.values && c.sel_bytes == z.sel && c.meta_bytes == z.meta,
+              fmt::format("{}: [{}, {}] at {} needs {} values, {} selector and {} metadata bytes; given {}, {}, {}",
+                          what, c.m, c.k, s.sparsity.to_string(), z.values, z.sel, z.meta, c.values_count,
+                          c.sel_bytes, c.meta_bytes));
       samoyeds::PackedWeights p;
-      p.dtype = s.dtype;
+      p.dtype = dtype_of(c.dtype);
       p.sparsity = s.sparsity;
       p.m = c.m;
       p.k = c.k;
-      p.m_pad = (c.m + s.sparsity.M - 1) / s.sparsity.M * s.sparsity.M;
-      p.k_pad = (c.k + s.sparsity.V - 1) / s.sparsity.V * s.sparsity.V;
-      const size_t values = size_t(p.condensed_rows() * (p.k_pad / 2));
-      p.values.assign(c.values, c.values + values);
-      p.sel.assign(c.sel, c.sel + size_t(p.segments() * p.condensed_rows()));
-      p.meta.assign(c.meta, c.meta + (values + 3) / 4);
+      p.m_pad = z.m_pad;
+      p.k_pad = z.k_pad;
+      p.values.assign(c.values, c.values + z.values);
+      p.sel.assign(c.sel, c.sel + z.sel);
+      p.meta.assign(c.meta, c.meta + z.meta);
       return p;
     };
     std::vector<samoyeds::PackedExpert> experts;
     for (int e = 0; e < s.experts; ++e)
-      experts.push_back({matrix(w1[e], "w1"), matrix(w3[e], "w3"), matrix(w2[e], "w2")});
+      experts.push_back({matrix(w1[e], fmt::format("expert {}'s w1", e)), matrix(w3[e], fmt::format("expert {}'s w3", e)),
+                         matrix(w2[e], fmt::format("expert {}'s w2", e))});
     samoyeds::PackedExpert packed_shared;
     if (shared)
       packed_shared = {matrix(shared[0], "shared w1"), matrix(shared[1], "shared w3"), matrix(shared[2], "shared w2")};
     auto l = std::make_unique<samoyeds_moe_layer>();
     l->rt = rt->rt;
-    l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, experts, shared ? &packed_shared : nullptr,
+    l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, std::move(experts), shared ? &packed_shared : nullptr,
                                                     spec->shared_gate);
+    *out = l.release();
+  });
+}
+
+samoyeds_status samoyeds_moe_layer_load_packed(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                               const char* checkpoint_dir, const char* const* w1,
+                                               const char* const* w3, const char* const* w2,
+                                               const char* const* shared, const char* shared_gate,
+                                               samoyeds_moe_layer** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    const samoyeds::MoeLayerSpec s = layer_spec(spec);
+    require(rt && checkpoint_dir && w1 && w3 && w2, "runtime, folder or name arrays are null");
+    require(spec->n_shared == (shared ? 1 : 0), "n_shared must be 1 with a shared expert, else 0");
+    require(!shared_gate || shared, "a shared gate needs the shared expert");
+    const samoyeds::PackedCheckpointReader ckpt(checkpoint_dir);
+    std::vector<samoyeds::PackedExpert> experts;
+    for (int e = 0; e < s.experts; ++e) {
+      require(w1[e] && w3[e] && w2[e], fmt::format("expert {} has a null name", e));
+      experts.push_back({ckpt.matrix(w1[e]), ckpt.matrix(w3[e]), ckpt.matrix(w2[e])});
+    }
+    samoyeds::PackedExpert packed_shared;
+    std::vector<uint16_t> gate;
+    if (shared) {
+      require(shared[0] && shared[1] && shared[2], "a shared expert name is null");
+      packed_shared = {ckpt.matrix(shared[0]), ckpt.matrix(shared[1]), ckpt.matrix(shared[2])};
+      if (shared_gate) gate = ckpt.vector16(shared_gate, s.dtype, s.hidden);
+    }
+    auto l = std::make_unique<samoyeds_moe_layer>();
+    l->rt = rt->rt;
+    l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, std::move(experts), shared ? &packed_shared : nullptr,
+                                                    gate.empty() ? nullptr : gate.data());
     *out = l.release();
   });
 }

@@ -110,6 +110,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
     }
   });
   upload_routed(p1, p3, p2);
+  upload_choice_bias();
   for (size_t i = 0; i < shared.size(); ++i)
     if (shared[i].gate) {
       // One gate scales one expert: folded experts would need one each.
@@ -141,13 +142,14 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   }
 }
 
-MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<PackedExpert>& experts,
+MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<PackedExpert> experts,
                    const PackedExpert* shared, const uint16_t* shared_gate)
     : rt_(rt), spec_(spec) {
   spec_.validate();
   require(int(experts.size()) == spec_.experts,
           fmt::format("{} packed experts for {} experts", experts.size(), spec_.experts));
-  // Each matrix as the layer will read it: its shape, dtype and pattern.
+  // A packed matrix carries no proof of its shape's meaning: one of another
+  // shape, dtype or pattern would be read as garbage, so each is compared.
   auto check = [&](const PackedWeights& w, int64_t m, int64_t k, const std::string& what) {
     validate_packed(w);
     require(w.m == m && w.k == k && w.dtype == spec_.dtype && w.sparsity == spec_.sparsity,
@@ -159,11 +161,12 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
     check(experts[e].w1, spec_.ffn, spec_.hidden, fmt::format("expert {}'s w1", e));
     check(experts[e].w3, spec_.ffn, spec_.hidden, fmt::format("expert {}'s w3", e));
     check(experts[e].w2, spec_.hidden, spec_.ffn, fmt::format("expert {}'s w2", e));
-    p1.push_back(experts[e].w1);
-    p3.push_back(experts[e].w3);
-    p2.push_back(experts[e].w2);
+    p1.push_back(std::move(experts[e].w1));
+    p3.push_back(std::move(experts[e].w3));
+    p2.push_back(std::move(experts[e].w2));
   }
   upload_routed(p1, p3, p2);
+  upload_choice_bias();
   require(!shared_gate || shared, "a shared gate needs a shared expert");
   if (shared) {
     const int64_t f = shared->w1.m;
@@ -185,10 +188,12 @@ void MoeLayer::upload_routed(const std::vector<PackedWeights>& p1, const std::ve
   w1_ = GroupedExpertWeights::upload(p1);
   w3_ = GroupedExpertWeights::upload(p3);
   w2_ = GroupedExpertWeights::upload(p2);
-  if (!spec_.routing.choice_bias.empty()) {
-    choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
-    choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
-  }
+}
+
+void MoeLayer::upload_choice_bias() {
+  if (spec_.routing.choice_bias.empty()) return;
+  choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
+  choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
 }
 
 void MoeLayer::upload_shared_gate(const uint16_t* host_gate) {
@@ -283,6 +288,8 @@ void MoeLayer::route(int64_t tokens, RouterLogits router_logits, int32_t* topk_i
 
 void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,
                        size_t workspace_size, void* stream, int* error_flag) const {
+  require(!spec_.expert_parallel, "an expert-parallel layer holds some of the experts: route over all of them and "
+                                  "call forward_routed");
   if (tokens == 0) return;
   const Workspace w = carve(workspace, workspace_size, tokens);
   route(tokens, router_logits, w.topk_ids, w.topk_weights, stream);

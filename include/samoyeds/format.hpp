@@ -51,6 +51,15 @@ struct PackedWeights {
   int64_t payload_bytes() const;
 };
 
+// The sizes of a packed [m, k] matrix, from its shape and pattern alone (a
+// file's header, a caller's buffers): checked for overflow, and m, k
+// positive and below 2^31 (InvalidArgument otherwise).
+struct PackedSizes {
+  int64_t m_pad, k_pad, rows;        // rows: condensed rows
+  int64_t values, sel, meta;         // counts: 16-bit values, selector bytes, metadata bytes
+};
+PackedSizes packed_sizes(int64_t m, int64_t k, const SparsityParams& sparsity);
+
 // Dense row-major [m, k] 16-bit weights in. Throws Error on NaN/Inf, bad
 // parameters, empty shapes, or (Strict) any pattern violation naming the first
 // offending coordinates. Nothing is returned on error.

@@ -68,7 +68,8 @@ class MoeLayer {
   // (validate_packed) against the spec's shape, dtype and pattern. At most one
   // shared expert (its ffn may differ), with an optional gate [hidden] in
   // host memory (Qwen2-MoE).
-  MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<PackedExpert>& experts,
+  // Taken by value: move them in (a large model's layer is gigabytes).
+  MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<PackedExpert> experts,
            const PackedExpert* shared = nullptr, const uint16_t* shared_gate = nullptr);
 
   const MoeLayerSpec& spec() const { return spec_; }
@@ -88,7 +89,8 @@ class MoeLayer {
   WorkspaceBound workspace_bound() const;
 
   // y[T, hidden] from x[T, hidden] and router logits [T, experts], routed by
-  // spec().routing.
+  // spec().routing. Refused for an expert-parallel layer: its logits would
+  // cover only its own experts (route over all of them, then forward_routed).
   // error_flag: a device int the kernels OR their error bits into, as
   // LaunchOptions::error_flag (bit 0: an id out of range, such as a top-k
   // expert id of forward_routed).
@@ -109,6 +111,7 @@ class MoeLayer {
   Workspace carve(void* workspace, size_t size, int64_t tokens) const;
   void upload_routed(const std::vector<PackedWeights>& p1, const std::vector<PackedWeights>& p3,
                      const std::vector<PackedWeights>& p2);
+  void upload_choice_bias();
   void upload_shared_gate(const uint16_t* host_gate);
   KernelRuntime& rt_;
   MoeLayerSpec spec_;

@@ -104,15 +104,20 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
                                           const uint16_t* const* shared_w3, const uint16_t* const* shared_w2,
                                           samoyeds_moe_layer** out);
 /* One matrix in the canonical packed form (docs/python.md, format.hpp), in
- * host memory, as a packed checkpoint stores it: the dense shape [m, k] and
- * values [rows, k_pad / 2] (16-bit), sel [k_pad / V, rows], meta
- * ceil(rows * k_pad / 8) bytes, where k_pad is k rounded up to V and rows is
- * m rounded up to M, times N / M. */
+ * host memory: its dense shape [m, k], its dtype, and its buffers with their
+ * lengths, which must be those of the shape and the layer's pattern: values
+ * [rows, k_pad / 2] (16-bit), sel [k_pad / V, rows], meta ceil(values / 4)
+ * bytes, where k_pad is k rounded up to V and rows is m rounded up to M,
+ * times N / M. */
 typedef struct {
   int64_t m, k;
+  samoyeds_dtype dtype;
   const uint16_t* values;
+  int64_t values_count;
   const uint8_t* sel;
+  int64_t sel_bytes;
   const uint8_t* meta;
+  int64_t meta_bytes;
 } samoyeds_packed_matrix;
 /* A layer from packed experts (nothing is pruned; each matrix is checked
  * against the spec's shape, dtype and pattern): w1, w3, w2 [experts]; shared
@@ -122,6 +127,16 @@ samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const sam
                                                  const samoyeds_packed_matrix* w1, const samoyeds_packed_matrix* w3,
                                                  const samoyeds_packed_matrix* w2,
                                                  const samoyeds_packed_matrix* shared, samoyeds_moe_layer** out);
+/* The same from a packed checkpoint folder (samoyeds_pack_checkpoint), by
+ * weight names without their .values/.sel/.meta/.shape suffixes: w1, w3, w2
+ * [experts]; shared NULL or 3 names; shared_gate NULL or the name of a
+ * [1, hidden] (or [hidden]) tensor of the layer's dtype. The pattern and
+ * dtype are the checkpoint's and must be the spec's. */
+samoyeds_status samoyeds_moe_layer_load_packed(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,
+                                               const char* checkpoint_dir, const char* const* w1,
+                                               const char* const* w3, const char* const* w2,
+                                               const char* const* shared, const char* shared_gate,
+                                               samoyeds_moe_layer** out);
 /* A Hugging Face checkpoint folder (model.safetensors or its index and
  * shards) -> a packed checkpoint folder, one tensor in memory at a time, as
  * `samoyeds pack` does. No GPU needed. */

@@ -53,7 +53,19 @@ class CudaError(SamoyedsError):
     pass
 
 
-_ERROR_CLASSES = {1: InvalidArgumentError, 2: PatternViolationError, 4: UnsupportedError, 6: CudaError}
+class NonFiniteInputError(SamoyedsError, ValueError):
+    """NaN or Inf in weights to be packed."""
+
+
+class LibraryIOError(SamoyedsError, OSError):
+    """A file the library reads or writes (checkpoints, config, export)."""
+
+    def __init__(self, status: int, message: str):
+        SamoyedsError.__init__(self, status, message)
+
+
+_ERROR_CLASSES = {1: InvalidArgumentError, 2: PatternViolationError, 3: NonFiniteInputError, 4: UnsupportedError,
+                  6: CudaError, 8: LibraryIOError}
 
 
 class MoeSpec(ctypes.Structure):
@@ -83,12 +95,6 @@ class MoeSpec(ctypes.Structure):
     ]
 
 
-class PackedMatrix(ctypes.Structure):
-    """samoyeds_packed_matrix: one matrix in the canonical packed form, host buffers."""
-
-    _fields_ = [("m", c_int64), ("k", c_int64), ("values", c_void_p), ("sel", c_void_p), ("meta", c_void_p)]
-
-
 _PTRS = POINTER(c_void_p)
 # name: (restype, argtypes); a restype of c_int is a status checked by call().
 _SIGNATURES = {
@@ -109,9 +115,9 @@ _SIGNATURES = {
         c_int, [c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p]),
     "samoyeds_moe_layer_create": (
         c_int, [c_void_p, POINTER(MoeSpec), _PTRS, _PTRS, _PTRS, _PTRS, _PTRS, _PTRS, POINTER(c_void_p)]),
-    "samoyeds_moe_layer_create_packed": (
-        c_int, [c_void_p, POINTER(MoeSpec), POINTER(PackedMatrix), POINTER(PackedMatrix), POINTER(PackedMatrix),
-                POINTER(PackedMatrix), POINTER(c_void_p)]),
+    "samoyeds_moe_layer_load_packed": (
+        c_int, [c_void_p, POINTER(MoeSpec), c_char_p, POINTER(c_char_p), POINTER(c_char_p), POINTER(c_char_p),
+                POINTER(c_char_p), c_char_p, POINTER(c_void_p)]),
     "samoyeds_pack_checkpoint": (c_int, [c_char_p, c_char_p, c_int, c_int, c_int, c_int]),
     "samoyeds_moe_layer_destroy": (None, [c_void_p]),
     "samoyeds_moe_layer_device_bytes": (c_int64, [c_void_p]),

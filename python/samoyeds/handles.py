@@ -9,6 +9,7 @@ reading freed memory.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import weakref
 from ctypes import c_float, c_void_p
@@ -42,8 +43,12 @@ class Runtime:
         """Every kernel loaded so far, in load order: (backend, spec and config; compiled by NVRTC
         rather than read from the cache; load ms). What calls ran, and whether one compiled."""
         need = _lib.lib.samoyeds_runtime_kernels(self.handle, None, 0)
-        buf = ctypes.create_string_buffer(need)
-        _lib.lib.samoyeds_runtime_kernels(self.handle, buf, need)
+        while True:  # another thread may load a kernel between the two calls
+            buf = ctypes.create_string_buffer(need)
+            got = _lib.lib.samoyeds_runtime_kernels(self.handle, buf, need)
+            if got <= need:
+                break
+            need = got
         rows = []
         for line in buf.value.decode().splitlines():
             name, source, ms = line.split("\t")
@@ -85,12 +90,13 @@ class PackedWeights:
     """One [m, k] weight matrix pruned (or, strict, verified) and packed on the device."""
 
     def __init__(self, ptr: int, m: int, k: int, dtype: str, sparsity: Sparsity = Sparsity(), *,
-                 on_device: bool, strict: bool = False):
+                 on_device: bool, strict: bool = False, device: int = 0):
         out = c_void_p()
         entry = "samoyeds_weights_pack_device" if on_device else "samoyeds_weights_pack"
         _lib.call(entry, ptr, m, k, _dtype_code(dtype), sparsity.V, sparsity.N, sparsity.M, int(strict),
                   ctypes.byref(out))
         self.handle, self.m, self.k, self.dtype, self.sparsity = out.value, m, k, dtype, sparsity
+        self.device = device  # the GPU its packed copy lives on (the current one when packed)
         _live[self.handle] = self
 
     @property
@@ -159,10 +165,10 @@ class MoeLayer:
         spec.weights_on_device, spec.strict = int(on_device), int(strict)
         bias = None
         if choice_bias is not None:
-            bias = (c_float * config.experts)(*[float(b) for b in choice_bias])
             if len(choice_bias) != config.experts:
                 raise _lib.InvalidArgumentError(
                     1, f"samoyeds: choice_bias has {len(choice_bias)} values for {config.experts} experts")
+            bias = (c_float * config.experts)(*[float(b) for b in choice_bias])
             spec.choice_bias = ctypes.cast(bias, ctypes.POINTER(c_float))
         spec.shared_gate = shared_gate
         shared = shared or ([], [], [])
@@ -177,13 +183,20 @@ class MoeLayer:
         self._adopt(out.value, config, rt)
 
     @classmethod
-    def from_packed(cls, rt: Runtime, config: MoeConfig, w1, w3, w2, shared=None) -> "MoeLayer":
-        """From packed matrices (arrays of _lib.PackedMatrix over host buffers, as a packed checkpoint holds
-        them; shared: its w1, w3, w2 or None). Nothing is pruned; each matrix is checked against config."""
+    def load_packed(cls, rt: Runtime, config: MoeConfig, checkpoint_dir: str, w1, w3, w2, shared=None,
+                    shared_gate: str | None = None) -> "MoeLayer":
+        """From a packed checkpoint folder, by weight names (samoyeds.checkpoint.PackedCheckpoint.layer):
+        the library reads and checks each packed matrix; nothing is pruned."""
+        if not (len(w1) == len(w3) == len(w2) == config.experts):
+            raise _lib.InvalidArgumentError(1, f"samoyeds: {config.experts} experts need as many w1, w3 and w2 names")
+        if (shared is not None) != bool(config.n_shared) or (shared is not None and len(shared) != 3):
+            raise _lib.InvalidArgumentError(1, "samoyeds: a shared expert takes 3 names and n_shared = 1")
+        names = [(ctypes.c_char_p * len(v))(*[n.encode() for n in v]) for v in (w1, w3, w2)]
+        shared_c = (ctypes.c_char_p * 3)(*[n.encode() for n in shared]) if shared is not None else None
         spec = config.c_spec()
         out = c_void_p()
-        _lib.call("samoyeds_moe_layer_create_packed", rt.handle, ctypes.byref(spec), w1, w3, w2, shared,
-                  ctypes.byref(out))
+        _lib.call("samoyeds_moe_layer_load_packed", rt.handle, ctypes.byref(spec), os.fsencode(checkpoint_dir),
+                  *names, shared_c, shared_gate.encode() if shared_gate else None, ctypes.byref(out))
         self = cls.__new__(cls)
         self._adopt(out.value, config, rt)
         return self

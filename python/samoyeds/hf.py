@@ -101,13 +101,7 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
         dev = torch.device(device) if device is not None else (
             w.device if w.is_cuda else torch.device("cuda", torch.cuda.current_device()))
         if checkpoint is not None:
-            index = re.search(r"(?:^|\.)layers\.(\d+)\.", name)
-            if index is None:
-                raise ValueError(f"samoyeds: {name}: no layer number to find its packed experts by")
-            with torch.cuda.device(dev):
-                layer = checkpoint.layer(runtime(dev.index), int(index[1]), top_k=_top_k(module),
-                                         dtype=ops._DTYPES[w.dtype], expert_parallel=ep)
-            moe = SparseMoE.from_layer(layer, dev)
+            moe = _load_packed(checkpoint, name, module, dev, ep)
         else:
             moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module),
                             sparsity=sparsity, strict=strict, expert_parallel=ep, device=dev)
@@ -117,6 +111,24 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
                 getattr(module, pname).data = torch.empty(0, dtype=w.dtype, device=w.device)
     _select(model)
     return model
+
+
+def _load_packed(checkpoint: PackedCheckpoint, name: str, module, dev: torch.device, ep: bool) -> SparseMoE:
+    """The packed experts of the module `name`, found by its layer number (and the text before it, where
+    a checkpoint holds several stacks), checked against the module's own shape and dtype."""
+    if ep:
+        raise NotImplementedError("samoyeds: loading one expert-parallel rank's experts from a packed checkpoint")
+    where = re.match(r"^(.*?)layers\.(\d+)\.", name)
+    if where is None:
+        raise ValueError(f"samoyeds: {name}: no layer number to find its packed experts by")
+    with torch.cuda.device(dev):
+        layer = checkpoint.layer(runtime(dev.index), checkpoint.key(int(where[2]), where[1]), top_k=_top_k(module))
+    c, w = layer.config, module.gate_up_proj
+    want = (w.shape[0], w.shape[1] // 2, w.shape[2], ops._DTYPES[w.dtype])
+    if (c.experts, c.ffn, c.hidden, c.dtype) != want:
+        raise ValueError(f"samoyeds: {name}: the packed checkpoint's layer has {c.experts} experts of [{c.ffn}, "
+                         f"{c.hidden}] {c.dtype}; the module {want[0]} of [{want[1]}, {want[2]}] {want[3]}")
+    return SparseMoE.from_layer(layer, dev)
 
 
 def _select(model: torch.nn.Module) -> None:

@@ -39,6 +39,9 @@ class SparseMoE(torch.nn.Module):
         super().__init__()
         if w1.dtype not in ops._DTYPES or w3.dtype != w1.dtype or w2.dtype != w1.dtype:
             raise ValueError("samoyeds: expert weights must all be float16 or all bfloat16")
+        others = [w3, w2] + (list(shared) if shared is not None else [])
+        if any(t.device != w1.device for t in others):
+            raise ValueError(f"samoyeds: expert weights must all be on one device (w1 is on {w1.device})")
         experts, ffn, hidden = w1.shape
         dev = torch.device(device) if device is not None else (
             w1.device if w1.is_cuda else torch.device("cuda", torch.cuda.current_device()))

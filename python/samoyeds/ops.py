@@ -39,15 +39,22 @@ def _need(ok: bool, message: str, *args):
         _fail(message.format(*args))
 
 
-def _tensor(t: torch.Tensor, name: str, shape, dtype) -> None:
+def _on(t: torch.Tensor, name: str, device: int) -> None:
+    # A host tensor's address, or another GPU's, would reach the kernels as if it were this GPU's.
+    _need(t.is_cuda and t.get_device() == device, "{} must be on cuda:{}, not {}", name, device, t.device)
+
+
+def _tensor(t: torch.Tensor, name: str, shape, dtype, device: int) -> None:
+    _on(t, name, device)
     _need(t.dtype == dtype, "{} must be {}, not {}", name, dtype, t.dtype)
     _need(t.shape == shape, "{} must have shape {}, not {}", name, list(shape), list(t.shape))
     _need(t.is_contiguous(), "{} must be contiguous", name)
 
 
-def _ids(ids, name: str):
+def _ids(ids, name: str, device: int):
     if ids is None:
         return None
+    _on(ids, name, device)
     _need(ids.dtype == torch.int32 and ids.dim() == 1 and ids.is_contiguous(),
           "{} must be a contiguous 1-D int32 tensor", name)
     return ids
@@ -76,22 +83,25 @@ def _ptr(t):
 def _check_ssmm(weights: int, x, ids, y):
     w = lookup(weights, PackedWeights)
     dtype = x.dtype
+    _on(x, "x", w.device)
     _need(_DTYPES.get(dtype) == w.dtype, "x is {} but the weights are {}", dtype, w.dtype)
     _need(x.dim() == 2 and x.shape[1] == w.k and x.is_contiguous(), "x must be contiguous [rows, {}]", w.k)
-    n = x.shape[0] if ids is None else _ids(ids, "ids").numel()
-    _tensor(y, "y", (n, w.m), dtype)
+    n = x.shape[0] if ids is None else _ids(ids, "ids", w.device).numel()
+    _tensor(y, "y", (n, w.m), dtype, w.device)
     return w, n
 
 
 def _check_layer(layer: int, x, y, workspace, error_flag):
     lay = lookup(layer, MoeLayer)
-    c = lay.config
+    c, dev = lay.config, lay.runtime.device
+    _on(x, "x", dev)
     _need(_DTYPES.get(x.dtype) == c.dtype, "x is {} but the layer is {}", x.dtype, c.dtype)
     _need(x.dim() == 2 and x.shape[1] == c.hidden and x.is_contiguous(), "x must be contiguous [tokens, {}]",
           c.hidden)
-    _tensor(y, "y", x.shape, x.dtype)
+    _tensor(y, "y", x.shape, x.dtype, dev)
+    _on(workspace, "workspace", dev)
     _need(workspace.dtype == torch.uint8 and workspace.dim() == 1, "workspace must be a 1-D uint8 tensor")
-    _tensor(error_flag, "error_flag", (1,), torch.int32)
+    _tensor(error_flag, "error_flag", (1,), torch.int32, dev)
     return lay
 
 
@@ -106,7 +116,8 @@ def _ssmm(weights, x, ids, y, silu=False):
 def _gated_up(w1, w3, x, ids, h):
     a, n = _check_ssmm(w1, x, ids, h)
     b = lookup(w3, PackedWeights)
-    _need((b.m, b.k, b.dtype) == (a.m, a.k, a.dtype), "w1 and w3 must have the same shape and dtype")
+    _need((b.m, b.k, b.dtype, b.device) == (a.m, a.k, a.dtype, a.device),
+          "w1 and w3 must have the same shape, dtype and device")
     _lib.call("samoyeds_gated_up", runtime(x.device.index).handle, a.handle, b.handle, x.data_ptr(), x.shape[0],
               _ptr(ids), n, h.data_ptr(), _stream(x))
 
@@ -115,13 +126,18 @@ def _gated_up(w1, w3, x, ids, h):
 def _down_combine(w2, h, ids, p, y, workspace):
     w = lookup(w2, PackedWeights)
     n = h.shape[0]
-    _tensor(h, "h", (n, w.k), h.dtype)
+    _tensor(h, "h", (n, w.k), h.dtype, w.device)
     _need(_DTYPES.get(h.dtype) == w.dtype, "h is {} but the weights are {}", h.dtype, w.dtype)
-    _tensor(_ids(ids, "ids"), "ids", (n,), torch.int32)
-    _tensor(p, "p", (n,), torch.float32)
+    _tensor(_ids(ids, "ids", w.device), "ids", (n,), torch.int32, w.device)
+    _tensor(p, "p", (n,), torch.float32, w.device)
+    _on(y, "y", w.device)
     _need(y.dim() == 2 and y.shape[1] == w.m and y.dtype == h.dtype and y.is_contiguous(),
           "y must be contiguous [rows, {}] {}", w.m, h.dtype)
-    _need(workspace.dtype == torch.uint8 and workspace.dim() == 1, "workspace must be a 1-D uint8 tensor")
+    _on(workspace, "workspace", w.device)
+    # The C call takes no size: a short workspace would be written past its end.
+    need = _lib.lib.samoyeds_down_combine_workspace_bytes(w.handle, n)
+    _need(workspace.dtype == torch.uint8 and workspace.dim() == 1 and workspace.numel() >= need,
+          "workspace must be a 1-D uint8 tensor of at least {} bytes", need)
     _lib.call("samoyeds_down_combine", runtime(h.device.index).handle, w.handle, h.data_ptr(), n, ids.data_ptr(),
               p.data_ptr(), y.data_ptr(), y.shape[0], workspace.data_ptr(), _stream(h))
 
@@ -132,7 +148,7 @@ def moe_forward_cuda(layer, x, router_logits, y, workspace, error_flag):
     c = lay.config
     fp32 = router_logits.dtype == torch.float32
     _need(fp32 or router_logits.dtype == x.dtype, "router_logits must be float32 or {}", x.dtype)
-    _tensor(router_logits, "router_logits", (x.shape[0], c.experts), router_logits.dtype)
+    _tensor(router_logits, "router_logits", (x.shape[0], c.experts), router_logits.dtype, lay.runtime.device)
     _lib.call("samoyeds_moe_forward", lay.handle, x.data_ptr(), x.shape[0], router_logits.data_ptr(), int(fp32),
               y.data_ptr(), workspace.data_ptr(), workspace.numel(), error_flag.data_ptr(), _stream(x))
 
@@ -141,8 +157,8 @@ def moe_forward_cuda(layer, x, router_logits, y, workspace, error_flag):
 def moe_forward_routed_cuda(layer, x, topk_ids, topk_weights, y, workspace, error_flag):
     lay = _check_layer(layer, x, y, workspace, error_flag)
     shape = (x.shape[0], lay.config.top_k)
-    _tensor(topk_ids, "topk_ids", shape, torch.int32)
-    _tensor(topk_weights, "topk_weights", shape, torch.float32)
+    _tensor(topk_ids, "topk_ids", shape, torch.int32, lay.runtime.device)
+    _tensor(topk_weights, "topk_weights", shape, torch.float32, lay.runtime.device)
     _lib.call("samoyeds_moe_forward_routed", lay.handle, x.data_ptr(), x.shape[0], topk_ids.data_ptr(),
               topk_weights.data_ptr(), y.data_ptr(), workspace.data_ptr(), workspace.numel(),
               error_flag.data_ptr(), _stream(x))
@@ -183,7 +199,8 @@ def pack(weight: torch.Tensor, sparsity=None, strict: bool = False) -> PackedWei
     from .handles import Sparsity
     _need(weight.dtype in _DTYPES and weight.dim() == 2, "weight must be a 2-D float16 or bfloat16 tensor")
     w = weight.contiguous()
-    if w.is_cuda:
-        runtime(w.device.index)  # the device's context exists before the library copies from it
-    return PackedWeights(w.data_ptr(), w.shape[0], w.shape[1], _DTYPES[w.dtype], sparsity or Sparsity(),
-                         on_device=w.is_cuda, strict=strict)
+    device = w.device.index if w.is_cuda else torch.cuda.current_device()
+    runtime(device)  # the device's context exists before the library copies from it or uploads to it
+    with torch.cuda.device(device):
+        return PackedWeights(w.data_ptr(), w.shape[0], w.shape[1], _DTYPES[w.dtype], sparsity or Sparsity(),
+                             on_device=w.is_cuda, strict=strict, device=device)

@@ -53,19 +53,17 @@ def test_pack_then_read_back_every_layers_experts(dense_checkpoint, tmp_path):
     assert (out / "config.json").exists()
     ckpt = checkpoint.PackedCheckpoint(str(out))
     assert ckpt.sparsity == Sparsity(64, 2, 4)
-    assert sorted(ckpt.experts) == [0, 1] and sorted(ckpt.experts[1]) == [0, 1]
-    assert set(ckpt.experts[0][1]) == {"w1", "w3", "w2"}
-    c, bufs = ckpt.matrix(ckpt.experts[1][0]["w2"])
-    assert (c.m, c.k) == (128, 96)
-    values, sel, meta = bufs
-    rows, half_k = 128 // 4 * 2, 128 // 2  # k 96 padded to 128
-    assert len(values) == rows * half_k * 2 and len(sel) == (128 // 64) * rows and len(meta) == (rows * half_k + 3) // 4
-    assert max(sel) < 4
-    # Without a runtime the layer is refused after its matrices were read and checked for count.
-    with pytest.raises(samoyeds.InvalidArgumentError, match="runtime or packed matrix arrays are null"):
-        ckpt.layer(SimpleNamespace(handle=None), 0, top_k=1, dtype="bf16")
-    with pytest.raises(samoyeds.InvalidArgumentError, match="no packed experts for layer 5"):
-        ckpt.layer(SimpleNamespace(handle=None), 5, top_k=1, dtype="bf16")
+    assert sorted(ckpt.experts) == [("model.", 0), ("model.", 1)]
+    assert sorted(ckpt.experts[("model.", 1)]) == [0, 1]
+    assert set(ckpt.experts[("model.", 0)][1]) == {"w1", "w3", "w2"}
+    w2 = ckpt.experts[("model.", 1)][0]["w2"]
+    assert ckpt.shape(w2) == (128, 96) and ckpt.dtype(w2) == "bf16"
+    assert ckpt.key(1) == ("model.", 1) and ckpt.key(1, "other.") == ("model.", 1)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="no stacks of packed experts for layer 5"):
+        ckpt.key(5)
+    # Without a runtime the spec (built from the checkpoint) passes and the runtime is refused.
+    with pytest.raises(samoyeds.InvalidArgumentError, match="runtime, folder or name arrays are null"):
+        ckpt.layer(SimpleNamespace(handle=None), ckpt.key(0), top_k=1)
 
 
 def test_refusals_name_the_problem(dense_checkpoint, tmp_path):

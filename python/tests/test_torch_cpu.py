@@ -70,10 +70,10 @@ def test_save_packed_writes_what_sparsify_loads(tmp_path):
     samoyeds.hf.save_packed(model, str(tmp_path / "packed"), V=64)
     ckpt = PackedCheckpoint(str(tmp_path / "packed"))
     assert ckpt.sparsity == Sparsity(64, 1, 2)
-    assert sorted(ckpt.experts) == [0, 1] and sorted(ckpt.experts[1]) == [0, 1, 2, 3]
+    assert sorted(ckpt.experts) == [("model.", 0), ("model.", 1)]
+    assert sorted(ckpt.experts[("model.", 1)]) == [0, 1, 2, 3]
     assert (tmp_path / "packed" / "config.json").exists()
-    matrix, _ = ckpt.matrix(ckpt.experts[1][2]["w2"])
-    assert (matrix.m, matrix.k) == (64, 64)
+    assert ckpt.shape(ckpt.experts[("model.", 1)][2]["w2"]) == (64, 64)
     for module in model.modules():
         if hasattr(module, "gate_up_proj"):
             module.gate_up_proj.data = torch.empty(0, dtype=torch.bfloat16)

@@ -140,6 +140,10 @@ def test_bad_tensors_raise_the_argument_name():
         torch.ops.samoyeds.moe_forward_routed(12345, xb, ids, w, y.bfloat16(), ws, moe.error_flag)
     with pytest.raises(samoyeds.InvalidArgumentError, match="workspace"):
         torch.ops.samoyeds.moe_forward_routed(moe.layer.handle, xb, ids, w, y.bfloat16(), ws[:16], moe.error_flag)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="x must be on cuda:0, not cpu"):
+        moe.forward_routed(xb.cpu(), ids, w)  # the module's eager path checks as the op does
+    with pytest.raises(samoyeds.InvalidArgumentError, match="topk_weights must be on cuda:0"):
+        torch.ops.samoyeds.moe_forward_routed(moe.layer.handle, xb, ids, w.cpu(), y.bfloat16(), ws, moe.error_flag)
 
 
 def test_single_expert_ops_match_float64():

@@ -73,6 +73,10 @@ TEST(Safetensors, RoundTripKeepsNamesShapesBytesAndMetadata) {
     EXPECT_EQ(r.read(*e), t.bytes);
   }
   EXPECT_EQ(r.find("missing"), nullptr);
+  // Empty tensors share their offset with a neighbour (as safetensors writes them): no overlap.
+  write_shard(dir / "y.safetensors", {{"b", "U8", {2}, {7, 8}}, {"z", "F32", {0}, {}}, {"c", "U8", {1}, {9}}});
+  SafetensorsReader y((dir / "y.safetensors").string());
+  EXPECT_EQ(y.read(*y.find("c")), std::vector<uint8_t>{9});
 }
 
 TEST(Safetensors, DamagedFilesAreRefusedNamingTheProblem) {
@@ -100,6 +104,8 @@ TEST(Safetensors, DamagedFilesAreRefusedNamingTheProblem) {
   refused(raw(R"({"t":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
               R"("u":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", 8), "overlap");
   refused(raw("not json", 0), "not JSON");
+  // 24 x 768614336404564651 x 2 bytes wraps to 16 in 64 bits: refused, not taken as 16 bytes.
+  refused(raw(R"({"t":{"dtype":"BF16","shape":[24,768614336404564651],"data_offsets":[0,16]}})", 16), "tensor t");
   {
     std::ofstream o(dir / "short.safetensors", std::ios::binary);
     o << "abc";
@@ -202,6 +208,16 @@ TEST(PackedCheckpoint, PacksEveryExpertWeightAsPackWeightsDoesAndCopiesTheRest) 
   }
   EXPECT_EQ(r.packed_bytes, packed_bytes);
   EXPECT_EQ(r.dense_bytes, dense_bytes);
+  // The folder reader finds each matrix in its shard, with the checkpoint's dtype and pattern.
+  const PackedCheckpointReader folder(out.string());
+  const PackedWeights w2 = folder.matrix("model.layers.1.block_sparse_moe.experts.0.w2.weight");
+  EXPECT_EQ(w2.m, 256);
+  EXPECT_EQ(w2.dtype, DType::bf16);
+  EXPECT_EQ(w2.sparsity, (SparsityParams{128, 1, 2}));
+  EXPECT_EQ(folder.vector16("model.layers.1.block_sparse_moe.gate.weight", DType::bf16, 8 * 256).size(), 2048u);
+  EXPECT_THROW(folder.vector16("model.layers.1.block_sparse_moe.gate.weight", DType::f16, 8 * 256), Error);
+  EXPECT_THROW(folder.vector16("model.embed_tokens.weight", DType::bf16, 32), Error);  // F32
+  EXPECT_THROW(folder.matrix("model.layers.9.mlp.experts.0.gate_proj.weight"), Error);
   std::ifstream index(out / "model.safetensors.index.json");
   const std::string text((std::istreambuf_iterator<char>(index)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("\"model.layers.1.block_sparse_moe.experts.0.w2.weight.values\": "
@@ -263,6 +279,28 @@ TEST(PackedCheckpoint, ADamagedPackedMatrixIsRefusedOnRead) {
   }
   SafetensorsReader dense((in / "model.safetensors").string());
   EXPECT_THROW(read_packed_matrix(dense, name), Error);  // not a packed shard
+  // A shape that does not fit the stored parts is refused before their sizes are trusted.
+  std::vector<Tensor> reshaped;
+  for (const auto& e : good.entries()) {
+    Tensor t{e.name, e.dtype, e.shape, good.read(e)};
+    if (e.name == name + ".shape") {
+      const int64_t mk[2] = {4 * 64, 256};
+      std::memcpy(t.bytes.data(), mk, sizeof mk);
+    }
+    reshaped.push_back(t);
+  }
+  write_shard(out / "reshaped.safetensors", reshaped, good.metadata());
+  SafetensorsReader bad_shape((out / "reshaped.safetensors").string());
+  EXPECT_THROW(read_packed_matrix(bad_shape, name), Error);
+}
+
+TEST(PackedCheckpoint, AnEarlierRunsIndexDoesNotSurvive) {
+  const fs::path in = fresh_dir("sin"), out = fresh_dir("sout");
+  write_shard(in / "model.safetensors", {expert("model.layers.0.mlp.experts.0.gate_proj.weight", 64, 256)});
+  std::ofstream(out / "model.safetensors.index.json") << R"({"weight_map": {"x": "gone.safetensors"}})";
+  pack_checkpoint(in.string(), out.string(), {});
+  EXPECT_FALSE(fs::exists(out / "model.safetensors.index.json"));
+  EXPECT_NO_THROW(PackedCheckpointReader(out.string()).matrix("model.layers.0.mlp.experts.0.gate_proj.weight"));
 }
 
 TEST(PackedCheckpoint, TheCommandPacksAFolder) {

@@ -482,7 +482,9 @@ TEST_F(MoeLayerGpu, PackedExpertsBuildTheSameLayer) {
 
   // The C ABI from the same host buffers.
   auto c_matrix = [](const PackedWeights& p) {
-    return samoyeds_packed_matrix{p.m, p.k, p.values.data(), p.sel.data(), p.meta.data()};
+    return samoyeds_packed_matrix{p.m,          p.k,          SAMOYEDS_BF16,        p.values.data(),
+                                  int64_t(p.values.size()), p.sel.data(), int64_t(p.sel.size()), p.meta.data(),
+                                  int64_t(p.meta.size())};
   };
   std::vector<samoyeds_packed_matrix> c1, c3, c2;
   for (const auto& e : packed) {
@@ -515,6 +517,15 @@ TEST_F(MoeLayerGpu, PackedExpertsBuildTheSameLayer) {
             SAMOYEDS_INVALID_ARGUMENT);
   EXPECT_NE(std::string(samoyeds_last_error()).find("expert 0's w1 is [384, 256]"), std::string::npos)
       << samoyeds_last_error();
+  spec.hidden = H;
+  c2[5].meta_bytes -= 1;  // a buffer shorter than its shape needs is refused before it is read
+  EXPECT_EQ(samoyeds_moe_layer_create_packed(crt, &spec, c1.data(), c3.data(), c2.data(), cs, &clayer),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(samoyeds_last_error()).find("expert 5's w2"), std::string::npos) << samoyeds_last_error();
+  c2[5].meta_bytes += 1;
+  c2[5].dtype = SAMOYEDS_F16;  // bf16 values called f16 would be read as garbage
+  EXPECT_EQ(samoyeds_moe_layer_create_packed(crt, &spec, c1.data(), c3.data(), c2.data(), cs, &clayer),
+            SAMOYEDS_INVALID_ARGUMENT);
   samoyeds_runtime_destroy(crt);
   std::vector<PackedExpert> wrong = packed;
   wrong[3].w2 = pack(f.experts[3].w1, I, H);  // [ffn, hidden] where [hidden, ffn] belongs
