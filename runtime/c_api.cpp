@@ -222,7 +222,8 @@ samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const sam
     require(out != nullptr, "out is null");
     *out = nullptr;
     const samoyeds::MoeLayerSpec s = layer_spec(spec);
-    require(rt && w1 && w3 && w2, "runtime or packed matrix arrays are null");
+    // The matrices are checked before the runtime is needed (named where no GPU is).
+    require(w1 && w3 && w2, "packed matrix arrays are null");
     require(spec->n_shared == (shared ? 1 : 0), "n_shared must be 1 with a packed shared expert, else 0");
     require(!spec->shared_gate || shared, "a shared gate needs the shared expert");
     // The caller states each buffer's length: compared with what the shape
@@ -253,6 +254,7 @@ samoyeds_status samoyeds_moe_layer_create_packed(samoyeds_runtime* rt, const sam
     samoyeds::PackedExpert packed_shared;
     if (shared)
       packed_shared = {matrix(shared[0], "shared w1"), matrix(shared[1], "shared w3"), matrix(shared[2], "shared w2")};
+    require(rt != nullptr, "runtime is null");
     auto l = std::make_unique<samoyeds_moe_layer>();
     l->rt = rt->rt;
     l->layer = std::make_unique<samoyeds::MoeLayer>(*l->rt, s, std::move(experts), shared ? &packed_shared : nullptr,

@@ -58,7 +58,8 @@ samoyeds_status samoyeds_ssmm(samoyeds_runtime* rt, const samoyeds_weights* w, c
 /* h[i] = silu(x[ids[i]] . W1^T) * (x[ids[i]] . W3^T). */
 samoyeds_status samoyeds_gated_up(samoyeds_runtime* rt, const samoyeds_weights* w1, const samoyeds_weights* w3,
                                   const void* x, int64_t x_rows, const int32_t* ids, int64_t n, void* h, void* stream);
-/* y[ids[i]] += p[i] * (h[i] . W2^T), deterministic. */
+/* y[ids[i]] += p[i] * (h[i] . W2^T), deterministic. workspace: at least
+ * samoyeds_down_combine_workspace_bytes(w2, n) bytes, 16-byte aligned. */
 size_t samoyeds_down_combine_workspace_bytes(const samoyeds_weights* w2, int64_t n);
 samoyeds_status samoyeds_down_combine(samoyeds_runtime* rt, const samoyeds_weights* w2, const void* h, int64_t n,
                                       const int32_t* ids, const float* p, void* y, int64_t y_rows, void* workspace,

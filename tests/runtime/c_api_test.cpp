@@ -73,4 +73,40 @@ TEST(CApi, AMoeSpecThatDoesNotFitItsRoutingIsNamed) {
   EXPECT_NE(error_of(spec).find("choice bias"), std::string::npos) << error_of(spec);
 }
 
+// Packed buffers state their lengths and dtype: a length that does not fit
+// the shape and pattern is refused before anything is read (no GPU needed).
+TEST(CApi, PackedBuffersOfTheWrongLengthAreRefusedBeforeTheyAreRead) {
+  samoyeds_moe_spec spec{};
+  spec.hidden = 256, spec.ffn = 128, spec.experts = 1, spec.top_k = 1, spec.dtype = SAMOYEDS_BF16;
+  spec.V = 128, spec.N = 1, spec.M = 2;
+  // w1/w3 [128, 256]: 64 rows of 128 values, 2 x 64 selectors, 2048 metadata bytes.
+  std::vector<uint16_t> values(64 * 128);
+  std::vector<uint8_t> sel(2 * 64), meta(64 * 128 / 4);
+  samoyeds_packed_matrix up{128, 256, SAMOYEDS_BF16, values.data(), 64 * 128, sel.data(), 2 * 64, meta.data(), 2048};
+  samoyeds_packed_matrix down = up;  // [256, 128]: 128 rows of 64 values, 1 x 128 selectors
+  down.m = 256, down.k = 128, down.values_count = 128 * 64, down.sel_bytes = 128, down.meta_bytes = 2048;
+  samoyeds_moe_layer* layer = nullptr;
+  auto error = [&](const samoyeds_packed_matrix& w1) {
+    const samoyeds_status st = samoyeds_moe_layer_create_packed(nullptr, &spec, &w1, &up, &down, nullptr, &layer);
+    EXPECT_EQ(st, SAMOYEDS_INVALID_ARGUMENT);
+    EXPECT_EQ(layer, nullptr);
+    return std::string(samoyeds_last_error());
+  };
+  EXPECT_NE(error(up).find("runtime is null"), std::string::npos) << error(up);  // the matrices passed
+  samoyeds_packed_matrix bad = up;
+  bad.values_count -= 1;
+  EXPECT_NE(error(bad).find("expert 0's w1: [128, 256] at 1:2x2:4/V128 needs 8192 values"), std::string::npos)
+      << error(bad);
+  bad = up;
+  bad.m = int64_t(1) << 40;  // a size computed from it would overflow; the shape is refused first
+  EXPECT_NE(error(bad).find("shape"), std::string::npos) << error(bad);
+  bad = up;
+  bad.dtype = static_cast<samoyeds_dtype>(5);
+  EXPECT_NE(error(bad).find("dtype"), std::string::npos) << error(bad);
+  EXPECT_EQ(samoyeds_moe_layer_load_packed(nullptr, &spec, "/nonexistent", nullptr, nullptr, nullptr, nullptr,
+                                           nullptr, &layer),
+            SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_EQ(samoyeds_pack_checkpoint("/nonexistent", "/tmp/samoyeds-none", 128, 1, 2, 0), SAMOYEDS_INVALID_ARGUMENT);
+}
+
 }  // namespace
