@@ -109,6 +109,11 @@ class SparseMoE(torch.nn.Module):
     def forward_routed(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> torch.Tensor:
         flat = self._flat(x)
         k = self.config.top_k
+        # [T, k] each: a dense [T, E] weight tensor (as some routers return) would reshape without
+        # complaint whenever E is a multiple of k, and route wrongly.
+        if topk_ids.shape[-1] != k or topk_weights.shape != topk_ids.shape or topk_ids.numel() != flat.shape[0] * k:
+            raise ValueError(f"samoyeds: topk_ids and topk_weights must both be [{flat.shape[0]}, {k}], not "
+                             f"{list(topk_ids.shape)} and {list(topk_weights.shape)}")
         ids = topk_ids.reshape(-1, k)
         ids = (ids if ids.dtype == torch.int32 else ids.to(torch.int32)).contiguous()
         weights = topk_weights.reshape(-1, k)

@@ -140,6 +140,8 @@ def test_bad_tensors_raise_the_argument_name():
         torch.ops.samoyeds.moe_forward_routed(12345, xb, ids, w, y.bfloat16(), ws, moe.error_flag)
     with pytest.raises(samoyeds.InvalidArgumentError, match="workspace"):
         torch.ops.samoyeds.moe_forward_routed(moe.layer.handle, xb, ids, w, y.bfloat16(), ws[:16], moe.error_flag)
+    with pytest.raises(ValueError, match="must both be"):  # a dense [T, E] weight tensor, E a multiple of k
+        moe.forward_routed(xb, ids, torch.zeros(4, E, device=DEV))
     with pytest.raises(samoyeds.InvalidArgumentError, match="x must be on cuda:0, not cpu"):
         moe.forward_routed(xb.cpu(), ids, w)  # the module's eager path checks as the op does
     with pytest.raises(samoyeds.InvalidArgumentError, match="topk_weights must be on cuda:0"):
