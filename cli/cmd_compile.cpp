@@ -8,6 +8,7 @@
 #include <fstream>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -42,7 +43,8 @@ int cmd_compile(const std::vector<std::string>& argv) {
                  "range) or all (every backend's whole search space)")
       ->check(CLI::IsMember({"default", "all"}))
       ->capture_default_str();
-  app.add_option("--cache", cache_path, "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
+  app.add_option("--cache", cache_path,
+                 "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite); none: compile only, store nothing");
   app.add_option("--jobs", n_threads, "parallel NVRTC compiles (default: hardware threads)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--emit-cubins", emit_dir, "also write each binary to DIR (for cuobjdump/nvdisasm)");
@@ -56,8 +58,13 @@ int cmd_compile(const std::vector<std::string>& argv) {
   const std::vector<KernelJob> jobs = model_kernel_jobs(model, arch, dtypes, sp, which == "all");
 
   if (!emit_dir.empty()) check_writable_folder(emit_dir, "--emit-cubins");
-  SqliteStore store(cache_path);
-  BinaryCache cache(store);
+  // "none" means no cache, as for the runtime (a file named none was made before).
+  std::optional<SqliteStore> store;
+  std::optional<BinaryCache> cache;
+  if (cache_path != "none") {
+    store.emplace(cache_path);
+    cache.emplace(*store);
+  }
   fmt::print("samoyeds compile: {} ({}), {} kernels for {} (no GPU needed), cache {}\n", model.display_name,
              model.name, jobs.size(), arch, cache_path);
   fmt::print("{:<42} {:<26} {:>10} {:>11} {:>5} {:>6}  {}\n", "spec", "config", "compile ms", "cubin bytes", "regs",
@@ -73,7 +80,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
                                          backend_name(job.spec.backend), dtype_name(job.spec.dtype), job.spec.m,
                                          job.spec.k);
     try {
-      const BuiltKernel b = build_kernel(job.spec, job.config, &cache);
+      const BuiltKernel b = build_kernel(job.spec, job.config, cache ? &*cache : nullptr);
       if (!emit_dir.empty()) {
         const std::string file = fmt::format("{}/{}{}_{}_{}_{}x{}_{}.cubin", emit_dir, job.spec.grouped ? "grouped_" : "",
                                              op_name(job.spec.op), backend_name(job.spec.backend),

@@ -173,3 +173,19 @@ TEST_F(CacheCli, TuneWithoutAGpuSaysSoAndUsageErrorsExitTwo) {
 
 }  // namespace
 }  // namespace samoyeds
+
+namespace samoyeds {
+namespace {
+
+// --cache none compiles and stores nothing (it once made a file named none).
+TEST(CompileCli, CacheNoneStoresNothing) {
+  namespace fs = std::filesystem;
+  fs::remove("none");
+  const auto r = test::run_cli("compile --model minicpm-moe-8x2b --arch sm_80 --dtype f16 --cache none");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("compiled"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists("none"));
+}
+
+}  // namespace
+}  // namespace samoyeds
