@@ -14,7 +14,6 @@ line and every figure are printed for the log. A Mixtral-8x7B of 32 layers
 needs a GPU of more than 93 GB (an H200); --layers takes fewer elsewhere.
 """
 import argparse
-import csv
 import statistics
 import sys
 
@@ -22,6 +21,7 @@ import torch
 import transformers
 
 import samoyeds.hf
+from torch_bench_common import cuda_median_ms, write_csv
 
 CONFIGS = {
     "mixtral-8x7b": lambda layers: transformers.MixtralConfig(
@@ -34,18 +34,6 @@ CONFIGS = {
         norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936,
         max_position_embeddings=32768),
 }
-
-
-def cuda_ms(fn, reps=3):
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def kv_bytes_per_token(config) -> int:
@@ -62,7 +50,7 @@ def measure(model, config, prefill: int, batches, steps: int, label: str):
     ids = torch.randint(0, vocab, (1, prefill), device="cuda")
     model(ids[:, :64], use_cache=False)  # warm: kernels load or compile here
     torch.cuda.reset_peak_memory_stats()
-    prefill_ms = cuda_ms(lambda: model(ids, use_cache=False))
+    prefill_ms = cuda_median_ms(lambda: model(ids, use_cache=False), 3)
     # What a prefill of this length needs beyond the weights (activations), kept free beside the cache.
     activations = torch.cuda.max_memory_allocated() - weights
     free, total = torch.cuda.mem_get_info()
@@ -120,10 +108,7 @@ def main():
                       for b in batches)
           + f"; KV tokens that fit x{sparse['kv_tokens_that_fit'] / max(dense['kv_tokens_that_fit'], 1):.2f}")
     if a.csv:
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(a.csv, rows)
     return 0
 
 

@@ -10,7 +10,6 @@ CUDA-event medians with L2 flushed before each timed call; ratios are of
 this run only.
 """
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ import transformers
 import samoyeds
 from samoyeds import _lib, ops
 from samoyeds.nn import SparseMoE
+from torch_bench_common import cuda_median_ms, write_csv
 
 MODELS = {
     # name: (config class, experts key, ffn key, hidden, ffn, experts, top_k)
@@ -67,19 +67,6 @@ def host_overhead(reps=2000):
     return out
 
 
-def timed(fn, flush, reps=20):
-    times = []
-    for _ in range(reps):
-        flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def experts_vs_grouped_mm(name, tokens, rows):
     cls, ekey, fkey, H, I, E, K = MODELS[name]
     config = cls(hidden_size=H, **{ekey: E, fkey: I}, num_experts_per_tok=K, num_hidden_layers=1)
@@ -100,8 +87,8 @@ def experts_vs_grouped_mm(name, tokens, rows):
         logits = torch.randn(T, E, device="cuda")
         w, idx = torch.softmax(logits, -1).topk(K, dim=-1)
         with torch.no_grad():
-            dense = timed(lambda: experts(x, idx, w.to(torch.bfloat16)), flush)
-            ours = timed(lambda: moe.forward_routed(x, idx, w), flush)
+            dense = cuda_median_ms(lambda: experts(x, idx, w.to(torch.bfloat16)), 20, flush.zero_)
+            ours = cuda_median_ms(lambda: moe.forward_routed(x, idx, w), 20, flush.zero_)
         # Correctness is the tests' (python/tests): here the weights are not pruned for the dense side.
         rows.append(dict(model=name, tokens=T, grouped_mm_ms=round(dense, 4), samoyeds_ms=round(ours, 4),
                          x_grouped_mm=round(dense / ours, 2)))
@@ -125,10 +112,7 @@ def main():
     for name in filter(None, a.models.split(",")):  # --models "": host figures only
         experts_vs_grouped_mm(name, [int(t) for t in a.tokens.split(",")], rows)
     if a.csv and rows:
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(a.csv, rows)
     return 0
 
 
