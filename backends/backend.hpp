@@ -38,6 +38,11 @@ struct ExpertLaunch {
   const int32_t* ids = nullptr;  // rows of x to read, or null: rows in order
   int64_t n = 0;                 // tokens (a bound on any expert's, grouped)
   const float* row_scale = nullptr;
+  // The biased epilogues: a float bias per output row and operand (grouped:
+  // expert e's at + e * bias_stride), and the clamped SwiGLU's constants.
+  const float* bias[2] = {nullptr, nullptr};
+  int64_t bias_stride = 0;
+  float act_alpha = 0.0f, act_limit = 0.0f;
   void* y = nullptr;  // [n, m] compact
   int* error_flag = nullptr;
   void* stream = nullptr;

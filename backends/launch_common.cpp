@@ -23,6 +23,10 @@ SsmmArgs ssmm_args(const ExpertLaunch& l) {
   a.x = static_cast<const unsigned short*>(l.x);
   a.ids = l.ids;
   a.row_scale = l.row_scale;
+  a.bias[0] = l.bias[0];
+  a.bias[1] = l.bias[1];
+  a.act_alpha = l.act_alpha;
+  a.act_limit = l.act_limit;
   a.y = static_cast<unsigned short*>(l.y);
   a.error_flag = l.error_flag;
   a.m = int(l.m);
@@ -43,6 +47,7 @@ GroupedSsmmArgs grouped_ssmm_args(const ExpertLaunch& l, const SsmmArgs& base) {
   g.values_stride = l.values_stride;
   g.meta_stride = l.meta_stride;
   g.sel_stride = l.sel_stride;
+  g.bias_stride = l.bias_stride;
   g.x_is_compact = l.x_is_compact ? 1 : 0;
   g.experts = l.spec.experts;
   return g;

@@ -19,6 +19,8 @@ Epilogue parse_epilogue(const std::string& s) {
   if (s == "none") return Epilogue::None;
   if (s == "silu") return Epilogue::Silu;
   if (s == "gated_silu") return Epilogue::GatedSilu;
+  if (s == "bias") return Epilogue::Bias;
+  if (s == "clamped_swiglu") return Epilogue::ClampedSwiglu;
   throw Error(ErrorCode::CacheError, "unknown epilogue '" + s + "' in a tuning record");
 }
 

@@ -80,11 +80,12 @@ void KernelSpec::validate() const {
     throw Error(ErrorCode::Unsupported,
                 fmt::format("k={} must be a multiple of 8 (token rows are read in 16-byte pieces)", k));
   if (experts < 1) throw Error(ErrorCode::InvalidArgument, "experts must be >= 1");
-  const bool gated = epilogue == Epilogue::GatedSilu;
-  if ((op == Op::GatedUp) != gated)
-    throw Error(ErrorCode::InvalidArgument, "the gated_silu epilogue belongs to the gated_up op and only to it");
-  if (op == Op::Down && epilogue != Epilogue::None)
-    throw Error(ErrorCode::InvalidArgument, "the down op has no activation");
+  if ((op == Op::GatedUp) != gated_epilogue(epilogue))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("the {} epilogue: the gated epilogues (gated_silu, "
+                                                        "clamped_swiglu) belong to the gated_up op and only to it",
+                                                        epilogue_name(epilogue)));
+  if (op == Op::Down && epilogue != Epilogue::None && epilogue != Epilogue::Bias)
+    throw Error(ErrorCode::InvalidArgument, "the down op has no activation (a bias at most)");
 }
 
 std::string KernelSpec::to_string() const {

@@ -14,13 +14,15 @@ const char* epilogue_constant(Epilogue e) {
     case Epilogue::None: return "samoyeds::kEpiNone";
     case Epilogue::Silu: return "samoyeds::kEpiSilu";
     case Epilogue::GatedSilu: return "samoyeds::kEpiGatedSilu";
+    case Epilogue::Bias: return "samoyeds::kEpiBias";
+    case Epilogue::ClampedSwiglu: return "samoyeds::kEpiClampedSwiglu";
   }
   return "?";
 }
 
 }  // namespace
 
-int weight_operands(const KernelSpec& spec) { return spec.epilogue == Epilogue::GatedSilu ? 2 : 1; }
+int weight_operands(const KernelSpec& spec) { return gated_epilogue(spec.epilogue) ? 2 : 1; }
 
 // Mirrors SsmmPipeline's constants; the generated source static_asserts the
 // shared-memory figure so the two cannot disagree silently.
@@ -85,15 +87,16 @@ GeneratedKernel generate_ssmm_pipeline(const KernelSpec& spec, const TileConfig&
   if (k.weight_maps) {  // the tile-scheduled wgmma_sp kernels: a problem, the tensor maps
     signature = fmt::format("{}(const samoyeds::{},\n    const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n",
                             g.kernel_name, spec.grouped ? "GroupedSsmmArgs grouped" : "SsmmArgs args");
-    run_call = spec.grouped ? "  kernel.run(samoyeds::GroupedProblem{grouped}, smem, maps);\n"
+    run_call = spec.grouped ? fmt::format("  kernel.run(samoyeds::GroupedProblem<{}>{{grouped}}, smem, maps);\n",
+                                          biased_epilogue(spec.epilogue) ? "true" : "false")
                             : "  kernel.run(samoyeds::SingleProblem{args}, smem, maps);\n";
   } else {  // the grouped entry point picks its expert's slice, then runs the same body
     signature = fmt::format("{}(const samoyeds::{}) {{\n", g.kernel_name,
                             spec.grouped ? "GroupedSsmmArgs grouped" : "SsmmArgs args");
     if (spec.grouped)
       prologue = fmt::format("  samoyeds::SsmmArgs args;\n"
-                             "  if (!samoyeds::select_expert<{}>(grouped, args)) return;\n",
-                             c.block_n);
+                             "  if (!samoyeds::select_expert<{}{}>(grouped, args)) return;\n",
+                             c.block_n, biased_epilogue(spec.epilogue) ? ", true" : "");
     run_call = "  kernel.run(args, smem);\n";
   }
   std::string includes;

@@ -20,6 +20,18 @@ void require_aligned(const void* p, size_t align, const char* name) {
 }
 
 
+// The gated projection's epilogue as the options ask: the clamped SwiGLU
+// comes with its biases; the down projection takes a bias where given.
+Epilogue gated_epilogue_of(const LaunchOptions& opt) {
+  if (opt.activation.kind == ExpertActivation::Kind::Silu) {
+    require(!opt.bias[0] && !opt.bias[1], "gated_up with silu takes no biases (the clamped SwiGLU does)");
+    return Epilogue::GatedSilu;
+  }
+  require(opt.bias[0] && opt.bias[1], "the clamped SwiGLU needs the gate and up biases");
+  return Epilogue::ClampedSwiglu;
+}
+Epilogue down_epilogue_of(const LaunchOptions& opt) { return opt.bias[0] ? Epilogue::Bias : Epilogue::None; }
+
 // Set for the grouped launch: one kernel over all experts (blockIdx.z).
 struct Grouping {
   const GroupedExpertWeights* ws[2];
@@ -151,6 +163,14 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
   l.ids = ids;
   l.n = n;
   l.row_scale = row_scale;
+  if (biased_epilogue(epi)) {
+    for (int i = 0; i < n_w; ++i) require_aligned(opt.bias[i], 4, i == 0 ? "bias" : "up bias");
+    l.bias[0] = opt.bias[0];
+    l.bias[1] = n_w > 1 ? opt.bias[1] : nullptr;
+    l.bias_stride = grouping ? w0.m() : 0;
+    l.act_alpha = float(opt.activation.alpha);
+    l.act_limit = float(opt.activation.limit);
+  }
   l.y = y;
   l.error_flag = opt.error_flag;
   l.stream = opt.stream;
@@ -178,14 +198,14 @@ void ssmm(KernelRuntime& rt, const PackedExpertWeights& w, const void* x, int64_
 void gated_up(KernelRuntime& rt, const PackedExpertWeights& w1, const PackedExpertWeights& w3, const void* x,
               int64_t x_rows, const int32_t* ids, int64_t n, void* h, const LaunchOptions& opt) {
   const PackedExpertWeights* ws[] = {&w1, &w3};
-  launch(rt, Op::GatedUp, Epilogue::GatedSilu, ws, 2, x, x_rows, w1.k(), ids, n, nullptr, h, opt);
+  launch(rt, Op::GatedUp, gated_epilogue_of(opt), ws, 2, x, x_rows, w1.k(), ids, n, nullptr, h, opt);
 }
 
 void down_scaled(KernelRuntime& rt, const PackedExpertWeights& w2, const void* h, int64_t n, const float* p, void* z,
                  const LaunchOptions& opt) {
   require(p != nullptr, "routing weights are null");
   const PackedExpertWeights* ws[] = {&w2};
-  launch(rt, Op::Down, Epilogue::None, ws, 1, h, n > 0 ? n : 1, w2.k(), nullptr, n, p, z, opt);
+  launch(rt, Op::Down, down_epilogue_of(opt), ws, 1, h, n > 0 ? n : 1, w2.k(), nullptr, n, p, z, opt);
 }
 
 void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const GroupedExpertWeights& w3,
@@ -196,7 +216,7 @@ void grouped_gated_up(KernelRuntime& rt, const GroupedExpertWeights& w1, const G
   require_aligned(list_tokens, 4, "token list");
   const Grouping grouping{{&w1, &w3}, offsets, false};
   const PackedExpertWeights* ws[] = {&w1.layout(), &w3.layout()};
-  launch(rt, Op::GatedUp, Epilogue::GatedSilu, ws, 2, x, x_rows, w1.layout().k(), list_tokens, max_rows, nullptr, h,
+  launch(rt, Op::GatedUp, gated_epilogue_of(opt), ws, 2, x, x_rows, w1.layout().k(), list_tokens, max_rows, nullptr, h,
          opt, &grouping, &in_order);
 }
 
@@ -208,7 +228,7 @@ void grouped_down_scaled(KernelRuntime& rt, const GroupedExpertWeights& w2, cons
   require(max_rows <= h_rows, fmt::format("max_rows {} exceeds h's {} rows", max_rows, h_rows));
   const Grouping grouping{{&w2, &w2}, offsets, true};
   const PackedExpertWeights* ws[] = {&w2.layout()};
-  launch(rt, Op::Down, Epilogue::None, ws, 1, h, h_rows > 0 ? h_rows : 1, w2.layout().k(), nullptr, max_rows,
+  launch(rt, Op::Down, down_epilogue_of(opt), ws, 1, h, h_rows > 0 ? h_rows : 1, w2.layout().k(), nullptr, max_rows,
          list_weights, z, opt, &grouping);
 }
 

@@ -18,7 +18,10 @@ __device__ __forceinline__ bool list_fits_rows(const GroupedSsmmArgs& g) {
   return false;
 }
 
-// Expert e's slice of a grouped launch as single-expert arguments.
+// Expert e's slice of a grouped launch as single-expert arguments (BIAS:
+// the epilogue reads biases, moved to the expert's too; a template argument
+// so that the kernels without leave their machine code as it was).
+template <bool BIAS>
 __device__ __forceinline__ void expert_slice(const GroupedSsmmArgs& g, int e, SsmmArgs& a) {
   const int begin = g.offsets[e];
   const int n = g.offsets[e + 1] - begin;
@@ -28,6 +31,7 @@ __device__ __forceinline__ void expert_slice(const GroupedSsmmArgs& g, int e, Ss
     a.values[w] += u64(e) * u64(g.values_stride);
     a.meta[w] += u64(e) * u64(g.meta_stride);
     a.sel[w] += u64(e) * u64(g.sel_stride);
+    if (BIAS) a.bias[w] += u64(e) * u64(g.bias_stride);
   }
   a.n = n;
   if (g.x_is_compact) {
@@ -42,12 +46,12 @@ __device__ __forceinline__ void expert_slice(const GroupedSsmmArgs& g, int e, Ss
 }
 
 // The grid form: blockIdx.z is the expert, blockIdx.y the token tile.
-template <int BN>
+template <int BN, bool BIAS = false>
 __device__ __forceinline__ bool select_expert(const GroupedSsmmArgs& g, SsmmArgs& a) {
   const int e = blockIdx.z;
   if (int(blockIdx.y) * BN >= g.offsets[e + 1] - g.offsets[e]) return false;
   if (!list_fits_rows(g)) return false;
-  expert_slice(g, e, a);
+  expert_slice<BIAS>(g, e, a);
   return true;
 }
 

@@ -22,6 +22,8 @@ struct SsmmArgs {
   const unsigned short* x;          // [x_rows, ldx], k valid columns
   const int* ids;                   // [n] or null
   const float* row_scale;           // [n] or null: output row i scaled by row_scale[i]
+  const float* bias[2];             // [m] per weight operand, for the biased epilogues (else unused)
+  float act_alpha, act_limit;       // the clamped SwiGLU's (kEpiClampedSwiglu)
   unsigned short* y;                // [n, ldy], m valid columns
   int* error_flag;                  // SsmmErrorBits, below
   int m, k, n;
@@ -85,6 +87,7 @@ struct GroupedSsmmArgs {
   SsmmArgs base;        // expert 0's weights; ids = the token list; n = a bound on any expert's count
   const int* offsets;   // [experts + 1], on the device (no host round trip)
   long long values_stride, meta_stride, sel_stride;
+  long long bias_stride;  // floats between experts' biases (the biased epilogues)
   int x_is_compact;     // 1: x rows follow the list (down projection reads h)
   int experts;
 };

@@ -456,7 +456,7 @@ struct SsmmPipeline {
             const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;  // condensed, local
             const int row = out_row0 + r * MGROUP;                   // first original row of the group
             float v[MGROUP];
-            fragment_outputs(mt, h, nt, e, scale, partner, v);
+            fragment_outputs(args, row, mt, h, nt, e, scale, partner, v);
             u16* dst = y_tok + row;
             if (MGROUP % 2 == 0 && (args.ldy % 2) == 0 && row + MGROUP <= args.m) {
 #pragma unroll
@@ -495,12 +495,12 @@ struct SsmmPipeline {
     }
   };
 
-  // Original rows q = 0 .. MGROUP-1 of fragment row (mt, h), token (nt, e):
+  // Original rows row .. row+MGROUP-1 of fragment row (mt, h), token (nt, e):
   // the selection's slot that holds each (finish_selection() first), the
   // epilogue, the row scale.
   template <class Partner>
-  __device__ __forceinline__ void fragment_outputs(int mt, int h, int nt, int e, float scale, const Partner& partner,
-                                                   float (&v)[MGROUP]) const {
+  __device__ __forceinline__ void fragment_outputs(const SsmmArgs& args, int row, int mt, int h, int nt, int e,
+                                                   float scale, const Partner& partner, float (&v)[MGROUP]) const {
 #pragma unroll
     for (int q = 0; q < MGROUP; ++q) {
       float op[2] = {0.0f, 0.0f};
@@ -510,7 +510,7 @@ struct SsmmPipeline {
         for (int s = 0; s < kSlots; ++s)
           if (!kSelect || Select::row_of(sel_state[w][mt][h], s) == q) op[w] = acc[w][s][mt][nt][2 * h + e];
       partner.fill(op, mt, h, nt, 2 * h + e, q);
-      v[q] = Epilogue<EPI>::apply(op[0], op[1]) * scale;
+      v[q] = epilogue_at<EPI>(args, row + q, op[0], op[1]) * scale;
     }
   }
 
@@ -518,10 +518,11 @@ struct SsmmPipeline {
   // reads: boxes of 64 original rows (128 bytes) by CT tokens, one after
   // another along the rows, each with the 128-byte swizzle. That is one
   // Swizzle128Tile of CT token rows whose 128-byte columns are the boxes;
-  // original row `row` is byte 2 * row of a token's row. finish_selection() first.
+  // original row `row` is byte 2 * row of a token's row; out_row0 is the
+  // tile's first original row (for the biases). finish_selection() first.
   template <int CT>
-  __device__ __forceinline__ void stage_output_chunk(u32 boxes, int c, const WarpScales& scales, int warp_m,
-                                                     int lane) const {
+  __device__ __forceinline__ void stage_output_chunk(const SsmmArgs& args, int out_row0, u32 boxes, int c,
+                                                     const WarpScales& scales, int warp_m, int lane) const {
     static_assert(CT % 8 == 0 && BN % CT == 0 && WARPS_N == 1, "whole fragments of the chunk's tokens");
 #pragma unroll
     for (int nt = c * (CT / 8); nt < (c + 1) * (CT / 8); ++nt)
@@ -535,7 +536,7 @@ struct SsmmPipeline {
           for (int h = 0; h < 2; ++h) {
             const int r = warp_m * WM + mt * 16 + lane / 4 + 8 * h;
             float v[MGROUP];
-            fragment_outputs(mt, h, nt, e, scale, NoPartner(), v);
+            fragment_outputs(args, out_row0 + r * MGROUP, mt, h, nt, e, scale, NoPartner(), v);
 #pragma unroll
             for (int q = 0; q < MGROUP; q += (MGROUP % 2 == 0 ? 2 : 1)) {
               const int row = r * MGROUP + q;
@@ -589,7 +590,7 @@ struct SsmmPipeline {
         if (kW > 1) load((BN + t) * kEpiLd + r8, b);
         float v[8];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = Epilogue<EPI>::apply(a[j], kW > 1 ? b[j] : 0.0f) * scales[u];
+        for (int j = 0; j < 8; ++j) v[j] = epilogue_at<EPI>(args, row + j, a[j], kW > 1 ? b[j] : 0.0f) * scales[u];
         u16* dst = args.y + u64(tok) * args.ldy + row;
         if (vec_ok && row + 8 <= args.m) {
           uint4_like out;

@@ -481,7 +481,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
 #pragma unroll
     for (int c = 0; c < BN / kOutChunkTok; ++c) {
       const int buf = (c % 2) * kOutBufBytes;
-      this->template stage_output_chunk<kOutChunkTok>(boxes_addr + buf, c, scales, warp_m, lane);
+      this->template stage_output_chunk<kOutChunkTok>(tile.args, tile.row0 * MGROUP, boxes_addr + buf, c, scales,
+                                                      warp_m, lane);
       fence_proxy_async_shared();  // the writes, visible to the TMA's reads
       if (issuer) tma_store_wait_read<0>();
       named_barrier(3 + group, 128);

@@ -68,6 +68,8 @@ struct SingleProblem {
 };
 
 // All experts of a grouped launch; `prefix[e]` = tiles of experts before e.
+// BIAS: the epilogue reads biases (expert_slice).
+template <bool BIAS = false>
 struct GroupedProblem {
   GroupedSsmmArgs g;
   __device__ __forceinline__ const SsmmArgs& base() const { return g.base; }  // shapes shared by every expert
@@ -100,7 +102,7 @@ struct GroupedProblem {
   __device__ __forceinline__ void tile(const int* prefix, int& cursor, int t, int row_tiles, int bm, int bn,
                                        Tile& out) const {
     while (prefix[cursor + 1] <= t) ++cursor;
-    expert_slice(g, cursor, out.args);
+    expert_slice<BIAS>(g, cursor, out.args);
     out.expert = cursor;
     place_tile<TOKENS_FIRST, ROW_GROUP>(t - prefix[cursor], row_tiles, (prefix[cursor + 1] - prefix[cursor]) / row_tiles, bm,
                              bn, out);

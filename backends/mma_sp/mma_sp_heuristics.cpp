@@ -14,7 +14,7 @@ TileConfig mma_sp_default_config(const KernelSpec& spec, int64_t tokens) {
   static const TileConfig kMedium[] = {{64, 64, 64, 2, 2, 4}, {64, 64, 64, 4, 1, 3}};
   static const TileConfig kLarge[] = {{128, 128, 64, 2, 4, 3}, {128, 64, 64, 4, 2, 3}};
   static const TileConfig kLargeGated[] = {{64, 128, 64, 2, 4, 3}, {64, 64, 64, 2, 2, 3}};
-  const bool gated = spec.epilogue == Epilogue::GatedSilu;
+  const bool gated = gated_epilogue(spec.epilogue);
   const TileConfig* wishes = tokens <= 32 ? kSmall : tokens <= 128 ? kMedium : gated ? kLargeGated : kLarge;
   const MmaSpFamily family;
   for (int i = 0; i < 2; ++i)

@@ -60,6 +60,8 @@ std::optional<std::string> WgmmaSpFamily::invalid_reason(const KernelSpec& spec,
       return "block_m = 192 stores from registers: N = 1, no split-k, no multicast";
     if (c.split_operands) return "a warpgroup per operand takes block_m = 64";
     if (row_tiles(spec, 128) < 2) return "block_m = 192 is for experts of more than 128 condensed rows";
+    // The bias reads of gpt-oss's epilogues put its 128-register store loop past the budget (52 spill bytes).
+    if (biased_epilogue(spec.epilogue)) return "block_m = 192 with a biased epilogue spills";
   }
   if (c.block_k != 128) return "block_k must be 128 (a k-tile's weight row is one 128-byte swizzle atom)";
   if (c.block_n != 32 && c.block_n != 64 && c.block_n != 128) return "block_n must be 32, 64 or 128 (one wgmma N)";

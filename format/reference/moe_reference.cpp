@@ -107,10 +107,7 @@ ExpertTokenLists build_token_lists(const Routing& routing, int experts) {
 
 namespace {
 double activate(const ExpertActivation& a, double g, double u) {
-  if (a.kind == ExpertActivation::Kind::Silu) return silu(g) * u;
-  g = std::min(g, a.limit);
-  u = std::clamp(u, -a.limit, a.limit);
-  return (u + 1.0) * g / (1.0 + std::exp(-a.alpha * g));
+  return a.kind == ExpertActivation::Kind::Silu ? silu(g) * u : clamped_swiglu(g, u, a.alpha, a.limit);
 }
 
 std::vector<double> expert_forward(const ExpertWeightsF64& w, const double* x) {

@@ -14,11 +14,19 @@ const char* epilogue_name(Epilogue e) {
     case Epilogue::None: return "none";
     case Epilogue::Silu: return "silu";
     case Epilogue::GatedSilu: return "gated_silu";
+    case Epilogue::Bias: return "bias";
+    case Epilogue::ClampedSwiglu: return "clamped_swiglu";
   }
   return "?";
 }
 
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
+
+double clamped_swiglu(double g, double u, double alpha, double limit) {
+  g = std::min(g, limit);
+  u = std::clamp(u, -limit, limit);
+  return (u + 1.0) * g / (1.0 + std::exp(-alpha * g));
+}
 
 std::vector<uint16_t> take_rows(const uint16_t* x, int64_t cols, const std::vector<int32_t>& ids) {
   std::vector<uint16_t> out(ids.size() * size_t(cols));
@@ -47,20 +55,28 @@ double dot(const double* a, const double* b, int64_t n) {
 }  // namespace
 
 DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<int32_t>& ids,
-                        Epilogue epi, const DenseF64* w_gate) {
+                        Epilogue epi, const DenseF64* w_gate, const EpilogueInputs& in) {
   if (w.cols != x.cols)
     throw Error(ErrorCode::InvalidArgument, fmt::format("W has k={}, X has k={}", w.cols, x.cols));
-  if (epi == Epilogue::GatedSilu && (!w_gate || w_gate->rows != w.rows || w_gate->cols != w.cols))
+  const bool gated = gated_epilogue(epi);
+  if (gated && (!w_gate || w_gate->rows != w.rows || w_gate->cols != w.cols))
     throw Error(ErrorCode::InvalidArgument, "gated epilogue needs a gate weight of W's shape");
+  const bool biased = biased_epilogue(epi);
+  if (biased && (int64_t(in.bias.size()) != w.rows ||
+                 (epi == Epilogue::ClampedSwiglu && int64_t(in.gate_bias.size()) != w.rows)))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("{} needs a bias per output row ({})", epilogue_name(epi),
+                                                        w.rows));
   check_ids(ids, x.rows);
   const int64_t n = int64_t(ids.size()), m = w.rows, k = w.cols;
   DenseF64 y{n, m, std::vector<double>(size_t(n * m))};
   for (int64_t i = 0; i < n; ++i) {
     const double* xr = &x.data[size_t(ids[size_t(i)] * k)];
     for (int64_t r = 0; r < m; ++r) {
-      double v = dot(&w.data[size_t(r * k)], xr, k);
+      double v = dot(&w.data[size_t(r * k)], xr, k) + (biased ? in.bias[size_t(r)] : 0.0);
       if (epi == Epilogue::Silu) v = silu(v);
       if (epi == Epilogue::GatedSilu) v = silu(v) * dot(&w_gate->data[size_t(r * k)], xr, k);
+      if (epi == Epilogue::ClampedSwiglu)
+        v = clamped_swiglu(v, dot(&w_gate->data[size_t(r * k)], xr, k) + in.gate_bias[size_t(r)], in.alpha, in.limit);
       y.data[size_t(i * m + r)] = v;
     }
   }

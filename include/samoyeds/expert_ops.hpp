@@ -10,6 +10,7 @@
 #include "samoyeds/device.hpp"
 #include "samoyeds/format.hpp"
 #include "samoyeds/kernel_runtime.hpp"
+#include "samoyeds/moe_reference.hpp"  // ExpertActivation
 
 namespace samoyeds {
 
@@ -85,6 +86,13 @@ struct LaunchOptions {
   // launch's list (offsets[experts]) was longer than the rows of its compact
   // input, h_rows or ListOrderSpace::rows (the launch wrote nothing).
   int* error_flag = nullptr;
+  // gpt-oss's experts: float biases per output row of each weight operand
+  // (gate, up; or down's one), expert e's at + e * m in grouped launches.
+  // Given to gated_up with the clamped SwiGLU (required there), and to the
+  // down projections (then added before the routing weight).
+  const float* bias[2] = {nullptr, nullptr};
+  // gated_up's activation: silu(g) * u, or gpt-oss's clamped SwiGLU.
+  ExpertActivation activation;
 };
 
 // y[i, :] = epi(x[ids[i], :] . W^T) for i < n; ids == null means row i.

@@ -407,3 +407,43 @@ TEST(SassWgmmaSp, MulticastPairsReleaseStagesWithoutAGpuWideFence) {
 
 }  // namespace
 }  // namespace samoyeds
+
+namespace samoyeds {
+namespace {
+
+// gpt-oss's experts (biases, clamped SwiGLU): every backend's default configs
+// for the gated up projection and the biased down projection, one expert and
+// grouped, compile without spills, and keep the sparse MMA and no local memory.
+TEST(NvrtcBiasedEpilogues, GptOssExpertKernelsCompileAtTheirDefaultConfigs) {
+  const std::string tool = find_cuobjdump();
+  for (Backend backend : {Backend::MmaSp, Backend::WgmmaSp})
+    for (const std::string arch : {"sm_80", "sm_90a"}) {
+      if (backend == Backend::WgmmaSp && arch != "sm_90a") continue;
+      for (Epilogue epi : {Epilogue::ClampedSwiglu, Epilogue::Bias})
+        for (bool grouped : {false, true}) {
+          KernelSpec s = spec(arch, DType::bf16, {128, 1, 2}, epi);
+          s.op = epi == Epilogue::Bias ? Op::Down : Op::GatedUp;
+          s.backend = backend;
+          s.m = 2880;  // gpt-oss: hidden 2880, ffn 2880
+          s.k = 2880;
+          s.grouped = grouped;
+          s.experts = grouped ? 32 : 1;
+          std::vector<TileConfig> cfgs;
+          for (int64_t n : {1, 16, 256, 4096}) {
+            const TileConfig c = kernel_family(backend).default_config(s, n, kReferenceSmCount);
+            if (std::find(cfgs.begin(), cfgs.end(), c) == cfgs.end()) cfgs.push_back(c);
+          }
+          compile_all(s, cfgs);
+          if (tool.empty() || grouped) continue;
+          const std::string sass = sass_of(tool, s, cfgs.back());
+          EXPECT_TRUE(std::regex_search(sass, std::regex(backend == Backend::WgmmaSp ? R"(HGMMA\.SP\.64x)"
+                                                                                      : R"(HMMA\.SP\.16832)")))
+              << s.to_string() << " " << cfgs.back().to_string() << " has no sparse MMA";
+          EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))")))
+              << s.to_string() << " " << cfgs.back().to_string() << " uses local memory";
+        }
+    }
+}
+
+}  // namespace
+}  // namespace samoyeds
