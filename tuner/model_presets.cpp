@@ -507,9 +507,6 @@ TuningSweep load_sweep(const std::string& path) { return parse_sweep_yaml(read_f
 
 std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::string& arch, DType dtype,
                                            const SparsityParams& sparsity) {
-  // Its kernels would be another model's: refused, not quietly substituted.
-  if (!model.unsupported().empty())
-    throw Error(ErrorCode::Unsupported, fmt::format("{}: {}", model.name, model.unsupported()));
   KernelSpec up;
   up.op = Op::GatedUp;
   up.arch = arch;
@@ -519,12 +516,13 @@ std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::
   up.sparsity = sparsity;
   up.experts = model.experts;
   up.grouped = model.experts > 1;  // MoeLayer launches the routed experts grouped
-  up.epilogue = Epilogue::GatedSilu;
+  // gpt-oss: the clamped SwiGLU with the gate and up biases, and the down bias.
+  up.epilogue = model.swiglu_limit > 0 ? Epilogue::ClampedSwiglu : Epilogue::GatedSilu;
   KernelSpec down = up;
   down.op = Op::Down;
   down.m = model.hidden_size;
   down.k = model.ffn_size;
-  down.epilogue = Epilogue::None;
+  down.epilogue = model.expert_bias ? Epilogue::Bias : Epilogue::None;
   up.validate();
   down.validate();
   if (model.shared_experts == 0) return {up, down};

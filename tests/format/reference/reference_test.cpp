@@ -26,6 +26,26 @@ TEST(Reference, SiluAndGatedSilu) {
   EXPECT_THROW(reference_ssmm(w, x, {0}, Epilogue::GatedSilu), Error);
 }
 
+// gpt-oss's epilogues by hand: y = x . w + b; the clamped SwiGLU of
+// (x . w1 + b1, x . w3 + b3) with g <= limit and |u| <= limit.
+TEST(Reference, BiasAndClampedSwigluByHand) {
+  const DenseF64 x{1, 2, {1.0, 2.0}};
+  const DenseF64 w1{2, 2, {1.0, 0.0, 4.0, 4.0}};   // g: 1 + b1, 12 + b1
+  const DenseF64 w3{2, 2, {0.0, 1.0, -5.0, 0.0}};  // u: 2 + b3, -5 + b3
+  EpilogueInputs in;
+  in.bias = {0.5, -1.0};
+  in.gate_bias = {0.25, -4.0};
+  const DenseF64 b = reference_ssmm(w1, x, {0}, Epilogue::Bias, nullptr, in);
+  EXPECT_DOUBLE_EQ(b.at(0, 0), 1.5);
+  EXPECT_DOUBLE_EQ(b.at(0, 1), 11.0);
+  const DenseF64 h = reference_ssmm(w1, x, {0}, Epilogue::ClampedSwiglu, &w3, in);
+  auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  EXPECT_NEAR(h.at(0, 0), (2.25 + 1.0) * 1.5 * sig(1.702 * 1.5), 1e-12);
+  EXPECT_NEAR(h.at(0, 1), (-7.0 + 1.0) * 7.0 * sig(1.702 * 7.0), 1e-12);  // g 11 -> 7, u -9 -> -7
+  in.gate_bias.clear();
+  EXPECT_THROW(reference_ssmm(w1, x, {0}, Epilogue::ClampedSwiglu, &w3, in), Error);
+}
+
 TEST(Reference, DownCombineAccumulatesRepeatedTokens) {
   const DenseF64 w = mat(2, 2, {1, 0, 0, 1});
   const DenseF64 h = mat(3, 2, {1, 2, 3, 4, 5, 6});
