@@ -191,6 +191,7 @@ void launch(KernelRuntime& rt, Op op, Epilogue epi, const PackedExpertWeights* c
 void ssmm(KernelRuntime& rt, const PackedExpertWeights& w, const void* x, int64_t x_rows, const int32_t* ids,
           int64_t n, void* y, Epilogue epi, const LaunchOptions& opt) {
   require(epi == Epilogue::None || epi == Epilogue::Silu, "ssmm takes the none or silu epilogue; use gated_up");
+  require(!opt.bias[0] && !opt.bias[1], "ssmm takes no biases (down_scaled and gated_up do)");
   const PackedExpertWeights* ws[] = {&w};
   launch(rt, Op::Ssmm, epi, ws, 1, x, x_rows, w.k(), ids, n, nullptr, y, opt);
 }

@@ -63,6 +63,9 @@ void MoeLayerSpec::validate() const {
   require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
   require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
   routing.validate(experts, top_k);
+  if (activation.kind == ExpertActivation::Kind::ClampedSwiglu)
+    require(activation.alpha > 0 && activation.limit > 0,
+            fmt::format("clamped SwiGLU alpha {} and limit {}: both positive", activation.alpha, activation.limit));
 }
 
 struct MoeLayer::Workspace {
@@ -84,11 +87,16 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   spec_.validate();
   require(int(experts.size()) == spec_.experts,
           fmt::format("{} expert weight sets for {} experts", experts.size(), spec_.experts));
+  const bool clamped = spec_.activation.kind == ExpertActivation::Kind::ClampedSwiglu;
   for (size_t e = 0; e < experts.size(); ++e) {
     const DenseExpert& d = experts[e];
     require(d.w1 && d.w3 && d.w2, fmt::format("expert {} has a null weight pointer", e));
     require(d.ffn == 0 || d.ffn == spec_.ffn, fmt::format("expert {} has ffn {}", e, d.ffn));
+    // The plain silu(g) * u epilogue adds no bias: biases given to it would be dropped.
+    require(clamped || (!d.b1 && !d.b3 && !d.b2),
+            fmt::format("expert {} has biases: the layer takes them with the clamped SwiGLU (gpt-oss) only", e));
   }
+  require(!clamped || shared.empty(), "the clamped SwiGLU is for routed experts only (gpt-oss has no shared expert)");
   // Packing is pure CPU work per matrix (~0.7 s for a Mixtral expert's):
   // all 3E matrices on all cores.
   std::vector<PackedWeights> p1(experts.size()), p3(experts.size()), p2(experts.size());
@@ -111,6 +119,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   });
   upload_routed(p1, p3, p2);
   upload_choice_bias();
+  if (clamped) upload_expert_biases(experts);
   for (size_t i = 0; i < shared.size(); ++i)
     if (shared[i].gate) {
       // One gate scales one expert: folded experts would need one each.
@@ -146,6 +155,8 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<Pack
                    const PackedExpert* shared, const uint16_t* shared_gate)
     : rt_(rt), spec_(spec) {
   spec_.validate();
+  require(spec_.activation.kind == ExpertActivation::Kind::Silu,
+          "packed experts with the clamped SwiGLU (their biases) are not loaded yet");
   require(int(experts.size()) == spec_.experts,
           fmt::format("{} packed experts for {} experts", experts.size(), spec_.experts));
   // A packed matrix carries no proof of its shape's meaning: one of another
@@ -188,6 +199,27 @@ void MoeLayer::upload_routed(const std::vector<PackedWeights>& p1, const std::ve
   w1_ = GroupedExpertWeights::upload(p1);
   w3_ = GroupedExpertWeights::upload(p3);
   w2_ = GroupedExpertWeights::upload(p2);
+}
+
+void MoeLayer::upload_expert_biases(const std::vector<DenseExpert>& experts) {
+  const int64_t E = spec_.experts, F = spec_.ffn, H = spec_.hidden;
+  std::vector<float> b1(size_t(E * F), 0.0f), b3(size_t(E * F), 0.0f), b2(size_t(E * H), 0.0f);
+  auto take = [&](const DenseExpert& d, const uint16_t* bits, int64_t count, float* out) {
+    if (!bits) return;  // zero
+    std::vector<uint16_t> staging;
+    const uint16_t* h = host_view(d, bits, count, staging);
+    for (int64_t i = 0; i < count; ++i) out[i] = to_float(spec_.dtype, h[i]);
+  };
+  for (int64_t e = 0; e < E; ++e) {
+    const DenseExpert& d = experts[size_t(e)];
+    take(d, d.b1, F, &b1[size_t(e * F)]);
+    take(d, d.b3, F, &b3[size_t(e * F)]);
+    take(d, d.b2, H, &b2[size_t(e * H)]);
+  }
+  for (auto [buf, host] : {std::pair{&bias1_, &b1}, std::pair{&bias3_, &b3}, std::pair{&bias2_, &b2}}) {
+    *buf = DeviceBuffer(host->size() * 4);
+    buf->upload(host->data(), buf->bytes());
+  }
 }
 
 void MoeLayer::upload_choice_bias() {
@@ -333,8 +365,15 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
   }
   // z (the down projection's output, written later) is also the room for
   // the tokens in list order, which a config reading them by TMA copies there.
-  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, opt, {w.z, tk});
-  grouped_down_scaled(rt_, w2_, w.h, tk, w.offsets, tokens, w.list_weight, w.z, opt);
+  LaunchOptions up = opt, down = opt;
+  if (spec_.activation.kind == ExpertActivation::Kind::ClampedSwiglu) {
+    up.activation = spec_.activation;
+    up.bias[0] = static_cast<const float*>(bias1_.data());
+    up.bias[1] = static_cast<const float*>(bias3_.data());
+    down.bias[0] = static_cast<const float*>(bias2_.data());  // added before the routing weight
+  }
+  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, up, {w.z, tk});
+  grouped_down_scaled(rt_, w2_, w.h, tk, w.offsets, tokens, w.list_weight, w.z, down);
   CombineArgs c{};
   c.z = static_cast<const unsigned short*>(w.z);
   c.position = w.position;

@@ -25,6 +25,9 @@ struct MoeLayerSpec {
   // routed id outside [0, experts) names one another rank holds. Such entries
   // add nothing either way; this only stops them raising the error flag.
   bool expert_parallel = false;
+  // How each routed expert joins its gate and up projections: silu(g) * u,
+  // or gpt-oss's clamped SwiGLU (with the experts' biases, zero if none given).
+  ExpertActivation activation;
   void validate() const;
 };
 
@@ -49,6 +52,12 @@ struct DenseExpert {
   // A shared expert only, and then the only one: [hidden] weights of its
   // gate, which scales its output by sigmoid(gate . x) (Qwen2-MoE).
   const uint16_t* gate = nullptr;
+  // Routed experts with the clamped SwiGLU (gpt-oss): 16-bit biases of the
+  // gate and up projections [ffn] and of the down projection [hidden], on
+  // the same side as the weights; null: zero.
+  const uint16_t* b1 = nullptr;
+  const uint16_t* b3 = nullptr;
+  const uint16_t* b2 = nullptr;
 };
 
 // One expert's weights already packed (the canonical form of format.hpp,
@@ -112,6 +121,7 @@ class MoeLayer {
   void upload_routed(const std::vector<PackedWeights>& p1, const std::vector<PackedWeights>& p3,
                      const std::vector<PackedWeights>& p2);
   void upload_choice_bias();
+  void upload_expert_biases(const std::vector<DenseExpert>& experts);
   void upload_shared_gate(const uint16_t* host_gate);
   KernelRuntime& rt_;
   MoeLayerSpec spec_;
@@ -120,6 +130,9 @@ class MoeLayer {
   int64_t shared_ffn_ = 0;
   PackedExpertWeights shared_w1_, shared_w3_, shared_w2_;
   DeviceBuffer choice_bias_, shared_gate_;  // empty where the layer has none
+  // The routed experts' biases as float, expert e's at e * ffn (e * hidden for
+  // the down projection's): the clamped SwiGLU's epilogues read them.
+  DeviceBuffer bias1_, bias3_, bias2_;
 };
 
 }  // namespace samoyeds

@@ -762,3 +762,87 @@ TEST_F(ExpertOpsGpu, MisalignedOrMismatchedArgumentsAreRejected) {
 
 }  // namespace
 }  // namespace samoyeds::test
+
+namespace samoyeds::test {
+namespace {
+
+// gpt-oss's experts, one expert and grouped-free: the clamped SwiGLU with its
+// gate and up biases, then the down projection with its bias before the
+// routing weight, on both backends (wgmma_sp where the GPU has it), against
+// the float64 reference with the same float biases. The gate's scale makes
+// some values pass the clamp.
+TEST_F(ExpertOpsGpu, GptOssEpiloguesMatchTheReference) {
+  std::vector<Backend> backends = {Backend::MmaSp};
+  if (Device::get().info().arch() == "sm_90a") backends.push_back(Backend::WgmmaSp);
+  for (Backend backend : backends)
+    for (DType dt : {DType::bf16, DType::f16}) {
+      const Case c{dt, {128, 1, 2}, 576, 384, 70, 150, Epilogue::ClampedSwiglu, std::nullopt, backend};
+      SCOPED_TRACE(c.name());
+      Expert w1 = make_expert(c), w3 = make_expert(c);
+      std::vector<float> b1(576), b3(576);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      for (auto& v : b1) v = 3.0f * nd(rng());
+      for (auto& v : b3) v = 3.0f * nd(rng());
+      auto x = random_matrix(c.x_rows, c.k, dt, 4.0f);
+      auto ids = random_ids(c.n, c.x_rows);
+      DeviceBuffer d_x = to_device(x), d_ids = to_device(ids), d_b1 = to_device(b1), d_b3 = to_device(b3);
+      PoisonedOutput h(c.n * c.m);
+      LaunchOptions opt;
+      opt.backend = backend;
+      opt.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+      opt.bias[0] = static_cast<const float*>(d_b1.data());
+      opt.bias[1] = static_cast<const float*>(d_b3.data());
+      gated_up(runtime(), w1.device, w3.device, d_x.data(), c.x_rows, static_cast<const int32_t*>(d_ids.data()), c.n,
+               h.data(), opt);
+      Device::get().synchronize();
+      EpilogueInputs in;
+      in.bias.assign(b1.begin(), b1.end());
+      in.gate_bias.assign(b3.begin(), b3.end());
+      const DenseF64 ref =
+          reference_ssmm(w1.decoded, to_f64(x.data(), c.x_rows, c.k, dt), ids, Epilogue::ClampedSwiglu, &w3.decoded, in);
+      const std::vector<uint16_t> got = h.read();
+      Comparison cmp = compare(got, dt, ref);
+      EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+      EXPECT_LE(cmp.rel_error, tolerance(dt));
+      int clamped = 0;
+      for (double v : ref.data) clamped += std::abs(v) > 7.0;
+      EXPECT_GT(clamped, 0) << "no value reached the clamp: the test would not see it";
+
+      // Down: z = p * (h . W2^T + b2), with h the kernel's own output.
+      const Case d{dt, {128, 1, 2}, 384, 576, 70, 70, Epilogue::Bias, std::nullopt, backend};
+      Expert w2 = make_expert(d);
+      std::vector<float> b2(384);
+      for (auto& v : b2) v = nd(rng());
+      auto p = random_probs(d.n);
+      DeviceBuffer d_h = to_device(got), d_p = to_device(p), d_b2 = to_device(b2);
+      PoisonedOutput z(d.n * d.m);
+      LaunchOptions dopt;
+      dopt.backend = backend;
+      dopt.bias[0] = static_cast<const float*>(d_b2.data());
+      down_scaled(runtime(), w2.device, d_h.data(), d.n, static_cast<const float*>(d_p.data()), z.data(), dopt);
+      Device::get().synchronize();
+      std::vector<int32_t> iota(size_t(d.n));
+      for (int64_t i = 0; i < d.n; ++i) iota[size_t(i)] = int32_t(i);
+      EpilogueInputs din;
+      din.bias.assign(b2.begin(), b2.end());
+      DenseF64 dref = reference_ssmm(w2.decoded, to_f64(got.data(), d.n, d.k, dt), iota, Epilogue::Bias, nullptr, din);
+      for (int64_t i = 0; i < d.n; ++i)
+        for (int64_t r = 0; r < d.m; ++r) dref.data[size_t(i * d.m + r)] *= p[size_t(i)];
+      cmp = compare(z.read(), dt, dref);
+      EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+      EXPECT_LE(cmp.rel_error, tolerance(dt));
+    }
+  // Biases the chosen epilogue would drop, or the clamped SwiGLU without them, are refused.
+  const Case c{DType::bf16, {128, 1, 2}, 128, 128, 4, 4, Epilogue::GatedSilu, std::nullopt};
+  Expert w1 = make_expert(c), w3 = make_expert(c);
+  DeviceBuffer x(4 * 128 * 2), y(4 * 128 * 2), b(128 * 4);
+  LaunchOptions opt;
+  opt.bias[0] = opt.bias[1] = static_cast<const float*>(b.data());
+  EXPECT_THROW(gated_up(runtime(), w1.device, w3.device, x.data(), 4, nullptr, 4, y.data(), opt), Error);
+  opt = {};
+  opt.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+  EXPECT_THROW(gated_up(runtime(), w1.device, w3.device, x.data(), 4, nullptr, 4, y.data(), opt), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test

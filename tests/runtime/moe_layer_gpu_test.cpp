@@ -562,3 +562,65 @@ TEST_F(MoeLayerGpu, BadArgumentsAreRejected) {
 
 }  // namespace
 }  // namespace samoyeds::test
+
+namespace samoyeds::test {
+namespace {
+
+// A gpt-oss layer (its routing, the clamped SwiGLU with biases, the down
+// bias), small, against the float64 layer reference of the same weights.
+TEST_F(MoeLayerGpu, GptOssExpertsMatchTheReference) {
+  const int E = 8, K = 2;
+  const int64_t H = 256, I = 384;
+  MoeLayerSpec spec{H, I, E, K, DType::bf16, {128, 1, 2}, {}};
+  spec.routing.method = RoutingMethod::TopKSoftmax;
+  spec.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+  std::vector<HostExpert> host;
+  std::vector<std::vector<uint16_t>> b1, b3, b2;
+  std::vector<DenseExpert> dense;
+  std::vector<ExpertWeightsF64> ref;
+  for (int e = 0; e < E; ++e) {
+    host.push_back({random_matrix(I, H, DType::bf16, 0.08f), random_matrix(I, H, DType::bf16, 0.08f),
+                    random_matrix(H, I, DType::bf16, 0.08f)});
+    b1.push_back(random_matrix(1, I, DType::bf16, 2.0f));
+    b3.push_back(random_matrix(1, I, DType::bf16, 2.0f));
+    b2.push_back(random_matrix(1, H, DType::bf16, 0.5f));
+  }
+  for (int e = 0; e < E; ++e) {
+    DenseExpert d{host[size_t(e)].w1.data(), host[size_t(e)].w3.data(), host[size_t(e)].w2.data(), 0};
+    d.b1 = b1[size_t(e)].data(), d.b3 = b3[size_t(e)].data(), d.b2 = b2[size_t(e)].data();
+    dense.push_back(d);
+    ExpertWeightsF64 r = decoded(host[size_t(e)], spec, I);
+    r.b1 = to_f64(b1[size_t(e)].data(), 1, I, DType::bf16).data;
+    r.b3 = to_f64(b3[size_t(e)].data(), 1, I, DType::bf16).data;
+    r.b2 = to_f64(b2[size_t(e)].data(), 1, H, DType::bf16).data;
+    r.activation = spec.activation;
+    ref.push_back(r);
+  }
+  const MoeLayer layer(runtime(), spec, dense);
+  for (int64_t T : {1, 37, 300}) {
+    SCOPED_TRACE(fmt::format("T={}", T));
+    const auto x = random_matrix(T, H, DType::bf16, 2.0f);
+    DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
+    for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
+    MoeRouting routing;
+    routing.method = RoutingMethod::TopKSoftmax;
+    const Routing r = reference_route(logits, K, routing);
+    DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
+    DeviceBuffer ws(layer.workspace_bytes(T));
+    PoisonedOutput y(T * H);
+    layer.forward_routed(d_x.data(), T, static_cast<const int32_t*>(d_ids.data()),
+                         static_cast<const float*>(d_w.data()), y.data(), ws.data(), ws.bytes());
+    Device::get().synchronize();
+    const DenseF64 want = reference_moe_layer(to_f64(x.data(), T, H, DType::bf16), r, ref);
+    const Comparison cmp = compare(y.read(), DType::bf16, want);
+    EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
+    EXPECT_LE(cmp.rel_error, tolerance(DType::bf16));
+  }
+  // Biases with the plain silu(g) * u would be dropped: refused.
+  MoeLayerSpec plain = spec;
+  plain.activation = {};
+  EXPECT_THROW(MoeLayer(runtime(), plain, dense), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test
