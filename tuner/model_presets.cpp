@@ -89,7 +89,8 @@ void check_model(ModelPreset& m, const std::string& origin) {
 
 std::string ModelPreset::unsupported() const {
   if (expert_bias || swiglu_limit > 0)
-    return "expert biases and clamped SwiGLU (gpt-oss) are not implemented in the layer's kernels yet";
+    return "expert biases and clamped SwiGLU (gpt-oss): in the kernels and MoeLayer, not yet in run-moe's check "
+           "and dense peer";
   return "";
 }
 

@@ -20,6 +20,42 @@ namespace samoyeds {
 
 using tuning::random_fill;
 
+// gpt-oss's biased epilogues in a spec's test data: a float bias per output
+// row of each weight operand and expert, on the device for the launches and
+// on the host for the reference; empty for the other epilogues.
+struct EpilogueData {
+  std::vector<DeviceBuffer> device;      // [operand]: experts * m floats
+  std::vector<std::vector<float>> host;  // the same values
+  int64_t m = 0;
+
+  EpilogueData() = default;
+  EpilogueData(const KernelSpec& spec, int64_t rows, int experts, uint64_t seed) : m(rows) {
+    if (!biased_epilogue(spec.epilogue)) return;
+    std::mt19937 gen(static_cast<uint32_t>(seed));
+    // Biases of a few units push some gate and up values past the clamp (7).
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (int w = 0; w < (gated_epilogue(spec.epilogue) ? 2 : 1); ++w) {
+      host.emplace_back(size_t(rows * experts));
+      for (auto& v : host.back()) v = nd(gen);
+      device.emplace_back(host.back().size() * 4);
+      device.back().upload(host.back().data(), device.back().bytes());
+    }
+  }
+  // `opt` with the biases and the activation the spec's epilogue takes.
+  LaunchOptions apply(const KernelSpec& spec, LaunchOptions opt) const {
+    for (size_t w = 0; w < device.size(); ++w) opt.bias[w] = static_cast<const float*>(device[w].data());
+    if (spec.epilogue == Epilogue::ClampedSwiglu) opt.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+    return opt;
+  }
+  // The reference's inputs for expert e (the activation's constants are the defaults the launch takes too).
+  EpilogueInputs inputs(int e) const {
+    EpilogueInputs in;
+    if (host.size() > 0) in.bias.assign(host[0].begin() + e * m, host[0].begin() + (e + 1) * m);
+    if (host.size() > 1) in.gate_bias.assign(host[1].begin() + e * m, host[1].begin() + (e + 1) * m);
+    return in;
+  }
+};
+
 // Device data for timing one spec: weights in rotated copies, a token batch
 // four times the largest bucket, ids into it, gathered rows for cuBLAS.
 struct OpRunner::Problem {
@@ -32,6 +68,7 @@ struct OpRunner::Problem {
   std::vector<std::vector<PackedExpertWeights>> sparse;  // [operand][copy]
   std::vector<std::vector<DeviceBuffer>> dense;          // [operand][copy]
   DeviceBuffer x, ids, x_gathered, y, y2, p;
+  EpilogueData epi;
   int64_t batch_rows = 0;
 };
 
@@ -41,6 +78,7 @@ struct OpRunner::Grouped {
   int operands = 1;
   std::vector<GroupedExpertWeights> sparse;      // [operand]
   std::vector<std::vector<DeviceBuffer>> dense;  // [operand][expert]
+  EpilogueData epi;
   std::vector<uint16_t> x_host;                  // up: the batch's tokens [max_tokens, k]; down: h [rows, k]
   DeviceBuffer x, y, y2;
   DeviceBuffer x_list;  // up: room for the tokens in list order (configs that read them by TMA copy them there)
@@ -59,6 +97,7 @@ struct OpRunner::Grouped {
     opt.stream = stream;
     opt.backend = spec.backend;
     opt.config = config;
+    opt = epi.apply(spec, opt);
     const auto* off = static_cast<const int32_t*>(b.offsets.data());
     // The list-order copy, where a config makes one, is timed with the launch, as MoeLayer runs both.
     if (spec.op == Op::GatedUp)
@@ -139,6 +178,7 @@ void OpRunner::prepare(const KernelSpec& spec, const TileConfig& config) { rt_.g
 // per spec and token count; each candidate runs on it into a poisoned output.
 struct OpRunner::SingleCheck {
   std::vector<PackedExpertWeights> weights;  // [operand]
+  EpilogueData epi;
   int64_t rows = 0, m = 0;
   DeviceBuffer x, ids, x_in_order, p, y;
   std::vector<double> reference;  // [tokens, m]
@@ -152,6 +192,7 @@ OpRunner::SingleCheck& OpRunner::single_check(const KernelSpec& spec, int64_t to
   auto c = std::make_unique<SingleCheck>();
   const int64_t m = 320, k = std::max<int64_t>(384, spec.sparsity.V * 2), rows = tokens + 37;
   const bool gated = spec.op == Op::GatedUp;
+  c->epi = EpilogueData(spec, m, 1, 23);
   std::vector<DenseF64> decoded;
   for (int w = 0; w < (gated ? 2 : 1); ++w) {
     auto dense = random_fill(m * k, spec.dtype, 0.1f, uint64_t(17 + w));
@@ -181,8 +222,8 @@ OpRunner::SingleCheck& OpRunner::single_check(const KernelSpec& spec, int64_t to
   const DenseF64 xf = to_f64(x.data(), rows, k, spec.dtype);
   std::vector<int32_t> rows_used = ids;
   if (spec.op == Op::Down) std::iota(rows_used.begin(), rows_used.end(), 0);
-  DenseF64 ref = reference_ssmm(decoded[0], xf, rows_used, spec.op == Op::Down ? Epilogue::None : spec.epilogue,
-                                gated ? &decoded[1] : nullptr);
+  DenseF64 ref = reference_ssmm(decoded[0], xf, rows_used, spec.epilogue, gated ? &decoded[1] : nullptr,
+                                c->epi.inputs(0));
   if (spec.op == Op::Down)
     for (int64_t i = 0; i < tokens; ++i)
       for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
@@ -198,7 +239,7 @@ bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t 
   c.y.fill_bytes(0xff);  // NaN: anything not written shows up
   run_candidate(spec, config, c.weights[0], spec.op == Op::GatedUp ? &c.weights[1] : nullptr, c.x.data(), c.rows,
                 static_cast<const int32_t*>(c.ids.data()), c.x_in_order.data(), static_cast<const float*>(c.p.data()),
-                tokens, c.y.data(), nullptr);
+                tokens, c.y.data(), nullptr, c.epi);
   rt_.device().synchronize();
   std::vector<uint16_t> got(size_t(tokens * c.m));
   c.y.download(got.data(), got.size() * 2);
@@ -257,6 +298,7 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   p->p.upload(probs.data(), probs.size() * 4);
   p->y = DeviceBuffer(size_t(max_tokens_ * m * 2));
   p->y2 = DeviceBuffer(size_t(max_tokens_ * m * 2));
+  p->epi = EpilogueData(spec, m, 1, 29);
   slot = std::move(p);
   return *slot;
 }
@@ -264,11 +306,12 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
 void OpRunner::run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
                                      const PackedExpertWeights* w1, const void* x, int64_t x_rows,
                                      const int32_t* ids, const void* x_in_order, const float* p, int64_t tokens,
-                                     void* y, void* stream) {
+                                     void* y, void* stream, const EpilogueData& epi) {
   LaunchOptions opt;
   opt.stream = stream;
   opt.backend = spec.backend;  // without it a config valid for both backends would run mma_sp's kernel
   opt.config = config;
+  opt = epi.apply(spec, opt);
   // A kernel that reads rows in order gets them so (as a call with rows in
   // order, e.g. a shared expert's, gives them); down reads x in order already.
   if (kernel_family(spec.backend).reads_rows_in_order(config) && spec.op != Op::Down) {
@@ -288,7 +331,7 @@ void OpRunner::launch(const KernelSpec& spec, const TileConfig& config, Problem&
   const auto* w1 = spec.op == Op::GatedUp ? &p.sparse[1][size_t(copy) % p.sparse[1].size()] : nullptr;
   run_candidate(spec, config, p.sparse[0][size_t(copy) % p.sparse[0].size()], w1, p.x.data(), p.batch_rows,
                 static_cast<const int32_t*>(p.ids.data()), p.x_gathered.data(), static_cast<const float*>(p.p.data()),
-                tokens, p.y.data(), stream_);
+                tokens, p.y.data(), stream_, p.epi);
 }
 
 double OpRunner::time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) {
@@ -388,6 +431,7 @@ struct OpRunner::GroupedCheck {
   int64_t x_rows = 0, rows = 0, m = 0;
   DeviceBuffer x, offsets, list_token, list_weight, y;
   DeviceBuffer x_list;            // up: room for the tokens in list order [rows, k]
+  EpilogueData epi;
   std::vector<double> reference;  // [rows, m], list order
 };
 
@@ -410,6 +454,7 @@ OpRunner::GroupedCheck& OpRunner::grouped_check(const KernelSpec& spec, int64_t 
     for (const auto& p : packed) decoded[size_t(w)].push_back(DenseF64{m, k, decode_weights_f64(p)});
     c->weights.push_back(GroupedExpertWeights::upload(packed));
   }
+  c->epi = EpilogueData(spec, m, E, 31);
   c->routed = tuning::random_routed_batch(tokens, E, top_k_, 3);
   const auto& b = c->routed;
   c->m = m;
@@ -428,8 +473,8 @@ OpRunner::GroupedCheck& OpRunner::grouped_check(const KernelSpec& spec, int64_t 
     if (begin == end) continue;
     std::vector<int32_t> ids;  // up: the expert's tokens; down: its rows of h
     for (int64_t i = begin; i < end; ++i) ids.push_back(gated ? b.lists.token[size_t(i)] : int32_t(i));
-    const DenseF64 r = reference_ssmm(decoded[0][size_t(e)], xf, ids, gated ? Epilogue::GatedSilu : Epilogue::None,
-                                      gated ? &decoded[1][size_t(e)] : nullptr);
+    const DenseF64 r = reference_ssmm(decoded[0][size_t(e)], xf, ids, spec.epilogue,
+                                      gated ? &decoded[1][size_t(e)] : nullptr, c->epi.inputs(e));
     for (int64_t i = begin; i < end; ++i) {
       const double scale = gated ? 1.0 : double(b.list_weight[size_t(i)]);
       for (int64_t col = 0; col < m; ++col)
@@ -448,6 +493,7 @@ bool OpRunner::verify_grouped(const KernelSpec& spec, const TileConfig& config, 
   LaunchOptions opt;
   opt.backend = spec.backend;
   opt.config = config;
+  opt = c.epi.apply(spec, opt);
   const auto* off = static_cast<const int32_t*>(c.offsets.data());
   if (spec.op == Op::GatedUp)
     grouped_gated_up(rt_, c.weights[0], c.weights[1], c.x.data(), c.x_rows,
@@ -491,6 +537,7 @@ OpRunner::Grouped& OpRunner::grouped(const KernelSpec& spec) {
   g->y = DeviceBuffer(size_t(list_rows * m * 2));
   g->y2 = DeviceBuffer(size_t(list_rows * m * 2));
   if (spec.op == Op::GatedUp) g->x_list = DeviceBuffer(size_t(list_rows * k * 2));
+  g->epi = EpilogueData(spec, m, spec.experts, 37);
   slot = std::move(g);
   return *slot;
 }

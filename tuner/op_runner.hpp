@@ -20,6 +20,7 @@
 namespace samoyeds {
 
 class PackedExpertWeights;  // samoyeds/expert_ops.hpp
+struct EpilogueData;        // op_runner.cpp: biases of the biased epilogues
 
 class OpRunner final : public CandidateRunner {
  public:
@@ -62,7 +63,8 @@ class OpRunner final : public CandidateRunner {
   // order, e.g. a shared expert's, would give it).
   void run_candidate(const KernelSpec& spec, const TileConfig& config, const PackedExpertWeights& w0,
                      const PackedExpertWeights* w1, const void* x, int64_t x_rows, const int32_t* ids,
-                     const void* x_in_order, const float* p, int64_t tokens, void* y, void* stream);
+                     const void* x_in_order, const float* p, int64_t tokens, void* y, void* stream,
+                     const EpilogueData& epi);
 
   KernelRuntime& rt_;
   int64_t max_tokens_;
