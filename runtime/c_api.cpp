@@ -75,6 +75,13 @@ samoyeds::MoeLayerSpec layer_spec(const samoyeds_moe_spec* spec) {
   s.dtype = dtype_of(spec->dtype);
   s.sparsity = {spec->V, spec->N, spec->M};
   s.expert_parallel = spec->expert_parallel != 0;
+  require(spec->activation == SAMOYEDS_ACTIVATION_SILU || spec->activation == SAMOYEDS_ACTIVATION_CLAMPED_SWIGLU,
+          "activation must be a samoyeds_activation");
+  if (spec->activation == SAMOYEDS_ACTIVATION_CLAMPED_SWIGLU) {
+    s.activation.kind = samoyeds::ExpertActivation::Kind::ClampedSwiglu;
+    if (spec->swiglu_alpha != 0.0) s.activation.alpha = spec->swiglu_alpha;
+    if (spec->swiglu_limit != 0.0) s.activation.limit = spec->swiglu_limit;
+  }
   samoyeds::MoeRouting& r = s.routing;
   require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
           "routing must be a samoyeds_routing_method");
@@ -198,7 +205,13 @@ samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_m
     const samoyeds::MoeLayerSpec s = layer_spec(spec);
     require(rt && w1 && w3 && w2, "runtime or weight arrays are null");
     std::vector<samoyeds::DenseExpert> experts, shared;
-    for (int e = 0; e < s.experts; ++e) experts.push_back({w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0});
+    for (int e = 0; e < s.experts; ++e) {
+      samoyeds::DenseExpert d{w1[e], w3[e], w2[e], 0, spec->weights_on_device != 0};
+      d.b1 = spec->expert_b1 ? spec->expert_b1[e] : nullptr;
+      d.b3 = spec->expert_b3 ? spec->expert_b3[e] : nullptr;
+      d.b2 = spec->expert_b2 ? spec->expert_b2[e] : nullptr;
+      experts.push_back(d);
+    }
     require(spec->n_shared >= 0, "n_shared is negative");
     if (spec->n_shared > 0) require(shared_w1 && shared_w3 && shared_w2, "shared expert weight arrays are null");
     require(!spec->shared_gate || spec->n_shared == 1, "a shared gate needs exactly one shared expert");

@@ -77,6 +77,11 @@ typedef enum {
   SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK = 1, /* DeepSeek-V3/R1, Kimi-K2 */
   SAMOYEDS_ROUTING_TOPK_SOFTMAX = 2        /* gpt-oss */
 } samoyeds_routing_method;
+/* How each routed expert joins its gate and up projections. */
+typedef enum {
+  SAMOYEDS_ACTIVATION_SILU = 0,           /* silu(g) * u */
+  SAMOYEDS_ACTIVATION_CLAMPED_SWIGLU = 1  /* gpt-oss: (u' + 1) * g' * sigmoid(alpha g'), with biases */
+} samoyeds_activation;
 /* Zero-initialize, then set what applies: a zero field takes its default
  * (renormalize 0 is off; forward takes at most 65535 tokens a call). */
 typedef struct {
@@ -97,6 +102,13 @@ typedef struct {
                                     expert's output scaled by sigmoid(shared_gate . x) (Qwen2-MoE) */
   int expert_parallel; /* nonzero: routed ids outside [0, experts) are other ranks' experts; they add
                           nothing (as always) and raise no error bit */
+  samoyeds_activation activation; /* how the routed experts join gate and up (default silu) */
+  double swiglu_alpha, swiglu_limit; /* the clamped SwiGLU's (0: 1.702 and 7.0) */
+  /* The clamped SwiGLU's biases, as the weights (host or device): [experts]
+   * arrays of 16-bit [ffn] (gate, up) and [hidden] (down) vectors; NULL: zero. */
+  const uint16_t* const* expert_b1;
+  const uint16_t* const* expert_b3;
+  const uint16_t* const* expert_b2;
 } samoyeds_moe_spec;
 
 samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,

@@ -27,6 +27,7 @@ _STATUS_NAMES = {
 
 F16, BF16 = 0, 1
 ROUTING = {"softmax_topk": 0, "sigmoid_group_topk": 1, "topk_softmax": 2}
+ACTIVATION = {"silu": 0, "clamped_swiglu": 1}
 
 
 class SamoyedsError(RuntimeError):
@@ -92,6 +93,12 @@ class MoeSpec(ctypes.Structure):
         ("choice_bias", POINTER(c_float)),
         ("shared_gate", c_void_p),
         ("expert_parallel", c_int),
+        ("activation", c_int),
+        ("swiglu_alpha", c_double),
+        ("swiglu_limit", c_double),
+        ("expert_b1", POINTER(c_void_p)),
+        ("expert_b3", POINTER(c_void_p)),
+        ("expert_b2", POINTER(c_void_p)),
     ]
 
 

@@ -129,6 +129,10 @@ class MoeConfig:
     shared_ffn: int = 0
     # Ids outside [0, experts) name other ranks' experts: they add nothing and raise no error bit.
     expert_parallel: bool = False
+    # silu(g) * u, or gpt-oss's clamped SwiGLU (with the experts' biases).
+    activation: str = "silu"
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
 
     def c_spec(self) -> _lib.MoeSpec:
         if self.routing not in _lib.ROUTING:
@@ -144,6 +148,11 @@ class MoeConfig:
         s.groups, s.topk_groups = self.groups, self.topk_groups
         s.routed_scaling_factor = self.routed_scaling_factor
         s.expert_parallel = int(self.expert_parallel)
+        if self.activation not in _lib.ACTIVATION:
+            raise _lib.InvalidArgumentError(
+                1, f"samoyeds: activation must be one of {sorted(_lib.ACTIVATION)}, not {self.activation!r}")
+        s.activation = _lib.ACTIVATION[self.activation]
+        s.swiglu_alpha, s.swiglu_limit = self.swiglu_alpha, self.swiglu_limit
         return s
 
 
@@ -156,7 +165,7 @@ class MoeLayer:
     """
 
     def __init__(self, rt: Runtime, config: MoeConfig, w1, w3, w2, *, on_device: bool, strict: bool = False,
-                 shared=None, choice_bias=None, shared_gate: int | None = None):
+                 shared=None, choice_bias=None, shared_gate: int | None = None, biases=None):
         if not (len(w1) == len(w3) == len(w2) == config.experts):
             raise _lib.InvalidArgumentError(
                 1, f"samoyeds: {config.experts} experts need as many w1, w3 and w2 pointers "
@@ -171,6 +180,11 @@ class MoeLayer:
             bias = (c_float * config.experts)(*[float(b) for b in choice_bias])
             spec.choice_bias = ctypes.cast(bias, ctypes.POINTER(c_float))
         spec.shared_gate = shared_gate
+        if biases is not None:  # (b1, b3, b2): per-expert addresses, the clamped SwiGLU's
+            if any(len(b) != config.experts for b in biases):
+                raise _lib.InvalidArgumentError(1, f"samoyeds: biases need {config.experts} addresses each")
+            bias_arrays = [_lib.pointer_array(list(b)) for b in biases]
+            spec.expert_b1, spec.expert_b3, spec.expert_b2 = bias_arrays
         shared = shared or ([], [], [])
         if len(shared[0]) != config.n_shared:
             raise _lib.InvalidArgumentError(

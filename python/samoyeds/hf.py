@@ -45,12 +45,28 @@ def _experts_modules(model: torch.nn.Module):
             yield name, module
 
 
+def _is_gpt_oss(module) -> bool:
+    """gpt-oss's experts: gate and up interleaved in an [E, H, 2I] (in, out) tensor, biases, the clamped SwiGLU."""
+    return (type(module).__name__ == "GptOssExperts" and getattr(module, "is_transposed", False)
+            and hasattr(module, "gate_up_proj_bias") and hasattr(module, "down_proj_bias"))
+
+
+def _gpt_oss_refusal(module) -> str | None:
+    w, d = module.gate_up_proj, module.down_proj
+    if w.dim() != 3 or w.shape[2] % 2 or d.shape != (w.shape[0], w.shape[2] // 2, w.shape[1]):
+        return f"gpt-oss gate_up_proj {list(w.shape)} with down_proj {list(d.shape)}"
+    if w.dtype not in (torch.float16, torch.bfloat16):
+        return f"{w.dtype} weights (the kernels take float16 or bfloat16; dequantize MXFP4 first)"
+    return None
+
+
 def _refusal(module) -> str | None:
     """Why the library cannot compute this experts module as the model does, or None."""
     cfg = getattr(module, "config", None)
+    if _is_gpt_oss(module):
+        return _gpt_oss_refusal(module)
     if getattr(module, "is_transposed", False) or getattr(module, "has_bias", False):
-        return ("experts with biases and the clamped SwiGLU (gpt-oss) are not computed by the kernels yet "
-                "(docs/models.md)")
+        return "experts with another layout or biases than Mixtral-style or gpt-oss's"
     if not getattr(module, "has_gate", True) or not getattr(module, "is_concatenated", True):
         return "experts without a concatenated gate and up projection"
     if getattr(module, "has_post_expert_norm", False):
@@ -91,6 +107,8 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
     if refused:
         name, why = refused[0]
         raise NotImplementedError(f"samoyeds: cannot run {name} ({len(refused)} such modules): {why}")
+    if packed is not None and any(_is_gpt_oss(m) for _, m in found):
+        raise NotImplementedError("samoyeds: gpt-oss from a packed checkpoint (its biases) is not built yet")
     _register()
     sparsity = Sparsity(V, N, M)
     checkpoint = PackedCheckpoint(packed) if packed is not None else None
@@ -100,7 +118,9 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
         ep = bool(getattr(module, "_is_expert_parallel", False))
         dev = torch.device(device) if device is not None else (
             w.device if w.is_cuda else torch.device("cuda", torch.cuda.current_device()))
-        if checkpoint is not None:
+        if _is_gpt_oss(module):
+            moe = _gpt_oss_experts(module, sparsity, strict, ep, dev)
+        elif checkpoint is not None:
             moe = _load_packed(checkpoint, name, module, dev, ep)
         else:
             moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module),
@@ -111,6 +131,19 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
                 getattr(module, pname).data = torch.empty(0, dtype=w.dtype, device=w.device)
     _select(model)
     return model
+
+
+def _gpt_oss_experts(module, sparsity, strict, ep, dev) -> SparseMoE:
+    """gpt-oss's experts as the layer takes them: its [E, H, 2I] gate_up_proj (gate in the even
+    columns) and [E, I, H] down_proj transposed to [out, in] matrices, the biases split the same way."""
+    gu, bias = module.gate_up_proj.data, module.gate_up_proj_bias.data
+    w1 = gu[..., 0::2].transpose(1, 2).contiguous()
+    w3 = gu[..., 1::2].transpose(1, 2).contiguous()
+    w2 = module.down_proj.data.transpose(1, 2).contiguous()
+    return SparseMoE(w1, w3, w2, top_k=_top_k(module), sparsity=sparsity, strict=strict, expert_parallel=ep,
+                     activation="clamped_swiglu", swiglu_alpha=float(getattr(module, "alpha", 1.702)),
+                     swiglu_limit=float(getattr(module, "limit", 7.0)),
+                     biases=(bias[:, 0::2], bias[:, 1::2], module.down_proj_bias.data), device=dev)
 
 
 def _load_packed(checkpoint: PackedCheckpoint, name: str, module, dev: torch.device, ep: bool) -> SparseMoE:

@@ -30,16 +30,19 @@ class SparseMoE(torch.nn.Module):
     strict=True verifies that the weights already follow the pattern instead of pruning them.
     expert_parallel=True: this module holds some of the model's experts; routed ids outside [0, E)
     (other ranks' experts, or -1) add nothing without raising the error bit.
+    activation="clamped_swiglu" (gpt-oss) with biases=(b1 [E, ffn], b3 [E, ffn], b2 [E, hidden]), same
+    dtype and device as the weights.
     """
 
     def __init__(self, w1, w3, w2, *, top_k: int, routing: str = "softmax_topk", renormalize: bool = False,
                  groups: int = 1, topk_groups: int = 1, routed_scaling_factor: float = 1.0, choice_bias=None,
                  shared=None, shared_gate=None, sparsity: Sparsity = Sparsity(), strict: bool = False,
-                 expert_parallel: bool = False, device=None, cache_path: str | None = None):
+                 expert_parallel: bool = False, activation: str = "silu", swiglu_alpha: float = 1.702,
+                 swiglu_limit: float = 7.0, biases=None, device=None, cache_path: str | None = None):
         super().__init__()
         if w1.dtype not in ops._DTYPES or w3.dtype != w1.dtype or w2.dtype != w1.dtype:
             raise ValueError("samoyeds: expert weights must all be float16 or all bfloat16")
-        others = [w3, w2] + (list(shared) if shared is not None else [])
+        others = [w3, w2] + (list(shared) if shared is not None else []) + (list(biases) if biases else [])
         if any(t.device != w1.device for t in others):
             raise ValueError(f"samoyeds: expert weights must all be on one device (w1 is on {w1.device})")
         experts, ffn, hidden = w1.shape
@@ -66,13 +69,23 @@ class SparseMoE(torch.nn.Module):
                 raise ValueError(f"samoyeds: shared_gate must have {hidden} values")
             gate_ptr = shared_gate.data_ptr()
         bias = None if choice_bias is None else [float(b) for b in torch.as_tensor(choice_bias).flatten().tolist()]
+        bias_ptrs = None
+        if biases is not None:
+            b1, b3, b2 = (b.to(w1.dtype).contiguous() for b in biases)
+            if b1.shape != (experts, ffn) or b3.shape != (experts, ffn) or b2.shape != (experts, hidden):
+                raise ValueError(f"samoyeds: biases must be [{experts}, {ffn}], [{experts}, {ffn}], [{experts}, {hidden}]")
+            self._biases = (b1, b3, b2)  # alive until the layer has copied them
+            bias_ptrs = [[t.data_ptr() + e * t.stride(0) * t.element_size() for e in range(experts)]
+                         for t in self._biases]
         self.config = MoeConfig(hidden=hidden, ffn=ffn, experts=experts, top_k=top_k, dtype=ops._DTYPES[w1.dtype],
                                 sparsity=sparsity, routing=routing, renormalize=renormalize, groups=groups,
                                 topk_groups=topk_groups, routed_scaling_factor=routed_scaling_factor,
-                                n_shared=n_shared, shared_ffn=shared_ffn, expert_parallel=expert_parallel)
+                                n_shared=n_shared, shared_ffn=shared_ffn, expert_parallel=expert_parallel,
+                                activation=activation, swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
         with torch.cuda.device(dev):
             layer = MoeLayer(rt, self.config, *ptrs, on_device=on_device, strict=strict, shared=shared_ptrs,
-                             choice_bias=bias, shared_gate=gate_ptr)
+                             choice_bias=bias, shared_gate=gate_ptr, biases=bias_ptrs)
+        self._biases = None
         self._adopt(layer, dev)
 
     @classmethod

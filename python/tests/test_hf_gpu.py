@@ -96,3 +96,26 @@ def test_a_packed_checkpoint_loads_the_layers_packing_in_memory_builds(tmp_path)
         samoyeds.hf.sparsify(model)  # magnitude pruning in memory
         samoyeds.hf.sparsify(twin, packed=str(tmp_path / "packed"))
         assert torch.equal(twin(ids).logits, model(ids).logits)
+
+
+def test_gpt_oss_sparsified_logits_match_its_pruned_dense_model():
+    config = transformers.GptOssConfig(intermediate_size=256, num_local_experts=8, num_experts_per_tok=2,
+                                       **SMALL)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).cuda().eval()
+    for module in model.modules():
+        if type(module).__name__ == "GptOssExperts":
+            with torch.no_grad():  # prune in the layer's [out, in] view, written back to gpt-oss's layout
+                gu = module.gate_up_proj.data
+                for start in (0, 1):
+                    gu[..., start::2] = prune(gu[..., start::2].transpose(1, 2)).transpose(1, 2)
+                module.down_proj.data = prune(module.down_proj.data.transpose(1, 2)).transpose(1, 2).contiguous()
+                module.gate_up_proj_bias.normal_(0.0, 1.0)
+                module.down_proj_bias.normal_(0.0, 0.1)
+    ids = torch.randint(0, 512, (2, 33), device="cuda")
+    with torch.no_grad():
+        want = model(ids).logits
+        samoyeds.hf.sparsify(model, strict=True)
+        got = model(ids).logits
+        samoyeds.hf.check_errors(model)
+    assert rel_err(got, want) < 1e-2

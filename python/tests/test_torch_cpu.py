@@ -31,16 +31,18 @@ def test_prune_keeps_the_larger_magnitudes_and_the_lower_index_on_ties():
     assert not p[1].any()
 
 
-def test_hf_refuses_gpt_oss_and_models_without_experts():
+def test_hf_refuses_what_it_cannot_run_before_anything_changes(tmp_path):
     transformers = pytest.importorskip("transformers", reason="transformers is not installed")
     import samoyeds.hf
     config = transformers.GptOssConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=1,
                                        num_attention_heads=2, num_key_value_heads=1, head_dim=32,
                                        num_local_experts=4, num_experts_per_tok=2, vocab_size=64)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     before = model.config._experts_implementation
-    with pytest.raises(NotImplementedError, match="gpt-oss"):
-        samoyeds.hf.sparsify(model)
+    with pytest.raises(NotImplementedError, match="float32 weights"):
+        samoyeds.hf.sparsify(model)  # gpt-oss runs, but in 16-bit
+    with pytest.raises(NotImplementedError, match="gpt-oss from a packed checkpoint"):
+        samoyeds.hf.sparsify(model.to(torch.bfloat16), packed=str(tmp_path))
     assert model.config._experts_implementation == before
     assert not any(hasattr(m, "samoyeds_moe") for m in model.modules())
     with pytest.raises(ValueError, match="no transformers experts module"):
