@@ -31,13 +31,18 @@ namespace {
 struct HostExpert {
   int64_t ffn = 0;
   std::vector<uint16_t> w[3], pruned[3];  // gate [ffn, H], up [ffn, H], down [H, ffn]
-  DenseExpert dense() const { return {w[0].data(), w[1].data(), w[2].data(), ffn}; }
+  std::vector<uint16_t> b[3];             // gpt-oss's biases: gate, up [ffn], down [H]; else empty
+  DenseExpert dense() const {
+    DenseExpert d{w[0].data(), w[1].data(), w[2].data(), ffn};
+    if (!b[0].empty()) d.b1 = b[0].data(), d.b3 = b[1].data(), d.b2 = b[2].data();
+    return d;
+  }
 };
 
 // Fills and decodes every matrix on all cores (a Mixtral layer is 24 matrices
 // of 59M values; serially this took about a minute).
 std::vector<HostExpert> random_experts(int count, int64_t ffn, int64_t hidden, DType dt, const SparsityParams& sp,
-                                       uint64_t seed) {
+                                       uint64_t seed, bool biases = false) {
   std::vector<HostExpert> ex(static_cast<size_t>(count));
   parallel_for(3 * size_t(count), 0, [&](size_t i) {
     HostExpert& e = ex[i / 3];
@@ -46,25 +51,28 @@ std::vector<HostExpert> random_experts(int count, int64_t ffn, int64_t hidden, D
     e.ffn = ffn;
     e.w[which] = tuning::random_fill(rows * cols, dt, 0.03f, seed + i);
     e.pruned[which] = decode_weights(pack_weights(e.w[which].data(), rows, cols, dt, sp));
+    if (biases) e.b[which] = tuning::random_fill(rows, dt, 0.5f, seed + 7919 + i);
   });
   return ex;
 }
 
-// One token through one expert's pruned weights, in float64.
+// One token through one expert's pruned weights (and biases), in float64.
 void add_expert_row(const HostExpert& e, DType dt, int64_t hidden, const uint16_t* x, double scale,
-                    std::vector<double>& y) {
+                    const ExpertActivation& act, std::vector<double>& y) {
+  const bool biased = !e.b[0].empty();
+  auto bias = [&](int which, int64_t i) { return biased ? double(to_float(dt, e.b[which][size_t(i)])) : 0.0; };
   std::vector<double> h(static_cast<size_t>(e.ffn));
   for (int64_t i = 0; i < e.ffn; ++i) {
-    double g = 0, u = 0;
+    double g = bias(0, i), u = bias(1, i);
     for (int64_t c = 0; c < hidden; ++c) {
       const double xc = to_float(dt, x[c]);
       g += to_float(dt, e.pruned[0][size_t(i * hidden + c)]) * xc;
       u += to_float(dt, e.pruned[1][size_t(i * hidden + c)]) * xc;
     }
-    h[size_t(i)] = silu(g) * u;
+    h[size_t(i)] = act.kind == ExpertActivation::Kind::Silu ? silu(g) * u : clamped_swiglu(g, u, act.alpha, act.limit);
   }
   for (int64_t r = 0; r < hidden; ++r) {
-    double acc = 0;
+    double acc = bias(2, r);
     for (int64_t i = 0; i < e.ffn; ++i) acc += to_float(dt, e.pruned[2][size_t(r * e.ffn + i)]) * h[size_t(i)];
     y[size_t(r)] += scale * acc;
   }
@@ -133,7 +141,9 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
              model.router_fp32 ? "f32" : dtype_name(dt));
 
   auto t0 = std::chrono::steady_clock::now();
-  const std::vector<HostExpert> experts = random_experts(E, I, H, dt, sp, 1);
+  ExpertActivation act;  // gpt-oss: the clamped SwiGLU with biases
+  if (model.swiglu_limit > 0) act = {ExpertActivation::Kind::ClampedSwiglu, model.swiglu_alpha, model.swiglu_limit};
+  const std::vector<HostExpert> experts = random_experts(E, I, H, dt, sp, 1, model.expert_bias);
   const std::vector<HostExpert> shared =
       random_experts(model.shared_experts, model.shared_ffn_size, H, dt, sp, 1000);
   std::vector<DenseExpert> dense, dense_shared;
@@ -142,7 +152,9 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   if (!shared_gate.empty()) dense_shared.at(0).gate = shared_gate.data();
   fmt::print("random weights and their f64 reference: {:.1f} s\n", seconds_since(t0));
   t0 = std::chrono::steady_clock::now();
-  const MoeLayer layer(rt, MoeLayerSpec{H, I, E, K, dt, sp, routing}, dense, dense_shared);
+  MoeLayerSpec layer_spec{H, I, E, K, dt, sp, routing};
+  layer_spec.activation = act;
+  const MoeLayer layer(rt, layer_spec, dense, dense_shared);
   fmt::print("layer built (pack + upload): {:.1f} s; packed weights {:.1f} MB ({:.3f}x dense)\n", seconds_since(t0),
              double(layer.weight_bytes()) / 1e6,
              double(layer.weight_bytes()) /
@@ -204,14 +216,14 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
       std::vector<double> ref(size_t(H), 0.0);
       for (int j = 0; j < K; ++j)
         add_expert_row(experts[size_t(chosen.expert[size_t(t * K + j)])], dt, H, &x[size_t(t * H)],
-                       chosen.weight[size_t(t * K + j)], ref);
+                       chosen.weight[size_t(t * K + j)], act, ref);
       double gate = 1.0;
       if (!shared_gate_f64.empty()) {
         double dot = 0.0;
         for (int64_t c = 0; c < H; ++c) dot += shared_gate_f64[size_t(c)] * to_float(dt, x[size_t(t * H + c)]);
         gate = 1.0 / (1.0 + std::exp(-dot));
       }
-      for (const auto& s : shared) add_expert_row(s, dt, H, &x[size_t(t * H)], gate, ref);
+      for (const auto& s : shared) add_expert_row(s, dt, H, &x[size_t(t * H)], gate, ExpertActivation{}, ref);
       for (int64_t r = 0; r < H; ++r) {
         const double g = to_float(dt, y[size_t(t * H + r)]), d = g - ref[size_t(r)];
         num[c] += std::isfinite(g) ? d * d : INFINITY;

@@ -88,9 +88,9 @@ void check_model(ModelPreset& m, const std::string& origin) {
 }  // namespace
 
 std::string ModelPreset::unsupported() const {
-  if (expert_bias || swiglu_limit > 0)
-    return "expert biases and clamped SwiGLU (gpt-oss): in the kernels and MoeLayer, not yet in run-moe's check "
-           "and dense peer";
+  // Biases only with the clamped SwiGLU (gpt-oss), whose epilogue adds them.
+  if (expert_bias != (swiglu_limit > 0))
+    return "expert biases without the clamped SwiGLU, or the clamped SwiGLU without biases";
   return "";
 }
 

@@ -25,6 +25,7 @@ KernelRuntime& runtime() { return shared_runtime(); }
 
 struct HostExpert {
   std::vector<uint16_t> w1, w3, w2;
+  std::vector<uint16_t> b1, b3, b2;  // gpt-oss's biases, else empty
 };
 
 // The layer's pruned weights as the reference sees them (same deterministic packing).
@@ -44,19 +45,33 @@ struct Fixture {
 
 // With `shared` shared experts of ffn I each (true: one).
 Fixture make_layer(DType dt, int E, int K, int64_t H, int64_t I, int shared, const MoeRouting& routing = {},
-                   const std::vector<uint16_t>* shared_gate = nullptr) {
+                   const std::vector<uint16_t>* shared_gate = nullptr, const ExpertActivation& act = {}) {
   Fixture f;
   f.spec = {H, I, E, K, dt, {128, 1, 2}, routing};
+  f.spec.activation = act;
+  const bool biased = act.kind == ExpertActivation::Kind::ClampedSwiglu;  // gpt-oss: random biases too
   std::vector<DenseExpert> dense, dense_shared;
   for (int e = 0; e < E + shared; ++e) {
     HostExpert h{random_matrix(I, H, dt, 0.08f), random_matrix(I, H, dt, 0.08f), random_matrix(H, I, dt, 0.08f)};
+    if (biased && e < E)
+      h.b1 = random_matrix(1, I, dt, 2.0f), h.b3 = random_matrix(1, I, dt, 2.0f), h.b2 = random_matrix(1, H, dt, 0.5f);
     (e < E ? f.experts : f.shared).push_back(std::move(h));
   }
-  for (auto& e : f.experts) dense.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+  for (auto& e : f.experts) {
+    dense.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
+    if (biased) dense.back().b1 = e.b1.data(), dense.back().b3 = e.b3.data(), dense.back().b2 = e.b2.data();
+  }
   for (auto& e : f.shared) dense_shared.push_back({e.w1.data(), e.w3.data(), e.w2.data(), 0});
   if (shared_gate) dense_shared.at(0).gate = shared_gate->data();
   f.layer = std::make_unique<MoeLayer>(runtime(), f.spec, dense, dense_shared);
-  for (auto& e : f.experts) f.ref_experts.push_back(decoded(e, f.spec, I));
+  for (auto& e : f.experts) {
+    f.ref_experts.push_back(decoded(e, f.spec, I));
+    if (!biased) continue;
+    ExpertWeightsF64& r = f.ref_experts.back();
+    r.b1 = to_f64(e.b1.data(), 1, I, dt).data, r.b3 = to_f64(e.b3.data(), 1, I, dt).data;
+    r.b2 = to_f64(e.b2.data(), 1, H, dt).data;
+    r.activation = act;
+  }
   for (auto& e : f.shared) f.ref_shared.push_back(decoded(e, f.spec, I));
   return f;
 }
@@ -352,8 +367,10 @@ TEST_F(MoeLayerGpu, EveryPresetsLayerMatchesItsReference) {
     MoeRouting m = p.routing;
     if (p.choice_bias || m.groups > 1) m.choice_bias = group_bias(p.experts, m.groups);
     const std::vector<uint16_t> gate = random_matrix(1, H, DType::bf16, 0.1f);
+    ExpertActivation act;  // gpt-oss: the clamped SwiGLU, with random biases
+    if (p.swiglu_limit > 0) act = {ExpertActivation::Kind::ClampedSwiglu, p.swiglu_alpha, p.swiglu_limit};
     const Fixture f = make_layer(DType::bf16, p.experts, p.top_k, H, I, p.shared_experts, m,
-                                 p.shared_expert_gate ? &gate : nullptr);
+                                 p.shared_expert_gate ? &gate : nullptr, act);
     for (int64_t T : {1, 7, 64, 1000}) {
       SCOPED_TRACE(fmt::format("{} T={}", name, T));
       expect_layer_matches(f, T, p.router_fp32, p.shared_expert_gate ? &gate : nullptr);
