@@ -46,8 +46,11 @@ template <>
 struct Epilogue<kEpiClampedSwiglu> {
   static constexpr int kOperands = 2;
   static constexpr bool kBias = true;
+  // Clamped by comparison, not fminf/fmaxf: a NaN stays NaN (as torch.clamp
+  // keeps it) instead of becoming the limit, so a poisoned input shows.
   static __device__ __forceinline__ float apply(float gate, float up, const SsmmArgs& a) {
-    const float g = fminf(gate, a.act_limit), u = fminf(fmaxf(up, -a.act_limit), a.act_limit);
+    const float L = a.act_limit;
+    const float g = gate > L ? L : gate, u = up > L ? L : (up < -L ? -L : up);
     return (u + 1.0f) * g / (1.0f + __expf(-a.act_alpha * g));
   }
 };

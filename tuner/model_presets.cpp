@@ -508,6 +508,9 @@ TuningSweep load_sweep(const std::string& path) { return parse_sweep_yaml(read_f
 
 std::vector<KernelSpec> model_expert_specs(const ModelPreset& model, const std::string& arch, DType dtype,
                                            const SparsityParams& sparsity) {
+  // Kernels for a layer MoeLayer would refuse would be another model's: refused, not quietly substituted.
+  if (!model.unsupported().empty())
+    throw Error(ErrorCode::Unsupported, fmt::format("{}: {}", model.name, model.unsupported()));
   KernelSpec up;
   up.op = Op::GatedUp;
   up.arch = arch;

@@ -51,7 +51,7 @@ struct EpilogueData {
   EpilogueInputs inputs(int e) const {
     EpilogueInputs in;
     if (host.size() > 0) in.bias.assign(host[0].begin() + e * m, host[0].begin() + (e + 1) * m);
-    if (host.size() > 1) in.gate_bias.assign(host[1].begin() + e * m, host[1].begin() + (e + 1) * m);
+    if (host.size() > 1) in.up_bias.assign(host[1].begin() + e * m, host[1].begin() + (e + 1) * m);
     return in;
   }
 };

@@ -63,7 +63,7 @@ DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<
     throw Error(ErrorCode::InvalidArgument, "gated epilogue needs a gate weight of W's shape");
   const bool biased = biased_epilogue(epi);
   if (biased && (int64_t(in.bias.size()) != w.rows ||
-                 (epi == Epilogue::ClampedSwiglu && int64_t(in.gate_bias.size()) != w.rows)))
+                 (epi == Epilogue::ClampedSwiglu && int64_t(in.up_bias.size()) != w.rows)))
     throw Error(ErrorCode::InvalidArgument, fmt::format("{} needs a bias per output row ({})", epilogue_name(epi),
                                                         w.rows));
   check_ids(ids, x.rows);
@@ -76,7 +76,7 @@ DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<
       if (epi == Epilogue::Silu) v = silu(v);
       if (epi == Epilogue::GatedSilu) v = silu(v) * dot(&w_gate->data[size_t(r * k)], xr, k);
       if (epi == Epilogue::ClampedSwiglu)
-        v = clamped_swiglu(v, dot(&w_gate->data[size_t(r * k)], xr, k) + in.gate_bias[size_t(r)], in.alpha, in.limit);
+        v = clamped_swiglu(v, dot(&w_gate->data[size_t(r * k)], xr, k) + in.up_bias[size_t(r)], in.alpha, in.limit);
       y.data[size_t(i * m + r)] = v;
     }
   }

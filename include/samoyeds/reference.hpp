@@ -30,10 +30,11 @@ DenseF64 to_f64(const uint16_t* bits, int64_t rows, int64_t cols, DType dtype);
 // take rows in order) and for calls that read rows in order.
 std::vector<uint16_t> take_rows(const uint16_t* x, int64_t cols, const std::vector<int32_t>& ids);
 
-// The biased epilogues' inputs: a bias per output row of W and of W_gate, and
-// the clamped SwiGLU's constants.
+// The biased epilogues' inputs: a bias per output row of W (the gate, for
+// ClampedSwiglu) and of the second weight (w_gate, which is the up
+// projection), and the clamped SwiGLU's constants.
 struct EpilogueInputs {
-  std::vector<double> bias, gate_bias;  // [m] each
+  std::vector<double> bias, up_bias;  // [m] each
   double alpha = 1.702, limit = 7.0;
 };
 
@@ -43,7 +44,7 @@ double clamped_swiglu(double g, double u, double alpha, double limit);
 
 // Y[i, :] = epi(X[ids[i], :] . W^T), W [m, k], X [T, k]; Y is [ids.size(), m].
 // GatedSilu: silu(X[ids] . W^T) * (X[ids] . W_gate^T), w_gate required.
-// Bias, ClampedSwiglu: `in` gives the biases (gate_bias is W_gate's).
+// Bias, ClampedSwiglu: `in` gives the biases (up_bias is W_gate's).
 DenseF64 reference_ssmm(const DenseF64& w, const DenseF64& x, const std::vector<int32_t>& ids,
                         Epilogue epi, const DenseF64* w_gate = nullptr, const EpilogueInputs& in = {});
 

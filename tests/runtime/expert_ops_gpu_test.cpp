@@ -29,7 +29,7 @@ struct Case {
   DType dtype;
   SparsityParams sp;
   int64_t m, k, n, x_rows;
-  Epilogue epi;  // None/Silu: ssmm; GatedSilu: gated_up
+  Epilogue epi;  // None/Silu: ssmm; GatedSilu, ClampedSwiglu: gated_up; run_down_case: None or Bias
   std::optional<TileConfig> config;
   Backend backend = Backend::MmaSp;
   std::string name() const {
@@ -55,7 +55,7 @@ Expert make_expert(const Case& c) {
 // Runs one case; returns the comparison so callers can add expectations.
 Comparison run_case(const Case& c) {
   SCOPED_TRACE(c.name());
-  const bool gated = c.epi == Epilogue::GatedSilu;
+  const bool gated = gated_epilogue(c.epi);
   Expert w1 = make_expert(c);
   std::optional<Expert> w3;
   if (gated) w3 = make_expert(c);
@@ -66,6 +66,21 @@ Comparison run_case(const Case& c) {
   LaunchOptions opt;
   opt.config = c.config;
   opt.backend = c.backend;
+  // gpt-oss's: gate and up biases of a few units (some values pass the clamp).
+  EpilogueInputs in;
+  DeviceBuffer d_b1, d_b3;
+  if (c.epi == Epilogue::ClampedSwiglu) {
+    std::vector<float> b1(size_t(c.m)), b3(size_t(c.m));
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (auto& v : b1) v = nd(rng());
+    for (auto& v : b3) v = nd(rng());
+    d_b1 = to_device(b1), d_b3 = to_device(b3);
+    in.bias.assign(b1.begin(), b1.end());
+    in.up_bias.assign(b3.begin(), b3.end());
+    opt.activation.kind = ExpertActivation::Kind::ClampedSwiglu;
+    opt.bias[0] = static_cast<const float*>(d_b1.data());
+    opt.bias[1] = static_cast<const float*>(d_b3.data());
+  }
   // A config that reads token rows in order by TMA gets them so: the rows
   // ids names, copied here (the reference still gathers from x).
   const void* xs = d_x.data();
@@ -85,7 +100,7 @@ Comparison run_case(const Case& c) {
   Device::get().synchronize();
   auto got = y.read();
   const DenseF64 xf = to_f64(x.data(), c.x_rows, c.k, c.dtype);
-  const DenseF64 ref = reference_ssmm(w1.decoded, xf, ids, c.epi, gated ? &w3->decoded : nullptr);
+  const DenseF64 ref = reference_ssmm(w1.decoded, xf, ids, c.epi, gated ? &w3->decoded : nullptr, in);
   Comparison cmp = compare(got, c.dtype, ref);
   EXPECT_EQ(cmp.non_finite, 0) << "first: " << cmp.first_non_finite;
   EXPECT_LE(cmp.rel_error, tolerance(c.dtype));
@@ -105,6 +120,16 @@ void run_down_case(const Case& c) {
   LaunchOptions opt;
   opt.backend = c.backend;
   opt.config = c.config;
+  EpilogueInputs in;  // gpt-oss's down bias, before the routing weight
+  DeviceBuffer d_b2;
+  if (c.epi == Epilogue::Bias) {
+    std::vector<float> b2(static_cast<size_t>(m));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& v : b2) v = nd(rng());
+    d_b2 = to_device(b2);
+    in.bias.assign(b2.begin(), b2.end());
+    opt.bias[0] = static_cast<const float*>(d_b2.data());
+  }
   down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z1.data(), opt);
   down_scaled(runtime(), w.device, d_h.data(), n, static_cast<const float*>(d_p.data()), z2.data(), opt);
   Device::get().synchronize();
@@ -112,7 +137,7 @@ void run_down_case(const Case& c) {
   EXPECT_EQ(got1, got2) << "down projection is not deterministic";
   std::vector<int32_t> iota(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) iota[size_t(i)] = int32_t(i);
-  DenseF64 ref = reference_ssmm(w.decoded, to_f64(h.data(), n, k, c.dtype), iota, Epilogue::None);
+  DenseF64 ref = reference_ssmm(w.decoded, to_f64(h.data(), n, k, c.dtype), iota, c.epi, nullptr, in);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t r = 0; r < m; ++r) ref.data[size_t(i * m + r)] *= p[size_t(i)];
   Comparison cmp = compare(got1, c.dtype, ref);
@@ -174,7 +199,7 @@ TEST_F(ExpertOpsGpu, LargeTokenCountsWithManyTokenTiles) {
 void check_all_configs(DType dt, SparsityParams sp, Epilogue epi, Backend backend = Backend::MmaSp) {
   KernelSpec spec;
   spec.backend = backend;
-  spec.op = epi == Epilogue::GatedSilu ? Op::GatedUp : Op::Ssmm;
+  spec.op = gated_epilogue(epi) ? Op::GatedUp : Op::Ssmm;
   spec.arch = Device::get().info().arch();
   spec.dtype = dt;
   spec.m = 320;
@@ -288,7 +313,17 @@ TEST_F(WgmmaSpGpu, EveryValidConfigPassesV32) {
 }
 
 TEST_F(ExpertOpsGpu, DownScaledMatchesReferenceAndIsBitIdenticalAcrossRuns) {
-  for (DType dt : {DType::f16, DType::bf16}) run_down_case({dt, {128, 1, 2}, 512, 1408, 77, 77, Epilogue::None, std::nullopt});
+  for (DType dt : {DType::f16, DType::bf16})
+    for (Epilogue epi : {Epilogue::None, Epilogue::Bias})
+      run_down_case({dt, {128, 1, 2}, 512, 1408, 77, 77, epi, std::nullopt});
+}
+
+// gpt-oss's gated epilogue at every valid config (row selection N > 1 too):
+// the paths the defaults do not take (split-k, stream-K, TMA stores, a
+// warpgroup per operand) read the biases at their own rows.
+TEST_F(ExpertOpsGpu, EveryValidConfigPassesClampedSwiglu) {
+  check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::ClampedSwiglu);
+  check_all_configs(DType::f16, {64, 2, 4}, Epilogue::ClampedSwiglu);
 }
 
 // A config that reads token tiles by TMA needs rows in order: fixed by the
@@ -335,19 +370,27 @@ TEST_F(WgmmaSpGpu, TokenTilesByTmaNeedRowsInOrder) {
 // a multiple of 64: the token boxes' columns past k must come in as zeros;
 // 100 tokens: partial token tiles, whose rows past n must too).
 TEST_F(WgmmaSpGpu, EveryValidDownConfigMatchesReference) {
-  KernelSpec spec;
-  spec.backend = Backend::WgmmaSp;
-  spec.op = Op::Down;
-  spec.arch = Device::get().info().arch();
-  spec.dtype = DType::bf16;
-  spec.m = 320;
-  spec.k = 392;
-  spec.sparsity = {128, 1, 2};
-  const auto configs = kernel_family(Backend::WgmmaSp).search_space(spec);
-  ASSERT_TRUE(std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return WgmmaSpConfig::of(c).tokens_tma; }));
-  parallel_for(configs.size(), 8, [&](size_t i) { runtime().get(spec, configs[i]); });
-  for (const auto& cfg : configs)
-    run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, Epilogue::None, cfg, Backend::WgmmaSp});
+  for (Epilogue epi : {Epilogue::None, Epilogue::Bias}) {  // Bias: gpt-oss's down projection
+    KernelSpec spec;
+    spec.backend = Backend::WgmmaSp;
+    spec.op = Op::Down;
+    spec.arch = Device::get().info().arch();
+    spec.dtype = DType::bf16;
+    spec.m = 320;
+    spec.k = 392;
+    spec.sparsity = {128, 1, 2};
+    spec.epilogue = epi;
+    const auto configs = kernel_family(Backend::WgmmaSp).search_space(spec);
+    ASSERT_TRUE(
+        std::any_of(configs.begin(), configs.end(), [](const TileConfig& c) { return WgmmaSpConfig::of(c).tokens_tma; }));
+    parallel_for(configs.size(), 8, [&](size_t i) { runtime().get(spec, configs[i]); });
+    for (const auto& cfg : configs)
+      run_down_case({spec.dtype, spec.sparsity, spec.m, spec.k, 100, 100, epi, cfg, Backend::WgmmaSp});
+  }
+}
+
+TEST_F(WgmmaSpGpu, EveryValidConfigPassesClampedSwiglu) {
+  check_all_configs(DType::bf16, {128, 1, 2}, Epilogue::ClampedSwiglu, Backend::WgmmaSp);
 }
 
 // Tiles stored by TMA (single launches, N = 1, m a multiple of 8): rows past
@@ -797,15 +840,22 @@ TEST_F(ExpertOpsGpu, GptOssEpiloguesMatchTheReference) {
       Device::get().synchronize();
       EpilogueInputs in;
       in.bias.assign(b1.begin(), b1.end());
-      in.gate_bias.assign(b3.begin(), b3.end());
+      in.up_bias.assign(b3.begin(), b3.end());
       const DenseF64 ref =
           reference_ssmm(w1.decoded, to_f64(x.data(), c.x_rows, c.k, dt), ids, Epilogue::ClampedSwiglu, &w3.decoded, in);
       const std::vector<uint16_t> got = h.read();
       Comparison cmp = compare(got, dt, ref);
       EXPECT_EQ(cmp.non_finite, 0) << cmp.first_non_finite;
       EXPECT_LE(cmp.rel_error, tolerance(dt));
+      // The clamp must be exercised: some pre-activation gate above 7 or up beyond +-7.
+      const DenseF64 xf = to_f64(x.data(), c.x_rows, c.k, dt);
+      EpilogueInputs g_in, u_in;
+      g_in.bias = in.bias;
+      u_in.bias = in.up_bias;
+      const DenseF64 g = reference_ssmm(w1.decoded, xf, ids, Epilogue::Bias, nullptr, g_in);
+      const DenseF64 u = reference_ssmm(w3.decoded, xf, ids, Epilogue::Bias, nullptr, u_in);
       int clamped = 0;
-      for (double v : ref.data) clamped += std::abs(v) > 7.0;
+      for (size_t i = 0; i < g.data.size(); ++i) clamped += g.data[i] > 7.0 || std::abs(u.data[i]) > 7.0;
       EXPECT_GT(clamped, 0) << "no value reached the clamp: the test would not see it";
 
       // Down: z = p * (h . W2^T + b2), with h the kernel's own output.

@@ -34,7 +34,7 @@ TEST(Reference, BiasAndClampedSwigluByHand) {
   const DenseF64 w3{2, 2, {0.0, 1.0, -5.0, 0.0}};  // u: 2 + b3, -5 + b3
   EpilogueInputs in;
   in.bias = {0.5, -1.0};
-  in.gate_bias = {0.25, -4.0};
+  in.up_bias = {0.25, -4.0};
   const DenseF64 b = reference_ssmm(w1, x, {0}, Epilogue::Bias, nullptr, in);
   EXPECT_DOUBLE_EQ(b.at(0, 0), 1.5);
   EXPECT_DOUBLE_EQ(b.at(0, 1), 11.0);
@@ -42,7 +42,7 @@ TEST(Reference, BiasAndClampedSwigluByHand) {
   auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
   EXPECT_NEAR(h.at(0, 0), (2.25 + 1.0) * 1.5 * sig(1.702 * 1.5), 1e-12);
   EXPECT_NEAR(h.at(0, 1), (-7.0 + 1.0) * 7.0 * sig(1.702 * 7.0), 1e-12);  // g 11 -> 7, u -9 -> -7
-  in.gate_bias.clear();
+  in.up_bias.clear();
   EXPECT_THROW(reference_ssmm(w1, x, {0}, Epilogue::ClampedSwiglu, &w3, in), Error);
 }
 
