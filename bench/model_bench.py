@@ -48,7 +48,7 @@ def measure(model, config, prefill: int, batches, steps: int, label: str):
     torch.cuda.synchronize()
     weights = torch.cuda.memory_allocated()
     ids = torch.randint(0, vocab, (1, prefill), device="cuda")
-    model(ids[:, :64], use_cache=False)  # warm: kernels load or compile here
+    model(ids, use_cache=False)  # warm: kernels of this prefill's buckets load or compile here
     torch.cuda.reset_peak_memory_stats()
     prefill_ms = cuda_median_ms(lambda: model(ids, use_cache=False), 3)
     # What a prefill of this length needs beyond the weights (activations), kept free beside the cache.
