@@ -2,10 +2,11 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python (default all).
+# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers,model (default all but
+# model, which needs a GPU of more than 93 GB at its default size).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune,python}
+PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -159,6 +160,28 @@ if has python; then
   rc=$?
   grep -v warning "$LOGS/torch_bench.log" | tail -12
   summary+=("torch bench: rc=$rc, $(grep 'torch_op above' "$LOGS/torch_bench.log")")
+fi
+
+# The layer against its dense peers in one process: ours, torch._grouped_mm and cuBLAS side by side on the
+# same weights and routing (the package from the source tree over this build's library, which the cuBLAS
+# peer's bench library links too).
+here_py() { SAMOYEDS_LIBRARY="$BUILD/libsamoyeds.so" PYTHONPATH="$(pwd)/python:${PYTHONPATH:-}" PYTHONDONTWRITEBYTECODE=1 "$@"; }
+if has peers; then
+  here_py timeout "${PEERS_TIMEOUT:-420}" python3 bench/moe_peers.py --models "${PEERS_MODELS:-qwen3-30b-a3b,deepseek-v3}" \
+    --tokens "${PEERS_TOKENS:-1,8,64,256,1024,4096,8192}" --csv "$OUT/moe_peers.csv" >"$LOGS/moe_peers.log" 2>&1
+  rc=$?
+  grep -vi warning "$LOGS/moe_peers.log" | tail -20
+  summary+=("moe peers: rc=$rc, $(grep -c 'x_best_dense=' "$LOGS/moe_peers.log") rows, x best dense $(grep -o 'x_best_dense=[0-9.]*' "$LOGS/moe_peers.log" | cut -d= -f2 | sort -n | sed -n '1p;$p' | paste -sd- -)")
+fi
+
+# A whole transformers model, dense against sparsified (bench/model_bench.py; MODEL_ARGS: --layers N on a
+# smaller GPU).
+if has model; then
+  here_py timeout "${MODEL_TIMEOUT:-420}" python3 bench/model_bench.py ${MODEL_ARGS:-} --csv "$OUT/model_bench.csv" \
+    >"$LOGS/model_bench.log" 2>&1
+  rc=$?
+  grep -vi warning "$LOGS/model_bench.log" | tail -8
+  summary+=("model bench: rc=$rc, $(tail -1 "$LOGS/model_bench.log")")
 fi
 
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"

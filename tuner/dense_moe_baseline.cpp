@@ -22,7 +22,8 @@ struct DenseMoeBaseline::Impl {
   int64_t hidden = 0;
   struct Expert {
     int64_t ffn = 0;
-    DeviceBuffer w1, w3, w2;  // dense weights
+    const void* w[3] = {};     // dense weights w1, w3, w2: the caller's on the device, else `owned`'s
+    DeviceBuffer owned[3];
     DeviceBuffer x;           // gathered tokens [n, hidden]
     DeviceBuffer g, u;        // [n, ffn]
     DeviceBuffer z;           // [n, hidden]
@@ -55,12 +56,16 @@ DenseMoeBaseline::DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, con
     Impl::Expert ex;
     ex.ffn = d.ffn ? d.ffn : ffn;
     const size_t wb = size_t(ex.ffn * hidden * 2);
-    ex.w1 = DeviceBuffer(wb);
-    ex.w1.upload(d.w1, wb);
-    ex.w3 = DeviceBuffer(wb);
-    ex.w3.upload(d.w3, wb);
-    ex.w2 = DeviceBuffer(wb);
-    ex.w2.upload(d.w2, wb);
+    const uint16_t* src[3] = {d.w1, d.w3, d.w2};
+    for (int i = 0; i < 3; ++i) {
+      if (d.on_device) {
+        ex.w[i] = src[i];
+        continue;
+      }
+      ex.owned[i] = DeviceBuffer(wb);
+      ex.owned[i].upload(src[i], wb);
+      ex.w[i] = ex.owned[i].data();
+    }
     I.experts.push_back(std::move(ex));
   };
   for (const auto& d : routed) add(d);
@@ -93,9 +98,9 @@ void DenseMoeBaseline::set_tokens(const std::vector<uint16_t>& x, const Routing&
     ex.g = DeviceBuffer(size_t(ex.n) * size_t(ex.ffn) * 2);
     ex.u = DeviceBuffer(size_t(ex.n) * size_t(ex.ffn) * 2);
     ex.z = DeviceBuffer(size_t(ex.n) * size_t(H) * 2);
-    a[0].push_back(ex.w1.data()), b[0].push_back(ex.x.data()), c[0].push_back(ex.g.data());
-    a[1].push_back(ex.w3.data()), b[1].push_back(ex.x.data()), c[1].push_back(ex.u.data());
-    a[2].push_back(ex.w2.data()), b[2].push_back(ex.u.data()), c[2].push_back(ex.z.data());
+    a[0].push_back(ex.w[0]), b[0].push_back(ex.x.data()), c[0].push_back(ex.g.data());
+    a[1].push_back(ex.w[1]), b[1].push_back(ex.x.data()), c[1].push_back(ex.u.data());
+    a[2].push_back(ex.w[2]), b[2].push_back(ex.u.data()), c[2].push_back(ex.z.data());
     I.n.push_back(ex.n);
     I.m_up.push_back(int(ex.ffn)), I.k_up.push_back(int(H));
     I.m_dn.push_back(int(H)), I.k_dn.push_back(int(ex.ffn));
@@ -110,24 +115,26 @@ void DenseMoeBaseline::set_tokens(const std::vector<uint16_t>& x, const Routing&
   if (!all.empty()) I.ptrs.upload(all.data(), all.size() * sizeof(void*));
 }
 
-double DenseMoeBaseline::loop_ms(void* stream) {
+void DenseMoeBaseline::enqueue_loop(void* stream) {
   Impl& I = *impl_;
   ok(cublasSetStream(I.handle, static_cast<cudaStream_t>(stream)), "cublasSetStream");
-  return median_ms(stream, [&](int) {
-    for (auto& ex : I.experts) {
-      if (ex.n == 0) continue;
-      I.gemm(ex.w1.data(), ex.x.data(), ex.g.data(), ex.ffn, ex.n, I.hidden);
-      I.gemm(ex.w3.data(), ex.x.data(), ex.u.data(), ex.ffn, ex.n, I.hidden);
-      I.gemm(ex.w2.data(), ex.u.data(), ex.z.data(), I.hidden, ex.n, ex.ffn);
-    }
-  }, 1, 7, 2);
+  for (auto& ex : I.experts) {
+    if (ex.n == 0) continue;
+    I.gemm(ex.w[0], ex.x.data(), ex.g.data(), ex.ffn, ex.n, I.hidden);
+    I.gemm(ex.w[1], ex.x.data(), ex.u.data(), ex.ffn, ex.n, I.hidden);
+    I.gemm(ex.w[2], ex.u.data(), ex.z.data(), I.hidden, ex.n, ex.ffn);
+  }
 }
 
-double DenseMoeBaseline::grouped_ms(void* stream) {
+double DenseMoeBaseline::loop_ms(void* stream) {
+  return median_ms(stream, [&](int) { enqueue_loop(stream); }, 1, 7, 2);
+}
+
+void DenseMoeBaseline::enqueue_grouped(void* stream) {
   Impl& I = *impl_;
   ok(cublasSetStream(I.handle, static_cast<cudaStream_t>(stream)), "cublasSetStream");
   const int P = int(I.n.size());
-  if (P == 0) return 0.0;
+  if (P == 0) return;
   std::vector<cublasOperation_t> ta(size_t(P), CUBLAS_OP_T), tb(size_t(P), CUBLAS_OP_N);
   std::vector<int> sizes(size_t(P), 1);
   std::vector<float> one(size_t(P), 1.0f), zero(size_t(P), 0.0f);
@@ -141,11 +148,14 @@ double DenseMoeBaseline::grouped_ms(void* stream) {
                                   arr(gemm, 2), I.type, m.data(), P, sizes.data(), CUBLAS_COMPUTE_32F),
        "cublasGemmGroupedBatchedEx");
   };
-  return median_ms(stream, [&](int) {
-    grouped(0, I.m_up, I.k_up);
-    grouped(1, I.m_up, I.k_up);
-    grouped(2, I.m_dn, I.k_dn);
-  }, 1, 7, 2);
+  grouped(0, I.m_up, I.k_up);
+  grouped(1, I.m_up, I.k_up);
+  grouped(2, I.m_dn, I.k_dn);
+}
+
+double DenseMoeBaseline::grouped_ms(void* stream) {
+  if (impl_->n.empty()) return 0.0;
+  return median_ms(stream, [&](int) { enqueue_grouped(stream); }, 1, 7, 2);
 }
 
 }  // namespace samoyeds::tuning

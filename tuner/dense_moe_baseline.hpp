@@ -4,6 +4,9 @@
 // Shared experts take every token, as in the layer. GEMMs only: the routing,
 // the activation and the combine are left out, so the dense time is a lower
 // bound and our ratio against it is conservative.
+// Weights on the device (DenseExpert::on_device) are used where they are,
+// not copied: the caller keeps them alive (bench/moe_peers.py shares one
+// copy with PyTorch's peer).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -17,12 +20,16 @@ namespace samoyeds::tuning {
 
 class DenseMoeBaseline {
  public:
-  // Uploads the dense weights once (DenseExpert::ffn 0 = `ffn`).
+  // Uploads host weights once (DenseExpert::ffn 0 = `ffn`).
   DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, const std::vector<DenseExpert>& routed,
                    const std::vector<DenseExpert>& shared);
   ~DenseMoeBaseline();
   // Gathers each expert's tokens of x [tokens, hidden] (host) for `routing`.
   void set_tokens(const std::vector<uint16_t>& x, const Routing& routing);
+  // One run of the GEMMs, enqueued on `stream`, for a caller that times it.
+  void enqueue_loop(void* stream);
+  void enqueue_grouped(void* stream);
+  // Median ms of runs back to back (tuner/timing.hpp).
   double loop_ms(void* stream);
   double grouped_ms(void* stream);
 
