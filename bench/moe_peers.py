@@ -6,13 +6,16 @@ process (issue: models, item 6): one command prints ours, torch._grouped_mm and 
 
 - samoyeds: SparseMoE.forward from router logits (1:2 rows x 2:4, V = 128): the model's routing on the GPU,
   both projections, the combine, shared experts.
-- torch._grouped_mm: PyTorch's grouped GEMM, the path transformers' "grouped_mm" experts take (gate and up in
-  one [E, 2I, H] weight, tokens sorted by expert, untimed), plus the shared experts' GEMMs.
+- torch layer: the dense layer as transformers' "grouped_mm" experts compute it from the routing (sort by
+  expert, torch._grouped_mm with gate and up in one [E, 2I, H] weight, SiLU-and-mul, torch._grouped_mm,
+  weighted combine), plus the shared experts.
+- torch._grouped_mm: its two grouped GEMMs alone (tokens sorted beforehand, untimed), plus the shared
+  experts' GEMMs.
 - cuBLAS grouped (cublasGemmGroupedBatchedEx) and cuBLAS per-expert loop: run-moe's dense peer
   (tuner/dense_moe_baseline, by ctypes through build/bench/libsamoyeds_bench_peers.so) on the same device
   weights.
-The dense peers run their GEMMs only (no routing, activation or combine): a lower bound on a dense layer, so
-the ratio against them is conservative. Shapes and routing come from configs/models/<model>.yaml. Weights are
+All but the torch layer run their GEMMs only (no routing, activation or combine): a lower bound on a dense
+layer, so x_best_dense, the ratio against the fastest of them, is conservative. Shapes and routing come from configs/models/<model>.yaml. Weights are
 random bf16 (N(0, 0.02)), logits N(0, 1) (float where the router is), a choice bias from +-0.01 (balanced); the
 peers' routing is the model's, computed here in PyTorch; ours routes on the GPU (the check below fails where
 it picks other experts or weights). Times
@@ -203,6 +206,22 @@ def bench_model(name, tokens, reps, peers, rows):
                     x @ shared[0][s].T
                     hs @ shared[1][s].T
 
+            ones = torch.ones(T * K, dtype=torch.int32, device="cuda")
+
+            def torch_layer():
+                # The whole dense layer as transformers' grouped_mm experts compute it, given the routing:
+                # sort by expert, both projections, SiLU-and-mul, weights, combine (no host sync, so capturable).
+                flat_ids = ids.flatten().long()
+                sort = flat_ids.argsort(stable=True)
+                counts = torch.zeros(E, dtype=torch.int32, device="cuda").index_add_(0, flat_ids, ones)
+                gu = torch._grouped_mm(x[sort // K], gate_up.transpose(1, 2), offs=counts.cumsum(0, dtype=torch.int32))
+                z = torch._grouped_mm(F.silu(gu[:, :I]) * gu[:, I:], down.transpose(1, 2),
+                                      offs=counts.cumsum(0, dtype=torch.int32))
+                y = torch.zeros_like(x).index_add_(0, sort // K, z * wts.flatten()[sort, None].to(z.dtype))
+                for s in range(S):
+                    y += (F.silu(x @ shared[0][s, :Is].T) * (x @ shared[0][s, Is:].T)) @ shared[1][s].T
+                return y
+
             x_host = x.cpu().view(torch.int16).contiguous()
             ids_host = ids.cpu().contiguous()
             checked(peers, peers.samoyeds_bench_dense_set_tokens(handle, x_host.data_ptr(), T, H, K,
@@ -212,7 +231,8 @@ def bench_model(name, tokens, reps, peers, rows):
                 stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)  # the capture's, in a graph
                 checked(peers, peers.samoyeds_bench_dense_enqueue(handle, grouped, stream))
 
-            sides = {"samoyeds_ms": lambda: moe(x, logits), "torch_grouped_mm_ms": torch_peer,
+            sides = {"samoyeds_ms": lambda: moe(x, logits), "torch_layer_ms": torch_layer,
+                     "torch_grouped_mm_ms": torch_peer,
                      "cublas_grouped_ms": lambda: cublas(1), "cublas_loop_ms": lambda: cublas(0)}
             times, modes = {}, []
             with torch.no_grad():
@@ -223,6 +243,7 @@ def bench_model(name, tokens, reps, peers, rows):
             moe.check_errors()
             best = min(times["torch_grouped_mm_ms"], times["cublas_grouped_ms"], times["cublas_loop_ms"])
             row = dict(model=name, tokens=T, **{k: round(v, 4) for k, v in times.items()},
+                       x_torch_layer=round(times["torch_layer_ms"] / times["samoyeds_ms"], 2),
                        x_torch_grouped_mm=round(times["torch_grouped_mm_ms"] / times["samoyeds_ms"], 2),
                        x_cublas_grouped=round(times["cublas_grouped_ms"] / times["samoyeds_ms"], 2),
                        x_best_dense=round(best / times["samoyeds_ms"], 2),
