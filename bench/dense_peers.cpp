@@ -4,6 +4,7 @@
 // way. A benchmark library only: it is not installed and not part of the ABI.
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ int guarded(F&& f) {
     return 0;
   } catch (const std::exception& e) {
     last_error = e.what();
+    return 1;
+  } catch (...) {  // nothing may cross extern "C"
+    last_error = "unknown exception";
     return 1;
   }
 }
@@ -60,17 +64,21 @@ int samoyeds_bench_dense_create(void** out, int bf16, int64_t hidden, int64_t ff
 }
 
 // Tokens x [tokens, hidden] (16-bit, host) and each token's top_k expert
-// ids (host): the peer gathers each expert's rows once, untimed.
+// ids (host): the peer gathers each expert's rows once, untimed. `hidden`
+// must be the peer's: it sizes what is read from x.
 int samoyeds_bench_dense_set_tokens(void* peer, const uint16_t* x, int64_t tokens, int64_t hidden, int top_k,
                                     const int32_t* ids) {
   return guarded([&] {
+    auto* p = static_cast<samoyeds::tuning::DenseMoeBaseline*>(peer);
+    if (hidden != p->hidden())
+      throw std::invalid_argument("hidden " + std::to_string(hidden) + ", the peer's is " +
+                                  std::to_string(p->hidden()));
     samoyeds::Routing r;
     r.tokens = tokens;
     r.top_k = top_k;
     r.expert.assign(ids, ids + tokens * top_k);
     r.weight.assign(size_t(tokens * top_k), 1.0f);
-    static_cast<samoyeds::tuning::DenseMoeBaseline*>(peer)->set_tokens(
-        std::vector<uint16_t>(x, x + tokens * hidden), r);
+    p->set_tokens(std::vector<uint16_t>(x, x + tokens * hidden), r);
   });
 }
 

@@ -1,27 +1,30 @@
-"""A model's whole MoE layer, samoyeds against its dense peers on the same weights, tokens and routing, in one
-process (issue: models, item 6): one command prints ours, torch._grouped_mm and cuBLAS side by side.
+"""A model's whole MoE layer, samoyeds against its dense peers on the same weights, tokens and routing, in
+one process (issue: models, item 6): one command prints ours, torch._grouped_mm and cuBLAS side by side.
 
   PYTHONPATH=python SAMOYEDS_LIBRARY=build/libsamoyeds.so \\
-    python3 bench/moe_peers.py [--models qwen3-30b-a3b,deepseek-v3] [--tokens 1,8,64,256,1024,4096,8192] [--csv F]
+    python3 bench/moe_peers.py [--models qwen3-30b-a3b,deepseek-v3] [--tokens 1,8,...,8192] [--csv FILE]
 
-- samoyeds: SparseMoE.forward from router logits (1:2 rows x 2:4, V = 128): the model's routing on the GPU,
-  both projections, the combine, shared experts.
-- torch layer: the dense layer as transformers' "grouped_mm" experts compute it from the routing (sort by
+- samoyeds: SparseMoE.forward from router logits (1:2 rows x 2:4, V = 128): the model's routing on the
+  GPU, both projections, the combine, shared experts.
+- torch layer: a dense layer as transformers' "grouped_mm" experts compute it from the routing (sort by
   expert, torch._grouped_mm with gate and up in one [E, 2I, H] weight, SiLU-and-mul, torch._grouped_mm,
-  weighted combine), plus the shared experts.
-- torch._grouped_mm: its two grouped GEMMs alone (tokens sorted beforehand, untimed), plus the shared
+  weighted combine) plus ungated shared experts; without Qwen2-MoE's shared gate and gpt-oss's biases
+  and clamp, which it would only make slower.
+- torch._grouped_mm: those two grouped GEMMs alone (tokens sorted beforehand, untimed), plus the shared
   experts' GEMMs.
-- cuBLAS grouped (cublasGemmGroupedBatchedEx) and cuBLAS per-expert loop: run-moe's dense peer
-  (tuner/dense_moe_baseline, by ctypes through build/bench/libsamoyeds_bench_peers.so) on the same device
-  weights.
-All but the torch layer run their GEMMs only (no routing, activation or combine): a lower bound on a dense
-layer, so x_best_dense, the ratio against the fastest of them, is conservative. Shapes and routing come from configs/models/<model>.yaml. Weights are
-random bf16 (N(0, 0.02)), logits N(0, 1) (float where the router is), a choice bias from +-0.01 (balanced); the
-peers' routing is the model's, computed here in PyTorch; ours routes on the GPU (the check below fails where
-it picks other experts or weights). Times
-are CUDA-event medians of --reps replays of a CUDA graph of one call per side (eager where a side cannot be
-captured; the row says), with a 256 MB buffer cleared before each (L2 flushed); ratios are of this run only. Before timing, ours (from the logits) is checked once against a float32 PyTorch layer on the
-pruned weights and PyTorch's routing, on four sampled tokens.
+- cuBLAS grouped (cublasGemmGroupedBatchedEx) and per-expert loop: run-moe's dense peer
+  (tuner/dense_moe_baseline) by ctypes through build/bench/libsamoyeds_bench_peers.so
+  (SAMOYEDS_BENCH_PEERS), on the same device weights.
+All but the torch layer run GEMMs only: a lower bound on a dense layer, so x_best_dense (against the
+fastest of them) is conservative.
+
+Shapes and routing come from configs/models/<model>.yaml. Weights are random bf16 (N(0, 0.02)); router
+logits a shuffled ladder per token (no ties; float where the model's router is); a choice bias from
++-0.01 (balanced). The peers take the model's routing computed here in PyTorch; ours routes on the GPU.
+Before timing, ours is checked once against a float32 layer on the pruned weights and PyTorch's routing
+(four sampled tokens): it fails where ours picks other experts or weights. Times are CUDA-event medians
+of --reps replays of a CUDA graph of one call per side (eager where a side cannot be captured; the row
+says), a 256 MB buffer cleared before each (L2 flushed); ratios are of this run only.
 """
 import argparse
 import ctypes
@@ -51,6 +54,7 @@ def load_peers():
     lib.samoyeds_bench_dense_set_tokens.argtypes = [P, P, I64, I64, ctypes.c_int, P]
     lib.samoyeds_bench_dense_enqueue.argtypes = [P, ctypes.c_int, P]
     lib.samoyeds_bench_dense_destroy.argtypes = [P]
+    lib.samoyeds_bench_dense_destroy.restype = None
     return lib
 
 
@@ -80,13 +84,25 @@ def graphed(fn):
         return fn, "eager"
 
 
+def renormalize(cfg):
+    """A preset's renormalize, defaulting as tuner/model_presets.cpp does: on but for topk_softmax."""
+    return bool(cfg.get("renormalize", cfg.get("routing", "softmax_topk") != "topk_softmax"))
+
+
+def distinct_logits(T, E, dtype):
+    """Router logits without ties (a token's experts take a shuffled ladder of steps of 1/32, exact in bf16),
+    so PyTorch's top-k, whose order for ties is not defined, picks what ours picks."""
+    ladder = torch.rand(T, E, device="cuda").argsort(dim=1).float()
+    return ((ladder - E / 2) / 32).to(dtype)
+
+
 def route(logits, cfg, bias):
     """The model's routing (docs/models.md), as its reference computes it: ids [T, K], weights [T, K]."""
     K, method = cfg["top_k"], cfg.get("routing", "softmax_topk")
     lf = logits.float()
     if method == "softmax_topk":
         w, ids = lf.softmax(-1).topk(K, dim=-1)
-        if cfg.get("renormalize"):
+        if renormalize(cfg):
             w = w / w.sum(-1, keepdim=True)
     elif method == "topk_softmax":
         v, ids = lf.topk(K, dim=-1)
@@ -103,7 +119,7 @@ def route(logits, cfg, bias):
             choice = choice.masked_fill(~keep.repeat_interleave(E // G, 1), float("-inf"))
         ids = choice.topk(K, dim=-1).indices
         w = s.gather(1, ids)
-        if cfg.get("renormalize"):
+        if renormalize(cfg):
             w = w / (w.sum(-1, keepdim=True) + 1e-20)
     else:
         raise ValueError(f"routing {method!r}")
@@ -129,14 +145,20 @@ def check_ours(moe, x, logits, ids, wts, gate_up, down, shared, shared_gate, bia
     y = moe(x, logits).float()
     pick = torch.linspace(0, x.shape[0] - 1, min(tokens, x.shape[0])).long().unique()
     err, ref_norm = 0.0, 0.0
+    pruned = {}  # expert -> its three pruned matrices
+
+    def expert(e):
+        if e not in pruned:
+            pruned[e] = (prune(gate_up[e, :I]), prune(gate_up[e, I:]), prune(down[e]))
+        return pruned[e]
+
     for t in pick.tolist():
         xt = x[t:t + 1].float()
         ref = torch.zeros(1, x.shape[1], device=x.device)
         for j in range(ids.shape[1]):
             e = int(ids[t, j])
             b = None if biases is None else tuple(bb[e] for bb in biases)
-            ref += float(wts[t, j]) * expert_ffn(xt, prune(gate_up[e, :I]), prune(gate_up[e, I:]), prune(down[e]),
-                                                 cfg, b)
+            ref += float(wts[t, j]) * expert_ffn(xt, *expert(e), cfg, b)
         if shared is not None:
             s13, s2 = shared
             Is = s2.shape[2]
@@ -150,7 +172,7 @@ def check_ours(moe, x, logits, ids, wts, gate_up, down, shared, shared_gate, bia
     return (err / max(ref_norm, 1e-30)) ** 0.5
 
 
-def bench_model(name, tokens, reps, peers, rows):
+def bench_model(name, tokens, reps, peers, rows, csv_path):
     cfg = yaml.safe_load((ROOT / "configs/models" / f"{name}.yaml").read_text())
     H, I, E, K = cfg["hidden_size"], cfg["ffn_size"], cfg["experts"], cfg["top_k"]
     S, Is = cfg.get("shared_experts", 0), cfg.get("shared_ffn_size", 0)
@@ -167,14 +189,14 @@ def bench_model(name, tokens, reps, peers, rows):
         kwargs = dict(activation="clamped_swiglu", swiglu_alpha=cfg["swiglu_alpha"],
                       swiglu_limit=cfg["swiglu_limit"], biases=biases)
     moe = SparseMoE(gate_up[:, :I], gate_up[:, I:], down, top_k=K, routing=cfg.get("routing", "softmax_topk"),
-                    renormalize=bool(cfg.get("renormalize")), groups=cfg.get("groups", 1),
+                    renormalize=renormalize(cfg), groups=cfg.get("groups", 1),
                     topk_groups=cfg.get("topk_groups", 1),
                     routed_scaling_factor=cfg.get("routed_scaling_factor", 1.0), choice_bias=bias,
                     shared=(shared[0][:, :Is], shared[0][:, Is:], shared[1]) if S else None,
                     shared_gate=shared_gate, **kwargs)
     dense_bytes = (E * 3 * H * I + S * 3 * H * Is) * 2
     print(f"{cfg.get('display_name', name)}: H {H}, I {I}, {E} experts, top-{K}, {S} shared; dense "
-          f"{dense_bytes / 1e9:.2f} GB, packed {moe.device_bytes() / 1e9:.2f} GB", flush=True)
+          f"{dense_bytes / 1e9:.2f} GB, packed {moe.device_bytes / 1e9:.2f} GB", flush=True)
     w13 = [gate_up[e, :I] for e in range(E)], [gate_up[e, I:] for e in range(E)], [down[e] for e in range(E)]
     s13 = ([shared[0][s, :Is] for s in range(S)], [shared[0][s, Is:] for s in range(S)],
            [shared[1][s] for s in range(S)]) if S else ([], [], [])
@@ -185,8 +207,7 @@ def bench_model(name, tokens, reps, peers, rows):
     try:
         for T in tokens:
             x = torch.randn(T, H, **bf16)
-            logits = torch.randn(T, E, device="cuda", dtype=torch.float32 if cfg.get("router_logits") == "f32"
-                                 else torch.bfloat16)
+            logits = distinct_logits(T, E, torch.float32 if cfg.get("router_logits") == "f32" else torch.bfloat16)
             ids, wts = route(logits, cfg, bias)
             # Ours routes itself; the check below holds only where it chose the experts and weights given here.
             with torch.no_grad():
@@ -251,6 +272,8 @@ def bench_model(name, tokens, reps, peers, rows):
                        timed="/".join(modes))
             rows.append(row)
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            if csv_path:  # every row as it comes: a later abort loses nothing
+                write_csv(csv_path, rows)
             if rel > 2e-2:
                 raise RuntimeError(f"{name} T={T}: ours differs from the float32 layer by {rel:.1e}")
     finally:
@@ -270,10 +293,8 @@ def main():
     peers = load_peers()
     rows = []
     for name in a.models.split(","):
-        bench_model(name, [int(t) for t in a.tokens.split(",")], a.reps, peers, rows)
+        bench_model(name, [int(t) for t in a.tokens.split(",")], a.reps, peers, rows, a.csv)
         torch.cuda.empty_cache()
-    if a.csv and rows:
-        write_csv(a.csv, rows)
     return 0
 
 

@@ -152,8 +152,7 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   if (!shared_gate.empty()) dense_shared.at(0).gate = shared_gate.data();
   fmt::print("random weights and their f64 reference: {:.1f} s\n", seconds_since(t0));
   t0 = std::chrono::steady_clock::now();
-  MoeLayerSpec layer_spec{H, I, E, K, dt, sp, routing};
-  layer_spec.activation = act;
+  MoeLayerSpec layer_spec{H, I, E, K, dt, sp, routing, false, act};
   const MoeLayer layer(rt, layer_spec, dense, dense_shared);
   fmt::print("layer built (pack + upload): {:.1f} s; packed weights {:.1f} MB ({:.3f}x dense)\n", seconds_since(t0),
              double(layer.weight_bytes()) / 1e6,

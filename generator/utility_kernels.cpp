@@ -42,9 +42,9 @@ UtilityBody utility_body(UtilityKernel which, const char* elem, int threads) {
     case UtilityKernel::ScatterAddRows:
       return {"scatter_add_rows.cuh", "ScatterAddArgs", fmt::format("scatter_add_rows<samoyeds::{}, 16>", elem)};
     case UtilityKernel::RouteTopk:
-      return {"moe_routing.cuh", "RouteArgs", fmt::format("route_topk<samoyeds::{}>", elem)};
+      return {"route_topk.cuh", "RouteArgs", fmt::format("route_topk<samoyeds::{}>", elem)};
     case UtilityKernel::RouteTopkF32:
-      return {"moe_routing.cuh", "RouteArgs", "route_topk<samoyeds::F32>"};
+      return {"route_topk.cuh", "RouteArgs", "route_topk<samoyeds::F32>"};
     case UtilityKernel::MoeCombine:
       return {"moe_routing.cuh", "CombineArgs", fmt::format("moe_combine<samoyeds::{}>", elem)};
     case UtilityKernel::GatherRows:

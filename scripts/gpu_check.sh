@@ -165,7 +165,7 @@ fi
 # The layer against its dense peers in one process: ours, torch._grouped_mm and cuBLAS side by side on the
 # same weights and routing (the package from the source tree over this build's library, which the cuBLAS
 # peer's bench library links too).
-here_py() { SAMOYEDS_LIBRARY="$BUILD/libsamoyeds.so" PYTHONPATH="$(pwd)/python:${PYTHONPATH:-}" PYTHONDONTWRITEBYTECODE=1 "$@"; }
+here_py() { SAMOYEDS_LIBRARY="$BUILD/libsamoyeds.so" SAMOYEDS_BENCH_PEERS="$BUILD/bench/libsamoyeds_bench_peers.so" PYTHONPATH="$(pwd)/python:${PYTHONPATH:-}" PYTHONDONTWRITEBYTECODE=1 "$@"; }
 if has peers; then
   here_py timeout "${PEERS_TIMEOUT:-420}" python3 bench/moe_peers.py --models "${PEERS_MODELS:-qwen3-30b-a3b,deepseek-v3}" \
     --tokens "${PEERS_TOKENS:-1,8,64,256,1024,4096,8192}" --csv "$OUT/moe_peers.csv" >"$LOGS/moe_peers.log" 2>&1

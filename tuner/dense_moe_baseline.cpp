@@ -76,6 +76,8 @@ DenseMoeBaseline::~DenseMoeBaseline() {
   if (impl_ && impl_->handle) cublasDestroy(impl_->handle);
 }
 
+int64_t DenseMoeBaseline::hidden() const { return impl_->hidden; }
+
 void DenseMoeBaseline::set_tokens(const std::vector<uint16_t>& x, const Routing& routing) {
   Impl& I = *impl_;
   const int64_t H = I.hidden;

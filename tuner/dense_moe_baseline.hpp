@@ -24,6 +24,7 @@ class DenseMoeBaseline {
   DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, const std::vector<DenseExpert>& routed,
                    const std::vector<DenseExpert>& shared);
   ~DenseMoeBaseline();
+  int64_t hidden() const;
   // Gathers each expert's tokens of x [tokens, hidden] (host) for `routing`.
   void set_tokens(const std::vector<uint16_t>& x, const Routing& routing);
   // One run of the GEMMs, enqueued on `stream`, for a caller that times it.

@@ -1,4 +1,4 @@
-// The MoE layer's routing kernels (templates/moe_routing.cuh) on the GPU,
+// The MoE layer's routing kernels (templates/route_topk.cuh, templates/moe_routing.cuh) on the GPU,
 // each against the CPU reference: top-k routing (expert counts that are not
 // multiples of a warp, ties) and the token lists (chunk and split edges,
 // many experts, empty experts, ids out of range, outputs poisoned
@@ -250,6 +250,44 @@ TEST_F(MoeRoutingGpu, NanLogitsGiveNoExpertAndTheOtherTokensRouteAsBefore) {
     }
 }
 
+// A token with fewer finite logits than top_k gets them, in order, then id
+// -1 with weight 0; the weights of its picks stay finite (a round that finds
+// nothing must not reach them). At 256 experts (the register path) and 300
+// (the scans); softmax_topk's weights are NaN there by definition (the
+// softmax over every logit), so only its ids are checked.
+TEST_F(MoeRoutingGpu, TokensWithFewerFiniteLogitsThanTopKGetThoseAndFiniteWeights) {
+  for (int experts : {256, 300})
+    for (RoutingMethod method :
+         {RoutingMethod::SoftmaxTopK, RoutingMethod::SigmoidGroupTopK, RoutingMethod::TopKSoftmax})
+      for (bool renormalize : {false, true}) {
+        SCOPED_TRACE(fmt::format("experts={} {} renormalize={}", experts, routing_method_name(method), renormalize));
+        TestLogits l = ladder_logits(1, experts, DType::bf16, false);
+        for (float& v : l.wide) v = NAN;
+        l.wide[5] = 1.0f;
+        l.wide[177] = 2.0f;
+        const GpuRouting got = gpu_route(l, true, DType::bf16, routing_of(method, renormalize), 4);
+        EXPECT_EQ(got.ids, (std::vector<int>{177, 5, -1, -1}));
+        if (method == RoutingMethod::SoftmaxTopK) continue;
+        double w0 = 0.0, w1 = 0.0;
+        if (method == RoutingMethod::TopKSoftmax) {
+          w0 = 1.0 / (1.0 + std::exp(-1.0));
+          w1 = 1.0 - w0;
+        } else {
+          w0 = 1.0 / (1.0 + std::exp(-2.0));
+          w1 = 1.0 / (1.0 + std::exp(-1.0));
+          if (renormalize) {
+            const double sum = w0 + w1;
+            w0 /= sum;
+            w1 /= sum;
+          }
+        }
+        EXPECT_NEAR(got.weights[0], w0, 1e-5);
+        EXPECT_NEAR(got.weights[1], w1, 1e-5);
+        EXPECT_EQ(got.weights[2], 0.0f);
+        EXPECT_EQ(got.weights[3], 0.0f);
+      }
+}
+
 // DeepSeek-V3's choice: 8 groups of 32, the best 4 groups, a choice bias.
 // The scores lie on a lattice of step d (sigmoid values, from float logits)
 // and each group's bias is a whole number of steps plus group/(groups+1) of
@@ -261,8 +299,11 @@ TEST_F(MoeRoutingGpu, GroupLimitedChoiceWithABiasMatchesTheReference) {
   struct Case {
     int tokens, experts, top_k, groups, topk_groups;
   };
-  const Case cases[] = {{1, 256, 8, 8, 4}, {64, 256, 8, 8, 4}, {1000, 256, 8, 8, 4}, {100, 64, 6, 8, 3},
-                        {33, 160, 6, 32, 5}, {7, 72, 1, 8, 1}};
+  // Groups of 1, 2, 4, 8 and 16 lanes take the register path; 160 / 32 and
+  // 72 / 8 (groups of 5 and 9 experts) the scans.
+  const Case cases[] = {{1, 256, 8, 8, 4},   {64, 256, 8, 8, 4}, {1000, 256, 8, 8, 4}, {100, 64, 6, 8, 3},
+                        {64, 128, 8, 8, 4},  {64, 256, 8, 4, 2}, {40, 256, 8, 2, 1},   {33, 160, 6, 32, 5},
+                        {7, 72, 1, 8, 1}};
   for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("tokens={} experts={} top_k={} groups={} topk_groups={}", c.tokens, c.experts, c.top_k,
                              c.groups, c.topk_groups));
