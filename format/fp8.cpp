@@ -1,0 +1,112 @@
+#include "format/fp8.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "samoyeds/error.hpp"
+
+namespace samoyeds {
+
+uint8_t float_to_e4m3_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const uint8_t sign = uint8_t((bits >> 24) & 0x80u);
+  if (std::isnan(value)) return sign | 0x7Fu;
+  const float a = std::fabs(value);
+  if (a >= kE4m3Max) return sign | 0x7Eu;  // 448 = 1.75 x 2^8; past it (and inf) saturates
+  if (a < 0.015625f) {
+    // Subnormal, m x 2^-9: the scaling by 512 is exact, nearbyint rounds to
+    // even, and m = 8 is the smallest normal's code (0x08).
+    return sign | uint8_t(std::nearbyint(a * 512.0f));
+  }
+  const uint32_t abits = bits & 0x7FFFFFFFu;
+  int exponent = int(abits >> 23) - 127;  // -6 .. 8
+  uint32_t keep = (abits >> 20) & 7u;
+  const uint32_t rest = abits & 0xFFFFFu, half = 0x80000u;
+  if (rest > half || (rest == half && (keep & 1u))) ++keep;
+  if (keep == 8u) {
+    keep = 0;
+    ++exponent;
+  }
+  if (exponent > 8 || (exponent == 8 && keep == 7u)) return sign | 0x7Eu;  // rounded past 448
+  return sign | uint8_t(((exponent + 7) << 3) | int(keep));
+}
+
+float e4m3_bits_to_float(uint8_t bits) {
+  const int e = (bits >> 3) & 0xF, m = bits & 7;
+  const bool negative = bits & 0x80u;
+  if (e == 15 && m == 7) return negative ? -std::nanf("") : std::nanf("");
+  const float v = e == 0 ? std::ldexp(float(m), -9) : std::ldexp(float(8 + m), e - 10);
+  return negative ? -v : v;
+}
+
+namespace {
+
+struct BlockShape {
+  int64_t rows, cols;
+};
+BlockShape block_shape(Fp8Scaling scaling, int64_t cols) {
+  switch (scaling) {
+    case Fp8Scaling::Block128: return {kFp8Block, kFp8Block};
+    case Fp8Scaling::PerRow: return {1, cols};
+    case Fp8Scaling::Group1x128: return {1, kFp8Block};
+  }
+  return {1, cols};
+}
+
+}  // namespace
+
+float Fp8Weights::scale_at(int64_t row, int64_t col) const {
+  const BlockShape b = block_shape(scaling, cols);
+  const int64_t grid_cols = (cols + b.cols - 1) / b.cols;
+  return scale_inv[size_t(row / b.rows * grid_cols + col / b.cols)];
+}
+
+Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dtype, Fp8Scaling scaling) {
+  if (rows <= 0 || cols <= 0)
+    throw Error(ErrorCode::InvalidArgument, "quantize_e4m3: a " + std::to_string(rows) + " x " + std::to_string(cols) +
+                                                " matrix has no elements");
+  Fp8Weights q;
+  q.rows = rows;
+  q.cols = cols;
+  q.scaling = scaling;
+  const BlockShape b = block_shape(scaling, cols);
+  const int64_t block_rows = b.rows, block_cols = b.cols;
+  const int64_t grid_rows = (rows + block_rows - 1) / block_rows, grid_cols = (cols + block_cols - 1) / block_cols;
+  q.scale_inv.assign(size_t(grid_rows * grid_cols), 1.0f);
+  q.values.resize(size_t(rows * cols));
+  for (int64_t br = 0; br < grid_rows; ++br)
+    for (int64_t bc = 0; bc < grid_cols; ++bc) {
+      const int64_t r0 = br * block_rows, r1 = std::min(rows, r0 + block_rows);
+      const int64_t c0 = bc * block_cols, c1 = std::min(cols, c0 + block_cols);
+      float amax = 0.0f;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          const float v = to_float(dtype, w[r * cols + c]);
+          if (!std::isfinite(v))
+            throw Error(ErrorCode::InvalidArgument, "quantize_e4m3: weight (" + std::to_string(r) + ", " +
+                                                        std::to_string(c) + ") is not finite");
+          amax = std::max(amax, std::fabs(v));
+        }
+      // Divided by scale_inv rather than times 448 / amax: for a block of
+      // subnormal weights the latter is infinite (and 0 x inf is NaN).
+      const float scale_inv = amax > 0.0f ? amax / kE4m3Max : 1.0f;
+      q.scale_inv[size_t(br * grid_cols + bc)] = scale_inv;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c)
+          q.values[size_t(r * cols + c)] = float_to_e4m3_bits(to_float(dtype, w[r * cols + c]) / scale_inv);
+    }
+  return q;
+}
+
+std::vector<float> dequantize(const Fp8Weights& q) {
+  std::vector<float> out(q.values.size());
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t c = 0; c < q.cols; ++c)
+      out[size_t(r * q.cols + c)] = e4m3_bits_to_float(q.values[size_t(r * q.cols + c)]) * q.scale_at(r, c);
+  return out;
+}
+
+}  // namespace samoyeds

@@ -1,0 +1,43 @@
+// FP8 E4M3 weights with their scales, on the host: the element conversion
+// (OCP E4M3, the "fn" variant of torch.float8_e4m3fn: no infinities, NaN at
+// S.1111.111, largest finite 448) and the two scalings the FP8 path takes:
+// one scale per 128 x 128 block (DeepSeek-V3's checkpoints, whose
+// `weight_scale_inv` [ceil(rows/128), ceil(cols/128)] this layout is) or one
+// per output row. w ~= e4m3 * scale_inv. The first brick of the FP8 path;
+// the dual-side packing of these values comes with its kernel.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "samoyeds/dtype.hpp"
+
+namespace samoyeds {
+
+// Round to nearest even; magnitudes past 448 (and infinities) saturate to
+// +-448, NaN stays NaN (the sign kept).
+uint8_t float_to_e4m3_bits(float value);
+float e4m3_bits_to_float(uint8_t bits);
+constexpr float kE4m3Max = 448.0f;
+
+// The block one scale covers: 128 x 128, a whole row, or 1 x 128.
+enum class Fp8Scaling { Block128, PerRow, Group1x128 };
+constexpr int64_t kFp8Block = 128;
+
+struct Fp8Weights {
+  int64_t rows = 0, cols = 0;
+  Fp8Scaling scaling = Fp8Scaling::Block128;
+  std::vector<uint8_t> values;   // [rows, cols], E4M3 bits
+  // Block128: [ceil(rows/128), ceil(cols/128)]; PerRow: [rows]; Group1x128: [rows, ceil(cols/128)]
+  std::vector<float> scale_inv;
+  float scale_at(int64_t row, int64_t col) const;
+};
+
+// Each block's (or row's) largest magnitude maps to 448: scale_inv =
+// amax / 448 and the value is E4M3(w / scale_inv); an all-zero block gets
+// scale_inv 1. Non-finite weights are refused, naming the first.
+Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dtype,
+                         Fp8Scaling scaling = Fp8Scaling::Block128);
+// e4m3 * scale_inv, row-major, in float.
+std::vector<float> dequantize(const Fp8Weights& q);
+
+}  // namespace samoyeds

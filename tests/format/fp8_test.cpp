@@ -1,0 +1,164 @@
+// FP8 E4M3 conversion and scaling (format/fp8.hpp) against an oracle written
+// here from the format's definition: value = (-1)^s (1 + m/8) 2^(e-7), e = 0
+// subnormal m/8 2^-6, S.1111.111 NaN, no infinities; encoding by search over
+// every finite code for the nearest, ties to the even mantissa.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "format/fp8.hpp"
+#include "samoyeds/error.hpp"
+#include "test_util/random_data.hpp"
+
+namespace samoyeds::test {
+namespace {
+
+double oracle_value(int code) {
+  const int s = code >> 7, e = (code >> 3) & 15, m = code & 7;
+  const double v = e == 0 ? m / 8.0 * std::ldexp(1.0, -6) : (1.0 + m / 8.0) * std::ldexp(1.0, e - 7);
+  return s ? -v : v;
+}
+bool oracle_nan(int code) { return (code & 0x7F) == 0x7F; }
+
+// The nearest finite code of the value's sign, ties to the even mantissa;
+// past the largest, the largest (saturation).
+int oracle_encode(double v) {
+  const int sign = std::signbit(v) ? 0x80 : 0;
+  const double a = std::fabs(v);
+  int best = 0;
+  double best_d = std::numeric_limits<double>::infinity();
+  for (int c = 0; c < 0x7F; ++c) {
+    const double d = std::fabs(oracle_value(c) - a);
+    if (d < best_d || (d == best_d && (c & 1) == 0)) {
+      best = c;
+      best_d = d;
+    }
+  }
+  return sign | best;
+}
+
+TEST(Fp8, EveryCodeDecodesToItsValueAndEncodesBackToItself) {
+  for (int code = 0; code < 256; ++code) {
+    const float v = e4m3_bits_to_float(uint8_t(code));
+    if (oracle_nan(code)) {
+      EXPECT_TRUE(std::isnan(v)) << code;
+      EXPECT_EQ(int(float_to_e4m3_bits(v)), code) << "NaN keeps its sign";
+      continue;
+    }
+    EXPECT_EQ(double(v), oracle_value(code)) << code;
+    EXPECT_EQ(int(float_to_e4m3_bits(v)), code) << code;
+  }
+  EXPECT_EQ(e4m3_bits_to_float(0x7E), 448.0f);
+  EXPECT_EQ(e4m3_bits_to_float(0x01), std::ldexp(1.0f, -9));
+}
+
+// Midpoints between neighbouring codes go to the even one, and a hair to
+// either side to the nearer; every float of a dense sweep matches the oracle.
+TEST(Fp8, RoundsToNearestEvenAsTheOracle) {
+  for (int code = 0; code < 0x7E; ++code) {
+    const double lo = oracle_value(code), hi = oracle_value(code + 1);
+    const float mid = float((lo + hi) / 2);  // exact: a few bits past e4m3's
+    EXPECT_EQ(int(float_to_e4m3_bits(mid)), (code & 1) ? code + 1 : code) << "midpoint after " << code;
+    EXPECT_EQ(int(float_to_e4m3_bits(std::nextafter(mid, 0.0f))), code);
+    EXPECT_EQ(int(float_to_e4m3_bits(std::nextafter(mid, 1000.0f))), code + 1);
+    EXPECT_EQ(int(float_to_e4m3_bits(-mid)), 0x80 | ((code & 1) ? code + 1 : code));
+  }
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<double> log2(-14.0, 9.5);
+  for (int i = 0; i < 200000; ++i) {
+    const float v = float(std::exp2(log2(gen))) * (i % 2 ? -1.0f : 1.0f);
+    ASSERT_EQ(int(float_to_e4m3_bits(v)), oracle_encode(v)) << v;
+  }
+}
+
+TEST(Fp8, SaturatesPastTheLargestAndKeepsNanAndSignedZero) {
+  EXPECT_EQ(float_to_e4m3_bits(448.0f), 0x7E);
+  EXPECT_EQ(float_to_e4m3_bits(463.9f), 0x7E);
+  EXPECT_EQ(float_to_e4m3_bits(1e6f), 0x7E);
+  EXPECT_EQ(float_to_e4m3_bits(-1e6f), 0xFE);
+  EXPECT_EQ(float_to_e4m3_bits(std::numeric_limits<float>::infinity()), 0x7E);
+  EXPECT_EQ(float_to_e4m3_bits(-std::numeric_limits<float>::infinity()), 0xFE);
+  EXPECT_EQ(float_to_e4m3_bits(std::nanf("")), 0x7F);
+  EXPECT_EQ(float_to_e4m3_bits(0.0f), 0x00);
+  EXPECT_EQ(float_to_e4m3_bits(-0.0f), 0x80);
+  EXPECT_EQ(float_to_e4m3_bits(std::ldexp(1.0f, -11)), 0x00) << "a quarter of the smallest subnormal";
+  EXPECT_EQ(float_to_e4m3_bits(std::ldexp(1.0f, -10)), 0x00) << "half of it: ties to even, zero";
+  EXPECT_EQ(float_to_e4m3_bits(std::ldexp(1.5f, -10)), 0x01);
+}
+
+// Block scales: each 128 x 128 block's largest magnitude comes back as 448
+// x scale_inv, scale_inv = amax / 448 in DeepSeek-V3's [ceil(rows/128),
+// ceil(cols/128)] order; every weight within half an E4M3 step of itself
+// (relative 2^-4 for normals, 2^-10 x 448 x scale_inv below); an all-zero
+// block is zeros with scale_inv 1. Per-row scaling the same by rows, and
+// activations' 1 x 128 groups by row and group.
+TEST(Fp8, BlockRowAndGroupScalesMapEachMaximumTo448AndKeepEveryValueWithinHalfAStep) {
+  for (Fp8Scaling scaling : {Fp8Scaling::Block128, Fp8Scaling::PerRow, Fp8Scaling::Group1x128})
+    for (DType dt : {DType::bf16, DType::f16}) {
+      const int64_t rows = 300, cols = 200;  // partial blocks both ways
+      auto w = random_matrix(rows, cols, dt, 0.05f);
+      // One block with a wider range, one all zero.
+      for (int64_t r = 0; r < 128; ++r)
+        for (int64_t c = 128; c < cols; ++c) w[size_t(r * cols + c)] = from_float(dt, to_float(dt, w[size_t(r * cols + c)]) * 40.0f);
+      for (int64_t r = 256; r < rows; ++r)
+        for (int64_t c = 0; c < 128; ++c) w[size_t(r * cols + c)] = from_float(dt, 0.0f);
+      const Fp8Weights q = quantize_e4m3(w.data(), rows, cols, dt, scaling);
+      const size_t scales = scaling == Fp8Scaling::Block128 ? 3 * 2
+                            : scaling == Fp8Scaling::PerRow ? size_t(rows)
+                                                            : size_t(rows) * 2;
+      ASSERT_EQ(q.scale_inv.size(), scales);
+      const std::vector<float> back = dequantize(q);
+      std::vector<float> amax(scales, 0.0f);
+      auto scale_index = [&](int64_t r, int64_t c) {
+        switch (scaling) {
+          case Fp8Scaling::Block128: return size_t(r / 128 * 2 + c / 128);
+          case Fp8Scaling::PerRow: return size_t(r);
+          case Fp8Scaling::Group1x128: return size_t(r * 2 + c / 128);
+        }
+        return size_t(0);
+      };
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          float& a = amax[scale_index(r, c)];
+          a = std::max(a, std::fabs(to_float(dt, w[size_t(r * cols + c)])));
+        }
+      for (size_t i = 0; i < scales; ++i)
+        EXPECT_EQ(q.scale_inv[i], amax[i] > 0.0f ? amax[i] / 448.0f : 1.0f) << "scale " << i;
+      std::vector<bool> reached(scales, false);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const size_t i = size_t(r * cols + c), s = scale_index(r, c);
+          const double v = to_float(dt, w[i]), got = back[i], scale = q.scale_inv[s];
+          const double step = std::fabs(v) / scale >= 0.015625 ? std::fabs(v) * std::ldexp(1.0, -4)
+                                                                : std::ldexp(1.0, -10) * scale;
+          ASSERT_LE(std::fabs(got - v), step * 1.0001) << "(" << r << ", " << c << ")";
+          if (amax[s] > 0.0f && std::fabs(v) == amax[s]) {
+            EXPECT_EQ(q.values[i] & 0x7F, 0x7E) << "the block's largest is 448";
+            reached[s] = true;
+          }
+          if (amax[s] == 0.0f) {
+            EXPECT_EQ(got, 0.0);
+          }
+        }
+      for (size_t s = 0; s < scales; ++s) EXPECT_TRUE(reached[s] || amax[s] == 0.0f) << "scale " << s;
+    }
+}
+
+TEST(Fp8, NonFiniteWeightsAndEmptyMatricesAreRefused) {
+  std::vector<uint16_t> w(64 * 64, from_float(DType::bf16, 0.5f));
+  w[5 * 64 + 7] = from_float(DType::bf16, std::numeric_limits<float>::infinity());
+  try {
+    quantize_e4m3(w.data(), 64, 64, DType::bf16);
+    FAIL() << "quantized an infinity";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("(5, 7)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(quantize_e4m3(w.data(), 0, 64, DType::bf16), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test
