@@ -4,12 +4,19 @@
 // every finite code for the nearest, ties to the even mantissa.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "format/fp8.hpp"
+#include "format/fp8_checkpoint.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/random_data.hpp"
 
@@ -158,6 +165,106 @@ TEST(Fp8, NonFiniteWeightsAndEmptyMatricesAreRefused) {
     EXPECT_NE(std::string(e.what()).find("(5, 7)"), std::string::npos) << e.what();
   }
   EXPECT_THROW(quantize_e4m3(w.data(), 0, 64, DType::bf16), Error);
+}
+
+}  // namespace
+}  // namespace samoyeds::test
+
+namespace samoyeds::test {
+namespace {
+
+// A checkpoint file of one FP8 weight and its scales (what DeepSeek-V3
+// ships), with `edit` applied to the entries or bytes first.
+struct Fp8File {
+  std::string path;
+  Fp8Weights q;
+};
+Fp8File write_fp8_file(const std::string& tag, const std::function<void(std::vector<SafetensorsEntry>&,
+                                                                          std::vector<uint8_t>&, std::vector<float>&)>&
+                                                   edit = {}) {
+  const int64_t rows = 200, cols = 300;
+  const auto w = random_matrix(rows, cols, DType::bf16, 0.02f);
+  Fp8File f{(std::filesystem::path(::testing::TempDir()) /
+             fmt::format("samoyeds_fp8_{}_{}.safetensors", tag, getpid()))
+                .string(),
+            quantize_e4m3(w.data(), rows, cols, DType::bf16)};
+  std::vector<SafetensorsEntry> entries(2);
+  entries[0].name = "layers.0.experts.3.w1.weight";
+  entries[0].dtype = "F8_E4M3";
+  entries[0].shape = {rows, cols};
+  entries[1].name = fp8_scale_name(entries[0].name);
+  entries[1].dtype = "F32";
+  entries[1].shape = {2, 3};
+  std::vector<uint8_t> values = f.q.values;
+  std::vector<float> scales = f.q.scale_inv;
+  if (edit) edit(entries, values, scales);
+  SafetensorsWriter out(f.path, entries);
+  out.write(entries[0].name, values.data(), values.size());
+  out.write(entries[1].name, scales.data(), scales.size() * 4);
+  out.finish();
+  return f;
+}
+
+TEST(Fp8Checkpoint, WeightsAndBlockScalesLoadAsTheyWereWritten) {
+  const Fp8File f = write_fp8_file("ok");
+  SafetensorsReader in(f.path);
+  const Fp8Weights got = read_fp8_weights(in, "layers.0.experts.3.w1.weight");
+  EXPECT_EQ(got.rows, 200);
+  EXPECT_EQ(got.cols, 300);
+  EXPECT_EQ(got.values, f.q.values);
+  EXPECT_EQ(got.scale_inv, f.q.scale_inv);
+  EXPECT_EQ(dequantize(got), dequantize(f.q));
+}
+
+// Each refusal names the tensor and what is wrong with it.
+TEST(Fp8Checkpoint, WhatTheFp8PathCannotTakeAsItIsIsRefusedNamingTheTensor) {
+  const std::string weight = "layers.0.experts.3.w1.weight", scale = fp8_scale_name(weight);
+  const struct {
+    const char* tag;
+    std::function<void(std::vector<SafetensorsEntry>&, std::vector<uint8_t>&, std::vector<float>&)> edit;
+    std::string name, says;
+  } cases[] = {
+      {"bf16", [](auto& e, auto& v, auto&) { e[0].dtype = "F16"; v.resize(v.size() * 2); }, weight, "F16, not F8_E4M3"},
+      {"scales_shape", [](auto& e, auto&, auto&) { e[1].shape = {3, 2}; }, scale, "not [2, 3]"},
+      {"scales_dtype", [](auto& e, auto&, auto& s) { e[1].dtype = "BF16"; s.resize(3); }, scale, "BF16, not F32"},
+      {"nan", [](auto&, auto& v, auto&) { v[1 * 300 + 4] = 0xFF; }, weight, "NaN at (1, 4)"},
+      {"zero_scale", [](auto&, auto&, auto& s) { s[4] = 0.0f; }, scale, "block (1, 1)"},
+      {"inf_scale", [](auto&, auto&, auto& s) { s[2] = INFINITY; }, scale, "block (0, 2)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.tag);
+    const Fp8File f = write_fp8_file(c.tag, c.edit);
+    SafetensorsReader in(f.path);
+    try {
+      read_fp8_weights(in, weight);
+      ADD_FAILURE() << "read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      const std::string what = e.what();
+      EXPECT_NE(what.find(c.name), std::string::npos) << what;
+      EXPECT_NE(what.find(c.says), std::string::npos) << what;
+    }
+  }
+  // No scales at all.
+  const int64_t rows = 8, cols = 8;
+  const std::string lone = (std::filesystem::path(::testing::TempDir()) /
+                            fmt::format("samoyeds_fp8_lone_{}.safetensors", getpid()))
+                               .string();
+  std::vector<SafetensorsEntry> entries(1);
+  entries[0].name = weight;
+  entries[0].dtype = "F8_E4M3";
+  entries[0].shape = {rows, cols};
+  std::vector<uint8_t> values(size_t(rows * cols), 0x38);
+  SafetensorsWriter out(lone, entries);
+  out.write(weight, values.data(), values.size());
+  out.finish();
+  SafetensorsReader in(lone);
+  try {
+    read_fp8_weights(in, weight);
+    ADD_FAILURE() << "read without scales";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(scale + ": missing"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
