@@ -17,6 +17,7 @@
 
 #include "format/fp8.hpp"
 #include "format/fp8_checkpoint.hpp"
+#include "format/fp8_pack.hpp"
 #include "samoyeds/error.hpp"
 #include "test_util/random_data.hpp"
 
@@ -264,6 +265,104 @@ TEST(Fp8Checkpoint, WhatTheFp8PathCannotTakeAsItIsIsRefusedNamingTheTensor) {
     ADD_FAILURE() << "read without scales";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(scale + ": missing"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace samoyeds::test
+
+namespace samoyeds::test {
+namespace {
+
+// Packed from 16-bit weights: the same selection as the 16-bit packing
+// (selectors and metadata equal), each kept value within half an E4M3 step
+// of the 16-bit one at its block's scale, which maps the block's largest
+// kept value to 448; and at 1:2 x 2:4 the payload is at most 0.16x the dense
+// bf16 bytes (the goal).
+TEST(Fp8Pack, FromSixteenBitWeightsKeepsTheSixteenBitSelectionAndEachValueWithinHalfAStep) {
+  for (const SparsityParams sp : {SparsityParams{128, 1, 2}, SparsityParams{64, 2, 4}, SparsityParams{32, 1, 1}}) {
+    SCOPED_TRACE(sp.to_string());
+    const int64_t m = 300, k = 520;  // partial blocks, padded rows and columns
+    const auto w = random_matrix(m, k, DType::bf16, 0.03f);
+    const PackedWeights p16 = pack_weights(w.data(), m, k, DType::bf16, sp);
+    const PackedFp8Weights p8 = pack_weights_e4m3(w.data(), m, k, DType::bf16, sp);
+    EXPECT_EQ(p8.sel, p16.sel);
+    EXPECT_EQ(p8.meta, p16.meta);
+    ASSERT_EQ(p8.values.size(), p16.values.size());
+    const std::vector<uint16_t> dense16 = decode_weights(p16);
+    const std::vector<float> dense8 = decode_weights(p8);
+    const int64_t block_cols = (k + 127) / 128;
+    std::vector<float> amax(p8.scale_inv.size(), 0.0f);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) {
+        float& a = amax[size_t(r / 128 * block_cols + c / 128)];
+        a = std::max(a, std::fabs(to_float(DType::bf16, dense16[size_t(r * k + c)])));
+      }
+    for (size_t b = 0; b < amax.size(); ++b) EXPECT_EQ(p8.scale_inv[b], amax[b] > 0 ? amax[b] / 448.0f : 1.0f) << b;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) {
+        const double v = to_float(DType::bf16, dense16[size_t(r * k + c)]), got = dense8[size_t(r * k + c)];
+        const double scale = p8.scale_inv[size_t(r / 128 * block_cols + c / 128)];
+        if (v == 0.0) {
+          ASSERT_EQ(got, 0.0) << "(" << r << ", " << c << ") was pruned";
+          continue;
+        }
+        const double step = std::fabs(v) / scale >= 0.015625 ? std::fabs(v) * std::ldexp(1.0, -4)
+                                                              : std::ldexp(1.0, -10) * scale;
+        ASSERT_LE(std::fabs(got - v), step * 1.0001) << "(" << r << ", " << c << ")";
+      }
+  }
+  const int64_t m = 2048, k = 4096;
+  const auto w = random_matrix(m, k, DType::bf16);
+  const PackedFp8Weights big = pack_weights_e4m3(w.data(), m, k, DType::bf16, SparsityParams{128, 1, 2});
+  const double ratio = double(big.payload_bytes()) / double(m * k * 2);
+  EXPECT_LE(ratio, 0.16) << "packed FP8 bytes over dense bf16 bytes";
+  EXPECT_GT(ratio, 0.15);
+}
+
+// From an FP8 checkpoint: the kept codes and the block scales are the
+// checkpoint's own (nothing re-quantized), every other weight zero; the
+// selection is the 16-bit packing's of the codes, which order as the values
+// do inside a block. Strict refuses weights outside the pattern.
+TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
+  const int64_t m = 256, k = 384;
+  // Magnitudes of 0.01 and up: none quantizes to a zero code, so the kept
+  // weights are exactly the nonzero ones after decoding.
+  auto w = random_matrix(m, k, DType::bf16, 0.03f);
+  for (auto& v : w) {
+    const float f = to_float(DType::bf16, v);
+    v = from_float(DType::bf16, std::copysign(0.01f + std::fabs(f), f));
+  }
+  const Fp8Weights fp8 = quantize_e4m3(w.data(), m, k, DType::bf16);
+  const PackedFp8Weights p = pack_weights_e4m3(fp8, SparsityParams{128, 1, 2});
+  EXPECT_EQ(p.scale_inv, fp8.scale_inv);
+  const std::vector<float> full = dequantize(fp8), kept = decode_weights(p);
+  int64_t n_kept = 0;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    if (kept[i] == 0.0f) continue;
+    ASSERT_EQ(kept[i], full[i]) << "entry " << i << " changed";
+    ++n_kept;
+  }
+  EXPECT_EQ(n_kept, m / 2 * k / 2) << "1:2 rows x 2:4: a quarter kept (no weight is zero here)";
+  // The packed weights, as a checkpoint already in the pattern, pass Strict.
+  Fp8Weights pruned = fp8;
+  for (size_t i = 0; i < kept.size(); ++i)
+    if (kept[i] == 0.0f) pruned.values[i] = 0;
+  const PackedFp8Weights strict = pack_weights_e4m3(pruned, SparsityParams{128, 1, 2}, PackMode::Strict);
+  EXPECT_EQ(strict.values, p.values);
+  EXPECT_THROW(pack_weights_e4m3(fp8, SparsityParams{128, 1, 2}, PackMode::Strict), Error);
+}
+
+TEST(Fp8Pack, PatternsCrossingTheScaleBlocksAreRefused) {
+  const auto w = random_matrix(96, 512, DType::bf16);
+  for (const SparsityParams sp : {SparsityParams{256, 1, 2}, SparsityParams{128, 2, 3}}) {
+    try {
+      pack_weights_e4m3(w.data(), 96, 512, DType::bf16, sp);
+      ADD_FAILURE() << sp.to_string() << " packed";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("divide 128"), std::string::npos) << e.what();
+    }
   }
 }
 
