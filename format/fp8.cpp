@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "samoyeds/error.hpp"
@@ -17,9 +18,14 @@ uint8_t float_to_e4m3_bits(float value) {
   const float a = std::fabs(value);
   if (a >= kE4m3Max) return sign | 0x7Eu;  // 448 = 1.75 x 2^8; past it (and inf) saturates
   if (a < 0.015625f) {
-    // Subnormal, m x 2^-9: the scaling by 512 is exact, nearbyint rounds to
-    // even, and m = 8 is the smallest normal's code (0x08).
-    return sign | uint8_t(std::nearbyint(a * 512.0f));
+    // Subnormal, m x 2^-9: the scaling by 512 is exact, the half to even
+    // decided on integers (whatever the rounding mode), and m = 8 is the
+    // smallest normal's code (0x08).
+    const float scaled = a * 512.0f;
+    uint32_t m = uint32_t(scaled);
+    const float rest = scaled - float(m);
+    if (rest > 0.5f || (rest == 0.5f && (m & 1u))) ++m;
+    return sign | uint8_t(m);
   }
   const uint32_t abits = bits & 0x7FFFFFFFu;
   int exponent = int(abits >> 23) - 127;  // -6 .. 8
@@ -58,6 +64,18 @@ BlockShape block_shape(Fp8Scaling scaling, int64_t cols) {
 
 }  // namespace
 
+void validate(const Fp8Weights& q) {
+  const auto bad = [](const std::string& why) { throw Error(ErrorCode::InvalidArgument, "FP8 weights: " + why); };
+  if (q.rows <= 0 || q.cols <= 0 || q.cols > std::numeric_limits<int64_t>::max() / q.rows)
+    bad(std::to_string(q.rows) + " x " + std::to_string(q.cols) + " is no matrix");
+  if (int64_t(q.values.size()) != q.rows * q.cols)
+    bad(std::to_string(q.values.size()) + " values for " + std::to_string(q.rows) + " x " + std::to_string(q.cols));
+  const BlockShape b = block_shape(q.scaling, q.cols);
+  const int64_t scales = ((q.rows + b.rows - 1) / b.rows) * ((q.cols + b.cols - 1) / b.cols);
+  if (int64_t(q.scale_inv.size()) != scales)
+    bad(std::to_string(q.scale_inv.size()) + " scales where the scaling has " + std::to_string(scales));
+}
+
 float Fp8Weights::scale_at(int64_t row, int64_t col) const {
   const BlockShape b = block_shape(scaling, cols);
   const int64_t grid_cols = (cols + b.cols - 1) / b.cols;
@@ -65,9 +83,15 @@ float Fp8Weights::scale_at(int64_t row, int64_t col) const {
 }
 
 Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dtype, Fp8Scaling scaling) {
-  if (rows <= 0 || cols <= 0)
+  if (rows <= 0 || cols <= 0 || cols > std::numeric_limits<int64_t>::max() / rows)
     throw Error(ErrorCode::InvalidArgument, "quantize_e4m3: a " + std::to_string(rows) + " x " + std::to_string(cols) +
-                                                " matrix has no elements");
+                                                " matrix has no elements or too many");
+  if (!w) throw Error(ErrorCode::InvalidArgument, "quantize_e4m3: the weights are null");
+  // The first non-finite weight in row-major order, as pack_weights names it.
+  for (int64_t i = 0; i < rows * cols; ++i)
+    if (!std::isfinite(to_float(dtype, w[i])))
+      throw Error(ErrorCode::NonFiniteInput, "quantize_e4m3: weight (" + std::to_string(i / cols) + ", " +
+                                                 std::to_string(i % cols) + ") is not finite");
   Fp8Weights q;
   q.rows = rows;
   q.cols = cols;
@@ -84,11 +108,7 @@ Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dt
       float amax = 0.0f;
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
-          const float v = to_float(dtype, w[r * cols + c]);
-          if (!std::isfinite(v))
-            throw Error(ErrorCode::InvalidArgument, "quantize_e4m3: weight (" + std::to_string(r) + ", " +
-                                                        std::to_string(c) + ") is not finite");
-          amax = std::max(amax, std::fabs(v));
+          amax = std::max(amax, std::fabs(to_float(dtype, w[r * cols + c])));
         }
       // Divided by scale_inv rather than times 448 / amax: for a block of
       // subnormal weights the latter is infinite (and 0 x inf is NaN).
@@ -102,6 +122,7 @@ Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dt
 }
 
 std::vector<float> dequantize(const Fp8Weights& q) {
+  validate(q);
   std::vector<float> out(q.values.size());
   for (int64_t r = 0; r < q.rows; ++r)
     for (int64_t c = 0; c < q.cols; ++c)

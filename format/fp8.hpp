@@ -1,10 +1,11 @@
 // FP8 E4M3 weights with their scales, on the host: the element conversion
 // (OCP E4M3, the "fn" variant of torch.float8_e4m3fn: no infinities, NaN at
-// S.1111.111, largest finite 448) and the two scalings the FP8 path takes:
-// one scale per 128 x 128 block (DeepSeek-V3's checkpoints, whose
-// `weight_scale_inv` [ceil(rows/128), ceil(cols/128)] this layout is) or one
-// per output row. w ~= e4m3 * scale_inv. The first brick of the FP8 path;
-// the dual-side packing of these values comes with its kernel.
+// S.1111.111, largest finite 448) and the scalings the FP8 path takes: one
+// scale per 128 x 128 block (DeepSeek-V3's checkpoints, whose
+// `weight_scale_inv` [ceil(rows/128), ceil(cols/128)] this layout is), one
+// per output row, or one per 1 x 128 group of a row (activations: a token's
+// groups, as DeepGEMM scales them). w ~= e4m3 * scale_inv. Packed in the
+// dual-side format by fp8_pack.hpp; the FP8 kernel is still to come.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,8 +14,9 @@
 
 namespace samoyeds {
 
-// Round to nearest even; magnitudes past 448 (and infinities) saturate to
-// +-448, NaN stays NaN (the sign kept).
+// Round to nearest even (in any floating-point rounding mode); magnitudes
+// past 448 (and infinities) saturate to +-448, as cvt.satfinite does
+// (torch's cast gives NaN past 480 instead); NaN stays NaN, its sign kept.
 uint8_t float_to_e4m3_bits(float value);
 float e4m3_bits_to_float(uint8_t bits);
 constexpr float kE4m3Max = 448.0f;
@@ -31,10 +33,14 @@ struct Fp8Weights {
   std::vector<float> scale_inv;
   float scale_at(int64_t row, int64_t col) const;
 };
+// Sizes consistent with the shape and scaling (InvalidArgument otherwise):
+// what reads an Fp8Weights checks it first.
+void validate(const Fp8Weights& q);
 
 // Each block's (or row's) largest magnitude maps to 448: scale_inv =
 // amax / 448 and the value is E4M3(w / scale_inv); an all-zero block gets
-// scale_inv 1. Non-finite weights are refused, naming the first.
+// scale_inv 1. Non-finite weights are refused (NonFiniteInput), naming the
+// first in row-major order.
 Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dtype,
                          Fp8Scaling scaling = Fp8Scaling::Block128);
 // e4m3 * scale_inv, row-major, in float.

@@ -43,11 +43,12 @@ Fp8Weights read_fp8_weights(SafetensorsReader& reader, const std::string& weight
   q.values = reader.read(*w);
   for (size_t i = 0; i < q.values.size(); ++i)
     if ((q.values[i] & 0x7Fu) == 0x7Fu)
-      refuse(reader, weight_name,
-             fmt::format("NaN at ({}, {})", int64_t(i) / q.cols, int64_t(i) % q.cols));
+      throw Error(ErrorCode::NonFiniteInput, fmt::format("{}: {}: NaN at ({}, {})", reader.path(), weight_name,
+                                                         int64_t(i) / q.cols, int64_t(i) % q.cols));
   const std::vector<uint8_t> bytes = reader.read(*s);
   q.scale_inv.resize(bytes.size() / 4);
-  std::memcpy(q.scale_inv.data(), bytes.data(), bytes.size());  // little-endian, as safetensors stores it
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors stores little-endian floats");
+  std::memcpy(q.scale_inv.data(), bytes.data(), bytes.size());
   for (size_t i = 0; i < q.scale_inv.size(); ++i)
     if (!std::isfinite(q.scale_inv[i]) || q.scale_inv[i] <= 0.0f)
       refuse(reader, scale_name,

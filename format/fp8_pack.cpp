@@ -62,21 +62,24 @@ PackedFp8Weights pack_weights_e4m3(const uint16_t* dense, int64_t m, int64_t k, 
     }
   for (size_t b = 0; b < amax.size(); ++b) q.scale_inv[b] = amax[b] > 0.0f ? amax[b] / kE4m3Max : 1.0f;
   for (int64_t r = 0; r < p.condensed_rows(); ++r)
-    for (int64_t j = 0; j < half; ++j)
-      q.values[size_t(r * half + j)] =
+    for (int64_t j = 0; j < half; ++j) {
+      const uint8_t code =
           float_to_e4m3_bits(to_float(dtype, p.values[size_t(r * half + j)]) / q.scale_inv[block_of(q, r, j)]);
+      q.values[size_t(r * half + j)] = (code & 0x7Fu) ? code : 0;  // no -0, as the 16-bit packing keeps none
+    }
   return q;
 }
 
 PackedFp8Weights pack_weights_e4m3(const Fp8Weights& weights, const SparsityParams& sparsity, PackMode mode) {
   require_block_aligned(sparsity);
+  validate(weights);
   if (weights.scaling != Fp8Scaling::Block128)
     throw Error(ErrorCode::InvalidArgument, "FP8 packing takes weights with one scale per 128 x 128 block");
   std::vector<uint16_t> widened(weights.values.size());
   for (size_t i = 0; i < widened.size(); ++i) {
     if ((weights.values[i] & 0x7Fu) == 0x7Fu)
-      throw Error(ErrorCode::InvalidArgument, "FP8 packing: weight (" + std::to_string(int64_t(i) / weights.cols) +
-                                                  ", " + std::to_string(int64_t(i) % weights.cols) + ") is NaN");
+      throw Error(ErrorCode::NonFiniteInput, "FP8 packing: weight (" + std::to_string(int64_t(i) / weights.cols) +
+                                                 ", " + std::to_string(int64_t(i) % weights.cols) + ") is NaN");
     widened[i] = e4m3_as_bf16(weights.values[i]);
   }
   const PackedWeights p = pack_weights(widened.data(), weights.rows, weights.cols, DType::bf16, sparsity, mode);
@@ -87,6 +90,11 @@ PackedFp8Weights pack_weights_e4m3(const Fp8Weights& weights, const SparsityPara
 }
 
 std::vector<float> decode_weights(const PackedFp8Weights& q) {
+  const PackedSizes sizes = packed_sizes(q.m, q.k, q.sparsity);
+  if (int64_t(q.values.size()) != sizes.values || int64_t(q.sel.size()) != sizes.sel ||
+      int64_t(q.meta.size()) != sizes.meta ||
+      int64_t(q.scale_inv.size()) != ((q.m + kFp8Block - 1) / kFp8Block) * ((q.k + kFp8Block - 1) / kFp8Block))
+    throw Error(ErrorCode::InvalidArgument, "packed FP8 weights: sizes do not fit their shape and pattern");
   PackedWeights p;  // the selection, with the codes widened: decode_weights places them
   p.dtype = DType::bf16;
   p.sparsity = q.sparsity;

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -155,17 +156,33 @@ TEST(Fp8, BlockRowAndGroupScalesMapEachMaximumTo448AndKeepEveryValueWithinHalfAS
     }
 }
 
-TEST(Fp8, NonFiniteWeightsAndEmptyMatricesAreRefused) {
-  std::vector<uint16_t> w(64 * 64, from_float(DType::bf16, 0.5f));
-  w[5 * 64 + 7] = from_float(DType::bf16, std::numeric_limits<float>::infinity());
-  try {
-    quantize_e4m3(w.data(), 64, 64, DType::bf16);
-    FAIL() << "quantized an infinity";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("(5, 7)"), std::string::npos) << e.what();
+// The first non-finite weight in row-major order is named (the scan goes
+// block by block, which would find (5, 7) first); sizes that do not fit the
+// shape or scaling are refused before anything is read.
+TEST(Fp8, NonFiniteWeightsBadSizesAndEmptyMatricesAreRefused) {
+  for (float bad : {std::numeric_limits<float>::infinity(), std::nanf("")}) {
+    std::vector<uint16_t> w(256 * 256, from_float(DType::bf16, 0.5f));
+    w[5 * 256 + 7] = from_float(DType::bf16, bad);
+    w[0 * 256 + 150] = from_float(DType::bf16, -bad);
+    try {
+      quantize_e4m3(w.data(), 256, 256, DType::bf16);
+      ADD_FAILURE() << "quantized " << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::NonFiniteInput);
+      EXPECT_NE(std::string(e.what()).find("(0, 150)"), std::string::npos) << e.what();
+    }
   }
+  std::vector<uint16_t> w(64 * 64, from_float(DType::bf16, 0.5f));
   EXPECT_THROW(quantize_e4m3(w.data(), 0, 64, DType::bf16), Error);
+  EXPECT_THROW(quantize_e4m3(nullptr, 64, 64, DType::bf16), Error);
+  Fp8Weights q = quantize_e4m3(w.data(), 64, 64, DType::bf16);
+  q.scale_inv.push_back(1.0f);
+  EXPECT_THROW(dequantize(q), Error);
+  EXPECT_THROW(pack_weights_e4m3(q, SparsityParams{128, 1, 2}), Error);
+  q.scale_inv.pop_back();
+  q.values.pop_back();
+  EXPECT_THROW(dequantize(q), Error);
+  EXPECT_THROW(pack_weights_e4m3(q, SparsityParams{128, 1, 2}), Error);
 }
 
 }  // namespace
@@ -215,6 +232,7 @@ TEST(Fp8Checkpoint, WeightsAndBlockScalesLoadAsTheyWereWritten) {
   EXPECT_EQ(got.values, f.q.values);
   EXPECT_EQ(got.scale_inv, f.q.scale_inv);
   EXPECT_EQ(dequantize(got), dequantize(f.q));
+  std::filesystem::remove(f.path);
 }
 
 // Each refusal names the tensor and what is wrong with it.
@@ -225,12 +243,16 @@ TEST(Fp8Checkpoint, WhatTheFp8PathCannotTakeAsItIsIsRefusedNamingTheTensor) {
     std::function<void(std::vector<SafetensorsEntry>&, std::vector<uint8_t>&, std::vector<float>&)> edit;
     std::string name, says;
   } cases[] = {
-      {"bf16", [](auto& e, auto& v, auto&) { e[0].dtype = "F16"; v.resize(v.size() * 2); }, weight, "F16, not F8_E4M3"},
+      {"f16", [](auto& e, auto& v, auto&) { e[0].dtype = "F16"; v.resize(v.size() * 2); }, weight, "F16, not F8_E4M3"},
+      {"e5m2", [](auto& e, auto&, auto&) { e[0].dtype = "F8_E5M2"; }, weight, "F8_E5M2, not F8_E4M3"},
+      {"vector", [](auto& e, auto&, auto&) { e[0].shape = {200 * 300}; }, weight, "not a matrix"},
       {"scales_shape", [](auto& e, auto&, auto&) { e[1].shape = {3, 2}; }, scale, "not [2, 3]"},
       {"scales_dtype", [](auto& e, auto&, auto& s) { e[1].dtype = "BF16"; s.resize(3); }, scale, "BF16, not F32"},
       {"nan", [](auto&, auto& v, auto&) { v[1 * 300 + 4] = 0xFF; }, weight, "NaN at (1, 4)"},
       {"zero_scale", [](auto&, auto&, auto& s) { s[4] = 0.0f; }, scale, "block (1, 1)"},
       {"inf_scale", [](auto&, auto&, auto& s) { s[2] = INFINITY; }, scale, "block (0, 2)"},
+      {"negative_scale", [](auto&, auto&, auto& s) { s[5] = -1.0f; }, scale, "block (1, 2)"},
+      {"nan_scale", [](auto&, auto&, auto& s) { s[0] = NAN; }, scale, "block (0, 0)"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.tag);
@@ -240,11 +262,12 @@ TEST(Fp8Checkpoint, WhatTheFp8PathCannotTakeAsItIsIsRefusedNamingTheTensor) {
       read_fp8_weights(in, weight);
       ADD_FAILURE() << "read";
     } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_EQ(e.code(), std::string(c.tag) == "nan" ? ErrorCode::NonFiniteInput : ErrorCode::InvalidArgument);
       const std::string what = e.what();
       EXPECT_NE(what.find(c.name), std::string::npos) << what;
       EXPECT_NE(what.find(c.says), std::string::npos) << what;
     }
+    std::filesystem::remove(f.path);
   }
   // No scales at all.
   const int64_t rows = 8, cols = 8;
@@ -266,6 +289,7 @@ TEST(Fp8Checkpoint, WhatTheFp8PathCannotTakeAsItIsIsRefusedNamingTheTensor) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(scale + ": missing"), std::string::npos) << e.what();
   }
+  std::filesystem::remove(lone);
 }
 
 }  // namespace
@@ -283,12 +307,20 @@ TEST(Fp8Pack, FromSixteenBitWeightsKeepsTheSixteenBitSelectionAndEachValueWithin
   for (const SparsityParams sp : {SparsityParams{128, 1, 2}, SparsityParams{64, 2, 4}, SparsityParams{32, 1, 1}}) {
     SCOPED_TRACE(sp.to_string());
     const int64_t m = 300, k = 520;  // partial blocks, padded rows and columns
-    const auto w = random_matrix(m, k, DType::bf16, 0.03f);
+    auto w = random_matrix(m, k, DType::bf16, 0.03f);
+    // A kept value far below its block's smallest step, negative: row 0 wins
+    // its group's first segment (the others are zero there), and its first
+    // chunk keeps 0.05 and -1e-9. It must become code 0, not -0.
+    for (int64_t r = 1; r < sp.M; ++r)
+      for (int64_t c = 0; c < sp.V; ++c) w[size_t(r * k + c)] = from_float(DType::bf16, 0.0f);
+    const float chunk[4] = {0.05f, -1e-9f, 0.0f, 0.0f};
+    for (int c = 0; c < 4; ++c) w[size_t(c)] = from_float(DType::bf16, chunk[c]);
     const PackedWeights p16 = pack_weights(w.data(), m, k, DType::bf16, sp);
     const PackedFp8Weights p8 = pack_weights_e4m3(w.data(), m, k, DType::bf16, sp);
     EXPECT_EQ(p8.sel, p16.sel);
     EXPECT_EQ(p8.meta, p16.meta);
     ASSERT_EQ(p8.values.size(), p16.values.size());
+    EXPECT_EQ(std::count(p8.values.begin(), p8.values.end(), uint8_t(0x80)), 0) << "a -0 code";
     const std::vector<uint16_t> dense16 = decode_weights(p16);
     const std::vector<float> dense8 = decode_weights(p8);
     const int64_t block_cols = (k + 127) / 128;
@@ -336,6 +368,12 @@ TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
   const Fp8Weights fp8 = quantize_e4m3(w.data(), m, k, DType::bf16);
   const PackedFp8Weights p = pack_weights_e4m3(fp8, SparsityParams{128, 1, 2});
   EXPECT_EQ(p.scale_inv, fp8.scale_inv);
+  // The 16-bit packing's selection of the codes, each widened to bf16 by value.
+  std::vector<uint16_t> widened(fp8.values.size());
+  for (size_t i = 0; i < widened.size(); ++i) widened[i] = from_float(DType::bf16, e4m3_bits_to_float(fp8.values[i]));
+  const PackedWeights p16 = pack_weights(widened.data(), m, k, DType::bf16, SparsityParams{128, 1, 2});
+  EXPECT_EQ(p.sel, p16.sel);
+  EXPECT_EQ(p.meta, p16.meta);
   const std::vector<float> full = dequantize(fp8), kept = decode_weights(p);
   int64_t n_kept = 0;
   for (size_t i = 0; i < kept.size(); ++i) {
@@ -350,6 +388,8 @@ TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
     if (kept[i] == 0.0f) pruned.values[i] = 0;
   const PackedFp8Weights strict = pack_weights_e4m3(pruned, SparsityParams{128, 1, 2}, PackMode::Strict);
   EXPECT_EQ(strict.values, p.values);
+  EXPECT_EQ(strict.sel, p.sel);
+  EXPECT_EQ(strict.meta, p.meta);
   EXPECT_THROW(pack_weights_e4m3(fp8, SparsityParams{128, 1, 2}, PackMode::Strict), Error);
 }
 
