@@ -48,21 +48,14 @@ float e4m3_bits_to_float(uint8_t bits) {
   return negative ? -v : v;
 }
 
-namespace {
-
-struct BlockShape {
-  int64_t rows, cols;
-};
-BlockShape block_shape(Fp8Scaling scaling, int64_t cols) {
-  switch (scaling) {
-    case Fp8Scaling::Block128: return {kFp8Block, kFp8Block};
-    case Fp8Scaling::PerRow: return {1, cols};
-    case Fp8Scaling::Group1x128: return {1, kFp8Block};
-  }
-  return {1, cols};
+Fp8ScaleGrid fp8_scale_grid(Fp8Scaling scaling, int64_t rows, int64_t cols) {
+  Fp8ScaleGrid g{kFp8Block, kFp8Block, 0, 0};
+  if (scaling == Fp8Scaling::PerRow) g = {1, cols, 0, 0};
+  if (scaling == Fp8Scaling::Group1x128) g = {1, kFp8Block, 0, 0};
+  g.rows = (rows + g.block_rows - 1) / g.block_rows;
+  g.cols = (cols + g.block_cols - 1) / g.block_cols;
+  return g;
 }
-
-}  // namespace
 
 void validate(const Fp8Weights& q) {
   const auto bad = [](const std::string& why) { throw Error(ErrorCode::InvalidArgument, "FP8 weights: " + why); };
@@ -70,16 +63,13 @@ void validate(const Fp8Weights& q) {
     bad(std::to_string(q.rows) + " x " + std::to_string(q.cols) + " is no matrix");
   if (int64_t(q.values.size()) != q.rows * q.cols)
     bad(std::to_string(q.values.size()) + " values for " + std::to_string(q.rows) + " x " + std::to_string(q.cols));
-  const BlockShape b = block_shape(q.scaling, q.cols);
-  const int64_t scales = ((q.rows + b.rows - 1) / b.rows) * ((q.cols + b.cols - 1) / b.cols);
+  const int64_t scales = fp8_scale_grid(q.scaling, q.rows, q.cols).count();
   if (int64_t(q.scale_inv.size()) != scales)
     bad(std::to_string(q.scale_inv.size()) + " scales where the scaling has " + std::to_string(scales));
 }
 
 float Fp8Weights::scale_at(int64_t row, int64_t col) const {
-  const BlockShape b = block_shape(scaling, cols);
-  const int64_t grid_cols = (cols + b.cols - 1) / b.cols;
-  return scale_inv[size_t(row / b.rows * grid_cols + col / b.cols)];
+  return scale_inv[size_t(fp8_scale_grid(scaling, rows, cols).index(row, col))];
 }
 
 Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dtype, Fp8Scaling scaling) {
@@ -96,10 +86,10 @@ Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dt
   q.rows = rows;
   q.cols = cols;
   q.scaling = scaling;
-  const BlockShape b = block_shape(scaling, cols);
-  const int64_t block_rows = b.rows, block_cols = b.cols;
-  const int64_t grid_rows = (rows + block_rows - 1) / block_rows, grid_cols = (cols + block_cols - 1) / block_cols;
-  q.scale_inv.assign(size_t(grid_rows * grid_cols), 1.0f);
+  const Fp8ScaleGrid grid = fp8_scale_grid(scaling, rows, cols);
+  const int64_t block_rows = grid.block_rows, block_cols = grid.block_cols, grid_rows = grid.rows,
+                grid_cols = grid.cols;
+  q.scale_inv.assign(size_t(grid.count()), 1.0f);
   q.values.resize(size_t(rows * cols));
   for (int64_t br = 0; br < grid_rows; ++br)
     for (int64_t bc = 0; bc < grid_cols; ++bc) {

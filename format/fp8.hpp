@@ -25,6 +25,15 @@ constexpr float kE4m3Max = 448.0f;
 enum class Fp8Scaling { Block128, PerRow, Group1x128 };
 constexpr int64_t kFp8Block = 128;
 
+// Scales along rows and along columns that `scaling` gives a rows x cols
+// matrix (each dimension's blocks, the last partial).
+struct Fp8ScaleGrid {
+  int64_t block_rows, block_cols, rows, cols;
+  int64_t count() const { return rows * cols; }
+  int64_t index(int64_t row, int64_t col) const { return row / block_rows * cols + col / block_cols; }
+};
+Fp8ScaleGrid fp8_scale_grid(Fp8Scaling scaling, int64_t rows, int64_t cols);
+
 struct Fp8Weights {
   int64_t rows = 0, cols = 0;
   Fp8Scaling scaling = Fp8Scaling::Block128;

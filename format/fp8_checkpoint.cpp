@@ -34,7 +34,8 @@ Fp8Weights read_fp8_weights(SafetensorsReader& reader, const std::string& weight
   q.rows = w->shape[0];
   q.cols = w->shape[1];
   q.scaling = Fp8Scaling::Block128;
-  const std::vector<int64_t> want{(q.rows + kFp8Block - 1) / kFp8Block, (q.cols + kFp8Block - 1) / kFp8Block};
+  const Fp8ScaleGrid grid = fp8_scale_grid(Fp8Scaling::Block128, q.rows, q.cols);
+  const std::vector<int64_t> want{grid.rows, grid.cols};
   if (s->dtype != "F32") refuse(reader, scale_name, s->dtype + ", not F32");
   if (s->shape != want)
     refuse(reader, scale_name,

@@ -16,13 +16,11 @@
 namespace samoyeds {
 
 struct PackedFp8Weights {
-  SparsityParams sparsity;
-  int64_t m = 0, k = 0, m_pad = 0, k_pad = 0;
+  // The 16-bit packing's selection: shape, pattern, selectors and metadata;
+  // its 16-bit values stay empty (the codes below stand for them).
+  PackedWeights selection;
   std::vector<uint8_t> values;   // [condensed_rows, k_pad/2] E4M3 codes
-  std::vector<uint8_t> sel;      // as PackedWeights::sel
-  std::vector<uint8_t> meta;     // as PackedWeights::meta
   std::vector<float> scale_inv;  // [ceil(m/128), ceil(k/128)]: value = e4m3 * scale_inv of its block
-  int64_t condensed_rows() const { return m_pad / sparsity.M * sparsity.N; }
   // Values, metadata, selectors and scales: the memory the packed matrix needs.
   int64_t payload_bytes() const;
 };

@@ -317,8 +317,8 @@ TEST(Fp8Pack, FromSixteenBitWeightsKeepsTheSixteenBitSelectionAndEachValueWithin
     for (int c = 0; c < 4; ++c) w[size_t(c)] = from_float(DType::bf16, chunk[c]);
     const PackedWeights p16 = pack_weights(w.data(), m, k, DType::bf16, sp);
     const PackedFp8Weights p8 = pack_weights_e4m3(w.data(), m, k, DType::bf16, sp);
-    EXPECT_EQ(p8.sel, p16.sel);
-    EXPECT_EQ(p8.meta, p16.meta);
+    EXPECT_EQ(p8.selection.sel, p16.sel);
+    EXPECT_EQ(p8.selection.meta, p16.meta);
     ASSERT_EQ(p8.values.size(), p16.values.size());
     EXPECT_EQ(std::count(p8.values.begin(), p8.values.end(), uint8_t(0x80)), 0) << "a -0 code";
     const std::vector<uint16_t> dense16 = decode_weights(p16);
@@ -372,8 +372,8 @@ TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
   std::vector<uint16_t> widened(fp8.values.size());
   for (size_t i = 0; i < widened.size(); ++i) widened[i] = from_float(DType::bf16, e4m3_bits_to_float(fp8.values[i]));
   const PackedWeights p16 = pack_weights(widened.data(), m, k, DType::bf16, SparsityParams{128, 1, 2});
-  EXPECT_EQ(p.sel, p16.sel);
-  EXPECT_EQ(p.meta, p16.meta);
+  EXPECT_EQ(p.selection.sel, p16.sel);
+  EXPECT_EQ(p.selection.meta, p16.meta);
   const std::vector<float> full = dequantize(fp8), kept = decode_weights(p);
   int64_t n_kept = 0;
   for (size_t i = 0; i < kept.size(); ++i) {
@@ -388,8 +388,8 @@ TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
     if (kept[i] == 0.0f) pruned.values[i] = 0;
   const PackedFp8Weights strict = pack_weights_e4m3(pruned, SparsityParams{128, 1, 2}, PackMode::Strict);
   EXPECT_EQ(strict.values, p.values);
-  EXPECT_EQ(strict.sel, p.sel);
-  EXPECT_EQ(strict.meta, p.meta);
+  EXPECT_EQ(strict.selection.sel, p.selection.sel);
+  EXPECT_EQ(strict.selection.meta, p.selection.meta);
   EXPECT_THROW(pack_weights_e4m3(fp8, SparsityParams{128, 1, 2}, PackMode::Strict), Error);
 }
 
