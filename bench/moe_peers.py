@@ -79,7 +79,9 @@ def graphed(fn):
             fn()
         return g.replay, "graph"
     except RuntimeError as e:
-        print(f"  (not captured, timed eagerly: {e})", flush=True)
+        # The capture's end reports only that it was invalidated; the cause is the exception before it.
+        cause = f"{e.__context__}; " if e.__context__ is not None else ""
+        print(f"  (not captured, timed eagerly: {cause}{e})", flush=True)
         torch.cuda.synchronize()
         return fn, "eager"
 

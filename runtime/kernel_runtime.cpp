@@ -156,6 +156,11 @@ std::vector<KernelRuntime::LoadRecord> KernelRuntime::load_log() const {
 }
 
 // Per-stream device scratch for the backends' launches (backends/backend.hpp).
+// A stream's first launch that needs it may come inside a CUDA graph capture
+// (a warm-up on another stream filled another stream's): so no host
+// synchronization and no legacy-stream memset, and the allocation in relaxed
+// capture mode, which a global-mode capture on any thread otherwise refuses
+// (DeepSeek-V3's shared expert at T = 8192 took stream-K first there).
 class KernelRuntime::Scratch final : public LaunchScratch {
  public:
   explicit Scratch(Device& device) : device_(device) {}
@@ -166,16 +171,31 @@ class KernelRuntime::Scratch final : public LaunchScratch {
     if (s.floats.bytes() < want_floats) {
       device_.make_current();
       retired_.push_back(std::move(s.floats));  // earlier launches may still use it
-      s.floats = DeviceBuffer(want_floats);
+      s.floats = allocate(want_floats);
     }
     if (s.ints.bytes() < want_ints) {
       device_.make_current();
       retired_.push_back(std::move(s.ints));
-      s.ints = DeviceBuffer(want_ints);
-      s.ints.fill_bytes(0);
-      device_.synchronize();  // the memset is on the legacy stream, which a non-blocking stream does not wait for
+      s.ints = allocate(want_ints);
+      // On the launch's stream, before the launch: a memset node under capture.
+      check(driver().cuMemsetD8Async(CUdeviceptr(s.ints.data()), 0, want_ints, static_cast<CUstream>(stream)),
+            "cuMemsetD8Async");
     }
     return {static_cast<float*>(s.floats.data()), static_cast<int*>(s.ints.data())};
+  }
+
+ private:
+  static DeviceBuffer allocate(size_t bytes) {
+    CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+    check(driver().cuThreadExchangeStreamCaptureMode(&mode), "cuThreadExchangeStreamCaptureMode");
+    try {
+      DeviceBuffer b(bytes);
+      check(driver().cuThreadExchangeStreamCaptureMode(&mode), "cuThreadExchangeStreamCaptureMode");
+      return b;
+    } catch (...) {
+      driver().cuThreadExchangeStreamCaptureMode(&mode);
+      throw;
+    }
   }
 
  private:
