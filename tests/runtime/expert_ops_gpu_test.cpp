@@ -10,6 +10,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/wgmma_sp/wgmma_sp_family.hpp"
+#include "core/cuda_driver.hpp"
 #include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -481,6 +482,46 @@ TEST_F(WgmmaSpGpu, StreamKTailsMatchTheReferenceAndRepeatBitForBit) {
                     wg("bm128_bn64_bk128_w8x1_s3_p_xt_sk"), Backend::WgmmaSp});
 }
 
+// A stream-K launch on a stream it never ran on, inside a CUDA graph
+// capture in global mode (as torch.cuda.graph captures) after a warm-up on
+// another stream: the capture stream's scratch is allocated and zeroed
+// inside the capture. DeepSeek-V3's shared expert at T = 8192 took this
+// path, and its capture failed while the scratch synchronized the context.
+TEST_F(WgmmaSpGpu, StreamKLaunchCapturesOnAStreamItNeverRanOn) {
+  const DriverApi& d = driver();
+  const Case c{DType::bf16, {128, 1, 2}, 4096, 1000, 1152, 1152, Epilogue::None,
+               wg("bm128_bn128_bk128_w8x1_s4_p_xt_sk"), Backend::WgmmaSp};
+  expect_stream_k_split(c, Op::Down);
+  Expert w = make_expert(c);
+  auto h = random_matrix(c.n, c.k, c.dtype);
+  auto p = random_probs(c.n);
+  DeviceBuffer d_h = to_device(h), d_p = to_device(p);
+  PoisonedOutput eager(c.n * c.m), graphed(c.n * c.m);
+  CUstream warm, captured;
+  check(d.cuStreamCreate(&warm, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  check(d.cuStreamCreate(&captured, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  LaunchOptions opt;
+  opt.backend = c.backend;
+  opt.config = c.config;
+  opt.stream = warm;
+  down_scaled(runtime(), w.device, d_h.data(), c.n, static_cast<const float*>(d_p.data()), eager.data(), opt);
+  check(d.cuStreamSynchronize(warm), "sync");
+  opt.stream = captured;
+  check(d.cuStreamBeginCapture(captured, CU_STREAM_CAPTURE_MODE_GLOBAL), "cuStreamBeginCapture");
+  down_scaled(runtime(), w.device, d_h.data(), c.n, static_cast<const float*>(d_p.data()), graphed.data(), opt);
+  CUgraph graph;
+  check(d.cuStreamEndCapture(captured, &graph), "cuStreamEndCapture");
+  CUgraphExec exec;
+  check(d.cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
+  for (int replay = 0; replay < 2; ++replay) check(d.cuGraphLaunch(exec, captured), "cuGraphLaunch");
+  check(d.cuStreamSynchronize(captured), "sync");
+  EXPECT_EQ(eager.read(), graphed.read());
+  d.cuGraphExecDestroy(exec);
+  d.cuGraphDestroy(graph);
+  d.cuStreamDestroy(captured);
+  d.cuStreamDestroy(warm);
+}
+
 // Stream-K tails under compute-sanitizer: the same splits as above (144
 // tiles of 128 rows on 132 blocks: 12 in four shares) with k = 512, the
 // shares' workspace writes, flag handshake and ordered sum.
@@ -570,22 +611,35 @@ struct RandomExperts {
   }
 };
 
-// Grouped launches over 5 experts (one empty, one with every token) against
-// one launch per expert, bit for bit, with one backend and config (the down
-// projection's own where given), hidden size H.
+// The grouped launches' experts: E of I rows, T tokens. Expert 3 gets none,
+// expert 0 every token, expert e otherwise a third of them, or (uneven) one
+// in e + 1. The float64 check of expert 0 takes its first reference_tokens.
+struct GroupedSizes {
+  int experts = 5;
+  int64_t ffn = 384, tokens = 70;
+  bool uneven = false;
+  int64_t reference_tokens = 1 << 30;
+};
+
+// Grouped launches over the experts of `sizes` against one launch per
+// expert, bit for bit, with one backend and config (the down projection's
+// own where given), hidden size H.
 void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, int64_t H = 256,
-                                     std::optional<TileConfig> down_config = std::nullopt) {
-  const int E = 5;
-  const int64_t I = 384, T = 70;
+                                     std::optional<TileConfig> down_config = std::nullopt,
+                                     const GroupedSizes& sizes = {}, const RandomExperts* experts = nullptr) {
+  const int E = sizes.experts;
+  const int64_t I = sizes.ffn, T = sizes.tokens;
   const DType dt = DType::bf16;
-  const RandomExperts ex(E, H, I, dt);
+  std::optional<RandomExperts> own;  // unless the caller shares its experts across configs
+  if (!experts) experts = &own.emplace(E, H, I, dt);
+  const RandomExperts& ex = *experts;
   const auto &w1 = ex.w1, &w3 = ex.w3, &w2 = ex.w2;
   const auto &g1 = ex.g1, &g3 = ex.g3, &g2 = ex.g2;
-  // Token lists: expert 3 gets nothing, expert 0 gets every token.
   std::vector<int32_t> offsets{0}, list;
   for (int e = 0; e < E; ++e) {
+    const int64_t every = sizes.uneven ? e + 1 : 3;
     for (int64_t t = 0; t < T; ++t)
-      if (e == 0 || (e != 3 && (t * 7 + e) % 3 == 0)) list.push_back(int32_t(t));
+      if (e == 0 || (e != 3 && (t * 7 + e) % every == 0)) list.push_back(int32_t(t));
     offsets.push_back(int32_t(list.size()));
   }
   const int64_t rows = int64_t(list.size());
@@ -634,10 +688,11 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, 
   }
   // And against the float64 reference for expert 0 (every token).
   const DenseF64 xf = to_f64(x.data(), T, H, dt);
-  std::vector<int32_t> all(list.begin(), list.begin() + offsets[1]);
+  const int64_t checked = std::min<int64_t>(offsets[1], sizes.reference_tokens);
+  std::vector<int32_t> all(list.begin(), list.begin() + checked);
   const DenseF64 up0{I, H, decode_weights_f64(w3[0])};
   const DenseF64 ref = reference_ssmm(DenseF64{I, H, decode_weights_f64(w1[0])}, xf, all, Epilogue::GatedSilu, &up0);
-  std::vector<uint16_t> h0(got_h.begin(), got_h.begin() + offsets[1] * I);
+  std::vector<uint16_t> h0(got_h.begin(), got_h.begin() + checked * I);
   EXPECT_LE(compare(h0, dt, ref).rel_error, tolerance(dt));
 }
 
@@ -670,6 +725,53 @@ TEST_F(WgmmaSpGpu, GroupedLaunchesEqualPerExpertLaunchesBitForBit) {
     check_grouped_equals_per_expert(Backend::WgmmaSp, wg("bm64_bn128_bk128_w4x1_s3_p_so_xt"), 512,
                                     wg(down));
   }
+}
+
+// Every valid config of a backend, grouped as the layer launches it, where
+// tiles outnumber the SMs: 9 experts of 1536 rows (12 row tiles of 128, so
+// row groups of 4 make three) with uneven token counts (600, 300, 200, 0,
+// 120, ...), about 1,550 rows in all: persistent blocks take several tiles,
+// over several experts. The down projection takes the same tile where it is
+// valid for it, else its default; only expert 0's first 64 tokens go to the
+// float64 reference (the rest is checked bit for bit against one launch per
+// expert, which the reference grids cover).
+void check_every_config_grouped_at_scale(Backend backend) {
+  const int64_t H = 1024;
+  const GroupedSizes sizes{9, 1536, 600, true, 64};
+  KernelSpec up;
+  up.backend = backend;
+  up.op = Op::GatedUp;
+  up.arch = Device::get().info().arch();
+  up.dtype = DType::bf16;
+  up.m = sizes.ffn;
+  up.k = H;
+  up.sparsity = {128, 1, 2};
+  up.epilogue = Epilogue::GatedSilu;
+  KernelSpec down = up;
+  down.op = Op::Down;
+  down.m = H;
+  down.k = sizes.ffn;
+  down.epilogue = Epilogue::None;
+  const KernelFamily& family = kernel_family(backend);
+  const auto configs = family.search_space(up);
+  ASSERT_FALSE(configs.empty());
+  const RandomExperts experts(sizes.experts, H, sizes.ffn, up.dtype);
+  const TileConfig down_default = family.default_config(down, sizes.tokens, Device::get().info().sm_count);
+  for (const TileConfig& cfg : configs) {
+    SCOPED_TRACE(cfg.to_string());
+    WgmmaSpConfig as_down = WgmmaSpConfig::of(cfg);
+    as_down.split_operands = false;
+    const bool same = !family.invalid_reason(down, backend == Backend::WgmmaSp ? as_down.config() : cfg);
+    check_grouped_equals_per_expert(backend, cfg, H, same ? std::nullopt : std::optional<TileConfig>(down_default),
+                                    sizes, &experts);
+  }
+}
+
+TEST_F(ExpertOpsGpu, EveryValidConfigGroupedWithMoreTilesThanSms) {
+  check_every_config_grouped_at_scale(Backend::MmaSp);
+}
+TEST_F(WgmmaSpGpu, EveryValidConfigGroupedWithMoreTilesThanSms) {
+  check_every_config_grouped_at_scale(Backend::WgmmaSp);
 }
 
 // For compute-sanitizer (scripts/gpu_check.sh): the grouped up projection
