@@ -83,6 +83,29 @@ SAMOYEDS_WGMMA_SP(BF16, "bf16", 64, SAMOYEDS_WGMMA_D32, SAMOYEDS_WGMMA_R32, "%32
 SAMOYEDS_WGMMA_SP(F16, "f16", 128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%64, %65, %66, %67", "%68")
 SAMOYEDS_WGMMA_SP(BF16, "bf16", 128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%64, %65, %66, %67", "%68")
 #undef SAMOYEDS_WGMMA_SP
+
+// The FP8 form, m64nNk64 with e4m3 A and B: the same bytes per instruction as
+// the 16-bit k32 form (32 compressed bytes of A, 64 bytes of B per row), both
+// K-major (FP8 takes no transpose operands). Selector 0 only: every thread of
+// a quad supplies its own metadata register, one row and 32 columns of the 64
+// (docs/fp8.md).
+template <int N>
+struct WgmmaSpE4m3;
+#define SAMOYEDS_WGMMA_SP_E4M3(N, DLIST, RLIST, REST, PRED)                                                \
+  template <>                                                                                             \
+  struct WgmmaSpE4m3<N> {                                                                                 \
+    static __device__ __forceinline__ void run(float (&d)[N / 8][4], u64 a_desc, u64 b_desc, u32 meta) {   \
+      asm volatile("{ .reg .pred p; setp.ne.b32 p, " PRED ", 0; "                                         \
+                   "wgmma.mma_async.sp.sync.aligned.m64n" #N "k64.f32.e4m3.e4m3 {" RLIST "}, " REST        \
+                   ", p, 1, 1; }"                                                                         \
+                   : DLIST                                                                                \
+                   : "l"(a_desc), "l"(b_desc), "r"(meta), "n"(0), "n"(1));                                \
+    }                                                                                                     \
+  };
+SAMOYEDS_WGMMA_SP_E4M3(32, SAMOYEDS_WGMMA_D16, SAMOYEDS_WGMMA_R16, "%16, %17, %18, %19", "%20")
+SAMOYEDS_WGMMA_SP_E4M3(64, SAMOYEDS_WGMMA_D32, SAMOYEDS_WGMMA_R32, "%32, %33, %34, %35", "%36")
+SAMOYEDS_WGMMA_SP_E4M3(128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%64, %65, %66, %67", "%68")
+#undef SAMOYEDS_WGMMA_SP_E4M3
 #undef SAMOYEDS_WGMMA_D4
 #undef SAMOYEDS_WGMMA_D16
 #undef SAMOYEDS_WGMMA_D32

@@ -21,6 +21,7 @@
 #include "runtime/nvrtc_compiler.hpp"
 #include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
+#include "tests/backends/wgmma_sp/fp8_mma_probe.hpp"
 
 namespace samoyeds {
 namespace {
@@ -279,6 +280,23 @@ TEST_P(Sass, SparseMmaPresentAndNoLocalMemory) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, Sass, ::testing::Values("sm_80", "sm_90a"));
+
+// The sparse FP8 warpgroup MMA as the GPU probe uses it
+// (tests/backends/wgmma_sp/fp8_mma_gpu_test.cpp): ptxas assembles the form
+// WgmmaSpE4m3 writes into the FP8 sparse HGMMA (QGMMA.SP), without spills.
+TEST(SassWgmmaSp, Fp8ProbeHoldsTheSparseE4m3WarpgroupMma) {
+  const CompiledBinary b = nvrtc_compile(test::fp8_mma_probe_kernel(), "sm_90a");
+  ASSERT_FALSE(b.cubin.empty());
+  EXPECT_EQ(b.spill_bytes, 0);
+  const std::string tool = find_cuobjdump();
+  if (tool.empty()) GTEST_SKIP() << "no cuobjdump (set SAMOYEDS_CUOBJDUMP; .ci/run installs one from PyPI)";
+  const std::string path = fmt::format("{}/samoyeds_fp8_probe.cubin", ::testing::TempDir());
+  std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+  const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+  std::remove(path.c_str());
+  EXPECT_TRUE(std::regex_search(sass, std::regex(R"(QGMMA\.SP\.64x32x64\.F32\.E4M3\.E4M3)")))
+      << "no sparse FP8 warpgroup MMA:\n" << sass.substr(0, 2000);
+}
 
 TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
   const std::string tool = find_cuobjdump();
