@@ -98,7 +98,7 @@ TEST(WgmmaSpFp8Gpu, MetadataNibblesFeedTheDocumentedRowsAndChunks) {
         if (!fresh && it->second != what) it->second = "mixed";
         if (n > 0 && fresh) it->second = "not every token";
       }
-    const test::Fp8MetaSlot want = fp8_meta_slot(thread, nibble);
+    const test::Fp8ProbeSlot want = fp8_meta_slot(thread, nibble);
     const bool right = rows.size() == 1 && rows.begin()->first == want.row &&
                        rows.begin()->second == fmt::format("chunk {}", want.chunk);
     if (!right && ++wrong <= 24) {
@@ -135,7 +135,7 @@ TEST(WgmmaSpFp8Gpu, RandomOperandsMatchTheReferenceExactly) {
   for (int s = 0; s < kFp8ProbeSteps; ++s)
     for (int t = 0; t < kThreads; ++t)
       for (int q = 0; q < 8; ++q) {
-        const test::Fp8MetaSlot slot = fp8_meta_slot(t, q);
+        const test::Fp8ProbeSlot slot = fp8_meta_slot(t, q);
         const int* p = kPairs[chosen_at(slot.row, s, slot.chunk)];
         meta[size_t(s) * kThreads + t] |= uint32_t(p[0] | p[1] << 2) << (4 * q);
       }

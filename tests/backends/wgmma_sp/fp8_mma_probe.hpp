@@ -6,22 +6,22 @@
 #pragma once
 #include <cstdint>
 
+#include "format/fp8_device_layout.hpp"
 #include "generator/generated_kernel.hpp"
 
 namespace samoyeds::test {
 
 constexpr int kFp8ProbeRows = 64, kFp8ProbeTokens = 32, kFp8ProbeSteps = 2;
 
-// The metadata layout docs/fp8.md states (CUTLASS's): in each warp's 16 rows,
-// lane 4g + t holds row g + 8 (t & 1), dense columns 32 (t >> 1) .. + 31 of
-// a k64 step, chunk q of 4 columns in bits 4q .. 4q + 3 as lo | hi << 2.
-struct Fp8MetaSlot {
-  int row;    // 0 .. 63, of the warpgroup's rows
-  int chunk;  // 0 .. 15, of a k64 step's 4-column chunks
+// The row (of the warpgroup's 64) and chunk (of a k64 step's 16) that
+// nibble q of thread i's metadata register feeds, as the FP8 device layout
+// assumes (format/fp8_device_layout.hpp): warp i / 32 supplies its 16 rows.
+struct Fp8ProbeSlot {
+  int row, chunk;
 };
-inline Fp8MetaSlot fp8_meta_slot(int thread, int nibble) {
-  const int warp = thread / 32, g = (thread % 32) / 4, t = thread % 4;
-  return {16 * warp + g + 8 * (t & 1), 8 * (t >> 1) + nibble};
+inline Fp8ProbeSlot fp8_meta_slot(int thread, int nibble) {
+  const Fp8MetaSlot s = samoyeds::fp8_meta_slot(thread % 32, nibble);
+  return {16 * (thread / 32) + s.row, s.chunk};
 }
 
 // a: [64][128] bytes, row r's compressed e4m3 values of step s at bytes
