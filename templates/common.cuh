@@ -26,13 +26,19 @@ struct ConstIf<false, A, B> {
 
 struct F16 {};
 struct BF16 {};
+// E4M3 operands (weights and tokens, each with its scales) and bfloat16
+// outputs: the FP8 expert projection (docs/fp8.md).
+struct E4M3 {};
 
 template <class T>
 struct Elem;
 
+// kOperandBytes: bytes per operand value (shared-memory tiles, k per MMA
+// step); pack2: two outputs into one 32-bit word of the output type.
 template <>
 struct Elem<F16> {
   static constexpr const char* mma_type = "f16";
+  static constexpr int kOperandBytes = 2;
   // cvt packs its first source into the upper half.
   static __device__ __forceinline__ u32 pack2(float lo, float hi) {
     u32 r;
@@ -44,11 +50,19 @@ struct Elem<F16> {
 template <>
 struct Elem<BF16> {
   static constexpr const char* mma_type = "bf16";
+  static constexpr int kOperandBytes = 2;
   static __device__ __forceinline__ u32 pack2(float lo, float hi) {
     u32 r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
   }
+};
+
+template <>
+struct Elem<E4M3> {
+  static constexpr const char* mma_type = "e4m3";
+  static constexpr int kOperandBytes = 1;
+  static __device__ __forceinline__ u32 pack2(float lo, float hi) { return Elem<BF16>::pack2(lo, hi); }
 };
 
 __device__ __forceinline__ u32 smem_addr(const void* p) {

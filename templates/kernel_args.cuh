@@ -74,10 +74,14 @@ struct alignas(128) TensorMap {
 // (unused otherwise: the launch leaves it zero), and for kernels that store
 // their tiles by TMA (WgmmaSpFamily::tma_store),
 //   out     2-D [n, m] of y (rows ldy apart), box [chunk tokens][64 rows], 128-byte swizzle.
+// FP8 kernels (E4M3) also read the scales by TMA:
+//   wscale  2-D [k_phys/128, rows/16] f32 per weight operand, box [block_k/128][block_m/16]
+//   xscale  2-D [k/128, x_rows] f32 (token scales, transposed), box [block_k/128][block_n]
 struct TmaWeightMaps {
   TensorMap values[2], meta[2], sel[2];
   TensorMap tokens;
   TensorMap out;
+  TensorMap wscale[2], xscale;
 };
 
 // All experts of one projection in one launch: blockIdx.z is the expert.

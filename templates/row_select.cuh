@@ -89,4 +89,17 @@ struct DifferenceSelect {
   static __device__ __forceinline__ int row_of(u32, int slot) { return slot; }
 };
 
+// DirectSelect (FP8): slot q is original row q throughout. The MMAs write a
+// separate product per 128-deep k-block, which the pipeline's promote()
+// scales and adds into the slot its segment selects, so nothing moves at a
+// boundary.
+struct DirectSelect {
+  static __device__ __forceinline__ u32 start(int) { return 0; }
+  template <int SLOTS, int J>
+  static __device__ __forceinline__ void boundary(float (&)[SLOTS][J], u32&, int) {}
+  template <int SLOTS, int J>
+  static __device__ __forceinline__ void finish(float (&)[SLOTS][J], u32) {}
+  static __device__ __forceinline__ int row_of(u32, int slot) { return slot; }
+};
+
 }  // namespace samoyeds

@@ -28,6 +28,12 @@ template <class Core, class T, int BM, int BN, int BK, int WARPS_M, int WARPS_N,
 struct SsmmPipeline {
   typedef T ElemType;
   static constexpr int kBK = BK, kBN = BN, WARPS_N_ = WARPS_N;
+  // FP8 (T = E4M3): one byte per operand value, k64 MMA steps, and each
+  // 128-deep k-block's product promoted into the f32 accumulators times its
+  // weight and token scales (promote); the 16-bit types: k32 steps.
+  static constexpr int kEB = Elem<T>::kOperandBytes;
+  static constexpr bool kFp8 = kEB == 1;
+  static constexpr int kStepK = 64 / kEB;
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
   static constexpr int kW = Epilogue<EPI>::kOperands;  // weight operands in a stage
   static constexpr int kWA = SPLIT_OPS ? 1 : kW;         // of them, accumulated by one thread
@@ -36,25 +42,32 @@ struct SsmmPipeline {
   static constexpr int MT = WM / 16, NT = WN / 8;
   static constexpr bool kSelect = NKEEP < MGROUP;
   static constexpr int kSlots = kSelect ? MGROUP : 1;
-  static constexpr int kSteps = BK / 32;
+  static constexpr int kSteps = BK / kStepK;
   static constexpr int kSegsPerTile = BK >= V ? BK / V : 1;
   static constexpr int kOutRows = BM / NKEEP * MGROUP;  // original rows covered by the tile
 
   // Shared memory of one pipeline stage, per weight operand then the tokens,
   // in the core's operand layout.
-  typedef typename Core::template Tile<BM, BK> ATile;      // BK/2 values x 2 bytes per row
-  typedef typename Core::template Tile<BN, BK * 2> BTile;  // BK values x 2 bytes per row
+  typedef typename Core::template Tile<BM, BK / 2 * kEB> ATile;  // BK/2 values per row
+  typedef typename Core::template Tile<BN, BK * kEB> BTile;      // BK values per row
   static constexpr int kABytes = ATile::kBytes;
   // Metadata comes in whole 128-column k-tiles of the packed layout: a
   // 64-column stage takes the one its columns lie in (load_weights).
   static constexpr int kMetaCols = ConstMax<BK, 128>::value;
   static constexpr int kMetaBytes = (BM / 16) * kMetaCols / 64 * 128;
   static constexpr int kSelBytes = kSegsPerTile * BM;
+  // FP8 scales per 128-deep k-block of the stage: one per 16 weight rows
+  // ([block][BM/16], after each operand's selectors) and one per token
+  // ([block][BN], after the token tile).
+  static constexpr int kKBlocks = kFp8 ? BK / 128 : 0;
+  static constexpr int kWScaleBytes = kKBlocks * (BM / 16) * 4;
+  static constexpr int kXScaleBytes = kKBlocks * BN * 4;
   // Each operand's part starts where the core's operand layout needs it to.
-  static constexpr int kWBytes = (kABytes + kMetaBytes + kSelBytes + Core::kStageAlign - 1) / Core::kStageAlign *
-                                 Core::kStageAlign;
+  static constexpr int kWBytes = (kABytes + kMetaBytes + kSelBytes + kWScaleBytes + Core::kStageAlign - 1) /
+                                 Core::kStageAlign * Core::kStageAlign;
   static constexpr int kBBytes = BTile::kBytes;
-  static constexpr int kStageBytes = kW * kWBytes + kBBytes;
+  static constexpr int kStageBytes =
+      (kW * kWBytes + kBBytes + kXScaleBytes + Core::kStageAlign - 1) / Core::kStageAlign * Core::kStageAlign;
   static constexpr int kEpiLd = kOutRows + 4;  // floats; the pad staggers banks
   static constexpr int kEpiBytes = kW * BN * kEpiLd * 4;
   static constexpr int kMainBytes = ConstMax<STAGES * kStageBytes, kEpiBytes>::value;
@@ -62,6 +75,8 @@ struct SsmmPipeline {
 
   static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must be a multiple of 16x8");
   static_assert(BK % 64 == 0, "metadata is laid out in 64-column slabs");
+  static_assert(!kFp8 || (BK == 256 && V % 128 == 0 && NKEEP == 1),
+                "FP8: 256-column k-tiles (128-byte rows), segments of whole scale blocks, one kept row per group");
   static_assert(BM % NKEEP == 0, "a block tile must hold whole row groups");
   static_assert(kOutRows % 8 == 0, "epilogue stores 8 rows at a time");
 
@@ -111,7 +126,10 @@ struct SsmmPipeline {
   // `lane` of 16-row tile `tile` gives the k32 steps 2p and 2p+1. Both cores'
   // stages hold the packed layout's k-tiles of 32 word pairs per tile (TMA
   // or load_weights); a 64-column stage is half of one (meta_half says which).
+  // FP8 (fp8_device_layout.hpp): a lane's four words of a 256-column k-tile,
+  // word p for k64 step p.
   __device__ __forceinline__ int meta_word(int tile, int p, int lane) const {
+    if (kFp8) return (tile * 32 + lane) * 4 + p;
     if (BK == 64) return (tile * 32 + lane) * 2 + meta_half;
     return ((tile * (BK / 128) + p / 2) * 32 + lane) * 2 + p % 2;
   }
@@ -120,6 +138,9 @@ struct SsmmPipeline {
   u32 pair_meta[kWA][MT];
 
   float acc[kWA][kSlots][MT][NT][4];  // [i]: operand(i)
+  // FP8: the current k-block's product, which the MMAs write (acc holds the
+  // scaled sums, one slot per original row of the group).
+  float pacc[kFp8 ? kWA : 1][MT][NT][4];
   // The tile's token (column) of accumulator register 2 * h + e of fragment
   // nt, in the m16n8 fragment layout both cores leave.
   static __device__ __forceinline__ int fragment_token(int warp_n, int nt, int lane, int e) {
@@ -127,11 +148,13 @@ struct SsmmPipeline {
   }
   // Row selection (row_select.cuh), as the core prefers, and each fragment
   // row's selection state.
-  typedef typename ConstIf<Core::kSelectByDifference, DifferenceSelect, SwapSelect>::type Select;
+  typedef typename ConstIf<kFp8, DirectSelect,
+                           typename ConstIf<Core::kSelectByDifference, DifferenceSelect, SwapSelect>::type>::type
+      Select;
   u32 sel_state[kWA][MT][2];
   // A k-tile's metadata words of this thread, for cores that read them
   // before their MMAs start (WgmmaSpCore::prepare); unused otherwise.
-  u32 stage_meta[kWA][kSteps / 2];
+  u32 stage_meta[kWA][kFp8 ? kSteps : kSteps / 2];
   int op_base = 0;  // SPLIT_OPS: the operand this thread accumulates (warp-uniform)
   // The stage operand whose accumulators are acc[i].
   __device__ __forceinline__ int operand(int i) const { return SPLIT_OPS ? op_base + i : i; }
@@ -356,8 +379,64 @@ struct SsmmPipeline {
       }
   }
 
+  // FP8: k-block `blk` of the stage, its MMAs complete, into the
+  // accumulators: each fragment row's product times its 16 rows' weight
+  // scale and each token's scale, added into the slot of the original row
+  // its segment selects (as DeepGEMM promotes per 128-deep block: the
+  // tensor core's FP8 accumulation keeps fewer bits than f32).
+  __device__ __forceinline__ void promote(const unsigned char* stage, int blk, int warp_m, int warp_n, int lane) {
+    const float* xs = reinterpret_cast<const float*>(stage + kW * kWBytes + kBBytes) + blk * BN;
+    float tok[NT][2];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const float2 v = *reinterpret_cast<const float2*>(xs + fragment_token(warp_n, nt, lane, 0));
+      tok[nt][0] = v.x;
+      tok[nt][1] = v.y;
+    }
+#pragma unroll
+    for (int w = 0; w < kWA; ++w) {
+      const unsigned char* part = stage + operand(w) * kWBytes;
+      const float* ws = reinterpret_cast<const float*>(part + kABytes + kMetaBytes + kSelBytes) + blk * (BM / 16);
+      const u8* sel = part + kABytes + kMetaBytes + (blk * 128 / V) * BM;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        const float scale = ws[(warp_m * WM + mt * 16) / 16];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int want = kSelect ? int(sel[warp_m * WM + mt * 16 + lane / 4 + 8 * h]) : 0;
+#pragma unroll
+          for (int s = 0; s < kSlots; ++s) {
+            const float c = want == s ? scale : 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e)
+                acc[w][s][mt][nt][2 * h + e] =
+                    fmaf(c * tok[nt][e], pacc[w][mt][nt][2 * h + e], acc[w][s][mt][nt][2 * h + e]);
+          }
+        }
+      }
+    }
+  }
+
   __device__ __forceinline__ void compute_stage(const unsigned char* stage, u32 stage_addr, int kt,
                                                 int warp_m, int warp_n, int lane) {
+    if constexpr (kFp8) {  // two k64 steps per k-block, each block promoted once its MMAs complete
+      Core::prepare(*this, stage, warp_m, lane);
+      Core::begin();
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+        if (ks > 0 && ks % 2 == 0) {
+          Core::settle();
+          promote(stage, ks / 2 - 1, warp_m, warp_n, lane);
+          Core::begin();
+        }
+        Core::step(*this, stage, stage_addr, ks, warp_m, warp_n, lane);
+      }
+      Core::settle();  // this stage's shared memory is refilled after the next barrier
+      promote(stage, kSteps / 2 - 1, warp_m, warp_n, lane);
+      return;
+    }
     if (BK == 64) meta_half = kt % 2;
     Core::prepare(*this, stage, warp_m, lane);
     // A segment starting with the stage: the accumulators are at rest since
@@ -367,9 +446,9 @@ struct SsmmPipeline {
     Core::begin();
 #pragma unroll
     for (int ks = 0; ks < kSteps; ++ks) {
-      if (kSelect && ks > 0 && (ks * 32) % V == 0) {  // a segment starts inside the stage
+      if (kSelect && ks > 0 && (ks * kStepK) % V == 0) {  // a segment starts inside the stage
         Core::settle();  // the accumulators must be at rest before they move
-        select_segment(stage, (ks * 32) / V, warp_m, lane);
+        select_segment(stage, (ks * kStepK) / V, warp_m, lane);
         Core::begin();
       }
       Core::step(*this, stage, stage_addr, ks, warp_m, warp_n, lane);

@@ -164,7 +164,11 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
   static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * kLaunchRegs,
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
-  static_assert(BK == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
+  static_assert(BK / 2 * Base::kEB == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
+  // FP8 so far: token tiles and scales by TMA (rows in order, as the
+  // quantizing copy writes them), one block per tile.
+  static_assert(!Base::kFp8 || (TOKENS_TMA && SPLIT == 1 && MCAST == 1 && !STREAM_K),
+                "FP8 takes its token tiles by TMA, without split-k, multicast or stream-K");
   static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8, "split-k clusters of 1, 2, 4 or 8 blocks");
   static_assert(MCAST == 1 || (MCAST == 2 && SPLIT == 1), "multicast pairs, without split-k");
   static constexpr int kClusterBlocks = SPLIT * MCAST;
@@ -211,8 +215,10 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       (kTmaStore ? kOutOffset + kOutStageBytes : Base::kSmemBytes + kBarrierBytes + kExchangeBytes) + kAlignSlack;
   // What lands per stage: every operand's values, metadata and selectors
   // (with multicast, half of the values and metadata from the other block).
-  static constexpr u32 kWeightTxBytes = Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes);
-  static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes : 0;  // the whole B tile
+  // FP8: each operand's weight scales, and the tokens' scales with the B tile.
+  static constexpr u32 kWeightTxBytes =
+      Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes + Base::kWScaleBytes);
+  static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes + Base::kXScaleBytes : 0;  // the whole B tile
   static constexpr u32 kTxBytes = kWeightTxBytes + kTokenTxBytes;
   // Arrivals that fill a stage: the TMA thread's, plus every producer's
   // cp.async arrival where they gather the tokens.
@@ -360,12 +366,18 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
               }
               tma_load_2d(a + Base::kABytes + Base::kMetaBytes, maps.sel[w], full, tile.row0,
                           tile.expert * seg_rows + k0 / V);
+              if (Base::kFp8)  // [k-block][16-row tile] of the transposed scales
+                tma_load_2d(a + Base::kABytes + Base::kMetaBytes + Base::kSelBytes, maps.wscale[w], full, grow / 16,
+                            k0 / 128);
             }
             if (TOKENS_TMA) {  // the B tile's 128-byte columns, as Swizzle128Tile lays them out
               const u32 b = stage + Base::kW * Base::kWBytes;
+              constexpr int kColumnValues = 128 / Base::kEB;
 #pragma unroll
-              for (int c = 0; c < BK / 64; ++c)
-                tma_load_2d(b + c * Base::BTile::kColumnBytes, maps.tokens, full, k0 + 64 * c, xrow);
+              for (int c = 0; c < BK / kColumnValues; ++c)
+                tma_load_2d(b + c * Base::BTile::kColumnBytes, maps.tokens, full, k0 + kColumnValues * c, xrow);
+              if (Base::kFp8)  // [k-block][token] of the transposed token scales
+                tma_load_2d(b + Base::kBBytes, maps.xscale, full, xrow, k0 / 128);
             }
           }
           if (!TOKENS_TMA) {

@@ -88,18 +88,19 @@ SAMOYEDS_WGMMA_SP(BF16, "bf16", 128, SAMOYEDS_WGMMA_D64, SAMOYEDS_WGMMA_R64, "%6
 // the 16-bit k32 form (32 compressed bytes of A, 64 bytes of B per row), both
 // K-major (FP8 takes no transpose operands). Selector 0 only: every thread of
 // a quad supplies its own metadata register, one row and 32 columns of the 64
-// (docs/fp8.md).
-template <int N>
+// (docs/fp8.md). SCALE_D 0 overwrites the accumulators (a k-block's first
+// step), 1 adds to them.
+template <int N, int SCALE_D = 1>
 struct WgmmaSpE4m3;
 #define SAMOYEDS_WGMMA_SP_E4M3(N, DLIST, RLIST, REST, PRED)                                                \
-  template <>                                                                                             \
-  struct WgmmaSpE4m3<N> {                                                                                 \
+  template <int SCALE_D>                                                                                  \
+  struct WgmmaSpE4m3<N, SCALE_D> {                                                                        \
     static __device__ __forceinline__ void run(float (&d)[N / 8][4], u64 a_desc, u64 b_desc, u32 meta) {   \
       asm volatile("{ .reg .pred p; setp.ne.b32 p, " PRED ", 0; "                                         \
                    "wgmma.mma_async.sp.sync.aligned.m64n" #N "k64.f32.e4m3.e4m3 {" RLIST "}, " REST        \
                    ", p, 1, 1; }"                                                                         \
                    : DLIST                                                                                \
-                   : "l"(a_desc), "l"(b_desc), "r"(meta), "n"(0), "n"(1));                                \
+                   : "l"(a_desc), "l"(b_desc), "r"(meta), "n"(0), "n"(SCALE_D));                          \
     }                                                                                                     \
   };
 SAMOYEDS_WGMMA_SP_E4M3(32, SAMOYEDS_WGMMA_D16, SAMOYEDS_WGMMA_R16, "%16, %17, %18, %19", "%20")
@@ -131,15 +132,25 @@ struct WgmmaSpCore {
   // The stage holds the TMA image of the packed layout, [tile][lane][2]
   // words: a lane's two words of the k-tile side by side, one 8-byte load
   // per operand.
+  // FP8 (fp8_device_layout.hpp): a lane's four words of the 256-column
+  // k-tile, one 16-byte load per operand.
   template <class K>
   static __device__ __forceinline__ void prepare(K& k, const unsigned char* stage, int warp_m, int lane) {
-    static_assert(K::kBK == 128, "one metadata word pair per k-tile");
+    static_assert(K::kBK * K::kEB == 256, "one metadata word pair (FP8: four words) per k-tile");
 #pragma unroll
     for (int w = 0; w < K::kWA; ++w) {
       const u32* m = reinterpret_cast<const u32*>(stage + k.operand(w) * K::kWBytes + K::kABytes);
-      const uint2 pair = *reinterpret_cast<const uint2*>(m + k.meta_word(warp_m, 0, lane));
-      k.stage_meta[w][0] = pair.x;
-      k.stage_meta[w][1] = pair.y;
+      if constexpr (K::kFp8) {
+        const uint4 words = *reinterpret_cast<const uint4*>(m + k.meta_word(warp_m, 0, lane));
+        k.stage_meta[w][0] = words.x;
+        k.stage_meta[w][1] = words.y;
+        k.stage_meta[w][2] = words.z;
+        k.stage_meta[w][3] = words.w;
+      } else {
+        const uint2 pair = *reinterpret_cast<const uint2*>(m + k.meta_word(warp_m, 0, lane));
+        k.stage_meta[w][0] = pair.x;
+        k.stage_meta[w][1] = pair.y;
+      }
     }
   }
   static __device__ __forceinline__ void begin() { wgmma_fence(); }
@@ -155,17 +166,24 @@ struct WgmmaSpCore {
     typedef typename K::ATile ATile;
     typedef typename K::BTile BTile;
     const int group_row0 = (warp_m / 4) * 64;  // this warpgroup's first row in the block (a swizzle period)
-    // k32 step ks: 16 compressed values (32 bytes) of A, 32 token values (64 bytes) of B.
+    // Step ks: 32 bytes of compressed A, 64 bytes of B (k32 of 16-bit values, k64 of FP8).
     const u64 b_desc = smem_desc_sw128(stage_addr + K::kW * K::kWBytes + BTile::k_offset(ks * 64));
 #pragma unroll
     for (int w = 0; w < K::kWA; ++w) {
       const u64 a_desc =
           smem_desc_sw128(stage_addr + k.operand(w) * K::kWBytes + group_row0 * 128 + ATile::k_offset(ks * 32));
-      const u32 meta = k.stage_meta[w][ks / 2];
-      if (ks % 2 == 0)
-        WgmmaSp<typename K::ElemType, K::kBN, 0>::run(k.acc[w][0][0], a_desc, b_desc, meta);
-      else
-        WgmmaSp<typename K::ElemType, K::kBN, 1>::run(k.acc[w][0][0], a_desc, b_desc, meta);
+      if constexpr (K::kFp8) {  // each k-block's first step overwrites the product (promote)
+        if (ks % 2 == 0)
+          WgmmaSpE4m3<K::kBN, 0>::run(k.pacc[w][0], a_desc, b_desc, k.stage_meta[w][ks]);
+        else
+          WgmmaSpE4m3<K::kBN, 1>::run(k.pacc[w][0], a_desc, b_desc, k.stage_meta[w][ks]);
+      } else {
+        const u32 meta = k.stage_meta[w][ks / 2];
+        if (ks % 2 == 0)
+          WgmmaSp<typename K::ElemType, K::kBN, 0>::run(k.acc[w][0][0], a_desc, b_desc, meta);
+        else
+          WgmmaSp<typename K::ElemType, K::kBN, 1>::run(k.acc[w][0][0], a_desc, b_desc, meta);
+      }
     }
     (void)warp_n;
   }

@@ -100,6 +100,43 @@ TensorMap encode_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens) 
   return encode(describe_out_map(y, n, m, chunk_tokens));
 }
 
+std::array<TensorMap2d, 4> describe_fp8_weight_maps(const PackedFp8WeightView& w, const WeightMapShape& s) {
+  const uint64_t rows = uint64_t(s.experts * s.rows_pad), half_k = uint64_t(s.k_phys / 2);
+  const uint32_t bm = uint32_t(s.block_m), bk = uint32_t(s.block_k);
+  TensorMap2d values{"FP8 weight values", w.values, half_k, rows, TmaBox{bk / 2, bm, 1}, true};
+  // 16 rows x 64 columns still share 32 metadata words: a 16-row tile's row is k_phys/2 words.
+  TensorMap2d meta{"FP8 weight metadata", w.meta, half_k, rows / 16, TmaBox{bk / 2, bm / 16, 4}, false};
+  TensorMap2d sel{"row selectors", w.sel, uint64_t(s.rows_pad), uint64_t(s.experts * (s.k_phys / s.V)),
+                  TmaBox{bm, bk >= uint32_t(s.V) ? bk / uint32_t(s.V) : 1, 1}, false};
+  TensorMap2d scales{"FP8 weight scales", w.scale_inv, rows / 16, uint64_t(s.k_phys / 128),
+                     TmaBox{bm / 16, bk / 128, 4}, false};
+  return {values, meta, sel, scales};
+}
+
+std::array<TensorMap2d, 2> describe_fp8_token_maps(const void* x, int64_t rows, int64_t k, const void* scale_inv,
+                                                   int64_t ld, int block_n, int block_k) {
+  TensorMap2d tokens{"FP8 activations", x, uint64_t(k), uint64_t(rows), TmaBox{128, uint32_t(block_n), 1}, true};
+  TensorMap2d scales{"FP8 activation scales", scale_inv, uint64_t(ld), uint64_t((k + 127) / 128),
+                     TmaBox{uint32_t(block_n), uint32_t(block_k / 128), 4}, false};
+  return {tokens, scales};
+}
+
+TmaWeightMaps encode_fp8_maps(const PackedFp8WeightView* operands, int n_w, const WeightMapShape& s, const void* x,
+                              int64_t rows, int64_t k, const void* x_scale_inv, int64_t ld, int block_n) {
+  TmaWeightMaps maps{};
+  for (int i = 0; i < 2; ++i) {
+    const auto m = describe_fp8_weight_maps(operands[i < n_w ? i : 0], s);
+    maps.values[i] = encode(m[0]);
+    maps.meta[i] = encode(m[1]);
+    maps.sel[i] = encode(m[2]);
+    maps.wscale[i] = encode(m[3]);
+  }
+  const auto t = describe_fp8_token_maps(x, rows, k, x_scale_inv, ld, block_n, s.block_k);
+  maps.tokens = encode(t[0]);
+  maps.xscale = encode(t[1]);
+  return maps;
+}
+
 const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, const WeightMapShape& s) {
   struct Entry {
     PackedWeightView views[2];

@@ -69,4 +69,26 @@ const TmaWeightMaps& weight_maps_for(const PackedWeightView* operands, int n_w, 
 TensorMap2d describe_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens);
 TensorMap encode_out_map(const void* y, int64_t n, int64_t m, int chunk_tokens);
 
+// FP8 (E4M3) kernels: one weight operand in the FP8 device layout
+// (sp_tc_e4m3.v1, format/fp8_device_layout.hpp), its block scales
+// transposed, `experts` experts back to back.
+struct PackedFp8WeightView {
+  const void* values = nullptr;     // [experts * rows_pad, k_phys/2] u8
+  const void* meta = nullptr;       // [experts * rows_pad/16, k_phys/2] u32 (a tile's k-tiles of four words)
+  const void* sel = nullptr;        // [experts * k_phys/V, rows_pad] u8
+  const void* scale_inv = nullptr;  // [k_phys/128, experts * rows_pad/16] f32
+};
+// Values (one 128-byte swizzle atom: block_k / 2 codes), metadata,
+// selectors and scales of one operand, block_k = 256. Pure: no driver.
+std::array<TensorMap2d, 4> describe_fp8_weight_maps(const PackedFp8WeightView& operand, const WeightMapShape& shape);
+// The tokens of an FP8 kernel: x as [rows][k] E4M3 codes in boxes of
+// block_n rows x 128 codes, and their scales, transposed, [ceil(k/128)][ld]
+// f32 (ld >= rows, a multiple of 4), in boxes of block_k / 128 x block_n.
+std::array<TensorMap2d, 2> describe_fp8_token_maps(const void* x, int64_t rows, int64_t k, const void* scale_inv,
+                                                   int64_t ld, int block_n, int block_k);
+// Every map an FP8 launch reads (out unset: FP8 kernels store from registers).
+TmaWeightMaps encode_fp8_maps(const PackedFp8WeightView* operands, int n_w, const WeightMapShape& shape,
+                              const void* x, int64_t rows, int64_t k, const void* x_scale_inv, int64_t ld,
+                              int block_n);
+
 }  // namespace samoyeds

@@ -22,6 +22,7 @@
 #include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "tests/backends/wgmma_sp/fp8_mma_probe.hpp"
+#include "tests/backends/wgmma_sp/fp8_projection_kernel.hpp"
 
 namespace samoyeds {
 namespace {
@@ -296,6 +297,29 @@ TEST(SassWgmmaSp, Fp8ProbeHoldsTheSparseE4m3WarpgroupMma) {
   std::remove(path.c_str());
   EXPECT_TRUE(std::regex_search(sass, std::regex(R"(QGMMA\.SP\.64x32x64\.F32\.E4M3\.E4M3)")))
       << "no sparse FP8 warpgroup MMA:\n" << sass.substr(0, 2000);
+}
+
+// The FP8 projection kernel's tiles (fp8_projection_kernel.hpp): no spills,
+// the sparse FP8 MMA in the SASS, no local memory.
+TEST(SassWgmmaSp, Fp8ProjectionHoldsTheSparseE4m3MmaWithoutLocalMemory) {
+  const std::string tool = find_cuobjdump();
+  for (const test::Fp8Tile& t : test::kFp8Tiles) {
+    const CompiledBinary b = nvrtc_compile(test::fp8_projection_kernel(t), "sm_90a");
+    const std::string name = fmt::format("bm{} bn{}{}", t.block_m, t.block_n, t.gated ? " gated" : "");
+    ASSERT_FALSE(b.cubin.empty()) << name;
+    EXPECT_EQ(b.spill_bytes, 0) << name << ": " << b.log;
+    for (const char* what : {"C7510", "serialized"})
+      EXPECT_EQ(b.log.find(what), std::string::npos) << name << ": ptxas says " << b.log;
+    if (tool.empty()) continue;
+    const std::string path = fmt::format("{}/samoyeds_fp8_projection.cubin", ::testing::TempDir());
+    std::ofstream(path, std::ios::binary).write(b.cubin.data(), std::streamsize(b.cubin.size()));
+    const std::string sass = run(tool + " --dump-sass " + path + " 2>&1");
+    std::remove(path.c_str());
+    EXPECT_TRUE(std::regex_search(sass, std::regex(fmt::format(R"(QGMMA\.SP\.64x{}x64\.F32\.E4M3\.E4M3)", t.block_n))))
+        << name << " has no sparse FP8 warpgroup MMA";
+    EXPECT_FALSE(std::regex_search(sass, std::regex(R"(\b(LDL|STL)(\.|\s))"))) << name << " uses local memory";
+  }
+  if (tool.empty()) GTEST_SKIP() << "compiled without spills; no cuobjdump for the SASS (set SAMOYEDS_CUOBJDUMP)";
 }
 
 TEST(SassWgmmaSp, SparseWarpgroupMmaPresentAndNoLocalMemory) {
