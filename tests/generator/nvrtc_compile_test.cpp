@@ -16,13 +16,13 @@
 
 #include "bench/ingress_probe_kernel.hpp"
 #include "backends/backend.hpp"
+#include "backends/wgmma_sp/fp8_projection.hpp"
 #include "backends/wgmma_sp/wgmma_sp_family.hpp"
 #include "generator/utility_kernels.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "core/parallel_for.hpp"
 #include "samoyeds/error.hpp"
 #include "tests/backends/wgmma_sp/fp8_mma_probe.hpp"
-#include "tests/backends/wgmma_sp/fp8_projection_kernel.hpp"
 
 namespace samoyeds {
 namespace {
@@ -299,13 +299,13 @@ TEST(SassWgmmaSp, Fp8ProbeHoldsTheSparseE4m3WarpgroupMma) {
       << "no sparse FP8 warpgroup MMA:\n" << sass.substr(0, 2000);
 }
 
-// The FP8 projection kernel's tiles (fp8_projection_kernel.hpp): no spills,
-// the sparse FP8 MMA in the SASS, no local memory.
+// The FP8 projection's tiles (backends/wgmma_sp/fp8_projection.hpp): no
+// spills, the sparse FP8 MMA in the SASS, no local memory.
 TEST(SassWgmmaSp, Fp8ProjectionHoldsTheSparseE4m3MmaWithoutLocalMemory) {
   const std::string tool = find_cuobjdump();
-  for (const test::Fp8Tile& t : test::kFp8Tiles) {
-    const CompiledBinary b = nvrtc_compile(test::fp8_projection_kernel(t), "sm_90a");
-    const std::string name = fmt::format("bm{} bn{}{}", t.block_m, t.block_n, t.gated ? " gated" : "");
+  for (const Fp8Tile& t : fp8_tiles()) {
+    const CompiledBinary b = nvrtc_compile(generate_fp8_projection(t), "sm_90a");
+    const std::string name = t.to_string();
     ASSERT_FALSE(b.cubin.empty()) << name;
     EXPECT_EQ(b.spill_bytes, 0) << name << ": " << b.log;
     for (const char* what : {"C7510", "serialized"})

@@ -12,44 +12,18 @@
 
 #include <fmt/format.h>
 
-#include "backends/wgmma_sp/tma_weight_maps.hpp"
+#include "backends/wgmma_sp/fp8_projection.hpp"
 #include "core/cuda_driver.hpp"
 #include "core/kernel_launch.hpp"
-#include "format/fp8_device_layout.hpp"
+#include "runtime/fp8_weights.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/reference.hpp"
-#include "templates/kernel_args.cuh"
-#include "tests/backends/wgmma_sp/fp8_projection_kernel.hpp"
 #include "tests/test_util/gpu_check.hpp"
 #include "tests/test_util/random_data.hpp"
 
 namespace samoyeds {
 namespace {
-
-// One weight operand on the device, in the FP8 layout, scales transposed.
-struct Fp8Operand {
-  PackedFp8Weights packed;
-  Fp8DeviceLayout layout;
-  DeviceBuffer values, meta, sel, scales;
-  PackedFp8WeightView view() const { return {values.data(), meta.data(), sel.data(), scales.data()}; }
-};
-
-Fp8Operand upload_operand(const std::vector<uint16_t>& w, int64_t m, int64_t k, const SparsityParams& sp) {
-  Fp8Operand o;
-  o.packed = pack_weights_e4m3(w.data(), m, k, DType::bf16, sp);
-  o.layout = to_device_layout(o.packed);
-  const Fp8DeviceLayout& L = o.layout;
-  const int64_t tiles = L.rows_pad / 16, kblocks = L.k_phys / 128;
-  std::vector<float> transposed(size_t(tiles * kblocks));
-  for (int64_t t = 0; t < tiles; ++t)
-    for (int64_t b = 0; b < kblocks; ++b) transposed[size_t(b * tiles + t)] = L.scale_inv[size_t(t * kblocks + b)];
-  o.values = test::to_device(L.values);
-  o.meta = test::to_device(L.meta);
-  o.sel = test::to_device(L.sel);
-  o.scales = test::to_device(transposed);
-  return o;
-}
 
 DenseF64 f64(const std::vector<float>& v, int64_t rows, int64_t cols) {
   DenseF64 d{rows, cols, std::vector<double>(v.begin(), v.end())};
@@ -59,65 +33,47 @@ DenseF64 f64(const std::vector<float>& v, int64_t rows, int64_t cols) {
 // y = epi(x W^T) for n tokens of a [m, k] projection (two of them, gated),
 // 1:2 x 2:4 at V = 128, weights quantized per 128 x 128 block and tokens per
 // 1 x 128 group, against the float64 product of the dequantized values.
-void check_projection(const test::Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
+void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
   SCOPED_TRACE(fmt::format("bm{} bn{} s{}{} m {} k {} n {}", t.block_m, t.block_n, t.stages,
                            t.gated ? " gated" : "", m, k, n));
   const SparsityParams sp{128, 1, 2};
   Device& dev = Device::get();
   dev.make_current();
   const auto& d = driver();
-  std::vector<Fp8Operand> ops;
-  for (int w = 0; w < (t.gated ? 2 : 1); ++w)
-    ops.push_back(upload_operand(test::random_matrix(m, k, DType::bf16), m, k, sp));
+  std::vector<PackedFp8Weights> packed;
+  std::vector<Fp8DeviceWeights> ops;
+  for (int w = 0; w < (t.gated ? 2 : 1); ++w) {
+    packed.push_back(pack_weights_e4m3(test::random_matrix(m, k, DType::bf16).data(), m, k, DType::bf16, sp));
+    ops.push_back(Fp8DeviceWeights::upload(packed.back()));
+  }
   const std::vector<uint16_t> x = test::random_matrix(n, k, DType::bf16);
   const Fp8Weights xq = quantize_e4m3(x.data(), n, k, DType::bf16, Fp8Scaling::Group1x128);
-  const int64_t groups = (k + 127) / 128, ld = (n + 3) / 4 * 4;
-  std::vector<float> xs(size_t(groups * ld), 0.0f);  // transposed, zero past the tokens
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t g = 0; g < groups; ++g) xs[size_t(g * ld + i)] = xq.scale_inv[size_t(i * groups + g)];
-  const DeviceBuffer dx = test::to_device(xq.values), dxs = test::to_device(xs);
+  const Fp8DeviceTokens tokens = Fp8DeviceTokens::upload(xq);
   test::PoisonedOutput y(n * m);
   DeviceBuffer error_flag(4);
   error_flag.fill_bytes(0);
 
-  const Fp8DeviceLayout& L = ops[0].layout;
-  WeightMapShape shape;
-  shape.rows_pad = L.rows_pad;
-  shape.k_phys = L.k_phys;
-  shape.V = sp.V;
-  shape.block_m = t.block_m;
-  shape.block_k = 256;
-  PackedFp8WeightView views[2];
-  for (size_t w = 0; w < ops.size(); ++w) views[w] = ops[w].view();
-  const TmaWeightMaps maps =
-      encode_fp8_maps(views, int(ops.size()), shape, dx.data(), n, k, dxs.data(), ld, t.block_n);
-  SsmmArgs args{};
-  args.x = static_cast<const unsigned short*>(dx.data());  // TMA reads the tokens; no pointer arithmetic on x
-  args.y = static_cast<unsigned short*>(y.data());
-  args.error_flag = static_cast<int*>(error_flag.data());
-  args.m = int(m);
-  args.k = int(k);
-  args.n = int(n);
-  args.x_rows = int(n);
-  args.ldx = int(k);
-  args.ldy = int(m);
-  args.rows_pad = int(L.rows_pad);
-  args.k_phys = int(L.k_phys);
+  Fp8ProjectionCall call;
+  for (size_t w = 0; w < ops.size(); ++w) call.operands[w] = ops[w].view();
+  call.m = m;
+  call.k = k;
+  call.n = n;
+  call.rows_pad = ops[0].rows_pad;
+  call.k_phys = ops[0].k_phys;
+  call.x = tokens.codes.data();
+  call.x_scale_inv = tokens.scale_inv.data();
+  call.x_scale_ld = tokens.scale_ld;
+  call.y = y.data();
+  call.error_flag = static_cast<int*>(error_flag.data());
 
-  const GeneratedKernel g = test::fp8_projection_kernel(t);
+  const GeneratedKernel g = generate_fp8_projection(t);
   const CompiledBinary bin = nvrtc_compile(g, "sm_90a");
-  ASSERT_EQ(bin.spill_bytes, 0) << bin.log;
   CUmodule module;
   check(d.cuModuleLoadData(&module, bin.cubin.data()), "cuModuleLoadData(fp8 projection)");
   CUfunction fn;
   check(d.cuModuleGetFunction(&fn, module, g.kernel_name.c_str()), "cuModuleGetFunction");
-  const int smem = dev.info().max_smem_optin;  // at least the kernel's; one block per SM either way
-  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem), "cuFuncSetAttribute");
-  const int64_t row_tiles = ((m + 1) / 2 + t.block_m - 1) / t.block_m, tok_tiles = (n + t.block_n - 1) / t.block_n;
-  void* params[] = {&args, const_cast<TmaWeightMaps*>(&maps)};
-  check(launch_kernel(dev, fn, LaunchShape{unsigned(row_tiles * tok_tiles), 1, 1, unsigned(g.threads), unsigned(smem)},
-                      nullptr, params),
-        "launch fp8 projection");
+  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, g.smem_bytes), "cuFuncSetAttribute");
+  check(launch_fp8_projection(dev, fn, t, call, fp8_projection_maps(t, call), nullptr), "launch fp8 projection");
   dev.synchronize();
   EXPECT_EQ(test::from_device<int>(error_flag, 1)[0], 0);
   const std::vector<uint16_t> got = y.read();
@@ -126,9 +82,9 @@ void check_projection(const test::Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
   const DenseF64 xd = f64(dequantize(xq), n, k);
   std::vector<int32_t> ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t(i);
-  const DenseF64 w0 = f64(decode_weights(ops[0].packed), m, k);
+  const DenseF64 w0 = f64(decode_weights(packed[0]), m, k);
   DenseF64 w1;
-  if (t.gated) w1 = f64(decode_weights(ops[1].packed), m, k);
+  if (t.gated) w1 = f64(decode_weights(packed[1]), m, k);
   const DenseF64 ref = reference_ssmm(w0, xd, ids, t.gated ? Epilogue::GatedSilu : Epilogue::None,
                                       t.gated ? &w1 : nullptr);
   const test::Comparison c = test::compare(got, DType::bf16, ref);

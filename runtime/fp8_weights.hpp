@@ -1,0 +1,30 @@
+// FP8 weights and tokens on the device, as the FP8 projection reads them
+// (backends/wgmma_sp/fp8_projection.hpp): the weights in the FP8 device
+// layout with their block scales transposed ([k-block][16-row tile]), the
+// tokens as E4M3 codes with their 1 x 128 group scales transposed
+// ([group][token], rows of a multiple of 4 tokens, zero past the tokens), so
+// that TMA brings a k-block's scales of a tile in one box.
+#pragma once
+#include <cstdint>
+
+#include "backends/wgmma_sp/tma_weight_maps.hpp"
+#include "format/fp8_device_layout.hpp"
+#include "samoyeds/device.hpp"
+
+namespace samoyeds {
+
+struct Fp8DeviceWeights {
+  int64_t m = 0, k = 0, rows_pad = 0, k_phys = 0;
+  DeviceBuffer values, meta, sel, scale_inv;
+  static Fp8DeviceWeights upload(const PackedFp8Weights& packed);
+  PackedFp8WeightView view() const { return {values.data(), meta.data(), sel.data(), scale_inv.data()}; }
+};
+
+struct Fp8DeviceTokens {
+  int64_t n = 0, k = 0, scale_ld = 0;
+  DeviceBuffer codes, scale_inv;
+  // Throws InvalidArgument unless the tokens are scaled per 1 x 128 group.
+  static Fp8DeviceTokens upload(const Fp8Weights& tokens);
+};
+
+}  // namespace samoyeds
