@@ -21,9 +21,11 @@
 #include "core/cuda_driver.hpp"
 #include "runtime/fp8_weights.hpp"
 #include "runtime/kernel_builder.hpp"
+#include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/kernel_runtime.hpp"
+#include "templates/kernel_args.cuh"
 #include "tuner/random_fill.hpp"
 
 namespace samoyeds {
@@ -158,6 +160,17 @@ int run(int argc, char** argv) {
                  err_bf16);
       csv << fmt::format("{},{},{},{},bf16,{:.5f},1.0,{:.3e}\n", s.name, s.m, s.k, n, ms_bf16, err_bf16);
 
+      // The tokens' quantization on the GPU, which the FP8 rows above do not
+      // include (the layer runs it once per projection input).
+      {
+        const Fp8DeviceTokens q = Fp8DeviceTokens::quantize(rt, dx.data(), n, nullptr, n, s.k, DType::bf16, stream);
+        QuantizeRowsArgs qa{static_cast<const unsigned short*>(dx.data()), nullptr,
+                            static_cast<unsigned char*>(q.codes.data()), static_cast<float*>(q.scale_inv.data()),
+                            nullptr, int(n), int(s.k), int(n), int(q.scale_ld)};
+        const double ms = flushed_median_ms(stream, flush, [&] { launch_quantize_rows(rt, DType::bf16, qa, stream); }, reps);
+        fmt::print("{:<22} {:>6} {:<28} {:>9.4f}\n", s.name, n, "fp8 token quantization", ms);
+        csv << fmt::format("{},{},{},{},token quantization,{:.5f},,\n", s.name, s.m, s.k, n, ms);
+      }
       for (const Fp8Tile& t : fp8_tiles()) {
         if (t.gated != s.gated) continue;
         const GeneratedKernel g = generate_fp8_projection(t);

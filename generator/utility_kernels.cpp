@@ -12,6 +12,7 @@ std::string utility_kernel_name(UtilityKernel which) {
     case UtilityKernel::BuildExpertLists: return "samoyeds_build_expert_lists";
     case UtilityKernel::MoeCombine: return "samoyeds_moe_combine";
     case UtilityKernel::GatherRows: return "samoyeds_gather_rows";
+    case UtilityKernel::QuantizeRowsE4m3: return "samoyeds_quantize_rows_e4m3";
   }
   return "?";
 }
@@ -51,6 +52,9 @@ UtilityBody utility_body(UtilityKernel which, const char* elem, int threads) {
       return {"gather_rows.cuh", "GatherRowsArgs", fmt::format("gather_rows<{}>", threads)};
     case UtilityKernel::BuildExpertLists:
       return {"moe_routing.cuh", "TokenListArgs", fmt::format("build_expert_list<{}>", threads)};
+    case UtilityKernel::QuantizeRowsE4m3:
+      return {"quantize_rows.cuh", "QuantizeRowsArgs",
+              fmt::format("quantize_rows_e4m3<samoyeds::{}, {}>", elem, threads)};
   }
   return {"", "", ""};
 }

@@ -13,8 +13,9 @@ enum class UtilityKernel {
   MoeCombine,       // MoE: gather each token's expert outputs in slot order
   GatherRows,       // routed tokens into list order, one warp per row
   RouteTopkF32,     // RouteTopk over float logits (the dtype is the layer's, unused)
+  QuantizeRowsE4m3, // tokens (gathered or in order) into E4M3 codes with 1 x 128 scales, a warp per group
 };
-constexpr int kUtilityKernelCount = 6;
+constexpr int kUtilityKernelCount = 7;
 // Threads per block of the utility kernels that are launched with blocks of threads.
 constexpr int kUtilityThreads = 256;
 

@@ -1,8 +1,13 @@
 #include "runtime/fp8_weights.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <vector>
 
+#include "core/cuda_driver.hpp"
+#include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
+#include "templates/kernel_args.cuh"
 
 namespace samoyeds {
 namespace {
@@ -48,6 +53,32 @@ Fp8DeviceTokens Fp8DeviceTokens::upload(const Fp8Weights& q) {
     for (int64_t g = 0; g < groups; ++g) transposed[size_t(g * t.scale_ld + i)] = q.scale_inv[size_t(i * groups + g)];
   t.codes = device_copy(q.values);
   t.scale_inv = device_copy(transposed);
+  return t;
+}
+
+Fp8DeviceTokens Fp8DeviceTokens::quantize(KernelRuntime& rt, const void* x, int64_t x_rows, const int32_t* ids,
+                                          int64_t n, int64_t k, DType dtype, void* stream, int* error_flag) {
+  if (n < 0 || k <= 0 || k % 4 != 0 || x_rows < 0 || (n > 0 && !x) || n > INT32_MAX / 2 || k > INT32_MAX / 2)
+    throw Error(ErrorCode::InvalidArgument, "FP8 tokens: n >= 0 rows of k > 0 values, k a multiple of 4");
+  const DeviceInfo& dev = rt.device().info();
+  if (dev.cc_major * 10 + dev.cc_minor < 89)
+    throw Error(ErrorCode::Unsupported, "FP8 tokens need an sm_89 or newer GPU (" + dev.name + " is sm_" +
+                                            std::to_string(dev.cc_major * 10 + dev.cc_minor) + ")");
+  if (dtype != DType::bf16 && dtype != DType::f16)
+    throw Error(ErrorCode::InvalidArgument, "FP8 tokens are quantized from bf16 or f16");
+  Fp8DeviceTokens t;
+  t.n = n;
+  t.k = k;
+  t.scale_ld = (n + 3) / 4 * 4;
+  t.codes = DeviceBuffer(size_t(std::max<int64_t>(n * k, 16)));
+  t.scale_inv = DeviceBuffer(size_t(std::max<int64_t>((k + 127) / 128 * t.scale_ld, 4)) * 4);
+  // Past the tokens: finite, as the projection's TMA boxes read them; on the launch's stream.
+  check(driver().cuMemsetD8Async(CUdeviceptr(t.scale_inv.data()), 0, t.scale_inv.bytes(), CUstream(stream)),
+        "cuMemsetD8Async(FP8 token scales)");
+  QuantizeRowsArgs a{static_cast<const unsigned short*>(x), ids, static_cast<unsigned char*>(t.codes.data()),
+                     static_cast<float*>(t.scale_inv.data()), error_flag, int(n), int(k), int(x_rows),
+                     int(t.scale_ld)};
+  launch_quantize_rows(rt, dtype, a, stream);
   return t;
 }
 

@@ -10,6 +10,7 @@
 #include "backends/wgmma_sp/tma_weight_maps.hpp"
 #include "format/fp8_device_layout.hpp"
 #include "samoyeds/device.hpp"
+#include "samoyeds/kernel_runtime.hpp"
 
 namespace samoyeds {
 
@@ -25,6 +26,11 @@ struct Fp8DeviceTokens {
   DeviceBuffer codes, scale_inv;
   // Throws InvalidArgument unless the tokens are scaled per 1 x 128 group.
   static Fp8DeviceTokens upload(const Fp8Weights& tokens);
+  // On the GPU, from 16-bit tokens x [x_rows, k] on the device: rows ids[i]
+  // (null: i) for i < n, as quantize_e4m3 rounds them; enqueued on `stream`.
+  // An id out of range gives zeros and ORs kErrorBadTokenId into error_flag.
+  static Fp8DeviceTokens quantize(KernelRuntime& rt, const void* x, int64_t x_rows, const int32_t* ids, int64_t n,
+                                  int64_t k, DType dtype, void* stream, int* error_flag = nullptr);
 };
 
 }  // namespace samoyeds

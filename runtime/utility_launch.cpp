@@ -42,4 +42,11 @@ void launch_token_lists(KernelRuntime& rt, DType dtype, TokenListArgs& args, voi
   launch_utility(rt, UtilityKernel::BuildExpertLists, dtype, unsigned(args.experts), unsigned(splits), &args, stream);
 }
 
+void launch_quantize_rows(KernelRuntime& rt, DType dtype, QuantizeRowsArgs& args, void* stream) {
+  const int64_t warps = utility_kernel_threads(UtilityKernel::QuantizeRowsE4m3) / 32;
+  const int64_t items = int64_t(args.n) * ((args.k + 127) / 128);
+  if (items == 0) return;
+  launch_utility(rt, UtilityKernel::QuantizeRowsE4m3, dtype, unsigned((items + warps - 1) / warps), 1, &args, stream);
+}
+
 }  // namespace samoyeds

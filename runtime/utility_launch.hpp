@@ -23,4 +23,9 @@ struct TokenListArgs;
 // fill the GPU.
 void launch_token_lists(KernelRuntime& rt, DType dtype, TokenListArgs& args, void* stream);
 
+struct QuantizeRowsArgs;
+// Tokens into E4M3 with 1 x 128 scales (QuantizeRowsE4m3, x of `dtype`) on
+// `stream`: a warp per (row, group).
+void launch_quantize_rows(KernelRuntime& rt, DType dtype, QuantizeRowsArgs& args, void* stream);
+
 }  // namespace samoyeds

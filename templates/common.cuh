@@ -65,6 +65,26 @@ struct Elem<E4M3> {
   static __device__ __forceinline__ u32 pack2(float lo, float hi) { return Elem<BF16>::pack2(lo, hi); }
 };
 
+// A 16-bit value of type T as a float (exact).
+template <class T>
+struct ToFloat;
+template <>
+struct ToFloat<F16> {
+  static __device__ __forceinline__ float run(u16 v) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
+    return f;
+  }
+};
+template <>
+struct ToFloat<BF16> {
+  static __device__ __forceinline__ float run(u16 v) {
+    float f;
+    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u32(v) << 16));
+    return f;
+  }
+};
+
 __device__ __forceinline__ u32 smem_addr(const void* p) {
   u32 r;
   asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));

@@ -105,6 +105,18 @@ struct GatherRowsArgs {
   int n, k, x_rows;
 };
 
+// Tokens into the FP8 projection's form (templates/quantize_rows.cuh):
+// codes[i, :] = E4M3(x[ids[i], :] / s), s = amax / 448 per 1 x 128 group
+// (1 for an all-zero group), s stored at scale_inv[group * scale_ld + i].
+struct QuantizeRowsArgs {
+  const unsigned short* x;  // [x_rows, k], k a multiple of 4
+  const int* ids;           // [n] or null: row i
+  unsigned char* codes;     // [n, k]
+  float* scale_inv;         // [ceil(k/128), scale_ld]
+  int* error_flag;
+  int n, k, x_rows, scale_ld;
+};
+
 // y[ids[i], :] += z[i, :], i in order (templates/scatter_add_rows.cuh).
 struct ScatterAddArgs {
   const unsigned short* z;  // [n, m]

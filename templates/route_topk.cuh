@@ -4,7 +4,6 @@
 #pragma once
 #include "samoyeds/common.cuh"
 #include "samoyeds/kernel_args.cuh"
-#include "samoyeds/scatter_add_rows.cuh"  // ToFloat
 
 namespace samoyeds {
 

@@ -9,25 +9,6 @@
 
 namespace samoyeds {
 
-template <class T>
-struct ToFloat;
-template <>
-struct ToFloat<F16> {
-  static __device__ __forceinline__ float run(u16 v) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
-    return f;
-  }
-};
-template <>
-struct ToFloat<BF16> {
-  static __device__ __forceinline__ float run(u16 v) {
-    float f;
-    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u32(v) << 16));
-    return f;
-  }
-};
-
 template <class T, int kBatch>
 __device__ __forceinline__ void scatter_add_rows(const ScatterAddArgs& a) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;

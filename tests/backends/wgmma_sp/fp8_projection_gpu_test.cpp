@@ -33,9 +33,10 @@ DenseF64 f64(const std::vector<float>& v, int64_t rows, int64_t cols) {
 // y = epi(x W^T) for n tokens of a [m, k] projection (two of them, gated),
 // 1:2 x 2:4 at V = 128, weights quantized per 128 x 128 block and tokens per
 // 1 x 128 group, against the float64 product of the dequantized values.
-void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
-  SCOPED_TRACE(fmt::format("bm{} bn{} s{}{} m {} k {} n {}", t.block_m, t.block_n, t.stages,
-                           t.gated ? " gated" : "", m, k, n));
+// gathered: the tokens are rows ids[i] of a larger x, gathered and quantized
+// on the GPU (Fp8DeviceTokens::quantize), as the layer will feed them.
+void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n, bool gathered = false) {
+  SCOPED_TRACE(fmt::format("{} m {} k {} n {}{}", t.to_string(), m, k, n, gathered ? " gathered" : ""));
   const SparsityParams sp{128, 1, 2};
   Device& dev = Device::get();
   dev.make_current();
@@ -46,9 +47,18 @@ void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
     packed.push_back(pack_weights_e4m3(test::random_matrix(m, k, DType::bf16).data(), m, k, DType::bf16, sp));
     ops.push_back(Fp8DeviceWeights::upload(packed.back()));
   }
-  const std::vector<uint16_t> x = test::random_matrix(n, k, DType::bf16);
-  const Fp8Weights xq = quantize_e4m3(x.data(), n, k, DType::bf16, Fp8Scaling::Group1x128);
-  const Fp8DeviceTokens tokens = Fp8DeviceTokens::upload(xq);
+  const int64_t x_rows = gathered ? n + 13 : n;
+  const std::vector<uint16_t> x = test::random_matrix(x_rows, k, DType::bf16);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = gathered ? int32_t((i * 7 + 3) % x_rows) : int32_t(i);
+  // The host's quantization of the rows the projection multiplies (the GPU's
+  // equals it: tests/runtime/fp8_tokens_gpu_test.cpp).
+  const Fp8Weights xq = quantize_e4m3(take_rows(x.data(), k, ids).data(), n, k, DType::bf16, Fp8Scaling::Group1x128);
+  const DeviceBuffer dx = test::to_device(x), dids = test::to_device(ids);
+  const Fp8DeviceTokens tokens =
+      gathered ? Fp8DeviceTokens::quantize(test::shared_runtime(), dx.data(), x_rows,
+                                           static_cast<const int32_t*>(dids.data()), n, k, DType::bf16, nullptr)
+               : Fp8DeviceTokens::upload(xq);
   test::PoisonedOutput y(n * m);
   DeviceBuffer error_flag(4);
   error_flag.fill_bytes(0);
@@ -80,12 +90,12 @@ void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n) {
   check(d.cuModuleUnload(module), "cuModuleUnload");
 
   const DenseF64 xd = f64(dequantize(xq), n, k);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t(i);
+  std::vector<int32_t> in_order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) in_order[size_t(i)] = int32_t(i);
   const DenseF64 w0 = f64(decode_weights(packed[0]), m, k);
   DenseF64 w1;
   if (t.gated) w1 = f64(decode_weights(packed[1]), m, k);
-  const DenseF64 ref = reference_ssmm(w0, xd, ids, t.gated ? Epilogue::GatedSilu : Epilogue::None,
+  const DenseF64 ref = reference_ssmm(w0, xd, in_order, t.gated ? Epilogue::GatedSilu : Epilogue::None,
                                       t.gated ? &w1 : nullptr);
   const test::Comparison c = test::compare(got, DType::bf16, ref);
   EXPECT_EQ(c.non_finite, 0) << c.first_non_finite;
@@ -99,14 +109,14 @@ TEST(WgmmaSpFp8Gpu, ProjectionMatchesTheDequantizedReference) {
   if (Device::get().info().arch() != "sm_90a") GTEST_SKIP() << "sparse wgmma needs sm_90a";
   // Whole tiles; then padding rows, k past the tokens' last group, a partial token tile.
   check_projection({128, 64, 4, false}, 512, 1024, 128);
-  check_projection({128, 64, 4, false}, 384, 896, 100);
+  check_projection({128, 64, 4, false}, 384, 896, 100, /*gathered=*/true);
 }
 
 TEST(WgmmaSpFp8Gpu, GatedProjectionMatchesTheDequantizedReference) {
   SAMOYEDS_REQUIRE_GPU();
   if (Device::get().info().arch() != "sm_90a") GTEST_SKIP() << "sparse wgmma needs sm_90a";
   check_projection({64, 64, 4, true}, 256, 1024, 70);
-  check_projection({128, 32, 4, true}, 384, 768, 33);
+  check_projection({128, 32, 4, true}, 384, 768, 33, /*gathered=*/true);
 }
 
 }  // namespace
