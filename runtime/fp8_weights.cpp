@@ -21,20 +21,38 @@ DeviceBuffer device_copy(const std::vector<T>& host) {
 
 }  // namespace
 
-Fp8DeviceWeights Fp8DeviceWeights::upload(const PackedFp8Weights& packed) {
-  const Fp8DeviceLayout L = to_device_layout(packed);
+Fp8DeviceWeights Fp8DeviceWeights::upload(const PackedFp8Weights& packed) { return upload_experts({packed}); }
+
+Fp8DeviceWeights Fp8DeviceWeights::upload_experts(const std::vector<PackedFp8Weights>& experts) {
+  if (experts.empty()) throw Error(ErrorCode::InvalidArgument, "FP8 weights: no experts");
   Fp8DeviceWeights w;
-  w.m = L.m;
-  w.k = L.k;
-  w.rows_pad = L.rows_pad;
-  w.k_phys = L.k_phys;
-  const int64_t tiles = L.rows_pad / 16, blocks = L.k_phys / 128;
-  std::vector<float> transposed(size_t(tiles * blocks));
-  for (int64_t t = 0; t < tiles; ++t)
-    for (int64_t b = 0; b < blocks; ++b) transposed[size_t(b * tiles + t)] = L.scale_inv[size_t(t * blocks + b)];
-  w.values = device_copy(L.values);
-  w.meta = device_copy(L.meta);
-  w.sel = device_copy(L.sel);
+  std::vector<uint8_t> values, sel;
+  std::vector<uint32_t> meta;
+  std::vector<float> transposed;
+  const int64_t count = int64_t(experts.size());
+  for (int64_t e = 0; e < count; ++e) {
+    const Fp8DeviceLayout L = to_device_layout(experts[size_t(e)]);
+    if (e == 0) {
+      w.m = L.m;
+      w.k = L.k;
+      w.rows_pad = L.rows_pad;
+      w.k_phys = L.k_phys;
+      transposed.assign(size_t(count * L.rows_pad / 16 * (L.k_phys / 128)), 1.0f);
+    } else if (L.m != w.m || L.k != w.k || !(L.sparsity == experts[0].selection.sparsity)) {
+      throw Error(ErrorCode::InvalidArgument, "FP8 weights: expert " + std::to_string(e) +
+                                                  " differs in shape or pattern from expert 0");
+    }
+    values.insert(values.end(), L.values.begin(), L.values.end());
+    meta.insert(meta.end(), L.meta.begin(), L.meta.end());
+    sel.insert(sel.end(), L.sel.begin(), L.sel.end());
+    const int64_t tiles = L.rows_pad / 16, blocks = L.k_phys / 128;
+    for (int64_t t = 0; t < tiles; ++t)
+      for (int64_t b = 0; b < blocks; ++b)
+        transposed[size_t(b * count * tiles + e * tiles + t)] = L.scale_inv[size_t(t * blocks + b)];
+  }
+  w.values = device_copy(values);
+  w.meta = device_copy(meta);
+  w.sel = device_copy(sel);
   w.scale_inv = device_copy(transposed);
   return w;
 }

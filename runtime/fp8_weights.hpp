@@ -6,6 +6,7 @@
 // that TMA brings a k-block's scales of a tile in one box.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "backends/wgmma_sp/tma_weight_maps.hpp"
 #include "format/fp8_device_layout.hpp"
@@ -18,6 +19,10 @@ struct Fp8DeviceWeights {
   int64_t m = 0, k = 0, rows_pad = 0, k_phys = 0;
   DeviceBuffer values, meta, sel, scale_inv;
   static Fp8DeviceWeights upload(const PackedFp8Weights& packed);
+  // Experts of one shape and pattern back to back, as a grouped launch's
+  // maps see them: values, metadata and selectors expert after expert, the
+  // scales [k-block][expert's 16-row tiles]. InvalidArgument if they differ.
+  static Fp8DeviceWeights upload_experts(const std::vector<PackedFp8Weights>& experts);
   PackedFp8WeightView view() const { return {values.data(), meta.data(), sel.data(), scale_inv.data()}; }
 };
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/kernel_launch.hpp"
+#include "samoyeds/device.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
 
@@ -38,27 +39,33 @@ int fp8_projection_smem_bytes(const Fp8Tile& t) {
   return pipeline + 2 * t.stages * 8 + kAlign;
 }
 
-GeneratedKernel generate_fp8_projection(const Fp8Tile& t) {
+GeneratedKernel generate_fp8_projection(const Fp8Tile& t, bool grouped) {
   GeneratedKernel g;
-  g.kernel_name = "samoyeds_fp8_ssmm_wgmma_sp";
+  g.kernel_name = grouped ? "samoyeds_grouped_fp8_ssmm_wgmma_sp" : "samoyeds_fp8_ssmm_wgmma_sp";
   g.threads = consumers(t) + 128;
   g.smem_bytes = fp8_projection_smem_bytes(t);
   g.layout_id = "sp_tc_e4m3.v1";
+  g.persistent = true;
+  g.tile_prefix = grouped;
   g.source = fmt::format(
-      "// samoyeds wgmma_sp FP8 kernel: e4m3 1:2x2:4/V128 {tile}\n"
-      "#include \"samoyeds/ssmm_wgmma_ws.cuh\"\n"
+      "// samoyeds wgmma_sp FP8 kernel: e4m3 1:2x2:4/V128 {tile}{grouped}\n"
+      "#include \"samoyeds/ssmm_wgmma_ws.cuh\"\n{include}"
       "typedef samoyeds::SsmmWgmmaWs<samoyeds::E4M3, {bm}, {bn}, {bk}, {stages}, {v}, 1, 2, samoyeds::{epi}, 1, "
       "false, 1, true>\n"
       "    Kernel;\n"
       "static_assert(Kernel::kSmemBytes == {smem}, \"host and device disagree on shared memory\");\n"
       "static_assert(Kernel::kThreads == {threads}, \"host and device disagree on threads\");\n"
       "extern \"C\" __global__ void __launch_bounds__({threads}, 1)\n"
-      "{name}(const samoyeds::SsmmArgs args, const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
+      "{name}(const samoyeds::{args}, const __grid_constant__ samoyeds::TmaWeightMaps maps) {{\n"
       "  samoyeds::grid_dependency_begin();\n"
       "  extern __shared__ __align__(128) unsigned char smem[];\n"
       "  Kernel kernel;\n"
-      "  kernel.run(samoyeds::SingleProblem{{args}}, smem, maps);\n"
+      "  kernel.run(samoyeds::{problem}, smem, maps);\n"
       "}}\n",
+      fmt::arg("grouped", grouped ? " grouped" : ""),
+      fmt::arg("include", grouped ? "#include \"samoyeds/grouped_experts.cuh\"\n" : ""),
+      fmt::arg("args", grouped ? "GroupedSsmmArgs grouped" : "SsmmArgs args"),
+      fmt::arg("problem", grouped ? "GroupedProblem<false>{grouped}" : "SingleProblem{args}"),
       fmt::arg("tile", t.to_string()), fmt::arg("bm", t.block_m), fmt::arg("bn", t.block_n), fmt::arg("bk", kBlockK),
       fmt::arg("stages", t.stages), fmt::arg("v", kV), fmt::arg("epi", t.gated ? "kEpiGatedSilu" : "kEpiNone"),
       fmt::arg("smem", g.smem_bytes), fmt::arg("threads", g.threads), fmt::arg("name", g.kernel_name));
@@ -72,6 +79,7 @@ TmaWeightMaps fp8_projection_maps(const Fp8Tile& t, const Fp8ProjectionCall& c) 
   shape.V = kV;
   shape.block_m = t.block_m;
   shape.block_k = kBlockK;
+  shape.experts = c.offsets ? c.experts : 1;
   return encode_fp8_maps(c.operands, t.gated ? 2 : 1, shape, c.x, c.n, c.k, c.x_scale_inv, c.x_scale_ld,
                          t.block_n);
 }
@@ -91,11 +99,19 @@ CUresult launch_fp8_projection(const Device& device, CUfunction f, const Fp8Tile
   args.ldy = int(c.m);
   args.rows_pad = int(c.rows_pad);
   args.k_phys = int(c.k_phys);
+  args.row_scale = c.row_scale;
+  const bool grouped = c.offsets != nullptr;
   const int64_t row_tiles = ((c.m + 1) / 2 + t.block_m - 1) / t.block_m;
-  const int64_t tok_tiles = (c.n + t.block_n - 1) / t.block_n;
-  void* params[] = {&args, const_cast<TmaWeightMaps*>(&maps)};
-  const LaunchShape shape{unsigned(row_tiles * tok_tiles), 1, 1, unsigned(consumers(t) + 128),
-                          unsigned(fp8_projection_smem_bytes(t))};
+  const int64_t tiles = row_tiles * ((c.n + t.block_n - 1) / t.block_n) * (grouped ? c.experts : 1);
+  GroupedSsmmArgs g{};
+  g.base = args;
+  g.offsets = c.offsets;
+  g.x_is_compact = 1;  // tokens in list order: the quantizing gather wrote them so
+  g.experts = c.experts;
+  void* params[] = {grouped ? static_cast<void*>(&g) : static_cast<void*>(&args), const_cast<TmaWeightMaps*>(&maps)};
+  const int smem = fp8_projection_smem_bytes(t) + (grouped ? tile_prefix_bytes(c.experts) : 0);
+  const LaunchShape shape{unsigned(std::min<int64_t>(tiles, device.info().sm_count)), 1, 1,
+                          unsigned(consumers(t) + 128), unsigned(smem)};
   return launch_kernel(device, f, shape, stream, params);
 }
 

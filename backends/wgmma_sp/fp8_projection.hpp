@@ -28,13 +28,18 @@ struct Fp8Tile {
 // both rows' sums of a 1:2 group).
 const std::vector<Fp8Tile>& fp8_tiles();
 
-// Shared memory the kernel asks for (the source static_asserts it).
+// Shared memory the kernel asks for (the source static_asserts it); a
+// grouped launch adds tile_prefix_bytes(experts).
 int fp8_projection_smem_bytes(const Fp8Tile& t);
-GeneratedKernel generate_fp8_projection(const Fp8Tile& t);
+// grouped: all experts of a projection in one launch, tokens in list order.
+GeneratedKernel generate_fp8_projection(const Fp8Tile& t, bool grouped = false);
 
-// y [n, m] bf16 = epi(x W^T): x [n, k] E4M3 with scales x_scale_inv
-// [ceil(k/128)][x_scale_ld] (transposed, finite past the tokens), W one
-// operand (two, gated) in the FP8 device layout.
+// y [n, m] bf16 = epi(x W^T) (times row_scale[i] per row, if given): x
+// [n, k] E4M3 with scales x_scale_inv [ceil(k/128)][x_scale_ld] (transposed,
+// finite past the tokens), W one operand (two, gated) in the FP8 device
+// layout. Grouped (offsets given): rows offsets[e] .. offsets[e+1]-1 of x,
+// y and row_scale are expert e's, n the rows of x (the list's room), the
+// experts' weights back to back (Fp8DeviceWeights::upload_experts).
 struct Fp8ProjectionCall {
   PackedFp8WeightView operands[2];
   int64_t m = 0, k = 0, n = 0, rows_pad = 0, k_phys = 0;
@@ -42,11 +47,17 @@ struct Fp8ProjectionCall {
   const void* x_scale_inv = nullptr;
   int64_t x_scale_ld = 0;
   void* y = nullptr;
-  int* error_flag = nullptr;  // may be null
+  const float* row_scale = nullptr;  // [n] or null
+  int* error_flag = nullptr;         // may be null
+  int experts = 1;
+  const int* offsets = nullptr;  // [experts + 1] on the device, or null: one expert, n tokens
 };
 
 // The launch's tensor maps (encoded each call: the caller may keep them).
 TmaWeightMaps fp8_projection_maps(const Fp8Tile& t, const Fp8ProjectionCall& call);
+// Persistent: at most one block per SM, each walking its tiles (the kernel
+// skips the empty tiles of a grouped launch's bound). f must be the kernel
+// generate_fp8_projection(t, call.offsets != null) made.
 CUresult launch_fp8_projection(const Device& device, CUfunction f, const Fp8Tile& t, const Fp8ProjectionCall& call,
                                const TmaWeightMaps& maps, CUstream stream);
 

@@ -303,9 +303,10 @@ TEST(SassWgmmaSp, Fp8ProbeHoldsTheSparseE4m3WarpgroupMma) {
 // spills, the sparse FP8 MMA in the SASS, no local memory.
 TEST(SassWgmmaSp, Fp8ProjectionHoldsTheSparseE4m3MmaWithoutLocalMemory) {
   const std::string tool = find_cuobjdump();
-  for (const Fp8Tile& t : fp8_tiles()) {
-    const CompiledBinary b = nvrtc_compile(generate_fp8_projection(t), "sm_90a");
-    const std::string name = t.to_string();
+  for (const Fp8Tile& t : fp8_tiles())
+  for (bool grouped : {false, true}) {
+    const CompiledBinary b = nvrtc_compile(generate_fp8_projection(t, grouped), "sm_90a");
+    const std::string name = t.to_string() + (grouped ? " grouped" : "");
     ASSERT_FALSE(b.cubin.empty()) << name;
     EXPECT_EQ(b.spill_bytes, 0) << name << ": " << b.log;
     for (const char* what : {"C7510", "serialized"})

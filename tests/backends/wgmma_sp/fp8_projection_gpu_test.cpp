@@ -15,6 +15,7 @@
 #include "backends/wgmma_sp/fp8_projection.hpp"
 #include "core/cuda_driver.hpp"
 #include "core/kernel_launch.hpp"
+#include "generator/generated_kernel.hpp"
 #include "runtime/fp8_weights.hpp"
 #include "runtime/nvrtc_compiler.hpp"
 #include "samoyeds/device.hpp"
@@ -117,6 +118,112 @@ TEST(WgmmaSpFp8Gpu, GatedProjectionMatchesTheDequantizedReference) {
   if (Device::get().info().arch() != "sm_90a") GTEST_SKIP() << "sparse wgmma needs sm_90a";
   check_projection({64, 64, 4, true}, 256, 1024, 70);
   check_projection({128, 32, 4, true}, 384, 768, 33, /*gathered=*/true);
+}
+
+// All experts in one grouped launch, tokens gathered and quantized into list
+// order on the GPU, uneven counts (one expert empty), the list's room longer
+// than the list, routing weights on the non-gated projection (the down
+// projection's form): each expert's rows against the float64 reference, the
+// rows past the list untouched.
+void check_grouped(const Fp8Tile& t, bool scaled) {
+  SCOPED_TRACE(fmt::format("grouped {}{}", t.to_string(), scaled ? " with routing weights" : ""));
+  const SparsityParams sp{128, 1, 2};
+  const int64_t m = 256, k = 512, tokens = 80;
+  const std::vector<int> counts = {37, 0, 130, 1, 64};
+  const int experts = int(counts.size());
+  std::vector<int> offsets = {0};
+  for (int c : counts) offsets.push_back(offsets.back() + c);
+  const int64_t list = offsets.back(), room = list + 20;
+  Device& dev = Device::get();
+  dev.make_current();
+  const auto& d = driver();
+  std::vector<std::vector<PackedFp8Weights>> packed(t.gated ? 2 : 1);
+  std::vector<Fp8DeviceWeights> ops;
+  for (auto& op : packed) {
+    for (int e = 0; e < experts; ++e)
+      op.push_back(pack_weights_e4m3(test::random_matrix(m, k, DType::bf16).data(), m, k, DType::bf16, sp));
+    ops.push_back(Fp8DeviceWeights::upload_experts(op));
+  }
+  const std::vector<uint16_t> x = test::random_matrix(tokens, k, DType::bf16);
+  std::vector<int32_t> ids(static_cast<size_t>(list));
+  for (int64_t i = 0; i < list; ++i) ids[size_t(i)] = int32_t((i * 11 + 5) % tokens);
+  std::vector<float> p(static_cast<size_t>(room), 0.0f);
+  for (int64_t i = 0; i < list; ++i) p[size_t(i)] = scaled ? 0.25f + float(i % 7) / 8.0f : 1.0f;
+  const DeviceBuffer dx = test::to_device(x), dids = test::to_device(ids), doff = test::to_device(offsets),
+                     dp = test::to_device(p);
+  const Fp8DeviceTokens q = Fp8DeviceTokens::quantize(test::shared_runtime(), dx.data(), tokens,
+                                                      static_cast<const int32_t*>(dids.data()), list, k, DType::bf16,
+                                                      nullptr);
+  // The list's room: rows past the list are never read as tokens (zeros) nor written.
+  DeviceBuffer codes(size_t(room * k)), scales(size_t((k + 127) / 128 * ((room + 3) / 4 * 4)) * 4);
+  codes.fill_bytes(0);
+  scales.fill_bytes(0);
+  const int64_t ld = (room + 3) / 4 * 4;
+  {
+    std::vector<uint8_t> c = test::from_device<uint8_t>(q.codes, size_t(list * k));
+    codes.upload(c.data(), c.size());
+    std::vector<float> sc = test::from_device<float>(q.scale_inv, size_t((k + 127) / 128 * q.scale_ld));
+    std::vector<float> wide(size_t((k + 127) / 128 * ld), 0.0f);
+    for (int64_t g = 0; g < (k + 127) / 128; ++g)
+      for (int64_t i = 0; i < list; ++i) wide[size_t(g * ld + i)] = sc[size_t(g * q.scale_ld + i)];
+    scales.upload(wide.data(), wide.size() * 4);
+  }
+  test::PoisonedOutput y(room * m);
+  Fp8ProjectionCall call;
+  for (size_t w = 0; w < ops.size(); ++w) call.operands[w] = ops[w].view();
+  call.m = m;
+  call.k = k;
+  call.n = room;
+  call.rows_pad = ops[0].rows_pad;
+  call.k_phys = ops[0].k_phys;
+  call.x = codes.data();
+  call.x_scale_inv = scales.data();
+  call.x_scale_ld = ld;
+  call.y = y.data();
+  call.row_scale = scaled ? static_cast<const float*>(dp.data()) : nullptr;
+  call.experts = experts;
+  call.offsets = static_cast<const int*>(doff.data());
+  const GeneratedKernel g = generate_fp8_projection(t, /*grouped=*/true);
+  const CompiledBinary bin = nvrtc_compile(g, "sm_90a");
+  CUmodule module;
+  check(d.cuModuleLoadData(&module, bin.cubin.data()), "cuModuleLoadData(grouped fp8 projection)");
+  CUfunction fn;
+  check(d.cuModuleGetFunction(&fn, module, g.kernel_name.c_str()), "cuModuleGetFunction");
+  check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                             g.smem_bytes + tile_prefix_bytes(experts)),
+        "cuFuncSetAttribute");
+  check(launch_fp8_projection(dev, fn, t, call, fp8_projection_maps(t, call), nullptr), "launch grouped fp8");
+  dev.synchronize();
+  const std::vector<uint16_t> got = y.read();
+  check(d.cuModuleUnload(module), "cuModuleUnload");
+
+  const Fp8Weights xq =
+      quantize_e4m3(take_rows(x.data(), k, ids).data(), list, k, DType::bf16, Fp8Scaling::Group1x128);
+  const DenseF64 xd = f64(dequantize(xq), list, k);
+  for (int e = 0; e < experts; ++e) {
+    if (counts[size_t(e)] == 0) continue;
+    SCOPED_TRACE(fmt::format("expert {}", e));
+    std::vector<int32_t> rows;
+    for (int i = offsets[size_t(e)]; i < offsets[size_t(e) + 1]; ++i) rows.push_back(i);
+    const DenseF64 w0 = f64(decode_weights(packed[0][size_t(e)]), m, k);
+    DenseF64 w1;
+    if (t.gated) w1 = f64(decode_weights(packed[1][size_t(e)]), m, k);
+    DenseF64 ref = reference_ssmm(w0, xd, rows, t.gated ? Epilogue::GatedSilu : Epilogue::None, t.gated ? &w1 : nullptr);
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int64_t r = 0; r < m; ++r) ref.data[i * size_t(m) + size_t(r)] *= p[size_t(rows[i])];
+    const std::vector<uint16_t> slice(got.begin() + offsets[size_t(e)] * m, got.begin() + offsets[size_t(e) + 1] * m);
+    const test::Comparison c = test::compare(slice, DType::bf16, ref);
+    EXPECT_EQ(c.non_finite, 0) << c.first_non_finite;
+    EXPECT_LT(c.rel_error, test::tolerance(DType::bf16));
+  }
+  for (int64_t i = list * m; i < room * m; ++i) ASSERT_EQ(got[size_t(i)], 0xffff) << "row " << i / m << " past the list was written";
+}
+
+TEST(WgmmaSpFp8Gpu, GroupedLaunchMatchesTheReferenceForEveryExpert) {
+  SAMOYEDS_REQUIRE_GPU();
+  if (Device::get().info().arch() != "sm_90a") GTEST_SKIP() << "sparse wgmma needs sm_90a";
+  check_grouped({128, 64, 4, false}, /*scaled=*/true);
+  check_grouped({64, 64, 4, true}, /*scaled=*/false);
 }
 
 }  // namespace
