@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/kernel_runtime.hpp"
+#include "samoyeds/moe_layer.hpp"
 #include "templates/kernel_args.cuh"
 #include "tuner/random_fill.hpp"
 
@@ -92,14 +94,106 @@ std::vector<float> as_float(const std::vector<uint16_t>& bits) {
   return f;
 }
 
+// The whole layer (routing given: softmax top-k of random logits) with FP8
+// routed experts against the bf16 layer on the same dense experts: time
+// (L2 flushed per forward) and the distance between their outputs.
+struct LayerShape {
+  const char* name;
+  int64_t hidden, ffn;
+  int experts, top_k;
+};
+const LayerShape kLayers[] = {{"mixtral-8x7b", 4096, 14336, 8, 2}, {"qwen3-30b-a3b", 2048, 768, 128, 8}};
+
+void bench_layers(KernelRuntime& rt, CUstream stream, const DeviceBuffer& flush, const std::vector<int64_t>& tokens,
+                  int reps, std::ofstream& csv) {
+  const auto& d = driver();
+  for (const LayerShape& s : kLayers) {
+    std::vector<std::vector<uint16_t>> w(size_t(3 * s.experts));
+    std::vector<DenseExpert> dense;
+    for (int e = 0; e < s.experts; ++e) {
+      for (int q = 0; q < 3; ++q)
+        w[size_t(3 * e + q)] = tuning::random_fill(s.hidden * s.ffn, DType::bf16, 0.02f, 100 + uint64_t(3 * e + q));
+      dense.push_back({w[size_t(3 * e)].data(), w[size_t(3 * e + 1)].data(), w[size_t(3 * e + 2)].data(), 0});
+    }
+    MoeLayerSpec spec;
+    spec.hidden = s.hidden;
+    spec.ffn = s.ffn;
+    spec.experts = s.experts;
+    spec.top_k = s.top_k;
+    spec.dtype = DType::bf16;
+    spec.sparsity = {128, 1, 2};
+    const MoeLayer bf16(rt, spec, dense);
+    spec.fp8_experts = true;
+    const MoeLayer fp8(rt, spec, dense);
+    fmt::print("{}: packed routed experts {:.1f} MB bf16, {:.1f} MB FP8\n", s.name, bf16.weight_bytes() / 1e6,
+               fp8.weight_bytes() / 1e6);
+    for (int64_t T : tokens) {
+      const std::vector<uint16_t> x = tuning::random_fill(T * s.hidden, DType::bf16, 1.0f, 9 + uint64_t(T));
+      std::vector<int32_t> ids(size_t(T * s.top_k));
+      std::vector<float> pw(ids.size());
+      std::mt19937 gen(static_cast<uint32_t>(T));
+      for (int64_t t = 0; t < T; ++t) {  // top-k of random logits, softmax over the k
+        std::vector<std::pair<float, int>> l;
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        for (int e = 0; e < s.experts; ++e) l.push_back({nd(gen), e});
+        std::partial_sort(l.begin(), l.begin() + s.top_k, l.end(), std::greater<>());
+        float z = 0.0f;
+        for (int j = 0; j < s.top_k; ++j) z += std::exp(l[size_t(j)].first - l[0].first);
+        for (int j = 0; j < s.top_k; ++j) {
+          ids[size_t(t * s.top_k + j)] = l[size_t(j)].second;
+          pw[size_t(t * s.top_k + j)] = std::exp(l[size_t(j)].first - l[0].first) / z;
+        }
+      }
+      DeviceBuffer dx(x.size() * 2), dids(ids.size() * 4), dw(pw.size() * 4), y(x.size() * 2);
+      dx.upload(x.data(), x.size() * 2);
+      dids.upload(ids.data(), ids.size() * 4);
+      dw.upload(pw.data(), pw.size() * 4);
+      std::vector<uint16_t> out[2];
+      double ms[2];
+      const MoeLayer* layers[2] = {&bf16, &fp8};
+      for (int v = 0; v < 2; ++v) {
+        const size_t bytes = layers[v]->workspace_bytes(T);
+        DeviceBuffer ws(bytes + 256);
+        void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 255) / 256 * 256);
+        auto forward = [&] {
+          layers[v]->forward_routed(dx.data(), T, static_cast<const int32_t*>(dids.data()),
+                                    static_cast<const float*>(dw.data()), y.data(), aligned, bytes, stream);
+        };
+        forward();
+        check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+        out[v].resize(x.size());
+        y.download(out[v].data(), out[v].size() * 2);
+        ms[v] = flushed_median_ms(stream, flush, forward, reps);
+      }
+      double num = 0.0, den = 0.0;
+      for (size_t i = 0; i < out[0].size(); ++i) {
+        const double a = bf16_bits_to_float(out[1][i]), b = bf16_bits_to_float(out[0][i]);
+        num += (a - b) * (a - b);
+        den += b * b;
+      }
+      const double rel = std::sqrt(num / den);
+      fmt::print("{:<22} {:>6} {:<28} {:>9.4f} {:>8}\n", s.name, T, "layer, bf16 experts", ms[0], "1.00");
+      fmt::print("{:<22} {:>6} {:<28} {:>9.4f} {:>8.2f} {:>10.2e} (from the bf16 layer)\n", s.name, T,
+                 "layer, FP8 experts", ms[1], ms[0] / ms[1], rel);
+      csv << fmt::format("{} layer,{},{},{},bf16 layer,{:.5f},1.0,\n", s.name, s.hidden, s.ffn, T, ms[0]);
+      csv << fmt::format("{} layer,{},{},{},fp8 layer,{:.5f},{:.3f},{:.3e}\n", s.name, s.hidden, s.ffn, T, ms[1],
+                         ms[0] / ms[1], rel);
+      csv.flush();
+    }
+  }
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"FP8 expert projection against bf16, same weights, same run"};
   std::vector<int64_t> tokens = {64, 1024, 4096};
   int reps = 20;
-  std::string csv_path = "fp8_bench.csv";
+  std::string csv_path = "fp8_bench.csv", what = "both";
   app.add_option("--tokens", tokens, "token counts")->capture_default_str();
   app.add_option("--reps", reps, "timed launches per kernel (median)")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--csv", csv_path, "CSV output")->capture_default_str();
+  app.add_option("--what", what, "projection, layer or both")
+      ->check(CLI::IsMember({"projection", "layer", "both"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   Device& dev = Device::get();
@@ -115,7 +209,9 @@ int run(int argc, char** argv) {
   csv << "shape,m,k,n,kernel,ms,speedup_vs_bf16,sampled_rel_error\n";
   fmt::print("device {}\n{:<22} {:>6} {:<28} {:>9} {:>8} {:>10}\n", dev.info().name, "shape", "n", "kernel", "ms",
              "x bf16", "rel.err");
+  if (what != "projection") bench_layers(rt, stream, flush, tokens, reps, csv);
   for (const Shape& s : kShapes) {
+    if (what == "layer") break;
     const int nw = s.gated ? 2 : 1;
     std::vector<std::vector<uint16_t>> dense;
     std::vector<PackedExpertWeights> bf16;

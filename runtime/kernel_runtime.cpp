@@ -53,6 +53,8 @@ KernelRuntime::~KernelRuntime() {
   for (auto& per_dtype : utility_)
     for (auto& s : per_dtype)
       if (s && s->module) driver().cuModuleUnload(s->module);
+  for (auto& kv : generated_)
+    if (kv.second->module) driver().cuModuleUnload(kv.second->module);
 }
 
 std::shared_ptr<KernelRuntime::Slot> KernelRuntime::slot_for(const KernelKey& key) {
@@ -142,6 +144,19 @@ const LoadedKernel& KernelRuntime::get_utility(int which, DType dtype) {
     const auto kind = UtilityKernel(which);
     load(*slot, generate_utility_kernel(kind, dtype), utility_kernel_name(kind) + " " + dtype_name(dtype));
   });
+  return slot->kernel;
+}
+
+const LoadedKernel& KernelRuntime::get_generated(const std::string& key, const std::function<GeneratedKernel()>& make) {
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& s = generated_[key];
+    if (!s) s = std::make_shared<Slot>();
+    slot = s;
+  }
+  std::call_once(slot->once, [&] { load(*slot, make(), key); });
+  if (!slot->kernel.function) throw Error(ErrorCode::CudaError, "kernel load did not complete for " + key);
   return slot->kernel;
 }
 

@@ -6,6 +6,8 @@
 
 #include "generator/utility_kernels.hpp"
 #include "core/parallel_for.hpp"
+#include "format/fp8_pack.hpp"
+#include "runtime/fp8_routed_experts.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
@@ -66,6 +68,12 @@ void MoeLayerSpec::validate() const {
   if (activation.kind == ExpertActivation::Kind::ClampedSwiglu)
     require(activation.alpha > 0 && activation.limit > 0,
             fmt::format("clamped SwiGLU alpha {} and limit {}: both positive", activation.alpha, activation.limit));
+  if (fp8_experts) {
+    require(dtype == DType::bf16, fmt::format("FP8 experts take bf16 activations, not {}", dtype_name(dtype)));
+    require(sparsity.N == 1 && sparsity.M == 2 && sparsity.V % 128 == 0,
+            fmt::format("FP8 experts are 1:2 row groups with V a multiple of 128, not {}", sparsity.to_string()));
+    require(activation.kind == ExpertActivation::Kind::Silu, "FP8 experts join gate and up as silu(g) * u only");
+  }
 }
 
 struct MoeLayer::Workspace {
@@ -79,6 +87,7 @@ struct MoeLayer::Workspace {
   void* z;         // [T*top_k, hidden]
   void* shared_h;  // [T, shared ffn]
   void* shared_z;  // [T, hidden]
+  void* fp8_scratch;  // FP8 experts: the quantized rows (Fp8RoutedExperts::scratch_bytes)
 };
 
 MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<DenseExpert>& experts,
@@ -97,12 +106,25 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
             fmt::format("expert {} has biases: the layer takes them with the clamped SwiGLU (gpt-oss) only", e));
   }
   require(!clamped || shared.empty(), "the clamped SwiGLU is for routed experts only (gpt-oss has no shared expert)");
+  if (spec_.fp8_experts) {
+    require(rt.device().info().arch() == "sm_90a",
+            fmt::format("FP8 experts need sm_90a (the sparse FP8 wgmma); this device is {}", rt.device().info().arch()));
+    require(mode == PackMode::Magnitude, "FP8 experts are pruned by magnitude");
+  }
   // Packing is pure CPU work per matrix (~0.7 s for a Mixtral expert's):
   // all 3E matrices on all cores.
   std::vector<PackedWeights> p1(experts.size()), p3(experts.size()), p2(experts.size());
+  std::vector<PackedFp8Weights> f1(spec_.fp8_experts ? experts.size() : 0), f3(f1.size()), f2(f1.size());
   parallel_for(3 * experts.size(), 0, [&](size_t i) {
     const DenseExpert& d = experts[i / 3];
     std::vector<uint16_t> staging;
+    if (spec_.fp8_experts) {
+      const uint16_t* src = i % 3 == 0 ? d.w1 : i % 3 == 1 ? d.w3 : d.w2;
+      const int64_t rows = i % 3 == 2 ? spec_.hidden : spec_.ffn, cols = i % 3 == 2 ? spec_.ffn : spec_.hidden;
+      auto& out = i % 3 == 0 ? f1 : i % 3 == 1 ? f3 : f2;
+      out[i / 3] = pack_weights_e4m3(host_view(d, src, rows * cols, staging), rows, cols, spec_.dtype, spec_.sparsity);
+      return;
+    }
     switch (i % 3) {
       case 0:
         p1[i / 3] = pack_weights(host_view(d, d.w1, spec_.ffn * spec_.hidden, staging), spec_.ffn, spec_.hidden,
@@ -117,7 +139,10 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
                                  spec_.dtype, spec_.sparsity, mode);
     }
   });
-  upload_routed(p1, p3, p2);
+  if (spec_.fp8_experts)
+    fp8_ = std::make_shared<const Fp8RoutedExperts>(f1, f3, f2);
+  else
+    upload_routed(p1, p3, p2);
   upload_choice_bias();
   if (clamped) upload_expert_biases(experts);
   for (size_t i = 0; i < shared.size(); ++i)
@@ -157,6 +182,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<Pack
   spec_.validate();
   require(spec_.activation.kind == ExpertActivation::Kind::Silu,
           "packed experts with the clamped SwiGLU (their biases) are not loaded yet");
+  require(!spec_.fp8_experts, "FP8 experts are packed from dense ones; packed FP8 experts are not loaded yet");
   require(int(experts.size()) == spec_.experts,
           fmt::format("{} packed experts for {} experts", experts.size(), spec_.experts));
   // A packed matrix carries no proof of its shape's meaning: one of another
@@ -240,7 +266,7 @@ int64_t MoeLayer::max_tokens() const {
 }
 
 int64_t MoeLayer::weight_bytes() const {
-  int64_t b = w1_.device_bytes() + w3_.device_bytes() + w2_.device_bytes();
+  int64_t b = fp8_ ? fp8_->weight_bytes() : w1_.device_bytes() + w3_.device_bytes() + w2_.device_bytes();
   if (has_shared_) b += shared_w1_.device_bytes() + shared_w3_.device_bytes() + shared_w2_.device_bytes();
   return b;
 }
@@ -250,6 +276,7 @@ size_t MoeLayer::workspace_bytes(int64_t tokens) const {
   size_t b = align_up(tk * 4) * 5 + align_up((E + 1) * 4);  // topk ids/weights, lists
   b += align_up(tk * size_t(spec_.ffn) * 2) + align_up(tk * size_t(spec_.hidden) * 2);
   if (has_shared_) b += align_up(size_t(tokens) * size_t(shared_ffn_) * 2) + align_up(size_t(tokens) * size_t(spec_.hidden) * 2);
+  if (fp8_) b += align_up(Fp8RoutedExperts::scratch_bytes(int64_t(tk), spec_.hidden, spec_.ffn));
   return b;
 }
 
@@ -262,6 +289,11 @@ MoeLayer::WorkspaceBound MoeLayer::workspace_bound() const {
   if (has_shared_) {
     b.per_token += 2 * shared_ffn_ + 2 * spec_.hidden;
     b.fixed += 2 * 256;
+  }
+  if (fp8_) {  // codes, and scales with rows rounded up to 4, each aligned
+    const int64_t wide = std::max(spec_.hidden, spec_.ffn), groups = (wide + 127) / 128;
+    b.per_token += k * (wide + 4 * groups);
+    b.fixed += 16 * groups + 3 * 256;
   }
   return b;
 }
@@ -291,6 +323,7 @@ MoeLayer::Workspace MoeLayer::carve(void* workspace, size_t size, int64_t tokens
     w.shared_h = take(size_t(tokens) * size_t(shared_ffn_) * 2);
     w.shared_z = take(size_t(tokens) * size_t(spec_.hidden) * 2);
   }
+  if (fp8_) w.fp8_scratch = take(Fp8RoutedExperts::scratch_bytes(int64_t(tk), spec_.hidden, spec_.ffn));
   return w;
 }
 
@@ -372,8 +405,13 @@ void MoeLayer::forward_routed(const void* x, int64_t tokens, const int32_t* topk
     up.bias[1] = static_cast<const float*>(bias3_.data());
     down.bias[0] = static_cast<const float*>(bias2_.data());  // added before the routing weight
   }
-  grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, up, {w.z, tk});
-  grouped_down_scaled(rt_, w2_, w.h, tk, w.offsets, tokens, w.list_weight, w.z, down);
+  if (fp8_) {
+    fp8_->forward(rt_, x, tokens, w.list_token, w.offsets, w.list_weight, tk, w.h, w.z, w.fp8_scratch, stream,
+                  error_flag);
+  } else {
+    grouped_gated_up(rt_, w1_, w3_, x, tokens, w.list_token, w.offsets, tokens, w.h, up, {w.z, tk});
+    grouped_down_scaled(rt_, w2_, w.h, tk, w.offsets, tokens, w.list_weight, w.z, down);
+  }
   CombineArgs c{};
   c.z = static_cast<const unsigned short*>(w.z);
   c.position = w.position;

@@ -2,6 +2,7 @@
 // threads asking for the same new kernel compile it once; later calls cost a
 // hash-table lookup.
 #pragma once
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,10 @@ class KernelRuntime {
   // A fixed utility kernel (generator/utility_kernels.hpp, by its enum value)
   // for a dtype: the combine, MoE routing and token-list kernels.
   const LoadedKernel& get_utility(int which, DType dtype);
+  // A kernel generated outside the families (the FP8 projection's, ahead of
+  // its spec), loaded once per `key`: make() runs on the first call only. Its
+  // binary goes through the same disk cache, keyed by its source.
+  const LoadedKernel& get_generated(const std::string& key, const std::function<GeneratedKernel()>& make);
   // The config a launch of `tokens` tokens uses when the caller names none:
   // tuning records of this device from the cache file, else heuristics.
   ConfigChoice choose_config(const KernelSpec& spec, int64_t tokens, std::optional<Backend> only = std::nullopt);
@@ -76,6 +81,7 @@ class KernelRuntime {
   mutable std::mutex mu_;
   std::unordered_map<KernelKey, std::shared_ptr<Slot>, KernelKeyHash> table_;  // family kernels
   std::shared_ptr<Slot> utility_[8][kDTypeCount];                                // [which][dtype]
+  std::unordered_map<std::string, std::shared_ptr<Slot>> generated_;             // get_generated, by key
   std::vector<LoadRecord> load_log_;                                             // under mu_
   class Scratch;
   std::unique_ptr<Scratch> scratch_;

@@ -6,12 +6,15 @@
 // forward can be captured in a CUDA graph.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/moe_routing.hpp"
 
 namespace samoyeds {
+
+class Fp8RoutedExperts;  // runtime/fp8_routed_experts.hpp
 
 struct MoeLayerSpec {
   // Multiples of 8 (validate): each is some projection's k, whose activation
@@ -28,6 +31,12 @@ struct MoeLayerSpec {
   // How each routed expert joins its gate and up projections: silu(g) * u,
   // or gpt-oss's clamped SwiGLU (with the experts' biases, zero if none given).
   ExpertActivation activation;
+  // Routed experts in FP8 (docs/fp8.md): E4M3 with one scale per 128 x 128
+  // weight block, packed from the dense experts; the routed tokens and the
+  // gated activation quantized per 1 x 128 group on the GPU. About half the
+  // routed weight bytes of bf16. sm_90a (wgmma_sp); bf16 activations, 1:2
+  // row groups, V a multiple of 128, silu(g) * u. Shared experts stay bf16.
+  bool fp8_experts = false;
   void validate() const;
 };
 
@@ -125,7 +134,8 @@ class MoeLayer {
   void upload_shared_gate(const uint16_t* host_gate);
   KernelRuntime& rt_;
   MoeLayerSpec spec_;
-  GroupedExpertWeights w1_, w3_, w2_;
+  GroupedExpertWeights w1_, w3_, w2_;  // bf16 routed experts, or
+  std::shared_ptr<const Fp8RoutedExperts> fp8_;  // FP8 ones (spec.fp8_experts)
   bool has_shared_ = false;
   int64_t shared_ffn_ = 0;
   PackedExpertWeights shared_w1_, shared_w3_, shared_w2_;
