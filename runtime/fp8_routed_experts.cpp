@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "backends/wgmma_sp/fp8_projection.hpp"
-#include "core/cuda_driver.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
@@ -61,9 +60,6 @@ void Fp8RoutedExperts::forward(KernelRuntime& rt, const void* x, int64_t x_rows,
   const int64_t k = std::max(hidden_, ffn_), ld = scale_ld(rows);
   unsigned char* codes = static_cast<unsigned char*>(scratch);
   float* scales = reinterpret_cast<float*>(codes + align_up(size_t(rows * k)));
-  // Scales past the rows are read by the last token tile's TMA box: finite.
-  check(driver().cuMemsetD8Async(CUdeviceptr(scales), 0, size_t((k + 127) / 128 * ld) * 4, CUstream(stream)),
-        "cuMemsetD8Async(FP8 token scales)");
   const Device& dev = rt.device();
   auto project = [&](const Fp8Tile& t, const Fp8DeviceWeights* a, const Fp8DeviceWeights* b, int64_t m, int64_t kk,
                      void* y, const float* row_scale) {

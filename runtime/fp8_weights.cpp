@@ -4,7 +4,6 @@
 #include <climits>
 #include <vector>
 
-#include "core/cuda_driver.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
@@ -90,9 +89,6 @@ Fp8DeviceTokens Fp8DeviceTokens::quantize(KernelRuntime& rt, const void* x, int6
   t.scale_ld = (n + 3) / 4 * 4;
   t.codes = DeviceBuffer(size_t(std::max<int64_t>(n * k, 16)));
   t.scale_inv = DeviceBuffer(size_t(std::max<int64_t>((k + 127) / 128 * t.scale_ld, 4)) * 4);
-  // Past the tokens: finite, as the projection's TMA boxes read them; on the launch's stream.
-  check(driver().cuMemsetD8Async(CUdeviceptr(t.scale_inv.data()), 0, t.scale_inv.bytes(), CUstream(stream)),
-        "cuMemsetD8Async(FP8 token scales)");
   QuantizeRowsArgs a{static_cast<const unsigned short*>(x), ids, static_cast<unsigned char*>(t.codes.data()),
                      static_cast<float*>(t.scale_inv.data()), error_flag, int(n), int(k), int(x_rows),
                      int(t.scale_ld)};

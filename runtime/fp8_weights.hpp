@@ -1,9 +1,9 @@
 // FP8 weights and tokens on the device, as the FP8 projection reads them
 // (backends/wgmma_sp/fp8_projection.hpp): the weights in the FP8 device
-// layout with their block scales transposed ([k-block][16-row tile]), the
-// tokens as E4M3 codes with their 1 x 128 group scales transposed
-// ([group][token], rows of a multiple of 4 tokens, zero past the tokens), so
-// that TMA brings a k-block's scales of a tile in one box.
+// layout with their block scales transposed ([k-block][16-row tile], so TMA
+// brings a k-block's scales of a tile in one box), the tokens as E4M3 codes
+// with their 1 x 128 group scales transposed ([group][token], rows of a
+// multiple of 4 tokens: a stage's scales of consecutive tokens lie together).
 #pragma once
 #include <cstdint>
 #include <vector>

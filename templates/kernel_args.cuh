@@ -38,6 +38,12 @@ struct SsmmArgs {
   // when the launch gave them the output map (rows of y a multiple of 16
   // bytes), else they store from registers.
   int out_by_tma;
+  // FP8 kernels (E4M3): the tokens' scales, [ceil(k/128)][x_scale_ld] f32,
+  // token i's of group g at g * x_scale_ld + i (rows of x, list rows in a
+  // grouped launch). The producer copies a stage's with plain loads: a TMA
+  // box would start at an expert's first list row, which is not 16-byte aligned.
+  const float* x_scale_inv;
+  int x_scale_ld;
 };
 
 // How a stream-K launch of `total` tiles on `grid` persistent blocks splits
@@ -74,14 +80,13 @@ struct alignas(128) TensorMap {
 // (unused otherwise: the launch leaves it zero), and for kernels that store
 // their tiles by TMA (WgmmaSpFamily::tma_store),
 //   out     2-D [n, m] of y (rows ldy apart), box [chunk tokens][64 rows], 128-byte swizzle.
-// FP8 kernels (E4M3) also read the scales by TMA:
+// FP8 kernels (E4M3) also read their weight scales by TMA:
 //   wscale  2-D [k_phys/128, rows/16] f32 per weight operand, box [block_k/128][block_m/16]
-//   xscale  2-D [k/128, x_rows] f32 (token scales, transposed), box [block_k/128][block_n]
 struct TmaWeightMaps {
   TensorMap values[2], meta[2], sel[2];
   TensorMap tokens;
   TensorMap out;
-  TensorMap wscale[2], xscale;
+  TensorMap wscale[2];
 };
 
 // All experts of one projection in one launch: blockIdx.z is the expert.

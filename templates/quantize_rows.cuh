@@ -1,7 +1,7 @@
 // Tokens into the FP8 projection's form (QuantizeRowsArgs): each 1 x 128
 // group of a (gathered) row scaled so its largest magnitude is 448, rounded
 // to E4M3 (nearest even, saturating: cvt.rn.satfinite), its scale stored
-// transposed for the projection's TMA boxes. The arithmetic is
+// transposed (a stage's scales of consecutive tokens lie together). The arithmetic is
 // format/fp8.cpp's (amax / 448, then an IEEE division), so codes and scales
 // equal quantize_e4m3's. One warp per (row, group), four values a lane; an
 // id out of range gives zeros and raises the error flag. NaN stays NaN.

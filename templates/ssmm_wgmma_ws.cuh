@@ -218,11 +218,13 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   // FP8: each operand's weight scales, and the tokens' scales with the B tile.
   static constexpr u32 kWeightTxBytes =
       Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes + Base::kWScaleBytes);
-  static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes + Base::kXScaleBytes : 0;  // the whole B tile
+  static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes : 0;  // the whole B tile
   static constexpr u32 kTxBytes = kWeightTxBytes + kTokenTxBytes;
   // Arrivals that fill a stage: the TMA thread's, plus every producer's
   // cp.async arrival where they gather the tokens.
-  static constexpr int kFills = TOKENS_TMA ? 1 : kProducers + 1;
+  // FP8: every producer thread also stores a token scale and arrives.
+  static constexpr int kFills = TOKENS_TMA && !Base::kFp8 ? 1 : kProducers + 1;
+  static_assert(!Base::kFp8 || Base::kKBlocks * BN <= kProducers, "a token scale per producer thread and stage");
   // The producers' gather of a tile's token rows; nothing with TMA token tiles.
   struct NoGather {
     __device__ __forceinline__ NoGather(const SsmmArgs&, const int*, int) {}
@@ -342,7 +344,7 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
         const int xrow = TOKENS_TMA ? int((tile.args.x - base.x) / base.ldx) + tile.tok0 : 0;
         // With TOKENS_TMA the TMA thread alone fills the stages; the others
         // only keep step with the cluster barriers below.
-        const int kt_stop = TOKENS_TMA && ptid != 0 ? kb : ke;
+        const int kt_stop = TOKENS_TMA && !Base::kFp8 && ptid != 0 ? kb : ke;
         for (int kt = kb; kt < kt_stop; ++kt, ++it) {
           const int s = it % STAGES;
           const u32 full = bars + 8 * s;
@@ -376,9 +378,17 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
 #pragma unroll
               for (int c = 0; c < BK / kColumnValues; ++c)
                 tma_load_2d(b + c * Base::BTile::kColumnBytes, maps.tokens, full, k0 + kColumnValues * c, xrow);
-              if (Base::kFp8)  // [k-block][token] of the transposed token scales
-                tma_load_2d(b + Base::kBBytes, maps.xscale, full, xrow, k0 / 128);
             }
+          }
+          if constexpr (Base::kFp8) {  // the stage's token scales, [k-block][token]: one a thread
+            float v = 0.0f;
+            if (ptid < Base::kKBlocks * BN) {
+              const int blk = ptid / BN, tok = ptid % BN, group = kt * BK / 128 + blk;
+              if (tile.tok0 + tok < tile.args.n && group * 128 < base.k)
+                v = base.x_scale_inv[u64(group) * u64(base.x_scale_ld) + u64(xrow + tok)];
+              reinterpret_cast<float*>(smem + s * Base::kStageBytes + Base::kW * Base::kWBytes + Base::kBBytes)[ptid] = v;
+            }
+            mbarrier_arrive(full);  // release: the consumers' wait on `full` sees the store
           }
           if (!TOKENS_TMA) {
             token_rows.load(tile.args, stage, kt);

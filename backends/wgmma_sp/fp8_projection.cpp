@@ -80,8 +80,7 @@ TmaWeightMaps fp8_projection_maps(const Fp8Tile& t, const Fp8ProjectionCall& c) 
   shape.block_m = t.block_m;
   shape.block_k = kBlockK;
   shape.experts = c.offsets ? c.experts : 1;
-  return encode_fp8_maps(c.operands, t.gated ? 2 : 1, shape, c.x, c.n, c.k, c.x_scale_inv, c.x_scale_ld,
-                         t.block_n);
+  return encode_fp8_maps(c.operands, t.gated ? 2 : 1, shape, c.x, c.n, c.k, t.block_n);
 }
 
 CUresult launch_fp8_projection(const Device& device, CUfunction f, const Fp8Tile& t, const Fp8ProjectionCall& c,
@@ -100,6 +99,8 @@ CUresult launch_fp8_projection(const Device& device, CUfunction f, const Fp8Tile
   args.rows_pad = int(c.rows_pad);
   args.k_phys = int(c.k_phys);
   args.row_scale = c.row_scale;
+  args.x_scale_inv = static_cast<const float*>(c.x_scale_inv);
+  args.x_scale_ld = int(c.x_scale_ld);
   const bool grouped = c.offsets != nullptr;
   const int64_t row_tiles = ((c.m + 1) / 2 + t.block_m - 1) / t.block_m;
   const int64_t tiles = row_tiles * ((c.n + t.block_n - 1) / t.block_n) * (grouped ? c.experts : 1);

@@ -35,9 +35,9 @@ int fp8_projection_smem_bytes(const Fp8Tile& t);
 GeneratedKernel generate_fp8_projection(const Fp8Tile& t, bool grouped = false);
 
 // y [n, m] bf16 = epi(x W^T) (times row_scale[i] per row, if given): x
-// [n, k] E4M3 with scales x_scale_inv [ceil(k/128)][x_scale_ld] (transposed,
-// finite past the tokens), W one operand (two, gated) in the FP8 device
-// layout. Grouped (offsets given): rows offsets[e] .. offsets[e+1]-1 of x,
+// [n, k] E4M3 with scales x_scale_inv [ceil(k/128)][x_scale_ld]
+// (transposed; the kernel reads none past the tokens), W one operand (two,
+// gated) in the FP8 device layout. Grouped (offsets given): rows offsets[e] .. offsets[e+1]-1 of x,
 // y and row_scale are expert e's, n the rows of x (the list's room), the
 // experts' weights back to back (Fp8DeviceWeights::upload_experts).
 struct Fp8ProjectionCall {

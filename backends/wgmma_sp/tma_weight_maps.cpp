@@ -113,16 +113,8 @@ std::array<TensorMap2d, 4> describe_fp8_weight_maps(const PackedFp8WeightView& w
   return {values, meta, sel, scales};
 }
 
-std::array<TensorMap2d, 2> describe_fp8_token_maps(const void* x, int64_t rows, int64_t k, const void* scale_inv,
-                                                   int64_t ld, int block_n, int block_k) {
-  TensorMap2d tokens{"FP8 activations", x, uint64_t(k), uint64_t(rows), TmaBox{128, uint32_t(block_n), 1}, true};
-  TensorMap2d scales{"FP8 activation scales", scale_inv, uint64_t(ld), uint64_t((k + 127) / 128),
-                     TmaBox{uint32_t(block_n), uint32_t(block_k / 128), 4}, false};
-  return {tokens, scales};
-}
-
 TmaWeightMaps encode_fp8_maps(const PackedFp8WeightView* operands, int n_w, const WeightMapShape& s, const void* x,
-                              int64_t rows, int64_t k, const void* x_scale_inv, int64_t ld, int block_n) {
+                              int64_t rows, int64_t k, int block_n) {
   TmaWeightMaps maps{};
   for (int i = 0; i < 2; ++i) {
     const auto m = describe_fp8_weight_maps(operands[i < n_w ? i : 0], s);
@@ -131,9 +123,8 @@ TmaWeightMaps encode_fp8_maps(const PackedFp8WeightView* operands, int n_w, cons
     maps.sel[i] = encode(m[2]);
     maps.wscale[i] = encode(m[3]);
   }
-  const auto t = describe_fp8_token_maps(x, rows, k, x_scale_inv, ld, block_n, s.block_k);
-  maps.tokens = encode(t[0]);
-  maps.xscale = encode(t[1]);
+  maps.tokens = encode(
+      TensorMap2d{"FP8 activations", x, uint64_t(k), uint64_t(rows), TmaBox{128, uint32_t(block_n), 1}, true});
   return maps;
 }
 

@@ -81,14 +81,10 @@ struct PackedFp8WeightView {
 // Values (one 128-byte swizzle atom: block_k / 2 codes), metadata,
 // selectors and scales of one operand, block_k = 256. Pure: no driver.
 std::array<TensorMap2d, 4> describe_fp8_weight_maps(const PackedFp8WeightView& operand, const WeightMapShape& shape);
-// The tokens of an FP8 kernel: x as [rows][k] E4M3 codes in boxes of
-// block_n rows x 128 codes, and their scales, transposed, [ceil(k/128)][ld]
-// f32 (ld >= rows, a multiple of 4), in boxes of block_k / 128 x block_n.
-std::array<TensorMap2d, 2> describe_fp8_token_maps(const void* x, int64_t rows, int64_t k, const void* scale_inv,
-                                                   int64_t ld, int block_n, int block_k);
-// Every map an FP8 launch reads (out unset: FP8 kernels store from registers).
+// Every map an FP8 launch reads: the weights' and the tokens' (x as [rows][k]
+// E4M3 codes, boxes of block_n rows x 128 codes); out unset (FP8 kernels
+// store from registers). The token scales go by pointer (SsmmArgs).
 TmaWeightMaps encode_fp8_maps(const PackedFp8WeightView* operands, int n_w, const WeightMapShape& shape,
-                              const void* x, int64_t rows, int64_t k, const void* x_scale_inv, int64_t ld,
-                              int block_n);
+                              const void* x, int64_t rows, int64_t k, int block_n);
 
 }  // namespace samoyeds
