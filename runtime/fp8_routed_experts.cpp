@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "backends/wgmma_sp/fp8_projection.hpp"
+#include "core/cuda_driver.hpp"  // check
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "templates/kernel_args.cuh"
