@@ -23,6 +23,7 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/format.hpp"
 #include "tuner/random_fill.hpp"
+#include "tuner/random_routing.hpp"
 
 namespace samoyeds {
 namespace {
@@ -72,23 +73,9 @@ double rel(const std::vector<double>& a, const std::vector<double>& b) {
 void run_shape(const LayerShape& s, int64_t tokens, uint64_t seed) {
   const SparsityParams sp{128, 1, 2};
   const int64_t H = s.hidden, I = s.ffn;
-  std::mt19937_64 rng(seed);
-  // Tokens (bf16) and their routing: top-k of random logits, softmax weights over the k.
+  // Tokens (bf16) and their routing: softmax top-k of random logits.
   const std::vector<uint16_t> xb = tuning::random_fill(tokens * H, DType::bf16, 1.0f, seed);
-  std::vector<std::vector<int>> chosen(static_cast<size_t>(tokens));
-  std::vector<std::vector<double>> weight(static_cast<size_t>(tokens));
-  std::normal_distribution<double> logit(0.0, 1.0);
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::vector<std::pair<double, int>> l;
-    for (int e = 0; e < s.experts; ++e) l.push_back({logit(rng), e});
-    std::partial_sort(l.begin(), l.begin() + s.top_k, l.end(), std::greater<>());
-    double z = 0.0;
-    for (int j = 0; j < s.top_k; ++j) z += std::exp(l[size_t(j)].first - l[0].first);
-    for (int j = 0; j < s.top_k; ++j) {
-      chosen[size_t(t)].push_back(l[size_t(j)].second);
-      weight[size_t(t)].push_back(std::exp(l[size_t(j)].first - l[0].first) / z);
-    }
-  }
+  const Routing routing = tuning::random_routing(tokens, s.experts, s.top_k, uint32_t(seed));
   // y per variant: 0 dense bf16, 1 pruned bf16, 2 pruned FP8.
   std::vector<std::vector<double>> y(3, std::vector<double>(size_t(tokens * H), 0.0));
   for (int e = 0; e < s.experts; ++e) {
@@ -96,9 +83,9 @@ void run_shape(const LayerShape& s, int64_t tokens, uint64_t seed) {
     std::vector<double> p;
     for (int64_t t = 0; t < tokens; ++t)
       for (int j = 0; j < s.top_k; ++j)
-        if (chosen[size_t(t)][size_t(j)] == e) {
+        if (routing.expert[size_t(t * s.top_k + j)] == e) {
           mine.push_back(t);
-          p.push_back(weight[size_t(t)][size_t(j)]);
+          p.push_back(routing.weight[size_t(t * s.top_k + j)]);
         }
     if (mine.empty()) continue;
     // The expert's three matrices in each variant, as floats.

@@ -29,6 +29,7 @@
 #include "samoyeds/moe_layer.hpp"
 #include "templates/kernel_args.cuh"
 #include "tuner/random_fill.hpp"
+#include "tuner/random_routing.hpp"
 
 namespace samoyeds {
 namespace {
@@ -129,21 +130,9 @@ void bench_layers(KernelRuntime& rt, CUstream stream, const DeviceBuffer& flush,
                fp8.weight_bytes() / 1e6);
     for (int64_t T : tokens) {
       const std::vector<uint16_t> x = tuning::random_fill(T * s.hidden, DType::bf16, 1.0f, 9 + uint64_t(T));
-      std::vector<int32_t> ids(size_t(T * s.top_k));
-      std::vector<float> pw(ids.size());
-      std::mt19937 gen(static_cast<uint32_t>(T));
-      for (int64_t t = 0; t < T; ++t) {  // top-k of random logits, softmax over the k
-        std::vector<std::pair<float, int>> l;
-        std::normal_distribution<float> nd(0.0f, 1.0f);
-        for (int e = 0; e < s.experts; ++e) l.push_back({nd(gen), e});
-        std::partial_sort(l.begin(), l.begin() + s.top_k, l.end(), std::greater<>());
-        float z = 0.0f;
-        for (int j = 0; j < s.top_k; ++j) z += std::exp(l[size_t(j)].first - l[0].first);
-        for (int j = 0; j < s.top_k; ++j) {
-          ids[size_t(t * s.top_k + j)] = l[size_t(j)].second;
-          pw[size_t(t * s.top_k + j)] = std::exp(l[size_t(j)].first - l[0].first) / z;
-        }
-      }
+      const Routing routing = tuning::random_routing(T, s.experts, s.top_k, uint32_t(T));
+      const std::vector<int32_t>& ids = routing.expert;
+      const std::vector<float>& pw = routing.weight;
       DeviceBuffer dx(x.size() * 2), dids(ids.size() * 4), dw(pw.size() * 4), y(x.size() * 2);
       dx.upload(x.data(), x.size() * 2);
       dids.upload(ids.data(), ids.size() * 4);
@@ -278,17 +267,8 @@ int run(int argc, char** argv) {
         check(d.cuModuleGetFunction(&fn, module, g.kernel_name.c_str()), "cuModuleGetFunction");
         check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, g.smem_bytes),
               "cuFuncSetAttribute");
-        Fp8ProjectionCall call;
-        for (int w = 0; w < nw; ++w) call.operands[w] = fp8[size_t(w)].view();
-        call.m = s.m;
-        call.k = s.k;
-        call.n = n;
-        call.rows_pad = fp8[0].rows_pad;
-        call.k_phys = fp8[0].k_phys;
-        call.x = xt.codes.data();
-        call.x_scale_inv = xt.scale_inv.data();
-        call.x_scale_ld = xt.scale_ld;
-        call.y = y.data();
+        const Fp8ProjectionCall call = fp8_projection_call(fp8[0], nw > 1 ? &fp8[1] : nullptr, xt.codes.data(),
+                                                           xt.scale_inv.data(), xt.scale_ld, n, y.data());
         const TmaWeightMaps maps = fp8_projection_maps(t, call);
         auto launch_fp8 = [&] { check(launch_fp8_projection(dev, fn, t, call, maps, stream), "launch fp8 projection"); };
         y.fill_bytes(0xff);

@@ -4,33 +4,39 @@
 
 namespace samoyeds {
 
+LayoutFrame layout_frame(const PackedWeights& p, int64_t k_align) {
+  LayoutFrame f;
+  f.rows = p.condensed_rows();
+  f.rows_pad = (f.rows + DeviceLayout::kRowAlign - 1) / DeviceLayout::kRowAlign * DeviceLayout::kRowAlign;
+  const int64_t kalign = std::max<int64_t>(p.sparsity.V, k_align);
+  f.k_phys = (p.k_pad + kalign - 1) / kalign * kalign;
+  return f;
+}
+
+std::vector<uint8_t> padded_selectors(const PackedWeights& p, const LayoutFrame& f) {
+  const int64_t segs_src = p.segments(), segs_dst = f.k_phys / p.sparsity.V;
+  std::vector<uint8_t> sel(size_t(segs_dst * f.rows_pad), 0);
+  for (int64_t s = 0; s < segs_dst; ++s)
+    for (int64_t r = 0; r < f.rows_pad; ++r)
+      sel[size_t(s * f.rows_pad + r)] =
+          (s < segs_src && r < f.rows) ? p.sel[size_t(s * f.rows + r)] : uint8_t(r % p.sparsity.N);
+  return sel;
+}
+
 DeviceLayout to_device_layout(const PackedWeights& p) {
-  const auto& sp = p.sparsity;
   DeviceLayout L;
   L.dtype = p.dtype;
-  L.sparsity = sp;
+  L.sparsity = p.sparsity;
   L.m = p.m;
   L.k = p.k;
-  L.rows = p.condensed_rows();
-  L.rows_pad = (L.rows + DeviceLayout::kRowAlign - 1) / DeviceLayout::kRowAlign * DeviceLayout::kRowAlign;
-  const int64_t kalign = std::max<int64_t>(sp.V, DeviceLayout::kKAlign);
-  L.k_phys = (p.k_pad + kalign - 1) / kalign * kalign;
-
-  const int64_t half_src = p.k_pad / 2, half_dst = L.k_phys / 2;
-  L.values.assign(size_t(L.rows_pad * half_dst), 0);
-  for (int64_t r = 0; r < L.rows; ++r)
-    std::copy_n(&p.values[size_t(r * half_src)], half_src, &L.values[size_t(r * half_dst)]);
-
-  // Padding rows and columns: zero values with metadata pair (0,1), a defined
-  // encoding, and selectors j (distinct, increasing) so the kernel never sees
-  // an undefined pattern.
-  const int64_t segs_src = p.segments(), segs_dst = L.k_phys / sp.V;
-  L.sel.assign(size_t(segs_dst * L.rows_pad), 0);
-  for (int64_t s = 0; s < segs_dst; ++s)
-    for (int64_t r = 0; r < L.rows_pad; ++r)
-      L.sel[size_t(s * L.rows_pad + r)] = (s < segs_src && r < L.rows)
-                                              ? p.sel[size_t(s * L.rows + r)]
-                                              : uint8_t(r % sp.N);
+  const LayoutFrame frame = layout_frame(p, DeviceLayout::kKAlign);
+  L.rows = frame.rows;
+  L.rows_pad = frame.rows_pad;
+  L.k_phys = frame.k_phys;
+  L.values = padded_values(p.values, p, frame);
+  // Padding: metadata pair (0,1), a defined encoding.
+  L.sel = padded_selectors(p, frame);
+  const int64_t half_src = p.k_pad / 2;
 
   auto chunk_bits = [&](int64_t r, int64_t chunk) -> uint32_t {  // 4 bits: lo | hi << 2
     if (r >= L.rows || chunk * 2 >= half_src) return 0x4u;         // (0, 1)

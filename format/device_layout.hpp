@@ -21,6 +21,7 @@
 // v1 ("mma_sp.v1") kept each 64-column slab's 32 words together, so a
 // 128-column k-tile took two 4-byte loads per thread and operand.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -51,5 +52,24 @@ struct DeviceLayout {
 };
 
 DeviceLayout to_device_layout(const PackedWeights& packed);
+
+// What both device layouts (this and the FP8 one) pad alike: condensed rows
+// to kRowAlign, k to k_align (and to V); selectors past the packed ones are
+// j for row j (distinct, increasing), so the kernels never see an undefined
+// pattern; values past the packed ones are zero.
+struct LayoutFrame {
+  int64_t rows = 0, rows_pad = 0, k_phys = 0;
+};
+LayoutFrame layout_frame(const PackedWeights& packed, int64_t k_align);
+std::vector<uint8_t> padded_selectors(const PackedWeights& packed, const LayoutFrame& frame);
+// [rows_pad, k_phys/2] from [rows, k_pad/2] values of any element type.
+template <class T>
+std::vector<T> padded_values(const std::vector<T>& values, const PackedWeights& packed, const LayoutFrame& frame) {
+  const int64_t half_src = packed.k_pad / 2, half_dst = frame.k_phys / 2;
+  std::vector<T> out(size_t(frame.rows_pad * half_dst), T(0));
+  for (int64_t r = 0; r < frame.rows; ++r)
+    std::copy_n(&values[size_t(r * half_src)], half_src, &out[size_t(r * half_dst)]);
+  return out;
+}
 
 }  // namespace samoyeds

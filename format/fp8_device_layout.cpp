@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "format/device_layout.hpp"
 #include "samoyeds/error.hpp"
 
 namespace samoyeds {
@@ -17,23 +18,14 @@ Fp8DeviceLayout to_device_layout(const PackedFp8Weights& q) {
   L.sparsity = sp;
   L.m = p.m;
   L.k = p.k;
-  L.rows = p.condensed_rows();
-  L.rows_pad = (L.rows + Fp8DeviceLayout::kRowAlign - 1) / Fp8DeviceLayout::kRowAlign * Fp8DeviceLayout::kRowAlign;
-  const int64_t kalign = std::max<int64_t>(sp.V, Fp8DeviceLayout::kKAlign);
-  L.k_phys = (p.k_pad + kalign - 1) / kalign * kalign;
-
-  const int64_t half_src = p.k_pad / 2, half_dst = L.k_phys / 2;
-  L.values.assign(size_t(L.rows_pad * half_dst), 0);
-  for (int64_t r = 0; r < L.rows; ++r)
-    std::copy_n(&q.values[size_t(r * half_src)], half_src, &L.values[size_t(r * half_dst)]);
-
+  const LayoutFrame frame = layout_frame(p, Fp8DeviceLayout::kKAlign);
+  L.rows = frame.rows;
+  L.rows_pad = frame.rows_pad;
+  L.k_phys = frame.k_phys;
+  L.values = padded_values(q.values, p, frame);
   // Padding as the 16-bit layout pads: selectors j, metadata pair (0, 1).
-  const int64_t segs_src = p.segments(), segs_dst = L.k_phys / sp.V;
-  L.sel.assign(size_t(segs_dst * L.rows_pad), 0);
-  for (int64_t s = 0; s < segs_dst; ++s)
-    for (int64_t r = 0; r < L.rows_pad; ++r)
-      L.sel[size_t(s * L.rows_pad + r)] =
-          (s < segs_src && r < L.rows) ? p.sel[size_t(s * L.rows + r)] : uint8_t(r % sp.N);
+  L.sel = padded_selectors(p, frame);
+  const int64_t half_src = p.k_pad / 2;
 
   auto chunk_bits = [&](int64_t r, int64_t chunk) -> uint32_t {  // 4 bits: lo | hi << 2
     if (r >= L.rows || chunk * 2 >= half_src) return 0x4u;

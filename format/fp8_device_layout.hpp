@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "format/device_layout.hpp"
 #include "format/fp8_pack.hpp"
 
 namespace samoyeds {
@@ -40,7 +41,7 @@ constexpr Fp8MetaSlot fp8_meta_slot(int lane, int nibble) {
 
 struct Fp8DeviceLayout {
   static constexpr const char* kLayoutId = "sp_tc_e4m3.v1";
-  static constexpr int kRowAlign = 128;  // as the 16-bit layout
+  static constexpr int kRowAlign = DeviceLayout::kRowAlign;
   static constexpr int kKAlign = 256;    // the FP8 k-tile: four k64 steps
 
   SparsityParams sparsity;

@@ -62,20 +62,9 @@ void Fp8RoutedExperts::forward(KernelRuntime& rt, const void* x, int64_t x_rows,
   unsigned char* codes = static_cast<unsigned char*>(scratch);
   float* scales = reinterpret_cast<float*>(codes + align_up(size_t(rows * k)));
   const Device& dev = rt.device();
-  auto project = [&](const Fp8Tile& t, const Fp8DeviceWeights* a, const Fp8DeviceWeights* b, int64_t m, int64_t kk,
-                     void* y, const float* row_scale) {
-    Fp8ProjectionCall c;
-    c.operands[0] = a->view();
-    if (b) c.operands[1] = b->view();
-    c.m = m;
-    c.k = kk;
-    c.n = rows;
-    c.rows_pad = a->rows_pad;
-    c.k_phys = a->k_phys;
-    c.x = codes;
-    c.x_scale_inv = scales;
-    c.x_scale_ld = ld;
-    c.y = y;
+  auto project = [&](const Fp8Tile& t, const Fp8DeviceWeights* a, const Fp8DeviceWeights* b, void* y,
+                     const float* row_scale) {
+    Fp8ProjectionCall c = fp8_projection_call(*a, b, codes, scales, ld, rows, y);
     c.row_scale = row_scale;
     c.error_flag = error_flag;
     c.experts = experts_;
@@ -89,12 +78,12 @@ void Fp8RoutedExperts::forward(KernelRuntime& rt, const void* x, int64_t x_rows,
   QuantizeRowsArgs q{static_cast<const unsigned short*>(x), list_token, codes, scales, error_flag, int(rows),
                      int(hidden_), int(x_rows), int(ld)};
   launch_quantize_rows(rt, DType::bf16, q, stream);
-  project(kGatedTile, &w1_, &w3_, ffn_, hidden_, h, nullptr);
+  project(kGatedTile, &w1_, &w3_, h, nullptr);
   // h quantized in place of the tokens (the up projection has read them: same stream), then down.
   QuantizeRowsArgs qh{static_cast<const unsigned short*>(h), nullptr, codes, scales, error_flag, int(rows), int(ffn_),
                       int(rows), int(ld)};
   launch_quantize_rows(rt, DType::bf16, qh, stream);
-  project(kDownTile, &w2_, nullptr, hidden_, ffn_, z, list_weight);
+  project(kDownTile, &w2_, nullptr, z, list_weight);
 }
 
 }  // namespace samoyeds

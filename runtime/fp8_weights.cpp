@@ -56,6 +56,23 @@ Fp8DeviceWeights Fp8DeviceWeights::upload_experts(const std::vector<PackedFp8Wei
   return w;
 }
 
+Fp8ProjectionCall fp8_projection_call(const Fp8DeviceWeights& a, const Fp8DeviceWeights* b, const void* codes,
+                                      const void* scale_inv, int64_t scale_ld, int64_t n, void* y) {
+  Fp8ProjectionCall c;
+  c.operands[0] = a.view();
+  if (b) c.operands[1] = b->view();
+  c.m = a.m;
+  c.k = a.k;
+  c.n = n;
+  c.rows_pad = a.rows_pad;
+  c.k_phys = a.k_phys;
+  c.x = codes;
+  c.x_scale_inv = scale_inv;
+  c.x_scale_ld = scale_ld;
+  c.y = y;
+  return c;
+}
+
 Fp8DeviceTokens Fp8DeviceTokens::upload(const Fp8Weights& q) {
   validate(q);
   if (q.scaling != Fp8Scaling::Group1x128)

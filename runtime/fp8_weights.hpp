@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "backends/wgmma_sp/tma_weight_maps.hpp"
+#include "backends/wgmma_sp/fp8_projection.hpp"
 #include "format/fp8_device_layout.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/kernel_runtime.hpp"
@@ -25,6 +25,12 @@ struct Fp8DeviceWeights {
   static Fp8DeviceWeights upload_experts(const std::vector<PackedFp8Weights>& experts);
   PackedFp8WeightView view() const { return {values.data(), meta.data(), sel.data(), scale_inv.data()}; }
 };
+
+// The call that multiplies n token rows (E4M3 codes [n, a.k], scales
+// [ceil(k/128)][scale_ld]) by one operand of these weights, or two (gated:
+// b), into y [n, a.m] bf16. Grouped, routing weights: set on the result.
+Fp8ProjectionCall fp8_projection_call(const Fp8DeviceWeights& a, const Fp8DeviceWeights* b, const void* codes,
+                                      const void* scale_inv, int64_t scale_ld, int64_t n, void* y);
 
 struct Fp8DeviceTokens {
   int64_t n = 0, k = 0, scale_ld = 0;

@@ -17,12 +17,17 @@ struct RoutedBatch {
   std::vector<float> list_weight;  // each list row's routing weight
 };
 
-inline RoutedBatch random_routed_batch(int64_t tokens, int experts, int top_k, uint32_t seed) {
+// Each token's choice alone: softmax top-k of the logits, renormalized.
+inline Routing random_routing(int64_t tokens, int experts, int top_k, uint32_t seed) {
   DenseF64 logits{tokens, experts, std::vector<double>(size_t(tokens * experts))};
   std::mt19937 gen(seed);
   std::normal_distribution<double> nd(0.0, 2.0);
   for (auto& v : logits.data) v = nd(gen);
-  const Routing routing = reference_route(logits, top_k);
+  return reference_route(logits, top_k);
+}
+
+inline RoutedBatch random_routed_batch(int64_t tokens, int experts, int top_k, uint32_t seed) {
+  const Routing routing = random_routing(tokens, experts, top_k, seed);
   RoutedBatch b;
   b.lists = build_token_lists(routing, experts);
   b.offsets.assign(b.lists.offsets.begin(), b.lists.offsets.end());

@@ -64,17 +64,8 @@ void check_projection(const Fp8Tile& t, int64_t m, int64_t k, int64_t n, bool ga
   DeviceBuffer error_flag(4);
   error_flag.fill_bytes(0);
 
-  Fp8ProjectionCall call;
-  for (size_t w = 0; w < ops.size(); ++w) call.operands[w] = ops[w].view();
-  call.m = m;
-  call.k = k;
-  call.n = n;
-  call.rows_pad = ops[0].rows_pad;
-  call.k_phys = ops[0].k_phys;
-  call.x = tokens.codes.data();
-  call.x_scale_inv = tokens.scale_inv.data();
-  call.x_scale_ld = tokens.scale_ld;
-  call.y = y.data();
+  Fp8ProjectionCall call = fp8_projection_call(ops[0], t.gated ? &ops[1] : nullptr, tokens.codes.data(),
+                                               tokens.scale_inv.data(), tokens.scale_ld, n, y.data());
   call.error_flag = static_cast<int*>(error_flag.data());
 
   const GeneratedKernel g = generate_fp8_projection(t);
@@ -169,17 +160,8 @@ void check_grouped(const Fp8Tile& t, bool scaled) {
     scales.upload(wide.data(), wide.size() * 4);
   }
   test::PoisonedOutput y(room * m);
-  Fp8ProjectionCall call;
-  for (size_t w = 0; w < ops.size(); ++w) call.operands[w] = ops[w].view();
-  call.m = m;
-  call.k = k;
-  call.n = room;
-  call.rows_pad = ops[0].rows_pad;
-  call.k_phys = ops[0].k_phys;
-  call.x = codes.data();
-  call.x_scale_inv = scales.data();
-  call.x_scale_ld = ld;
-  call.y = y.data();
+  Fp8ProjectionCall call =
+      fp8_projection_call(ops[0], t.gated ? &ops[1] : nullptr, codes.data(), scales.data(), ld, room, y.data());
   call.row_scale = scaled ? static_cast<const float*>(dp.data()) : nullptr;
   call.experts = experts;
   call.offsets = static_cast<const int*>(doff.data());
