@@ -21,7 +21,6 @@
 #include "backends/wgmma_sp/fp8_projection.hpp"
 #include "core/cuda_driver.hpp"
 #include "runtime/fp8_weights.hpp"
-#include "runtime/kernel_builder.hpp"
 #include "runtime/utility_launch.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
@@ -258,15 +257,8 @@ int run(int argc, char** argv) {
       }
       for (const Fp8Tile& t : fp8_tiles()) {
         if (t.gated != s.gated) continue;
-        const GeneratedKernel g = generate_fp8_projection(t);
-        bool from_cache = false;
-        const BinaryRecord bin = build_binary(g, "sm_90a", "fp8 projection", nullptr, &from_cache);
-        CUmodule module;
-        check(d.cuModuleLoadData(&module, bin.blob.data()), "cuModuleLoadData(fp8 projection)");
-        CUfunction fn;
-        check(d.cuModuleGetFunction(&fn, module, g.kernel_name.c_str()), "cuModuleGetFunction");
-        check(d.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, g.smem_bytes),
-              "cuFuncSetAttribute");
+        const CUfunction fn = static_cast<CUfunction>(
+            rt.get_generated("fp8 " + t.to_string(), [&] { return generate_fp8_projection(t); }).function);
         const Fp8ProjectionCall call = fp8_projection_call(fp8[0], nw > 1 ? &fp8[1] : nullptr, xt.codes.data(),
                                                            xt.scale_inv.data(), xt.scale_ld, n, y.data());
         const TmaWeightMaps maps = fp8_projection_maps(t, call);
@@ -282,7 +274,6 @@ int run(int argc, char** argv) {
         csv << fmt::format("{},{},{},{},fp8 {},{:.5f},{:.3f},{:.3e}\n", s.name, s.m, s.k, n, t.to_string(), ms,
                            ms_bf16 / ms, err);
         csv.flush();
-        check(d.cuModuleUnload(module), "cuModuleUnload");
       }
     }
   }

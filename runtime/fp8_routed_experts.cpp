@@ -19,7 +19,6 @@ const Fp8Tile kGatedTile{64, 64, 4, true};
 const Fp8Tile kDownTile{128, 64, 4, false};
 
 size_t align_up(size_t b) { return (b + 255) / 256 * 256; }
-int64_t scale_ld(int64_t rows) { return (rows + 3) / 4 * 4; }
 
 const LoadedKernel& grouped_kernel(KernelRuntime& rt, const Fp8Tile& t) {
   return rt.get_generated("fp8 grouped " + t.to_string(), [&] { return generate_fp8_projection(t, true); });
@@ -51,14 +50,14 @@ int64_t Fp8RoutedExperts::weight_bytes() const {
 
 size_t Fp8RoutedExperts::scratch_bytes(int64_t rows, int64_t hidden, int64_t ffn) {
   const int64_t k = std::max(hidden, ffn);
-  return align_up(size_t(rows * k)) + align_up(size_t((k + 127) / 128 * scale_ld(rows)) * 4);
+  return align_up(size_t(rows * k)) + align_up(size_t((k + 127) / 128 * fp8_token_scale_ld(rows)) * 4);
 }
 
 void Fp8RoutedExperts::forward(KernelRuntime& rt, const void* x, int64_t x_rows, const int32_t* list_token,
                                const int32_t* offsets, const float* list_weight, int64_t rows, void* h, void* z,
                                void* scratch, void* stream, int* error_flag) const {
   if (rows == 0) return;
-  const int64_t k = std::max(hidden_, ffn_), ld = scale_ld(rows);
+  const int64_t k = std::max(hidden_, ffn_), ld = fp8_token_scale_ld(rows);
   unsigned char* codes = static_cast<unsigned char*>(scratch);
   float* scales = reinterpret_cast<float*>(codes + align_up(size_t(rows * k)));
   const Device& dev = rt.device();

@@ -80,7 +80,7 @@ Fp8DeviceTokens Fp8DeviceTokens::upload(const Fp8Weights& q) {
   Fp8DeviceTokens t;
   t.n = q.rows;
   t.k = q.cols;
-  t.scale_ld = (q.rows + 3) / 4 * 4;  // TMA: rows of a multiple of 16 bytes
+  t.scale_ld = fp8_token_scale_ld(q.rows);
   const int64_t groups = (q.cols + 127) / 128;
   std::vector<float> transposed(size_t(groups * t.scale_ld), 0.0f);
   for (int64_t i = 0; i < q.rows; ++i)
@@ -92,8 +92,12 @@ Fp8DeviceTokens Fp8DeviceTokens::upload(const Fp8Weights& q) {
 
 Fp8DeviceTokens Fp8DeviceTokens::quantize(KernelRuntime& rt, const void* x, int64_t x_rows, const int32_t* ids,
                                           int64_t n, int64_t k, DType dtype, void* stream, int* error_flag) {
-  if (n < 0 || k <= 0 || k % 4 != 0 || x_rows < 0 || (n > 0 && !x) || n > INT32_MAX / 2 || k > INT32_MAX / 2)
-    throw Error(ErrorCode::InvalidArgument, "FP8 tokens: n >= 0 rows of k > 0 values, k a multiple of 4");
+  // k: the projection's TMA reads rows of k codes, a multiple of 16 bytes;
+  // x: the quantizing kernel reads 4 values (8 bytes) a lane.
+  if (n < 0 || k <= 0 || k % 16 != 0 || x_rows < 0 || x_rows > INT32_MAX || (n > 0 && !x) || n > INT32_MAX / 2 ||
+      k > INT32_MAX / 2 || reinterpret_cast<uintptr_t>(x) % 8 != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "FP8 tokens: n >= 0 rows of k > 0 values, k a multiple of 16, x 8-byte aligned");
   const DeviceInfo& dev = rt.device().info();
   if (dev.cc_major * 10 + dev.cc_minor < 89)
     throw Error(ErrorCode::Unsupported, "FP8 tokens need an sm_89 or newer GPU (" + dev.name + " is sm_" +
@@ -103,7 +107,7 @@ Fp8DeviceTokens Fp8DeviceTokens::quantize(KernelRuntime& rt, const void* x, int6
   Fp8DeviceTokens t;
   t.n = n;
   t.k = k;
-  t.scale_ld = (n + 3) / 4 * 4;
+  t.scale_ld = fp8_token_scale_ld(n);
   t.codes = DeviceBuffer(size_t(std::max<int64_t>(n * k, 16)));
   t.scale_inv = DeviceBuffer(size_t(std::max<int64_t>((k + 127) / 128 * t.scale_ld, 4)) * 4);
   QuantizeRowsArgs a{static_cast<const unsigned short*>(x), ids, static_cast<unsigned char*>(t.codes.data()),

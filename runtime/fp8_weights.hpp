@@ -2,8 +2,9 @@
 // (backends/wgmma_sp/fp8_projection.hpp): the weights in the FP8 device
 // layout with their block scales transposed ([k-block][16-row tile], so TMA
 // brings a k-block's scales of a tile in one box), the tokens as E4M3 codes
-// with their 1 x 128 group scales transposed ([group][token], rows of a
-// multiple of 4 tokens: a stage's scales of consecutive tokens lie together).
+// with their 1 x 128 group scales transposed ([group][token], rows of
+// fp8_token_scale_ld tokens: a stage's scales of consecutive tokens lie
+// together, one coalesced load by the kernel's producer threads).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -31,6 +32,9 @@ struct Fp8DeviceWeights {
 // b), into y [n, a.m] bf16. Grouped, routing weights: set on the result.
 Fp8ProjectionCall fp8_projection_call(const Fp8DeviceWeights& a, const Fp8DeviceWeights* b, const void* codes,
                                       const void* scale_inv, int64_t scale_ld, int64_t n, void* y);
+
+// Floats per row of the transposed token scales of n tokens (16-byte rows).
+inline int64_t fp8_token_scale_ld(int64_t n) { return (n + 3) / 4 * 4; }
 
 struct Fp8DeviceTokens {
   int64_t n = 0, k = 0, scale_ld = 0;

@@ -70,9 +70,14 @@ void MoeLayerSpec::validate() const {
             fmt::format("clamped SwiGLU alpha {} and limit {}: both positive", activation.alpha, activation.limit));
   if (fp8_experts) {
     require(dtype == DType::bf16, fmt::format("FP8 experts take bf16 activations, not {}", dtype_name(dtype)));
-    require(sparsity.N == 1 && sparsity.M == 2 && sparsity.V % 128 == 0,
-            fmt::format("FP8 experts are 1:2 row groups with V a multiple of 128, not {}", sparsity.to_string()));
+    require(sparsity.N == 1 && sparsity.M == 2 && sparsity.V == 128,
+            fmt::format("FP8 experts are 1:2 row groups at V = 128, not {}", sparsity.to_string()));
     require(activation.kind == ExpertActivation::Kind::Silu, "FP8 experts join gate and up as silu(g) * u only");
+    // TMA reads the E4M3 token rows: k bytes a multiple of 16.
+    require(hidden % 16 == 0 && ffn % 16 == 0,
+            fmt::format("FP8 experts: hidden={} and ffn={} must be multiples of 16", hidden, ffn));
+    // Its quantizing gather would walk list rows of experts held elsewhere.
+    require(!expert_parallel, "FP8 experts are not expert-parallel yet");
   }
 }
 

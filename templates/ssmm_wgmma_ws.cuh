@@ -165,8 +165,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
   static_assert(!kShiftRegisters || kProducers * kProducerRegs + kConsumers * kConsumerRegs <= kThreads * kLaunchRegs,
                 "the register hand-off must fit the block's pool, or setmaxnreg.inc waits forever");
   static_assert(BK / 2 * Base::kEB == 128, "a weight row of a k-tile is one 128-byte swizzle atom");
-  // FP8 so far: token tiles and scales by TMA (rows in order, as the
-  // quantizing copy writes them), one block per tile.
+  // FP8 so far: token tiles by TMA (rows in order, as the quantizing copy
+  // writes them), their scales by the producer threads, one block per tile.
   static_assert(!Base::kFp8 || (TOKENS_TMA && SPLIT == 1 && MCAST == 1 && !STREAM_K),
                 "FP8 takes its token tiles by TMA, without split-k, multicast or stream-K");
   static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8, "split-k clusters of 1, 2, 4 or 8 blocks");
@@ -215,7 +215,8 @@ struct SsmmWgmmaWs : SsmmPipeline<WgmmaSpCore, T, BM, BN, BK, BM / 16, 1, STAGES
       (kTmaStore ? kOutOffset + kOutStageBytes : Base::kSmemBytes + kBarrierBytes + kExchangeBytes) + kAlignSlack;
   // What lands per stage: every operand's values, metadata and selectors
   // (with multicast, half of the values and metadata from the other block).
-  // FP8: each operand's weight scales, and the tokens' scales with the B tile.
+  // FP8: each operand's weight scales too (the tokens' scales are stored by
+  // the producer threads, which arrive instead: kFills).
   static constexpr u32 kWeightTxBytes =
       Base::kW * (Base::kABytes + Base::kMetaBytes + Base::kSelBytes + Base::kWScaleBytes);
   static constexpr u32 kTokenTxBytes = TOKENS_TMA ? Base::kBBytes : 0;  // the whole B tile

@@ -73,6 +73,14 @@ GeneratedKernel generate_fp8_projection(const Fp8Tile& t, bool grouped) {
 }
 
 TmaWeightMaps fp8_projection_maps(const Fp8Tile& t, const Fp8ProjectionCall& c) {
+  // What the maps cannot tell: the second operand of a gated tile, and the
+  // token scales' rows (which the kernel reads by pointer).
+  if (t.gated && !c.operands[1].values)
+    throw Error(ErrorCode::InvalidArgument, "FP8 projection: a gated tile needs two weight operands");
+  if (c.n > 0 && (!c.x_scale_inv || c.x_scale_ld < c.n))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("FP8 projection: token scales of {} tokens need rows of at least that many, not {}", c.n,
+                            c.x_scale_ld));
   WeightMapShape shape;
   shape.rows_pad = c.rows_pad;
   shape.k_phys = c.k_phys;

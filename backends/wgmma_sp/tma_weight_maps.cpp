@@ -59,6 +59,7 @@ std::optional<std::string> tensor_map_problem(const TensorMap2d& m) {
   const auto& b = m.box;
   if (b.elem_bytes != 1 && b.elem_bytes != 2 && b.elem_bytes != 4)
     return fmt::format("{}-byte elements (1, 2 or 4)", b.elem_bytes);
+  if (m.base == nullptr) return "no base address (null)";
   if (reinterpret_cast<uintptr_t>(m.base) % 16 != 0) return "base address not 16-byte aligned";
   if (m.cols == 0 || m.rows == 0 || m.cols > (uint64_t(1) << 32) || m.rows > (uint64_t(1) << 32))
     return fmt::format("tensor {} x {} (each dimension 1 to 2^32)", m.rows, m.cols);

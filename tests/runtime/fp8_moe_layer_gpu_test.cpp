@@ -137,8 +137,17 @@ TEST(Fp8MoeLayerGpu, RefusesWhatItCannotRun) {
   EXPECT_THROW(spec.validate(), Error);
   spec.sparsity = {128, 2, 4};
   EXPECT_THROW(spec.validate(), Error);
+  spec.sparsity = {256, 1, 2};  // the kernel's segments are 128 columns
+  EXPECT_THROW(spec.validate(), Error);
   spec.sparsity = {128, 1, 2};
   spec.dtype = DType::f16;
+  EXPECT_THROW(spec.validate(), Error);
+  spec.dtype = DType::bf16;
+  spec.validate();  // what it can run
+  spec.hidden = 264;  // a multiple of 8, not of 16: TMA's rows of E4M3 codes
+  EXPECT_THROW(spec.validate(), Error);
+  spec.hidden = 256;
+  spec.expert_parallel = true;
   EXPECT_THROW(spec.validate(), Error);
 }
 
