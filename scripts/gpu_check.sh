@@ -2,8 +2,8 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers,model (default all but
-# model, which needs a GPU of more than 93 GB at its default size).
+# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers,model,fp8 (default all but
+# model, which needs a GPU of more than 93 GB at its default size, and fp8, experimental).
 set -uo pipefail
 BUILD=${1:-build}
 PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers}
@@ -182,6 +182,21 @@ if has model; then
   rc=$?
   grep -vi warning "$LOGS/model_bench.log" | tail -8
   summary+=("model bench: rc=$rc, $(tail -1 "$LOGS/model_bench.log")")
+fi
+
+# FP8 (docs/fp8.md): its GPU tests (the MMA probe, projections single and grouped, token quantization,
+# the layer), then the projection and the layer against bf16 on the same weights (bench/fp8_bench.cpp).
+if has fp8; then
+  timeout "${FP8_TEST_TIMEOUT:-120}" "$BUILD/tests/samoyeds_gpu_tests" --gtest_filter='WgmmaSpFp8Gpu.*:Fp8TokensGpu.*:Fp8MoeLayerGpu.*' \
+    >"$LOGS/fp8_tests.log" 2>&1
+  rc=$?
+  grep -E '^\[  FAILED|Failure|exception|FP8 layer' "$LOGS/fp8_tests.log" | head -20
+  summary+=("fp8 tests: rc=$rc $(gtest_line "$LOGS/fp8_tests.log")")
+  timeout "${FP8_BENCH_TIMEOUT:-300}" "$BUILD/bench/samoyeds_fp8_bench" ${FP8_BENCH_ARGS:-} --csv "$OUT/fp8_bench.csv" \
+    >"$LOGS/fp8_bench.log" 2>&1
+  rc=$?
+  tail -40 "$LOGS/fp8_bench.log"
+  summary+=("fp8 bench: rc=$rc, $(($(grep -c . "$OUT/fp8_bench.csv") - 1)) rows")
 fi
 
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOGS"
