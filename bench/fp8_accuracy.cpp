@@ -50,15 +50,6 @@ void matvec(const std::vector<float>& w, int64_t m, int64_t k, const double* x, 
   }
 }
 
-// A row quantized as the FP8 kernels take it: E4M3 per 1 x 128 group, back to float.
-std::vector<double> fp8_row(const std::vector<double>& v) {
-  std::vector<uint16_t> bits(v.size());
-  for (size_t i = 0; i < v.size(); ++i) bits[i] = float_to_bf16_bits(float(v[i]));
-  const std::vector<float> q =
-      dequantize(quantize_e4m3(bits.data(), 1, int64_t(v.size()), DType::bf16, Fp8Scaling::Group1x128));
-  return std::vector<double>(q.begin(), q.end());
-}
-
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
 double rel(const std::vector<double>& a, const std::vector<double>& b) {
@@ -103,13 +94,13 @@ void run_shape(const LayerShape& s, int64_t tokens, uint64_t seed) {
       std::vector<double> x(static_cast<size_t>(H));
       for (int64_t c = 0; c < H; ++c) x[size_t(c)] = bf16_bits_to_float(xb[size_t(t * H + c)]);
       for (int v = 0; v < 3; ++v) {
-        const std::vector<double> xin = v == 2 ? fp8_row(x) : x;
+        const std::vector<double> xin = v == 2 ? e4m3_token_round_trip(x) : x;
         std::vector<double> g(static_cast<size_t>(I)), u(static_cast<size_t>(I)), h(static_cast<size_t>(I)),
             out(static_cast<size_t>(H));
         matvec(w[v][0], I, H, xin.data(), g.data());
         matvec(w[v][1], I, H, xin.data(), u.data());
         for (int64_t r = 0; r < I; ++r) h[size_t(r)] = bf16_bits_to_float(float_to_bf16_bits(float(silu(g[size_t(r)]) * u[size_t(r)])));
-        const std::vector<double> hin = v == 2 ? fp8_row(h) : h;
+        const std::vector<double> hin = v == 2 ? e4m3_token_round_trip(h) : h;
         matvec(w[v][2], H, I, hin.data(), out.data());
         for (int64_t c = 0; c < H; ++c) y[size_t(v)][size_t(t * H + c)] += p[i] * out[size_t(c)];
       }

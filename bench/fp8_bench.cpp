@@ -221,11 +221,23 @@ int run(int argc, char** argv) {
       dx.upload(x.data(), x.size() * 2);
       const Fp8Weights xq = quantize_e4m3(x.data(), n, s.k, DType::bf16, Fp8Scaling::Group1x128);
       const Fp8DeviceTokens xt = Fp8DeviceTokens::upload(xq);
+      const std::vector<float> x_fp8 = dequantize(xq);  // what the FP8 kernels multiply
       DeviceBuffer y(size_t(n * s.m) * 2);
       std::vector<int64_t> sample;
       for (int i = 0; i < 4; ++i) sample.push_back(n * i / 4 + (i == 3 ? n / 4 - 1 : 0));
       std::vector<uint16_t> out(size_t(n * s.m));
 
+      // One launch on a poisoned output checked on the sampled tokens against
+      // what it multiplies, then its time.
+      auto check_and_time = [&](const std::function<void()>& launch, const std::vector<float>& xs,
+                                const std::vector<std::vector<float>>& w) {
+        y.fill_bytes(0xff);
+        launch();
+        check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+        y.download(out.data(), out.size() * 2);
+        const double err = sampled_error(out, s.m, sample, xs, s.k, w[0], s.gated ? &w[1] : nullptr);
+        return std::pair<double, double>{err, flushed_median_ms(stream, flush, launch, reps)};
+      };
       LaunchOptions opt;
       opt.stream = stream;
       auto launch_bf16 = [&] {
@@ -234,12 +246,7 @@ int run(int argc, char** argv) {
         else
           ssmm(rt, bf16[0], dx.data(), n, nullptr, n, y.data(), Epilogue::None, opt);
       };
-      y.fill_bytes(0xff);
-      launch_bf16();
-      check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
-      y.download(out.data(), out.size() * 2);
-      const double err_bf16 = sampled_error(out, s.m, sample, as_float(x), s.k, w_bf16[0], s.gated ? &w_bf16[1] : nullptr);
-      const double ms_bf16 = flushed_median_ms(stream, flush, launch_bf16, reps);
+      const auto [err_bf16, ms_bf16] = check_and_time(launch_bf16, as_float(x), w_bf16);
       fmt::print("{:<22} {:>6} {:<28} {:>9.4f} {:>8} {:>10.2e}\n", s.name, n, "bf16 (default config)", ms_bf16, "1.00",
                  err_bf16);
       csv << fmt::format("{},{},{},{},bf16,{:.5f},1.0,{:.3e}\n", s.name, s.m, s.k, n, ms_bf16, err_bf16);
@@ -263,12 +270,7 @@ int run(int argc, char** argv) {
                                                            xt.scale_inv.data(), xt.scale_ld, n, y.data());
         const TmaWeightMaps maps = fp8_projection_maps(t, call);
         auto launch_fp8 = [&] { check(launch_fp8_projection(dev, fn, t, call, maps, stream), "launch fp8 projection"); };
-        y.fill_bytes(0xff);
-        launch_fp8();
-        check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
-        y.download(out.data(), out.size() * 2);
-        const double err = sampled_error(out, s.m, sample, dequantize(xq), s.k, w_fp8[0], s.gated ? &w_fp8[1] : nullptr);
-        const double ms = flushed_median_ms(stream, flush, launch_fp8, reps);
+        const auto [err, ms] = check_and_time(launch_fp8, x_fp8, w_fp8);
         fmt::print("{:<22} {:>6} {:<28} {:>9.4f} {:>8.2f} {:>10.2e}{}\n", s.name, n, "fp8 " + t.to_string(), ms,
                    ms_bf16 / ms, err, err < 2e-2 ? "" : "  WRONG");
         csv << fmt::format("{},{},{},{},fp8 {},{:.5f},{:.3f},{:.3e}\n", s.name, s.m, s.k, n, t.to_string(), ms,

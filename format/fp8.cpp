@@ -111,6 +111,14 @@ Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dt
   return q;
 }
 
+std::vector<double> e4m3_token_round_trip(const std::vector<double>& row) {
+  std::vector<uint16_t> bits(row.size());
+  for (size_t i = 0; i < row.size(); ++i) bits[i] = float_to_bf16_bits(float(row[i]));
+  const std::vector<float> q =
+      dequantize(quantize_e4m3(bits.data(), 1, int64_t(row.size()), DType::bf16, Fp8Scaling::Group1x128));
+  return std::vector<double>(q.begin(), q.end());
+}
+
 std::vector<float> dequantize(const Fp8Weights& q) {
   validate(q);
   std::vector<float> out(q.values.size());

@@ -55,4 +55,9 @@ Fp8Weights quantize_e4m3(const uint16_t* w, int64_t rows, int64_t cols, DType dt
 // e4m3 * scale_inv, row-major, in float.
 std::vector<float> dequantize(const Fp8Weights& q);
 
+// One row as the FP8 kernels take a token (or the gated activation): rounded
+// to bf16, then to E4M3 with one scale per 1 x 128 group, back in float64.
+// The float64 models of the FP8 layer (its GPU test, bench/fp8_accuracy) use it.
+std::vector<double> e4m3_token_round_trip(const std::vector<double>& row);
+
 }  // namespace samoyeds

@@ -22,14 +22,6 @@
 namespace samoyeds {
 namespace {
 
-std::vector<double> fp8_round_trip(const std::vector<double>& v) {
-  std::vector<uint16_t> bits(v.size());
-  for (size_t i = 0; i < v.size(); ++i) bits[i] = float_to_bf16_bits(float(v[i]));
-  const std::vector<float> q =
-      dequantize(quantize_e4m3(bits.data(), 1, int64_t(v.size()), DType::bf16, Fp8Scaling::Group1x128));
-  return std::vector<double>(q.begin(), q.end());
-}
-
 std::vector<double> matvec(const std::vector<float>& w, int64_t m, int64_t k, const std::vector<double>& x) {
   std::vector<double> out(static_cast<size_t>(m), 0.0);
   for (int64_t r = 0; r < m; ++r)
@@ -101,14 +93,14 @@ TEST(Fp8MoeLayerGpu, MatchesTheFloat64ModelOfItsQuantization) {
     for (int64_t t = 0; t < T; ++t) {
       std::vector<double> xt(static_cast<size_t>(H));
       for (int64_t c = 0; c < H; ++c) xt[size_t(c)] = bf16_bits_to_float(x[size_t(t * H + c)]);
-      const std::vector<double> xq = fp8_round_trip(xt);
+      const std::vector<double> xq = e4m3_token_round_trip(xt);
       for (int j = 0; j < K; ++j) {
         const int e = ids[size_t(t * K + j)];
         const std::vector<double> g = matvec(deq[size_t(3 * e)], I, H, xq), u = matvec(deq[size_t(3 * e + 1)], I, H, xq);
         std::vector<double> h(static_cast<size_t>(I));
         for (int64_t r = 0; r < I; ++r)
           h[size_t(r)] = bf16_bits_to_float(float_to_bf16_bits(float(g[size_t(r)] / (1.0 + std::exp(-g[size_t(r)])) * u[size_t(r)])));
-        const std::vector<double> z = matvec(deq[size_t(3 * e + 2)], H, I, fp8_round_trip(h));
+        const std::vector<double> z = matvec(deq[size_t(3 * e + 2)], H, I, e4m3_token_round_trip(h));
         for (int64_t c = 0; c < H; ++c) ref.data[size_t(t * H + c)] += double(pw[size_t(t * K + j)]) * z[size_t(c)];
       }
     }
