@@ -32,6 +32,7 @@ struct Column {
   bool key;
   std::function<void(Statement&, int, const TuningRecord&)> bind;
   std::function<void(const Statement&, int, TuningRecord&)> read;
+  int since = 2;  // the schema version that added it; older files lack it and it keeps its default
 };
 
 const std::vector<Column>& columns() {
@@ -96,18 +97,37 @@ const std::vector<Column>& columns() {
       {"created_unix", false,
        [](S& s, int i, const R& r) { s.bind(i, r.created_unix ? r.created_unix : int64_t(std::time(nullptr))); },
        [](const S& q, int c, R& r) { r.created_unix = q.integer(c); }},
+      {"verified_tokens", false, [](S& s, int i, const R& r) { s.bind(i, r.verified_tokens); },
+       [](const S& q, int c, R& r) { r.verified_tokens = q.integer(c); }, 3},
+      {"verified_path", false, [](S& s, int i, const R& r) { s.bind(i, r.verified_path); },
+       [](const S& q, int c, R& r) { r.verified_path = q.text(c); }, 3},
+      // "" when the winner gathers itself (read after the backend).
+      {"gathered_config", false,
+       [](S& s, int i, const R& r) { s.bind(i, r.gathered ? r.gathered->to_string() : std::string()); },
+       [](const S& q, int c, R& r) {
+         const std::string text = q.text(c);
+         if (!text.empty()) r.gathered = parse_config(text, r.backend);
+       },
+       3},
+      {"gathered_ms", false, [](S& s, int i, const R& r) { s.bind(i, r.gathered_ms); },
+       [](const S& q, int c, R& r) { r.gathered_ms = q.real(c); }, 3},
   };
   return all;
 }
 
-// "gpu, cc, ..." (every column) and "gpu = ? AND cc = ? ..." (the key's).
-const std::string& column_list() {
-  static const std::string text = [] {
-    std::string t;
-    for (const Column& c : columns()) t += fmt::format("{}{}", t.empty() ? "" : ", ", c.name);
-    return t;
-  }();
-  return text;
+// The columns a file of schema `version` has.
+std::vector<const Column*> columns_of(int version) {
+  std::vector<const Column*> out;
+  for (const Column& c : columns())
+    if (c.since <= version) out.push_back(&c);
+  return out;
+}
+
+// "gpu, cc, ..." (every column of a file of schema `version`) and "gpu = ? AND cc = ? ..." (the key's).
+std::string column_list(int version) {
+  std::string t;
+  for (const Column* c : columns_of(version)) t += fmt::format("{}{}", t.empty() ? "" : ", ", c->name);
+  return t;
 }
 const std::string& key_where() {
   static const std::string text = [] {
@@ -128,10 +148,10 @@ int bind_key(Statement& s, int first, const TuningKey& key) {
   return first;
 }
 
-TuningRecord read(const Statement& q) {
+TuningRecord read(const Statement& q, int version) {
   TuningRecord r;
   int i = 0;
-  for (const Column& c : columns()) c.read(q, i++, r);
+  for (const Column* c : columns_of(version)) c->read(q, i++, r);
   return r;
 }
 
@@ -143,14 +163,25 @@ bool RecordStore::put(const TuningRecord& r, PutPolicy policy) {
   bool written = false;
   store_.transaction([&] {
     if (policy == PutPolicy::KeepFaster) {
-      Statement q(store_, fmt::format("SELECT time_ms FROM tuning_records WHERE {}", key_where()).c_str());
+      // A verified record beats an unverified one (an older cache's) whatever their times.
+      Statement q(store_,
+                  fmt::format("SELECT time_ms, verified_tokens > 0 AND verified_path != '' FROM tuning_records "
+                              "WHERE {}",
+                              key_where())
+                      .c_str());
       bind_key(q, 1, r.key);
-      if (q.step() && q.real(0) <= r.time_ms) return;
+      if (q.step()) {
+        const bool old_verified = q.integer(1) != 0;
+        if (old_verified && !r.verified()) return;
+        if (old_verified == r.verified() && q.real(0) <= r.time_ms) return;
+      }
     }
+    // A writable file has the current schema (SqliteStore brings it up to date).
     std::string marks;
     for (size_t i = 0; i < columns().size(); ++i) marks += i ? ", ?" : "?";
-    Statement ins(store_,
-                  fmt::format("INSERT OR REPLACE INTO tuning_records ({}) VALUES ({})", column_list(), marks).c_str());
+    Statement ins(store_, fmt::format("INSERT OR REPLACE INTO tuning_records ({}) VALUES ({})",
+                                      column_list(SqliteStore::kSchemaVersion), marks)
+                              .c_str());
     int i = 1;
     for (const Column& c : columns()) c.bind(ins, i++, r);
     ins.run();
@@ -161,31 +192,36 @@ bool RecordStore::put(const TuningRecord& r, PutPolicy policy) {
 
 std::optional<TuningRecord> RecordStore::get(const TuningKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement q(store_, fmt::format("SELECT {} FROM tuning_records WHERE {}", column_list(), key_where()).c_str());
+  const int version = store_.schema_version();
+  Statement q(store_,
+              fmt::format("SELECT {} FROM tuning_records WHERE {}", column_list(version), key_where()).c_str());
   bind_key(q, 1, key);
   if (!q.step()) return std::nullopt;
-  return read(q);
+  return read(q, version);
 }
 
 std::vector<TuningRecord> RecordStore::same_kernel(const TuningKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
+  const int version = store_.schema_version();
   Statement q(store_, fmt::format("SELECT {} FROM tuning_records WHERE op = ? AND dtype = ? AND m = ? AND k = ?"
                                   " AND sparsity = ? AND experts = ? AND epilogue = ? ORDER BY bucket",
-                                  column_list())
+                                  column_list(version))
                           .c_str());
   q.bind(1, std::string(op_name(key.op))).bind(2, std::string(dtype_name(key.dtype))).bind(3, key.m).bind(4, key.k);
   q.bind(5, key.sparsity.to_string()).bind(6, int64_t(key.experts)).bind(7, std::string(epilogue_name(key.epilogue)));
   std::vector<TuningRecord> out;
-  while (q.step()) out.push_back(read(q));
+  while (q.step()) out.push_back(read(q, version));
   return out;
 }
 
 std::vector<TuningRecord> RecordStore::list() {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement q(store_, fmt::format("SELECT {} FROM tuning_records ORDER BY gpu, op, dtype, m, k, bucket", column_list())
+  const int version = store_.schema_version();
+  Statement q(store_, fmt::format("SELECT {} FROM tuning_records ORDER BY gpu, op, dtype, m, k, bucket",
+                                  column_list(version))
                           .c_str());
   std::vector<TuningRecord> out;
-  while (q.step()) out.push_back(read(q));
+  while (q.step()) out.push_back(read(q, version));
   return out;
 }
 

@@ -320,19 +320,34 @@ void SqliteStore::init_schema() {
           " created_unix INTEGER NOT NULL,"
           " PRIMARY KEY (gpu, cc, sm_count, driver, nvrtc, library, op, dtype, m, k, sparsity, experts, epilogue,"
           " bucket))");
+      // Version 3's columns, added to a version 2 table (defaults: unverified, no gathered config).
+      std::vector<std::string> have;
+      {
+        Statement info(*this, "PRAGMA table_info(tuning_records)");
+        while (info.step()) have.push_back(info.text(1));
+      }
+      for (const char* col : {"verified_tokens INTEGER NOT NULL DEFAULT 0", "verified_path TEXT NOT NULL DEFAULT ''",
+                              "gathered_config TEXT NOT NULL DEFAULT ''", "gathered_ms REAL NOT NULL DEFAULT 0"}) {
+        const std::string name = std::string(col).substr(0, std::string(col).find(' '));
+        if (std::find(have.begin(), have.end(), name) == have.end())
+          exec(fmt::format("ALTER TABLE tuning_records ADD COLUMN {}", col).c_str());
+      }
       // Who is compiling which binary now, so that processes sharing the file
       // compile each kernel once (BinaryCache::claim). Older readers ignore it.
       exec("CREATE TABLE IF NOT EXISTS compile_claims (key TEXT PRIMARY KEY, pid INTEGER NOT NULL,"
            " claimed_unix INTEGER NOT NULL)");
-      exec(fmt::format("UPDATE schema_info SET value = '{}' WHERE name = 'version' AND value = '1'", kSchemaVersion)
+      exec(fmt::format("UPDATE schema_info SET value = '{}' WHERE name = 'version' AND value IN ('1', '2')",
+                       kSchemaVersion)
                .c_str());
     });
   }
   Statement v(*this, "SELECT value FROM schema_info WHERE name = 'version'");
   if (!v.step()) fail("missing schema version");
   const int version = int(std::stol(v.text(0)));
-  if (version != kSchemaVersion)
-    fail(fmt::format("schema version {} but this library reads version {}", version, kSchemaVersion));
+  if (version < kOldestReadableVersion || version > kSchemaVersion)
+    fail(fmt::format("schema version {} but this library reads versions {} to {}", version, kOldestReadableVersion,
+                     kSchemaVersion));
+  schema_version_ = version;
   if (read_only_ && mode_ == OpenMode::Use)
     log(LogLevel::Warn, fmt::format("cache file '{}' cannot be written here: using it read-only (its kernels and "
                                     "tuning records are used; new kernels are compiled in memory, not stored)",
@@ -354,10 +369,21 @@ namespace {
 // page is unreadable the scan starts again past the last row it read, one
 // rowid further each time, and gives up on that table after a run of failures.
 int64_t copy_readable_rows(sqlite3* src, SqliteStore& dst, const std::string& table, int64_t* unreadable) {
-  std::vector<std::string> cols;
+  // The columns both have: an older file lacks the newer ones, which keep their defaults.
+  std::vector<std::string> src_cols, cols;
   {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(src, ("PRAGMA table_info(" + table + ")").c_str(), -1, &q, nullptr) == SQLITE_OK)
+      while (sqlite3_step(q) == SQLITE_ROW)
+        src_cols.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 1)));
+    sqlite3_finalize(q);
     Statement info(dst, ("PRAGMA table_info(" + table + ")").c_str());
-    while (info.step()) cols.push_back(info.text(1));
+    while (info.step())
+      if (std::find(src_cols.begin(), src_cols.end(), info.text(1)) != src_cols.end()) cols.push_back(info.text(1));
+  }
+  if (cols.empty()) {
+    ++*unreadable;  // the table's schema itself is unreadable
+    return 0;
   }
   std::string names, marks;
   for (const auto& c : cols) {

@@ -54,7 +54,12 @@ enum class OpenMode {
 
 class SqliteStore {
  public:
-  static constexpr int kSchemaVersion = 2;  // 1: binaries; 2: + tuning_records (compile_claims needs no bump)
+  // 1: binaries; 2: + tuning_records (compile_claims needs no bump); 3: + what a
+  // record's winner was verified at and its gathered config. Writable files
+  // are brought up to date on open; version 2 is still read where the file
+  // cannot be written (its records then count as unverified).
+  static constexpr int kSchemaVersion = 3;
+  static constexpr int kOldestReadableVersion = 2;
 
   // Creates the file and its folder if needed (Use). Throws Error(CacheError)
   // naming the file.
@@ -65,6 +70,8 @@ class SqliteStore {
 
   const std::string& path() const { return path_; }
   bool read_only() const { return read_only_; }
+  // The file's schema version: kSchemaVersion unless opened read-only.
+  int schema_version() const { return schema_version_; }
   void exec(const char* sql);
   // BEGIN IMMEDIATE ... COMMIT, rolled back if fn throws.
   void transaction(const std::function<void()>& fn);
@@ -87,6 +94,7 @@ class SqliteStore {
   OpenMode mode_;
   sqlite3* db_ = nullptr;
   bool read_only_ = false;
+  int schema_version_ = 0;
   std::string moved_aside_to_;
 };
 

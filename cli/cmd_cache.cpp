@@ -59,13 +59,17 @@ int cmd_ls(SqliteStore& db) {
     fmt::print("{:<8} {:<8} {:<7} {:>5} {:>6} {:>10.1f} {}\n", b.key.substr(0, 8), b.arch, b.nvrtc, b.registers,
                b.spill_bytes, b.compile_ms, b.description);
   if (!recs.empty())
-    fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<8} {:<26} {:>9} {:>8}\n", "gpu", "op", "type", "m x k",
-               "sparsity", "bucket", "backend", "config", "ms", "/cuBLAS");
+    fmt::print("{:<14} {:<8} {:<5} {:>13} {:<14} {:>6} {:<8} {:<26} {:>9} {:>8} {:>8} {}\n", "gpu", "op", "type",
+               "m x k", "sparsity", "bucket", "backend", "config", "ms", "/cuBLAS", "verified", "gathered calls");
+  // "verified": the tokens its winner was checked at on this shape ("no": a
+  // record of an older tuner, never used).
   for (const auto& r : recs)
-    fmt::print("{:<14} {:<8} {:<5} {:>6}x{:<6} {:<14} {:>6} {:<8} {:<26} {:>9.4f} {:>7.2f}x\n",
+    fmt::print("{:<14} {:<8} {:<5} {:>6}x{:<6} {:<14} {:>6} {:<8} {:<26} {:>9.4f} {:>7.2f}x {:>8} {}\n",
                r.key.device.gpu_name.substr(0, 14), op_name(r.key.op), dtype_name(r.key.dtype), r.key.m, r.key.k,
                r.key.sparsity.to_string(), r.key.bucket, backend_name(r.backend), r.config.to_string(), r.time_ms,
-               r.time_ms > 0 ? r.baseline_ms / r.time_ms : 0.0);
+               r.time_ms > 0 ? r.baseline_ms / r.time_ms : 0.0,
+               r.verified() ? std::to_string(r.verified_tokens) : std::string("no"),
+               r.gathered ? fmt::format("{} {:.4f} ms", r.gathered->to_string(), r.gathered_ms) : std::string("-"));
   return 0;
 }
 

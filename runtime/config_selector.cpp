@@ -39,9 +39,11 @@ ConfigChoice ConfigSelector::choose(const KernelSpec& spec, int64_t tokens, std:
   auto it = memo_.find(memo_key);
   if (it != memo_.end()) return it->second;
   ConfigChoice c = lookup(spec, bucket, only);
-  c.gathered = kernel_family(c.backend).gathered_config(with_backend(spec, c.backend), c.config,
-                                                        c.source != ConfigChoice::Source::Heuristic, bucket,
-                                                        device_.sm_count);
+  // The record's own gathered config was verified and timed at its bucket;
+  // without one, a gathered call takes the backend's untuned default.
+  if (!c.gathered_tuned)
+    c.gathered = kernel_family(c.backend).gathered_config(with_backend(spec, c.backend), c.config, false, bucket,
+                                                          device_.sm_count);
   memo_.emplace(memo_key, c);
   return c;
 }
@@ -54,7 +56,7 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
     const auto all = records_->same_kernel(key);
     const TuningRecord* best = nullptr;
     double best_distance = 0.0;
-    int foreign = 0, invalid = 0;
+    int foreign = 0, invalid = 0, unverified = 0;
     std::string foreign_why, invalid_why;
     for (const auto& r : all) {
       if (r.key.device != device_) {
@@ -62,6 +64,11 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
         continue;
       }
       if (only && r.backend != *only) continue;
+      // Only a config checked at its own bucket on the real shape may run there.
+      if (!r.verified()) {
+        ++unverified;
+        continue;
+      }
       // e.g. a record for another arch's limits, a backend this arch lacks, or
       // a config a later version of the library no longer runs (its search
       // space shrank: the user's tuned cache lost that bucket, so say so)
@@ -86,6 +93,11 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
       log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} whose config this library does not run "
                                       "({}); run 'samoyeds tune' again to replace them",
                                       invalid, kernel, invalid_why));
+    if (unverified && warned_.insert("unverified|" + kernel).second)
+      log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} that were not verified at their bucket "
+                                      "(tuned before records said what was verified); run 'samoyeds tune' again "
+                                      "to replace them",
+                                      unverified, kernel));
     if (foreign && warned_.insert("foreign|" + kernel).second)
       log(LogLevel::Warn, fmt::format("ignoring {} tuning record(s) for {} from another device or version ({})",
                                       foreign, kernel, foreign_why));
@@ -95,6 +107,10 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
       // A record of several experts was tuned on the grouped launch over a
       // routing at its bucket (OpRunner), schedule included.
       c.config = best->config;
+      if (best->gathered) {
+        c.gathered = *best->gathered;
+        c.gathered_tuned = true;
+      }
       c.bucket = best->key.bucket;
       c.source = best->key.bucket == bucket ? ConfigChoice::Source::Tuned : ConfigChoice::Source::NearestBucket;
       return c;

@@ -19,6 +19,17 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 // Token count the candidates are verified at: partial row and token tiles.
 constexpr int64_t kVerifyTokens = 100;
 
+// The runner's check at a bucket, an exception counting as a failed check.
+bool verify_or_why(CandidateRunner& runner, const KernelSpec& spec, const TileConfig& config, int64_t bucket,
+                   std::string* path, std::string* why) {
+  try {
+    return runner.verify_at_bucket(spec, config, bucket, path, why);
+  } catch (const std::exception& e) {
+    *why = first_line(e.what());
+    return false;
+  }
+}
+
 }  // namespace
 
 TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStore* store, const TuneOptions& opt,
@@ -158,12 +169,61 @@ TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStor
     timed = retimed;
     timed.insert(timed.end(), quick.begin(), quick.end());
 
-    const Candidate& win = timed[0].second;
+    // The winner: the fastest candidate whose output also matches at this
+    // bucket on the real shape, through the launch dispatch will take.
     TuningRecord r;
+    for (auto it = timed.begin(); it != timed.end();) {
+      std::string why;
+      if (verify_or_why(runner, it->second.spec, it->second.config, bucket, &r.verified_path, &why)) break;
+      ++report.wrong_answers;
+      log.line(fmt::format("skip {} at {} tokens: output check on the real shape failed: {}", it->second.name(),
+                           bucket, why));
+      it = timed.erase(it);
+    }
+    if (timed.empty()) {
+      log.line(fmt::format("no candidate verified at {} tokens", bucket));
+      log.progress("time", ++bucket_index, int(opt.buckets.size()));
+      continue;
+    }
+    const Candidate& win = timed[0].second;
+    r.verified_tokens = bucket;
     r.key = TuningKey::of(runner.device(), spec, bucket);
     r.backend = win.spec.backend;
     r.config = win.config;
     r.time_ms = timed[0].first;
+    // A winner that reads token rows in order: what calls that gather by id
+    // run instead, verified and timed here too (its gathering twin, else
+    // the fastest gathering candidate that verifies).
+    const KernelFamily& family = kernel_family(win.spec.backend);
+    if (family.reads_rows_in_order(win.config) && spec.op != Op::Down) {
+      std::vector<Candidate> gathering = {
+          {win.spec, family.gathered_config(win.spec, win.config, true, bucket, sm_count), {}}};
+      // The record holds one backend: a gathered config of another cannot stand in.
+      for (const auto& t : timed)
+        if (t.second.spec.backend == win.spec.backend && !family.reads_rows_in_order(t.second.config))
+          gathering.push_back(t.second);
+      for (const Candidate& g : gathering) {
+        std::string path, why;
+        try {
+          runner.prepare(g.spec, g.config);
+        } catch (const std::exception& e) {
+          log.line(fmt::format("skip {} as the gathered config at {} tokens: {}", g.name(), bucket,
+                               first_line(e.what())));
+          continue;
+        }
+        if (!verify_or_why(runner, g.spec, g.config, bucket, &path, &why)) {
+          log.line(fmt::format("skip {} as the gathered config at {} tokens: output check failed: {}", g.name(),
+                               bucket, why));
+          continue;
+        }
+        r.gathered = g.config;
+        r.gathered_ms = runner.time_ms(g.spec, g.config, bucket);
+        break;
+      }
+      if (!r.gathered)
+        log.line(fmt::format("{} at {} tokens: no gathered config verified; calls that gather take the untuned one",
+                             win.name(), bucket));
+    }
     for (size_t i = 1; i < timed.size() && int(i) <= opt.runner_ups; ++i) r.runner_up_ms.push_back(timed[i].first);
     r.baseline_ms = runner.baseline_ms(spec, bucket);
     if (store) store->put(r);

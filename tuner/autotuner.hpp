@@ -1,7 +1,9 @@
 // The autotuner: for a kernel spec and a grid of token buckets, enumerate the
 // valid configs of every backend, compile them in parallel, let only candidates whose
-// output matches the reference compete, time the survivors and record the
-// winner with the runner-ups and the baseline measured beside it.
+// output matches the reference compete, time the survivors and record as
+// each bucket's winner the fastest one whose output also matches at that
+// bucket on the real shape, with the runner-ups and the baseline measured
+// beside it, and what was verified.
 //
 // The tuner knows nothing about PTX or devices: it talks to a CandidateRunner
 // (compile / verify / time). tuner/op_runner.hpp is the real one;
@@ -25,6 +27,13 @@ class CandidateRunner {
   virtual void prepare(const KernelSpec& spec, const TileConfig& config) = 0;
   // Output against the reference on fresh data; false (with why) = wrong answer.
   virtual bool verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) = 0;
+  // The same check on the spec's own shape at a bucket's token count,
+  // through the launch dispatch takes there (grouped over the spec's
+  // experts, token rows gathered or in order as the config reads them,
+  // persistent blocks over as many tiles as the shape has); sampled output
+  // rows are enough. *path says which launch ran.
+  virtual bool verify_at_bucket(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* path,
+                                std::string* why) = 0;
   // Median time of one launch, ms.
   virtual double time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) = 0;
   // The dense baseline (cuBLAS) on the same tokens, ms.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -56,6 +57,13 @@ struct EpilogueData {
   }
 };
 
+// Rows of every expert's weights decoded to float64, for checking a launch
+// on the real shape by sampled output rows: the same rows of each operand.
+struct SampledWeights {
+  std::vector<int64_t> rows;                // increasing
+  std::vector<std::vector<DenseF64>> f64;   // [operand][expert]: rows x k
+};
+
 // Device data for timing one spec: weights in rotated copies, a token batch
 // four times the largest bucket, ids into it, gathered rows for cuBLAS.
 struct OpRunner::Problem {
@@ -70,6 +78,10 @@ struct OpRunner::Problem {
   DeviceBuffer x, ids, x_gathered, y, y2, p;
   EpilogueData epi;
   int64_t batch_rows = 0;
+  // For checks on this shape: token rows in the order of the output's rows
+  // (gathered for the up projections, x as it is for down) and sampled weights.
+  std::vector<uint16_t> x_out_order;
+  SampledWeights sampled;
 };
 
 // A grouped spec's data: every expert's weights (sparse for ours, dense for
@@ -80,6 +92,7 @@ struct OpRunner::Grouped {
   std::vector<std::vector<DeviceBuffer>> dense;  // [operand][expert]
   EpilogueData epi;
   std::vector<uint16_t> x_host;                  // up: the batch's tokens [max_tokens, k]; down: h [rows, k]
+  SampledWeights sampled;                        // for checks on this shape
   DeviceBuffer x, y, y2;
   DeviceBuffer x_list;  // up: room for the tokens in list order (configs that read them by TMA copy them there)
   struct Batch {
@@ -112,16 +125,58 @@ struct OpRunner::Grouped {
 
 namespace {
 
+// Rows `rows` of a packed matrix, decoded to float64.
+DenseF64 decoded_rows(const PackedWeights& p, const std::vector<int64_t>& rows) {
+  const std::vector<double> all = decode_weights_f64(p);
+  DenseF64 out{int64_t(rows.size()), p.k, {}};
+  out.data.reserve(rows.size() * size_t(p.k));
+  for (int64_t r : rows) out.data.insert(out.data.end(), all.begin() + r * p.k, all.begin() + (r + 1) * p.k);
+  return out;
+}
+
+// At most n of [0, count): the first, the last and a random spread between, increasing.
+std::vector<int64_t> sample_indices(int64_t count, int64_t n, uint32_t seed) {
+  std::set<int64_t> s;
+  if (count <= n) {
+    for (int64_t i = 0; i < count; ++i) s.insert(i);
+  } else {
+    s = {0, count - 1};
+    std::mt19937 gen(seed);
+    while (int64_t(s.size()) < n) s.insert(int64_t(gen() % uint64_t(count)));
+  }
+  return {s.begin(), s.end()};
+}
+
+// Output rows a check on the real shape compares: enough to cross many row tiles.
+constexpr int64_t kSampledWeightRows = 64;
+// Token (list) rows it compares besides each expert's first and last.
+constexpr int64_t kSampledTokenRows = 256;
+
 // Random weights for `experts` experts of one operand, packed (in parallel:
-// the larger models have gigabytes of them) and dense.
+// the larger models have gigabytes of them) and dense; with `sampled`, its
+// rows of each expert decoded to float64 as well.
 void random_experts(const KernelSpec& spec, int64_t m, int64_t k, int experts, uint64_t seed,
-                    std::vector<PackedWeights>* packed, std::vector<std::vector<uint16_t>>* dense) {
+                    std::vector<PackedWeights>* packed, std::vector<std::vector<uint16_t>>* dense,
+                    SampledWeights* sampled = nullptr) {
   packed->resize(size_t(experts));
   dense->resize(size_t(experts));
+  if (sampled) sampled->f64.emplace_back(size_t(experts));
   parallel_for(size_t(experts), 0, [&](size_t e) {
     (*dense)[e] = random_fill(m * k, spec.dtype, 0.05f, seed + 1000 * e);
     (*packed)[e] = pack_weights((*dense)[e].data(), m, k, spec.dtype, spec.sparsity);
+    if (sampled) sampled->f64.back()[e] = decoded_rows((*packed)[e], sampled->rows);
   });
+}
+
+// The epilogue inputs of output rows `rows` only.
+EpilogueInputs inputs_of_rows(EpilogueInputs in, const std::vector<int64_t>& rows) {
+  for (auto* v : {&in.bias, &in.up_bias}) {
+    if (v->empty()) continue;
+    std::vector<double> kept;
+    for (int64_t r : rows) kept.push_back((*v)[size_t(r)]);
+    *v = std::move(kept);
+  }
+  return in;
 }
 
 // A routing's lists on the device, as the grouped launches read them.
@@ -246,6 +301,93 @@ bool OpRunner::verify(const KernelSpec& spec, const TileConfig& config, int64_t 
   return matches_reference(got, spec.dtype, c.reference, "", why);
 }
 
+bool OpRunner::verify_at_bucket(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* path,
+                                std::string* why) {
+  if (tokens > max_tokens_) throw Error(ErrorCode::InvalidArgument, "bucket larger than the tuner's buffers");
+  const bool gated = spec.op == Op::GatedUp;
+  const bool in_order = kernel_family(spec.backend).reads_rows_in_order(config) && spec.op != Op::Down;
+  const int64_t k = spec.k, m = spec.m;
+  // The output rows checked: each with its expert, its token row and its routing weight.
+  struct Checked {
+    int64_t row;
+    int expert;
+    const uint16_t* x;
+    double scale;
+  };
+  std::vector<Checked> checked;
+  const DeviceBuffer* y = nullptr;
+  const SampledWeights* sampled = nullptr;
+  const EpilogueData* epi = nullptr;
+  if (spec.grouped) {
+    Grouped& g = grouped(spec);
+    const Grouped::Batch& b = g.batch(spec, tokens, top_k_, mu_);
+    g.y.fill_bytes(0xff);  // NaN: any row not written shows up
+    rt_.device().synchronize();
+    g.launch(rt_, spec, config, b, tokens, max_tokens_, stream_);
+    const auto& off = b.routed.lists.offsets;
+    const int64_t list_rows = int64_t(b.routed.lists.token.size());
+    std::set<int64_t> rows;  // every expert's first and last row, and a spread
+    for (int e = 0; e < spec.experts; ++e)
+      if (off[size_t(e)] < off[size_t(e) + 1]) rows.insert({int64_t(off[size_t(e)]), int64_t(off[size_t(e) + 1]) - 1});
+    for (int64_t i : sample_indices(list_rows, kSampledTokenRows, uint32_t(tokens))) rows.insert(i);
+    for (int64_t i : rows) {
+      const int e = int(std::upper_bound(off.begin(), off.end(), i) - off.begin()) - 1;
+      const int64_t src = gated ? b.routed.lists.token[size_t(i)] : i;
+      checked.push_back({i, e, &g.x_host[size_t(src * k)], gated ? 1.0 : double(b.routed.list_weight[size_t(i)])});
+    }
+    y = &g.y;
+    sampled = &g.sampled;
+    epi = &g.epi;
+    *path = fmt::format("grouped launch over {} experts ({} list rows: {} tokens, top-{}), token rows {}",
+                        spec.experts, list_rows, tokens, top_k_,
+                        in_order ? "copied into list order" : gated ? "gathered by id" : "in list order");
+  } else {
+    Problem& p = problem(spec);
+    p.y.fill_bytes(0xff);
+    rt_.device().synchronize();
+    launch(spec, config, p, 0, tokens);
+    for (int64_t i : sample_indices(tokens, kSampledTokenRows, uint32_t(tokens)))
+      checked.push_back({i, 0, &p.x_out_order[size_t(i * k)], spec.op == Op::Down ? 0.5 : 1.0});
+    y = &p.y;
+    sampled = &p.sampled;
+    epi = &p.epi;
+    *path = fmt::format("one expert, {} tokens, token rows {}", tokens,
+                        in_order || spec.op == Op::Down ? "in order" : "gathered by id");
+  }
+  rt_.device().synchronize();
+  // Per expert: the float64 reference of its checked rows at the sampled
+  // output rows, beside what the launch wrote there.
+  const auto& cols = sampled->rows;
+  std::vector<double> ref;
+  std::vector<uint16_t> got;
+  std::vector<uint16_t> row_bits(static_cast<size_t>(m));
+  for (size_t first = 0; first < checked.size();) {
+    size_t last = first;
+    while (last < checked.size() && checked[last].expert == checked[first].expert) ++last;
+    const int e = checked[first].expert;
+    DenseF64 x{int64_t(last - first), k, {}};
+    for (size_t i = first; i < last; ++i) {
+      const DenseF64 row = to_f64(checked[i].x, 1, k, spec.dtype);
+      x.data.insert(x.data.end(), row.data.begin(), row.data.end());
+    }
+    std::vector<int32_t> ids(last - first);
+    std::iota(ids.begin(), ids.end(), 0);
+    const DenseF64 r = reference_ssmm(sampled->f64[0][size_t(e)], x, ids, spec.epilogue,
+                                      gated ? &sampled->f64[1][size_t(e)] : nullptr,
+                                      inputs_of_rows(epi->inputs(e), cols));
+    for (size_t i = first; i < last; ++i) {
+      y->download(row_bits.data(), size_t(m) * 2, size_t(checked[i].row * m) * 2);
+      for (size_t c = 0; c < cols.size(); ++c) {
+        ref.push_back(r.data[(i - first) * cols.size() + c] * checked[i].scale);
+        got.push_back(row_bits[size_t(cols[c])]);
+      }
+    }
+    first = last;
+  }
+  return matches_reference(got, spec.dtype, ref,
+                           fmt::format("{} x {} sampled outputs: ", checked.size(), cols.size()), why);
+}
+
 void OpRunner::release(const KernelSpec& spec) {
   const std::string key = data_key(spec);
   std::lock_guard<std::mutex> lock(mu_);
@@ -267,9 +409,11 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   auto p = std::make_unique<Problem>();
   p->operands = spec.op == Op::GatedUp ? 2 : 1;
   const int64_t m = spec.m, k = spec.k;
+  p->sampled.rows = sample_indices(m, kSampledWeightRows, uint32_t(m + k));
   for (int w = 0; w < p->operands; ++w) {
     auto dense = random_fill(m * k, spec.dtype, 0.05f, uint64_t(m * 31 + k + w));
     const PackedWeights packed = pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity);
+    p->sampled.f64.push_back({decoded_rows(packed, p->sampled.rows)});
     const int copies = tuning::rotation_copies(size_t(packed.payload_bytes()));
     p->sparse.emplace_back();
     for (int c = 0; c < copies; ++c) p->sparse.back().push_back(PackedExpertWeights::upload(packed));
@@ -294,6 +438,7 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   p->ids.upload(perm.data(), perm.size() * 4);
   p->x_gathered = DeviceBuffer(xg.size() * 2);
   p->x_gathered.upload(xg.data(), xg.size() * 2);
+  p->x_out_order = spec.op == Op::Down ? x : xg;
   p->p = DeviceBuffer(probs.size() * 4);
   p->p.upload(probs.data(), probs.size() * 4);
   p->y = DeviceBuffer(size_t(max_tokens_ * m * 2));
@@ -518,10 +663,11 @@ OpRunner::Grouped& OpRunner::grouped(const KernelSpec& spec) {
   auto g = std::make_unique<Grouped>();
   g->operands = spec.op == Op::GatedUp ? 2 : 1;
   const int64_t m = spec.m, k = spec.k;
+  g->sampled.rows = sample_indices(m, kSampledWeightRows, uint32_t(m + k));
   for (int w = 0; w < g->operands; ++w) {
     std::vector<PackedWeights> packed;
     std::vector<std::vector<uint16_t>> dense;
-    random_experts(spec, m, k, spec.experts, uint64_t(m * 31 + k + w), &packed, &dense);
+    random_experts(spec, m, k, spec.experts, uint64_t(m * 31 + k + w), &packed, &dense, &g->sampled);
     g->sparse.push_back(GroupedExpertWeights::upload(packed));
     g->dense.emplace_back();
     for (const auto& d : dense) {

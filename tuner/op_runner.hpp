@@ -35,6 +35,10 @@ class OpRunner final : public CandidateRunner {
   // shape at run time (it is not in their source), so a config that is right
   // there runs the same machine code on the real shape.
   bool verify(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* why) override;
+  // On the timing data (the spec's shape, the bucket's routing, the launch
+  // time_ms runs) into a poisoned output; sampled rows against float64.
+  bool verify_at_bucket(const KernelSpec& spec, const TileConfig& config, int64_t tokens, std::string* path,
+                        std::string* why) override;
   double time_ms(const KernelSpec& spec, const TileConfig& config, int64_t tokens) override;
   double baseline_ms(const KernelSpec& spec, int64_t tokens) override;
   // cuSPARSELt 2:4 on the same dense weights and gathered tokens (plan built

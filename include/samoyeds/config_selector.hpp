@@ -28,9 +28,11 @@ struct ConfigChoice {
   Backend backend = Backend::MmaSp;  // the record's winner may be either backend
   TileConfig config;
   // What a call that gathers its token rows by id runs where `config` reads
-  // them in order, which a gather cannot feed (the backend's
-  // gathered_config). Equal to `config` otherwise.
+  // them in order, which a gather cannot feed: the record's gathered config
+  // (gathered_tuned), else the backend's untuned gathered_config. Equal to
+  // `config` otherwise.
   TileConfig gathered;
+  bool gathered_tuned = false;
   Source source = Source::Heuristic;
   int64_t bucket = 0;  // the bucket whose record was used (0 for heuristic)
 };

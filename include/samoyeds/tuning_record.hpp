@@ -60,6 +60,19 @@ struct TuningRecord {
   std::vector<double> runner_up_ms;  // the next best candidates, fastest first
   double baseline_ms = 0.0;          // cuBLAS dense on the same tokens, same run
   int64_t created_unix = 0;
+  // What the tuner checked against the float64 reference before `config`
+  // could win: `verified_tokens` tokens on the key's own shape (m, k,
+  // experts), through the launch path `verified_path` names. A record
+  // without it (an older cache's) is never used.
+  int64_t verified_tokens = 0;
+  std::string verified_path;
+  // A config that reads token rows in order cannot serve a call that
+  // gathers them by id: the config such calls take instead, verified and
+  // timed at the same bucket (absent when `config` gathers itself).
+  std::optional<TileConfig> gathered;
+  double gathered_ms = 0.0;
+
+  bool verified() const { return verified_tokens > 0 && !verified_path.empty(); }
 };
 
 }  // namespace samoyeds

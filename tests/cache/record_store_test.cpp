@@ -33,6 +33,18 @@ TEST(RecordStore, RoundTripsEveryField) {
   EXPECT_NEAR(got->baseline_ms, 0.375, 1e-12);
   EXPECT_EQ(got->key.device, h200());
   EXPECT_EQ(got->key.sparsity, spec().sparsity);
+  EXPECT_EQ(got->verified_tokens, 64);
+  EXPECT_EQ(got->verified_path, "grouped launch over 8 experts");
+  EXPECT_FALSE(got->gathered);
+
+  TuningRecord in_order = record(128, kA, 0.5);
+  in_order.gathered = kC;
+  in_order.gathered_ms = 0.75;
+  rs.put(in_order);
+  got = rs.get(in_order.key);
+  ASSERT_TRUE(got && got->gathered);
+  EXPECT_EQ(*got->gathered, kC);
+  EXPECT_DOUBLE_EQ(got->gathered_ms, 0.75);
 }
 
 TEST(RecordStore, EveryKeyFieldSeparatesRecords) {
@@ -64,6 +76,65 @@ TEST(RecordStore, KeepFasterKeepsTheFasterRecord) {
   EXPECT_EQ(rs.get(record(64, kA, 1.0).key)->config, kA);
   EXPECT_TRUE(rs.put(record(64, kC, 0.5), RecordStore::PutPolicy::KeepFaster));
   EXPECT_EQ(rs.get(record(64, kA, 1.0).key)->config, kC);
+}
+
+// A verified record replaces an unverified one (an older cache's) even where slower.
+TEST(RecordStore, KeepFasterPrefersAVerifiedRecord) {
+  SqliteStore db(fresh_db("records_faster_verified"));
+  RecordStore rs(db);
+  TuningRecord old = record(64, kA, 0.5);
+  old.verified_tokens = 0;
+  old.verified_path.clear();
+  rs.put(old);
+  EXPECT_TRUE(rs.put(record(64, kB, 1.0), RecordStore::PutPolicy::KeepFaster));
+  EXPECT_EQ(rs.get(old.key)->config, kB);
+  EXPECT_FALSE(rs.put(old, RecordStore::PutPolicy::KeepFaster)) << "an unverified record never replaces a verified one";
+}
+
+// A version 2 file (records without what was verified): read as it is where
+// it cannot be written, its records unverified; brought to version 3 where it can.
+TEST(RecordStore, VersionTwoFileIsReadAndUpgraded) {
+  const std::string path = fresh_db("records_v2");
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  const TuningRecord r = record(64, kB, 0.25);
+  const std::string sql = fmt::format(
+      "CREATE TABLE schema_info (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO schema_info VALUES ('version', '2');"
+      "CREATE TABLE binaries (key TEXT PRIMARY KEY, arch TEXT NOT NULL, nvrtc TEXT NOT NULL, library TEXT NOT NULL,"
+      " kernel_name TEXT NOT NULL, description TEXT NOT NULL, registers INTEGER, spill_bytes INTEGER,"
+      " compile_ms REAL, size INTEGER NOT NULL, checksum TEXT NOT NULL, created_unix INTEGER NOT NULL,"
+      " blob BLOB NOT NULL);"
+      "CREATE TABLE tuning_records (gpu TEXT NOT NULL, cc TEXT NOT NULL, sm_count INTEGER NOT NULL,"
+      " driver INTEGER NOT NULL, nvrtc TEXT NOT NULL, library TEXT NOT NULL, op TEXT NOT NULL, dtype TEXT NOT NULL,"
+      " m INTEGER NOT NULL, k INTEGER NOT NULL, sparsity TEXT NOT NULL, experts INTEGER NOT NULL,"
+      " epilogue TEXT NOT NULL, bucket INTEGER NOT NULL, backend TEXT NOT NULL, config TEXT NOT NULL,"
+      " time_ms REAL NOT NULL, runner_up_ms TEXT NOT NULL, baseline_ms REAL NOT NULL, created_unix INTEGER NOT NULL,"
+      " PRIMARY KEY (gpu, cc, sm_count, driver, nvrtc, library, op, dtype, m, k, sparsity, experts, epilogue,"
+      " bucket));"
+      "INSERT INTO tuning_records VALUES ('{}', '9.0', 132, 13000, '13.0', '{}', 'gated_up', 'bf16', {}, {}, '{}',"
+      " {}, 'gated_silu', 64, 'mma_sp', '{}', 0.25, '', 0.5, 1);",
+      r.key.device.gpu_name, r.key.device.library_version, r.key.m, r.key.k, r.key.sparsity.to_string(),
+      r.key.experts, kB.to_string());
+  ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+  {
+    SqliteStore foreign(path, OpenMode::Foreign);
+    EXPECT_EQ(foreign.schema_version(), 2);
+    RecordStore rs(foreign);
+    const auto got = rs.get(r.key);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->config, kB);
+    EXPECT_FALSE(got->verified());
+  }
+  SqliteStore db(path);
+  EXPECT_EQ(db.schema_version(), SqliteStore::kSchemaVersion);
+  RecordStore rs(db);
+  ASSERT_TRUE(rs.get(r.key));
+  EXPECT_FALSE(rs.get(r.key)->verified());
+  EXPECT_TRUE(rs.put(r));
+  EXPECT_TRUE(rs.get(r.key)->verified());
 }
 
 TEST(RecordStore, VersionOneFileGainsTheRecordsTable) {

@@ -126,9 +126,29 @@ TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
   EXPECT_EQ(sel.choose(one, 8).source, ConfigChoice::Source::Heuristic);
 }
 
+// Only a record verified at its bucket may run there: an older cache's
+// records are skipped with one warning that says to tune again.
+TEST(ConfigSelector, RecordsNotVerifiedAtTheirBucketAreSkippedWithAWarning) {
+  SqliteStore db(fresh_db("selector_unverified"));
+  RecordStore rs(db);
+  TuningRecord r = record(64, kC, 1.0);
+  r.verified_tokens = 0;
+  r.verified_path.clear();
+  rs.put(r);
+  ConfigSelector sel(&rs, h200());
+  ::testing::internal::CaptureStderr();
+  const ConfigChoice c = sel.choose(spec(), 64);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
+  EXPECT_NE(err.find("ignoring 1 tuning record(s)"), std::string::npos) << err;
+  EXPECT_NE(err.find("not verified at their bucket"), std::string::npos) << err;
+  rs.put(record(64, kC, 1.0));
+  EXPECT_EQ(ConfigSelector(&rs, h200()).choose(spec(), 64).source, ConfigChoice::Source::Tuned);
+}
+
 // A choice that reads the token rows in order (tokens by TMA) carries what a
-// call that gathers them runs: a tuned tile with the gather where the tile
-// allows it; the gathered default where it does not (192-row tiles), and
+// call that gathers them runs: the record's gathered config, verified and
+// timed by the tuner; the gathered default where the record has none, and
 // for the heuristic.
 TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
   SqliteStore db(fresh_db("selector_gathered"));
@@ -138,21 +158,24 @@ TEST(ConfigSelector, ChoicesThatReadRowsInOrderCarryWhatAGatheringCallRuns) {
   one.epilogue = Epilogue::None;
   one.arch = "sm_90a";
   one.experts = 1;
-  const auto tuned = [&](int64_t bucket, const char* cfg) {
+  const auto tuned = [&](int64_t bucket, const char* cfg, const char* gathered) {
     TuningRecord r = record(bucket, wg(cfg), 0.1);
     r.key = TuningKey::of(h200(), one, bucket);
     r.backend = Backend::WgmmaSp;
+    if (gathered) r.gathered = wg(gathered);
     rs.put(r);
   };
-  tuned(1024, "bm128_bn128_bk128_w8x1_s4_p_g16_xt");
-  tuned(4096, "bm192_bn128_bk128_w12x1_s3_p_g16_xt");
-  tuned(8, "bm64_bn32_bk128_w4x1_s8_tf");
+  tuned(1024, "bm128_bn128_bk128_w8x1_s4_p_g16_xt", "bm128_bn64_bk128_w8x1_s4_p_g16");
+  tuned(4096, "bm192_bn128_bk128_w12x1_s3_p_g16_xt", nullptr);
+  tuned(8, "bm64_bn32_bk128_w4x1_s8_tf", nullptr);
   ConfigSelector sel(&rs, h200());
   const auto& w = static_cast<const WgmmaSpFamily&>(kernel_family(Backend::WgmmaSp));
   ConfigChoice c = sel.choose(one, 1024);
-  EXPECT_EQ(c.gathered.to_string(), "bm128_bn128_bk128_w8x1_s4_p_g16");  // the tuned tile, gathering
+  EXPECT_EQ(c.gathered.to_string(), "bm128_bn64_bk128_w8x1_s4_p_g16");  // the record's
+  EXPECT_TRUE(c.gathered_tuned);
   c = sel.choose(one, 4096);
-  EXPECT_EQ(c.gathered, w.gathered_default_config(one, 4096, 132));  // 192 rows cannot gather
+  EXPECT_EQ(c.gathered, w.gathered_default_config(one, 4096, 132));  // none recorded: the untuned default
+  EXPECT_FALSE(c.gathered_tuned);
   EXPECT_FALSE(WgmmaSpConfig::of(c.gathered).tokens_tma);
   EXPECT_EQ(sel.choose(one, 8).gathered, sel.choose(one, 8).config);  // it gathers already
   c = sel.choose(one, 64);  // no record within an octave: the heuristic, 64 x 64 tiles by TMA

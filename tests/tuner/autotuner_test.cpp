@@ -61,6 +61,24 @@ class FakeBackend : public CandidateRunner {
            c.stages * 0.0001 + c.block_k * 1e-6 + c.warps_m * 1e-7;
   }
   double baseline_ms(const KernelSpec&, int64_t) override { return 2.0; }
+  bool verify_at_bucket(const KernelSpec& s, const TileConfig& c, int64_t tokens, std::string* path,
+                        std::string* why) override {
+    const std::string name = fmt::format("{}/{}", backend_name(s.backend), c.to_string());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      checked_at_bucket.push_back(fmt::format("{} at {}", name, tokens));
+    }
+    *path = fmt::format("fake launch, {} tokens", tokens);
+    if (wrong_at_bucket.count(name)) {
+      *why = "relative error 0.2";
+      return false;
+    }
+    return verify(s, c, tokens, why);
+  }
+
+  // Right on the small check, wrong on the real shape ("backend/config").
+  std::set<std::string> wrong_at_bucket;
+  std::vector<std::string> checked_at_bucket;
 
   // wgmma_sp loses by default (as it does on the H200 today); tests may make it win.
   std::function<double(int64_t)> wgmma_ms = [](int64_t) { return 100.0; };
@@ -107,12 +125,104 @@ TEST(Autotuner, WinnerIsTheFastestCorrectCandidateAndFailuresAreSkipped) {
     ASSERT_TRUE(stored);
     EXPECT_EQ(stored->config, r.config);
     EXPECT_EQ(stored->backend, Backend::MmaSp);
+    EXPECT_TRUE(stored->verified());
+    EXPECT_EQ(stored->verified_tokens, r.key.bucket) << "verified at its own bucket";
+    EXPECT_EQ(stored->verified_path, fmt::format("fake launch, {} tokens", r.key.bucket));
   }
   EXPECT_EQ(rep.records[0].config.block_n, 32);  // 16 tokens: narrowest tiles
   EXPECT_EQ(rep.records[2].config.block_n, 128);
   bool mentions_skip = false;
   for (const auto& l : lines) mentions_skip |= l.find("skip mma_sp/" + fake.broken.to_string()) != std::string::npos;
   EXPECT_TRUE(mentions_skip);
+}
+
+std::string name_of(const TuningRecord& r) { return fmt::format("{}/{}", backend_name(r.backend), r.config.to_string()); }
+
+// The fastest candidate loses its bucket where its output is wrong on the
+// real shape at that bucket, though right on the small check.
+TEST(Autotuner, ACandidateWrongAtItsBucketNeverWinsIt) {
+  TuneOptions opt;
+  opt.buckets = {64, 1024};
+  opt.jobs = 2;
+  FakeBackend first(spec());
+  const TuneReport before = tune_spec(spec(), first, nullptr, opt, {});
+  ASSERT_EQ(before.records.size(), 2u);
+
+  SqliteStore db(fresh("wrong_at_bucket"));
+  RecordStore rs(db);
+  FakeBackend fake(spec());
+  fake.wrong_at_bucket.insert(name_of(before.records[1]));  // the 1024-token winner
+  std::vector<std::string> lines;
+  TuneLog log;
+  log.line = [&](const std::string& l) { lines.push_back(l); };
+  const TuneReport rep = tune_spec(spec(), fake, &rs, opt, log);
+  ASSERT_EQ(rep.records.size(), 2u);
+  EXPECT_NE(name_of(rep.records[1]), name_of(before.records[1]));
+  EXPECT_EQ(rep.records[1].time_ms, before.timed[1][1].ms) << "the next fastest wins";
+  EXPECT_EQ(rep.wrong_answers, 2) << "one on the small check, one at the bucket";
+  EXPECT_TRUE(rs.get(rep.records[1].key)->verified());
+  bool said = false;
+  for (const auto& l : lines)
+    said |= l.find("skip " + name_of(before.records[1]) + " at 1024 tokens: output check on the real shape failed") !=
+            std::string::npos;
+  EXPECT_TRUE(said);
+  // Each bucket checks only what could win it, at that bucket.
+  for (const auto& c : fake.checked_at_bucket)
+    EXPECT_TRUE(c.find(" at 64") != std::string::npos || c.find(" at 1024") != std::string::npos) << c;
+  EXPECT_EQ(fake.checked_at_bucket.size(), 3u);
+}
+
+// A winner that reads its token rows in order (wgmma_sp's token tiles by
+// TMA): the record also holds the config gathered calls run, verified and
+// timed at the bucket, and dispatch gives gathered calls that one.
+TEST(Autotuner, AnInOrderWinnerRecordsAVerifiedGatheredConfig) {
+  struct InOrderWins : FakeBackend {
+    using FakeBackend::FakeBackend;
+    double time_ms(const KernelSpec& s, const TileConfig& c, int64_t tokens) override {
+      if (s.backend != Backend::WgmmaSp) return FakeBackend::time_ms(s, c, tokens);
+      ++timings;
+      return kernel_family(Backend::WgmmaSp).reads_rows_in_order(c) ? 0.4 : 0.5 + c.block_n * 1e-4;
+    }
+  };
+  TuneOptions opt;
+  opt.buckets = {256};
+  opt.jobs = 2;
+  KernelSpec wg = spec();
+  wg.backend = Backend::WgmmaSp;
+  const KernelFamily& family = kernel_family(Backend::WgmmaSp);
+
+  SqliteStore db(fresh("in_order"));
+  RecordStore rs(db);
+  InOrderWins fake(spec());
+  const TuneReport rep = tune_spec(spec(), fake, &rs, opt, {});
+  ASSERT_EQ(rep.records.size(), 1u);
+  const TuningRecord& r = rep.records[0];
+  ASSERT_EQ(r.backend, Backend::WgmmaSp);
+  ASSERT_TRUE(family.reads_rows_in_order(r.config));
+  ASSERT_TRUE(r.gathered);
+  EXPECT_EQ(*r.gathered, family.gathered_config(wg, r.config, true, 256, 132)) << "its gathering twin";
+  EXPECT_FALSE(family.reads_rows_in_order(*r.gathered));
+  EXPECT_GT(r.gathered_ms, 0.4);
+  const std::string twin = fmt::format("wgmma_sp/{}", r.gathered->to_string());
+  EXPECT_NE(std::find(fake.checked_at_bucket.begin(), fake.checked_at_bucket.end(), twin + " at 256"),
+            fake.checked_at_bucket.end());
+  ConfigSelector sel(&rs, fake.device(), opt.buckets);
+  const ConfigChoice c = sel.choose(spec(), 200);
+  EXPECT_EQ(c.config, r.config);
+  EXPECT_TRUE(c.gathered_tuned);
+  EXPECT_EQ(c.gathered, *r.gathered);
+
+  // Its twin wrong at the bucket: the fastest gathering candidate that is right stands in.
+  SqliteStore db2(fresh("in_order_twin_wrong"));
+  RecordStore rs2(db2);
+  InOrderWins fake2(spec());
+  fake2.wrong_at_bucket.insert(twin);
+  const TuneReport rep2 = tune_spec(spec(), fake2, &rs2, opt, {});
+  ASSERT_EQ(rep2.records.size(), 1u);
+  ASSERT_TRUE(rep2.records[0].gathered);
+  EXPECT_NE(*rep2.records[0].gathered, *r.gathered);
+  EXPECT_FALSE(family.reads_rows_in_order(*rep2.records[0].gathered));
+  EXPECT_EQ(rs2.get(rep2.records[0].key)->gathered, rep2.records[0].gathered);
 }
 
 // Each bucket keeps the backend that won it, and dispatch follows the record.
