@@ -175,12 +175,13 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     if (!csv) throw Error(ErrorCode::IoError, "--csv: cannot write '" + path + "'");
     if (fresh)
       csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error,routing_us,"
-             "routing_ids_as_reference,experts_hit\n";
+             "routing_ids_as_reference,experts_hit,samoyeds_no_pdl_ms,pdl\n";
   }
   const double tol = dtype_tolerance(dt);
   bool all_ok = true;
-  fmt::print("{:>6} {:>11} {:>12} {:>12} {:>9} {:>10}  {:>10} {:>7} {:>7}  {}\n", "T", "samoyeds ms", "cuBLAS loop",
-             "cuBLAS group", "vs best", "rel error", "routing us", "ids ok", "experts", "workspace");
+  fmt::print("{:>6} {:>11} {:>10} {:>12} {:>12} {:>9} {:>10}  {:>10} {:>7} {:>7}  {}\n", "T", "samoyeds ms",
+             "no PDL ms", "cuBLAS loop", "cuBLAS group", "vs best", "rel error", "routing us", "ids ok", "experts",
+             "workspace");
   for (const int64_t T : token_counts) {
     const auto x = tuning::random_fill(T * H, dt, 1.0f, uint64_t(77 + T));
     DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
@@ -235,11 +236,21 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     const bool ok = rel <= tol;  // NaN fails too
     all_ok = all_ok && ok;
 
-    // The layer as a user calls it: GPU routing from logits, then everything else.
-    const double ours = tuning::median_ms(stream, [&](int) {
-      layer.forward(d_x.data(), T, RouterLogits(d_logits.data(), model.router_fp32), d_y.data(), ws.data(), ws_bytes,
-                    stream);
-    }, 1, 7, 2);
+    // The layer as a user calls it: GPU routing from logits, then everything
+    // else; and the same without programmatic dependent launch (what it
+    // saves, measured apart: the dense peers do not use it).
+    const auto time_layer = [&] {
+      return tuning::median_ms(stream, [&](int) {
+        layer.forward(d_x.data(), T, RouterLogits(d_logits.data(), model.router_fp32), d_y.data(), ws.data(),
+                      ws_bytes, stream);
+      }, 1, 7, 2);
+    };
+    const bool pdl = programmatic_launch_enabled();
+    const double ours = time_layer();
+    set_programmatic_launch(!pdl);
+    const double ours_other = time_layer();
+    set_programmatic_launch(pdl);
+    const double ours_no_pdl = pdl ? ours_other : ours;
     // The routing alone, and how many of its picks are the reference's
     // (random logits: a near-tie may rank the other way in float).
     const RouterLogits router(d_logits.data(), model.router_fp32);
@@ -265,14 +276,16 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
       fmt::print(stderr, "cuBLAS grouped GEMM failed at T={}: {}\n", T, e.what());
     }
     const double best = grouped > 0 ? std::min(loop, grouped) : loop;
-    fmt::print("{:>6} {:>11.4f} {:>12.4f} {:>12} {:>8.2f}x {:>10.3g}{} {:>10.1f} {:>6.2f}% {:>7}  {:.1f} MB\n", T,
-               ours, loop, grouped > 0 ? fmt::format("{:.4f}", grouped) : "failed", best / ours, rel, ok ? " " : "!",
+    fmt::print("{:>6} {:>11.4f} {:>10.4f} {:>12.4f} {:>12} {:>8.2f}x {:>10.3g}{} {:>10.1f} {:>6.2f}% {:>7}  {:.1f} MB\n",
+               T, ours, ours_no_pdl, loop, grouped > 0 ? fmt::format("{:.4f}", grouped) : "failed", best / ours, rel,
+               ok ? " " : "!",
                route_ms * 1e3, 100.0 * double(same) / double(gpu_ids.size()), experts_hit,
                double(layer.workspace_bytes(T)) / 1e6);
     if (csv.is_open())
-      csv << fmt::format("{},{},{},{},{:.5f},{:.5f},{:.5f},{:.5f},{:.3f},{:.3g},{:.2f},{:.5f},{}\n", model.name,
-                         dtype_name(dt), sp.to_string(), T, ours, loop, grouped, best, best / ours, rel, route_ms * 1e3,
-                         double(same) / double(gpu_ids.size()), experts_hit);
+      csv << fmt::format("{},{},{},{},{:.5f},{:.5f},{:.5f},{:.5f},{:.3f},{:.3g},{:.2f},{:.5f},{},{:.5f},{}\n",
+                         model.name, dtype_name(dt), sp.to_string(), T, ours, loop, grouped, best, best / ours, rel,
+                         route_ms * 1e3, double(same) / double(gpu_ids.size()), experts_hit, ours_no_pdl,
+                         pdl ? "on" : "off");
   }
   fmt::print("check: {} sampled tokens per count against the f64 reference, limit {:.0e}: {}\n", checks, tol,
              all_ok ? "ok" : "FAILED (rows marked !)");

@@ -1,5 +1,6 @@
 #include "samoyeds/environment.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -33,10 +34,20 @@ LogLevel log_level() {
   return level;
 }
 
-bool programmatic_launch_enabled() {
-  static const bool on = env("SAMOYEDS_PDL") != "0";
-  return on;
+namespace {
+std::atomic<int>& programmatic_launch_override() {  // -1: as SAMOYEDS_PDL says
+  static std::atomic<int> v{-1};
+  return v;
 }
+}  // namespace
+
+bool programmatic_launch_enabled() {
+  static const bool from_env = env("SAMOYEDS_PDL") != "0";
+  const int o = programmatic_launch_override().load(std::memory_order_relaxed);
+  return o < 0 ? from_env : o == 1;
+}
+
+void set_programmatic_launch(bool on) { programmatic_launch_override().store(on ? 1 : 0); }
 
 bool kernel_line_info() {
   static const bool on = env("SAMOYEDS_LINEINFO") == "1";

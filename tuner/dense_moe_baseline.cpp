@@ -1,4 +1,5 @@
 #include "tuner/dense_moe_baseline.hpp"
+#include "tuner/cublas_baseline.hpp"
 #include "tuner/cuda_data_type.hpp"
 
 #include <cublas_v2.h>
@@ -19,6 +20,7 @@ void ok(cublasStatus_t s, const char* what) {
 struct DenseMoeBaseline::Impl {
   cublasHandle_t handle = nullptr;
   cudaDataType type = CUDA_R_16BF;
+  DType dtype = DType::bf16;
   int64_t hidden = 0;
   struct Expert {
     int64_t ffn = 0;
@@ -35,13 +37,9 @@ struct DenseMoeBaseline::Impl {
   DeviceBuffer ptrs;  // 9 arrays of problem pointers: A, B, C for gate, up, down
   std::vector<int> n, m_up, k_up, m_dn, k_dn;  // per problem
 
-  // y[n, m] = x[n, k] . w[m, k]^T in cuBLAS's column-major view (as CublasBaseline).
-  void gemm(const void* w, const void* x, void* y, int64_t m, int64_t n_, int64_t k) {
-    const float one = 1.0f, zero = 0.0f;
-    ok(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n_), int(k), &one, w, type, int(k), x, type, int(k),
-                    &zero, y, type, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-       "cublasGemmEx");
-  }
+  // The loop's GEMMs: y[n, m] = x[n, k] . w[m, k]^T, each shape with the
+  // fastest of cublasLt's candidates.
+  CublasBaseline lt;
 };
 
 DenseMoeBaseline::DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, const std::vector<DenseExpert>& routed,
@@ -50,6 +48,7 @@ DenseMoeBaseline::DenseMoeBaseline(DType dtype, int64_t hidden, int64_t ffn, con
   Impl& I = *impl_;
   ok(cublasCreate(&I.handle), "cublasCreate");
   I.type = cuda_data_type(dtype);
+  I.dtype = dtype;
   I.hidden = hidden;
   I.routed = routed.size();
   auto add = [&](const DenseExpert& d) {
@@ -119,12 +118,11 @@ void DenseMoeBaseline::set_tokens(const std::vector<uint16_t>& x, const Routing&
 
 void DenseMoeBaseline::enqueue_loop(void* stream) {
   Impl& I = *impl_;
-  ok(cublasSetStream(I.handle, static_cast<cudaStream_t>(stream)), "cublasSetStream");
   for (auto& ex : I.experts) {
     if (ex.n == 0) continue;
-    I.gemm(ex.w[0], ex.x.data(), ex.g.data(), ex.ffn, ex.n, I.hidden);
-    I.gemm(ex.w[1], ex.x.data(), ex.u.data(), ex.ffn, ex.n, I.hidden);
-    I.gemm(ex.w[2], ex.u.data(), ex.z.data(), I.hidden, ex.n, ex.ffn);
+    I.lt.gemm(stream, I.dtype, ex.ffn, ex.n, I.hidden, ex.w[0], ex.x.data(), ex.g.data());
+    I.lt.gemm(stream, I.dtype, ex.ffn, ex.n, I.hidden, ex.w[1], ex.x.data(), ex.u.data());
+    I.lt.gemm(stream, I.dtype, I.hidden, ex.n, ex.ffn, ex.w[2], ex.u.data(), ex.z.data());
   }
 }
 

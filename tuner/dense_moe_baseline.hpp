@@ -1,6 +1,7 @@
 // Dense MoE baselines on the same routing, for `samoyeds run-moe`: the three
 // GEMMs of every expert with cuBLAS, one expert after another (the classic
-// per-expert loop) or all experts at once with cublasGemmGroupedBatchedEx.
+// per-expert loop, each shape with the fastest of cublasLt's candidates) or
+// all experts at once with cublasGemmGroupedBatchedEx.
 // Shared experts take every token, as in the layer. GEMMs only: the routing,
 // the activation and the combine are left out, so the dense time is a lower
 // bound and our ratio against it is conservative.

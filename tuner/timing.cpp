@@ -146,4 +146,47 @@ double median_ms(void* stream, const std::function<void(int)>& launch, int batch
   return times[times.size() / 2];
 }
 
+double flushed_median_ms(void* stream, const std::function<void(int)>& launch, int runs, int warmup) {
+  const DriverApi& d = driver();
+  CUstream s = static_cast<CUstream>(stream);
+  // One flush buffer per process (the tuner runs on one device).
+  static const size_t flush_bytes = 3 * kL2Bytes;
+  static CUdeviceptr flush = [] {
+    CUdeviceptr p = 0;
+    check(driver().cuMemAlloc(&p, flush_bytes), "cuMemAlloc (L2 flush buffer)");
+    return p;
+  }();
+  for (int i = 0; i < warmup; ++i) launch(i);
+  GateWord* word = gate_word();
+  CUevent start, stop;
+  check(d.cuEventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate");
+  check(d.cuEventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate");
+  std::vector<double> times;
+  for (int r = 0; r < runs; ++r) {
+    bool gate_timed_out = false;
+    {
+      std::optional<StreamGate> gate;
+      if (word) gate.emplace(*word, s);
+      check(d.cuMemsetD8Async(flush, uint8_t(r), flush_bytes, s), "cuMemsetD8Async (L2 flush)");
+      check(d.cuEventRecord(start, s), "cuEventRecord");
+      launch(warmup + r);
+      check(d.cuEventRecord(stop, s), "cuEventRecord");
+      if (gate) {
+        gate->open();
+        gate_timed_out = gate->timed_out();
+      }
+    }
+    check(d.cuEventSynchronize(stop), "cuEventSynchronize");
+    if (gate_timed_out)
+      throw Error(ErrorCode::InvalidArgument, "timing: a flushed launch waited on its own stream");
+    float ms = 0.0f;
+    check(d.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
+    times.push_back(double(ms));
+  }
+  d.cuEventDestroy(start);
+  d.cuEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 }  // namespace samoyeds::tuning

@@ -8,8 +8,10 @@ namespace samoyeds::tuning {
 
 constexpr size_t kL2Bytes = 60u << 20;  // H200: 60 MB (METHOD.md); rotate past 3x that
 
-// How many copies of a `bytes`-sized operand make the rotation exceed 3x L2.
-int rotation_copies(size_t bytes, int max_copies = 64);
+// How many copies of a `bytes`-sized operand make the rotation exceed 3x L2
+// (the cap high enough that small packed weights reach it as dense ones do:
+// a 64-copy cap left small shapes at 1.8x L2 for ours against 3x for dense).
+int rotation_copies(size_t bytes, int max_copies = 1024);
 
 // How a timed batch reaches the GPU.
 enum class Launches {
@@ -32,6 +34,13 @@ enum class Launches {
 // median time per launch in ms.
 double median_ms(void* stream, const std::function<void(int)>& launch, int batch, int batches = 7, int warmup = 3,
                  Launches how = Launches::AsEnqueued);
+
+// Each launch(i) alone after L2 is flushed (a buffer of 3x L2 written on
+// the stream before the start event), the stream held until the launch is
+// enqueued so that one made of several kernels runs back to back; the
+// median of `runs` in ms. For work whose weights cannot be rotated past L2
+// (a grouped launch over every expert), and for its peers alike.
+double flushed_median_ms(void* stream, const std::function<void(int)>& launch, int runs = 15, int warmup = 2);
 
 // Whether Launches::BackToBack holds the stream on this driver (false: it
 // times as AsEnqueued).
