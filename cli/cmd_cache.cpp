@@ -124,9 +124,12 @@ int cmd_import(SqliteStore& db, const std::string& file, bool force) {
     }
     if (dst.put(r, RecordStore::PutPolicy::KeepFaster)) {
       ++took;
+      if (!r.verified())
+        fmt::print("took {} unverified (an older tuner's): dispatch will not use it until tuned again\n",
+                   r.key.to_string());
     } else {
       ++kept;
-      fmt::print("kept the existing, faster record for {}\n", r.key.to_string());
+      fmt::print("kept the existing {} record for {}\n", r.verified() ? "faster" : "verified or faster", r.key.to_string());
     }
   }
   BinaryCache src_bins(in), dst_bins(db);

@@ -170,12 +170,18 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
   std::ofstream csv;
   if (!csv_path.empty()) {
     const std::string& path = csv_path;
-    const bool fresh = !std::ifstream(path).good();
+    const std::string header =
+        "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error,routing_us,"
+        "routing_ids_as_reference,experts_hit,samoyeds_no_pdl_ms,pdl";
+    std::string first_line;
+    const bool fresh = !std::getline(std::ifstream(path), first_line) || first_line.empty();
+    // Rows are appended (one process per model): only under the same columns.
+    if (!fresh && first_line != header)
+      throw Error(ErrorCode::InvalidArgument, "--csv: '" + path + "' has other columns (" + first_line +
+                                                  "); write to a new file");
     csv.open(path, std::ios::app);
     if (!csv) throw Error(ErrorCode::IoError, "--csv: cannot write '" + path + "'");
-    if (fresh)
-      csv << "model,dtype,sparsity,tokens,samoyeds_ms,loop_ms,grouped_ms,best_dense_ms,speedup,rel_error,routing_us,"
-             "routing_ids_as_reference,experts_hit,samoyeds_no_pdl_ms,pdl\n";
+    if (fresh) csv << header << "\n";
   }
   const double tol = dtype_tolerance(dt);
   bool all_ok = true;
@@ -247,9 +253,15 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
     };
     const bool pdl = programmatic_launch_enabled();
     const double ours = time_layer();
-    set_programmatic_launch(!pdl);
-    const double ours_other = time_layer();
-    set_programmatic_launch(pdl);
+    double ours_other;
+    {
+      struct Restore {  // the setting comes back even where the timing throws
+        bool on;
+        ~Restore() { set_programmatic_launch(on); }
+      } restore{pdl};
+      set_programmatic_launch(!pdl);
+      ours_other = time_layer();
+    }
     const double ours_no_pdl = pdl ? ours_other : ours;
     // The routing alone, and how many of its picks are the reference's
     // (random logits: a near-tie may rank the other way in float).

@@ -107,7 +107,8 @@ ConfigChoice ConfigSelector::lookup(const KernelSpec& spec, int64_t bucket, std:
       // A record of several experts was tuned on the grouped launch over a
       // routing at its bucket (OpRunner), schedule included.
       c.config = best->config;
-      if (best->gathered) {
+      if (best->gathered && !kernel_family(best->backend).invalid_reason(with_backend(spec, best->backend),
+                                                                          *best->gathered)) {
         c.gathered = *best->gathered;
         c.gathered_tuned = true;
       }

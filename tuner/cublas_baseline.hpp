@@ -22,13 +22,12 @@ class CublasBaseline {
   // call of a shape times the candidates on these pointers (it synchronizes
   // the stream): make it before any timed span, e.g. in a warm-up.
   void gemm(void* stream, DType dtype, int64_t m, int64_t n, int64_t k, const void* w, const void* x, void* y);
-  // How many candidates the heuristic offered for a shape already planned (0 if none yet).
-  int candidates(DType dtype, int64_t m, int64_t n, int64_t k) const;
 
  private:
   struct Plan;
-  using Shape = std::tuple<int, int64_t, int64_t, int64_t>;
-  Plan& plan(void* stream, DType dtype, int64_t m, int64_t n, int64_t k, const void* w, const void* x, void* y);
+  using Shape = std::tuple<int, int64_t, int64_t, int64_t, int>;  // dtype, m, n, k, pointers' alignment
+  Plan& plan(void* stream, DType dtype, int64_t m, int64_t n, int64_t k, const void* w, const void* x, void* y,
+             int alignment);
   void* handle_ = nullptr;
   DeviceBuffer workspace_;
   std::map<Shape, std::unique_ptr<Plan>> plans_;

@@ -15,6 +15,7 @@
 #include "core/parallel_for.hpp"
 #include "tuner/random_fill.hpp"
 #include "tuner/random_routing.hpp"
+#include "tuner/sampled_check.hpp"
 #include "tuner/timing.hpp"
 
 namespace samoyeds {
@@ -81,6 +82,7 @@ struct OpRunner::Problem {
   // For checks on this shape: token rows in the order of the output's rows
   // (gathered for the up projections, x as it is for down) and sampled weights.
   std::vector<uint16_t> x_out_order;
+  std::vector<float> probs;  // the routing weights in p
   SampledWeights sampled;
 };
 
@@ -133,24 +135,6 @@ DenseF64 decoded_rows(const PackedWeights& p, const std::vector<int64_t>& rows) 
   for (int64_t r : rows) out.data.insert(out.data.end(), all.begin() + r * p.k, all.begin() + (r + 1) * p.k);
   return out;
 }
-
-// At most n of [0, count): the first, the last and a random spread between, increasing.
-std::vector<int64_t> sample_indices(int64_t count, int64_t n, uint32_t seed) {
-  std::set<int64_t> s;
-  if (count <= n) {
-    for (int64_t i = 0; i < count; ++i) s.insert(i);
-  } else {
-    s = {0, count - 1};
-    std::mt19937 gen(seed);
-    while (int64_t(s.size()) < n) s.insert(int64_t(gen() % uint64_t(count)));
-  }
-  return {s.begin(), s.end()};
-}
-
-// Output rows a check on the real shape compares: enough to cross many row tiles.
-constexpr int64_t kSampledWeightRows = 64;
-// Token (list) rows it compares besides each expert's first and last.
-constexpr int64_t kSampledTokenRows = 256;
 
 // Random weights for `experts` experts of one operand, packed (in parallel:
 // the larger models have gigabytes of them) and dense; with `sampled`, its
@@ -326,10 +310,10 @@ bool OpRunner::verify_at_bucket(const KernelSpec& spec, const TileConfig& config
     g.launch(rt_, spec, config, b, tokens, max_tokens_, stream_);
     const auto& off = b.routed.lists.offsets;
     const int64_t list_rows = int64_t(b.routed.lists.token.size());
-    std::set<int64_t> rows;  // every expert's first and last row, and a spread
+    std::set<int64_t> rows;  // every expert's first and last row, and one of every token tile
     for (int e = 0; e < spec.experts; ++e)
       if (off[size_t(e)] < off[size_t(e) + 1]) rows.insert({int64_t(off[size_t(e)]), int64_t(off[size_t(e) + 1]) - 1});
-    for (int64_t i : sample_indices(list_rows, kSampledTokenRows, uint32_t(tokens))) rows.insert(i);
+    for (int64_t i : tuning::one_per_block(list_rows, tuning::kTokenRowBlock, uint32_t(tokens))) rows.insert(i);
     for (int64_t i : rows) {
       const int e = int(std::upper_bound(off.begin(), off.end(), i) - off.begin()) - 1;
       const int64_t src = gated ? b.routed.lists.token[size_t(i)] : i;
@@ -346,8 +330,8 @@ bool OpRunner::verify_at_bucket(const KernelSpec& spec, const TileConfig& config
     p.y.fill_bytes(0xff);
     rt_.device().synchronize();
     launch(spec, config, p, 0, tokens);
-    for (int64_t i : sample_indices(tokens, kSampledTokenRows, uint32_t(tokens)))
-      checked.push_back({i, 0, &p.x_out_order[size_t(i * k)], spec.op == Op::Down ? 0.5 : 1.0});
+    for (int64_t i : tuning::one_per_block(tokens, tuning::kTokenRowBlock, uint32_t(tokens)))
+      checked.push_back({i, 0, &p.x_out_order[size_t(i * k)], spec.op == Op::Down ? double(p.probs[size_t(i)]) : 1.0});
     y = &p.y;
     sampled = &p.sampled;
     epi = &p.epi;
@@ -355,15 +339,25 @@ bool OpRunner::verify_at_bucket(const KernelSpec& spec, const TileConfig& config
                         in_order || spec.op == Op::Down ? "in order" : "gathered by id");
   }
   rt_.device().synchronize();
-  // Per expert: the float64 reference of its checked rows at the sampled
-  // output rows, beside what the launch wrote there.
+  // What the launch wrote at the sampled outputs.
   const auto& cols = sampled->rows;
-  std::vector<double> ref;
-  std::vector<uint16_t> got;
+  const size_t n_cols = cols.size();
+  std::vector<double> got(checked.size() * n_cols), ref(checked.size() * n_cols);
   std::vector<uint16_t> row_bits(static_cast<size_t>(m));
+  for (size_t i = 0; i < checked.size(); ++i) {
+    y->download(row_bits.data(), size_t(m) * 2, size_t(checked[i].row * m) * 2);
+    for (size_t c = 0; c < n_cols; ++c) got[i * n_cols + c] = to_float(spec.dtype, row_bits[size_t(cols[c])]);
+  }
+  // The float64 reference of the same outputs, in chunks of one expert's rows (in parallel).
+  std::vector<std::pair<size_t, size_t>> chunks;
   for (size_t first = 0; first < checked.size();) {
     size_t last = first;
-    while (last < checked.size() && checked[last].expert == checked[first].expert) ++last;
+    while (last < checked.size() && last - first < 64 && checked[last].expert == checked[first].expert) ++last;
+    chunks.push_back({first, last});
+    first = last;
+  }
+  parallel_for(chunks.size(), 0, [&](size_t ci) {
+    const auto [first, last] = chunks[ci];
     const int e = checked[first].expert;
     DenseF64 x{int64_t(last - first), k, {}};
     for (size_t i = first; i < last; ++i) {
@@ -375,17 +369,10 @@ bool OpRunner::verify_at_bucket(const KernelSpec& spec, const TileConfig& config
     const DenseF64 r = reference_ssmm(sampled->f64[0][size_t(e)], x, ids, spec.epilogue,
                                       gated ? &sampled->f64[1][size_t(e)] : nullptr,
                                       inputs_of_rows(epi->inputs(e), cols));
-    for (size_t i = first; i < last; ++i) {
-      y->download(row_bits.data(), size_t(m) * 2, size_t(checked[i].row * m) * 2);
-      for (size_t c = 0; c < cols.size(); ++c) {
-        ref.push_back(r.data[(i - first) * cols.size() + c] * checked[i].scale);
-        got.push_back(row_bits[size_t(cols[c])]);
-      }
-    }
-    first = last;
-  }
-  return matches_reference(got, spec.dtype, ref,
-                           fmt::format("{} x {} sampled outputs: ", checked.size(), cols.size()), why);
+    for (size_t i = first; i < last; ++i)
+      for (size_t c = 0; c < n_cols; ++c) ref[i * n_cols + c] = r.data[(i - first) * n_cols + c] * checked[i].scale;
+  });
+  return tuning::rows_and_cols_match(got, ref, checked.size(), n_cols, spec.dtype, why);
 }
 
 void OpRunner::release(const KernelSpec& spec) {
@@ -409,7 +396,7 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   auto p = std::make_unique<Problem>();
   p->operands = spec.op == Op::GatedUp ? 2 : 1;
   const int64_t m = spec.m, k = spec.k;
-  p->sampled.rows = sample_indices(m, kSampledWeightRows, uint32_t(m + k));
+  p->sampled.rows = tuning::one_per_block(m, tuning::kWeightRowBlock, uint32_t(m + k));
   for (int w = 0; w < p->operands; ++w) {
     auto dense = random_fill(m * k, spec.dtype, 0.05f, uint64_t(m * 31 + k + w));
     const PackedWeights packed = pack_weights(dense.data(), m, k, spec.dtype, spec.sparsity);
@@ -431,7 +418,11 @@ OpRunner::Problem& OpRunner::problem(const KernelSpec& spec) {
   std::shuffle(perm.begin(), perm.end(), std::mt19937(11));
   perm.resize(static_cast<size_t>(max_tokens_));
   const std::vector<uint16_t> xg = take_rows(x.data(), k, perm);
-  std::vector<float> probs(static_cast<size_t>(max_tokens_), 0.5f);
+  // Varied routing weights: a down kernel reading the wrong one fails its check.
+  std::vector<float> probs(static_cast<size_t>(max_tokens_));
+  std::mt19937 pgen(13);
+  for (auto& v : probs) v = 0.25f + float(pgen() % 100) / 100.0f;
+  p->probs = probs;
   p->x = DeviceBuffer(x.size() * 2);
   p->x.upload(x.data(), x.size() * 2);
   p->ids = DeviceBuffer(perm.size() * 4);
@@ -491,7 +482,7 @@ double OpRunner::time_ms(const KernelSpec& spec, const TileConfig& config, int64
                                      [&](int) { g.launch(rt_, spec, config, b, tokens, max_tokens_, stream_); });
   }
   Problem& p = problem(spec);
-  const int batch = int(p.sparse[0].size());
+  const int batch = tuning::held_batch(int(p.sparse[0].size()), p.operands);
   return tuning::median_ms(stream_, [&](int i) { launch(spec, config, p, i, tokens); }, batch, 5, 2,
                            tuning::Launches::BackToBack);
 }
@@ -514,7 +505,7 @@ double OpRunner::baseline_ms(const KernelSpec& spec, int64_t tokens) {
     });
   }
   Problem& p = problem(spec);
-  const int batch = int(p.dense[0].size());
+  const int batch = tuning::held_batch(int(p.dense[0].size()), p.operands);
   // The dense job: every weight operand times the gathered tokens.
   return tuning::median_ms(stream_, [&](int i) {
     for (int w = 0; w < p.operands; ++w)
@@ -559,7 +550,7 @@ double OpRunner::cusparselt_ms(const KernelSpec& spec, int64_t tokens, std::stri
     *why = fmt::format("{} tokens: {}", tokens, e.what());
     return -1.0;
   }
-  const int batch = int(run.compressed[0].size());
+  const int batch = tuning::held_batch(int(run.compressed[0].size()), p.operands);
   return tuning::median_ms(stream_, [&](int i) {
     for (int w = 0; w < p.operands; ++w)
       cusparselt_->matmul(stream_, *run.plans[size_t(w)],
@@ -665,7 +656,7 @@ OpRunner::Grouped& OpRunner::grouped(const KernelSpec& spec) {
   auto g = std::make_unique<Grouped>();
   g->operands = spec.op == Op::GatedUp ? 2 : 1;
   const int64_t m = spec.m, k = spec.k;
-  g->sampled.rows = sample_indices(m, kSampledWeightRows, uint32_t(m + k));
+  g->sampled.rows = tuning::one_per_block(m, tuning::kWeightRowBlock, uint32_t(m + k));
   for (int w = 0; w < g->operands; ++w) {
     std::vector<PackedWeights> packed;
     std::vector<std::vector<uint16_t>> dense;

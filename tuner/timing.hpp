@@ -1,6 +1,7 @@
 // Benchmark timing: CUDA-event medians over batches of launches, with inputs
 // rotated through copies so the working set exceeds L2.
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <vector>
 
@@ -12,6 +13,14 @@ constexpr size_t kL2Bytes = 60u << 20;  // H200: 60 MB (METHOD.md); rotate past 
 // (the cap high enough that small packed weights reach it as dense ones do:
 // a 64-copy cap left small shapes at 1.8x L2 for ours against 3x for dense).
 int rotation_copies(size_t bytes, int max_copies = 1024);
+
+// Launches of one batch held behind the gate at most: the driver's queue of
+// pending launches is about 1024 deep, and a host blocked on it would let
+// the gate's watchdog open it. A batch of `copies` rotated copies (each
+// `per_copy` launches) shorter than the rotation still rotates, as launch(i)
+// takes copy i % copies and i runs on across batches.
+constexpr int kMaxHeldLaunches = 256;
+inline int held_batch(int copies, int per_copy) { return std::max(1, std::min(copies, kMaxHeldLaunches / per_copy)); }
 
 // How a timed batch reaches the GPU.
 enum class Launches {
