@@ -75,6 +75,7 @@ samoyeds::MoeLayerSpec layer_spec(const samoyeds_moe_spec* spec) {
   s.dtype = dtype_of(spec->dtype);
   s.sparsity = {spec->V, spec->N, spec->M};
   s.expert_parallel = spec->expert_parallel != 0;
+  s.fp8_experts = spec->experts_e4m3 != 0;
   require(spec->activation == SAMOYEDS_ACTIVATION_SILU || spec->activation == SAMOYEDS_ACTIVATION_CLAMPED_SWIGLU,
           "activation must be a samoyeds_activation");
   if (spec->activation == SAMOYEDS_ACTIVATION_CLAMPED_SWIGLU) {

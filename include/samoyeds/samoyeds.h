@@ -109,6 +109,10 @@ typedef struct {
   const uint16_t* const* expert_b1;
   const uint16_t* const* expert_b3;
   const uint16_t* const* expert_b2;
+  /* Nonzero: the routed experts' weights in FP8 e4m3 with 128 x 128 block
+   * scales, their inputs quantized per 1 x 128 token group (experimental:
+   * sm_90a, bf16, silu, 1:2 rows, V 128; docs/fp8.md). Shared experts stay 16-bit. */
+  int experts_e4m3;
 } samoyeds_moe_spec;
 
 samoyeds_status samoyeds_moe_layer_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec,

@@ -99,6 +99,7 @@ class MoeSpec(ctypes.Structure):
         ("expert_b1", POINTER(c_void_p)),
         ("expert_b3", POINTER(c_void_p)),
         ("expert_b2", POINTER(c_void_p)),
+        ("experts_e4m3", c_int),
     ]
 
 

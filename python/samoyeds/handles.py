@@ -133,6 +133,8 @@ class MoeConfig:
     activation: str = "silu"
     swiglu_alpha: float = 1.702
     swiglu_limit: float = 7.0
+    # Routed experts in FP8 e4m3 (experimental: sm_90a, bf16; docs/fp8.md).
+    fp8_experts: bool = False
 
     def c_spec(self) -> _lib.MoeSpec:
         if self.routing not in _lib.ROUTING:
@@ -153,6 +155,7 @@ class MoeConfig:
                 1, f"samoyeds: activation must be one of {sorted(_lib.ACTIVATION)}, not {self.activation!r}")
         s.activation = _lib.ACTIVATION[self.activation]
         s.swiglu_alpha, s.swiglu_limit = self.swiglu_alpha, self.swiglu_limit
+        s.experts_e4m3 = int(self.fp8_experts)
         return s
 
 

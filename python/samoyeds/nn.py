@@ -32,13 +32,16 @@ class SparseMoE(torch.nn.Module):
     (other ranks' experts, or -1) add nothing without raising the error bit.
     activation="clamped_swiglu" (gpt-oss) with biases=(b1 [E, ffn], b3 [E, ffn], b2 [E, hidden]), same
     dtype and device as the weights.
+    fp8_experts=True: the routed experts in FP8 e4m3 with 128 x 128 block scales (experimental: sm_90a,
+    bfloat16 weights, silu; docs/fp8.md).
     """
 
     def __init__(self, w1, w3, w2, *, top_k: int, routing: str = "softmax_topk", renormalize: bool = False,
                  groups: int = 1, topk_groups: int = 1, routed_scaling_factor: float = 1.0, choice_bias=None,
                  shared=None, shared_gate=None, sparsity: Sparsity = Sparsity(), strict: bool = False,
                  expert_parallel: bool = False, activation: str = "silu", swiglu_alpha: float = 1.702,
-                 swiglu_limit: float = 7.0, biases=None, device=None, cache_path: str | None = None):
+                 swiglu_limit: float = 7.0, biases=None, fp8_experts: bool = False, device=None,
+                 cache_path: str | None = None):
         super().__init__()
         if w1.dtype not in ops._DTYPES or w3.dtype != w1.dtype or w2.dtype != w1.dtype:
             raise ValueError("samoyeds: expert weights must all be float16 or all bfloat16")
@@ -81,7 +84,8 @@ class SparseMoE(torch.nn.Module):
                                 sparsity=sparsity, routing=routing, renormalize=renormalize, groups=groups,
                                 topk_groups=topk_groups, routed_scaling_factor=routed_scaling_factor,
                                 n_shared=n_shared, shared_ffn=shared_ffn, expert_parallel=expert_parallel,
-                                activation=activation, swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
+                                activation=activation, swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
+                                fp8_experts=fp8_experts)
         with torch.cuda.device(dev):
             layer = MoeLayer(rt, self.config, *ptrs, on_device=on_device, strict=strict, shared=shared_ptrs,
                              choice_bias=bias, shared_gate=gate_ptr, biases=bias_ptrs)

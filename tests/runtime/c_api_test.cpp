@@ -71,6 +71,16 @@ TEST(CApi, AMoeSpecThatDoesNotFitItsRoutingIsNamed) {
   const float bias[64] = {};
   spec.choice_bias = bias;
   EXPECT_NE(error_of(spec).find("choice bias"), std::string::npos) << error_of(spec);
+  spec.choice_bias = nullptr;
+  // FP8 routed experts: what the FP8 path cannot run is named.
+  spec.experts_e4m3 = 1;
+  EXPECT_NE(error_of(spec).find("runtime or weight arrays are null"), std::string::npos) << error_of(spec);
+  spec.dtype = SAMOYEDS_F16;
+  EXPECT_NE(error_of(spec).find("FP8 experts take bf16 activations"), std::string::npos) << error_of(spec);
+  spec.dtype = SAMOYEDS_BF16;
+  spec.N = 2;
+  spec.M = 4;
+  EXPECT_NE(error_of(spec).find("FP8"), std::string::npos) << error_of(spec);
 }
 
 // Packed buffers state their lengths and dtype: a length that does not fit
