@@ -5,7 +5,8 @@ one process (issue: models, item 6): one command prints ours, torch._grouped_mm 
     python3 bench/moe_peers.py [--models qwen3-30b-a3b,deepseek-v3] [--tokens 1,8,...,8192] [--csv FILE]
 
 - samoyeds: SparseMoE.forward from router logits (1:2 rows x 2:4, V = 128): the model's routing on the
-  GPU, both projections, the combine, shared experts.
+  GPU, both projections, the combine, shared experts; samoyeds_no_pdl the same captured without
+  programmatic dependent launch (the peers do not use it), so that what it saves is seen apart.
 - torch layer: a dense layer as transformers' "grouped_mm" experts compute it from the routing (sort by
   expert, torch._grouped_mm with gate and up in one [E, 2I, H] weight, SiLU-and-mul, torch._grouped_mm,
   weighted combine) plus ungated shared experts; without Qwen2-MoE's shared gate and gpt-oss's biases
@@ -254,7 +255,15 @@ def bench_model(name, tokens, reps, peers, rows, csv_path):
                 stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)  # the capture's, in a graph
                 checked(peers, peers.samoyeds_bench_dense_enqueue(handle, grouped, stream))
 
-            sides = {"samoyeds_ms": lambda: moe(x, logits), "torch_layer_ms": torch_layer,
+            def ours_without_pdl():  # captured (or run) with programmatic dependent launch off
+                samoyeds.set_programmatic_launch(False)
+                try:
+                    return moe(x, logits)
+                finally:
+                    samoyeds.set_programmatic_launch(True)
+
+            sides = {"samoyeds_ms": lambda: moe(x, logits), "samoyeds_no_pdl_ms": ours_without_pdl,
+                     "torch_layer_ms": torch_layer,
                      "torch_grouped_mm_ms": torch_peer,
                      "cublas_grouped_ms": lambda: cublas(1), "cublas_loop_ms": lambda: cublas(0)}
             times, modes = {}, []

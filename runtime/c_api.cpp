@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "format/packed_checkpoint.hpp"
+#include "samoyeds/environment.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/moe_layer.hpp"
@@ -363,5 +364,7 @@ const char* samoyeds_version(void) {
   static const std::string version = samoyeds::library_version();
   return version.c_str();
 }
+
+void samoyeds_set_programmatic_launch(int on) { samoyeds::set_programmatic_launch(on != 0); }
 
 }  // extern "C"

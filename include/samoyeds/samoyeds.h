@@ -183,6 +183,10 @@ samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, con
 
 /* The library's version (the tuning records' library_version). */
 const char* samoyeds_version(void);
+/* Launches enqueued after this call use programmatic dependent launch
+ * (sm_90+) when on is nonzero, and not when it is zero; by default they do
+ * unless SAMOYEDS_PDL=0. For benchmarks that time both in one process. */
+void samoyeds_set_programmatic_launch(int on);
 
 #ifdef __cplusplus
 }

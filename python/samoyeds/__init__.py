@@ -5,7 +5,7 @@ samoyeds.handles needs only the shared library; samoyeds.ops, .nn, .pattern
 first used.
 """
 from ._lib import (CudaError, InvalidArgumentError, PatternViolationError, SamoyedsError, UnsupportedError,
-                   version)
+                   set_programmatic_launch, version)
 from .checkpoint import PackedCheckpoint, pack_checkpoint
 from .handles import MoeConfig, MoeLayer, PackedWeights, Runtime, Sparsity, runtime
 

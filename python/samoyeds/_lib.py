@@ -108,6 +108,7 @@ _PTRS = POINTER(c_void_p)
 _SIGNATURES = {
     "samoyeds_last_error": (c_char_p, []),
     "samoyeds_version": (c_char_p, []),
+    "samoyeds_set_programmatic_launch": (None, [c_int]),
     "samoyeds_runtime_create": (c_int, [c_int, c_char_p, POINTER(c_void_p)]),
     "samoyeds_runtime_destroy": (None, [c_void_p]),
     "samoyeds_runtime_kernels": (c_size_t, [c_void_p, c_void_p, c_size_t]),
@@ -204,6 +205,11 @@ def call(name: str, *args) -> None:
 
 def version() -> str:
     return lib.samoyeds_version().decode()
+
+
+def set_programmatic_launch(on: bool) -> None:
+    """Launches enqueued (or captured) after this use programmatic dependent launch, or not (benchmarks)."""
+    lib.samoyeds_set_programmatic_launch(int(on))
 
 
 def pointer_array(values) -> ctypes.Array:

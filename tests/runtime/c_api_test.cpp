@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "samoyeds/dtype.hpp"
+#include "samoyeds/environment.hpp"
 #include "samoyeds/samoyeds.h"
 
 namespace {
@@ -33,6 +34,16 @@ TEST(CApi, BadArgumentsGiveACodeAndAMessage) {
   EXPECT_EQ(samoyeds_moe_workspace_bytes(nullptr, 16), 0u);
   EXPECT_EQ(samoyeds_moe_layer_device_bytes(nullptr), 0);
   EXPECT_NE(std::string(samoyeds_version()), "");
+}
+
+// Benchmarks time the same launches with and without programmatic dependent launch.
+TEST(CApi, ProgrammaticLaunchCanBeSwitchedForLaterLaunches) {
+  const bool before = samoyeds::programmatic_launch_enabled();
+  samoyeds_set_programmatic_launch(0);
+  EXPECT_FALSE(samoyeds::programmatic_launch_enabled());
+  samoyeds_set_programmatic_launch(1);
+  EXPECT_TRUE(samoyeds::programmatic_launch_enabled());
+  samoyeds::set_programmatic_launch(before);
 }
 
 // A layer spec is checked before anything needs a GPU: each mistake named.
