@@ -131,24 +131,39 @@ TEST(NvrtcSearchSpaceVariants, EveryValidConfigOfEveryVariantCompilesWithoutSpil
 }
 
 // The wgmma_sp backend exists for sm_90a only; its whole search space for
-// every variant the mma_sp test covers, grouped entry points included.
-TEST(NvrtcWgmmaSp, EveryValidConfigOfEveryVariantCompilesWithoutSpills) {
-  const struct {
-    DType dt;
-    SparsityParams sp;
-    Epilogue epi;
-  } variants[] = {{DType::bf16, {128, 1, 2}, Epilogue::None},    {DType::bf16, {128, 1, 2}, Epilogue::GatedSilu},
-                  {DType::f16, {64, 2, 4}, Epilogue::Silu},      {DType::f16, {128, 1, 1}, Epilogue::None},
-                  {DType::bf16, {32, 1, 2}, Epilogue::None},     {DType::f16, {256, 1, 4}, Epilogue::GatedSilu}};
-  for (const auto& v : variants) {
-    KernelSpec s = spec("sm_90a", v.dt, v.sp, v.epi);
-    s.backend = Backend::WgmmaSp;
-    const auto configs = kernel_family(Backend::WgmmaSp).search_space(s);
-    ASSERT_FALSE(configs.empty()) << s.to_string();
-    compile_all(s, configs);
-  }
-  // The down projection: its own epilogue (routing weights), and token
-  // tiles by TMA (tokens_tma) besides the gathered ones.
+// every variant the mma_sp test covers, grouped entry points included. One
+// test per variant: each is minutes of NVRTC on a 2-core machine, and one
+// test for all of them came near ctest's per-test limit on a loaded one.
+struct WgmmaSpVariant {
+  const char* name;
+  DType dt;
+  SparsityParams sp;
+  Epilogue epi;
+};
+void PrintTo(const WgmmaSpVariant& v, std::ostream* os) { *os << v.name; }
+class NvrtcWgmmaSpVariants : public ::testing::TestWithParam<WgmmaSpVariant> {};
+
+TEST_P(NvrtcWgmmaSpVariants, EveryValidConfigCompilesWithoutSpills) {
+  KernelSpec s = spec("sm_90a", GetParam().dt, GetParam().sp, GetParam().epi);
+  s.backend = Backend::WgmmaSp;
+  const auto configs = kernel_family(Backend::WgmmaSp).search_space(s);
+  ASSERT_FALSE(configs.empty()) << s.to_string();
+  compile_all(s, configs);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sm90a, NvrtcWgmmaSpVariants,
+    ::testing::Values(WgmmaSpVariant{"bf16_1of2_v128", DType::bf16, {128, 1, 2}, Epilogue::None},
+                      WgmmaSpVariant{"bf16_1of2_v128_gated", DType::bf16, {128, 1, 2}, Epilogue::GatedSilu},
+                      WgmmaSpVariant{"f16_2of4_v64_silu", DType::f16, {64, 2, 4}, Epilogue::Silu},
+                      WgmmaSpVariant{"f16_1of1_v128", DType::f16, {128, 1, 1}, Epilogue::None},
+                      WgmmaSpVariant{"bf16_1of2_v32", DType::bf16, {32, 1, 2}, Epilogue::None},
+                      WgmmaSpVariant{"f16_1of4_v256_gated", DType::f16, {256, 1, 4}, Epilogue::GatedSilu}),
+    [](const ::testing::TestParamInfo<WgmmaSpVariant>& info) { return std::string(info.param.name); });
+
+// The down projection: its own epilogue (routing weights), and token tiles
+// by TMA (tokens_tma) besides the gathered ones; and the grouped entry points.
+TEST(NvrtcWgmmaSp, EveryValidDownConfigAndTheGroupedDefaultsCompileWithoutSpills) {
   KernelSpec d = spec("sm_90a", DType::bf16, {128, 1, 2}, Epilogue::None);
   d.op = Op::Down;
   d.backend = Backend::WgmmaSp;
