@@ -50,6 +50,21 @@ def test_a_bad_spec_is_named_before_any_gpu_is_needed():
         handles.MoeLayer(no_runtime, too_many, [0] * 8, [0] * 8, [0] * 8, on_device=True)
 
 
+def test_fp8_experts_reach_the_c_spec_and_their_limits_are_named():
+    config = handles.MoeConfig(hidden=256, ffn=384, experts=8, top_k=2, fp8_experts=True)
+    assert config.c_spec().experts_e4m3 == 1
+    assert handles.MoeConfig(hidden=256, ffn=384, experts=8, top_k=2).c_spec().experts_e4m3 == 0
+    no_runtime = SimpleNamespace(handle=None)
+    f16 = handles.MoeConfig(hidden=256, ffn=384, experts=8, top_k=2, dtype="f16", fp8_experts=True)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="FP8 experts take bf16 activations"):
+        handles.MoeLayer(no_runtime, f16, [0] * 8, [0] * 8, [0] * 8, on_device=True)
+
+
+def test_programmatic_launch_switch_is_callable():  # its effect: CApi.ProgrammaticLaunchCanBeSwitchedForLaterLaunches
+    samoyeds.set_programmatic_launch(False)
+    samoyeds.set_programmatic_launch(True)
+
+
 def test_python_side_checks_name_the_argument():
     no_runtime = SimpleNamespace(handle=None)
     with pytest.raises(samoyeds.InvalidArgumentError, match="routing must be one of"):
