@@ -19,9 +19,17 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 // Token count the candidates are verified at: partial row and token tiles.
 constexpr int64_t kVerifyTokens = 100;
 
-// The runner's check at a bucket, an exception counting as a failed check.
-bool verify_or_why(CandidateRunner& runner, const KernelSpec& spec, const TileConfig& config, int64_t bucket,
-                   std::string* path, std::string* why) {
+// The runner's checks, an exception counting as a failed check (*why: its first line).
+bool small_check(CandidateRunner& runner, const KernelSpec& spec, const TileConfig& config, std::string* why) {
+  try {
+    return runner.verify(spec, config, kVerifyTokens, why);
+  } catch (const std::exception& e) {
+    *why = first_line(e.what());
+    return false;
+  }
+}
+bool check_at_bucket(CandidateRunner& runner, const KernelSpec& spec, const TileConfig& config, int64_t bucket,
+                     std::string* path, std::string* why) {
   try {
     return runner.verify_at_bucket(spec, config, bucket, path, why);
   } catch (const std::exception& e) {
@@ -110,13 +118,7 @@ TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStor
   for (size_t i = 0; i < configs.size(); ++i) {
     if (!usable[i]) continue;
     std::string why;
-    bool ok = false;
-    try {
-      ok = runner.verify(configs[i].spec, configs[i].config, kVerifyTokens, &why);
-    } catch (const std::exception& e) {
-      why = first_line(e.what());
-    }
-    if (ok) {
+    if (small_check(runner, configs[i].spec, configs[i].config, &why)) {
       survivors.push_back(configs[i]);
     } else {
       ++report.wrong_answers;
@@ -175,7 +177,7 @@ TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStor
     TuningRecord r;
     for (auto it = timed.begin(); it != timed.end();) {
       std::string why;
-      if (verify_or_why(runner, it->second.spec, it->second.config, bucket, &r.verified_path, &why)) break;
+      if (check_at_bucket(runner, it->second.spec, it->second.config, bucket, &r.verified_path, &why)) break;
       ++report.wrong_answers;
       log.line(fmt::format("skip {} at {} tokens: output check on the real shape failed: {}", it->second.name(),
                            bucket, why));
@@ -218,13 +220,8 @@ TuneReport tune_spec(const KernelSpec& spec, CandidateRunner& runner, RecordStor
         }
         // The small check with partial tiles too (the twin did not compete, so it has not had it),
         // then the bucket's.
-        bool ok = false;
-        try {
-          ok = runner.verify(g.spec, g.config, kVerifyTokens, &why);
-        } catch (const std::exception& e) {
-          why = first_line(e.what());
-        }
-        if (!ok || !verify_or_why(runner, g.spec, g.config, bucket, &path, &why)) {
+        if (!small_check(runner, g.spec, g.config, &why) ||
+            !check_at_bucket(runner, g.spec, g.config, bucket, &path, &why)) {
           log.line(fmt::format("skip {} as the gathered config at {} tokens: output check failed: {}", g.name(),
                                bucket, why));
           continue;

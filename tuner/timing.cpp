@@ -103,51 +103,68 @@ class StreamGate {
   std::thread watchdog_;
 };
 
+// The median over `spans` spans of the time between two events around
+// timed(k), each divided by `per_span`; before(k) runs first, outside the
+// span. With a gate word, the stream is held until the span is enqueued, and
+// a launch that waited on its own stream throws `waited`.
+double median_span_ms(CUstream s, GateWord* word, int spans, int per_span, const std::function<void(int)>& before,
+                      const std::function<void(int)>& timed, const char* waited) {
+  const DriverApi& d = driver();
+  struct Events {  // destroyed however the timing ends
+    CUevent start = nullptr, stop = nullptr;
+    Events() {
+      check(driver().cuEventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate");
+      check(driver().cuEventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate");
+    }
+    ~Events() {
+      driver().cuEventDestroy(start);
+      driver().cuEventDestroy(stop);
+    }
+  } ev;
+  std::vector<double> times;
+  for (int k = 0; k < spans; ++k) {
+    bool gate_timed_out = false;
+    {
+      std::optional<StreamGate> gate;
+      if (word) gate.emplace(*word, s);
+      before(k);
+      check(d.cuEventRecord(ev.start, s), "cuEventRecord");
+      timed(k);
+      check(d.cuEventRecord(ev.stop, s), "cuEventRecord");
+      if (gate) {
+        gate->open();
+        gate_timed_out = gate->timed_out();
+      }
+    }
+    check(d.cuEventSynchronize(ev.stop), "cuEventSynchronize");
+    if (gate_timed_out) throw Error(ErrorCode::InvalidArgument, waited);
+    float ms = 0.0f;
+    check(d.cuEventElapsedTime(&ms, ev.start, ev.stop), "cuEventElapsedTime");
+    times.push_back(double(ms) / per_span);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 }  // namespace
 
 bool can_hold_stream() { return gate_word() != nullptr; }
 
 double median_ms(void* stream, const std::function<void(int)>& launch, int batch, int batches, int warmup,
                  Launches how) {
-  const DriverApi& d = driver();
-  CUstream s = static_cast<CUstream>(stream);
   for (int i = 0; i < warmup; ++i) launch(i);
-  GateWord* word = how == Launches::BackToBack ? gate_word() : nullptr;
-  CUevent start, stop;
-  check(d.cuEventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate");
-  check(d.cuEventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate");
-  std::vector<double> times;
   int i = 0;
-  for (int b = 0; b < batches; ++b) {
-    bool gate_timed_out = false;
-    {
-      std::optional<StreamGate> gate;
-      if (word) gate.emplace(*word, s);
-      check(d.cuEventRecord(start, s), "cuEventRecord");
-      for (int j = 0; j < batch; ++j) launch(i++);
-      check(d.cuEventRecord(stop, s), "cuEventRecord");
-      if (gate) {
-        gate->open();
-        gate_timed_out = gate->timed_out();
-      }
-    }
-    check(d.cuEventSynchronize(stop), "cuEventSynchronize");
-    if (gate_timed_out)
-      throw Error(ErrorCode::InvalidArgument,
-                  "timing: a launch timed back to back waited on its own stream (the gate's watchdog opened it); "
-                  "time it with Launches::AsEnqueued");
-    float ms = 0.0f;
-    check(d.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
-    times.push_back(double(ms) / batch);
-  }
-  d.cuEventDestroy(start);
-  d.cuEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median_span_ms(
+      static_cast<CUstream>(stream), how == Launches::BackToBack ? gate_word() : nullptr, batches, batch,
+      [](int) {},
+      [&](int) {
+        for (int j = 0; j < batch; ++j) launch(i++);
+      },
+      "timing: a launch timed back to back waited on its own stream (the gate's watchdog opened it); time it "
+      "with Launches::AsEnqueued");
 }
 
 double flushed_median_ms(void* stream, const std::function<void(int)>& launch, int runs, int warmup) {
-  const DriverApi& d = driver();
   CUstream s = static_cast<CUstream>(stream);
   // One flush buffer per process (the tuner runs on one device).
   static const size_t flush_bytes = 3 * kL2Bytes;
@@ -157,36 +174,10 @@ double flushed_median_ms(void* stream, const std::function<void(int)>& launch, i
     return p;
   }();
   for (int i = 0; i < warmup; ++i) launch(i);
-  GateWord* word = gate_word();
-  CUevent start, stop;
-  check(d.cuEventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate");
-  check(d.cuEventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate");
-  std::vector<double> times;
-  for (int r = 0; r < runs; ++r) {
-    bool gate_timed_out = false;
-    {
-      std::optional<StreamGate> gate;
-      if (word) gate.emplace(*word, s);
-      check(d.cuMemsetD8Async(flush, uint8_t(r), flush_bytes, s), "cuMemsetD8Async (L2 flush)");
-      check(d.cuEventRecord(start, s), "cuEventRecord");
-      launch(warmup + r);
-      check(d.cuEventRecord(stop, s), "cuEventRecord");
-      if (gate) {
-        gate->open();
-        gate_timed_out = gate->timed_out();
-      }
-    }
-    check(d.cuEventSynchronize(stop), "cuEventSynchronize");
-    if (gate_timed_out)
-      throw Error(ErrorCode::InvalidArgument, "timing: a flushed launch waited on its own stream");
-    float ms = 0.0f;
-    check(d.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
-    times.push_back(double(ms));
-  }
-  d.cuEventDestroy(start);
-  d.cuEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median_span_ms(
+      s, gate_word(), runs, 1,
+      [&](int r) { check(driver().cuMemsetD8Async(flush, uint8_t(r), flush_bytes, s), "cuMemsetD8Async (L2 flush)"); },
+      [&](int r) { launch(warmup + r); }, "timing: a flushed launch waited on its own stream");
 }
 
 }  // namespace samoyeds::tuning

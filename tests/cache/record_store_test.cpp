@@ -82,9 +82,7 @@ TEST(RecordStore, KeepFasterKeepsTheFasterRecord) {
 TEST(RecordStore, KeepFasterPrefersAVerifiedRecord) {
   SqliteStore db(fresh_db("records_faster_verified"));
   RecordStore rs(db);
-  TuningRecord old = record(64, kA, 0.5);
-  old.verified_tokens = 0;
-  old.verified_path.clear();
+  const TuningRecord old = test::unverified(record(64, kA, 0.5));
   rs.put(old);
   EXPECT_TRUE(rs.put(record(64, kB, 1.0), RecordStore::PutPolicy::KeepFaster));
   EXPECT_EQ(rs.get(old.key)->config, kB);

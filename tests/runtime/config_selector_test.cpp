@@ -22,6 +22,14 @@ using test::record;
 KernelSpec spec() { return test::mixtral_gated_up(); }
 using test::wg;
 
+// sel's choice for spec() at `tokens`, with what it logged (its warnings).
+ConfigChoice choose_logging(ConfigSelector& sel, int64_t tokens, std::string* log) {
+  ::testing::internal::CaptureStderr();
+  const ConfigChoice c = sel.choose(spec(), tokens);
+  *log = ::testing::internal::GetCapturedStderr();
+  return c;
+}
+
 const TileConfig kA{64, 32, 64, 4, 1, 4}, kB{64, 64, 64, 2, 2, 3}, kC{64, 128, 64, 2, 4, 3};
 
 TEST(ConfigSelector, ExactBucketThenNearestWithinAnOctaveThenHeuristic) {
@@ -79,9 +87,8 @@ TEST(ConfigSelector, RecordsOfConfigsTheLibraryNoLongerRunsAreSkippedWithAWarnin
   r.backend = Backend::MmaSp;
   rs.put(r);
   ConfigSelector sel(&rs, h200());
-  ::testing::internal::CaptureStderr();
-  const ConfigChoice c = sel.choose(spec(), 64);
-  const std::string err = ::testing::internal::GetCapturedStderr();
+  std::string err;
+  const ConfigChoice c = choose_logging(sel, 64, &err);
   EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
   EXPECT_NE(err.find("ignoring 1 tuning record(s)"), std::string::npos) << err;
   EXPECT_NE(err.find("bm64_bn64_bk64_w3x1_s4"), std::string::npos) << err;
@@ -131,14 +138,10 @@ TEST(ConfigSelector, GroupedLaunchesUseTheirGroupedRecordAsTuned) {
 TEST(ConfigSelector, RecordsNotVerifiedAtTheirBucketAreSkippedWithAWarning) {
   SqliteStore db(fresh_db("selector_unverified"));
   RecordStore rs(db);
-  TuningRecord r = record(64, kC, 1.0);
-  r.verified_tokens = 0;
-  r.verified_path.clear();
-  rs.put(r);
+  rs.put(test::unverified(record(64, kC, 1.0)));
   ConfigSelector sel(&rs, h200());
-  ::testing::internal::CaptureStderr();
-  const ConfigChoice c = sel.choose(spec(), 64);
-  const std::string err = ::testing::internal::GetCapturedStderr();
+  std::string err;
+  const ConfigChoice c = choose_logging(sel, 64, &err);
   EXPECT_EQ(c.source, ConfigChoice::Source::Heuristic);
   EXPECT_NE(err.find("ignoring 1 tuning record(s)"), std::string::npos) << err;
   EXPECT_NE(err.find("not verified at their bucket"), std::string::npos) << err;

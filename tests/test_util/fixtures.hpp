@@ -65,6 +65,13 @@ inline TuningRecord record(int64_t bucket, TileConfig cfg, double ms, DeviceFing
   return r;
 }
 
+// The same as a cache tuned before records said what was verified holds it.
+inline TuningRecord unverified(TuningRecord r) {
+  r.verified_tokens = 0;
+  r.verified_path.clear();
+  return r;
+}
+
 // A binary of `bytes` bytes whose content follows from its key.
 inline BinaryRecord blob_record(const std::string& key, size_t bytes) {
   BinaryRecord r;
