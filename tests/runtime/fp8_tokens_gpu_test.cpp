@@ -10,6 +10,7 @@
 
 #include "format/fp8.hpp"
 #include "runtime/fp8_weights.hpp"
+#include "samoyeds/error.hpp"
 #include "samoyeds/reference.hpp"
 #include "tests/test_util/gpu_check.hpp"
 #include "templates/kernel_args.cuh"
@@ -55,7 +56,12 @@ TEST(Fp8TokensGpu, QuantizedGatheredRowsEqualTheHostQuantization) {
   std::vector<int32_t> ids = {3, 0, 2, 2, 49, 17, 3};
   for (int i = 0; i < 30; ++i) ids.push_back(int32_t((i * 13) % 50));
   check_quantized(DType::bf16, 50, 640, ids);
-  check_quantized(DType::f16, 50, 200, ids);  // a partial last group
+  check_quantized(DType::f16, 50, 208, ids);  // a partial last group
+  // The projection's TMA reads rows of k codes: k a multiple of 16 bytes.
+  const DeviceBuffer x = test::to_device(test::random_matrix(4, 200, DType::f16)), ids4 = test::to_device(ids);
+  EXPECT_THROW(Fp8DeviceTokens::quantize(test::shared_runtime(), x.data(), 4, static_cast<const int32_t*>(ids4.data()),
+                                         4, 200, DType::f16, nullptr, nullptr),
+               Error);
 }
 
 TEST(Fp8TokensGpu, AnIdOutOfRangeGivesZerosAndRaisesTheFlag) {

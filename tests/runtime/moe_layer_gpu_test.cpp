@@ -620,9 +620,7 @@ TEST_F(MoeLayerGpu, GptOssExpertsMatchTheReference) {
     const auto x = random_matrix(T, H, DType::bf16, 2.0f);
     DenseF64 logits{T, E, std::vector<double>(size_t(T * E))};
     for (auto& v : logits.data) v = std::normal_distribution<double>(0.0, 2.0)(rng());
-    MoeRouting routing;
-    routing.method = RoutingMethod::TopKSoftmax;
-    const Routing r = reference_route(logits, K, routing);
+    const Routing r = reference_route(logits, K, spec.routing);
     DeviceBuffer d_x = to_device(x), d_ids = to_device(r.expert), d_w = to_device(r.weight);
     DeviceBuffer ws(layer.workspace_bytes(T));
     PoisonedOutput y(T * H);
