@@ -20,8 +20,10 @@ const Fp8Tile kDownTile{128, 64, 4, false};
 
 size_t align_up(size_t b) { return (b + 255) / 256 * 256; }
 
+std::string kernel_key(const Fp8Tile& t) { return "fp8 grouped " + t.to_string(); }
+
 const LoadedKernel& grouped_kernel(KernelRuntime& rt, const Fp8Tile& t) {
-  return rt.get_generated("fp8 grouped " + t.to_string(), [&] { return generate_fp8_projection(t, true); });
+  return rt.get_generated(kernel_key(t), [&] { return Fp8RoutedExperts::generate(t); });
 }
 
 }  // namespace
@@ -40,6 +42,12 @@ Fp8RoutedExperts::Fp8RoutedExperts(const std::vector<PackedFp8Weights>& w1, cons
   w3_ = Fp8DeviceWeights::upload_experts(w3);
   w2_ = Fp8DeviceWeights::upload_experts(w2);
 }
+
+std::vector<Fp8RoutedExperts::Kernel> Fp8RoutedExperts::kernels() {
+  return {{kernel_key(kGatedTile), kGatedTile}, {kernel_key(kDownTile), kDownTile}};
+}
+
+GeneratedKernel Fp8RoutedExperts::generate(const Fp8Tile& tile) { return generate_fp8_projection(tile, true); }
 
 int64_t Fp8RoutedExperts::weight_bytes() const {
   int64_t b = 0;

@@ -6,8 +6,11 @@
 // gated epilogue does not write FP8 yet).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "backends/wgmma_sp/fp8_projection.hpp"
+#include "generator/generated_kernel.hpp"
 #include "runtime/fp8_weights.hpp"
 #include "samoyeds/kernel_runtime.hpp"
 
@@ -19,6 +22,15 @@ class Fp8RoutedExperts {
   Fp8RoutedExperts(const std::vector<PackedFp8Weights>& w1, const std::vector<PackedFp8Weights>& w3,
                    const std::vector<PackedFp8Weights>& w2);
   int64_t weight_bytes() const;
+  // The FP8 projection kernels forward() loads, by the keys it loads them
+  // under, and their source: `samoyeds compile --dtype e4m3` builds them
+  // into the cache ahead of time.
+  struct Kernel {
+    std::string key;
+    Fp8Tile tile;
+  };
+  static std::vector<Kernel> kernels();
+  static GeneratedKernel generate(const Fp8Tile& tile);
   // Scratch for `rows` list rows: their codes and transposed scales.
   static size_t scratch_bytes(int64_t rows, int64_t hidden, int64_t ffn);
   // For list row i < rows (expert e's rows are offsets[e] .. offsets[e+1]-1):

@@ -90,21 +90,25 @@ fi
 
 if has sass; then
   "$BUILD/samoyeds" compile --model mixtral-8x7b --arch sm_90a --emit-cubins /tmp/samoyeds-cubins >"$LOGS/sass_compile.log" 2>&1
-  total=0; with_sp=0; with_local=0; with_hgmma=0
+  total=0; with_sp=0; with_local=0; with_hgmma=0; with_qgmma=0; fixed=0
   for f in /tmp/samoyeds-cubins/*.cubin; do
-    total=$((total + 1))
     sass=$(cuobjdump --dump-sass "$f")
-    # mma_sp kernels must show HMMA.SP, wgmma_sp kernels HGMMA.SP.
-    if [[ "$f" == *wgmma_sp* ]]; then
+    if grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass"; then with_local=$((with_local + 1)); echo "local memory: $f"; fi
+    # The routing, list, gather and combine kernels have no MMA: spills only.
+    if [[ "$(basename "$f")" == fixed_samoyeds_* ]]; then fixed=$((fixed + 1)); continue; fi
+    total=$((total + 1))
+    # mma_sp kernels must show HMMA.SP, wgmma_sp ones HGMMA.SP, the FP8 ones QGMMA.SP.
+    if [[ "$f" == *fp8* ]]; then
+      grep -q 'QGMMA\.SP' <<<"$sass" && { with_sp=$((with_sp + 1)); with_qgmma=$((with_qgmma + 1)); }
+    elif [[ "$f" == *wgmma_sp* ]]; then
       grep -q 'HGMMA\.SP' <<<"$sass" && { with_sp=$((with_sp + 1)); with_hgmma=$((with_hgmma + 1)); }
     else
       grep -q 'HMMA\.SP' <<<"$sass" && with_sp=$((with_sp + 1))
     fi
-    if grep -qE '\b(LDL|STL)(\.|\s)' <<<"$sass"; then with_local=$((with_local + 1)); echo "local memory: $f"; fi
   done
-  first=$(ls /tmp/samoyeds-cubins/*.cubin | head -1)
-  cuobjdump --dump-sass "$first" | grep -m3 -E 'HMMA\.SP|HGMMA\.SP' > "$LOGS/sass_sample.txt"
-  summary+=("sass: $with_sp of $total kernels (shipped defaults + benchmark winners) have their sparse MMA ($with_hgmma wgmma_sp with HGMMA.SP), $with_local use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
+  first=$(ls /tmp/samoyeds-cubins/*fp8*.cubin | head -1)
+  cuobjdump --dump-sass "$first" | grep -m3 -E 'QGMMA\.SP' > "$LOGS/sass_sample.txt"
+  summary+=("sass: $with_sp of $total kernels (shipped defaults incl. FP8 + benchmark winners) have their sparse MMA ($with_hgmma wgmma_sp with HGMMA.SP, $with_qgmma FP8 with QGMMA.SP), $with_local of all $((total + fixed)) (with $fixed fixed kernels) use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
 fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).
 if has moe; then

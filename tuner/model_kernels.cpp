@@ -1,19 +1,22 @@
 #include "tuner/model_kernels.hpp"
 
 #include "backends/backend.hpp"
+#include "generator/utility_kernels.hpp"
+#include "runtime/fp8_routed_experts.hpp"
 #include "samoyeds/tuning_record.hpp"
 
 namespace samoyeds {
 
 std::vector<KernelJob> model_kernel_jobs(const ModelPreset& model, const std::string& arch,
                                          const std::vector<DType>& dtypes, const SparsityParams& sparsity,
-                                         bool whole_search_space) {
+                                         bool whole_search_space, bool routed) {
   // Each projection as MoeLayer launches it (the routed experts grouped:
   // their own binaries) and, for the routed experts, one expert at a time
   // (the ops API).
   std::vector<KernelSpec> forms;
   for (DType dt : dtypes)
     for (const KernelSpec& spec : model_expert_specs(model, arch, dt, sparsity)) {
+      if (spec.grouped && !routed) continue;  // the routed experts' (shared ones are never grouped)
       forms.push_back(spec);
       if (spec.grouped) {
         KernelSpec single = spec;
@@ -45,6 +48,21 @@ std::vector<KernelJob> model_kernel_jobs(const ModelPreset& model, const std::st
       for (const auto& c : configs) jobs.push_back({spec, c});
     }
   }
+  return jobs;
+}
+
+std::vector<FixedKernelJob> model_fixed_kernel_jobs(const std::vector<DType>& dtypes, bool fp8_experts) {
+  std::vector<FixedKernelJob> jobs;
+  for (DType dt : dtypes)
+    for (int i = 0; i < kUtilityKernelCount; ++i) {
+      const auto which = UtilityKernel(i);
+      // The quantizing pass feeds the FP8 experts only (and needs sm_89+).
+      if (which == UtilityKernel::QuantizeRowsE4m3 && !(fp8_experts && dt == DType::bf16)) continue;
+      jobs.push_back({utility_kernel_name(which) + " " + dtype_name(dt), [=] { return generate_utility_kernel(which, dt); }});
+    }
+  if (fp8_experts)
+    for (const Fp8RoutedExperts::Kernel& k : Fp8RoutedExperts::kernels())
+      jobs.push_back({k.key, [t = k.tile] { return Fp8RoutedExperts::generate(t); }});
   return jobs;
 }
 

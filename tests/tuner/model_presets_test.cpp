@@ -12,8 +12,10 @@
 
 #include <fmt/format.h>
 
+#include "runtime/fp8_routed_experts.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/model_preset.hpp"
+#include "tuner/model_kernels.hpp"
 
 namespace samoyeds {
 namespace {
@@ -156,6 +158,41 @@ TEST(ModelPresets, ExpertSpecsAreUpAndDownProjections) {
   EXPECT_EQ(ds[3].m, 2048);
   EXPECT_EQ(ds[3].k, 2816);
   EXPECT_EQ(ds[3].experts, 1);
+}
+
+// What `samoyeds compile` builds besides the projections: the layer's fixed
+// kernels per dtype, and with FP8 experts the FP8 projections under the keys
+// the layer loads them by, plus the quantizing pass (bf16 input only).
+TEST(ModelKernels, FixedJobsAreTheLayersUtilityKernelsAndTheFp8OnesOnlyWhenAsked) {
+  auto names = [](const std::vector<FixedKernelJob>& jobs) {
+    std::vector<std::string> n;
+    for (const auto& j : jobs) n.push_back(j.name);
+    return n;
+  };
+  const std::vector<std::string> plain = names(model_fixed_kernel_jobs({DType::bf16}, false));
+  EXPECT_EQ(plain.size(), 6u);
+  for (const std::string& n : plain) {
+    EXPECT_EQ(n.find("fp8"), std::string::npos) << n;
+    EXPECT_EQ(n.find("e4m3"), std::string::npos) << n;
+  }
+  EXPECT_NE(std::find(plain.begin(), plain.end(), "samoyeds_moe_combine bf16"), plain.end());
+  const std::vector<std::string> both = names(model_fixed_kernel_jobs({DType::f16, DType::bf16}, true));
+  EXPECT_EQ(both.size(), 6u + 6u + 1u + Fp8RoutedExperts::kernels().size());
+  EXPECT_NE(std::find(both.begin(), both.end(), "samoyeds_quantize_rows_e4m3 bf16"), both.end());
+  EXPECT_EQ(std::find(both.begin(), both.end(), "samoyeds_quantize_rows_e4m3 f16"), both.end());
+  for (const auto& k : Fp8RoutedExperts::kernels())
+    EXPECT_NE(std::find(both.begin(), both.end(), k.key), both.end()) << k.key;
+  // The FP8 projections generate (their source names the sparse FP8 MMA).
+  const GeneratedKernel g = Fp8RoutedExperts::generate(Fp8RoutedExperts::kernels()[0].tile);
+  EXPECT_NE(g.source.find("e4m3"), std::string::npos);
+  // With FP8 routed experts only the shared experts' 16-bit projections are left.
+  for (const KernelJob& j : model_kernel_jobs(load_model("deepseek-moe-16b"), "sm_90a", {DType::bf16}, {128, 1, 2},
+                                              false, /*routed=*/false)) {
+    EXPECT_FALSE(j.spec.grouped);
+    EXPECT_EQ(j.spec.experts, 1);
+    EXPECT_EQ(j.spec.op == Op::GatedUp ? j.spec.m : j.spec.k, 2816);
+  }
+  EXPECT_TRUE(model_kernel_jobs(load_model("mixtral-8x7b"), "sm_90a", {DType::bf16}, {128, 1, 2}, false, false).empty());
 }
 
 TEST(ModelPresets, UnknownModelListsThePresets) {
@@ -415,6 +452,10 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
   EXPECT_NE(out.find("\ngated_up wgmma_sp bf16 8192x2048"), std::string::npos) << out;
   // Every token bucket's default, up to the large-batch ones (a warpgroup per operand from 4096 tokens).
   EXPECT_NE(out.find("bm64_bn128_bk128_w4x1_s3_p_g16_so_xt"), std::string::npos) << out;
+  // And the layer's fixed kernels (routing, lists, combine): no NVRTC at its first forward.
+  EXPECT_NE(out.find("\nsamoyeds_route_topk bf16"), std::string::npos) << out;
+  EXPECT_NE(out.find("\nsamoyeds_moe_combine bf16"), std::string::npos) << out;
+  EXPECT_EQ(out.find("fp8 grouped"), std::string::npos) << "FP8 kernels only for --dtype e4m3 or all: " << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "samoyeds.sqlite"));
   // Output that is no terminal gets a progress line per tenth, with done/total and the ETA.
   EXPECT_NE(out.find("compile: "), std::string::npos) << out;
@@ -437,6 +478,9 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
     EXPECT_EQ(w[w.size() - 5], "0") << row;
   }
   EXPECT_GT(hits, 0) << out;
+  out = run(fmt::format("{} compile --model openmoe-8b --dtype e4m3 --arch sm_80 --cache none", SAMOYEDS_CLI_PATH), &rc);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("FP8 experts need sm_90a"), std::string::npos) << out;
   out = run(fmt::format("{} compile --model no-such-model", SAMOYEDS_CLI_PATH), &rc);
   EXPECT_EQ(rc, 2) << out;
   out = run(fmt::format("{} compile --bogus", SAMOYEDS_CLI_PATH), &rc);
