@@ -91,14 +91,17 @@ def _top_k(module) -> int:
 
 
 def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, strict: bool = False,
-             keep_dense: bool = False, packed: str | None = None, device=None) -> torch.nn.Module:
+             keep_dense: bool = False, packed: str | None = None, fp8_experts: bool = False,
+             device=None) -> torch.nn.Module:
     """Packs every MoE experts module of `model` (in place) and selects the samoyeds implementation.
 
     strict=True: the weights already follow the pattern (samoyeds.prune); verify, never prune.
     packed: a packed checkpoint folder of this model (samoyeds pack, samoyeds.checkpoint): its experts
     are loaded as packed, nothing is pruned, and its pattern replaces V, N, M.
-    keep_dense=False frees the dense expert weights once packed. Refuses, before changing anything, a
-    model with an experts module whose computation the library does not implement.
+    keep_dense=False frees the dense expert weights once packed. fp8_experts=True: the routed experts in
+    FP8 e4m3 with 128 x 128 block scales (experimental: sm_90a, bfloat16, silu, 1:2 at V = 128;
+    docs/fp8.md). Refuses, before changing anything, a model with an experts module whose computation the
+    library does not implement.
     """
     found = list(_experts_modules(model))
     if not found:
@@ -109,6 +112,8 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
         raise NotImplementedError(f"samoyeds: cannot run {name} ({len(refused)} such modules): {why}")
     if packed is not None and any(_is_gpt_oss(m) for _, m in found):
         raise NotImplementedError("samoyeds: gpt-oss from a packed checkpoint (its biases) is not built yet")
+    if fp8_experts:
+        _check_fp8(found, packed, (V, N, M))
     _register()
     sparsity = Sparsity(V, N, M)
     checkpoint = PackedCheckpoint(packed) if packed is not None else None
@@ -124,13 +129,33 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
             moe = _load_packed(checkpoint, name, module, dev, ep)
         else:
             moe = SparseMoE(w[:, :inter], w[:, inter:], module.down_proj.data, top_k=_top_k(module),
-                            sparsity=sparsity, strict=strict, expert_parallel=ep, device=dev)
+                            sparsity=sparsity, strict=strict, expert_parallel=ep, fp8_experts=fp8_experts,
+                            device=dev)
         module.add_module("samoyeds_moe", moe)
         if not keep_dense:
             for pname in ("gate_up_proj", "down_proj"):
                 getattr(module, pname).data = torch.empty(0, dtype=w.dtype, device=w.device)
     _select(model)
     return model
+
+
+def _check_fp8(found, packed, pattern) -> None:
+    """What the FP8 experts do not take yet, refused before any module changes (the layer would refuse
+    it only at the first module)."""
+    if packed is not None:
+        raise NotImplementedError("samoyeds: FP8 experts from a packed checkpoint are not loaded yet")
+    if pattern != (128, 1, 2):
+        raise ValueError(f"samoyeds: FP8 experts are 1:2 row groups at V = 128, not V={pattern[0]} "
+                         f"{pattern[1]}:{pattern[2]}")
+    for name, module in found:
+        if _is_gpt_oss(module):
+            raise NotImplementedError(f"samoyeds: {name}: FP8 experts join gate and up as silu(g) * u only, "
+                                      "not gpt-oss's clamped SwiGLU with biases")
+        if getattr(module, "_is_expert_parallel", False):
+            raise NotImplementedError(f"samoyeds: {name}: FP8 experts are not expert-parallel yet")
+        if module.gate_up_proj.dtype != torch.bfloat16:
+            raise ValueError(f"samoyeds: {name}: FP8 experts take bfloat16 weights and activations, not "
+                             f"{module.gate_up_proj.dtype}")
 
 
 def _gpt_oss_experts(module, sparsity, strict, ep, dev) -> SparseMoE:

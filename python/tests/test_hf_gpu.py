@@ -73,6 +73,40 @@ def test_sparsified_logits_match_the_pruned_dense_model(make):
         assert rel_err(out, want) < 1e-2
 
 
+def test_fp8_experts_stay_within_the_fp8_limit_of_the_pruned_dense_model():
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("FP8 experts need sm_90a")
+    model = model_with_pruned_experts(mixtral())
+    twin = copy.deepcopy(model)
+    ids = torch.randint(0, 512, (2, 33), device="cuda")
+    with torch.no_grad():
+        want = model(ids).logits
+        samoyeds.hf.sparsify(model, strict=True, fp8_experts=True)
+        samoyeds.hf.sparsify(twin, strict=True)
+        got, bf16 = model(ids).logits, twin(ids).logits
+        samoyeds.hf.check_errors(model)
+    fp8_err, bf16_err = rel_err(got, want), rel_err(bf16, want)
+    print(f"logits from the pruned dense model: FP8 experts {fp8_err:.4f}, bf16 experts {bf16_err:.4f}")
+    # FP8's own error (docs/fp8.md): a few percent; and the FP8 path did run.
+    assert fp8_err < 0.1
+    assert fp8_err > 2 * bf16_err
+    layers = [m.samoyeds_moe for m in model.modules() if hasattr(m, "samoyeds_moe")]
+    assert layers and all(layer.config.fp8_experts for layer in layers)
+
+
+def test_fp8_experts_refuse_what_they_cannot_run_before_changing_the_model():
+    model = model_with_pruned_experts(mixtral())
+    with pytest.raises(ValueError, match="1:2 row groups at V = 128"):
+        samoyeds.hf.sparsify(model, V=64, fp8_experts=True)
+    with pytest.raises(NotImplementedError, match="packed checkpoint"):
+        samoyeds.hf.sparsify(model, packed="/nonexistent", fp8_experts=True)
+    half = model_with_pruned_experts(mixtral()).half()
+    with pytest.raises(ValueError, match="bfloat16"):
+        samoyeds.hf.sparsify(half, fp8_experts=True)
+    assert not any(hasattr(m, "samoyeds_moe") for m in model.modules())
+    assert not any(hasattr(m, "samoyeds_moe") for m in half.modules())
+
+
 def test_a_packed_checkpoint_loads_the_layers_packing_in_memory_builds(tmp_path):
     st = pytest.importorskip("safetensors.torch", reason="safetensors is not installed")
     model = transformers.AutoModelForCausalLM.from_config(qwen3_moe(), dtype=torch.bfloat16).cuda().eval()
