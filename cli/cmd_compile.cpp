@@ -22,6 +22,7 @@
 #include "core/parallel_for.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
+#include "samoyeds/moe_layer.hpp"
 #include "samoyeds/tuning_record.hpp"
 #include "tuner/model_kernels.hpp"
 
@@ -57,10 +58,23 @@ int cmd_compile(const std::vector<std::string>& argv) {
   const ModelPreset model = load_model(model_arg);
   const SparsityParams sp = SparsityParams::from_rows(rows, segment);
   // e4m3: the routed experts in FP8, all else (shared experts, routing,
-  // combine) bf16. FP8 experts have the sm_90a kernel only.
-  const bool fp8 = dtype_arg == "e4m3" || (dtype_arg == "all" && arch == "sm_90a");
+  // combine) bf16, for a layer the FP8 path takes (sm_90a, its pattern and
+  // activation); `all` adds them only where they would run.
+  bool fp8 = dtype_arg == "e4m3" || (dtype_arg == "all" && arch == "sm_90a");
   if (fp8 && arch != "sm_90a")
     throw Error(ErrorCode::Unsupported, fmt::format("--dtype e4m3: FP8 experts need sm_90a, not {}", arch));
+  if (fp8) {
+    MoeLayerSpec fp8_layer{model.hidden_size, model.ffn_size, model.experts, model.top_k, DType::bf16, sp, {}};
+    fp8_layer.fp8_experts = true;
+    if (model.swiglu_limit > 0)
+      fp8_layer.activation = {ExpertActivation::Kind::ClampedSwiglu, model.swiglu_alpha, model.swiglu_limit};
+    try {
+      fp8_layer.validate();
+    } catch (const Error&) {
+      if (dtype_arg == "e4m3") throw;  // its message names what FP8 experts do not take
+      fp8 = false;
+    }
+  }
   const std::vector<DType> dtypes = dtype_arg == "all"    ? all_dtypes()
                                     : dtype_arg == "e4m3" ? std::vector<DType>{DType::bf16}
                                                           : std::vector<DType>{parse_dtype(dtype_arg)};
@@ -104,7 +118,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
       if (c == ' ') c = '_';
     units.push_back({job.name, "-", stem, [&job, &arch, cache_ptr] {
                        BuiltKernel b;
-                       b.generated = job.generate();
+                       b.generated = job.kernel;
                        b.binary = build_binary(b.generated, arch, job.name, cache_ptr, &b.from_cache);
                        return b;
                      }});

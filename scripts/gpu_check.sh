@@ -106,8 +106,9 @@ if has sass; then
       grep -q 'HMMA\.SP' <<<"$sass" && with_sp=$((with_sp + 1))
     fi
   done
-  first=$(ls /tmp/samoyeds-cubins/*fp8*.cubin | head -1)
-  cuobjdump --dump-sass "$first" | grep -m3 -E 'QGMMA\.SP' > "$LOGS/sass_sample.txt"
+  first=$(ls /tmp/samoyeds-cubins/*fp8*.cubin 2>/dev/null | head -1)
+  : > "$LOGS/sass_sample.txt"
+  [ -n "$first" ] && cuobjdump --dump-sass "$first" | grep -m3 -E 'QGMMA\.SP' > "$LOGS/sass_sample.txt"
   summary+=("sass: $with_sp of $total kernels (shipped defaults incl. FP8 + benchmark winners) have their sparse MMA ($with_hgmma wgmma_sp with HGMMA.SP, $with_qgmma FP8 with QGMMA.SP), $with_local of all $((total + fixed)) (with $fixed fixed kernels) use local memory; e.g. $(head -1 "$LOGS/sass_sample.txt" | sed 's/  */ /g')")
 fi
 # The whole MoE layer against dense cuBLAS on the same routing (ANCHORS.md peers).

@@ -53,16 +53,20 @@ std::vector<KernelJob> model_kernel_jobs(const ModelPreset& model, const std::st
 
 std::vector<FixedKernelJob> model_fixed_kernel_jobs(const std::vector<DType>& dtypes, bool fp8_experts) {
   std::vector<FixedKernelJob> jobs;
+  auto add = [&](std::string name, GeneratedKernel kernel) {
+    for (const FixedKernelJob& j : jobs)
+      if (j.kernel.source == kernel.source) return;  // the same binary (route_topk_f32 ignores the dtype)
+    jobs.push_back({std::move(name), std::move(kernel)});
+  };
   for (DType dt : dtypes)
     for (int i = 0; i < kUtilityKernelCount; ++i) {
       const auto which = UtilityKernel(i);
-      // The quantizing pass feeds the FP8 experts only (and needs sm_89+).
+      // The quantizing pass feeds the FP8 experts only, whose input is bf16.
       if (which == UtilityKernel::QuantizeRowsE4m3 && !(fp8_experts && dt == DType::bf16)) continue;
-      jobs.push_back({utility_kernel_name(which) + " " + dtype_name(dt), [=] { return generate_utility_kernel(which, dt); }});
+      add(utility_kernel_name(which) + " " + dtype_name(dt), generate_utility_kernel(which, dt));
     }
   if (fp8_experts)
-    for (const Fp8RoutedExperts::Kernel& k : Fp8RoutedExperts::kernels())
-      jobs.push_back({k.key, [t = k.tile] { return Fp8RoutedExperts::generate(t); }});
+    for (const Fp8RoutedExperts::Kernel& k : Fp8RoutedExperts::kernels()) add(k.key, Fp8RoutedExperts::generate(k.tile));
   return jobs;
 }
 

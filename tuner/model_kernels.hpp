@@ -2,7 +2,6 @@
 // is launched in, at the configs untuned dispatch uses (or every config of
 // both backends). What `samoyeds compile` builds and the compile benchmark times.
 #pragma once
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,10 +26,11 @@ std::vector<KernelJob> model_kernel_jobs(const ModelPreset& model, const std::st
 // A kernel without a tile config, under the name the runtime loads it by:
 // the layer's utility kernels (routing, token lists, gather, combine) for
 // each dtype and, with fp8_experts, the FP8 projections and the quantizing
-// pass. Their binaries share the cache's content keys with the runtime's.
+// pass. Their binaries share the cache's content keys with the runtime's;
+// a kernel whose source does not depend on the dtype comes once.
 struct FixedKernelJob {
   std::string name;
-  std::function<GeneratedKernel()> generate;
+  GeneratedKernel kernel;
 };
 std::vector<FixedKernelJob> model_fixed_kernel_jobs(const std::vector<DType>& dtypes, bool fp8_experts);
 

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "generator/utility_kernels.hpp"
 #include "runtime/fp8_routed_experts.hpp"
 #include "samoyeds/error.hpp"
 #include "samoyeds/model_preset.hpp"
@@ -170,21 +171,25 @@ TEST(ModelKernels, FixedJobsAreTheLayersUtilityKernelsAndTheFp8OnesOnlyWhenAsked
     return n;
   };
   const std::vector<std::string> plain = names(model_fixed_kernel_jobs({DType::bf16}, false));
-  EXPECT_EQ(plain.size(), 6u);
+  EXPECT_EQ(plain.size(), size_t(kUtilityKernelCount - 1));  // all but the quantizing pass
   for (const std::string& n : plain) {
     EXPECT_EQ(n.find("fp8"), std::string::npos) << n;
     EXPECT_EQ(n.find("e4m3"), std::string::npos) << n;
   }
   EXPECT_NE(std::find(plain.begin(), plain.end(), "samoyeds_moe_combine bf16"), plain.end());
-  const std::vector<std::string> both = names(model_fixed_kernel_jobs({DType::f16, DType::bf16}, true));
-  EXPECT_EQ(both.size(), 6u + 6u + 1u + Fp8RoutedExperts::kernels().size());
+  const std::vector<FixedKernelJob> both_jobs = model_fixed_kernel_jobs({DType::f16, DType::bf16}, true);
+  const std::vector<std::string> both = names(both_jobs);
+  // Each binary once: a kernel whose source ignores the dtype is not compiled twice.
+  for (size_t i = 0; i < both_jobs.size(); ++i)
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(both_jobs[i].kernel.source, both_jobs[j].kernel.source) << both[i];
+  EXPECT_GT(both.size(), plain.size() + 1 + Fp8RoutedExperts::kernels().size());
+  EXPECT_LT(both.size(), 2 * plain.size() + 1 + Fp8RoutedExperts::kernels().size());
   EXPECT_NE(std::find(both.begin(), both.end(), "samoyeds_quantize_rows_e4m3 bf16"), both.end());
   EXPECT_EQ(std::find(both.begin(), both.end(), "samoyeds_quantize_rows_e4m3 f16"), both.end());
   for (const auto& k : Fp8RoutedExperts::kernels())
     EXPECT_NE(std::find(both.begin(), both.end(), k.key), both.end()) << k.key;
   // The FP8 projections generate (their source names the sparse FP8 MMA).
-  const GeneratedKernel g = Fp8RoutedExperts::generate(Fp8RoutedExperts::kernels()[0].tile);
-  EXPECT_NE(g.source.find("e4m3"), std::string::npos);
+  EXPECT_NE(both_jobs.back().kernel.source.find("e4m3"), std::string::npos);
   // With FP8 routed experts only the shared experts' 16-bit projections are left.
   for (const KernelJob& j : model_kernel_jobs(load_model("deepseek-moe-16b"), "sm_90a", {DType::bf16}, {128, 1, 2},
                                               false, /*routed=*/false)) {
@@ -481,6 +486,9 @@ TEST(Cli, CompileFillsTheCacheAndTheSecondRunHitsIt) {
   out = run(fmt::format("{} compile --model openmoe-8b --dtype e4m3 --arch sm_80 --cache none", SAMOYEDS_CLI_PATH), &rc);
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("FP8 experts need sm_90a"), std::string::npos) << out;
+  out = run(fmt::format("{} compile --model gpt-oss-20b --dtype e4m3 --cache none", SAMOYEDS_CLI_PATH), &rc);
+  EXPECT_EQ(rc, 2) << out;  // an invalid argument, as the layer would say
+  EXPECT_NE(out.find("silu(g) * u only"), std::string::npos) << out;
   out = run(fmt::format("{} compile --model no-such-model", SAMOYEDS_CLI_PATH), &rc);
   EXPECT_EQ(rc, 2) << out;
   out = run(fmt::format("{} compile --bogus", SAMOYEDS_CLI_PATH), &rc);
