@@ -2,11 +2,12 @@
 # One device call: GPU tests, compute-sanitizer, SASS of the shipped kernels,
 # benchmarks; a short summary last. Build here with scripts/build_for_gpu.sh,
 # carry build/, then on the GPU machine:  bash scripts/gpu_check.sh [build] [parts]
-# parts: any of tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers,model,fp8 (default all but
-# model, which needs a GPU of more than 93 GB at its default size, and fp8, experimental).
+# parts: any of tests,every,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers,model,fp8 (default all but
+# model, which needs a GPU of more than 93 GB at its default size, and fp8, experimental). A device call
+# lasts at most 600 s: name a few parts per call (tests alone takes about 240 s, every more than 300 s).
 set -uo pipefail
 BUILD=${1:-build}
-PARTS=${2:-tests,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers}
+PARTS=${2:-tests,every,sanitize,bench,defaults,ingress,sass,moe,tune,python,peers}
 OUT=${OUT:-/tmp/samoyeds-out}
 # The device tool returns at most 8 files: CSVs go to $OUT, logs to $OUT/logs,
 # bundled into $OUT/logs.tgz at the end.
@@ -30,11 +31,22 @@ rm -rf /tmp/samoyeds-cubins
 
 if has tests; then
   # A hang must not eat the whole call's device time: every part has a time limit.
-  timeout "${TEST_TIMEOUT:-420}" "$BUILD/tests/samoyeds_gpu_tests" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
+  # All but the every-config tests (the part `every`): about 240 s on an H100.
+  timeout "${TEST_TIMEOUT:-420}" "$BUILD/tests/samoyeds_gpu_tests" --gtest_filter="${GTEST_FILTER:--*EveryValid*}" \
     >"$LOGS/gpu_tests.log" 2>&1
   rc=$?
   grep -E '^\[  FAILED|Failure|error' "$LOGS/gpu_tests.log" | head -40
   summary+=("gpu tests: rc=$rc $(gtest_line "$LOGS/gpu_tests.log")")
+fi
+
+# Every valid config of both families on small shapes and on one with more
+# tiles than SMs, several row groups and 8+ experts: minutes on their own.
+if has every; then
+  timeout "${EVERY_TIMEOUT:-540}" "$BUILD/tests/samoyeds_gpu_tests" --gtest_filter='*EveryValid*' \
+    >"$LOGS/every_tests.log" 2>&1
+  rc=$?
+  grep -E '^\[  FAILED|Failure' "$LOGS/every_tests.log" | head -20
+  summary+=("every-config tests: rc=$rc $(gtest_line "$LOGS/every_tests.log") last: $(grep -E '^\[ +(OK|FAILED) ' "$LOGS/every_tests.log" | tail -1)")
 fi
 
 if has sanitize; then
