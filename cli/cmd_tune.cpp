@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -13,6 +15,8 @@
 #include "cache/record_store.hpp"
 #include "cli/cli_options.hpp"
 #include "cli/progress.hpp"
+#include "cli/tune_fleet.hpp"
+#include "cli/work_counter.hpp"
 #include "samoyeds/device.hpp"
 #include "samoyeds/environment.hpp"
 #include "samoyeds/model_preset.hpp"
@@ -71,6 +75,12 @@ int cmd_tune(const std::vector<std::string>& argv) {
   auto* jobs_opt = app.add_option("--jobs", jobs, "parallel compiles (default: hardware threads)")
                        ->check(CLI::Range(1, 4096));
   app.add_option("--timings-csv", csv_path, "every candidate's time per bucket (what the winners beat)");
+  std::string gpus_arg, worker_queue;
+  auto* gpus_opt = app.add_option("--gpus", gpus_arg,
+                                  "all or ordinals 0,1,...: one worker process per GPU, each taking the next "
+                                  "projection, all into one cache (GPUs of one type)");
+  // A worker of --gpus: takes projections from the counter in FILE (cli/tune_fleet.hpp).
+  app.add_option("--worker-queue", worker_queue)->group("");
   app.add_option("--cache", cache_path, "cache file (default $SAMOYEDS_CACHE_DIR/samoyeds.sqlite)");
   if (const int rc = parse_args(app, argv); rc >= 0) return rc;
   if (model_opt->count() == sweep_opt->count())
@@ -100,6 +110,11 @@ int cmd_tune(const std::vector<std::string>& argv) {
 
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "tuning needs a GPU: " + why);
+  if (gpus_opt->count() && worker_queue.empty()) {
+    if (!csv_path.empty())
+      throw Error(ErrorCode::InvalidArgument, "--timings-csv goes without --gpus (the workers would share the file)");
+    return run_tune_fleet(argv, parse_gpu_list(gpus_arg), cache_path);
+  }
   KernelRuntime rt(Device::get(), cache_path);
   SqliteStore db(cache_path);
   if (db.read_only()) throw Error(ErrorCode::CacheError, "cache file '" + cache_path + "' is read-only");
@@ -117,36 +132,56 @@ int cmd_tune(const std::vector<std::string>& argv) {
   }
   const auto start = std::chrono::steady_clock::now();
   fmt::print("tuning on {} into {}\n", current_fingerprint(rt.device().info().ordinal).to_string(), cache_path);
-  int tuned = 0;
-  for (const auto& model : sweep.models) {
-    // The routed experts are tuned grouped, on routings of the model's top-k.
-    OpRunner runner(rt, sweep.buckets.back(), model.top_k);
+  // The projections to tune, in order: each model's, per dtype. A worker
+  // of --gpus takes the next from the shared counter; others take them all.
+  struct Unit {
+    size_t model;
+    KernelSpec spec;
+  };
+  std::vector<Unit> units;
+  for (size_t m = 0; m < sweep.models.size(); ++m)
     for (DType dt : sweep.dtypes)
-      for (const KernelSpec& spec0 : model_expert_specs(model, rt.device().info().arch(), dt, sweep.sparsity)) {
+      for (const KernelSpec& spec0 : model_expert_specs(sweep.models[m], rt.device().info().arch(), dt, sweep.sparsity)) {
         // The shared experts' single launches (experts = 1, after the routed
         // ones) belong to the projection they stand in: "down" covers their
         // plain ssmm down-projection.
-        const bool shared = !spec0.grouped && model.shared_experts > 0;
         bool wanted = false;
         for (Op op : sweep.ops) wanted |= op == spec0.op || (op == Op::Down && spec0.op == Op::Ssmm);
-        if (!wanted) continue;
-        const std::string label = fmt::format("{} {}{} {} {}x{}", model.name, shared ? "shared " : "",
-                                              op_name(spec0.op), dtype_name(dt), spec0.m, spec0.k);
-        TuneLog log = progress_log(label);
-        if (timings)
-          log.timed = [&](const KernelSpec& s, const TileConfig& c, int64_t bucket, double ms) {
-            std::fprintf(timings.get(), "%s,%s,%s,%lld,%lld,%d,%lld,%s,%s,%.5f\n", model.name.c_str(), op_name(s.op),
-                         dtype_name(s.dtype), (long long)s.m, (long long)s.k, s.grouped ? 1 : 0, (long long)bucket,
-                         backend_name(s.backend), c.to_string().c_str(), ms);
-          };
-        const TuneReport rep = tune_spec(spec0, runner, &records, opt, log);
-        fmt::print("{}: {} candidates, {} failed to compile, {} wrong; {} buckets in {:.1f} s\n", label,
-                   rep.candidates, rep.compile_failures, rep.wrong_answers, rep.records.size(), rep.seconds);
-        for (const auto& r : rep.records)
-          fmt::print("  bucket {:>5}: {:<35} {:>9.4f} ms  {:.2f}x cuBLAS\n", r.key.bucket, fmt::format("{}/{}", backend_name(r.backend), r.config.to_string()),
-                     r.time_ms, r.baseline_ms / r.time_ms);
-        ++tuned;
+        if (wanted) units.push_back({m, spec0});
       }
+  std::optional<WorkCounter> counter;
+  if (!worker_queue.empty()) counter.emplace(worker_queue);
+  int tuned = 0;
+  std::unique_ptr<OpRunner> runner;
+  size_t runner_model = SIZE_MAX;
+  size_t in_order = 0;
+  auto next_unit = [&] { return counter ? size_t(counter->next()) : in_order++; };
+  for (size_t u = next_unit(); u < units.size(); u = next_unit()) {
+    const ModelPreset& model = sweep.models[units[u].model];
+    const KernelSpec& spec0 = units[u].spec;
+    // The routed experts are tuned grouped, on routings of the model's top-k.
+    if (runner_model != units[u].model) {
+      runner = std::make_unique<OpRunner>(rt, sweep.buckets.back(), model.top_k);
+      runner_model = units[u].model;
+    }
+    const bool shared = !spec0.grouped && model.shared_experts > 0;
+    const std::string label = fmt::format("{} {}{} {} {}x{}", model.name, shared ? "shared " : "", op_name(spec0.op),
+                                          dtype_name(spec0.dtype), spec0.m, spec0.k);
+    TuneLog log = progress_log(label);
+    if (timings)
+      log.timed = [&](const KernelSpec& s, const TileConfig& c, int64_t bucket, double ms) {
+        std::fprintf(timings.get(), "%s,%s,%s,%lld,%lld,%d,%lld,%s,%s,%.5f\n", model.name.c_str(), op_name(s.op),
+                     dtype_name(s.dtype), (long long)s.m, (long long)s.k, s.grouped ? 1 : 0, (long long)bucket,
+                     backend_name(s.backend), c.to_string().c_str(), ms);
+      };
+    const TuneReport rep = tune_spec(spec0, *runner, &records, opt, log);
+    fmt::print("{}: {} candidates, {} failed to compile, {} wrong; {} buckets in {:.1f} s\n", label, rep.candidates,
+               rep.compile_failures, rep.wrong_answers, rep.records.size(), rep.seconds);
+    for (const auto& r : rep.records)
+      fmt::print("  bucket {:>5}: {:<35} {:>9.4f} ms  {:.2f}x cuBLAS\n", r.key.bucket,
+                 fmt::format("{}/{}", backend_name(r.backend), r.config.to_string()), r.time_ms,
+                 r.baseline_ms / r.time_ms);
+    ++tuned;
   }
   fmt::print("tuned {} kernels in {:.1f} s\n", tuned,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -144,11 +144,12 @@ fi
 if has tune; then
   tuned_cache=/tmp/samoyeds-tuned-cache
   rm -rf "$tuned_cache"
-  SAMOYEDS_CACHE_DIR=$tuned_cache timeout 300 "$BUILD/samoyeds" tune --model deepseek-moe-16b \
+  # Through --gpus all: a worker per GPU of this machine (world size 1 on one GPU).
+  SAMOYEDS_CACHE_DIR=$tuned_cache timeout 300 "$BUILD/samoyeds" tune --model deepseek-moe-16b --gpus all \
     --buckets ${TUNE_BUCKETS:-8,256} >"$LOGS/tune.log" 2>&1
   rc=$?
   grep -vE ' (compile|verify|time) [0-9]+/' "$LOGS/tune.log" | tail -20
-  summary+=("tune deepseek-moe-16b: rc=$rc, $(grep -c 'candidates, ' "$LOGS/tune.log") kernels tuned, $(grep -E 'candidates, ' "$LOGS/tune.log" | grep -vc ' 0 failed to compile, 0 wrong') with failures")
+  summary+=("tune deepseek-moe-16b --gpus all: rc=$rc, $(grep -c 'candidates, ' "$LOGS/tune.log") kernels tuned, $(grep -E 'candidates, ' "$LOGS/tune.log" | grep -vc ' 0 failed to compile, 0 wrong') with failures; $(grep -E 'workers succeeded' "$LOGS/tune.log")")
   SAMOYEDS_CACHE_DIR=$tuned_cache timeout 120 "$BUILD/samoyeds" run-moe --model deepseek-moe-16b \
     --tokens ${TUNE_BUCKETS:-8,256} >"$LOGS/moe_tuned.log" 2>&1
   rc=$?
