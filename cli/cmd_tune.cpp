@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -26,9 +28,10 @@ namespace samoyeds::cli {
 namespace {
 
 // A bar on a terminal, a line per tenth elsewhere (logs stay short).
-TuneLog progress_log(const std::string& label) {
+// bars false: lines only (workers of --gpus share the terminal).
+TuneLog progress_log(const std::string& label, bool bars) {
   TuneLog log;
-  const bool tty = isatty(fileno(stderr));
+  const bool tty = bars && isatty(fileno(stderr));
   auto start = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   auto last_phase = std::make_shared<std::string>();
   log.line = [tty](const std::string& l) { std::fprintf(stderr, "%s%s\n", tty ? "\r\033[K" : "", l.c_str()); };
@@ -110,14 +113,18 @@ int cmd_tune(const std::vector<std::string>& argv) {
 
   std::string why;
   if (!gpu_available(&why)) throw Error(ErrorCode::CudaError, "tuning needs a GPU: " + why);
+  if (!worker_queue.empty()) become_worker();
+  SqliteStore db(cache_path);
+  if (db.read_only()) throw Error(ErrorCode::CacheError, "cache file '" + cache_path + "' is read-only");
   if (gpus_opt->count() && worker_queue.empty()) {
     if (!csv_path.empty())
       throw Error(ErrorCode::InvalidArgument, "--timings-csv goes without --gpus (the workers would share the file)");
-    return run_tune_fleet(argv, parse_gpu_list(gpus_arg), cache_path);
+    const std::vector<int> gpus = parse_gpu_list(gpus_arg);
+    // The machine's compile threads shared out, unless --jobs says otherwise.
+    const int hw = std::max(1, int(std::thread::hardware_concurrency()));
+    return run_tune_fleet(argv, gpus, cache_path, jobs_opt->count() ? jobs : std::max(1, hw / int(gpus.size())));
   }
   KernelRuntime rt(Device::get(), cache_path);
-  SqliteStore db(cache_path);
-  if (db.read_only()) throw Error(ErrorCode::CacheError, "cache file '" + cache_path + "' is read-only");
   RecordStore records(db);
   TuneOptions opt;
   opt.buckets = sweep.buckets;
@@ -134,11 +141,11 @@ int cmd_tune(const std::vector<std::string>& argv) {
   fmt::print("tuning on {} into {}\n", current_fingerprint(rt.device().info().ordinal).to_string(), cache_path);
   // The projections to tune, in order: each model's, per dtype. A worker
   // of --gpus takes the next from the shared counter; others take them all.
-  struct Unit {
+  struct Projection {
     size_t model;
     KernelSpec spec;
   };
-  std::vector<Unit> units;
+  std::vector<Projection> units;
   for (size_t m = 0; m < sweep.models.size(); ++m)
     for (DType dt : sweep.dtypes)
       for (const KernelSpec& spec0 : model_expert_specs(sweep.models[m], rt.device().info().arch(), dt, sweep.sparsity)) {
@@ -151,6 +158,8 @@ int cmd_tune(const std::vector<std::string>& argv) {
       }
   std::optional<WorkCounter> counter;
   if (!worker_queue.empty()) counter.emplace(worker_queue);
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string worker_name = fmt::format("[gpu {}] ", visible ? visible : "0");
   int tuned = 0;
   std::unique_ptr<OpRunner> runner;
   size_t runner_model = SIZE_MAX;
@@ -165,9 +174,10 @@ int cmd_tune(const std::vector<std::string>& argv) {
       runner_model = units[u].model;
     }
     const bool shared = !spec0.grouped && model.shared_experts > 0;
-    const std::string label = fmt::format("{} {}{} {} {}x{}", model.name, shared ? "shared " : "", op_name(spec0.op),
-                                          dtype_name(spec0.dtype), spec0.m, spec0.k);
-    TuneLog log = progress_log(label);
+    const std::string label = fmt::format("{}{} {}{} {} {}x{}", counter ? worker_name : "", model.name,
+                                          shared ? "shared " : "", op_name(spec0.op), dtype_name(spec0.dtype), spec0.m,
+                                          spec0.k);
+    TuneLog log = progress_log(label, !counter);
     if (timings)
       log.timed = [&](const KernelSpec& s, const TileConfig& c, int64_t bucket, double ms) {
         std::fprintf(timings.get(), "%s,%s,%s,%lld,%lld,%d,%lld,%s,%s,%.5f\n", model.name.c_str(), op_name(s.op),
