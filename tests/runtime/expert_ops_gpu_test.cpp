@@ -651,9 +651,12 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, 
   opt.backend = up_opt.backend = grouped_up_opt.backend = backend;
   opt.config = up_opt.config = grouped_up_opt.config = config;
   // Grouped, a config reading token tiles by TMA copies the tokens into list
-  // order first; each expert's own launch gathers them with the same tile.
+  // order first; each expert's own launch gathers them with the same tile,
+  // except a 192-row tile, which has no gather: it reads the grouped launch's
+  // copy in list order (the float64 check below covers the copy).
   WgmmaSpConfig up = WgmmaSpConfig::of(*up_opt.config);
-  up.tokens_tma = false;
+  const bool gather = backend != Backend::WgmmaSp || up.block_m != 192;
+  if (gather) up.tokens_tma = false;
   up_opt.config = up.config();
   // A warpgroup per operand is the up projection's (two operands); the down
   // projection runs the same tile without it.
@@ -678,7 +681,11 @@ void check_grouped_equals_per_expert(Backend backend, const TileConfig& config, 
                e2 = PackedExpertWeights::upload(w2[size_t(e)]);
     PoisonedOutput he(n * I), ze(n * H);
     const auto* ids = static_cast<const int32_t*>(d_list.data()) + offsets[size_t(e)];
-    gated_up(runtime(), e1, e3, d_x.data(), T, ids, n, he.data(), up_opt);
+    if (gather)
+      gated_up(runtime(), e1, e3, d_x.data(), T, ids, n, he.data(), up_opt);
+    else
+      gated_up(runtime(), e1, e3, static_cast<const char*>(in_order.data()) + offsets[size_t(e)] * H * 2, n,
+               nullptr, n, he.data(), up_opt);
     const auto* h_e = static_cast<const char*>(h.data()) + offsets[size_t(e)] * I * 2;
     down_scaled(runtime(), e2, h_e, n, static_cast<const float*>(d_p.data()) + offsets[size_t(e)], ze.data(), opt);
     Device::get().synchronize();
