@@ -14,6 +14,7 @@
 #include "samoyeds/error.hpp"
 #include "samoyeds/expert_ops.hpp"
 #include "samoyeds/moe_layer.hpp"
+#include "samoyeds/moe_router.hpp"
 #include "samoyeds/tuning_record.hpp"
 
 // Shared: a layer keeps its runtime alive (MoeLayer holds a reference).
@@ -26,6 +27,10 @@ struct samoyeds_weights {
 struct samoyeds_moe_layer {
   std::shared_ptr<samoyeds::KernelRuntime> rt;  // declared first: destroyed after the layer
   std::unique_ptr<samoyeds::MoeLayer> layer;
+};
+struct samoyeds_router {
+  std::shared_ptr<samoyeds::KernelRuntime> rt;  // as the layer's
+  std::unique_ptr<samoyeds::MoeRouter> router;
 };
 
 namespace {
@@ -64,6 +69,23 @@ static_assert(int(samoyeds::RoutingMethod::SoftmaxTopK) == SAMOYEDS_ROUTING_SOFT
                   int(samoyeds::RoutingMethod::TopKSoftmax) == SAMOYEDS_ROUTING_TOPK_SOFTMAX,
               "the C enum numbers the routing methods as the C++ one does");
 
+// The spec's routing fields as the C++ routing, its choice bias copied
+// (spec->experts long).
+samoyeds::MoeRouting routing_of(const samoyeds_moe_spec* spec) {
+  samoyeds::MoeRouting r;
+  require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
+          "routing must be a samoyeds_routing_method");
+  r.method = static_cast<samoyeds::RoutingMethod>(int(spec->routing));
+  r.renormalize = spec->renormalize != 0;
+  r.groups = spec->groups ? spec->groups : 1;
+  r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
+  r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
+  // The expert count first: it sizes the copy of the caller's bias.
+  require(spec->experts >= 1 && spec->experts <= 65535, "experts must be 1 to 65535");
+  if (spec->choice_bias) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
+  return r;
+}
+
 // The C spec as the C++ one, checked (before any runtime, so that a bad
 // spec is named even where no GPU is).
 samoyeds::MoeLayerSpec layer_spec(const samoyeds_moe_spec* spec) {
@@ -84,17 +106,7 @@ samoyeds::MoeLayerSpec layer_spec(const samoyeds_moe_spec* spec) {
     if (spec->swiglu_alpha != 0.0) s.activation.alpha = spec->swiglu_alpha;
     if (spec->swiglu_limit != 0.0) s.activation.limit = spec->swiglu_limit;
   }
-  samoyeds::MoeRouting& r = s.routing;
-  require(spec->routing >= SAMOYEDS_ROUTING_SOFTMAX_TOPK && spec->routing <= SAMOYEDS_ROUTING_TOPK_SOFTMAX,
-          "routing must be a samoyeds_routing_method");
-  r.method = static_cast<samoyeds::RoutingMethod>(int(spec->routing));
-  r.renormalize = spec->renormalize != 0;
-  r.groups = spec->groups ? spec->groups : 1;
-  r.topk_groups = spec->topk_groups ? spec->topk_groups : 1;
-  r.scale = spec->routed_scaling_factor != 0.0 ? spec->routed_scaling_factor : 1.0;
-  // The expert count first: it sizes the copy of the caller's bias.
-  require(spec->experts >= 1 && spec->experts <= 65535, "experts must be 1 to 65535");
-  if (spec->choice_bias) r.choice_bias.assign(spec->choice_bias, spec->choice_bias + spec->experts);
+  s.routing = routing_of(spec);
   s.validate();
   return s;
 }
@@ -357,6 +369,36 @@ samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, con
   return guarded([&] {
     require(layer != nullptr, "layer handle is null");
     layer->layer->forward_routed(x, tokens, topk_ids, topk_weights, y, workspace, workspace_size, stream, error_flag);
+  });
+}
+
+samoyeds_status samoyeds_router_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec, samoyeds_router** out) {
+  return guarded([&] {
+    require(out != nullptr, "out is null");
+    *out = nullptr;
+    require(spec != nullptr, "spec is null");
+    samoyeds::MoeRouting routing = routing_of(spec);
+    const samoyeds::DType dtype = dtype_of(spec->dtype);
+    // Checked before the runtime, as a layer's spec is: a mistake is named even where no GPU is.
+    require(spec->top_k >= 1 && spec->top_k <= spec->experts && spec->top_k <= 32,
+            fmt::format("top_k {} (1 to min(32, experts))", spec->top_k));
+    routing.validate(spec->experts, spec->top_k);
+    require(rt != nullptr, "runtime handle is null");
+    auto r = std::make_unique<samoyeds_router>();
+    r->rt = rt->rt;
+    r->router = std::make_unique<samoyeds::MoeRouter>(*r->rt, spec->experts, spec->top_k, dtype, std::move(routing));
+    *out = r.release();
+  });
+}
+
+void samoyeds_router_destroy(samoyeds_router* router) { delete router; }
+
+samoyeds_status samoyeds_route(const samoyeds_router* router, const void* router_logits, int64_t tokens,
+                               int logits_fp32, int32_t* topk_ids, float* topk_weights, void* stream) {
+  return guarded([&] {
+    require(router != nullptr, "router handle is null");
+    router->router->route(tokens, samoyeds::RouterLogits(router_logits, logits_fp32 != 0), topk_ids, topk_weights,
+                          stream);
   });
 }
 

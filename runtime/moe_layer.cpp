@@ -1,6 +1,7 @@
 #include "samoyeds/moe_layer.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -18,11 +19,6 @@ namespace {
 void require(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorCode::InvalidArgument, "MoE layer: " + what);
 }
-
-static_assert(int(RoutingMethod::SoftmaxTopK) == kRouteSoftmaxTopK &&
-                  int(RoutingMethod::SigmoidGroupTopK) == kRouteSigmoidGroupTopK &&
-                  int(RoutingMethod::TopKSoftmax) == kRouteTopKSoftmax,
-              "the routing kernel numbers the methods as RoutingMethod does");
 
 size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
 
@@ -54,6 +50,19 @@ const uint16_t* host_view(const DenseExpert& e, const uint16_t* w, int64_t count
   return staging.data();
 }
 
+// The spec checked before any member is built from it.
+const MoeLayerSpec& validated(const MoeLayerSpec& spec) {
+  spec.validate();
+  return spec;
+}
+
+// The layer's router; none for an expert-parallel layer (its callers route
+// over all the model's experts).
+std::optional<MoeRouter> router_of(KernelRuntime& rt, const MoeLayerSpec& spec) {
+  if (spec.expert_parallel) return std::nullopt;
+  return std::optional<MoeRouter>(std::in_place, rt, spec.experts, spec.top_k, spec.dtype, spec.routing);
+}
+
 }  // namespace
 
 void MoeLayerSpec::validate() const {
@@ -63,8 +72,14 @@ void MoeLayerSpec::validate() const {
   require(hidden % 8 == 0 && ffn % 8 == 0,
           fmt::format("hidden={} ffn={}: both must be multiples of 8 (pad with zero rows and columns)", hidden, ffn));
   require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
-  require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
-  routing.validate(experts, top_k);
+  // An expert-parallel layer holds some of the experts a token may pick: its
+  // top_k may exceed them, and it never routes (forward_routed only).
+  if (expert_parallel) {
+    require(top_k >= 1 && top_k <= 32, fmt::format("top_k {} (1 to 32)", top_k));
+  } else {
+    require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
+    routing.validate(experts, top_k);
+  }
   if (activation.kind == ExpertActivation::Kind::ClampedSwiglu)
     require(activation.alpha > 0 && activation.limit > 0,
             fmt::format("clamped SwiGLU alpha {} and limit {}: both positive", activation.alpha, activation.limit));
@@ -97,8 +112,7 @@ struct MoeLayer::Workspace {
 
 MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vector<DenseExpert>& experts,
                    const std::vector<DenseExpert>& shared, PackMode mode)
-    : rt_(rt), spec_(spec) {
-  spec_.validate();
+    : rt_(rt), spec_(validated(spec)), router_(router_of(rt, spec_)) {
   require(int(experts.size()) == spec_.experts,
           fmt::format("{} expert weight sets for {} experts", experts.size(), spec_.experts));
   const bool clamped = spec_.activation.kind == ExpertActivation::Kind::ClampedSwiglu;
@@ -148,7 +162,6 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
     fp8_ = std::make_shared<const Fp8RoutedExperts>(f1, f3, f2);
   else
     upload_routed(p1, p3, p2);
-  upload_choice_bias();
   if (clamped) upload_expert_biases(experts);
   for (size_t i = 0; i < shared.size(); ++i)
     if (shared[i].gate) {
@@ -183,8 +196,7 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
 
 MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<PackedExpert> experts,
                    const PackedExpert* shared, const uint16_t* shared_gate)
-    : rt_(rt), spec_(spec) {
-  spec_.validate();
+    : rt_(rt), spec_(validated(spec)), router_(router_of(rt, spec_)) {
   require(spec_.activation.kind == ExpertActivation::Kind::Silu,
           "packed experts with the clamped SwiGLU (their biases) are not loaded yet");
   require(!spec_.fp8_experts, "FP8 experts are packed from dense ones; packed FP8 experts are not loaded yet");
@@ -208,7 +220,6 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, std::vector<Pack
     p2.push_back(std::move(experts[e].w2));
   }
   upload_routed(p1, p3, p2);
-  upload_choice_bias();
   require(!shared_gate || shared, "a shared gate needs a shared expert");
   if (shared) {
     const int64_t f = shared->w1.m;
@@ -251,12 +262,6 @@ void MoeLayer::upload_expert_biases(const std::vector<DenseExpert>& experts) {
     *buf = DeviceBuffer(host->size() * 4);
     buf->upload(host->data(), buf->bytes());
   }
-}
-
-void MoeLayer::upload_choice_bias() {
-  if (spec_.routing.choice_bias.empty()) return;
-  choice_bias_ = DeviceBuffer(spec_.routing.choice_bias.size() * 4);
-  choice_bias_.upload(spec_.routing.choice_bias.data(), choice_bias_.bytes());
 }
 
 void MoeLayer::upload_shared_gate(const uint16_t* host_gate) {
@@ -336,24 +341,9 @@ void MoeLayer::route(int64_t tokens, RouterLogits router_logits, int32_t* topk_i
                      void* stream) const {
   if (tokens == 0) return;
   require(tokens > 0 && tokens <= max_tokens(), fmt::format("{} tokens (1 to {} a call)", tokens, max_tokens()));
-  require(router_logits.data != nullptr, "router logits are null");
-  require(topk_ids && topk_weights, "null routing output pointer");
-  rt_.device().make_current();
-  const MoeRouting& routing = spec_.routing;
-  RouteArgs r{};
-  r.logits = router_logits.data;
-  r.choice_bias = static_cast<const float*>(choice_bias_.data());
-  r.topk_ids = topk_ids;
-  r.topk_weights = topk_weights;
-  r.tokens = int(tokens);
-  r.experts = spec_.experts;
-  r.top_k = spec_.top_k;
-  r.method = int(routing.method);
-  r.renormalize = routing.renormalize ? 1 : 0;
-  r.groups = routing.groups;
-  r.topk_groups = routing.topk_groups;
-  r.scale = float(routing.scale);
-  launch_route(rt_, spec_.dtype, router_logits.fp32, r, stream);
+  require(router_.has_value(), "an expert-parallel layer holds some of the experts: route over all of them with a "
+                              "MoeRouter");
+  router_->route(tokens, router_logits, topk_ids, topk_weights, stream);
 }
 
 void MoeLayer::forward(const void* x, int64_t tokens, RouterLogits router_logits, void* y, void* workspace,

@@ -7,9 +7,11 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "samoyeds/expert_ops.hpp"
+#include "samoyeds/moe_router.hpp"
 #include "samoyeds/moe_routing.hpp"
 
 namespace samoyeds {
@@ -27,6 +29,8 @@ struct MoeLayerSpec {
   // Expert parallelism: this layer holds some of the model's experts, and a
   // routed id outside [0, experts) names one another rank holds. Such entries
   // add nothing either way; this only stops them raising the error flag.
+  // Such a layer never routes (callers route over all the model's experts
+  // with a MoeRouter): its routing is not read, and top_k may exceed experts.
   bool expert_parallel = false;
   // How each routed expert joins its gate and up projections: silu(g) * u,
   // or gpt-oss's clamped SwiGLU (with the experts' biases, zero if none given).
@@ -40,15 +44,6 @@ struct MoeLayerSpec {
   // goals (docs/fp8.md). Packed by magnitude only (no strict verification).
   bool fp8_experts = false;
   void validate() const;
-};
-
-// The router's output for forward(): [tokens, experts] logits, with the
-// router's bias if it has one (gpt-oss), in the layer's dtype or in float.
-// The caller says which: float logits read as 16-bit would route silently wrong.
-struct RouterLogits {
-  RouterLogits(const void* data, bool fp32) : data(data), fp32(fp32) {}
-  const void* data;
-  bool fp32;
 };
 
 // One expert's dense weights, 16-bit row-major: w1, w3 [ffn, hidden] (gate,
@@ -118,6 +113,7 @@ class MoeLayer {
                size_t workspace_size, void* stream = nullptr, int* error_flag = nullptr) const;
   // The routing of forward() alone: each token's top_k expert ids [T, top_k]
   // int32 and weights [T, top_k] f32, by spec().routing, on the device.
+  // Refused for an expert-parallel layer, as forward() is.
   void route(int64_t tokens, RouterLogits router_logits, int32_t* topk_ids, float* topk_weights,
              void* stream = nullptr) const;
   // The same with routing done by the caller: topk_ids [T, top_k] int32,
@@ -131,7 +127,6 @@ class MoeLayer {
   Workspace carve(void* workspace, size_t size, int64_t tokens) const;
   void upload_routed(const std::vector<PackedWeights>& p1, const std::vector<PackedWeights>& p3,
                      const std::vector<PackedWeights>& p2);
-  void upload_choice_bias();
   void upload_expert_biases(const std::vector<DenseExpert>& experts);
   void upload_shared_gate(const uint16_t* host_gate);
   KernelRuntime& rt_;
@@ -141,7 +136,8 @@ class MoeLayer {
   bool has_shared_ = false;
   int64_t shared_ffn_ = 0;
   PackedExpertWeights shared_w1_, shared_w3_, shared_w2_;
-  DeviceBuffer choice_bias_, shared_gate_;  // empty where the layer has none
+  std::optional<MoeRouter> router_;  // over spec.experts, by spec.routing; none if expert-parallel
+  DeviceBuffer shared_gate_;  // empty where the layer has none
   // The routed experts' biases as float, expert e's at e * ffn (e * hidden for
   // the down projection's): the clamped SwiGLU's epilogues read them.
   DeviceBuffer bias1_, bias3_, bias2_;

@@ -181,6 +181,20 @@ samoyeds_status samoyeds_moe_forward_routed(const samoyeds_moe_layer* layer, con
                                             const int32_t* topk_ids, const float* topk_weights, void* y,
                                             void* workspace, size_t workspace_size, int* error_flag, void* stream);
 
+/* The layer's routing on its own, for expert-parallel callers: they route
+ * over all the model's experts, then send each token to the ranks that hold
+ * its experts. It reads the spec's experts, top_k, dtype, routing,
+ * renormalize, groups, topk_groups, routed_scaling_factor and choice_bias,
+ * and no other field. It keeps its runtime alive, as a layer does. */
+typedef struct samoyeds_router samoyeds_router;
+samoyeds_status samoyeds_router_create(samoyeds_runtime* rt, const samoyeds_moe_spec* spec, samoyeds_router** out);
+void samoyeds_router_destroy(samoyeds_router* router);
+/* topk_ids [T, top_k] int32 and topk_weights [T, top_k] float, on the
+ * device, from router_logits [T, experts] (the spec's dtype, or float when
+ * logits_fp32 is nonzero), as the layer's forward routes. */
+samoyeds_status samoyeds_route(const samoyeds_router* router, const void* router_logits, int64_t tokens,
+                               int logits_fp32, int32_t* topk_ids, float* topk_weights, void* stream);
+
 /* The library's version (the tuning records' library_version). */
 const char* samoyeds_version(void);
 /* Launches enqueued after this call use programmatic dependent launch

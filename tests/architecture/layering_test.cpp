@@ -28,7 +28,8 @@ const std::map<std::string, std::string> kPublicHeader = {
     {"dtype.hpp", "core"},          {"format.hpp", "format"},         {"reference.hpp", "format"},
     {"moe_reference.hpp", "format"}, {"moe_routing.hpp", "format"}, {"kernel_spec.hpp", "generator"}, {"loaded_kernel.hpp", "generator"},
     {"backends.hpp", "backends"},   {"tuning_record.hpp", "cache"}, {"config_selector.hpp", "runtime"}, {"kernel_runtime.hpp", "runtime"},
-    {"expert_ops.hpp", "runtime"},  {"moe_layer.hpp", "runtime"},     {"samoyeds.h", "runtime"},
+    {"expert_ops.hpp", "runtime"},  {"moe_layer.hpp", "runtime"},     {"moe_router.hpp", "runtime"},
+    {"samoyeds.h", "runtime"},
     {"model_preset.hpp", "tuner"},
 };
 

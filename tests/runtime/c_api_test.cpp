@@ -92,6 +92,47 @@ TEST(CApi, AMoeSpecThatDoesNotFitItsRoutingIsNamed) {
   spec.N = 2;
   spec.M = 4;
   EXPECT_NE(error_of(spec).find("FP8"), std::string::npos) << error_of(spec);
+  // An expert-parallel layer may hold fewer experts than a token picks
+  // (Mixtral's 8 over 8 ranks: one each, top_k 2); it never routes.
+  spec.experts_e4m3 = 0;
+  spec.N = 1;
+  spec.M = 2;
+  spec.experts = 1;
+  spec.top_k = 2;
+  EXPECT_NE(error_of(spec).find("top_k 2"), std::string::npos) << error_of(spec);
+  spec.expert_parallel = 1;
+  EXPECT_NE(error_of(spec).find("runtime or weight arrays are null"), std::string::npos) << error_of(spec);
+  spec.top_k = 33;
+  EXPECT_NE(error_of(spec).find("top_k 33"), std::string::npos) << error_of(spec);
+}
+
+// The router alone reads only the routing fields of a spec, checked as a
+// layer's are, before anything needs a GPU.
+TEST(CApi, ARouterSpecIsCheckedAsALayersRouting) {
+  auto error_of = [](const samoyeds_moe_spec& spec) {
+    samoyeds_router* router = reinterpret_cast<samoyeds_router*>(0x1);
+    const samoyeds_status st = samoyeds_router_create(nullptr, &spec, &router);
+    EXPECT_EQ(router, nullptr);
+    return st == SAMOYEDS_OK ? std::string("ok") : std::string(samoyeds_last_error());
+  };
+  samoyeds_moe_spec spec{};  // no shape, no pattern: a router needs neither
+  spec.experts = 256;
+  spec.top_k = 8;
+  spec.dtype = SAMOYEDS_BF16;
+  spec.routing = SAMOYEDS_ROUTING_SIGMOID_GROUP_TOPK;
+  spec.groups = 8;
+  spec.topk_groups = 4;
+  EXPECT_NE(error_of(spec).find("runtime handle is null"), std::string::npos) << error_of(spec);
+  spec.groups = 7;
+  EXPECT_NE(error_of(spec).find("groups 7"), std::string::npos) << error_of(spec);
+  spec.groups = 8;
+  spec.top_k = 33;
+  EXPECT_NE(error_of(spec).find("top_k 33"), std::string::npos) << error_of(spec);
+  spec.top_k = 8;
+  spec.dtype = static_cast<samoyeds_dtype>(7);
+  EXPECT_NE(error_of(spec).find("dtype"), std::string::npos) << error_of(spec);
+  EXPECT_EQ(samoyeds_route(nullptr, nullptr, 1, 0, nullptr, nullptr, nullptr), SAMOYEDS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(samoyeds_last_error()).find("router handle is null"), std::string::npos);
 }
 
 // Packed buffers state their lengths and dtype: a length that does not fit

@@ -301,6 +301,16 @@ void expect_layer_matches(const Fixture& f, int64_t T, bool fp32, const std::vec
   const std::vector<float> got_w = from_device<float>(weights, r.weight.size());
   for (size_t i = 0; i < got_w.size(); ++i)
     ASSERT_NEAR(got_w[i], r.weight[i], 1e-5 + 1e-5 * std::fabs(r.weight[i])) << "entry " << i;
+  // The router on its own (expert-parallel callers hold one) routes as the layer does, bit for bit.
+  const MoeRouter router(runtime(), spec.experts, spec.top_k, spec.dtype, spec.routing);
+  DeviceBuffer ids2(r.expert.size() * 4), weights2(r.weight.size() * 4);
+  ids2.fill_bytes(0x5a);
+  weights2.fill_bytes(0x5a);
+  router.route(T, RouterLogits(d_logits.data(), fp32), static_cast<int32_t*>(ids2.data()),
+               static_cast<float*>(weights2.data()));
+  Device::get().synchronize();
+  EXPECT_EQ(from_device<int32_t>(ids2, r.expert.size()), r.expert);
+  EXPECT_EQ(from_device<float>(weights2, r.weight.size()), got_w);
   std::vector<double> ref_gate;
   if (gate)
     for (uint16_t g : *gate) ref_gate.push_back(to_float(spec.dtype, g));
