@@ -134,6 +134,9 @@ _SIGNATURES = {
     "samoyeds_moe_workspace_bound": (c_int, [c_void_p, POINTER(c_int64), POINTER(c_int64)]),
     "samoyeds_moe_forward": (
         c_int, [c_void_p, c_void_p, c_int64, c_void_p, c_int, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p]),
+    "samoyeds_router_create": (c_int, [c_void_p, POINTER(MoeSpec), POINTER(c_void_p)]),
+    "samoyeds_router_destroy": (None, [c_void_p]),
+    "samoyeds_route": (c_int, [c_void_p, c_void_p, c_int64, c_int, c_void_p, c_void_p, c_void_p]),
     "samoyeds_moe_forward_routed": (
         c_int, [c_void_p, c_void_p, c_int64, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p]),
 }

@@ -159,6 +159,39 @@ class MoeConfig:
         return s
 
 
+def _set_choice_bias(spec: _lib.MoeSpec, config: MoeConfig, choice_bias):
+    """Points spec at a C copy of choice_bias (one value per expert), which the caller keeps alive
+    until the library has copied it; None leaves it unset."""
+    if choice_bias is None:
+        return None
+    if len(choice_bias) != config.experts:
+        raise _lib.InvalidArgumentError(
+            1, f"samoyeds: choice_bias has {len(choice_bias)} values for {config.experts} experts")
+    bias = (c_float * config.experts)(*[float(b) for b in choice_bias])
+    spec.choice_bias = ctypes.cast(bias, ctypes.POINTER(c_float))
+    return bias
+
+
+class Router:
+    """A layer's routing on its own (samoyeds_router): each token's top_k experts and weights over
+    `experts`, by the routing fields of `config` (its shape is not read). Expert-parallel callers
+    route over all the model's experts with it (samoyeds.parallel)."""
+
+    def __init__(self, rt: Runtime, config: MoeConfig, choice_bias=None):
+        spec = config.c_spec()
+        bias = _set_choice_bias(spec, config, choice_bias)
+        out = c_void_p()
+        _lib.call("samoyeds_router_create", rt.handle, ctypes.byref(spec), ctypes.byref(out))
+        del bias  # copied by the library
+        self.handle, self.config, self.runtime = out.value, config, rt
+        _live[self.handle] = self
+
+    def __del__(self, _destroy=_lib.lib.samoyeds_router_destroy):
+        if getattr(self, "handle", None):
+            _destroy(self.handle)
+            self.handle = None
+
+
 class MoeLayer:
     """A whole MoE layer over packed experts (samoyeds_moe_layer).
 
@@ -175,13 +208,7 @@ class MoeLayer:
                    f"(got {len(w1)}, {len(w3)}, {len(w2)})")
         spec = config.c_spec()
         spec.weights_on_device, spec.strict = int(on_device), int(strict)
-        bias = None
-        if choice_bias is not None:
-            if len(choice_bias) != config.experts:
-                raise _lib.InvalidArgumentError(
-                    1, f"samoyeds: choice_bias has {len(choice_bias)} values for {config.experts} experts")
-            bias = (c_float * config.experts)(*[float(b) for b in choice_bias])
-            spec.choice_bias = ctypes.cast(bias, ctypes.POINTER(c_float))
+        bias = _set_choice_bias(spec, config, choice_bias)  # alive until the layer has copied it
         spec.shared_gate = shared_gate
         if biases is not None:  # (b1, b3, b2): per-expert addresses, the clamped SwiGLU's
             if any(len(b) != config.experts for b in biases):

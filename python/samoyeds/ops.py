@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import _lib
-from .handles import MoeLayer, PackedWeights, lookup, runtime
+from .handles import MoeLayer, PackedWeights, Router, lookup, runtime
 
 _DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
 
@@ -26,6 +26,7 @@ lib.define("moe_forward(int layer, Tensor x, Tensor router_logits, Tensor(a!) y,
            "Tensor(c!) error_flag) -> ()")
 lib.define("moe_forward_routed(int layer, Tensor x, Tensor topk_ids, Tensor topk_weights, Tensor(a!) y, "
            "Tensor(b!) workspace, Tensor(c!) error_flag) -> ()")
+lib.define("route(int router, Tensor router_logits, Tensor(a!) topk_ids, Tensor(b!) topk_weights) -> ()")
 
 
 def _fail(message: str):
@@ -164,8 +165,23 @@ def moe_forward_routed_cuda(layer, x, topk_ids, topk_weights, y, workspace, erro
               error_flag.data_ptr(), _stream(x))
 
 
+@torch.library.impl(lib, "route", "CUDA")
+def route_cuda(router, router_logits, topk_ids, topk_weights):
+    r = lookup(router, Router)
+    c, dev = r.config, r.runtime.device
+    fp32 = router_logits.dtype == torch.float32
+    _need(fp32 or _DTYPES.get(router_logits.dtype) == c.dtype, "router_logits must be float32 or {}", c.dtype)
+    _need(router_logits.dim() == 2, "router_logits must be [tokens, {}]", c.experts)
+    _tensor(router_logits, "router_logits", (router_logits.shape[0], c.experts), router_logits.dtype, dev)
+    shape = (router_logits.shape[0], c.top_k)
+    _tensor(topk_ids, "topk_ids", shape, torch.int32, dev)
+    _tensor(topk_weights, "topk_weights", shape, torch.float32, dev)
+    _lib.call("samoyeds_route", r.handle, router_logits.data_ptr(), router_logits.shape[0], int(fp32),
+              topk_ids.data_ptr(), topk_weights.data_ptr(), _stream(router_logits))
+
+
 # Fakes: the ops write only into their arguments, so tracing needs no outputs.
-for _name in ("ssmm", "gated_up", "down_combine", "moe_forward", "moe_forward_routed"):
+for _name in ("ssmm", "gated_up", "down_combine", "moe_forward", "moe_forward_routed", "route"):
     torch.library.register_fake(f"samoyeds::{_name}", lambda *args, **kwargs: None, lib=lib)
 
 
@@ -192,6 +208,16 @@ def moe_forward_routed(layer: MoeLayer, x: torch.Tensor, topk_ids: torch.Tensor,
                                           topk_weights.to(torch.float32).contiguous(), y,
                                           workspace_for(layer, x.shape[0], x.device), flag)
     return y
+
+
+def route(router: Router, router_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's top_k expert ids [T, top_k] (int32) and weights [T, top_k] (float32), on the GPU."""
+    shape = (router_logits.shape[0], router.config.top_k)
+    ids = torch.empty(shape, dtype=torch.int32, device=router_logits.device)
+    weights = torch.empty(shape, dtype=torch.float32, device=router_logits.device)
+    run = route_cuda if eager(router_logits) else torch.ops.samoyeds.route
+    run(router.handle, router_logits, ids, weights)
+    return ids, weights
 
 
 def pack(weight: torch.Tensor, sparsity=None, strict: bool = False) -> PackedWeights:

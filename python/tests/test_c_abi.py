@@ -50,6 +50,27 @@ def test_a_bad_spec_is_named_before_any_gpu_is_needed():
         handles.MoeLayer(no_runtime, too_many, [0] * 8, [0] * 8, [0] * 8, on_device=True)
 
 
+def test_a_routers_spec_is_checked_before_any_gpu_is_needed():
+    no_runtime = SimpleNamespace(handle=None)
+    # A router reads no shape: hidden and ffn of 0 are fine.
+    deepseek = handles.MoeConfig(hidden=0, ffn=0, experts=256, top_k=8, routing="sigmoid_group_topk", groups=7)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="groups 7"):
+        handles.Router(no_runtime, deepseek)
+    ok = handles.MoeConfig(hidden=0, ffn=0, experts=256, top_k=8, routing="sigmoid_group_topk", groups=8,
+                           topk_groups=4)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="runtime handle is null"):
+        handles.Router(no_runtime, ok, choice_bias=[0.0] * 256)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="choice_bias has 8 values for 256 experts"):
+        handles.Router(no_runtime, ok, choice_bias=[0.0] * 8)
+
+
+def test_an_expert_parallel_layer_may_hold_fewer_experts_than_a_token_picks():
+    no_runtime = SimpleNamespace(handle=None)
+    one = handles.MoeConfig(hidden=64, ffn=64, experts=1, top_k=2, expert_parallel=True)
+    with pytest.raises(samoyeds.InvalidArgumentError, match="runtime or weight arrays are null"):
+        handles.MoeLayer(no_runtime, one, [0], [0], [0], on_device=True)
+
+
 def test_fp8_experts_reach_the_c_spec_and_their_limits_are_named():
     config = handles.MoeConfig(hidden=256, ffn=384, experts=8, top_k=2, fp8_experts=True)
     assert config.c_spec().experts_e4m3 == 1
