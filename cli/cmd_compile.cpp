@@ -66,8 +66,7 @@ int cmd_compile(const std::vector<std::string>& argv) {
   if (fp8) {
     MoeLayerSpec fp8_layer{model.hidden_size, model.ffn_size, model.experts, model.top_k, DType::bf16, sp, {}};
     fp8_layer.fp8_experts = true;
-    if (model.swiglu_limit > 0)
-      fp8_layer.activation = {ExpertActivation::Kind::ClampedSwiglu, model.swiglu_alpha, model.swiglu_limit};
+    fp8_layer.activation = model.activation();
     try {
       fp8_layer.validate();
     } catch (const Error&) {

@@ -151,8 +151,7 @@ int cmd_run_moe(const std::vector<std::string>& argv) {
              model.router_fp32 ? "f32" : dtype_name(dt));
 
   auto t0 = std::chrono::steady_clock::now();
-  ExpertActivation act;  // gpt-oss: the clamped SwiGLU with biases
-  if (model.swiglu_limit > 0) act = {ExpertActivation::Kind::ClampedSwiglu, model.swiglu_alpha, model.swiglu_limit};
+  const ExpertActivation act = model.activation();  // gpt-oss: the clamped SwiGLU with biases
   const std::vector<HostExpert> experts = random_experts(E, I, H, dt, sp, 1, model.expert_bias);
   const std::vector<HostExpert> shared =
       random_experts(model.shared_experts, model.shared_ffn_size, H, dt, sp, 1000);

@@ -87,6 +87,11 @@ void check_model(ModelPreset& m, const std::string& origin) {
 
 }  // namespace
 
+ExpertActivation ModelPreset::activation() const {
+  if (swiglu_limit > 0) return {ExpertActivation::Kind::ClampedSwiglu, swiglu_alpha, swiglu_limit};
+  return {};
+}
+
 std::string ModelPreset::unsupported() const {
   // Biases only with the clamped SwiGLU (gpt-oss), whose epilogue adds them.
   if (expert_bias != (swiglu_limit > 0))

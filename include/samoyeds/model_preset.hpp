@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "samoyeds/kernel_spec.hpp"
+#include "samoyeds/moe_reference.hpp"  // ExpertActivation
 #include "samoyeds/moe_routing.hpp"
 
 namespace samoyeds {
@@ -29,6 +30,9 @@ struct ModelPreset {
   // +-limit. 0: SiLU-gated experts without biases.
   bool expert_bias = false;
   double swiglu_alpha = 0.0, swiglu_limit = 0.0;
+  // How its routed experts join gate and up, as the layer takes it: the
+  // clamped SwiGLU where swiglu_limit is set, else silu(g) * u.
+  ExpertActivation activation() const;
   // What of this model the MoE layer cannot run yet; empty when it can.
   std::string unsupported() const;
 };

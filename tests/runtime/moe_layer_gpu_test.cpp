@@ -377,10 +377,9 @@ TEST_F(MoeLayerGpu, EveryPresetsLayerMatchesItsReference) {
     MoeRouting m = p.routing;
     if (p.choice_bias || m.groups > 1) m.choice_bias = group_bias(p.experts, m.groups);
     const std::vector<uint16_t> gate = random_matrix(1, H, DType::bf16, 0.1f);
-    ExpertActivation act;  // gpt-oss: the clamped SwiGLU, with random biases
-    if (p.swiglu_limit > 0) act = {ExpertActivation::Kind::ClampedSwiglu, p.swiglu_alpha, p.swiglu_limit};
+    // gpt-oss: the clamped SwiGLU, with random biases
     const Fixture f = make_layer(DType::bf16, p.experts, p.top_k, H, I, p.shared_experts, m,
-                                 p.shared_expert_gate ? &gate : nullptr, act);
+                                 p.shared_expert_gate ? &gate : nullptr, p.activation());
     for (int64_t T : {1, 7, 64, 1000}) {
       SCOPED_TRACE(fmt::format("{} T={}", name, T));
       expect_layer_matches(f, T, p.router_fp32, p.shared_expert_gate ? &gate : nullptr);
