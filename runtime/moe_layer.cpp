@@ -128,7 +128,6 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
   if (spec_.fp8_experts) {
     require(rt.device().info().arch() == "sm_90a",
             fmt::format("FP8 experts need sm_90a (the sparse FP8 wgmma); this device is {}", rt.device().info().arch()));
-    require(mode == PackMode::Magnitude, "FP8 experts are pruned by magnitude");
   }
   // Packing is pure CPU work per matrix (~0.7 s for a Mixtral expert's):
   // all 3E matrices on all cores.
@@ -141,7 +140,8 @@ MoeLayer::MoeLayer(KernelRuntime& rt, const MoeLayerSpec& spec, const std::vecto
       const uint16_t* src = i % 3 == 0 ? d.w1 : i % 3 == 1 ? d.w3 : d.w2;
       const int64_t rows = i % 3 == 2 ? spec_.hidden : spec_.ffn, cols = i % 3 == 2 ? spec_.ffn : spec_.hidden;
       auto& out = i % 3 == 0 ? f1 : i % 3 == 1 ? f3 : f2;
-      out[i / 3] = pack_weights_e4m3(host_view(d, src, rows * cols, staging), rows, cols, spec_.dtype, spec_.sparsity);
+      out[i / 3] =
+          pack_weights_e4m3(host_view(d, src, rows * cols, staging), rows, cols, spec_.dtype, spec_.sparsity, mode);
       return;
     }
     switch (i % 3) {

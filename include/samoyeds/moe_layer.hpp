@@ -41,7 +41,8 @@ struct MoeLayerSpec {
   // routed weight bytes of bf16. sm_90a (wgmma_sp); bf16 activations, 1:2
   // row groups, V a multiple of 128, silu(g) * u. Shared experts stay bf16.
   // Experimental: checked on an H100 (2026-12-07), slower than its speed
-  // goals (docs/fp8.md). Packed by magnitude only (no strict verification).
+  // goals (docs/fp8.md). Strict packing verifies the 16-bit weights' pattern,
+  // then quantizes the kept values.
   bool fp8_experts = false;
   void validate() const;
 };

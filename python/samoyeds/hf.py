@@ -113,7 +113,7 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
     if packed is not None and any(_is_gpt_oss(m) for _, m in found):
         raise NotImplementedError("samoyeds: gpt-oss from a packed checkpoint (its biases) is not built yet")
     if fp8_experts:
-        _check_fp8(found, packed, (V, N, M), strict)
+        _check_fp8(found, packed, (V, N, M))
     _register()
     sparsity = Sparsity(V, N, M)
     checkpoint = PackedCheckpoint(packed) if packed is not None else None
@@ -139,14 +139,11 @@ def sparsify(model: torch.nn.Module, V: int = 128, N: int = 1, M: int = 2, *, st
     return model
 
 
-def _check_fp8(found, packed, pattern, strict) -> None:
+def _check_fp8(found, packed, pattern) -> None:
     """What the FP8 experts do not take yet, refused before any module changes (the layer would refuse
     it only at the first module)."""
     if packed is not None:
         raise NotImplementedError("samoyeds: FP8 experts from a packed checkpoint are not loaded yet")
-    if strict:
-        raise NotImplementedError("samoyeds: FP8 experts are pruned by magnitude; strict verification is not "
-                                  "built for them yet (pruned weights keep their entries either way)")
     if pattern != (128, 1, 2):
         raise ValueError(f"samoyeds: FP8 experts are 1:2 row groups at V = 128, not V={pattern[0]} "
                          f"{pattern[1]}:{pattern[2]}")

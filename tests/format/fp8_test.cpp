@@ -393,6 +393,32 @@ TEST(Fp8Pack, FromAnFp8CheckpointKeepsItsCodesAndScales) {
   EXPECT_THROW(pack_weights_e4m3(fp8, SparsityParams{128, 1, 2}, PackMode::Strict), Error);
 }
 
+// Strict from 16-bit weights (the layer's strict FP8 experts): weights
+// already in the pattern pack as magnitude pruning packs them, bit for bit;
+// one extra nonzero outside it is refused as a pattern violation.
+TEST(Fp8Pack, StrictFromSixteenBitWeightsVerifiesThenQuantizesAsMagnitudeDoes) {
+  const int64_t m = 256, k = 384;
+  const SparsityParams sp{128, 1, 2};
+  const auto w = random_matrix(m, k, DType::bf16, 0.05f);
+  const PackedWeights p16 = pack_weights(w.data(), m, k, DType::bf16, sp);
+  std::vector<uint16_t> pruned = decode_weights(p16);  // the dense matrix of what magnitude pruning kept
+  const PackedFp8Weights magnitude = pack_weights_e4m3(pruned.data(), m, k, DType::bf16, sp);
+  const PackedFp8Weights strict = pack_weights_e4m3(pruned.data(), m, k, DType::bf16, sp, PackMode::Strict);
+  EXPECT_EQ(strict.values, magnitude.values);
+  EXPECT_EQ(strict.scale_inv, magnitude.scale_inv);
+  EXPECT_EQ(strict.selection.sel, magnitude.selection.sel);
+  EXPECT_EQ(strict.selection.meta, magnitude.selection.meta);
+  size_t dropped = 0;
+  while (to_float(DType::bf16, pruned[dropped]) != 0.0f) ++dropped;  // a pruned entry: nonzero, it breaks the pattern
+  pruned[dropped] = from_float(DType::bf16, 0.5f);
+  try {
+    pack_weights_e4m3(pruned.data(), m, k, DType::bf16, sp, PackMode::Strict);
+    ADD_FAILURE() << "a weight outside the pattern was packed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::PatternViolation) << e.what();
+  }
+}
+
 TEST(Fp8Pack, PatternsCrossingTheScaleBlocksAreRefused) {
   const auto w = random_matrix(96, 512, DType::bf16);
   for (const SparsityParams sp : {SparsityParams{256, 1, 2}, SparsityParams{128, 2, 3}}) {
