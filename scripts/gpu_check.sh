@@ -178,6 +178,13 @@ if has python; then
   rc=$?
   grep -v warning "$LOGS/torch_bench.log" | tail -12
   summary+=("torch bench: rc=$rc, $(grep 'torch_op above' "$LOGS/torch_bench.log")")
+  # Expert parallelism over every GPU here (world size 1 on one): each rank against the one-GPU layer.
+  gpus=$(nvidia-smi -L | wc -l)
+  PYTHONPATH="$site:$(pwd)/bench" NCCL_NVLS_ENABLE=0 timeout 300 python3 -m torch.distributed.run \
+    --nproc-per-node "$gpus" bench/ep_bench.py --model mixtral --csv "$OUT/ep_bench.csv" >"$LOGS/ep_bench.log" 2>&1
+  rc=$?
+  grep -E "^\{" "$LOGS/ep_bench.log"
+  summary+=("ep bench ($gpus GPUs): rc=$rc, $(grep -c "^{" "$LOGS/ep_bench.log") rows")
 fi
 
 # The layer against its dense peers in one process: ours, torch._grouped_mm and cuBLAS side by side on the
