@@ -168,7 +168,8 @@ if has python; then
   rm -rf "$site"
   python3 -m pip install --quiet --no-deps --no-index --target "$site" "$BUILD"/wheelhouse/*.whl >"$LOGS/pip.log" 2>&1 \
     || python3 -m zipfile -e "$BUILD"/wheelhouse/*.whl "$site" >>"$LOGS/pip.log" 2>&1
-  PYTHONPATH="$site:$BUILD/py" SAMOYEDS_TEST_INSTALLED=1 PYTHONDONTWRITEBYTECODE=1 timeout 300 \
+  # The expert-parallel tests start up to 8 processes each: the suite needs most of a call.
+  PYTHONPATH="$site:$BUILD/py" SAMOYEDS_TEST_INSTALLED=1 PYTHONDONTWRITEBYTECODE=1 timeout 420 \
     python3 -m pytest -q -rs -p no:cacheprovider python/tests >"$LOGS/pytest.log" 2>&1
   rc=$?
   grep -E 'FAILED|Error' "$LOGS/pytest.log" | head -20

@@ -5,8 +5,9 @@ Rank r holds experts [r * E_local, (r + 1) * E_local) of the model's E. Each
 rank routes its own tokens over all E (the library's router), then:
   1. plans: each token goes once to every rank that holds one of its k
      experts, rows ordered by rank, then by token (plan_dispatch);
-  2. exchanges counts (one all-to-all), then the one host synchronization of
-     a call: all-to-all with variable sizes needs them on the host;
+  2. exchanges counts (one all-to-all) and reads them on the host:
+     all-to-all with variable sizes needs them there (the host also waits
+     for the plan's list of rows, whose length only the GPU knows);
   3. sends the token rows, and with each its k expert ids (local to the
      receiver, -1 where another rank holds the expert) and k weights;
   4. runs the grouped kernels over what it received (ids of -1 add nothing);
@@ -50,7 +51,7 @@ class DispatchPlan:
 def plan_dispatch(topk_ids: torch.Tensor, experts_per_rank: int, world: int) -> DispatchPlan:
     """The plan for [T, k] global expert ids, experts partitioned in contiguous blocks of
     experts_per_rank over `world` ranks. An id outside [0, experts_per_rank * world) goes nowhere and
-    is counted in `dropped` (on the device: no host synchronization)."""
+    is counted in `dropped` (a device tensor). The host waits for the GPU once, for the list's length."""
     if topk_ids.dim() != 2:
         raise ValueError(f"samoyeds: topk_ids must be [tokens, k], not {list(topk_ids.shape)}")
     ids = topk_ids.long()
@@ -94,7 +95,7 @@ def dispatch_combine(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torc
         error_flag.bitwise_or_((plan.dropped > 0).to(error_flag.dtype))
     recv_counts = torch.empty_like(plan.counts)
     _all_to_all(recv_counts, plan.counts, None, None, group)
-    counts = torch.stack([plan.counts, recv_counts]).cpu()  # the call's one host synchronization
+    counts = torch.stack([plan.counts, recv_counts]).cpu()  # the sizes, on the host
     send, recv = counts[0].tolist(), counts[1].tolist()
     n_recv = sum(recv)
     # The rows, and beside them their k ids and k weights (the float bits as int32): one exchange each.
@@ -193,11 +194,16 @@ class ExpertParallelMoE(torch.nn.Module):
     def check_errors(self) -> None:
         """Synchronizes, raises if a routed id fell outside the model or a kernel flagged an error since the
         last check, and clears the flags."""
+        errors = []
+        for layer in [self.local] + ([self.shared] if self.shared is not None else []):
+            try:
+                layer.check_errors()  # clears its flag either way
+            except RuntimeError as e:
+                errors.append(str(e))
         bits = int(self.error_flag.item())
         self.error_flag.zero_()
-        self.local.check_errors()
-        if self.shared is not None:
-            self.shared.check_errors()
         if bits:
-            raise RuntimeError(f"samoyeds: routed ids outside the model's {self.experts} experts added nothing "
-                               f"(bits {bits:#x})")
+            errors.append(f"samoyeds: routed ids outside the model's {self.experts} experts added nothing "
+                          f"(bits {bits:#x})")
+        if errors:
+            raise RuntimeError("; ".join(errors))

@@ -61,7 +61,7 @@ def _tokens(rank, world):
     g = torch.Generator().manual_seed(100 + rank)
     T = 0 if rank == 1 and world > 2 else 3 + 5 * rank  # uneven; a rank with none sends and receives nothing
     x = torch.randn(T, H, generator=g, dtype=torch.float64)
-    ids = torch.stack([torch.randperm(world * PER_RANK, generator=g)[:K] for _ in range(T)])
+    ids = torch.rand(T, world * PER_RANK, generator=g).argsort(1)[:, :K]  # k distinct experts a token
     w = torch.rand(T, K, generator=g, dtype=torch.float64).float()
     return x, ids, w
 
