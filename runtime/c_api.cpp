@@ -380,9 +380,7 @@ samoyeds_status samoyeds_router_create(samoyeds_runtime* rt, const samoyeds_moe_
     samoyeds::MoeRouting routing = routing_of(spec);
     const samoyeds::DType dtype = dtype_of(spec->dtype);
     // Checked before the runtime, as a layer's spec is: a mistake is named even where no GPU is.
-    require(spec->top_k >= 1 && spec->top_k <= spec->experts && spec->top_k <= 32,
-            fmt::format("top_k {} (1 to min(32, experts))", spec->top_k));
-    routing.validate(spec->experts, spec->top_k);
+    samoyeds::MoeRouter::validate(spec->experts, spec->top_k, routing);
     require(rt != nullptr, "runtime handle is null");
     auto r = std::make_unique<samoyeds_router>();
     r->rt = rt->rt;

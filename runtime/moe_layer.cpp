@@ -71,14 +71,13 @@ void MoeLayerSpec::validate() const {
   // Both are some projection's k, whose rows the kernels copy in 16-byte pieces.
   require(hidden % 8 == 0 && ffn % 8 == 0,
           fmt::format("hidden={} ffn={}: both must be multiples of 8 (pad with zero rows and columns)", hidden, ffn));
-  require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
   // An expert-parallel layer holds some of the experts a token may pick: its
   // top_k may exceed them, and it never routes (forward_routed only).
   if (expert_parallel) {
+    require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
     require(top_k >= 1 && top_k <= 32, fmt::format("top_k {} (1 to 32)", top_k));
   } else {
-    require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
-    routing.validate(experts, top_k);
+    MoeRouter::validate(experts, top_k, routing);
   }
   if (activation.kind == ExpertActivation::Kind::ClampedSwiglu)
     require(activation.alpha > 0 && activation.limit > 0,

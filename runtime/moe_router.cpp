@@ -22,11 +22,15 @@ static_assert(int(RoutingMethod::SoftmaxTopK) == kRouteSoftmaxTopK &&
 
 }  // namespace
 
-MoeRouter::MoeRouter(KernelRuntime& rt, int experts, int top_k, DType dtype, MoeRouting routing)
-    : rt_(rt), experts_(experts), top_k_(top_k), dtype_(dtype), routing_(std::move(routing)) {
+void MoeRouter::validate(int experts, int top_k, const MoeRouting& routing) {
   require(experts >= 1 && experts <= 65535, fmt::format("{} experts (1 to 65535)", experts));
   require(top_k >= 1 && top_k <= experts && top_k <= 32, fmt::format("top_k {} (1 to min(32, experts))", top_k));
-  routing_.validate(experts, top_k);
+  routing.validate(experts, top_k);
+}
+
+MoeRouter::MoeRouter(KernelRuntime& rt, int experts, int top_k, DType dtype, MoeRouting routing)
+    : rt_(rt), experts_(experts), top_k_(top_k), dtype_(dtype), routing_(std::move(routing)) {
+  validate(experts_, top_k_, routing_);
   if (!routing_.choice_bias.empty()) {
     rt_.device().make_current();  // the bias lives on the runtime's device, whatever the caller's current one
     choice_bias_ = DeviceBuffer(routing_.choice_bias.size() * 4);

@@ -25,8 +25,11 @@ struct RouterLogits {
 
 class MoeRouter {
  public:
-  // Throws InvalidArgument where routing does not fit experts and top_k.
+  // Throws as validate() does.
   MoeRouter(KernelRuntime& rt, int experts, int top_k, DType dtype, MoeRouting routing);
+  // Throws InvalidArgument where experts or top_k exceed what the routing
+  // kernel takes, or routing does not fit them. Needs no GPU.
+  static void validate(int experts, int top_k, const MoeRouting& routing);
 
   // topk_ids [tokens, top_k] int32 and topk_weights [tokens, top_k] f32 on
   // the device, enqueued on `stream`; no host synchronization.
