@@ -179,10 +179,9 @@ class Router:
 
     def __init__(self, rt: Runtime, config: MoeConfig, choice_bias=None):
         spec = config.c_spec()
-        bias = _set_choice_bias(spec, config, choice_bias)
+        bias = _set_choice_bias(spec, config, choice_bias)  # alive until the router has copied it
         out = c_void_p()
         _lib.call("samoyeds_router_create", rt.handle, ctypes.byref(spec), ctypes.byref(out))
-        del bias  # copied by the library
         self.handle, self.config, self.runtime = out.value, config, rt
         _live[self.handle] = self
 

@@ -19,6 +19,11 @@ def _expert_ptrs(w: torch.Tensor, name: str, rows: int, cols: int, experts: int)
     return [w.data_ptr() + e * step for e in range(experts)]
 
 
+def choice_bias_values(choice_bias) -> list[float] | None:
+    """A choice bias (e_score_correction_bias) of any shape or container as plain floats, or None."""
+    return None if choice_bias is None else [float(b) for b in torch.as_tensor(choice_bias).flatten().tolist()]
+
+
 class SparseMoE(torch.nn.Module):
     """Experts w1 (gate), w3 (up) [E, ffn, hidden] and w2 (down) [E, hidden, ffn], 16-bit, on a CUDA
     device or the host; packed onto `device` (default: the weights' CUDA device, else the current one).
@@ -71,7 +76,7 @@ class SparseMoE(torch.nn.Module):
             if shared_gate.numel() != hidden:
                 raise ValueError(f"samoyeds: shared_gate must have {hidden} values")
             gate_ptr = shared_gate.data_ptr()
-        bias = None if choice_bias is None else [float(b) for b in torch.as_tensor(choice_bias).flatten().tolist()]
+        bias = choice_bias_values(choice_bias)
         bias_ptrs = None
         if biases is not None:
             b1, b3, b2 = (b.to(w1.dtype).contiguous() for b in biases)

@@ -140,7 +140,7 @@ class ExpertParallelMoE(torch.nn.Module):
                  routed_scaling_factor: float = 1.0, choice_bias=None, shared=None,
                  sparsity: Sparsity = Sparsity(), strict: bool = False, device=None, cache_path: str | None = None):
         super().__init__()
-        from .nn import SparseMoE  # torch-side modules; the exchange above needs only torch
+        from .nn import SparseMoE, choice_bias_values  # the exchange above needs only torch
         if not dist.is_initialized():
             raise RuntimeError("samoyeds: ExpertParallelMoE needs torch.distributed initialized "
                                "(init_process_group, NCCL between GPUs)")
@@ -166,7 +166,7 @@ class ExpertParallelMoE(torch.nn.Module):
         config = MoeConfig(hidden=w1.shape[2], ffn=w1.shape[1], experts=experts, top_k=top_k,
                            dtype=self.local.config.dtype, routing=routing, renormalize=renormalize, groups=groups,
                            topk_groups=topk_groups, routed_scaling_factor=routed_scaling_factor)
-        bias = None if choice_bias is None else [float(b) for b in torch.as_tensor(choice_bias).flatten().tolist()]
+        bias = choice_bias_values(choice_bias)
         with torch.cuda.device(dev):
             self.router = Router(runtime(dev.index, cache_path), config, bias)
         # Bit 0: a routed id outside the model (the one-GPU layer's meaning).

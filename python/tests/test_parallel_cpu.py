@@ -3,7 +3,6 @@ exchange (dispatch, experts on their ranks, combine) over gloo between
 processes on the host, with float64 experts standing in for the kernels.
 Skipped without PyTorch."""
 import datetime
-import multiprocessing
 
 import pytest
 
@@ -13,6 +12,7 @@ if not dist.is_available():
     pytest.skip("PyTorch was built without torch.distributed", allow_module_level=True)
 
 from samoyeds.parallel import dispatch_combine, plan_dispatch  # noqa: E402
+from spawn_ranks import run_ranks  # noqa: E402
 
 
 def test_plan_sends_each_token_once_to_each_rank_holding_one_of_its_experts():
@@ -98,21 +98,7 @@ def _rank_main(rank, world, store, out):
 
 @pytest.mark.parametrize("world", [2, 3, 4])  # 2 experts a rank, 3 a token: some ranks hold fewer than k
 def test_dispatch_and_combine_over_gloo_equal_the_direct_sum(tmp_path, world):
-    ctx = multiprocessing.get_context("spawn")
-    store = tmp_path / "store"
-    outs = [tmp_path / f"rank{r}.pt" for r in range(world)]
-    procs = [ctx.Process(target=_rank_main, args=(r, world, str(store), str(outs[r])), daemon=True)
-             for r in range(world)]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-    finally:
-        for p in procs:  # a rank left waiting on a dead one must not hang the test run
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    outs = run_ranks(_rank_main, world, tmp_path, 120)
     for r, out in enumerate(outs):
         res = torch.load(out)
         assert res["dtype"] == "torch.float32" and res["rows"] == [res["T"], H], (r, res)

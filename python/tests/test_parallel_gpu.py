@@ -6,7 +6,6 @@ routing and tokens, and each rank has its own number of tokens. The models'
 routing and expert counts, at a small hidden size. Skipped without PyTorch
 or a CUDA device."""
 import datetime
-import multiprocessing
 import os
 
 import pytest
@@ -19,6 +18,7 @@ import torch.distributed as dist  # noqa: E402
 from samoyeds.nn import SparseMoE  # noqa: E402
 from samoyeds.parallel import ExpertParallelMoE  # noqa: E402
 from samoyeds.pattern import prune  # noqa: E402
+from spawn_ranks import run_ranks  # noqa: E402
 
 MODELS = {
     # Mixtral-8x7B: 8 experts, top 2, softmax then renormalized; at 8 ranks one expert each.
@@ -47,7 +47,7 @@ def _model(name):
     return c, (w1, w3, w2), shared, bias
 
 
-def _rank_main(rank, world, backend, store, name, out):
+def _rank_main(rank, world, store, out, name, backend):
     os.environ["NCCL_NVLS_ENABLE"] = "0"
     torch.cuda.set_device(0)
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
@@ -76,21 +76,7 @@ def _rank_main(rank, world, backend, store, name, out):
 
 
 def _run(tmp_path, name, world, backend):
-    ctx = multiprocessing.get_context("spawn")
-    outs = [tmp_path / f"rank{r}.pt" for r in range(world)]
-    procs = [ctx.Process(target=_rank_main, args=(r, world, backend, str(tmp_path / "store"), name, str(outs[r])),
-                         daemon=True) for r in range(world)]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(240)
-    finally:
-        for p in procs:  # a rank left waiting on a dead one must not hang the test run
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    return [torch.load(o) for o in outs]
+    return [torch.load(o) for o in run_ranks(_rank_main, world, tmp_path, 240, name, backend)]
 
 
 @pytest.mark.parametrize("name,world,backend", [("mixtral", 1, "nccl"), ("mixtral", 2, "gloo"), ("mixtral", 8, "gloo"),
